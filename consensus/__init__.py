@@ -1,0 +1,57 @@
+"""bftnode's PBFT core: a pure, deterministic state machine (events in, actions out).
+
+Must not import time, random, socket, asyncio, threading, trio, plyvel, libp2p or any other
+bftnode package.
+"""
+
+from .auth import (
+    Authenticator,
+    Ed25519Signer,
+    Ed25519Verifier,
+    FastSigner,
+    FastVerifier,
+    Signer,
+    Verifier,
+    sign_request,
+)
+from .codec import batch_digest, chain_digest, decode, digest, encode, request_digest
+from .errors import ConsensusError, DecodeError, InvariantViolation, LocalProtocolError
+from .events import (
+    ClientRequest,
+    Duplicate,
+    Event,
+    Evidence,
+    Execute,
+    FetchedBlocks,
+    OwnVote,
+    Output,
+    Prune,
+    Receive,
+    RecoveredState,
+    Record,
+    Rejected,
+    Send,
+    ServeFetch,
+    StableCheckpoint,
+    Tick,
+    ViewState,
+)
+from .messages import (
+    BlockSync,
+    Checkpoint,
+    Commit,
+    CommittedBlock,
+    FetchBlocks,
+    Forward,
+    Message,
+    NewView,
+    PrePrepare,
+    Prepare,
+    PreparedProof,
+    Request,
+    Status,
+    ViewChange,
+)
+from .types import ClientId, Config, Digest, ReplicaId, Seq, View
+
+__all__ = [name for name in dir() if not name.startswith("_")]

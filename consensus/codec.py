@@ -1,0 +1,75 @@
+"""Canonical, versioned bytes for messages and records, and the one digest function.
+
+Encoding is msgpack via msgspec with array-like structs, so a value has exactly one encoding.
+Frames start with a version byte. Imports: stdlib, msgspec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import msgspec
+
+from .errors import DecodeError
+from .messages import Message, Request
+
+WIRE_VERSION = 1
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Message)
+_VERSION = bytes([WIRE_VERSION])
+
+
+def encode_raw(value: Any) -> bytes:
+    """Canonical msgpack encoding (no version byte)."""
+    return _encoder.encode(value)
+
+
+def encode(msg: Message) -> bytes:
+    """Wire bytes of a message: version byte + canonical encoding."""
+    return _VERSION + _encoder.encode(msg)
+
+
+def decode(data: bytes) -> Message:
+    """Parse wire bytes; raises DecodeError on anything malformed, oversized or unknown."""
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise DecodeError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
+    if not data or data[0] != WIRE_VERSION:
+        raise DecodeError("unknown wire version" if data else "empty message")
+    try:
+        return _decoder.decode(memoryview(data)[1:])
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as exc:
+        raise DecodeError(str(exc)) from exc
+
+
+def digest(data: bytes) -> bytes:
+    """The project's one digest function: BLAKE2b-256."""
+    return hashlib.blake2b(data, digest_size=32).digest()
+
+
+def signing_bytes(msg: Any) -> bytes:
+    """Bytes a signature covers: the canonical encoding with `sig` emptied."""
+    return _encoder.encode(msgspec.structs.replace(msg, sig=b""))
+
+
+def request_digest(req: Request) -> bytes:
+    """Transaction hash: digest of the signed content (excludes the signature)."""
+    return digest(signing_bytes(req))
+
+
+def batch_digest(time_ms: int, requests: tuple[Request, ...]) -> bytes:
+    h = hashlib.blake2b(digest_size=32)
+    h.update(time_ms.to_bytes(8, "big", signed=True))
+    for r in requests:
+        h.update(request_digest(r))
+    return h.digest()
+
+
+GENESIS_CHAIN_DIGEST = bytes(32)
+
+
+def chain_digest(prev: bytes, seq: int, batch: bytes) -> bytes:
+    """Block hash: links the previous block hash, the height and the batch digest."""
+    return digest(prev + seq.to_bytes(8, "big") + batch)

@@ -1,0 +1,192 @@
+"""Inputs to and outputs of `Replica.step`, and the records the shell must persist.
+
+The shell applies each `Output` in this order: persist (one synced batch) -> send -> execute ->
+reply. Imports: stdlib, msgspec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from .messages import (
+    Checkpoint,
+    Commit,
+    CommittedBlock,
+    Message,
+    NewView,
+    PrePrepare,
+    Prepare,
+    Request,
+    ViewChange,
+)
+
+# ---------------------------------------------------------------- events (inputs)
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time passes. The only clock the replica knows (milliseconds, monotone per replica)."""
+
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Receive:
+    """A message from replica `sender` (identity authenticated by the transport)."""
+
+    sender: int
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRequest:
+    """A transaction submitted to this replica by a client (RPC)."""
+
+    request: Request
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedBlocks:
+    """The shell's answer to a `ServeFetch`: committed blocks read from storage."""
+
+    to: int
+    blocks: tuple[CommittedBlock, ...]
+
+
+Event = Tick | Receive | ClientRequest | FetchedBlocks
+
+# ---------------------------------------------------------------- persisted records
+
+
+class _Rec(msgspec.Struct, frozen=True, array_like=True, tag=True):
+    pass
+
+
+class ViewState(_Rec, tag=101):
+    view: int
+    in_view_change: bool
+
+
+class OwnVote(_Rec, tag=102):
+    """A message this replica signed; reloaded on restart so it never signs a conflicting one."""
+
+    message: PrePrepare | Prepare | Commit | ViewChange | NewView
+
+
+class StableCheckpoint(_Rec, tag=103):
+    seq: int
+    digest: bytes
+    proof: tuple[Checkpoint, ...]
+
+
+class Prune(_Rec, tag=104):
+    """Consensus records with seq <= `upto` are garbage (a stable checkpoint covers them)."""
+
+    upto: int
+
+
+Record = ViewState | OwnVote | StableCheckpoint | Prune
+
+# ---------------------------------------------------------------- actions (outputs)
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send `message` to replica `to`, or to every other replica when `to` is None."""
+
+    to: int | None
+    message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    """A committed block, to be applied in `seq` order exactly once (with its certificate)."""
+
+    seq: int
+    view: int
+    time_ms: int  # agreed block time: max(prev + 1, primary's proposal)
+    requests: tuple[Request, ...]  # to execute (duplicates and expired already removed)
+    skipped: tuple[tuple[Request, str], ...]  # in the batch but not executed, with the reason
+    digest: bytes  # batch digest
+    prev_hash: bytes
+    block_hash: bytes
+    pre_prepare: PrePrepare
+    commits: tuple[Commit, ...]  # commit certificate (2f+1), empty for blocks restored by sync
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A client request refused before ordering, with a reason for the client."""
+
+    request: Request
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """A request already executed: the shell answers with the stored result."""
+
+    client_id: bytes
+    request_seq: int
+
+
+ReplyAction = Rejected | Duplicate
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Proof or suspicion of misbehaviour by `replica` (logged, counted, exposed)."""
+
+    kind: str  # e.g. "equivocation", "bad-signature", "bad-new-view", "invalid-message"
+    replica: int
+    reason: str
+    messages: tuple[Message, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ServeFetch:
+    """Read committed blocks [from_seq, to_seq] from storage and step `FetchedBlocks(to, …)`."""
+
+    to: int
+    from_seq: int
+    to_seq: int
+
+
+@dataclass(slots=True)
+class Output:
+    persist: list[Record] = field(default_factory=list)
+    send: list[Send] = field(default_factory=list)
+    execute: list[Execute] = field(default_factory=list)
+    reply: list[ReplyAction] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    fetch: list[ServeFetch] = field(default_factory=list)
+    next_deadline_ms: int | None = None
+
+    def extend(self, other: Output) -> None:
+        self.persist.extend(other.persist)
+        self.send.extend(other.send)
+        self.execute.extend(other.execute)
+        self.reply.extend(other.reply)
+        self.evidence.extend(other.evidence)
+        self.fetch.extend(other.fetch)
+        if other.next_deadline_ms is not None and (
+            self.next_deadline_ms is None or other.next_deadline_ms < self.next_deadline_ms
+        ):
+            self.next_deadline_ms = other.next_deadline_ms
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredState:
+    """Everything a restarted replica needs, rebuilt by storage from its records and blocks."""
+
+    view: int = 0
+    in_view_change: bool = False
+    own_votes: tuple[PrePrepare | Prepare | Commit | ViewChange | NewView, ...] = ()
+    stable_checkpoint: StableCheckpoint | None = None
+    last_executed: int = 0
+    last_block_hash: bytes = bytes(32)
+    last_time_ms: int = 0
+    # request_seqs executed per client within the dedup window (see Config.dedup_window)
+    client_executed: dict[bytes, tuple[int, ...]] = field(default_factory=dict)

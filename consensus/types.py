@@ -1,0 +1,60 @@
+"""Basic consensus types and the replica configuration.
+
+Owns: ids, views, sequence numbers, digests and `Config`. Imports only the standard library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ReplicaId = int
+View = int
+Seq = int
+Digest = bytes
+ClientId = bytes  # the client's Ed25519 public key (32 bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Static consensus parameters; identical on every replica (part of genesis)."""
+
+    n: int = 4
+    checkpoint_interval: int = 16
+    watermark_window: int = 64
+    batch_max: int = 100
+    batch_delay_ms: int = 2
+    timeout_request_ms: int = 2_000
+    timeout_view_change_ms: int = 2_000
+    timeout_max_ms: int = 30_000
+    status_interval_ms: int = 500
+    max_clock_skew_ms: int = 2_000
+    max_pending_requests: int = 100_000
+    max_request_bytes: int = 64 * 1024
+    dedup_window: int = 4096  # per client: request_seqs older than max - window are refused
+
+    def __post_init__(self) -> None:
+        if self.n < 4 or (self.n - 1) % 3 != 0:
+            raise ValueError(f"n must be 3f+1 with f >= 1, got n={self.n}")
+        if self.watermark_window < 2 * self.checkpoint_interval:
+            raise ValueError("watermark_window must be at least 2 * checkpoint_interval")
+        if self.watermark_window % self.checkpoint_interval != 0:
+            raise ValueError("watermark_window must be a multiple of checkpoint_interval")
+        if self.batch_max < 1:
+            raise ValueError("batch_max must be >= 1")
+
+    @property
+    def f(self) -> int:
+        return (self.n - 1) // 3
+
+    @property
+    def quorum(self) -> int:
+        """2f+1: prepare/commit/checkpoint/view-change quorum."""
+        return 2 * self.f + 1
+
+    @property
+    def weak_quorum(self) -> int:
+        """f+1: at least one honest replica."""
+        return self.f + 1
+
+    def primary(self, view: View) -> ReplicaId:
+        return view % self.n

@@ -1,0 +1,98 @@
+"""The storage Protocol every store implements (LevelDB for nodes, memory for the simulator).
+
+Owns the narrow interface between the node and its disk: atomic synced writes of consensus
+records, atomic commit of a block with its certificate, state changes and tx index, recovery,
+and reads. Imports: stdlib, consensus (types only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from consensus import CommittedBlock, Execute, Record, RecoveredState
+
+
+class StorageError(Exception):
+    """A storage problem with a clear message (locked, missing, corrupt, wrong chain/schema)."""
+
+
+class CorruptionError(StorageError):
+    """Stored data fails verification (torn write, broken hash chain, undecodable record)."""
+
+
+class StateReader(Protocol):
+    """Read access to the application's key-value state (a live view or a snapshot)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def iterate(
+        self, prefix: bytes, start: bytes | None = None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TxResult:
+    """Outcome of one executed transaction, indexed by hash and by (client_id, request_seq)."""
+
+    tx_hash: bytes
+    client_id: bytes
+    request_seq: int
+    height: int
+    index: int  # position in the block
+    code: int  # 0 = ok; non-zero = application error (still committed, never re-executed)
+    result: bytes  # application-defined (msgpack/JSON bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockCommit:
+    """Everything one committed block changes, written in ONE atomic synced batch."""
+
+    execute: Execute  # the consensus block (header fields, txs, commit certificate)
+    results: tuple[TxResult, ...]
+    state_writes: tuple[tuple[bytes, bytes | None], ...]  # app state puts (None = delete)
+    state_root: bytes = bytes(32)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlock:
+    height: int
+    hash: bytes
+    prev_hash: bytes
+    digest: bytes
+    time_ms: int
+    view: int
+    state_root: bytes
+    txs: tuple  # tuple[consensus.Request, ...] as executed
+    committed: CommittedBlock  # pre-prepare + commit certificate, for sync and client proofs
+
+
+class Store(Protocol):
+    def persist(self, records: Sequence[Record]) -> None:
+        """Write consensus records atomically and durably (sync) before anything is sent."""
+
+    def commit_block(self, commit: BlockCommit) -> None:
+        """Append the next block (height = last + 1) with everything it changes, atomically."""
+
+    def recover(self) -> RecoveredState:
+        """Rebuild the replica's durable state; raises CorruptionError on bad data."""
+
+    def height(self) -> int: ...
+
+    def block(self, height: int) -> StoredBlock | None: ...
+
+    def committed_block(self, height: int) -> CommittedBlock | None: ...
+
+    def tx(self, tx_hash: bytes) -> TxResult | None: ...
+
+    def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None: ...
+
+    def state(self) -> StateReader:
+        """The live application state (reads see every committed block)."""
+
+    def snapshot(self) -> AbstractContextManager[StateReader]:
+        """A consistent read view that later commits do not change."""
+
+    def close(self) -> None: ...
