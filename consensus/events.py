@@ -16,8 +16,8 @@ from .messages import (
     CommittedBlock,
     Message,
     NewView,
-    PrePrepare,
     Prepare,
+    PrePrepare,
     Request,
     ViewChange,
 )
