@@ -27,6 +27,7 @@ class Config:
     timeout_view_change_ms: int = 2_000
     timeout_max_ms: int = 30_000
     status_interval_ms: int = 500
+    heartbeat_ms: int = 1_000  # primary proposes an empty batch when idle this long (0 = off)
     max_clock_skew_ms: int = 2_000
     max_pending_requests: int = 100_000
     max_request_bytes: int = 64 * 1024
