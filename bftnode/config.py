@@ -1,0 +1,168 @@
+"""Node configuration: one TOML file per node home directory, validated once.
+
+Owns `NodeConfig` (home dir, node index, chain id, p2p listen multiaddr, RPC host/port, log
+level, key/genesis/data paths, optional byzantine strategies for testnets), `load_config` /
+`write_config`. A bad field gives `ConfigError` naming the file and the field.
+Imports: stdlib, tomli_w. Must not import trio, consensus internals, storage or network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+CONFIG_FILE = "config.toml"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+_MULTIADDR = re.compile(r"^/ip[46]/[^/]+/tcp/\d{1,5}(/.*)?$")
+
+
+class ConfigError(Exception):
+    """The node configuration is invalid; the message names the file and the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    home: Path
+    node_index: int
+    chain_id: str
+    p2p_listen: str = "/ip4/127.0.0.1/tcp/26656"
+    rpc_host: str = "127.0.0.1"
+    rpc_port: int = 26657  # 0 = no RPC server
+    log_level: str = "info"
+    log_format: str = "json"  # json | console
+    key_file: str = "node_key.json"  # relative paths are relative to `home`
+    genesis_file: str = "genesis.json"
+    data_dir: str = "data"
+    client_key_file: str = "client_key.json"  # key used by the embedding API's submit()
+    tick_ms: int = 10
+    byzantine: tuple[str, ...] = ()  # testnet only: consensus.byzantine strategy names
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    def path(self, name: str) -> Path:
+        p = Path(name)
+        return p if p.is_absolute() else self.home / p
+
+    @property
+    def key_path(self) -> Path:
+        return self.path(self.key_file)
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.path(self.genesis_file)
+
+    @property
+    def data_path(self) -> Path:
+        return self.path(self.data_dir)
+
+    @property
+    def client_key_path(self) -> Path:
+        return self.path(self.client_key_file)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("home")  # the file lives in home; do not pin an absolute path
+        d["byzantine"] = list(self.byzantine)
+        return d
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(NodeConfig)}
+
+
+def _check_type(name: str, value: Any, want: type) -> None:
+    ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
+    if not ok:
+        raise ConfigError(
+            f"field '{name}': expected {want.__name__}, got {type(value).__name__} {value!r}"
+        )
+
+
+def _validate(c: NodeConfig) -> None:
+    for name in ("node_index", "rpc_port", "tick_ms"):
+        _check_type(name, getattr(c, name), int)
+    for name in ("chain_id", "p2p_listen", "rpc_host", "log_level", "log_format", "key_file",
+                 "genesis_file", "data_dir", "client_key_file"):
+        _check_type(name, getattr(c, name), str)
+    if c.node_index < 0:
+        raise ConfigError(f"field 'node_index': must be >= 0, got {c.node_index}")
+    if not c.chain_id:
+        raise ConfigError("field 'chain_id': must not be empty")
+    if not _MULTIADDR.match(c.p2p_listen):
+        raise ConfigError(
+            f"field 'p2p_listen': expected a multiaddr like /ip4/127.0.0.1/tcp/26656, "
+            f"got {c.p2p_listen!r}"
+        )
+    port = int(c.p2p_listen.split("/")[4])
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"field 'p2p_listen': port {port} out of range 0..65535")
+    if not 0 <= c.rpc_port <= 65535:
+        raise ConfigError(f"field 'rpc_port': must be 0..65535, got {c.rpc_port}")
+    if not c.rpc_host:
+        raise ConfigError("field 'rpc_host': must not be empty")
+    if c.log_level not in LOG_LEVELS:
+        raise ConfigError(f"field 'log_level': must be one of {LOG_LEVELS}, got {c.log_level!r}")
+    if c.log_format not in ("json", "console"):
+        raise ConfigError(f"field 'log_format': must be 'json' or 'console', got {c.log_format!r}")
+    if not 1 <= c.tick_ms <= 1000:
+        raise ConfigError(f"field 'tick_ms': must be 1..1000, got {c.tick_ms}")
+    if not isinstance(c.byzantine, tuple) or not all(isinstance(s, str) for s in c.byzantine):
+        raise ConfigError("field 'byzantine': expected a list of strategy names")
+
+
+def config_from_dict(obj: dict[str, Any], home: str | os.PathLike, where: str = "config") -> NodeConfig:
+    unknown = set(obj) - set(_FIELDS) - {"home"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
+    for req in ("node_index", "chain_id"):
+        if req not in obj:
+            raise ConfigError(f"{where}: field '{req}' is missing")
+    kw = {k: v for k, v in obj.items() if k != "home"}
+    if "byzantine" in kw:
+        if not isinstance(kw["byzantine"], list):
+            raise ConfigError(f"{where}: field 'byzantine': expected a list of strategy names")
+        kw["byzantine"] = tuple(kw["byzantine"])
+    try:
+        return NodeConfig(home=Path(home), **kw)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_config(home_or_file: str | os.PathLike) -> NodeConfig:
+    """Load `<home>/config.toml` (or the given .toml file, whose directory is the home)."""
+    p = Path(home_or_file)
+    cfg_file = p if p.suffix == ".toml" else p / CONFIG_FILE
+    try:
+        raw = cfg_file.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{cfg_file}: config file not found (run `bftnode init`?)") from None
+    except OSError as exc:
+        raise ConfigError(f"{cfg_file}: cannot read: {exc.strerror}") from exc
+    try:
+        obj = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{cfg_file}: not valid TOML: {exc}") from exc
+    return config_from_dict(obj, cfg_file.parent.resolve(), where=str(cfg_file))
+
+
+def write_config(config: NodeConfig) -> Path:
+    config.home.mkdir(parents=True, exist_ok=True)
+    p = config.home / CONFIG_FILE
+    tmp = p.with_suffix(".toml.tmp")
+    tmp.write_text(tomli_w.dumps(config.to_dict()))
+    os.replace(tmp, p)
+    return p
+
+
+def default_fields() -> dict[str, Any]:
+    return {k: f.default for k, f in _FIELDS.items() if f.default is not dataclasses.MISSING}
+
+
+__all__ = ["ConfigError", "NodeConfig", "load_config", "write_config", "config_from_dict"]
