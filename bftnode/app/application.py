@@ -1,0 +1,266 @@
+"""The replicated application: `KVApplication` (KV + leases + locks + elections) behind the
+`Application` protocol the node runtime calls.
+
+Pure and deterministic: no clock, no randomness, no I/O. Time is the agreed block time passed
+to `execute_block`. Each tx runs in its own overlay: on error its writes are dropped (code != 0),
+on success they are merged and the revision advances by one if it changed anything.
+Imports: stdlib, msgspec, consensus (Request), storage.interface (StateReader), bftnode.app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from consensus import Request
+from storage.interface import StateReader
+
+from . import kv, leases, locks
+from . import layout as L
+from . import ops as O
+from .errors import BAD_OP, NOT_FOUND, UNKNOWN_METHOD, AppError, AppInvariantError
+from .events import AppEvent, TxContext
+from .overlay import Overlay
+
+
+@dataclass(frozen=True)
+class BlockEffects:
+    """What one block does to the application: per-tx results, state writes, events."""
+
+    results: tuple[tuple[int, bytes], ...]  # per tx: (code 0=ok/else error, msgpack result)
+    writes: tuple[tuple[bytes, bytes | None], ...]  # sorted by key; None = delete
+    events: tuple[AppEvent, ...]  # in execution order (expiries first)
+
+
+class Application(Protocol):
+    def check_tx(self, op: bytes) -> str | None: ...
+
+    def execute_block(
+        self, state: StateReader, height: int, time_ms: int, txs: Sequence[Request]
+    ) -> BlockEffects: ...
+
+    def query(
+        self, state: StateReader, method: str, params: dict, height: int, time_ms: int
+    ) -> dict: ...
+
+
+class KVApplication:
+    """etcd-like MVCC KV with leases, FIFO locks with fencing tokens and elections."""
+
+    def check_tx(self, op: bytes) -> str | None:
+        """Stateless validation: None if `op` parses and is well-formed, else the reason."""
+        try:
+            O.decode_op(op)
+        except O.OpError as exc:
+            return f"invalid op: {exc}"
+        return None
+
+    def execute_block(
+        self, state: StateReader, height: int, time_ms: int, txs: Sequence[Request]
+    ) -> BlockEffects:
+        block = Overlay(state)
+        last_height = L.from_u64(state.get(L.HEIGHT))
+        last_time = L.from_u64(state.get(L.TIME))
+        if height <= last_height and last_height:
+            raise AppInvariantError(f"block {height} executed after block {last_height}")
+        if time_ms < last_time:
+            raise AppInvariantError(f"block time {time_ms} < previous block time {last_time}")
+        rev = kv.current_revision(state)
+        events: list[AppEvent] = []
+
+        # Expiries are state transitions at the start of the block, one revision each.
+        for lease_id in leases.due(block, time_ms):
+            ctx = TxContext(Overlay(block), rev + 1, height, time_ms, b"", -1)
+            leases.expire(ctx, lease_id)
+            ctx.state.merge_into(block)
+            rev += 1
+            events.extend(ctx.events)
+
+        results: list[tuple[int, bytes]] = []
+        for i, tx in enumerate(txs):
+            ctx = TxContext(Overlay(block), rev + 1, height, time_ms, tx.client_id, i)
+            try:
+                op = O.decode_op(tx.op)
+                result = _EXECUTORS[type(op)](ctx, op)
+            except O.OpError as exc:
+                results.append((BAD_OP, O.encode_result({"error": f"invalid op: {exc}"})))
+                continue
+            except AppError as exc:
+                results.append(
+                    (exc.code, O.encode_result({"error": exc.message, "reason": exc.name}))
+                )
+                continue
+            if ctx.mutated:
+                rev += 1
+                events.extend(ctx.events)
+            ctx.state.merge_into(block)  # compaction writes without advancing the revision
+            result.setdefault("revision", rev)
+            results.append((0, O.encode_result(result)))
+
+        block.put(L.REV, L.u64(rev))
+        block.put(L.HEIGHT, L.u64(height))
+        block.put(L.TIME, L.u64(time_ms))
+        return BlockEffects(tuple(results), block.writes(), tuple(events))
+
+    def query(
+        self, state: StateReader, method: str, params: dict, height: int, time_ms: int
+    ) -> dict:
+        """Read-only queries over one consistent state; raises AppError(code, message)."""
+        fn = _QUERIES.get(method)
+        if fn is None:
+            raise AppError(UNKNOWN_METHOD, f"unknown query method {method!r}")
+        try:
+            return fn(state, params, height, time_ms)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AppError(BAD_OP, f"bad params for {method}: {exc}") from exc
+
+
+# ---------------------------------------------------------------- tx dispatch
+
+
+def _lease_grant(ctx: TxContext, op: O.LeaseGrant) -> dict:
+    return leases.grant(ctx, op.ttl_ms)
+
+
+def _compact(ctx: TxContext, op: O.Compact) -> dict:
+    return kv.compact(ctx, op.revision)
+
+
+def _range(ctx: TxContext, op: O.Range) -> dict:
+    out = kv.range_(ctx.state, op, current=ctx.revision - 1)
+    return out
+
+
+_EXECUTORS: dict[type, Callable[[TxContext, object], dict]] = {
+    O.Put: kv.do_put,
+    O.Delete: kv.do_delete,
+    O.Range: _range,
+    O.Txn: kv.do_txn,
+    O.Compact: _compact,
+    O.LeaseGrant: _lease_grant,
+    O.LeaseKeepalive: lambda ctx, op: leases.keepalive(ctx, op.id),
+    O.LeaseRevoke: lambda ctx, op: leases.revoke(ctx, op.id),
+    O.LockAcquire: lambda ctx, op: locks.acquire(
+        ctx, L.LOCK_KIND, op.name, op.lease, b"", op.wait
+    ),
+    O.LockRelease: lambda ctx, op: locks.release(ctx, L.LOCK_KIND, op.name, op.token),
+    O.LockCancel: lambda ctx, op: locks.cancel(ctx, L.LOCK_KIND, op.name, op.lease),
+    O.Campaign: lambda ctx, op: locks.acquire(
+        ctx, L.ELECTION_KIND, op.name, op.lease, op.value, True
+    ),
+    O.Proclaim: lambda ctx, op: locks.proclaim(ctx, op.name, op.token, op.value),
+    O.Resign: lambda ctx, op: locks.release(ctx, L.ELECTION_KIND, op.name, op.token),
+}
+
+
+# ---------------------------------------------------------------- queries
+
+
+def _bytes(params: dict, name: str, default: bytes | None = None) -> bytes:
+    """A key param: bytes, or a str taken as UTF-8 (JSON-RPC passes strings)."""
+    v = params.get(name, default)
+    if v is None:
+        raise KeyError(f"missing param {name!r}")
+    if isinstance(v, str):
+        return v.encode("utf-8")
+    if isinstance(v, bytes | bytearray):
+        return bytes(v)
+    raise TypeError(f"param {name!r} must be a string or bytes")
+
+
+def _int(params: dict, name: str, default: int = 0) -> int:
+    v = params.get(name, default)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise ValueError(f"param {name!r} must be a non-negative integer")
+    return v
+
+
+def _info(state: StateReader, height: int, time_ms: int) -> dict:
+    return {
+        "revision": kv.current_revision(state),
+        "compact_revision": kv.compact_revision(state),
+        "height": height,
+        "time_ms": time_ms,
+    }
+
+
+def _q_kv_get(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
+    key = _bytes(p, "key")
+    out = kv.range_(state, O.Range(key, revision=_int(p, "revision")))
+    found = out["kvs"][0] if out["kvs"] else None
+    info = _info(state, height, time_ms)
+    return {
+        "key": key,
+        "value": found["value"] if found else None,
+        "found": found is not None,
+        "create_revision": found["create_revision"] if found else 0,
+        "mod_revision": found["mod_revision"] if found else 0,
+        "version": found["version"] if found else 0,
+        "lease": found["lease"] if found else 0,
+        **info,
+        "read_revision": out["revision"],
+    }
+
+
+def _q_kv_range(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
+    key = _bytes(p, "key", b"")
+    prefix = bool(p.get("prefix", True))
+    if not key and not prefix:
+        raise ValueError("an exact range needs a non-empty key")
+    # Built directly (not decoded), so an empty key with prefix=True means the whole keyspace.
+    op = O.Range(
+        key,
+        prefix=prefix,
+        limit=min(_int(p, "limit"), O.MAX_RANGE_LIMIT),
+        revision=_int(p, "revision"),
+        keys_only=bool(p.get("keys_only", False)),
+        count_only=bool(p.get("count_only", False)),
+    )
+    out = kv.range_(state, op)
+    return {**out, **_info(state, height, time_ms), "read_revision": out["revision"]}
+
+
+def _q_lease_ttl(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
+    out = leases.time_to_live(state, _int(p, "id"), time_ms, keys=bool(p.get("keys", False)))
+    return {**out, **_info(state, height, time_ms)}
+
+
+def _q_lock_status(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
+    out = locks.status(
+        state, L.LOCK_KIND, _bytes(p, "name"), token=_int(p, "token"), lease=_int(p, "lease")
+    )
+    return {**out, **_info(state, height, time_ms)}
+
+
+def _q_election_leader(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
+    name = _bytes(p, "name")
+    st = locks.status(state, L.ELECTION_KIND, name)
+    holder = st["holder"]
+    if holder is None and p.get("require", False):
+        raise AppError(NOT_FOUND, f"election {name!r} has no leader")
+    return {
+        "name": name,
+        "leader": holder["value"] if holder else None,
+        "has_leader": holder is not None,
+        "token": holder["token"] if holder else 0,
+        "lease": holder["lease"] if holder else 0,
+        "owner": holder["owner"] if holder else b"",
+        "candidates": len(st["waiters"]),
+        **_info(state, height, time_ms),
+    }
+
+
+def _q_revision(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
+    return _info(state, height, time_ms)
+
+
+_QUERIES: dict[str, Callable[[StateReader, dict, int, int], dict]] = {
+    "kv_get": _q_kv_get,
+    "kv_range": _q_kv_range,
+    "lease_ttl": _q_lease_ttl,
+    "lock_status": _q_lock_status,
+    "election_leader": _q_election_leader,
+    "revision": _q_revision,
+}
+QUERY_METHODS = tuple(_QUERIES)

@@ -1,0 +1,87 @@
+"""What the application tells watchers: `AppEvent`, and the per-tx execution context.
+
+Owns the event shape (kinds below) and `TxContext`, the mutable scratch state of one tx or
+one expiry transition. Imports: stdlib, msgspec, bftnode.app.overlay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .overlay import Overlay
+
+# Event kinds
+PUT = "put"  # key, value, revision (= mod_revision), create_revision, version, lease
+DELETE = "delete"  # key, revision, prev value in `value`
+LEASE_GRANTED = "lease_granted"  # lease, deadline_ms
+LEASE_EXPIRED = "lease_expired"  # lease, deadline_ms (at the first block past the deadline)
+LEASE_REVOKED = "lease_revoked"  # lease
+LOCK_GRANTED = "lock_granted"  # key = lock name, lease, token, owner
+LOCK_RELEASED = "lock_released"  # the holder released it
+LOCK_LOST = "lock_lost"  # the holder's lease expired or was revoked
+LOCK_QUEUED = "lock_queued"  # a waiter joined the FIFO queue
+LOCK_DEQUEUED = "lock_dequeued"  # a waiter left (cancel, lease gone)
+LEADER_CHANGED = "leader_changed"  # key = election name, value = leader value (None = none)
+
+
+@dataclass(frozen=True, slots=True)
+class AppEvent:
+    """One state change, in execution order. `tx_index` is -1 for expiries at block start."""
+
+    kind: str
+    key: bytes
+    revision: int
+    value: bytes | None = None
+    create_revision: int = 0
+    version: int = 0
+    lease: int = 0
+    token: int = 0
+    owner: bytes = b""
+    deadline_ms: int = 0
+    tx_index: int = -1
+    height: int = 0
+    time_ms: int = 0
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "key": self.key,
+            "revision": self.revision,
+            "value": self.value,
+            "create_revision": self.create_revision,
+            "version": self.version,
+            "lease": self.lease,
+            "token": self.token,
+            "owner": self.owner,
+            "deadline_ms": self.deadline_ms,
+            "tx_index": self.tx_index,
+            "height": self.height,
+            "time_ms": self.time_ms,
+        }
+
+
+@dataclass(slots=True)
+class TxContext:
+    """Scratch state of one tx: its overlay, the revision it would commit at, its events."""
+
+    state: Overlay
+    revision: int  # the revision this tx commits at if it mutates (current + 1)
+    height: int
+    time_ms: int
+    client_id: bytes
+    tx_index: int
+    mutated: bool = False
+    events: list[AppEvent] = field(default_factory=list)
+
+    def emit(self, kind: str, key: bytes, **fields) -> None:
+        self.events.append(
+            AppEvent(
+                kind,
+                key,
+                self.revision,
+                tx_index=self.tx_index,
+                height=self.height,
+                time_ms=self.time_ms,
+                **fields,
+            )
+        )

@@ -1,0 +1,272 @@
+"""MVCC key-value store on the agreed log (etcd-like): put, delete, range, txn, compact.
+
+Every key carries create_revision, mod_revision and version; history entries keep old
+revisions readable until compaction. Pure: operates on a TxContext / StateReader only.
+Imports: stdlib, bftnode.app.{layout,events,errors,ops}, storage.interface (types).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from storage.interface import StateReader
+
+from . import layout as L
+from .errors import COMPACTED, FUTURE_REVISION, NOT_FOUND, AppError
+from .events import DELETE, PUT, TxContext
+from .ops import MAX_RANGE_LIMIT, Compare, Delete, Put, Range, Txn
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: bytes
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+    lease: int
+
+    def to_dict(self, keys_only: bool = False) -> dict:
+        d = {
+            "key": self.key,
+            "create_revision": self.create_revision,
+            "mod_revision": self.mod_revision,
+            "version": self.version,
+            "lease": self.lease,
+        }
+        if not keys_only:
+            d["value"] = self.value
+        return d
+
+
+def _record(kv: KeyValue) -> bytes:
+    return L.pack([kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease])
+
+
+def _from_record(key: bytes, data: bytes) -> KeyValue | None:
+    value, create, mod, version, lease = L.unpack(data)
+    if value is None:
+        return None
+    return KeyValue(key, value, create, mod, version, lease)
+
+
+def current_revision(state: StateReader) -> int:
+    return L.from_u64(state.get(L.REV))
+
+
+def compact_revision(state: StateReader) -> int:
+    return L.from_u64(state.get(L.COMPACT))
+
+
+def get(state: StateReader, key: bytes) -> KeyValue | None:
+    data = state.get(L.KV + key)
+    return _from_record(key, data) if data is not None else None
+
+
+# ---------------------------------------------------------------- writes
+
+
+def put(ctx: TxContext, key: bytes, value: bytes, lease: int) -> KeyValue | None:
+    """Write `key`; returns the previous key-value. The caller checked that `lease` exists."""
+    from . import leases  # cycle: leases deletes keys through kv
+
+    if lease and leases.get(ctx.state, lease) is None:
+        raise AppError(NOT_FOUND, f"lease {lease} not found")
+    prev = get(ctx.state, key)
+    rev = ctx.revision
+    if prev is not None and prev.lease and prev.lease != lease:
+        ctx.state.delete(L.LEASE_KEYS + L.u64(prev.lease) + key)
+    kv = KeyValue(
+        key,
+        value,
+        prev.create_revision if prev else rev,
+        rev,
+        prev.version + 1 if prev else 1,
+        lease,
+    )
+    rec = _record(kv)
+    ctx.state.put(L.KV + key, rec)
+    ctx.state.put(L.hist_key(key, rev), rec)
+    if lease:
+        ctx.state.put(L.LEASE_KEYS + L.u64(lease) + key, b"")
+    ctx.mutated = True
+    ctx.emit(PUT, key, value=value, create_revision=kv.create_revision, version=kv.version,
+             lease=lease)
+    return prev
+
+
+def delete_key(ctx: TxContext, key: bytes) -> KeyValue | None:
+    prev = get(ctx.state, key)
+    if prev is None:
+        return None
+    ctx.state.delete(L.KV + key)
+    ctx.state.put(L.hist_key(key, ctx.revision), L.pack([None, 0, ctx.revision, 0, 0]))
+    if prev.lease:
+        ctx.state.delete(L.LEASE_KEYS + L.u64(prev.lease) + key)
+    ctx.mutated = True
+    ctx.emit(DELETE, key, value=prev.value, lease=prev.lease)
+    return prev
+
+
+def do_put(ctx: TxContext, op: Put) -> dict:
+    prev = put(ctx, op.key, op.value, op.lease)
+    out: dict = {"revision": ctx.revision}
+    if op.prev_kv:
+        out["prev"] = prev.to_dict() if prev else None
+    return out
+
+
+def do_delete(ctx: TxContext, op: Delete) -> dict:
+    if op.prefix:
+        keys = [k[len(L.KV) :] for k, _ in ctx.state.iterate(L.KV + op.key)]
+    else:
+        keys = [op.key]
+    prevs = [p for p in (delete_key(ctx, k) for k in keys) if p is not None]
+    out: dict = {"deleted": len(prevs)}
+    if op.prev_kv:
+        out["prev"] = [p.to_dict() for p in prevs]
+    return out
+
+
+# ---------------------------------------------------------------- reads
+
+
+def range_(state: StateReader, op: Range, current: int | None = None) -> dict:
+    """Keys at the current revision, or at a past one (history, until compacted)."""
+    cur = current_revision(state) if current is None else current
+    limit = op.limit or MAX_RANGE_LIMIT
+    rev = op.revision or cur
+    if rev > cur:
+        raise AppError(FUTURE_REVISION, f"revision {rev} is newer than current {cur}")
+    compacted = compact_revision(state)
+    if rev < compacted:
+        raise AppError(COMPACTED, f"revision {rev} was compacted (compact revision {compacted})")
+    kvs: list[KeyValue] = []
+    count = 0
+    for kv in _scan(state, op.key, op.prefix, rev, cur):
+        count += 1  # like etcd, `count` covers every match, not only the returned ones
+        if not op.count_only and len(kvs) < limit:
+            kvs.append(kv)
+    return {
+        "kvs": [kv.to_dict(op.keys_only) for kv in kvs],
+        "count": count,
+        "more": count > len(kvs) and not op.count_only,
+        "revision": rev,
+    }
+
+
+def _scan(state: StateReader, key: bytes, prefix: bool, rev: int, cur: int):
+    if rev == cur:
+        if prefix:
+            for k, data in state.iterate(L.KV + key):
+                kv = _from_record(k[len(L.KV) :], data)
+                if kv is not None:
+                    yield kv
+        else:
+            kv = get(state, key)
+            if kv is not None:
+                yield kv
+        return
+    # Past revision: per key, the newest history entry at or below `rev`.
+    best: tuple[bytes, bytes] | None = None
+    current_key: bytes | None = None
+    for hk, data in state.iterate(L.hist_prefix(key, exact=not prefix)):
+        k, r = L.parse_hist_key(hk)
+        if k != current_key:
+            if best is not None:
+                kv = _from_record(*best)
+                if kv is not None:
+                    yield kv
+            current_key, best = k, None
+        if r <= rev:
+            best = (k, data)
+    if best is not None:
+        kv = _from_record(*best)
+        if kv is not None:
+            yield kv
+
+
+# ---------------------------------------------------------------- txn
+
+
+def _compare_holds(state: StateReader, c: Compare) -> bool:
+    kv = get(state, c.key)
+    if c.target == "value":
+        actual: int | bytes | None = kv.value if kv else None
+    elif c.target == "version":
+        actual = kv.version if kv else 0
+    elif c.target == "create":
+        actual = kv.create_revision if kv else 0
+    elif c.target == "mod":
+        actual = kv.mod_revision if kv else 0
+    else:
+        actual = kv.lease if kv else 0
+    want = c.value
+    if c.result == "=":
+        return actual == want
+    if c.result == "!=":
+        return actual != want
+    if actual is None or want is None:
+        return False
+    if c.result == "<":
+        return actual < want  # type: ignore[operator]
+    return actual > want  # type: ignore[operator]
+
+
+def do_txn(ctx: TxContext, op: Txn) -> dict:
+    ok = all(_compare_holds(ctx.state, c) for c in op.compare)
+    responses = []
+    for sub in op.success if ok else op.failure:
+        if isinstance(sub, Put):
+            responses.append({"op": "put", **do_put(ctx, sub)})
+        elif isinstance(sub, Delete):
+            responses.append({"op": "delete", **do_delete(ctx, sub)})
+        else:
+            # reads inside a txn see the txn's own earlier writes
+            responses.append({"op": "range", **range_(ctx.state, sub, current=_txn_rev(ctx))})
+    return {"succeeded": ok, "responses": responses}
+
+
+def _txn_rev(ctx: TxContext) -> int:
+    return ctx.revision if ctx.mutated else ctx.revision - 1
+
+
+# ---------------------------------------------------------------- compaction
+
+
+def compact(ctx: TxContext, revision: int) -> dict:
+    """Drop history older than `revision` (keeps, per key, the newest entry <= revision unless
+    it is a tombstone). Does not advance the revision."""
+    cur = ctx.revision - 1
+    old = compact_revision(ctx.state)
+    if revision > cur:
+        raise AppError(FUTURE_REVISION, f"cannot compact to {revision}: current is {cur}")
+    if revision <= old:
+        raise AppError(COMPACTED, f"already compacted to {old}")
+    pending: list[tuple[bytes, bytes]] = []  # history entries <= revision of the current key
+    current_key: bytes | None = None
+    dropped = 0
+
+    def flush() -> int:
+        n = 0
+        if not pending:
+            return 0
+        *older, (newest_hk, newest) = pending
+        for hk, _ in older:
+            ctx.state.delete(hk)
+            n += 1
+        if L.unpack(newest)[0] is None:  # tombstone: nothing left to read at `revision`
+            ctx.state.delete(newest_hk)
+            n += 1
+        return n
+
+    for hk, data in ctx.state.iterate(L.HIST):
+        k, r = L.parse_hist_key(hk)
+        if k != current_key:
+            dropped += flush()
+            pending, current_key = [], k
+        if r <= revision:
+            pending.append((hk, data))
+    dropped += flush()
+    ctx.state.put(L.COMPACT, L.u64(revision))
+    return {"compact_revision": revision, "dropped": dropped}

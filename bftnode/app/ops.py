@@ -1,0 +1,331 @@
+"""Tx op bytes and tx result bytes of the replicated application (builders and parsers).
+
+Owns the op format (a msgpack map with an "op" field, see docs/consistency.md) so the client
+library, the RPC layer and tests build ops the same way the state machine parses them.
+Imports: stdlib, msgspec. Must not import consensus, storage or any I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+MAX_KEY_BYTES = 4096
+MAX_VALUE_BYTES = 1024 * 1024
+MAX_TXN_OPS = 128
+MAX_TTL_MS = 30 * 24 * 3600 * 1000  # 30 days
+MIN_TTL_MS = 1
+MAX_RANGE_LIMIT = 10_000
+
+Key = Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_KEY_BYTES)]
+Value = Annotated[bytes, msgspec.Meta(max_length=MAX_VALUE_BYTES)]
+NonNeg = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Positive = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+Ttl = Annotated[int, msgspec.Meta(ge=MIN_TTL_MS, le=MAX_TTL_MS)]
+Limit = Annotated[int, msgspec.Meta(ge=0, le=MAX_RANGE_LIMIT)]
+
+
+class _Op(
+    msgspec.Struct, frozen=True, tag_field="op", forbid_unknown_fields=True, omit_defaults=True
+):
+    pass
+
+
+# ---------------------------------------------------------------- KV
+
+
+class Put(_Op, tag="put"):
+    key: Key
+    value: Value
+    lease: NonNeg = 0  # 0 = no lease
+    prev_kv: bool = False  # return the previous key-value in the result
+
+
+class Delete(_Op, tag="delete"):
+    key: Key
+    prefix: bool = False  # delete every key starting with `key`
+    prev_kv: bool = False
+
+
+class Range(_Op, tag="range"):
+    """A read. As a tx it is a linearizable read ordered through consensus. An empty key
+    with prefix=True reads the whole keyspace."""
+
+    key: Annotated[bytes, msgspec.Meta(max_length=MAX_KEY_BYTES)]
+    prefix: bool = False
+    limit: Limit = 0  # 0 = MAX_RANGE_LIMIT
+    revision: NonNeg = 0  # 0 = current
+    keys_only: bool = False
+    count_only: bool = False
+
+
+class Compare(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """One txn guard: `target` of `key` compared with `value` (a missing key has value None,
+    version/create/mod/lease 0)."""
+
+    key: Key
+    target: Literal["value", "version", "create", "mod", "lease"]
+    result: Literal["=", "!=", "<", ">"]
+    value: int | bytes | None = None
+
+
+TxnOp = Put | Delete | Range
+
+
+class Txn(_Op, tag="txn"):
+    """If every compare holds, run `success`, else `failure`; all writes share one revision."""
+
+    compare: Annotated[tuple[Compare, ...], msgspec.Meta(max_length=MAX_TXN_OPS)] = ()
+    success: Annotated[tuple[TxnOp, ...], msgspec.Meta(max_length=MAX_TXN_OPS)] = ()
+    failure: Annotated[tuple[TxnOp, ...], msgspec.Meta(max_length=MAX_TXN_OPS)] = ()
+
+
+class Compact(_Op, tag="compact"):
+    revision: Positive
+
+
+# ---------------------------------------------------------------- leases
+
+
+class LeaseGrant(_Op, tag="lease_grant"):
+    ttl_ms: Ttl
+
+
+class LeaseKeepalive(_Op, tag="lease_keepalive"):
+    id: Positive
+
+
+class LeaseRevoke(_Op, tag="lease_revoke"):
+    id: Positive
+
+
+# ---------------------------------------------------------------- locks and elections
+
+
+class LockAcquire(_Op, tag="lock_acquire"):
+    name: Key
+    lease: Positive
+    wait: bool = True  # False = try_acquire: fail instead of queueing
+
+
+class LockRelease(_Op, tag="lock_release"):
+    name: Key
+    token: Positive
+
+
+class LockCancel(_Op, tag="lock_cancel"):
+    """A waiter leaves the queue (the holder uses lock_release)."""
+
+    name: Key
+    lease: Positive
+
+
+class Campaign(_Op, tag="campaign"):
+    name: Key
+    lease: Positive
+    value: Value = b""
+
+
+class Proclaim(_Op, tag="proclaim"):
+    name: Key
+    token: Positive
+    value: Value = b""
+
+
+class Resign(_Op, tag="resign"):
+    name: Key
+    token: Positive
+
+
+Op = (
+    Put
+    | Delete
+    | Range
+    | Txn
+    | Compact
+    | LeaseGrant
+    | LeaseKeepalive
+    | LeaseRevoke
+    | LockAcquire
+    | LockRelease
+    | LockCancel
+    | Campaign
+    | Proclaim
+    | Resign
+)
+
+_encoder = msgspec.msgpack.Encoder()
+_op_decoder = msgspec.msgpack.Decoder(Op)
+_any_decoder = msgspec.msgpack.Decoder()
+
+
+class OpError(ValueError):
+    """The op bytes are not a valid op (the message says why)."""
+
+
+def encode_op(op: Op) -> bytes:
+    return _encoder.encode(op)
+
+
+def decode_op(data: bytes) -> Op:
+    """Parse and validate op bytes; raises OpError with a clear reason."""
+    try:
+        op = _op_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise OpError(str(exc)) from exc
+    if isinstance(op, Range) and not op.key and not op.prefix:
+        raise OpError("an exact range needs a non-empty key")
+    if isinstance(op, Txn):
+        for sub in op.success + op.failure:
+            if isinstance(sub, Range) and not sub.key and not sub.prefix:
+                raise OpError("an exact range needs a non-empty key")
+            if isinstance(sub, Range) and sub.revision:
+                raise OpError("range inside a txn reads the txn's revision: drop `revision`")
+        for c in op.compare:
+            if c.target == "value" and not (c.value is None or isinstance(c.value, bytes)):
+                raise OpError("compare on value needs bytes (or nil for a missing key)")
+            if c.target != "value" and not isinstance(c.value, int):
+                raise OpError(f"compare on {c.target} needs an integer")
+            if c.value is None and c.result not in ("=", "!="):
+                raise OpError("only = and != compare with nil")
+    return op
+
+
+# ---------------------------------------------------------------- builders
+
+
+def put(key: bytes, value: bytes, lease: int = 0, prev_kv: bool = False) -> bytes:
+    return encode_op(Put(key, value, lease, prev_kv))
+
+
+def delete(key: bytes, prefix: bool = False, prev_kv: bool = False) -> bytes:
+    return encode_op(Delete(key, prefix, prev_kv))
+
+
+def range_(
+    key: bytes,
+    prefix: bool = False,
+    limit: int = 0,
+    revision: int = 0,
+    keys_only: bool = False,
+    count_only: bool = False,
+) -> bytes:
+    """A linearizable read tx (ordered through consensus)."""
+    return encode_op(Range(key, prefix, limit, revision, keys_only, count_only))
+
+
+def compare(key: bytes, target: str, result: str, value: int | bytes | None) -> Compare:
+    return Compare(key, target, result, value)  # type: ignore[arg-type]
+
+
+def txn(
+    compare: tuple[Compare, ...] | list[Compare] = (),
+    success: tuple[TxnOp, ...] | list[TxnOp] = (),
+    failure: tuple[TxnOp, ...] | list[TxnOp] = (),
+) -> bytes:
+    """Build a txn; `success`/`failure` hold Put/Delete/Range structs (see put_op etc.)."""
+    return encode_op(Txn(tuple(compare), tuple(success), tuple(failure)))
+
+
+def put_op(key: bytes, value: bytes, lease: int = 0, prev_kv: bool = False) -> Put:
+    return Put(key, value, lease, prev_kv)
+
+
+def delete_op(key: bytes, prefix: bool = False, prev_kv: bool = False) -> Delete:
+    return Delete(key, prefix, prev_kv)
+
+
+def range_op(key: bytes, prefix: bool = False, limit: int = 0, keys_only: bool = False) -> Range:
+    return Range(key, prefix, limit, 0, keys_only)
+
+
+def compact(revision: int) -> bytes:
+    return encode_op(Compact(revision))
+
+
+def lease_grant(ttl_ms: int | None = None, ttl: float | None = None) -> bytes:
+    """Grant a lease of `ttl_ms` milliseconds (or `ttl` seconds) of agreed block time."""
+    if (ttl_ms is None) == (ttl is None):
+        raise ValueError("give exactly one of ttl_ms or ttl (seconds)")
+    return encode_op(LeaseGrant(int(ttl_ms if ttl_ms is not None else round(ttl * 1000))))
+
+
+def lease_keepalive(lease_id: int) -> bytes:
+    return encode_op(LeaseKeepalive(lease_id))
+
+
+def lease_revoke(lease_id: int) -> bytes:
+    return encode_op(LeaseRevoke(lease_id))
+
+
+def lock_acquire(name: bytes, lease: int) -> bytes:
+    """Take the lock or queue for it (FIFO); the grant carries the fencing token."""
+    return encode_op(LockAcquire(name, lease, True))
+
+
+def lock_try_acquire(name: bytes, lease: int) -> bytes:
+    return encode_op(LockAcquire(name, lease, False))
+
+
+def lock_release(name: bytes, token: int) -> bytes:
+    return encode_op(LockRelease(name, token))
+
+
+def lock_cancel(name: bytes, lease: int) -> bytes:
+    return encode_op(LockCancel(name, lease))
+
+
+def campaign(name: bytes, lease: int, value: bytes = b"") -> bytes:
+    return encode_op(Campaign(name, lease, value))
+
+
+def proclaim(name: bytes, token: int, value: bytes) -> bytes:
+    return encode_op(Proclaim(name, token, value))
+
+
+def resign(name: bytes, token: int) -> bytes:
+    return encode_op(Resign(name, token))
+
+
+# ---------------------------------------------------------------- results
+
+
+def encode_result(result: dict) -> bytes:
+    """Result bytes: a msgpack map (insertion order is deterministic in our code)."""
+    return _encoder.encode(result)
+
+
+def decode_result(data: bytes) -> dict:
+    """Parse result bytes into a dict (bytes stay bytes; see `jsonable`)."""
+    try:
+        value = _any_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"result is not msgpack: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError("result is not a msgpack map")
+    return value
+
+
+def jsonable(value: Any, binary: Literal["utf8", "base64"] = "utf8") -> Any:
+    """Turn a result/query dict into JSON-safe data. Bytes become UTF-8 strings (or base64;
+    with "utf8", bytes that are not valid UTF-8 become {"base64": ...})."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        raw = bytes(value)
+        if binary == "utf8":
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        return {"base64": base64.b64encode(raw).decode("ascii")} if binary == "utf8" else (
+            base64.b64encode(raw).decode("ascii")
+        )
+    if isinstance(value, dict):
+        return {
+            (k if isinstance(k, str) else str(jsonable(k, binary))): jsonable(v, binary)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [jsonable(v, binary) for v in value]
+    return value
