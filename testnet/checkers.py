@@ -66,3 +66,72 @@ def find_divergence(logs: dict[int, dict[int, bytes]]) -> list[tuple[int, dict[i
     return sorted(
         (seq, hashes) for seq, hashes in by_seq.items() if len(set(hashes.values())) > 1
     )
+
+
+# ---------------------------------------------------------------- incremental forms (simulator)
+
+
+def vote_slot(msg) -> tuple | None:
+    """Public form of the slot rule: (kind, replica, view/seq…) or None for non-votes."""
+    return _vote_slot(msg)
+
+
+def vote_value(msg) -> bytes:
+    """What two votes in one slot must agree on."""
+    return _vote_value(msg)
+
+
+class EquivocationMonitor:
+    """`find_equivocations` one message at a time (O(1) per vote), for checks after every step.
+
+    `add(msg)` returns the earlier conflicting vote, or None."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple, tuple[bytes, object]] = {}
+
+    def add(self, msg) -> object | None:
+        slot = _vote_slot(msg)
+        if slot is None:
+            return None
+        value = _vote_value(msg)
+        prev = self._seen.get(slot)
+        if prev is None:
+            self._seen[slot] = (value, msg)
+            return None
+        return prev[1] if prev[0] != value else None
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def find_checkpoint_divergence(
+    stable: dict[int, dict[int, bytes]],
+) -> list[tuple[int, dict[int, bytes]]]:
+    """Checkpoint convergence: seqs at which replicas hold different stable digests.
+
+    `stable` maps replica id -> {seq: stable checkpoint digest}."""
+    return find_divergence(stable)
+
+
+def find_duplicate_executions(executed: Iterable[tuple[bytes, int]]) -> list[tuple[bytes, int]]:
+    """Exactly-once: (client_id, request_seq) pairs one replica executed more than once."""
+    seen: set[tuple[bytes, int]] = set()
+    dups = []
+    for key in executed:
+        if key in seen:
+            dups.append(key)
+        seen.add(key)
+    return dups
+
+
+def find_gaps(seqs: Iterable[int], start: int = 1) -> list[int]:
+    """Total order: a replica executes seq start, start+1, … with no gap or repeat.
+
+    Returns the first out-of-order seqs (empty when the sequence is gap-free)."""
+    bad = []
+    expect = start
+    for s in seqs:
+        if s != expect:
+            bad.append(s)
+        expect = s + 1
+    return bad

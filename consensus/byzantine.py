@@ -1,0 +1,693 @@
+"""Byzantine behaviour as pure wrappers around an honest replica.
+
+Owns `ByzantineReplica` (same `step` as `Replica`), the `Strategy` rewriters, the strategy
+registry used by `--byzantine I:STRATEGY` (simulator and real testnet), and `Collusion`, the
+shared knowledge of a group of colluding replicas (their keys and the lies they agreed on).
+
+A strategy rewrites the honest replica's `Output` (mostly `send`). Everything is deterministic:
+the only "randomness" is `DetRng`, a hash counter seeded by the caller. No I/O, no clock (time
+comes from `Tick` events). Must not import time, random, socket, asyncio, threading, trio,
+plyvel, libp2p or any other bftnode package.
+
+Note for shells: the `flood` strategy puts raw `bytes` (undecodable or oversized frames) into
+`Send.message`; a shell sends such payloads as they are, and receivers drop them when decoding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from .auth import Authenticator
+from .codec import GENESIS_CHAIN_DIGEST, MAX_MESSAGE_BYTES, batch_digest
+from .events import ClientRequest, Event, Output, Receive, Send, Tick
+from .messages import (
+    BlockSync,
+    Checkpoint,
+    Commit,
+    CommittedBlock,
+    FetchBlocks,
+    Forward,
+    NewView,
+    Prepare,
+    PreparedProof,
+    PrePrepare,
+    Request,
+    Status,
+    ViewChange,
+)
+from .types import Config
+
+# ---------------------------------------------------------------- deterministic choices
+
+
+class DetRng:
+    """A deterministic pseudo-random stream (BLAKE2b in counter mode). Not for secrets."""
+
+    def __init__(self, seed: int | bytes) -> None:
+        self._seed = seed if isinstance(seed, bytes) else str(seed).encode()
+        self._counter = 0
+
+    def bytes(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            self._counter += 1
+            out += hashlib.blake2b(
+                self._counter.to_bytes(8, "big"), key=self._seed[:64], digest_size=64
+            ).digest()
+        return out[:n]
+
+    def random(self) -> float:
+        return int.from_bytes(self.bytes(7), "big") / float(1 << 56)
+
+    def randrange(self, n: int) -> int:
+        if n <= 0:
+            raise ValueError("randrange of an empty range")
+        return int.from_bytes(self.bytes(8), "big") % n
+
+    def choice(self, seq: Sequence[Any]) -> Any:
+        return seq[self.randrange(len(seq))]
+
+    def chance(self, p: float) -> bool:
+        return self.random() < p
+
+
+# ---------------------------------------------------------------- shared collusion state
+
+
+@dataclass
+class Collusion:
+    """What a group of colluding replicas share: their keys and the lies they agreed on.
+
+    `alternatives` maps (view, seq, honest digest) to the conflicting pre-prepare the group's
+    primary showed the other half of the honest replicas, so colluding backups vote for it too.
+    """
+
+    members: dict[int, Authenticator]
+    seed: int = 0
+    alternatives: dict[tuple[int, int, bytes], PrePrepare] = field(default_factory=dict)
+
+    def is_member(self, rid: int) -> bool:
+        return rid in self.members
+
+
+# ---------------------------------------------------------------- context and base class
+
+
+class ByzContext:
+    """What a strategy may look at: the wrapped replica, identity, keys, time and history."""
+
+    def __init__(
+        self,
+        inner: Any,
+        replica_id: int,
+        config: Config,
+        auth: Authenticator,
+        rng: DetRng,
+        collusion: Collusion | None,
+    ) -> None:
+        self.inner = inner
+        self.replica_id = replica_id
+        self.config = config
+        self.auth = auth
+        self.rng = rng
+        self.collusion = collusion
+        self.now_ms = 0
+        self.steps = 0
+        self.sent_history: deque[Any] = deque(maxlen=256)
+        self.received_history: deque[Any] = deque(maxlen=256)
+
+    @property
+    def n(self) -> int:
+        return self.config.n
+
+    @property
+    def f(self) -> int:
+        return self.config.f
+
+    @property
+    def view(self) -> int:
+        return int(getattr(self.inner, "view", 0))
+
+    def is_primary(self, view: int | None = None) -> bool:
+        return self.config.primary(self.view if view is None else view) == self.replica_id
+
+    def others(self) -> list[int]:
+        return [j for j in range(self.n) if j != self.replica_id]
+
+    def colluders(self) -> list[int]:
+        if self.collusion is None:
+            return [self.replica_id]
+        return sorted(self.collusion.members)
+
+    def honest_halves(self, salt: int) -> tuple[list[int], list[int]]:
+        """Split the non-colluding replicas in two (deterministically, varying with `salt`)."""
+        victims = [j for j in self.others() if j not in self.colluders()]
+        rot = salt % max(1, len(victims))
+        victims = victims[rot:] + victims[:rot]
+        half = (len(victims) + 1) // 2
+        return victims[:half], victims[half:]
+
+    def sign(self, msg: Any) -> Any:
+        return self.auth.sign(msg)
+
+    def sign_as(self, rid: int, msg: Any) -> Any:
+        """Sign as `rid` if the group holds its key, else sign with our own (invalid) key."""
+        msg = msgspec.structs.replace(msg, replica=rid)
+        if self.collusion is not None and rid in self.collusion.members:
+            return self.collusion.members[rid].sign(msg)
+        return self.auth.sign(msg)
+
+
+def _targets(ctx: ByzContext, send: Send) -> list[int]:
+    return ctx.others() if send.to is None else [send.to]
+
+
+class Strategy:
+    """Rewrites one step's Output. Subclasses override `rewrite`; `name` is the CLI name."""
+
+    name = "honest"
+
+    def rewrite(self, ctx: ByzContext, event: Event, out: Output) -> Output:
+        return out
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+# ---------------------------------------------------------------- strategies
+
+
+class Silent(Strategy):
+    """Sends nothing and serves no fetches (a crashed or mute replica that keeps its disk)."""
+
+    name = "silent"
+
+    def rewrite(self, ctx, event, out):
+        out.send = []
+        out.fetch = []
+        return out
+
+
+class SilentPrimary(Strategy):
+    """Withholds its own pre-prepares and new-views whenever it is primary (forces a view
+    change) but otherwise behaves; combine with `fake-view-change` to lie in the view change."""
+
+    name = "silent-primary"
+
+    def rewrite(self, ctx, event, out):
+        out.send = [s for s in out.send if not isinstance(s.message, PrePrepare | NewView)]
+        return out
+
+
+class CrashAfter(Strategy):
+    """Behaves honestly for its first K sent messages, then goes silent forever."""
+
+    name = "crash-after"
+
+    def __init__(self, k: int) -> None:
+        if k < 0:
+            raise ValueError("crash-after:K needs K >= 0")
+        self.k = k
+        self.sent = 0
+
+    def rewrite(self, ctx, event, out):
+        if self.sent >= self.k:
+            out.send, out.fetch = [], []
+            return out
+        keep = out.send[: self.k - self.sent]
+        self.sent += len(keep)
+        out.send = keep
+        return out
+
+    def __repr__(self) -> str:
+        return f"crash-after:{self.k}"
+
+
+class Equivocate(Strategy):
+    """As primary: a different batch for each half of the honest replicas. As backup: votes
+    for the real digest to one half and a conflicting digest to the other. In a collusion the
+    group votes consistently for the primary's two batches (f+1 of them break safety)."""
+
+    name = "equivocate"
+
+    def rewrite(self, ctx, event, out):
+        sends: list[Send] = []
+        for s in out.send:
+            m = s.message
+            if isinstance(m, PrePrepare) and m.replica == ctx.replica_id:
+                sends.extend(self._split_pre_prepare(ctx, s, m))
+            elif isinstance(m, Prepare | Commit) and m.replica == ctx.replica_id:
+                sends.extend(self._split_vote(ctx, s, m))
+            else:
+                sends.append(s)
+        out.send = sends
+        return out
+
+    def _alternative(self, ctx: ByzContext, pp: PrePrepare) -> PrePrepare:
+        key = (pp.view, pp.seq, pp.digest)
+        if ctx.collusion is not None and key in ctx.collusion.alternatives:
+            return ctx.collusion.alternatives[key]
+        time_ms = pp.time_ms + 1
+        requests = pp.requests[:-1] if pp.requests else ()
+        alt = ctx.sign(
+            msgspec.structs.replace(
+                pp, time_ms=time_ms, requests=requests, digest=batch_digest(time_ms, requests)
+            )
+        )
+        if ctx.collusion is not None:
+            ctx.collusion.alternatives[key] = alt
+        return alt
+
+    def _split_pre_prepare(self, ctx, s: Send, pp: PrePrepare) -> list[Send]:
+        alt = self._alternative(ctx, pp)
+        first, second = ctx.honest_halves(pp.seq)
+        out = [Send(j, pp) for j in _targets(ctx, s) if j not in second]
+        out += [Send(j, alt) for j in _targets(ctx, s) if j in second]
+        return out
+
+    def _split_vote(self, ctx, s: Send, vote: Prepare | Commit) -> list[Send]:
+        alt_digest: bytes | None = None
+        if ctx.collusion is not None:
+            for (view, seq, honest), alt in ctx.collusion.alternatives.items():
+                if view == vote.view and seq == vote.seq:
+                    if vote.digest == honest:
+                        alt_digest = alt.digest
+                    elif vote.digest == alt.digest:
+                        alt_digest = honest
+                    break
+        if alt_digest is None:
+            alt_digest = ctx.rng.bytes(32)
+        alt_vote = ctx.sign(msgspec.structs.replace(vote, digest=alt_digest))
+        first, second = ctx.honest_halves(vote.seq)
+        if ctx.collusion is not None:
+            # a colluder may itself have been shown the alternative: give each half "its" batch
+            honest = [k for k in ctx.collusion.alternatives if k[:2] == (vote.view, vote.seq)]
+            if honest and vote.digest != honest[0][2]:
+                first, second = second, first
+        out = [Send(j, vote) for j in _targets(ctx, s) if j not in second]
+        out += [Send(j, alt_vote) for j in _targets(ctx, s) if j in second]
+        return out
+
+
+class WrongDigest(Strategy):
+    """Pre-prepares, prepares and commits carry a digest that matches nothing (re-signed)."""
+
+    name = "wrong-digest"
+
+    def rewrite(self, ctx, event, out):
+        sends = []
+        for s in out.send:
+            m = s.message
+            if isinstance(m, PrePrepare | Prepare | Commit) and m.replica == ctx.replica_id:
+                m = ctx.sign(msgspec.structs.replace(m, digest=ctx.rng.bytes(32)))
+            sends.append(Send(s.to, m))
+        out.send = sends
+        return out
+
+
+class Forge(Strategy):
+    """Messages that claim another replica or carry a broken signature, forged commit
+    certificates for fabricated blocks (BlockSync), lures (Status with a huge height), and
+    forwarded client requests with bad client signatures. Honest messages still flow."""
+
+    name = "forge"
+
+    def rewrite(self, ctx, event, out):
+        extra: list[Send] = []
+        for s in out.send:
+            m = s.message
+            if not hasattr(m, "sig") or not hasattr(m, "replica") or not ctx.rng.chance(0.5):
+                continue
+            victim = ctx.rng.choice(ctx.others())
+            # our key under another replica's name: must never verify
+            claim = ctx.auth.sign(msgspec.structs.replace(m, replica=victim))
+            extra.append(Send(s.to, claim))
+            broken = msgspec.structs.replace(m, sig=ctx.rng.bytes(64))
+            extra.append(Send(s.to, broken))
+        if isinstance(event, Tick) and ctx.rng.chance(0.3):
+            extra.extend(self._fabricated_block(ctx))
+        out.send = list(out.send) + extra
+        return out
+
+    def _fabricated_block(self, ctx: ByzContext) -> list[Send]:
+        seq = int(getattr(ctx.inner, "last_executed", 0)) + 1
+        view = ctx.view
+        req = Request(client_id=ctx.rng.bytes(32), request_seq=1, op=b"forged", sig=b"\0" * 64)
+        time_ms = ctx.now_ms
+        pp = PrePrepare(
+            view=view, seq=seq, time_ms=time_ms, requests=(req,),
+            digest=batch_digest(time_ms, (req,)), replica=ctx.config.primary(view),
+        )
+        pp = ctx.auth.sign(pp)  # our key, someone else's name: must not verify
+        commits = tuple(
+            ctx.auth.sign(Commit(view=view, seq=seq, digest=pp.digest, replica=j))
+            for j in range(ctx.config.quorum)
+        )
+        sync = ctx.sign(
+            BlockSync(blocks=(CommittedBlock(pre_prepare=pp, commits=commits),),
+                      replica=ctx.replica_id)
+        )
+        lure = ctx.sign(
+            Status(view=view, in_view_change=False, last_executed=seq + 1000,
+                   stable_seq=seq + 999, replica=ctx.replica_id)
+        )
+        fwd = ctx.sign(Forward(requests=(req,), replica=ctx.replica_id))
+        return [Send(None, sync), Send(None, lure), Send(None, fwd)]
+
+
+class Replay(Strategy):
+    """Re-sends old messages, its own and other replicas' (signed, so valid but stale),
+    including messages from old views, to random replicas."""
+
+    name = "replay"
+
+    def rewrite(self, ctx, event, out):
+        history = list(ctx.sent_history) + list(ctx.received_history)
+        extra = []
+        if history and ctx.rng.chance(0.5):
+            for _ in range(1 + ctx.rng.randrange(4)):
+                msg = ctx.rng.choice(history)
+                to = None if ctx.rng.chance(0.3) else ctx.rng.choice(ctx.others())
+                extra.append(Send(to, msg))
+        out.send = list(out.send) + extra
+        return out
+
+
+class FutureView(Strategy):
+    """VIEW-CHANGE and STATUS spam for far-future views."""
+
+    name = "future-view"
+
+    def rewrite(self, ctx, event, out):
+        if isinstance(event, Tick) or ctx.rng.chance(0.1):
+            far = ctx.view + 2 + ctx.rng.randrange(1 << (4 + ctx.rng.randrange(36)))
+            vc = ctx.sign(
+                ViewChange(new_view=far, stable_seq=0, stable_digest=GENESIS_CHAIN_DIGEST,
+                           checkpoint_proof=(), prepared=(), replica=ctx.replica_id)
+            )
+            st = ctx.sign(
+                Status(view=far, in_view_change=True, last_executed=0, stable_seq=0,
+                       replica=ctx.replica_id)
+            )
+            out.send = list(out.send) + [Send(None, vc), Send(None, st)]
+        return out
+
+
+class Slow(Strategy):
+    """Holds its own pre-prepares for `fraction` of the request timeout (just under it)."""
+
+    name = "slow"
+
+    def __init__(self, fraction: float = 0.9) -> None:
+        self.fraction = fraction
+        self.held: list[tuple[int, Send]] = []
+
+    def rewrite(self, ctx, event, out):
+        delay = int(ctx.config.timeout_request_ms * self.fraction)
+        sends = []
+        for s in out.send:
+            if isinstance(s.message, PrePrepare) and s.message.replica == ctx.replica_id:
+                self.held.append((ctx.now_ms + delay, s))
+            else:
+                sends.append(s)
+        due = [s for t, s in self.held if t <= ctx.now_ms]
+        self.held = [(t, s) for t, s in self.held if t > ctx.now_ms]
+        out.send = sends + due
+        if self.held:
+            nxt = min(t for t, _ in self.held)
+            if out.next_deadline_ms is None or nxt < out.next_deadline_ms:
+                out.next_deadline_ms = nxt
+        return out
+
+
+class FakeViewChange(Strategy):
+    """VIEW-CHANGE messages with fabricated prepared certificates (and real ones omitted).
+    Colluders fabricate the same batches (derived from the group seed) and sign the
+    certificates with every key the group holds; other signatures are forged (invalid)."""
+
+    name = "fake-view-change"
+
+    def rewrite(self, ctx, event, out):
+        sends = []
+        for s in out.send:
+            m = s.message
+            if isinstance(m, ViewChange) and m.replica == ctx.replica_id:
+                m = ctx.sign(msgspec.structs.replace(m, prepared=self._fabricate(ctx, m)))
+            sends.append(Send(s.to, m))
+        out.send = sends
+        return out
+
+    def _fabricate(self, ctx: ByzContext, vc: ViewChange) -> tuple[PreparedProof, ...]:
+        group_seed = ctx.collusion.seed if ctx.collusion is not None else ctx.replica_id
+        old_view = max(0, vc.new_view - 1)
+        primary = ctx.config.primary(old_view)
+        proofs = []
+        for seq in range(vc.stable_seq + 1, vc.stable_seq + 3):
+            tag = hashlib.blake2b(
+                f"{group_seed}/{vc.new_view}/{seq}".encode(), digest_size=16
+            ).digest()
+            req = Request(client_id=tag * 2, request_seq=seq, op=b"fabricated:" + tag,
+                          sig=b"\0" * 64)
+            time_ms = 1
+            pp = ctx.sign_as(primary, PrePrepare(
+                view=old_view, seq=seq, time_ms=time_ms, requests=(req,),
+                digest=batch_digest(time_ms, (req,)), replica=primary,
+            ))
+            backups = [j for j in range(ctx.n) if j != primary][: 2 * ctx.f]
+            prepares = tuple(
+                ctx.sign_as(j, Prepare(view=old_view, seq=seq, digest=pp.digest, replica=j))
+                for j in backups
+            )
+            proofs.append(PreparedProof(pre_prepare=pp, prepares=prepares))
+        return tuple(proofs)
+
+
+class InvalidNewView(Strategy):
+    """As the new primary, sends NEW-VIEW messages that break the rules: too few
+    view-changes, a re-proposal replaced by another batch, or an extra pre-prepare."""
+
+    name = "invalid-new-view"
+
+    def rewrite(self, ctx, event, out):
+        sends = []
+        for s in out.send:
+            m = s.message
+            if isinstance(m, NewView) and m.replica == ctx.replica_id:
+                m = self._corrupt(ctx, m)
+            sends.append(Send(s.to, m))
+        out.send = sends
+        return out
+
+    def _corrupt(self, ctx: ByzContext, nv: NewView) -> NewView:
+        kind = ctx.rng.randrange(3)
+        if kind == 0 and nv.view_changes:
+            nv = msgspec.structs.replace(nv, view_changes=nv.view_changes[:-1])
+        elif kind == 1 and nv.pre_prepares:
+            pp = nv.pre_prepares[0]
+            time_ms = pp.time_ms + 7
+            req = Request(client_id=ctx.rng.bytes(32), request_seq=1, op=b"swapped",
+                          sig=b"\0" * 64)
+            bad = ctx.sign(msgspec.structs.replace(
+                pp, time_ms=time_ms, requests=(req,), digest=batch_digest(time_ms, (req,))
+            ))
+            nv = msgspec.structs.replace(nv, pre_prepares=(bad,) + nv.pre_prepares[1:])
+        else:
+            last = max((pp.seq for pp in nv.pre_prepares), default=0)
+            extra = ctx.sign(PrePrepare(
+                view=nv.view, seq=last + 5, time_ms=ctx.now_ms, requests=(),
+                digest=batch_digest(ctx.now_ms, ()), replica=ctx.replica_id,
+            ))
+            nv = msgspec.structs.replace(nv, pre_prepares=nv.pre_prepares + (extra,))
+        return ctx.sign(nv)
+
+
+class BadCheckpoint(Strategy):
+    """Checkpoints with wrong state digests (re-signed, so they verify)."""
+
+    name = "bad-checkpoint"
+
+    def rewrite(self, ctx, event, out):
+        sends = []
+        for s in out.send:
+            m = s.message
+            if isinstance(m, Checkpoint) and m.replica == ctx.replica_id:
+                m = ctx.sign(msgspec.structs.replace(m, state_digest=ctx.rng.bytes(32)))
+            sends.append(Send(s.to, m))
+        out.send = sends
+        return out
+
+
+class Flood(Strategy):
+    """Garbage: undecodable bytes, now and then an oversized frame, and many well-formed junk
+    messages (random views/seqs/digests, huge fetch ranges, unsigned client requests)."""
+
+    name = "flood"
+
+    def __init__(self, per_step: int = 8, oversized_every: int = 500) -> None:
+        self.per_step = per_step
+        self.oversized_every = oversized_every
+
+    def rewrite(self, ctx, event, out):
+        rng = ctx.rng
+        extra: list[Send] = []
+        for _ in range(rng.randrange(self.per_step + 1)):
+            to = None if rng.chance(0.2) else rng.choice(ctx.others())
+            kind = rng.randrange(6)
+            if kind == 0:
+                extra.append(Send(to, rng.bytes(1 + rng.randrange(64))))  # undecodable
+            elif kind == 1:
+                extra.append(Send(to, ctx.sign(Prepare(
+                    view=rng.randrange(1 << 40), seq=rng.randrange(1 << 40),
+                    digest=rng.bytes(32), replica=ctx.replica_id))))
+            elif kind == 2:
+                extra.append(Send(to, ctx.sign(Commit(
+                    view=ctx.view, seq=rng.randrange(1 << 20), digest=rng.bytes(32),
+                    replica=ctx.replica_id))))
+            elif kind == 3:
+                extra.append(Send(to, ctx.sign(FetchBlocks(
+                    from_seq=0, to_seq=1 << 40, replica=ctx.replica_id))))
+            elif kind == 4:
+                junk = tuple(
+                    Request(client_id=rng.bytes(32), request_seq=rng.randrange(1 << 30),
+                            op=rng.bytes(16), sig=rng.bytes(64))
+                    for _ in range(4)
+                )
+                extra.append(Send(to, ctx.sign(Forward(requests=junk, replica=ctx.replica_id))))
+            else:
+                extra.append(Send(to, ctx.sign(Status(
+                    view=rng.randrange(1 << 20), in_view_change=rng.chance(0.5),
+                    last_executed=rng.randrange(1 << 30), stable_seq=rng.randrange(1 << 30),
+                    replica=ctx.replica_id))))
+        if self.oversized_every and ctx.steps % self.oversized_every == 1:
+            extra.append(Send(rng.choice(ctx.others()), b"\x01" + bytes(MAX_MESSAGE_BYTES)))
+        out.send = list(out.send) + extra
+        return out
+
+
+# ---------------------------------------------------------------- registry and parsing
+
+STRATEGIES: dict[str, Callable[..., Strategy]] = {
+    "silent": Silent,
+    "silent-primary": SilentPrimary,
+    "crash-after": CrashAfter,
+    "equivocate": Equivocate,
+    "wrong-digest": WrongDigest,
+    "forge": Forge,
+    "replay": Replay,
+    "future-view": FutureView,
+    "slow": Slow,
+    "fake-view-change": FakeViewChange,
+    "invalid-new-view": InvalidNewView,
+    "bad-checkpoint": BadCheckpoint,
+    "flood": Flood,
+}
+"""Strategy names accepted by `--byzantine I:NAME` (`crash-after:K` takes a parameter)."""
+
+_PARAMETRIZED = {"crash-after": int, "slow": float, "flood": int}
+
+
+def parse_strategy(spec: str) -> Strategy:
+    """`"silent"` or `"crash-after:5"` -> a fresh Strategy; ValueError names what is wrong."""
+    name, _, param = spec.strip().partition(":")
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown byzantine strategy {name!r}; known: {', '.join(STRATEGIES)}")
+    if param:
+        conv = _PARAMETRIZED.get(name)
+        if conv is None:
+            raise ValueError(f"strategy {name!r} takes no parameter (got {param!r})")
+        try:
+            return STRATEGIES[name](conv(param))
+        except ValueError as exc:
+            raise ValueError(f"bad parameter for {name!r}: {param!r} ({exc})") from None
+    if name == "crash-after":
+        raise ValueError("crash-after needs a parameter: crash-after:K")
+    return STRATEGIES[name]()
+
+
+def parse_byzantine(specs: Sequence[str], n: int | None = None) -> dict[int, list[str]]:
+    """Parse repeated `I:STRATEGY[,I:STRATEGY…]` options into {replica: [strategy specs]}.
+
+    A replica named several times gets all its strategies, applied in the given order."""
+    result: dict[int, list[str]] = {}
+    for spec in specs:
+        for item in spec.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            idx, sep, strat = item.partition(":")
+            if not sep or not idx.strip().isdigit():
+                raise ValueError(f"bad --byzantine item {item!r}: expected I:STRATEGY")
+            rid = int(idx)
+            if n is not None and not 0 <= rid < n:
+                raise ValueError(f"bad --byzantine item {item!r}: replica {rid} not in 0..{n - 1}")
+            parse_strategy(strat)  # validate early
+            result.setdefault(rid, []).append(strat.strip())
+    return result
+
+
+# ---------------------------------------------------------------- the wrapper
+
+
+class ByzantineReplica:
+    """An honest `Replica` whose outputs are rewritten by `strategies`, in order.
+
+    `seed` drives every choice the strategies make; `collusion` (shared by the members of a
+    group) lets colluders sign for each other and lie consistently."""
+
+    def __init__(
+        self,
+        inner: Any,
+        strategies: Sequence[Strategy | str],
+        auth: Authenticator,
+        *,
+        replica_id: int | None = None,
+        config: Config | None = None,
+        seed: int = 0,
+        collusion: Collusion | None = None,
+    ) -> None:
+        self.inner = inner
+        self.strategies = [parse_strategy(s) if isinstance(s, str) else s for s in strategies]
+        rid = replica_id if replica_id is not None else getattr(inner, "replica_id", None)
+        if rid is None:
+            rid = getattr(inner, "id", None)
+        if rid is None:
+            raise ValueError("ByzantineReplica needs replica_id (inner exposes none)")
+        cfg = config if config is not None else getattr(inner, "config", None)
+        if cfg is None:
+            raise ValueError("ByzantineReplica needs config (inner exposes none)")
+        self.ctx = ByzContext(inner, int(rid), cfg, auth,
+                              DetRng(f"byz/{seed}/{rid}".encode()), collusion)
+
+    @property
+    def replica_id(self) -> int:
+        return self.ctx.replica_id
+
+    def __getattr__(self, name: str) -> Any:
+        # view, primary, last_executed, health() … come from the honest replica
+        return getattr(self.inner, name)
+
+    def step(self, event: Event) -> Output:
+        ctx = self.ctx
+        ctx.steps += 1
+        if isinstance(event, Tick):
+            ctx.now_ms = max(ctx.now_ms, event.now_ms)
+        elif isinstance(event, Receive) and not isinstance(event.message, bytes | bytearray):
+            ctx.received_history.append(event.message)
+        elif isinstance(event, ClientRequest):
+            pass
+        out = self.inner.step(event)
+        for strategy in self.strategies:
+            out = strategy.rewrite(ctx, event, out)
+        for s in out.send:
+            if not isinstance(s.message, bytes | bytearray):
+                ctx.sent_history.append(s.message)
+        return out
+
+    def __repr__(self) -> str:
+        return f"ByzantineReplica({self.replica_id}, {self.strategies})"

@@ -1,0 +1,115 @@
+"""In-memory durable state of one simulated replica: its consensus records and its blocks.
+
+Owns `SimRecords` (applies `Output.persist` in order, exactly what a node's store would keep,
+and rebuilds `RecoveredState` after a crash) and `SimBlocks` (executed blocks with their
+commit certificates, used to answer `ServeFetch`). Imports: stdlib, consensus, testnet.checkers.
+"""
+
+from __future__ import annotations
+
+from consensus import (
+    Commit,
+    CommittedBlock,
+    Execute,
+    NewView,
+    OwnVote,
+    Prepare,
+    PrePrepare,
+    Prune,
+    RecoveredState,
+    StableCheckpoint,
+    ViewChange,
+    ViewState,
+)
+from consensus.codec import GENESIS_CHAIN_DIGEST, signing_bytes
+
+
+class SimRecords:
+    """The records a replica persisted, compacted the way a real store compacts them."""
+
+    def __init__(self) -> None:
+        self.view = 0
+        self.in_view_change = False
+        self.stable: StableCheckpoint | None = None
+        self._votes: dict[bytes, object] = {}  # signing bytes -> vote (dedup)
+        self.applied = 0
+
+    def apply(self, records) -> None:
+        for rec in records:
+            self.applied += 1
+            if isinstance(rec, ViewState):
+                self.view, self.in_view_change = rec.view, rec.in_view_change
+            elif isinstance(rec, OwnVote):
+                self._votes.setdefault(signing_bytes(rec.message), rec.message)
+            elif isinstance(rec, StableCheckpoint):
+                if self.stable is None or rec.seq >= self.stable.seq:
+                    self.stable = rec
+            elif isinstance(rec, Prune):
+                self._votes = {
+                    k: v for k, v in self._votes.items()
+                    if not isinstance(v, PrePrepare | Prepare | Commit) or v.seq > rec.upto
+                }
+            else:
+                raise TypeError(f"unknown record {type(rec).__name__}")
+
+    def has_vote(self, msg) -> bool:
+        return signing_bytes(msg) in self._votes
+
+    def own_votes(self) -> tuple:
+        keep = []
+        for v in self._votes.values():
+            if isinstance(v, ViewChange) and v.new_view < self.view:
+                continue
+            if isinstance(v, NewView) and v.view < self.view:
+                continue
+            keep.append(v)
+        return tuple(keep)
+
+
+class SimBlocks:
+    """Executed blocks in height order, with what `RecoveredState` needs."""
+
+    def __init__(self, dedup_window: int) -> None:
+        self.blocks: dict[int, Execute] = {}
+        self.last = 0
+        self.last_hash = GENESIS_CHAIN_DIGEST
+        self.last_time_ms = 0
+        self.dedup_window = dedup_window
+        self.client_executed: dict[bytes, list[int]] = {}
+
+    def append(self, ex: Execute) -> None:
+        self.blocks[ex.seq] = ex
+        self.last = max(self.last, ex.seq)
+        if ex.seq == self.last:
+            self.last_hash = ex.block_hash
+            self.last_time_ms = ex.time_ms
+        for r in ex.requests:
+            self.client_executed.setdefault(r.client_id, []).append(r.request_seq)
+
+    def serve(self, from_seq: int, to_seq: int, limit: int = 64) -> tuple[CommittedBlock, ...]:
+        """Blocks [from_seq, to_seq] we hold with a certificate, contiguous, at most `limit`."""
+        out = []
+        for seq in range(max(1, from_seq), min(to_seq, self.last, from_seq + limit - 1) + 1):
+            ex = self.blocks.get(seq)
+            if ex is None or not ex.commits:
+                break
+            out.append(CommittedBlock(pre_prepare=ex.pre_prepare, commits=ex.commits))
+        return tuple(out)
+
+
+def recovered_state(records: SimRecords, blocks: SimBlocks) -> RecoveredState:
+    """What a restarted replica gets from its store: records plus the executed chain."""
+    executed = {}
+    for cid, seqs in blocks.client_executed.items():
+        top = max(seqs)
+        executed[cid] = tuple(sorted(s for s in seqs if s > top - blocks.dedup_window))
+    return RecoveredState(
+        view=records.view,
+        in_view_change=records.in_view_change,
+        own_votes=records.own_votes(),
+        stable_checkpoint=records.stable,
+        last_executed=blocks.last,
+        last_block_hash=blocks.last_hash,
+        last_time_ms=blocks.last_time_ms,
+        client_executed=executed,
+    )
