@@ -40,7 +40,6 @@ class NodeConfig:
     key_file: str = "node_key.json"  # relative paths are relative to `home`
     genesis_file: str = "genesis.json"
     data_dir: str = "data"
-    client_key_file: str = "client_key.json"  # key used by the embedding API's submit()
     tick_ms: int = 10
     byzantine: tuple[str, ...] = ()  # testnet only: consensus.byzantine strategy names
 
@@ -62,10 +61,6 @@ class NodeConfig:
     @property
     def data_path(self) -> Path:
         return self.path(self.data_dir)
-
-    @property
-    def client_key_path(self) -> Path:
-        return self.path(self.client_key_file)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -89,7 +84,7 @@ def _validate(c: NodeConfig) -> None:
     for name in ("node_index", "rpc_port", "tick_ms"):
         _check_type(name, getattr(c, name), int)
     for name in ("chain_id", "p2p_listen", "rpc_host", "log_level", "log_format", "key_file",
-                 "genesis_file", "data_dir", "client_key_file"):
+                 "genesis_file", "data_dir"):
         _check_type(name, getattr(c, name), str)
     if c.node_index < 0:
         raise ConfigError(f"field 'node_index': must be >= 0, got {c.node_index}")

@@ -1,0 +1,766 @@
+"""The node runtime: one trio nursery per node running the transport, the message pump, the
+replica task and (when `bftnode.rpc` is available) the RPC server.
+
+Owns `Node` (implements the RPC layer's NodeAPI: status, submit, wait_commit, block, tx, query,
+subscribe, ...), `build_node(config)` (every start-up check, with a clear `StartupError` and
+nothing written on failure) and the Output ordering rule. ONE task owns the Replica and applies
+each Output in order: persist (one synced batch) -> send -> execute (app + one atomic block
+commit per block) -> reply -> evidence -> fetch. Nothing else touches the replica, so there are
+no locks. Imports: stdlib, trio, structlog, msgspec, consensus, storage, network, bftnode.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import contextlib
+import dataclasses
+import math
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import msgspec
+import trio
+
+from consensus import (
+    Authenticator,
+    ClientRequest,
+    DecodeError,
+    Duplicate,
+    Ed25519Signer,
+    Ed25519Verifier,
+    Event,
+    Evidence,
+    Execute,
+    FetchedBlocks,
+    InvariantViolation,
+    Output,
+    Receive,
+    Rejected,
+    Request,
+    Tick,
+    decode,
+    digest,
+    encode,
+    request_digest,
+    sign_request,
+)
+from storage.interface import BlockCommit, StorageError, Store, StoredBlock, TxResult
+
+from .config import NodeConfig
+from .genesis import Genesis, GenesisError, load_genesis
+from .keys import KeyFileError, NodeKey, load_key_file
+from .logging import current_trace_id, get_logger, trace_context
+from .metrics import NodeMetrics
+from .rpc.node_api import SubmitResult
+
+FETCH_MAX_BLOCKS = 64
+INBOX_SIZE = 10_000
+APP_EVENTS_KEPT = 1000
+MIN_REVISION_WAIT_S = 2.0
+TRACES_KEPT = 10_000
+EVIDENCE_KEPT = 1000
+
+
+class StartupError(Exception):
+    """The node cannot start; the message says why (bad config, port in use, locked DB...)."""
+
+
+class TxRejected(Exception):
+    """A submitted transaction was refused before or instead of execution."""
+
+    def __init__(self, reason: str, tx_hash: bytes = b"") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.tx_hash = tx_hash
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclasses.dataclass
+class _Waiter:
+    done: trio.Event = dataclasses.field(default_factory=trio.Event)
+    result: dict | None = None
+    error: TxRejected | None = None
+
+    def resolve(self, result: dict) -> None:
+        if not self.done.is_set():
+            self.result = result
+            self.done.set()
+
+    def fail(self, error: TxRejected) -> None:
+        if not self.done.is_set():
+            self.error = error
+            self.done.set()
+
+
+@dataclasses.dataclass
+class _Submit:
+    request: Request
+    accepted: _Waiter
+
+
+def _hex(b: bytes) -> str:
+    return b.hex()
+
+
+def _b64(b: bytes) -> str:
+    return base64.b64encode(b).decode()
+
+
+def _jsonable(value: Any) -> Any:
+    """Application events / results to plain JSON values (bytes as UTF-8 or base64)."""
+    try:
+        from bftnode.app import ops
+
+        return ops.jsonable(value)
+    except Exception:
+        return msgspec.to_builtins(value, enc_hook=repr)
+
+
+class Node:
+    """A running (or ready to run) bftnode validator. Implements the RPC layer's NodeAPI."""
+
+    def __init__(
+        self,
+        *,
+        index: int,
+        genesis: Genesis,
+        key: NodeKey,
+        store: Store,
+        transport: Any,
+        app: Any,
+        config: NodeConfig | None = None,
+        byzantine: Sequence[str] = (),
+        client_key: NodeKey | None = None,
+        replica_factory: Callable[..., Any] | None = None,
+        clock_ms: Callable[[], int] = wall_ms,
+        tick_ms: int = 10,
+        serve_rpc: bool | None = None,
+    ) -> None:
+        self.index = index
+        self.genesis = genesis
+        self.chain_id = genesis.chain_id
+        self.domain = genesis.domain
+        self.consensus_config = genesis.config()
+        self.key = key
+        self.node_id = key.public_key.hex()
+        self.store = store
+        self.transport = transport
+        self.app = app
+        self.config = config
+        self.byzantine = tuple(byzantine)
+        self.metrics = NodeMetrics(index)
+        self.log = get_logger(node=index)
+        self._clock_ms = clock_ms
+        self._last_now = 0
+        self._tick_ms = tick_ms
+        self._serve_rpc = serve_rpc if serve_rpc is not None else (
+            config is not None and config.rpc_port != 0
+        )
+        self.auth = Authenticator(
+            genesis.domain, Ed25519Signer(key.seed), Ed25519Verifier(), genesis.replica_keys()
+        )
+        restored = store.recover()
+        factory = replica_factory or _default_replica_factory
+        replica = factory(self.consensus_config, index, self.auth, restored)
+        if self.byzantine:
+            replica = _wrap_byzantine(replica, self.byzantine, self.auth, index)
+        self.replica = replica
+        self._height = restored.last_executed
+        self.last_block_hash = restored.last_block_hash
+        self.last_block_time_ms = restored.last_time_ms
+        self._view_seen = restored.view
+        # client side of the embedding API: a local key signing ops submitted via submit_op()
+        self._client = client_key or NodeKey.from_seed(digest(b"embedded-client:" + key.seed))
+        self._client_seq = time.time_ns() // 1000
+        # shared state between the replica task and callers (all on the trio thread)
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[Any](INBOX_SIZE)
+        self._commit_waiters: dict[bytes, list[_Waiter]] = collections.defaultdict(list)
+        self._by_client: dict[tuple[bytes, int], set[bytes]] = collections.defaultdict(set)
+        self._app_events: dict[int, tuple] = {}
+        self._traces: dict[bytes, str] = {}
+        self._evidence: collections.deque[dict] = collections.deque(maxlen=EVIDENCE_KEPT)
+        self._height_changed = trio.Event()
+        self.started = trio.Event()
+        self.stopped = trio.Event()
+        self.rpc_url: str | None = None
+        self._cancel: trio.CancelScope | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled. Closes the store on the way out (after the current write)."""
+        try:
+            with trio.CancelScope() as scope:
+                self._cancel = scope
+                async with trio.open_nursery() as nursery:
+                    await _start_transport(nursery, self.transport)
+                    nursery.start_soon(self._pump_incoming)
+                    await nursery.start(self._replica_task)
+                    if self._serve_rpc:
+                        await self._start_rpc(nursery)
+                    self.started.set()
+                    self.log.info("node started", chain_id=self.chain_id, height=self._height,
+                                  view=self._view_seen, rpc=self.rpc_url)
+                    task_status.started()
+        finally:
+            self.close()
+            self.stopped.set()
+
+    def stop(self) -> None:
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.store.close()
+            self.log.info("node stopped", height=self._height)
+
+    async def _start_rpc(self, nursery: trio.Nursery) -> None:
+        try:
+            from bftnode.rpc.server import serve_rpc
+        except ImportError as exc:
+            self.log.warning("rpc server not available", reason=str(exc))
+            return
+        assert self.config is not None
+        host, port = self.config.rpc_host, self.config.rpc_port
+        try:
+            await nursery.start(serve_rpc, self, host, port)
+        except OSError as exc:
+            raise StartupError(f"cannot serve RPC on {host}:{port}: {exc.strerror or exc}") from exc
+        self.rpc_url = f"http://{host}:{port}"
+
+    # ------------------------------------------------------------------ the replica task
+
+    def _now(self) -> int:
+        now = max(self._clock_ms(), self._last_now)  # monotone per replica
+        self._last_now = now
+        return now
+
+    async def _replica_task(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await self._step(Tick(self._now()))
+        task_status.started()
+        next_tick = trio.current_time() + self._tick_ms / 1000
+        deadline_ms: int | None = None
+        while True:
+            wake = next_tick
+            if deadline_ms is not None:
+                wake = min(wake, trio.current_time() + max(0, deadline_ms - self._now()) / 1000)
+            item = None
+            with trio.move_on_at(wake):
+                item = await self._inbox_recv.receive()
+            if item is None:
+                next_tick = trio.current_time() + self._tick_ms / 1000
+                out = await self._step(Tick(self._now()))
+            elif isinstance(item, _Submit):
+                out = await self._step(ClientRequest(item.request), submitted=item)
+            else:
+                out = await self._step(item)
+            if out is not None and out.next_deadline_ms is not None:
+                deadline_ms = out.next_deadline_ms
+            self.metrics.queue_depth.labels("inbox").set(self._inbox_recv.statistics().current_buffer_used)
+
+    async def _step(self, event: Event, submitted: _Submit | None = None) -> Output | None:
+        t0 = time.perf_counter()
+        out = self.replica.step(event)
+        await self._apply(out)
+        if submitted is not None:
+            req = submitted.request
+            rejected = [r for r in out.reply if isinstance(r, Rejected) and r.request == req]
+            dup = any(isinstance(r, Duplicate) and r.client_id == req.client_id
+                      and r.request_seq == req.request_seq for r in out.reply)
+            if rejected:
+                submitted.accepted.fail(TxRejected(rejected[0].reason, request_digest(req)))
+            else:
+                submitted.accepted.resolve({"duplicate": dup})
+        self.metrics.step_seconds.observe(time.perf_counter() - t0)
+        self._update_gauges()
+        return out
+
+    async def _apply(self, out: Output) -> None:
+        """The ordering rule: persist -> send -> execute -> reply -> evidence -> fetch."""
+        if out.persist:
+            t0 = time.perf_counter()
+            await trio.to_thread.run_sync(self.store.persist, out.persist)
+            self.metrics.persist_seconds.observe(time.perf_counter() - t0)
+        for s in out.send:
+            if isinstance(s.message, bytes | bytearray):  # byzantine `flood`: raw garbage
+                data, kind = bytes(s.message), "raw"
+            else:
+                data, kind = encode(s.message), type(s.message).__name__
+            self.metrics.messages_out.labels(kind).inc()
+            if s.to is None:
+                await self.transport.broadcast(data)
+            elif s.to == self.index:
+                await self._inbox_send.send(Receive(self.index, s.message))
+            else:
+                await self.transport.send(s.to, data)
+        for ex in out.execute:
+            await self._execute(ex)
+        for r in out.reply:
+            self._on_reply(r)
+        for ev in out.evidence:
+            self._on_evidence(ev)
+        for f in out.fetch:
+            blocks = []
+            for h in range(f.from_seq, min(f.to_seq, f.from_seq + FETCH_MAX_BLOCKS - 1) + 1):
+                cb = self.store.committed_block(h)
+                if cb is None:
+                    break
+                blocks.append(cb)
+            sub = self.replica.step(FetchedBlocks(f.to, tuple(blocks)))
+            await self._apply(sub)
+
+    async def _execute(self, ex: Execute) -> None:
+        if ex.seq != self._height + 1:
+            raise InvariantViolation(f"execute of block {ex.seq} after height {self._height}")
+        t0 = time.perf_counter()
+        results, effects = await trio.to_thread.run_sync(self._execute_and_commit, ex)
+        self.metrics.commit_seconds.observe(time.perf_counter() - t0)
+        self._height = ex.seq
+        self.last_block_hash = ex.block_hash
+        self.last_block_time_ms = ex.time_ms
+        self.metrics.blocks.inc()
+        self.metrics.txs.inc(len(results))
+        self.metrics.height.set(ex.seq)
+        for tr in results:
+            tid = self._traces.pop(tr.tx_hash, None)
+            if tid is not None:
+                with trace_context(tid):
+                    self.log.info("tx committed", tx=_hex(tr.tx_hash)[:16], height=ex.seq,
+                                  view=ex.view, code=tr.code)
+            for w in self._commit_waiters.pop(tr.tx_hash, ()):
+                w.resolve({"tx_result": tr})
+            self._by_client.pop((tr.client_id, tr.request_seq), None)
+        for req, reason in ex.skipped:
+            self.metrics.txs_skipped.labels(reason).inc()
+            self._answer_from_store(req.client_id, req.request_seq, request_digest(req), reason)
+        self.log.debug("block committed", height=ex.seq, view=ex.view, txs=len(results),
+                       block_hash=_hex(ex.block_hash)[:16])
+        self._app_events[ex.seq] = tuple(getattr(effects, "events", ()))
+        self._app_events.pop(ex.seq - APP_EVENTS_KEPT, None)
+        old, self._height_changed = self._height_changed, trio.Event()
+        old.set()
+
+    def _execute_and_commit(self, ex: Execute) -> tuple[tuple[TxResult, ...], Any]:
+        """Runs in a worker thread: the app over the live state, then ONE atomic commit."""
+        effects = self.app.execute_block(self.store.state(), ex.seq, ex.time_ms, ex.requests)
+        if len(effects.results) != len(ex.requests):
+            raise InvariantViolation(
+                f"application returned {len(effects.results)} results for {len(ex.requests)} txs"
+            )
+        results = tuple(
+            TxResult(
+                tx_hash=request_digest(r), client_id=r.client_id, request_seq=r.request_seq,
+                height=ex.seq, index=i, code=code, result=res,
+            )
+            for i, (r, (code, res)) in enumerate(zip(ex.requests, effects.results, strict=True))
+        )
+        self.store.commit_block(BlockCommit(ex, results, tuple(effects.writes)))
+        return results, effects
+
+    def _answer_from_store(self, client_id: bytes, seq: int, tx_hash: bytes, reason: str) -> None:
+        hashes = self._by_client.pop((client_id, seq), set()) | {tx_hash}
+        stored = self.store.tx_by_client(client_id, seq)
+        for h in hashes:
+            for w in self._commit_waiters.pop(h, ()):
+                if stored is not None:
+                    w.resolve({"tx_result": stored, "duplicate": True})
+                else:
+                    w.fail(TxRejected(reason, h))
+
+    def _on_reply(self, r: Any) -> None:
+        if isinstance(r, Rejected):
+            h = request_digest(r.request)
+            self.metrics.rejected.labels(f"tx:{r.reason.split(':')[0][:40]}").inc()
+            self.log.info("tx rejected", tx=_hex(h)[:16], reason=r.reason)
+            self._by_client.get((r.request.client_id, r.request.request_seq), set()).discard(h)
+            for w in self._commit_waiters.pop(h, ()):
+                w.fail(TxRejected(r.reason, h))
+        elif isinstance(r, Duplicate):
+            self._answer_from_store(r.client_id, r.request_seq, b"", "duplicate")
+
+    def _on_evidence(self, ev: Evidence) -> None:
+        self.metrics.evidence.labels(ev.kind, str(ev.replica)).inc()
+        self.log.warning("evidence", kind=ev.kind, peer=ev.replica, reason=ev.reason)
+        self._evidence.append({
+            "kind": ev.kind, "replica": ev.replica, "reason": ev.reason,
+            "height": self._height, "time_ms": self._last_now,
+            "messages": [_b64(encode(m)) for m in ev.messages[:4]],
+        })
+
+    def _update_gauges(self) -> None:
+        r = self.replica
+        view = getattr(r, "view", 0)
+        if view != self._view_seen:
+            self.metrics.view_changes.inc(max(0, view - self._view_seen))
+            self.log.info("view changed", view=view, primary=view % self.consensus_config.n)
+            self._view_seen = view
+        self.metrics.view.set(view)
+        self.metrics.in_view_change.set(1 if getattr(r, "in_view_change", False) else 0)
+        self.metrics.stable_checkpoint.set(getattr(r, "stable_seq", 0))
+
+    # ------------------------------------------------------------------ transport -> replica
+
+    async def _pump_incoming(self) -> None:
+        async for peer, data in self.transport.incoming:
+            try:
+                msg = decode(data)
+            except DecodeError as exc:
+                self.metrics.rejected.labels("undecodable").inc()
+                self.log.warning("dropped undecodable message", peer=peer, reason=str(exc)[:200])
+                with contextlib.suppress(Exception):
+                    self.transport.report_invalid(peer)
+                continue
+            if isinstance(msg, Request):
+                # clients talk to us over RPC, never as bare requests on the validator mesh
+                self.metrics.rejected.labels("unexpected-request").inc()
+                self.log.warning("dropped bare request from peer", peer=peer)
+                continue
+            self.metrics.messages_in.labels(type(msg).__name__).inc()
+            await self._inbox_send.send(Receive(peer, msg))
+
+    # ------------------------------------------------------------------ NodeAPI: writes
+
+    async def submit(self, request: Request) -> SubmitResult:
+        """Hand a client-signed request to the replica task (CheckTx semantics): "accepted" once
+        it is in the pool, "committed" with the ORIGINAL result if this (client_id, request_seq)
+        already executed, "rejected" with a reason otherwise."""
+        tx_hash = request_digest(request)
+        done = self.store.tx_by_client(request.client_id, request.request_seq)
+        if done is not None:
+            return SubmitResult("committed", done.tx_hash, result=done)
+        check = getattr(self.app, "check_tx", None)
+        reason = check(request.op) if check is not None else None
+        if reason is not None:
+            self.metrics.rejected.labels("check_tx").inc()
+            self.log.info("tx rejected", tx=_hex(tx_hash)[:16], reason=reason)
+            return SubmitResult("rejected", tx_hash, reason=reason)
+        tid = current_trace_id()
+        if tid is not None:  # carried into the replica task's log line for this tx's commit
+            self._traces[tx_hash] = tid
+            while len(self._traces) > TRACES_KEPT:
+                self._traces.pop(next(iter(self._traces)))
+        self.log.debug("tx submitted", tx=_hex(tx_hash)[:16])
+        sub = _Submit(request, _Waiter())
+        await self._inbox_send.send(sub)
+        await sub.accepted.done.wait()
+        if sub.accepted.error is not None:
+            return SubmitResult("rejected", tx_hash, reason=sub.accepted.error.reason)
+        if sub.accepted.result is not None and sub.accepted.result.get("duplicate"):
+            done = self.store.tx_by_client(request.client_id, request.request_seq)
+            if done is not None:
+                return SubmitResult("committed", done.tx_hash, result=done)
+        return SubmitResult("accepted", tx_hash)
+
+    def _watch(self, tx_hash: bytes, client: tuple[bytes, int] | None = None) -> _Waiter:
+        w = _Waiter()
+        self._commit_waiters[tx_hash].append(w)
+        if client is not None:
+            self._by_client[client].add(tx_hash)
+        return w
+
+    def _unwatch(self, tx_hash: bytes, w: _Waiter) -> None:
+        lst = self._commit_waiters.get(tx_hash)
+        if lst is not None and w in lst:
+            lst.remove(w)
+            if not lst:
+                del self._commit_waiters[tx_hash]
+
+    async def wait_commit(self, tx_hash: bytes, timeout: float) -> TxResult | None:
+        """The tx's result once committed (immediately if it already is); None on timeout.
+        The store check and the registration happen in one trio step: no commit is missed."""
+        stored = self.store.tx(tx_hash)
+        if stored is not None:
+            return stored
+        w = self._watch(tx_hash)
+        try:
+            with trio.move_on_after(timeout):
+                await w.done.wait()
+        finally:
+            self._unwatch(tx_hash, w)
+        if w.result is None:
+            return None
+        return w.result["tx_result"]
+
+    async def submit_and_wait(self, request: Request, timeout: float = 30.0) -> TxResult:
+        """Submit and wait for the commit; raises TxRejected or trio.TooSlowError."""
+        h = request_digest(request)
+        w = self._watch(h, (request.client_id, request.request_seq))
+        try:
+            res = await self.submit(request)
+            if res.status == "rejected":
+                raise TxRejected(res.reason, h)
+            if res.status == "committed":
+                assert res.result is not None
+                return res.result
+            with trio.fail_after(timeout):
+                await w.done.wait()
+        finally:
+            self._unwatch(h, w)
+            self._by_client.pop((request.client_id, request.request_seq), None)
+        if w.error is not None:
+            raise w.error
+        assert w.result is not None
+        return w.result["tx_result"]
+
+    def sign_op(self, op: bytes, valid_until: int = 0) -> Request:
+        """Sign `op` with the node's embedded-client key (the embedding API's submit)."""
+        self._client_seq += 1
+        req = Request(client_id=self._client.public_key, request_seq=self._client_seq, op=op,
+                      valid_until=valid_until)
+        return sign_request(self.domain, self._client.signer(), req)
+
+    # ------------------------------------------------------------------ NodeAPI: reads
+
+    def height(self) -> int:
+        return self._height
+
+    def status(self) -> dict:
+        r = self.replica
+        view = getattr(r, "view", 0)
+        return {
+            "node_id": self.node_id,
+            "validator_index": self.index,
+            "chain_id": self.chain_id,
+            "domain": _hex(self.domain),
+            "genesis_hash": _hex(self.genesis.hash()),
+            "view": view,
+            "primary": view % self.consensus_config.n,
+            "in_view_change": bool(getattr(r, "in_view_change", False)),
+            "height": self._height,
+            "last_block_hash": _hex(self.last_block_hash),
+            "last_block_time_ms": self.last_block_time_ms,
+            "stable_checkpoint": getattr(r, "stable_seq", 0),
+            "validators": self.consensus_config.n,
+            "peers": sum(1 for p in self.net_info()["peers"] if p["connected"]),
+            "byzantine": list(self.byzantine),
+            "txs_committed": int(self.metrics.value("bftnode_txs_committed_total")),
+            "rpc": self.rpc_url,
+            "p2p": self.config.p2p_listen if self.config else None,
+        }
+
+    def health(self) -> dict:
+        h = getattr(self.replica, "health", None)
+        try:
+            info = dict(h()) if callable(h) else {}
+        except Exception as exc:  # health is diagnostics; never let it break the RPC
+            info = {"error": repr(exc)}
+        peers = sum(1 for p in self.net_info()["peers"] if p["connected"])
+        running = self.started.is_set() and not self.stopped.is_set()
+        ok = running and peers >= self.consensus_config.quorum - 1
+        why = [] if ok else (["not running"] if not running else [f"only {peers} peers connected"])
+        return {"ok": ok, "why": why, "height": self._height, "peers": peers,
+                "replica": _jsonable(info)}
+
+    def net_info(self) -> dict:
+        ps = getattr(self.transport, "peer_stats", None)
+        stats = ps() if callable(ps) else {}
+        peers = []
+        for v in self.genesis.validators:
+            if v.index == self.index:
+                continue
+            st = stats.get(v.index, {}) if isinstance(stats, dict) else {}
+            peers.append({"index": v.index, "node_id": v.public_key, "multiaddr": v.p2p_multiaddr,
+                          "connected": bool(st.get("connected", False)), "stats": _jsonable(st)})
+        return {"listening": self.started.is_set(), "n_peers": len(peers), "peers": peers}
+
+    def validators(self) -> list[dict]:
+        return [dataclasses.asdict(v) for v in self.genesis.validators]
+
+    def evidence(self) -> list[dict]:
+        return list(self._evidence)
+
+    def metrics_text(self) -> bytes:
+        return self.metrics.text()
+
+    def block(self, height: int) -> StoredBlock | None:
+        return self.store.block(height)
+
+    def tx(self, tx_hash: bytes) -> TxResult | None:
+        return self.store.tx(tx_hash)
+
+    def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None:
+        return self.store.tx_by_client(client_id, request_seq)
+
+    def app_events(self, height: int) -> Sequence[Any] | None:
+        return self._app_events.get(height)
+
+    async def query(self, method: str, params: dict) -> dict:
+        """Application read at the last committed block, from a consistent snapshot.
+        `min_revision` waits briefly for the state to reach it (else FUTURE_REVISION)."""
+        params = dict(params)
+        min_rev = params.pop("min_revision", None)
+        if min_rev:
+            with trio.move_on_after(MIN_REVISION_WAIT_S):
+                while self._query_sync("revision", {}).get("revision", 0) < min_rev:
+                    await self.wait_height(self._height + 1, MIN_REVISION_WAIT_S)
+            rev = self._query_sync("revision", {}).get("revision", 0)
+            if rev < min_rev:
+                from bftnode.app.errors import FUTURE_REVISION, AppError
+
+                raise AppError(FUTURE_REVISION,
+                               f"node is at revision {rev}, below min_revision {min_rev}")
+        return self._query_sync(method, params)
+
+    def _query_sync(self, method: str, params: dict) -> dict:
+        height, time_ms = self._height, self.last_block_time_ms
+        with self.store.snapshot() as snap:
+            return self.app.query(snap, method, params, height, time_ms)
+
+    async def wait_height(self, height: int, timeout: float | None = None) -> int:
+        """The current height as soon as it is >= `height`, or at `timeout` (maybe lower)."""
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            while self._height < height:
+                await self._height_changed.wait()
+        return self._height
+
+    async def subscribe(self, from_height: int | None = None) -> AsyncIterator[StoredBlock]:
+        """Committed blocks in height order, from `from_height` (default: the next one).
+        Pull-based (reads the store), so a slow consumer never loses a block."""
+        h = self._height + 1 if from_height is None else max(1, from_height)
+        while True:
+            await self.wait_height(h)
+            b = self.store.block(h)
+            if b is not None:
+                yield b
+            h += 1
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _default_replica_factory(config: Any, index: int, auth: Authenticator, restored: Any) -> Any:
+    try:
+        from consensus import Replica  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise StartupError(f"consensus.Replica is not available: {exc}") from exc
+    return Replica(config, index, auth, restored)
+
+
+def _wrap_byzantine(replica: Any, strategies: Sequence[str], auth: Authenticator,
+                    index: int) -> Any:
+    try:
+        from consensus import byzantine
+    except ImportError as exc:
+        raise StartupError(f"byzantine strategies requested but unavailable: {exc}") from exc
+    try:
+        strats = [byzantine.parse_strategy(s) for s in strategies]
+        return byzantine.ByzantineReplica(replica, strats, auth, replica_id=index,
+                                          config=getattr(replica, "config", None)
+                                          or getattr(auth, "config", None))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise StartupError(f"field 'byzantine': bad strategy list {list(strategies)}: {exc}") from exc
+
+
+async def _start_transport(nursery: trio.Nursery, transport: Any) -> None:
+    """Start a network.Transport whichever lifecycle it offers (run(task_status) or async with)."""
+    if hasattr(transport, "run"):
+        await nursery.start(transport.run)
+    elif hasattr(transport, "__aenter__"):
+        ready = trio.Event()
+
+        async def hold(*, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+            async with transport:
+                task_status.started()
+                ready.set()
+                await trio.sleep_forever()
+
+        await nursery.start(hold)
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise StartupError(f"{what} port {host}:{port} is not available: {exc.strerror}") from None
+
+
+def _multiaddr_host_port(addr: str) -> tuple[str, int]:
+    parts = addr.split("/")
+    return parts[2], int(parts[4])
+
+
+def load_startup_files(config: NodeConfig) -> tuple[NodeKey, Genesis]:
+    """Key + genesis, cross-checked against the config; StartupError with the reason."""
+    try:
+        key = load_key_file(config.key_path)
+        genesis = load_genesis(config.genesis_path)
+    except (KeyFileError, GenesisError) as exc:
+        raise StartupError(str(exc)) from exc
+    if genesis.chain_id != config.chain_id:
+        raise StartupError(
+            f"wrong genesis: {config.genesis_path} is for chain {genesis.chain_id!r} but the "
+            f"config's chain_id is {config.chain_id!r}"
+        )
+    n = len(genesis.validators)
+    if config.node_index >= n:
+        raise StartupError(f"field 'node_index': {config.node_index} but genesis has {n} validators")
+    want = genesis.validators[config.node_index].public_key
+    if key.public_key.hex() != want.lower():
+        raise StartupError(
+            f"key {config.key_path} (public key {key.public_key.hex()[:16]}...) is not validator "
+            f"{config.node_index} of the genesis ({want[:16]}...)"
+        )
+    return key, genesis
+
+
+def build_node(config: NodeConfig, *, app: Any = None, transport: Any = None,
+               store: Store | None = None, replica_factory: Callable[..., Any] | None = None,
+               client_key: NodeKey | None = None) -> Node:
+    """Every start-up check, then the real parts (LevelDB store, libp2p transport, KV app).
+    Raises StartupError with a clear message; nothing is written unless all checks pass."""
+    key, genesis = load_startup_files(config)
+    if transport is None:
+        host, port = _multiaddr_host_port(config.p2p_listen)
+        check_port_free(host, port, "p2p")
+    if config.rpc_port:
+        check_port_free(config.rpc_host, config.rpc_port, "RPC")
+    if app is None:
+        try:
+            from bftnode.app import KVApplication
+        except ImportError as exc:
+            raise StartupError(f"bftnode.app.KVApplication is not available: {exc}") from exc
+        app = KVApplication()
+    if transport is None:
+        try:
+            from network import Libp2pTransport, PeerSpec
+        except ImportError as exc:
+            raise StartupError(f"network.Libp2pTransport is not available: {exc}") from exc
+        peers = [PeerSpec(v.index, v.public_key_bytes, v.p2p_multiaddr) for v in genesis.validators]
+        transport = Libp2pTransport(config.node_index, key.seed, peers, config.p2p_listen)
+    opened_here = store is None
+    if store is None:
+        try:
+            from storage import open_store
+        except ImportError as exc:
+            raise StartupError(f"storage.open_store is not available: {exc}") from exc
+        try:
+            store = open_store(str(config.data_path), genesis.chain_id.encode(), genesis.hash(),
+                               True)
+        except StorageError as exc:
+            raise StartupError(f"cannot open the database {config.data_path}: {exc}") from exc
+    try:
+        return Node(index=config.node_index, genesis=genesis, key=key, store=store,
+                    transport=transport, app=app, config=config, byzantine=config.byzantine,
+                    client_key=client_key, replica_factory=replica_factory,
+                    tick_ms=config.tick_ms)
+    except StorageError as exc:
+        if opened_here:
+            store.close()
+        raise StartupError(f"cannot recover from {config.data_path}: {exc}") from exc
+    except BaseException:
+        if opened_here:
+            store.close()
+        raise
