@@ -14,6 +14,7 @@ from .overlay import Overlay
 PUT = "put"  # key, value, revision (= mod_revision), create_revision, version, lease
 DELETE = "delete"  # key, revision, prev value in `value`
 LEASE_GRANTED = "lease_granted"  # lease, deadline_ms
+LEASE_RENEWED = "lease_renewed"  # lease, deadline_ms (keepalive)
 LEASE_EXPIRED = "lease_expired"  # lease, deadline_ms (at the first block past the deadline)
 LEASE_REVOKED = "lease_revoked"  # lease
 LOCK_GRANTED = "lock_granted"  # key = lock name, lease, token, owner
@@ -22,6 +23,7 @@ LOCK_LOST = "lock_lost"  # the holder's lease expired or was revoked
 LOCK_QUEUED = "lock_queued"  # a waiter joined the FIFO queue
 LOCK_DEQUEUED = "lock_dequeued"  # a waiter left (cancel, lease gone)
 LEADER_CHANGED = "leader_changed"  # key = election name, value = leader value (None = none)
+# Lock events carry scope "lock" or "election" (elections are locks in their own namespace).
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,7 @@ class AppEvent:
     tx_index: int = -1
     height: int = 0
     time_ms: int = 0
+    scope: str = ""  # "lock" | "election" for lock_* events
 
     def to_dict(self) -> dict:
         return {
@@ -57,6 +60,7 @@ class AppEvent:
             "tx_index": self.tx_index,
             "height": self.height,
             "time_ms": self.time_ms,
+            "scope": self.scope,
         }
 
 

@@ -14,7 +14,7 @@ from storage.interface import StateReader
 from . import kv
 from . import layout as L
 from .errors import NOT_FOUND, PERMISSION, AppError
-from .events import LEASE_EXPIRED, LEASE_GRANTED, LEASE_REVOKED, TxContext
+from .events import LEASE_EXPIRED, LEASE_GRANTED, LEASE_RENEWED, LEASE_REVOKED, TxContext
 
 
 def get(state: StateReader, lease_id: int) -> dict | None:
@@ -60,6 +60,8 @@ def keepalive(ctx: TxContext, lease_id: int) -> dict:
     ctx.state.put(L.LEASE + L.u64(lease_id), L.pack(lease))
     ctx.state.put(L.LEASE_EXPIRY + L.u64(lease["deadline_ms"]) + L.u64(lease_id), b"")
     ctx.mutated = True
+    ctx.emit(LEASE_RENEWED, b"", lease=lease_id, owner=ctx.client_id,
+             deadline_ms=lease["deadline_ms"])
     return {"id": lease_id, "ttl_ms": lease["ttl_ms"], "deadline_ms": lease["deadline_ms"]}
 
 

@@ -52,6 +52,10 @@ def _index(ctx: TxContext, kind: bytes, name: bytes, lease: int, present: bool) 
         ctx.state.delete(k)
 
 
+def _scope(kind: bytes) -> str:
+    return "election" if kind == L.ELECTION_KIND else "lock"
+
+
 def _grant(ctx: TxContext, kind: bytes, name: bytes, rec: dict, waiter: dict) -> None:
     holder = {
         "lease": waiter["lease"],
@@ -66,11 +70,11 @@ def _grant(ctx: TxContext, kind: bytes, name: bytes, rec: dict, waiter: dict) ->
     rec["last_token"] = holder["token"]
     ctx.emit(
         LOCK_GRANTED, name, lease=holder["lease"], token=holder["token"], owner=holder["owner"],
-        value=holder["value"] if kind == L.ELECTION_KIND else None,
+        value=holder["value"] if kind == L.ELECTION_KIND else None, scope=_scope(kind),
     )
     if kind == L.ELECTION_KIND:
         ctx.emit(LEADER_CHANGED, name, value=holder["value"], lease=holder["lease"],
-                 token=holder["token"], owner=holder["owner"])
+                 token=holder["token"], owner=holder["owner"], scope="election")
 
 
 def _vacate(ctx: TxContext, kind: bytes, name: bytes, rec: dict, lost: bool) -> None:
@@ -79,11 +83,11 @@ def _vacate(ctx: TxContext, kind: bytes, name: bytes, rec: dict, lost: bool) -> 
     rec["holder"] = None
     _index(ctx, kind, name, old["lease"], False)
     ctx.emit(LOCK_LOST if lost else LOCK_RELEASED, name, lease=old["lease"], token=old["token"],
-             owner=old["owner"])
+             owner=old["owner"], scope=_scope(kind))
     if rec["queue"]:
         _grant(ctx, kind, name, rec, rec["queue"].pop(0))
     elif kind == L.ELECTION_KIND:
-        ctx.emit(LEADER_CHANGED, name, value=None)
+        ctx.emit(LEADER_CHANGED, name, value=None, scope="election")
     _save(ctx, kind, name, rec)
 
 
@@ -110,7 +114,7 @@ def acquire(ctx: TxContext, kind: bytes, name: bytes, lease_id: int, value: byte
         raise AppError(LIMIT, f"lock has {MAX_WAITERS} waiters already")
     rec["queue"].append(waiter)
     _index(ctx, kind, name, lease_id, True)
-    ctx.emit(LOCK_QUEUED, name, lease=lease_id, owner=ctx.client_id)
+    ctx.emit(LOCK_QUEUED, name, lease=lease_id, owner=ctx.client_id, scope=_scope(kind))
     _save(ctx, kind, name, rec)
     return {"acquired": False, "position": len(rec["queue"])}
 
@@ -142,7 +146,7 @@ def proclaim(ctx: TxContext, name: bytes, token: int, value: bytes) -> dict:
     rec = _holder_rec(ctx, kind, name, token)
     rec["holder"]["value"] = value
     ctx.emit(LEADER_CHANGED, name, value=value, lease=rec["holder"]["lease"], token=token,
-             owner=ctx.client_id)
+             owner=ctx.client_id, scope="election")
     _save(ctx, kind, name, rec)
     return {"token": token}
 
@@ -160,7 +164,7 @@ def _dequeue(ctx: TxContext, kind: bytes, name: bytes, rec: dict, lease_id: int)
     w = next(w for w in rec["queue"] if w["lease"] == lease_id)
     rec["queue"].remove(w)
     _index(ctx, kind, name, lease_id, False)
-    ctx.emit(LOCK_DEQUEUED, name, lease=lease_id, owner=w["owner"])
+    ctx.emit(LOCK_DEQUEUED, name, lease=lease_id, owner=w["owner"], scope=_scope(kind))
     _save(ctx, kind, name, rec)
 
 
