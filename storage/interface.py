@@ -7,7 +7,7 @@ and reads. Imports: stdlib, consensus (types only).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -69,7 +69,19 @@ class StoredBlock:
     committed: CommittedBlock  # pre-prepare + commit certificate, for sync and client proofs
 
 
+@dataclass(frozen=True, slots=True)
+class StateChunk:
+    """A slice of the application state as of one block (export_state / import_state)."""
+
+    height: int
+    block_hash: bytes
+    items: tuple[tuple[bytes, bytes], ...]
+
+
 class Store(Protocol):
+    """Synchronous; one writer at a time is assumed; reads are thread-safe (the node calls it
+    through trio.to_thread)."""
+
     def persist(self, records: Sequence[Record]) -> None:
         """Write consensus records atomically and durably (sync) before anything is sent."""
 
@@ -94,5 +106,21 @@ class Store(Protocol):
 
     def snapshot(self) -> AbstractContextManager[StateReader]:
         """A consistent read view that later commits do not change."""
+
+    def blocks(self, start: int, stop: int | None = None) -> Iterator[StoredBlock]:
+        """Stored blocks with start <= height < stop (stop None: to the end), ascending."""
+
+    def export_state(self, chunk_items: int = 1024) -> Iterator[StateChunk]:
+        """The whole application state from one consistent snapshot, in chunks."""
+
+    def import_state(
+        self,
+        height: int,
+        block_hash: bytes,
+        items: Iterable[tuple[bytes, bytes] | StateChunk],
+        committed_block: CommittedBlock,
+        prev_hash: bytes | None = None,
+    ) -> None:
+        """Replace the application state with a transferred one at `height` (state transfer)."""
 
     def close(self) -> None: ...

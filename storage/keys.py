@@ -1,0 +1,131 @@
+"""Key layout of the ledger database: one prefix byte per keyspace, big-endian integers.
+
+Owns every byte string used as a key, so iteration order is height / sequence order and one
+keyspace never overlaps another. Used by both LevelDBStore and MemoryStore (same layout, same
+recovery code). Imports: stdlib only.
+
+Keyspaces (first byte):
+  M  meta            M + name                              -> bytes
+  H  block header    H + height(8)                         -> BlockHeader (msgpack)
+  K  block body      K + height(8)                         -> BlockBody: txs + certificate
+  T  tx index        T + tx_hash                           -> TxRecord (msgpack)
+  C  client index    C + len(client)(1) + client + seq(8)  -> tx_hash
+  E  client window   E + len(client)(1) + client + seq(8)  -> height(8)   (bounded per client)
+  S  app state       S + app key                           -> app value
+  V  view state      V                                     -> ViewState
+  O  own votes       O + kind(1) + view(8) + seq(8)        -> OwnVote
+  P  stable ckpt     P                                     -> StableCheckpoint
+"""
+
+from __future__ import annotations
+
+META = b"M"
+HEADER = b"H"
+BODY = b"K"
+TX = b"T"
+CLIENT_INDEX = b"C"
+CLIENT_WINDOW = b"E"
+STATE = b"S"
+VIEW = b"V"
+VOTE = b"O"
+CHECKPOINT = b"P"
+
+KEYSPACES = (META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, STATE, VIEW, VOTE, CHECKPOINT)
+
+# meta names
+META_CHAIN_ID = META + b"chain_id"
+META_GENESIS = META + b"genesis_hash"
+META_SCHEMA = META + b"schema"
+META_HEIGHT = META + b"height"  # last applied height (written FIRST in a block batch)
+META_VERIFIED = META + b"verified"  # hash chain verified up to this height
+META_BASE = META + b"base"  # (height, hash) the chain starts from (0 or a state import)
+META_IMPORTING = META + b"importing"  # set while a state import is in progress
+
+VIEW_KEY = VIEW
+CHECKPOINT_KEY = CHECKPOINT
+
+# own-vote kinds (key order: kind, view, seq)
+KIND_PRE_PREPARE = 1
+KIND_PREPARE = 2
+KIND_COMMIT = 3
+KIND_VIEW_CHANGE = 4
+KIND_NEW_VIEW = 5
+
+_U64_MAX = (1 << 64) - 1
+
+
+def u64(n: int) -> bytes:
+    if not 0 <= n <= _U64_MAX:
+        raise ValueError(f"integer {n} out of range for a 64-bit key")
+    return n.to_bytes(8, "big")
+
+
+def from_u64(b: bytes) -> int:
+    if len(b) != 8:
+        raise ValueError(f"expected 8 bytes, got {len(b)}")
+    return int.from_bytes(b, "big")
+
+
+def header(height: int) -> bytes:
+    return HEADER + u64(height)
+
+
+def body(height: int) -> bytes:
+    return BODY + u64(height)
+
+
+def tx(tx_hash: bytes) -> bytes:
+    return TX + tx_hash
+
+
+def _client(client_id: bytes) -> bytes:
+    if len(client_id) > 255:
+        raise ValueError(f"client id of {len(client_id)} bytes is longer than 255")
+    return bytes([len(client_id)]) + client_id
+
+
+def client_index(client_id: bytes, seq: int) -> bytes:
+    return CLIENT_INDEX + _client(client_id) + u64(seq)
+
+
+def client_window_prefix(client_id: bytes) -> bytes:
+    return CLIENT_WINDOW + _client(client_id)
+
+
+def client_window(client_id: bytes, seq: int) -> bytes:
+    return client_window_prefix(client_id) + u64(seq)
+
+
+def parse_client_window(key: bytes) -> tuple[bytes, int]:
+    """(client_id, seq) of an E-key; raises ValueError if malformed."""
+    if not key.startswith(CLIENT_WINDOW) or len(key) < 10:
+        raise ValueError(f"not a client-window key: {key!r}")
+    n = key[1]
+    if len(key) != 2 + n + 8:
+        raise ValueError(f"client-window key has bad length: {key!r}")
+    return key[2 : 2 + n], from_u64(key[2 + n :])
+
+
+def state(app_key: bytes) -> bytes:
+    return STATE + app_key
+
+
+def vote(kind: int, view: int, seq: int) -> bytes:
+    return VOTE + bytes([kind]) + u64(view) + u64(seq)
+
+
+def parse_vote(key: bytes) -> tuple[int, int, int]:
+    if len(key) != 18 or not key.startswith(VOTE):
+        raise ValueError(f"not an own-vote key: {key!r}")
+    return key[1], from_u64(key[2:10]), from_u64(key[10:18])
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """Smallest key greater than every key starting with `prefix` (None: no upper bound)."""
+    p = bytearray(prefix)
+    while p:
+        if p[-1] != 0xFF:
+            p[-1] += 1
+            return bytes(p)
+        p.pop()
+    return None
