@@ -637,12 +637,16 @@ class Node:
 # ---------------------------------------------------------------------- helpers
 
 
-def _default_replica_factory(config: Any, index: int, auth: Authenticator, restored: Any) -> Any:
+def _resolve_replica_class() -> Callable[..., Any]:
     try:
         from consensus import Replica  # type: ignore[attr-defined]
     except ImportError as exc:
         raise StartupError(f"consensus.Replica is not available: {exc}") from exc
-    return Replica(config, index, auth, restored)
+    return Replica
+
+
+def _default_replica_factory(config: Any, index: int, auth: Authenticator, restored: Any) -> Any:
+    return _resolve_replica_class()(config, index, auth, restored)
 
 
 def _wrap_byzantine(replica: Any, strategies: Sequence[str], auth: Authenticator,
@@ -740,6 +744,16 @@ def build_node(config: NodeConfig, *, app: Any = None, transport: Any = None,
             raise StartupError(f"network.Libp2pTransport is not available: {exc}") from exc
         peers = [PeerSpec(v.index, v.public_key_bytes, v.p2p_multiaddr) for v in genesis.validators]
         transport = Libp2pTransport(config.node_index, key.seed, peers, config.p2p_listen)
+    if replica_factory is None:  # resolve before anything is written
+        replica_factory = _resolve_replica_class()
+    if config.byzantine:
+        try:
+            from consensus import byzantine
+
+            for spec in config.byzantine:
+                byzantine.parse_strategy(spec)
+        except (ImportError, ValueError) as exc:
+            raise StartupError(f"field 'byzantine': {exc}") from exc
     opened_here = store is None
     if store is None:
         try:
