@@ -126,6 +126,8 @@ def test_start_with_a_locked_database_refuses(chain):
     storage = pytest.importorskip("storage")
     if not hasattr(storage, "open_store"):
         pytest.skip("storage.open_store has not landed yet")
+    if not hasattr(pytest.importorskip("consensus"), "Replica"):
+        pytest.skip("consensus.Replica has not landed yet (checked before the DB is opened)")
     root, _ = chain
     from bftnode.config import load_config
     from bftnode.genesis import load_genesis
