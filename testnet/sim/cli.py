@@ -19,7 +19,8 @@ from typing import Any
 
 from consensus.byzantine import STRATEGIES, parse_byzantine
 
-from .cluster import PLANTED_BUGS, SimOptions, run_sim
+from .cluster import PLANTED_BUGS, SimOptions
+from .cluster import run_sim as simulate  # not `run_sim`: the dispatcher looks that name up
 from .network import Faults, OneWay, Partition
 from .scenarios import f_plus_one_options, random_options
 
@@ -116,7 +117,7 @@ def options_for_seed(base: SimOptions, seed: int, randomize: bool) -> SimOptions
 
 def _run_one(job: tuple[SimOptions, int, bool]) -> dict[str, Any]:
     base, seed, randomize = job
-    res = run_sim(options_for_seed(base, seed, randomize), seed)
+    res = simulate(options_for_seed(base, seed, randomize), seed)
     d = res.as_dict()
     if not res.ok:
         d["failure_text"] = res.failure_text()

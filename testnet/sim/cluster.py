@@ -214,7 +214,10 @@ ReplicaFactory = Callable[[Config, int, Authenticator, Any], Any]
 
 
 def default_replica_factory(config: Config, rid: int, auth: Authenticator, restored: Any) -> Any:
-    from consensus import Replica  # imported late: the simulator loads without a replica
+    try:  # imported late: the simulator loads without a replica
+        from consensus import Replica
+    except ImportError:
+        from consensus.replica import Replica
 
     return Replica(config, rid, auth, restored)
 

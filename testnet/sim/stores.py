@@ -32,6 +32,7 @@ class SimRecords:
         self.in_view_change = False
         self.stable: StableCheckpoint | None = None
         self._votes: dict[bytes, object] = {}  # signing bytes -> vote (dedup)
+        self._ever: set[bytes] = set()  # every vote ever made durable (pruning included)
         self.applied = 0
 
     def apply(self, records) -> None:
@@ -40,7 +41,9 @@ class SimRecords:
             if isinstance(rec, ViewState):
                 self.view, self.in_view_change = rec.view, rec.in_view_change
             elif isinstance(rec, OwnVote):
-                self._votes.setdefault(signing_bytes(rec.message), rec.message)
+                key = signing_bytes(rec.message)
+                self._votes.setdefault(key, rec.message)
+                self._ever.add(key)
             elif isinstance(rec, StableCheckpoint):
                 if self.stable is None or rec.seq >= self.stable.seq:
                     self.stable = rec
@@ -53,7 +56,8 @@ class SimRecords:
                 raise TypeError(f"unknown record {type(rec).__name__}")
 
     def has_vote(self, msg) -> bool:
-        return signing_bytes(msg) in self._votes
+        """Was this exact vote made durable at some point (before a later prune)?"""
+        return signing_bytes(msg) in self._ever
 
     def own_votes(self) -> tuple:
         keep = []
