@@ -52,6 +52,8 @@ from .messages import (
     Status,
     ViewChange,
 )
+from .replica import Replica
 from .types import ClientId, Config, Digest, ReplicaId, Seq, View
+from .view_change import build_new_view
 
 __all__ = [name for name in dir() if not name.startswith("_")]

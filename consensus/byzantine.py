@@ -153,6 +153,12 @@ class ByzContext:
         half = (len(victims) + 1) // 2
         return victims[:half], victims[half:]
 
+    def honest_groups(self, salt: int, size: int) -> list[list[int]]:
+        """Split the non-colluding replicas into groups of at most `size`."""
+        first, second = self.honest_halves(salt)
+        victims = first + second
+        return [victims[i: i + size] for i in range(0, len(victims), size)]
+
     def sign(self, msg: Any) -> Any:
         return self.auth.sign(msg)
 
@@ -230,9 +236,11 @@ class CrashAfter(Strategy):
 
 
 class Equivocate(Strategy):
-    """As primary: a different batch for each half of the honest replicas. As backup: votes
-    for the real digest to one half and a conflicting digest to the other. In a collusion the
-    group votes consistently for the primary's two batches (f+1 of them break safety)."""
+    """As primary: different batches to different groups of honest replicas (alone: groups
+    too small for any batch to prepare, so only a view change helps; colluding: two halves).
+    As backup: votes for the real digest to one half and a conflicting digest to the other.
+    In a collusion the group votes consistently for the primary's two batches, so f+1
+    colluders break safety (the checkers must say so) and f do not."""
 
     name = "equivocate"
 
@@ -249,26 +257,33 @@ class Equivocate(Strategy):
         out.send = sends
         return out
 
-    def _alternative(self, ctx: ByzContext, pp: PrePrepare) -> PrePrepare:
+    def _alternative(self, ctx: ByzContext, pp: PrePrepare, g: int = 1) -> PrePrepare:
         key = (pp.view, pp.seq, pp.digest)
-        if ctx.collusion is not None and key in ctx.collusion.alternatives:
+        if g == 1 and ctx.collusion is not None and key in ctx.collusion.alternatives:
             return ctx.collusion.alternatives[key]
-        time_ms = pp.time_ms + 1
-        requests = pp.requests[:-1] if pp.requests else ()
+        time_ms = pp.time_ms + g
+        requests = pp.requests[:-1] if pp.requests and g % 2 else pp.requests
         alt = ctx.sign(
             msgspec.structs.replace(
                 pp, time_ms=time_ms, requests=requests, digest=batch_digest(time_ms, requests)
             )
         )
-        if ctx.collusion is not None:
+        if g == 1 and ctx.collusion is not None:
             ctx.collusion.alternatives[key] = alt
         return alt
 
     def _split_pre_prepare(self, ctx, s: Send, pp: PrePrepare) -> list[Send]:
-        alt = self._alternative(ctx, pp)
-        first, second = ctx.honest_halves(pp.seq)
-        out = [Send(j, pp) for j in _targets(ctx, s) if j not in second]
-        out += [Send(j, alt) for j in _targets(ctx, s) if j in second]
+        if ctx.collusion is None:
+            # alone: groups too small to prepare anything (< 2f backups agree): blocks progress
+            groups = ctx.honest_groups(pp.seq, max(1, 2 * ctx.f - 1))
+        else:
+            # colluding: two halves, each helped to a quorum by the group's votes
+            groups = list(ctx.honest_halves(pp.seq))
+        where = {j: g for g, members in enumerate(groups) for j in members}
+        out = []
+        for j in _targets(ctx, s):
+            g = where.get(j, 0)
+            out.append(Send(j, pp if g == 0 else self._alternative(ctx, pp, g)))
         return out
 
     def _split_vote(self, ctx, s: Send, vote: Prepare | Commit) -> list[Send]:

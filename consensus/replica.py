@@ -1,0 +1,981 @@
+"""The PBFT replica: the one `step(event) -> Output` of the consensus core.
+
+Owns all replica state and the control flow: common checks done once per message (transport
+sender == claimed replica, signature, view, watermark window, digest length), then dispatch by
+mode and message type to `on_<message>` handlers; timers (`on_<name>_timeout`) fire from `Tick`.
+Rules live in the pure helper modules (`normal`, `checkpoint`, `view_change`, `certificates`,
+`log`, `quorum`). Invariants are asserted after every step (InvariantViolation).
+
+Pure and deterministic: never imports time, random, I/O, threads or async; the only clock is
+`Tick(now_ms)`. Must not import any other bftnode package.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from typing import Any
+
+from .auth import Authenticator
+from .certificates import (
+    DIGEST_LEN,
+    verify_committed_block,
+    verify_new_view,
+    verify_view_change,
+)
+from .checkpoint import CheckpointVotes
+from .codec import GENESIS_CHAIN_DIGEST, batch_digest, chain_digest, signing_bytes
+from .errors import InvariantViolation, LocalProtocolError
+from .events import (
+    ClientRequest,
+    Duplicate,
+    Event,
+    Evidence,
+    Execute,
+    FetchedBlocks,
+    Output,
+    OwnVote,
+    Prune,
+    Receive,
+    RecoveredState,
+    Rejected,
+    Send,
+    ServeFetch,
+    StableCheckpoint,
+    Tick,
+    ViewState,
+)
+from .log import MessageLog, Slot
+from .messages import (
+    SIGNED_REPLICA_MESSAGES,
+    BlockSync,
+    Checkpoint,
+    Commit,
+    FetchBlocks,
+    Forward,
+    NewView,
+    Prepare,
+    PreparedProof,
+    PrePrepare,
+    Request,
+    Status,
+    ViewChange,
+)
+from .normal import (
+    ClientTable,
+    block_time,
+    check_pre_prepare,
+    check_request,
+    expired,
+    split_batch,
+)
+from .types import Config
+from .view_change import ViewChangeVotes, backoff_ms, build_new_view, stable_of
+
+MAX_FETCH_BLOCKS = 64  # blocks per FetchBlocks / BlockSync
+SERVES_PER_INTERVAL = 4  # FetchBlocks answered per peer per status interval
+MAX_FORWARD_REQUESTS = 10_000
+
+Key = tuple[bytes, int]
+
+
+def _key(req: Request) -> Key:
+    return (req.client_id, req.request_seq)
+
+
+def _vote_key(msg: Any) -> tuple:
+    if isinstance(msg, PrePrepare):
+        return ("pre-prepare", msg.view, msg.seq)
+    if isinstance(msg, Prepare):
+        return ("prepare", msg.view, msg.seq)
+    if isinstance(msg, Commit):
+        return ("commit", msg.view, msg.seq)
+    if isinstance(msg, ViewChange):
+        return ("view-change", msg.new_view)
+    if isinstance(msg, NewView):
+        return ("new-view", msg.view)
+    raise LocalProtocolError(f"not a vote: {type(msg).__name__}")
+
+
+class Replica:
+    """One PBFT replica. Feed it events with `step`; apply each Output in order."""
+
+    def __init__(
+        self,
+        config: Config,
+        replica_id: int,
+        auth: Authenticator,
+        restored: RecoveredState | None = None,
+    ) -> None:
+        if not 0 <= replica_id < config.n:
+            raise LocalProtocolError(f"replica_id {replica_id} not in [0, {config.n})")
+        if len(auth.replica_keys) != config.n:
+            raise LocalProtocolError(
+                f"authenticator has {len(auth.replica_keys)} replica keys, config.n={config.n}"
+            )
+        r = restored or RecoveredState()
+        self.config = config
+        self.id = replica_id
+        self.auth = auth
+        self._now = 0
+        self._view = r.view
+        self._in_vc = r.in_view_change
+        sc = r.stable_checkpoint
+        self._stable_seq = sc.seq if sc else 0
+        self._stable_digest = sc.digest if sc else GENESIS_CHAIN_DIGEST
+        self._stable_proof: tuple[Checkpoint, ...] = sc.proof if sc else ()
+        self._log = MessageLog(config, low=self._stable_seq)
+        self._last_executed = r.last_executed
+        self._last_hash = r.last_block_hash
+        self._last_time = r.last_time_ms
+        self._clients = ClientTable(config.dedup_window, r.client_executed)
+        # committed (certified) batches waiting for execution in seq order
+        self._committed: dict[int, tuple[PrePrepare, tuple[Commit, ...]]] = {}
+        self._prepared: dict[int, PreparedProof] = {}  # highest-view prepared proof per seq
+        self._own: dict[tuple, Any] = {}  # every vote we signed, by slot
+        self._pending: dict[Key, tuple[Request, int]] = {}  # request -> arrival time
+        self._unproposed: dict[Key, None] = {}  # pending, not in a batch of this view (ordered)
+        self._proposed: set[Key] = set()
+        self._to_forward: list[Request] = []
+        self._next_seq = max(self._last_executed, self._stable_seq) + 1
+        self._last_proposal_time = self._last_time
+        self._last_proposal_ms = 0
+        self._checkpoints = CheckpointVotes(config)
+        self._own_checkpoints: dict[int, bytes] = {}
+        self._vcs = ViewChangeVotes()
+        self._new_view: NewView | None = None  # the NEW-VIEW of the current view (sent/accepted)
+        self._failed_vcs = 0
+        self._request_deadline: int | None = None
+        self._vc_deadline: int | None = None
+        self._next_status_ms = 0
+        self._peer_executed: dict[int, int] = {}
+        self._fetch_retry_ms = 0
+        self._fetch_rr = 0
+        self._last_progress_ms = 0
+        self._serves: dict[int, tuple[int, int]] = {}  # peer -> (window start, count)
+        self._nv_resent: dict[int, int] = {}
+        self._buffer: deque[tuple[int, Any]] = deque()
+        self._buffer_max = max(1024, 3 * config.n * config.watermark_window)
+        self.dropped: Counter[str] = Counter()  # messages dropped without evidence, by reason
+        self._out = Output()
+        self._restore_votes(r)
+        self._check_invariants()
+
+    # ------------------------------------------------------------------ public properties
+
+    @property
+    def view(self) -> int:
+        return self._view
+
+    @property
+    def in_view_change(self) -> bool:
+        return self._in_vc
+
+    @property
+    def primary(self) -> int:
+        return self.config.primary(self._view)
+
+    @property
+    def is_primary(self) -> bool:
+        return self.primary == self.id
+
+    @property
+    def last_executed(self) -> int:
+        return self._last_executed
+
+    @property
+    def last_time_ms(self) -> int:
+        return self._last_time
+
+    @property
+    def stable_seq(self) -> int:
+        return self._stable_seq
+
+    @property
+    def low_watermark(self) -> int:
+        return self._log.low
+
+    @property
+    def high_watermark(self) -> int:
+        return self._log.high
+
+    @property
+    def last_block_hash(self) -> bytes:
+        return self._last_hash
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def health(self) -> dict:
+        """Why the replica is (not) making progress, for status pages and stuck tests."""
+        cfg = self.config
+        in_flight = {}
+        for slot in self._log.slots():
+            if slot.view != self._view or slot.committed or slot.seq <= self._last_executed:
+                continue
+            in_flight[slot.seq] = {
+                "pre_prepare": slot.pre_prepare is not None,
+                "prepares": slot.prepare_count(cfg),
+                "missing_prepares": max(0, 2 * cfg.f - slot.prepare_count(cfg)),
+                "commits": slot.commit_count(),
+                "missing_commits": max(0, cfg.quorum - slot.commit_count()),
+            }
+        mode = "view-change" if self._in_vc else "normal"
+        return {
+            "mode": mode,
+            "view": self._view,
+            "primary": self.primary,
+            "now_ms": self._now,
+            "last_executed": self._last_executed,
+            "stable_seq": self._stable_seq,
+            "watermarks": (self._log.low, self._log.high),
+            "pending_requests": len(self._pending),
+            "unproposed_requests": len(self._unproposed),
+            "in_flight": in_flight,
+            "committed_waiting": sorted(self._committed),
+            "request_timer_deadline_ms": self._request_deadline,
+            "view_change": {
+                "failed_attempts": self._failed_vcs,
+                "timeout_ms": backoff_ms(cfg, self._failed_vcs),
+                "deadline_ms": self._vc_deadline,
+                "votes_for_view": len(self._vcs.for_view(self._view)),
+                "quorum": cfg.quorum,
+            },
+            "peers_executed": dict(sorted(self._peer_executed.items())),
+            "buffered": len(self._buffer),
+            "dropped": dict(self.dropped),
+        }
+
+    # ------------------------------------------------------------------ step
+
+    def step(self, event: Event) -> Output:
+        """Handle one event; return everything to persist, send, execute and reply."""
+        self._out = Output()
+        if isinstance(event, Tick):
+            self._on_tick(event.now_ms)
+        elif isinstance(event, Receive):
+            self._on_receive(event.sender, event.message)
+        elif isinstance(event, ClientRequest):
+            self._on_client_request(event.request)
+        elif isinstance(event, FetchedBlocks):
+            self._on_fetched_blocks(event)
+        else:
+            raise LocalProtocolError(f"unknown event {type(event).__name__}")
+        self._after_step()
+        out, self._out = self._out, Output()
+        out.next_deadline_ms = self._next_deadline()
+        return out
+
+    def _after_step(self) -> None:
+        if self._to_forward:
+            fwd = self.auth.sign(Forward(tuple(self._to_forward), self.id))
+            self._to_forward = []
+            self._broadcast(fwd)
+        self._maybe_propose()
+        self._maybe_fetch()
+        self._check_invariants()
+
+    # ------------------------------------------------------------------ output helpers
+
+    def _broadcast(self, msg: Any) -> None:
+        self._out.send.append(Send(None, msg))
+
+    def _send(self, to: int, msg: Any) -> None:
+        self._out.send.append(Send(to, msg))
+
+    def _evidence(self, kind: str, replica: int, reason: str, *msgs: Any) -> None:
+        self._out.evidence.append(Evidence(kind, replica, reason, tuple(msgs)))
+
+    def _sign_vote(self, msg: Any) -> Any | None:
+        """Sign a vote exactly once per slot: persist it, and return it (the caller sends).
+
+        Returns the earlier vote if it has the same content, None if it would conflict with a
+        vote we already signed (e.g. before a restart) - we never equivocate."""
+        key = _vote_key(msg)
+        old = self._own.get(key)
+        if old is not None:
+            if signing_bytes(old) == signing_bytes(msg):
+                return old
+            self.dropped["refused-conflicting-own-vote"] += 1
+            return None
+        signed = self.auth.sign(msg)
+        self._own[key] = signed
+        self._out.persist.append(OwnVote(signed))
+        return signed
+
+    def _persist_view(self) -> None:
+        self._out.persist.append(ViewState(self._view, self._in_vc))
+
+    # ------------------------------------------------------------------ restore
+
+    def _restore_votes(self, r: RecoveredState) -> None:
+        for m in r.own_votes:
+            self._own[_vote_key(m)] = m
+        for m in r.own_votes:
+            if isinstance(m, PrePrepare | Prepare | Commit):
+                if m.view != self._view or not self._log.in_window(m.seq) or self._in_vc:
+                    continue
+                slot = self._log.slot(m.view, m.seq)
+                if isinstance(m, PrePrepare):
+                    slot.pre_prepare = m
+                    if m.replica == self.id:
+                        self._next_seq = max(self._next_seq, m.seq + 1)
+                        self._last_proposal_time = max(self._last_proposal_time, m.time_ms)
+                elif isinstance(m, Prepare):
+                    slot.prepares.add(self.id, m.digest, m)
+                else:
+                    slot.commits.add(self.id, m.digest, m)
+            elif isinstance(m, ViewChange) and m.new_view == self._view:
+                self._vcs.add(m)
+            elif isinstance(m, NewView) and m.view == self._view and not self._in_vc:
+                self._new_view = m
+
+    # ------------------------------------------------------------------ tick and timers
+
+    def _on_tick(self, now_ms: int) -> None:
+        self._now = max(self._now, now_ms)
+        if self._request_deadline is not None and self._now >= self._request_deadline:
+            self._on_request_timeout()
+        if self._vc_deadline is not None and self._now >= self._vc_deadline:
+            self._on_view_change_timeout()
+        if self._now >= self._next_status_ms:
+            self._on_status_timeout()
+
+    def _on_request_timeout(self) -> None:
+        self._request_deadline = None
+        if self._in_vc or self.is_primary or not self._pending:
+            return
+        if self._weak_target() > self._last_executed:
+            # we are behind the others: catch up by block sync instead of blaming the primary
+            self._request_deadline = self._now + self.config.timeout_request_ms
+            return
+        self._start_view_change(self._view + 1)
+
+    def _on_view_change_timeout(self) -> None:
+        self._vc_deadline = None
+        self._failed_vcs += 1
+        self._start_view_change(self._view + 1)
+
+    def _on_status_timeout(self) -> None:
+        self._next_status_ms = self._now + self.config.status_interval_ms
+        status = Status(self._view, self._in_vc, self._last_executed, self._stable_seq, self.id)
+        self._broadcast(self.auth.sign(status))
+        if self._in_vc:
+            self._broadcast(self._own_view_change())  # lossy networks: keep asking
+
+    def _arm_request_timer(self) -> None:
+        if self._in_vc or self.is_primary or not self._pending:
+            self._request_deadline = None
+        elif self._request_deadline is None:
+            self._request_deadline = self._now + self.config.timeout_request_ms
+
+    def _next_deadline(self) -> int | None:
+        cands = [self._next_status_ms]
+        if self._request_deadline is not None:
+            cands.append(self._request_deadline)
+        if self._vc_deadline is not None:
+            cands.append(self._vc_deadline)
+        if self._can_propose():
+            if self._unproposed:
+                first = next(iter(self._unproposed))
+                cands.append(self._pending[first][1] + self.config.batch_delay_ms)
+            if self.config.heartbeat_ms > 0:
+                cands.append(self._last_proposal_ms + self.config.heartbeat_ms)
+        if self._weak_target() > self._last_executed:
+            stalled_at = self._last_progress_ms + self.config.status_interval_ms // 2
+            cands.append(max(self._fetch_retry_ms, stalled_at))
+        return max(min(cands), self._now + 1)
+
+    # ------------------------------------------------------------------ client requests
+
+    def _admit(self, req: Request) -> str | None:
+        """Add a validly signed request to the pending pool; a reason if it cannot be."""
+        status = self._clients.status(req.client_id, req.request_seq)
+        if status == "duplicate":
+            return "duplicate"
+        if status is not None:
+            return status
+        if expired(req, self._last_executed + 1):
+            return "expired"
+        key = _key(req)
+        if key in self._pending:
+            return "already pending"
+        if len(self._pending) >= self.config.max_pending_requests:
+            return "pool full"
+        self._pending[key] = (req, self._now)
+        if key not in self._proposed:
+            self._unproposed[key] = None
+        self._arm_request_timer()
+        return None
+
+    def _on_client_request(self, req: Request) -> None:
+        reason = check_request(self.config, self.auth, req)
+        if reason is None:
+            reason = self._admit(req)
+            if reason is None:
+                self._to_forward.append(req)
+                return
+        if reason == "duplicate":
+            self._out.reply.append(Duplicate(req.client_id, req.request_seq))
+        elif reason != "already pending":
+            self._out.reply.append(Rejected(req, reason))
+
+    def on_forward(self, sender: int, fwd: Forward) -> None:
+        if len(fwd.requests) > MAX_FORWARD_REQUESTS:
+            self._evidence("invalid-message", sender, "forward too large")
+            return
+        for req in fwd.requests:
+            reason = check_request(self.config, self.auth, req)
+            if reason is not None:
+                self._evidence("invalid-message", sender, f"forwarded request: {reason}", req)
+                continue
+            if self._admit(req) is not None:
+                self.dropped["forwarded-request-not-admitted"] += 1
+
+    # ------------------------------------------------------------------ receive: common checks
+
+    def _on_receive(self, sender: int, msg: Any) -> None:
+        if not 0 <= sender < self.config.n or sender == self.id:
+            self.dropped["bad-sender"] += 1
+            return
+        if not isinstance(msg, SIGNED_REPLICA_MESSAGES):
+            self._evidence("invalid-message", sender, f"unexpected {type(msg).__name__}", msg)
+            return
+        if msg.replica != sender:
+            self._evidence(
+                "invalid-message", sender, f"claims replica {msg.replica} but came from {sender}"
+            )
+            return
+        if not self.auth.verify(msg):
+            self._evidence("bad-signature", sender, f"bad signature on {type(msg).__name__}")
+            return
+        self._dispatch(sender, msg)
+
+    def _dispatch(self, sender: int, msg: Any) -> None:
+        if isinstance(msg, PrePrepare | Prepare | Commit):
+            if self._normal_gate(sender, msg):
+                if isinstance(msg, PrePrepare):
+                    self.on_pre_prepare(sender, msg)
+                elif isinstance(msg, Prepare):
+                    self.on_prepare(sender, msg)
+                else:
+                    self.on_commit(sender, msg)
+        elif isinstance(msg, Checkpoint):
+            self.on_checkpoint(sender, msg)
+        elif isinstance(msg, ViewChange):
+            self.on_view_change(sender, msg)
+        elif isinstance(msg, NewView):
+            self.on_new_view(sender, msg)
+        elif isinstance(msg, Forward):
+            self.on_forward(sender, msg)
+        elif isinstance(msg, Status):
+            self.on_status(sender, msg)
+        elif isinstance(msg, FetchBlocks):
+            self.on_fetch_blocks(sender, msg)
+        elif isinstance(msg, BlockSync):
+            self.on_block_sync(sender, msg)
+
+    def _normal_gate(self, sender: int, msg: PrePrepare | Prepare | Commit) -> bool:
+        """View, mode and window checks shared by pre-prepare, prepare and commit."""
+        if len(msg.digest) != DIGEST_LEN or msg.seq < 1 or msg.view < 0:
+            self._evidence("invalid-message", sender, "malformed view/seq/digest", msg)
+            return False
+        if msg.view < self._view:
+            self.dropped["old-view"] += 1
+            return False
+        if msg.view > self._view or (msg.view == self._view and self._in_vc):
+            # a future view we may enter soon: keep it (bounded)
+            return self._buffer_msg(sender, msg)
+        if msg.seq <= self._log.low:
+            self.dropped["below-low-watermark"] += 1
+            return False
+        if msg.seq > self._log.high:
+            return self._buffer_msg(sender, msg)
+        return True
+
+    def _buffer_msg(self, sender: int, msg: Any) -> bool:
+        if len(self._buffer) >= self._buffer_max:
+            self.dropped["buffer-full"] += 1
+        else:
+            self._buffer.append((sender, msg))
+        return False
+
+    def _replay_buffer(self) -> None:
+        items, self._buffer = self._buffer, deque()
+        for sender, msg in items:
+            if msg.view < self._view or msg.seq <= self._log.low:
+                continue
+            if self._normal_gate(sender, msg):
+                self._dispatch(sender, msg)
+
+    # ------------------------------------------------------------------ normal case
+
+    def on_pre_prepare(self, sender: int, pp: PrePrepare) -> None:
+        if sender != self.primary:
+            self._evidence("invalid-message", sender, "pre-prepare from a backup", pp)
+            return
+        slot = self._log.slot(pp.view, pp.seq)
+        if slot.pre_prepare is not None:
+            if slot.pre_prepare.digest != pp.digest:
+                self._evidence(
+                    "equivocation", sender, "two pre-prepares for one view and seq",
+                    slot.pre_prepare, pp,
+                )
+            return
+        reason = check_pre_prepare(self.config, self.auth, pp, self._now)
+        if reason:
+            self._evidence("invalid-message", sender, f"pre-prepare rejected: {reason}", pp)
+            return
+        self._accept_pre_prepare(slot, pp)
+
+    def _accept_pre_prepare(self, slot: Slot, pp: PrePrepare) -> None:
+        slot.pre_prepare = pp
+        if not self.is_primary:
+            vote = self._sign_vote(Prepare(pp.view, pp.seq, pp.digest, self.id))
+            if vote is not None:
+                slot.prepares.add(self.id, vote.digest, vote)
+                self._broadcast(vote)
+        self._check_slot(slot)
+
+    def on_prepare(self, sender: int, p: Prepare) -> None:
+        if sender == self.primary:
+            self._evidence("invalid-message", sender, "the primary sent a prepare", p)
+            return
+        slot = self._log.slot(p.view, p.seq)
+        ev = slot.prepares.add(sender, p.digest, p)
+        if ev:
+            self._out.evidence.append(ev)
+            return
+        self._check_slot(slot)
+
+    def on_commit(self, sender: int, c: Commit) -> None:
+        slot = self._log.slot(c.view, c.seq)
+        ev = slot.commits.add(sender, c.digest, c)
+        if ev:
+            self._out.evidence.append(ev)
+            return
+        self._check_slot(slot)
+
+    def _check_slot(self, slot: Slot) -> None:
+        pp = slot.pre_prepare
+        if pp is None:
+            return
+        if not slot.prepared and slot.prepare_count(self.config) >= 2 * self.config.f:
+            slot.prepared = True
+            old = self._prepared.get(slot.seq)
+            if old is None or old.pre_prepare.view <= slot.view:
+                self._prepared[slot.seq] = slot.proof(self.config)
+            vote = self._sign_vote(Commit(pp.view, pp.seq, pp.digest, self.id))
+            if vote is not None:
+                slot.commits.add(self.id, vote.digest, vote)
+                self._broadcast(vote)
+        if slot.prepared and not slot.committed and slot.commit_count() >= self.config.quorum:
+            slot.committed = True
+            if slot.seq > self._last_executed:
+                commits = tuple(slot.commits.matching(pp.digest)[: self.config.quorum])
+                self._committed[slot.seq] = (pp, commits)
+                self._execute_ready()
+
+    def _can_propose(self) -> bool:
+        return (
+            self.is_primary
+            and not self._in_vc
+            and self._next_seq <= self._log.high
+        )
+
+    def _maybe_propose(self) -> None:
+        cfg = self.config
+        while self._can_propose():
+            batch: list[Request] = []
+            if self._unproposed:
+                first = next(iter(self._unproposed))
+                due = self._now - self._pending[first][1] >= cfg.batch_delay_ms
+                if len(self._unproposed) < cfg.batch_max and not due:
+                    break
+                for key in list(self._unproposed):
+                    if len(batch) >= cfg.batch_max:
+                        break
+                    del self._unproposed[key]
+                    req = self._pending[key][0]
+                    if expired(req, self._next_seq):
+                        continue  # dropped from the pool after the next execution
+                    batch.append(req)
+                    self._proposed.add(key)
+                if not batch:
+                    continue
+            elif not (cfg.heartbeat_ms > 0 and
+                      self._now - self._last_proposal_ms >= cfg.heartbeat_ms):
+                break
+            self._propose(tuple(batch))
+
+    def _propose(self, requests: tuple[Request, ...]) -> None:
+        t = max(self._now, self._last_proposal_time + 1)
+        pp = PrePrepare(self._view, self._next_seq, t, requests, batch_digest(t, requests), self.id)
+        signed = self._sign_vote(pp)
+        self._next_seq += 1
+        self._last_proposal_time = t
+        self._last_proposal_ms = self._now
+        if signed is None:
+            return
+        self._broadcast(signed)
+        self._accept_pre_prepare(self._log.slot(signed.view, signed.seq), signed)
+
+    # ------------------------------------------------------------------ execution
+
+    def _execute_ready(self) -> None:
+        executed_requests = False
+        while self._last_executed + 1 in self._committed:
+            seq = self._last_executed + 1
+            pp, commits = self._committed.pop(seq)
+            run, skipped = split_batch(pp.requests, seq, self._clients)
+            prev = self._last_hash
+            h = chain_digest(prev, seq, pp.digest)
+            t = block_time(self._last_time, pp.time_ms)
+            self._out.execute.append(
+                Execute(seq, pp.view, t, run, skipped, pp.digest, prev, h, pp, commits)
+            )
+            for req in run:
+                self._clients.record(req.client_id, req.request_seq)
+            for req in pp.requests:
+                key = _key(req)
+                if self._clients.status(*key) is not None:
+                    self._forget_request(key)
+            self._last_executed, self._last_hash, self._last_time = seq, h, t
+            self._last_progress_ms = self._now
+            executed_requests = executed_requests or bool(run)
+            if seq == self._stable_seq and h != self._stable_digest:
+                raise InvariantViolation(
+                    f"executed block {seq} hash differs from the proven stable checkpoint"
+                )
+            if seq % self.config.checkpoint_interval == 0 and seq > self._stable_seq:
+                self._own_checkpoints[seq] = h
+                cp = self.auth.sign(Checkpoint(seq, h, self.id))
+                self._broadcast(cp)
+                self._checkpoints.add(cp)
+                self._check_stable(seq)
+        self._drop_expired()
+        if executed_requests:
+            self._request_deadline = None
+            self._arm_request_timer()
+            if not self._in_vc:
+                self._failed_vcs = 0  # a new view worked: reset the backoff
+
+    def _forget_request(self, key: Key) -> None:
+        self._pending.pop(key, None)
+        self._unproposed.pop(key, None)
+        self._proposed.discard(key)
+
+    def _drop_expired(self) -> None:
+        nxt = self._last_executed + 1
+        gone = [k for k, (req, _) in self._pending.items() if expired(req, nxt)]
+        for key in gone:
+            req = self._pending[key][0]
+            self._forget_request(key)
+            self._out.reply.append(Rejected(req, "expired"))
+        if gone and not self._pending:
+            self._request_deadline = None
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def on_checkpoint(self, sender: int, cp: Checkpoint) -> None:
+        if (
+            len(cp.state_digest) != DIGEST_LEN
+            or cp.seq <= 0
+            or cp.seq % self.config.checkpoint_interval != 0
+        ):
+            self._evidence("invalid-message", sender, "malformed checkpoint", cp)
+            return
+        if cp.seq <= self._stable_seq:
+            return
+        ev = self._checkpoints.add(cp)
+        if ev:
+            self._out.evidence.append(ev)
+            return
+        self._check_stable(cp.seq)
+
+    def _check_stable(self, seq: int) -> None:
+        if seq <= self._stable_seq:
+            return
+        found = self._checkpoints.proof(seq)
+        if found is None:
+            return
+        digest, proof = found
+        own = self._own_checkpoints.get(seq)
+        if own is not None and own != digest:
+            raise InvariantViolation(
+                f"2f+1 replicas certify a different block hash at checkpoint {seq}"
+            )
+        if seq <= self._last_executed and own is None:
+            return  # executed by sync below a checkpoint we did not sign: wait for the next
+        self._advance_stable(seq, digest, proof)
+
+    def _advance_stable(self, seq: int, digest: bytes, proof: tuple[Checkpoint, ...]) -> None:
+        """Make `seq` the stable checkpoint (proof already verified) and collect garbage."""
+        assert seq > self._stable_seq
+        self._stable_seq, self._stable_digest, self._stable_proof = seq, digest, proof
+        self._out.persist.append(StableCheckpoint(seq, digest, proof))
+        self._out.persist.append(Prune(seq))
+        self._log.gc(seq)
+        self._checkpoints.gc(seq)
+        for s in [s for s in self._own_checkpoints if s < seq]:
+            del self._own_checkpoints[s]
+        for s in [s for s in self._prepared if s <= seq]:
+            del self._prepared[s]
+        for k in [k for k in self._own if len(k) == 3 and k[2] <= seq]:
+            del self._own[k]
+        if self._next_seq <= seq:
+            self._next_seq = seq + 1
+        self._replay_buffer()
+
+    # ------------------------------------------------------------------ view change
+
+    def _start_view_change(self, new_view: int) -> None:
+        assert new_view > self._view or (new_view == self._view and not self._in_vc)
+        self._view, self._in_vc = new_view, True
+        self._persist_view()
+        self._request_deadline = None
+        self._vc_deadline = None
+        self._new_view = None
+        self._log.drop_views_below(new_view)
+        self._proposed.clear()
+        self._unproposed = dict.fromkeys(self._pending)
+        signed = self._own_view_change()
+        self._broadcast(signed)
+        self._vcs.add(signed)
+        self._vcs.forget_below(new_view)
+        self._check_view_change_quorum()
+
+    def _own_view_change(self) -> ViewChange:
+        """Our VIEW-CHANGE for the current view: the one already signed (also before a
+        restart), else a new one with our stable checkpoint and prepared proofs above it."""
+        old = self._own.get(("view-change", self._view))
+        if old is not None:
+            return old
+        prepared = tuple(
+            self._prepared[s] for s in sorted(self._prepared) if s > self._stable_seq
+        )
+        vc = ViewChange(
+            self._view, self._stable_seq, self._stable_digest, self._stable_proof, prepared,
+            self.id,
+        )
+        signed = self._sign_vote(vc)
+        assert signed is not None
+        return signed
+
+    def on_view_change(self, sender: int, vc: ViewChange) -> None:
+        if vc.new_view < self._view or (vc.new_view == self._view and not self._in_vc):
+            self._maybe_resend_new_view(sender)
+            return
+        reason = verify_view_change(self.config, self.auth, vc)
+        if reason:
+            self._evidence("invalid-message", sender, f"view-change rejected: {reason}", vc)
+            return
+        if not self._vcs.add(vc):
+            return
+        target = self._vcs.join_target(self.config, self._view)
+        if target is not None and target > self._view:
+            self._start_view_change(target)  # the f+1 join rule
+        else:
+            self._check_view_change_quorum()
+
+    def _check_view_change_quorum(self) -> None:
+        if not self._in_vc:
+            return
+        votes = self._vcs.for_view(self._view)
+        if len(votes) < self.config.quorum:
+            return
+        if self._vc_deadline is None:
+            self._vc_deadline = self._now + backoff_ms(self.config, self._failed_vcs)
+        if self.is_primary and self._new_view is None:
+            self._send_new_view(votes)
+
+    def _send_new_view(self, votes: list[ViewChange]) -> None:
+        own = [v for v in votes if v.replica == self.id]
+        if not own:
+            return
+        chosen = tuple(own + [v for v in votes if v.replica != self.id][: self.config.quorum - 1])
+        pps = []
+        for pp in build_new_view(self.config, self._view, chosen):
+            signed = self._sign_vote(pp)
+            if signed is None:
+                return  # cannot re-sign a slot we signed differently; the timer moves on
+            pps.append(signed)
+        nv = self._sign_vote(NewView(self._view, chosen, tuple(pps), self.id))
+        if nv is None:
+            return
+        self._broadcast(nv)
+        self._enter_new_view(nv)
+
+    def on_new_view(self, sender: int, nv: NewView) -> None:
+        if nv.view < self._view or (nv.view == self._view and not self._in_vc):
+            return
+        reason = self._validate_new_view(sender, nv)
+        if reason:
+            self._evidence("bad-new-view", sender, reason, nv)
+            return
+        self._enter_new_view(nv)
+
+    def _validate_new_view(self, sender: int, nv: NewView) -> str | None:
+        cfg = self.config
+        if sender != cfg.primary(nv.view):
+            return "new-view not from the primary of its view"
+        if len(nv.view_changes) < cfg.quorum:
+            return f"new-view has {len(nv.view_changes)} view-changes, needs {cfg.quorum}"
+        seen: set[int] = set()
+        for vc in nv.view_changes:
+            if vc.new_view != nv.view:
+                return f"view-change for view {vc.new_view} in new-view {nv.view}"
+            if vc.replica in seen:
+                return f"two view-changes from replica {vc.replica}"
+            seen.add(vc.replica)
+            if not self.auth.verify(vc):
+                return f"bad view-change signature from replica {vc.replica}"
+            reason = verify_view_change(cfg, self.auth, vc)
+            if reason:
+                return f"view-change of replica {vc.replica}: {reason}"
+        expected = build_new_view(cfg, nv.view, nv.view_changes)
+        return verify_new_view(cfg, self.auth, nv, expected)
+
+    def _enter_new_view(self, nv: NewView) -> None:
+        self._view, self._in_vc = nv.view, False
+        self._persist_view()
+        self._vc_deadline = None
+        self._new_view = nv
+        self._log.drop_views_below(nv.view)
+        self._vcs.forget_below(nv.view + 1)
+        min_s, digest, proof = stable_of(nv.view_changes)
+        if min_s > self._stable_seq:
+            self._advance_stable(min_s, digest, proof)  # proof verified with the new-view
+        self._proposed.clear()
+        max_s = min_s
+        for pp in nv.pre_prepares:
+            max_s = max(max_s, pp.seq)
+            if not self._log.in_window(pp.seq):
+                continue
+            if pp.seq > self._last_executed:
+                self._proposed.update(_key(r) for r in pp.requests)
+            self._accept_pre_prepare(self._log.slot(pp.view, pp.seq), pp)
+        self._unproposed = {k: None for k in self._pending if k not in self._proposed}
+        if self.is_primary:
+            self._next_seq = max(max_s, self._last_executed, self._stable_seq) + 1
+            self._last_proposal_ms = self._now
+            times = [pp.time_ms for pp in nv.pre_prepares]
+            self._last_proposal_time = max([self._last_proposal_time, *times])
+        self._request_deadline = None
+        self._arm_request_timer()
+        self._replay_buffer()
+
+    def _maybe_resend_new_view(self, to: int) -> None:
+        """A replica still asking for (or behind) our view: give it our NEW-VIEW again."""
+        nv = self._new_view
+        if nv is None or not self.is_primary or self._in_vc:
+            return
+        last = self._nv_resent.get(to)
+        if last is not None and self._now - last < self.config.status_interval_ms:
+            return
+        self._nv_resent[to] = self._now
+        self._send(to, nv)
+
+    # ------------------------------------------------------------------ catch-up
+
+    def on_status(self, sender: int, st: Status) -> None:
+        if st.last_executed < 0 or st.stable_seq < 0 or st.view < 0:
+            self._evidence("invalid-message", sender, "negative status fields", st)
+            return
+        self._peer_executed[sender] = st.last_executed
+        if st.view < self._view or (st.view == self._view and st.in_view_change):
+            self._maybe_resend_new_view(sender)
+
+    def _weak_target(self) -> int:
+        """A height at least one honest replica has executed: the (f+1)-th highest claim."""
+        claims = sorted(self._peer_executed.values(), reverse=True)
+        f = self.config.f
+        target = claims[f] if len(claims) > f else 0
+        weak = self._checkpoints.highest_weak()
+        if weak is not None:
+            target = max(target, weak[0])
+        return max(target, self._stable_seq)
+
+    def _maybe_fetch(self) -> None:
+        target = self._weak_target()
+        behind = target - self._last_executed
+        if behind <= 0 or self._now < self._fetch_retry_ms:
+            return
+        stalled = self._now - self._last_progress_ms >= self.config.status_interval_ms // 2
+        if not (stalled or behind > self.config.watermark_window // 2 or self._in_vc):
+            return
+        peers = sorted(p for p, e in self._peer_executed.items() if e > self._last_executed)
+        weak = self._checkpoints.highest_weak()
+        if weak is not None and weak[0] > self._last_executed:
+            peers = sorted(set(peers) | {r for r in weak[1] if r != self.id})
+        if not peers:
+            return
+        peer = peers[self._fetch_rr % len(peers)]
+        self._fetch_rr += 1
+        start = self._last_executed + 1
+        end = min(target, start + MAX_FETCH_BLOCKS - 1)
+        self._send(peer, self.auth.sign(FetchBlocks(start, end, self.id)))
+        self._fetch_retry_ms = self._now + self.config.status_interval_ms
+
+    def on_fetch_blocks(self, sender: int, fb: FetchBlocks) -> None:
+        if fb.from_seq < 1 or fb.to_seq < fb.from_seq:
+            self._evidence("invalid-message", sender, "bad fetch range", fb)
+            return
+        if fb.from_seq > self._last_executed:
+            return
+        start, count = self._serves.get(sender, (self._now, 0))
+        if self._now - start >= self.config.status_interval_ms:
+            start, count = self._now, 0
+        if count >= SERVES_PER_INTERVAL:
+            self.dropped["fetch-rate-limited"] += 1
+            return
+        self._serves[sender] = (start, count + 1)
+        end = min(fb.to_seq, fb.from_seq + MAX_FETCH_BLOCKS - 1, self._last_executed)
+        self._out.fetch.append(ServeFetch(sender, fb.from_seq, end))
+
+    def _on_fetched_blocks(self, ev: FetchedBlocks) -> None:
+        if not 0 <= ev.to < self.config.n or ev.to == self.id:
+            raise LocalProtocolError(f"FetchedBlocks for bad replica {ev.to}")
+        if ev.blocks:
+            blocks = tuple(ev.blocks[:MAX_FETCH_BLOCKS])
+            self._send(ev.to, self.auth.sign(BlockSync(blocks, self.id)))
+
+    def on_block_sync(self, sender: int, bs: BlockSync) -> None:
+        if len(bs.blocks) > MAX_FETCH_BLOCKS:
+            self._evidence("bad-block-sync", sender, "too many blocks")
+            return
+        progressed = False
+        for block in bs.blocks:
+            pp = block.pre_prepare
+            if pp.seq <= self._last_executed:
+                continue
+            if pp.seq != self._last_executed + 1:
+                break
+            reason = verify_committed_block(self.config, self.auth, block)
+            if reason:
+                self._evidence("bad-block-sync", sender, reason, block.pre_prepare)
+                return
+            self._committed[pp.seq] = (pp, block.commits)
+            self._execute_ready()
+            progressed = True
+        if progressed:
+            self._fetch_retry_ms = self._now  # keep going while behind
+            self._peer_executed[sender] = max(
+                self._peer_executed.get(sender, 0), self._last_executed
+            )
+
+    # ------------------------------------------------------------------ invariants
+
+    def _check_invariants(self) -> None:
+        if self._log.low != self._stable_seq:
+            raise InvariantViolation("low watermark differs from the stable checkpoint")
+        if self._committed and min(self._committed) <= self._last_executed:
+            raise InvariantViolation("an executed seq is still waiting for execution")
+        if self._in_vc and self._new_view is not None:
+            raise InvariantViolation("in view change with a NEW-VIEW for the view")
+        if self.is_primary and not self._in_vc and self._next_seq <= self._stable_seq:
+            raise InvariantViolation("primary would propose below the stable checkpoint")
+        if len(self._pending) > self.config.max_pending_requests:
+            raise InvariantViolation("pending pool exceeds its bound")
+        if len(self._buffer) > self._buffer_max:
+            raise InvariantViolation("message buffer exceeds its bound")

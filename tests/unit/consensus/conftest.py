@@ -1,0 +1,227 @@
+"""A tiny deterministic lock-step harness for consensus.Replica clusters.
+
+`Cluster` plays the shell for n replicas: it applies every Output (persist -> send -> execute ->
+reply), delivers Sends in FIFO order, answers ServeFetch from the executed blocks, and moves
+time with Ticks. Faults are explicit: `down` replicas neither send nor receive, and `tamper`
+may rewrite or drop any message in flight. Tests get the class through the `Cluster` fixture.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from consensus import (
+    Authenticator,
+    ClientRequest,
+    CommittedBlock,
+    Config,
+    Ed25519Signer,
+    Ed25519Verifier,
+    Execute,
+    FastSigner,
+    FastVerifier,
+    FetchedBlocks,
+    OwnVote,
+    Prune,
+    Receive,
+    RecoveredState,
+    Replica,
+    Request,
+    StableCheckpoint,
+    Tick,
+    ViewState,
+    sign_request,
+)
+
+DOMAIN = b"test-chain"
+Tamper = Callable[[int, int, Any], list[Any] | None]
+
+
+class Cluster:
+    def __init__(self, n: int = 4, fast: bool = True, **cfg: Any) -> None:
+        cfg.setdefault("heartbeat_ms", 0)
+        self.config = Config(n=n, **cfg)
+        self.fast = fast
+        signer_cls = FastSigner if fast else Ed25519Signer
+        self.signers = [signer_cls.from_seed_int(i) for i in range(n)]
+        self.keys = [s.public_key for s in self.signers]
+        self.now = 0
+        self.queue: deque[tuple[int, int, Any]] = deque()
+        self.down: set[int] = set()
+        self.tamper: Tamper | None = None
+        self.executed: dict[int, dict[int, Execute]] = {i: {} for i in range(n)}
+        self.records: dict[int, list[Any]] = {i: [] for i in range(n)}
+        self.evidence: dict[int, list[Any]] = {i: [] for i in range(n)}
+        self.replies: dict[int, list[Any]] = {i: [] for i in range(n)}
+        self.sent: list[Any] = []  # every message put on the wire (for equivocation checks)
+        self.delivered = 0
+        self.replicas = [Replica(self.config, i, self.auth(i)) for i in range(n)]
+        self._clients: dict[int, Any] = {}
+
+    # ------------------------------------------------------------ setup helpers
+
+    def auth(self, i: int) -> Authenticator:
+        verifier = FastVerifier() if self.fast else Ed25519Verifier()
+        return Authenticator(DOMAIN, self.signers[i], verifier, self.keys)
+
+    def client(self, c: int = 0):
+        if c not in self._clients:
+            cls = FastSigner if self.fast else Ed25519Signer
+            self._clients[c] = cls.from_seed_int(1000 + c, b"client")
+        return self._clients[c]
+
+    def request(self, c: int, seq: int, op: bytes = b"op", valid_until: int = 0) -> Request:
+        return sign_request(DOMAIN, self.client(c), Request(b"", seq, op, valid_until))
+
+    # ------------------------------------------------------------ the shell
+
+    def apply(self, rid: int, out) -> None:
+        self.records[rid].extend(out.persist)
+        for send in out.send:
+            self.sent.append(send.message)
+            targets = [send.to] if send.to is not None else [
+                j for j in range(self.config.n) if j != rid
+            ]
+            for to in targets:
+                self.queue.append((rid, to, send.message))
+        log = self.executed[rid]
+        for ex in out.execute:
+            assert ex.seq not in log, f"replica {rid} executed seq {ex.seq} twice"
+            assert ex.seq == max(log, default=0) + 1, f"replica {rid} skipped to {ex.seq}"
+            log[ex.seq] = ex
+        self.replies[rid].extend(out.reply)
+        self.evidence[rid].extend(out.evidence)
+        for fetch in out.fetch:
+            blocks = tuple(
+                CommittedBlock(log[s].pre_prepare, log[s].commits)
+                for s in range(fetch.from_seq, fetch.to_seq + 1)
+                if s in log
+            )
+            self.apply(rid, self.replicas[rid].step(FetchedBlocks(fetch.to, blocks)))
+
+    def step(self, rid: int, event) -> None:
+        if rid in self.down:
+            return
+        self.apply(rid, self.replicas[rid].step(event))
+
+    def deliver_all(self, limit: int = 2_000_000) -> None:
+        while self.queue:
+            sender, to, msg = self.queue.popleft()
+            if sender in self.down or to in self.down:
+                continue
+            msgs = [msg]
+            if self.tamper is not None:
+                changed = self.tamper(sender, to, msg)
+                if changed is not None:
+                    msgs = changed
+            for m in msgs:
+                self.delivered += 1
+                assert self.delivered < limit, "message storm"
+                self.step(to, Receive(sender, m))
+
+    def tick(self, dt: int = 1) -> None:
+        self.now += dt
+        for i in range(self.config.n):
+            self.step(i, Tick(self.now))
+        self.deliver_all()
+
+    def submit(self, req: Request, to: int = 0) -> None:
+        self.step(to, ClientRequest(req))
+        self.deliver_all()
+
+    def run_until(self, cond: Callable[[], bool], timeout_ms: int = 60_000, dt: int = 10) -> bool:
+        """Tick forward until `cond()` holds; False if the deadline passes first."""
+        deadline = self.now + timeout_ms
+        self.deliver_all()
+        while not cond():
+            if self.now >= deadline:
+                return False
+            self.tick(dt)
+        return True
+
+    # ------------------------------------------------------------ observations
+
+    def up(self) -> list[int]:
+        return [i for i in range(self.config.n) if i not in self.down]
+
+    def all_executed(self, reqs: list[Request], replicas: list[int] | None = None) -> bool:
+        want = {(r.client_id, r.request_seq) for r in reqs}
+        for i in replicas if replicas is not None else self.up():
+            got = {
+                (r.client_id, r.request_seq)
+                for ex in self.executed[i].values()
+                for r in ex.requests
+            }
+            if not want <= got:
+                return False
+        return True
+
+    def executed_keys(self, i: int) -> list[tuple[bytes, int]]:
+        return [
+            (r.client_id, r.request_seq)
+            for s in sorted(self.executed[i])
+            for r in self.executed[i][s].requests
+        ]
+
+    def hashes(self, i: int) -> dict[int, bytes]:
+        return {s: ex.block_hash for s, ex in self.executed[i].items()}
+
+    def assert_agreement(self) -> None:
+        by_seq: dict[int, set[bytes]] = {}
+        for i in range(self.config.n):
+            for s, h in self.hashes(i).items():
+                by_seq.setdefault(s, set()).add(h)
+        bad = {s: hs for s, hs in by_seq.items() if len(hs) > 1}
+        assert not bad, f"divergence at seqs {sorted(bad)}"
+
+    def kinds(self, i: int) -> list[str]:
+        return [e.kind for e in self.evidence[i]]
+
+    # ------------------------------------------------------------ crash and restart
+
+    def recovered(self, i: int) -> RecoveredState:
+        """What storage would rebuild from replica i's records and executed blocks."""
+        view, in_vc, stable, votes, prune = 0, False, None, [], 0
+        for rec in self.records[i]:
+            if isinstance(rec, ViewState):
+                view, in_vc = rec.view, rec.in_view_change
+            elif isinstance(rec, StableCheckpoint):
+                stable = rec
+            elif isinstance(rec, Prune):
+                prune = max(prune, rec.upto)
+            elif isinstance(rec, OwnVote):
+                votes.append(rec.message)
+        votes = [m for m in votes if getattr(m, "seq", prune + 1) > prune]
+        log = self.executed[i]
+        last = max(log, default=0)
+        clients: dict[bytes, list[int]] = {}
+        for ex in log.values():
+            for r in ex.requests:
+                clients.setdefault(r.client_id, []).append(r.request_seq)
+        return RecoveredState(
+            view=view,
+            in_view_change=in_vc,
+            own_votes=tuple(votes),
+            stable_checkpoint=stable,
+            last_executed=last,
+            last_block_hash=log[last].block_hash if last else bytes(32),
+            last_time_ms=log[last].time_ms if last else 0,
+            client_executed={c: tuple(s) for c, s in clients.items()},
+        )
+
+    def crash(self, i: int) -> None:
+        self.down.add(i)
+
+    def restart(self, i: int) -> None:
+        self.replicas[i] = Replica(self.config, i, self.auth(i), self.recovered(i))
+        self.down.discard(i)
+        self.step(i, Tick(self.now))
+
+
+@pytest.fixture
+def cluster_cls():
+    return Cluster
