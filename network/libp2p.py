@@ -32,6 +32,7 @@ from libp2p.crypto.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from libp2p.crypto.keys import KeyPair
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.custom_types import TProtocol
+from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
@@ -73,12 +74,25 @@ def peer_id_from_public_key(public_key: bytes) -> ID:
 def secure_host(key_pair: KeyPair, listen: multiaddr.Multiaddr) -> IHost:
     """A py-libp2p host offering ONLY Noise for security and ONLY Yamux for muxing."""
     noise = NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
-    return new_host(
+    # Static membership: no watermark-driven auto-dialling (min/low watermark 0).
+    config = ConnectionConfig(min_connections=0, low_watermark=0, high_watermark=1024,
+                              max_connections=1024, auto_connect_interval=3600.0)
+    host = new_host(
         key_pair=key_pair,
         sec_opt={NOISE_PROTOCOL_ID: noise},
         muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
         listen_addrs=[listen],
+        connection_config=config,
     )
+    # The swarm's AutoConnector dials every PeerID in the peerstore (target = mid-watermark),
+    # including non-validators we refused. We dial validators ourselves, so switch it off.
+    auto = getattr(host.get_network(), "auto_connector", None)
+    if auto is not None:
+        async def _no_auto_connect() -> None:
+            return None
+
+        auto.maybe_connect = _no_auto_connect
+    return host
 
 
 def _split_p2p(addr: str) -> tuple[multiaddr.Multiaddr, str | None]:
