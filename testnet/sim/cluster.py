@@ -33,6 +33,7 @@ from consensus import (
     FastSigner,
     FastVerifier,
     FetchedBlocks,
+    InvariantViolation,
     NewView,
     OwnVote,
     Prepare,
@@ -56,7 +57,7 @@ from .network import Faults, SimNetwork
 from .stores import SimBlocks, SimRecords, recovered_state
 
 DOMAIN = b"bftnode-sim"
-PLANTED_BUGS = ("quorum-2f", "no-persist", "honest-equivocator")
+PLANTED_BUGS = ("quorum-2f", "no-persist", "honest-equivocator", "no-signature-check")
 _VOTES = (PrePrepare, Prepare, Commit, ViewChange, NewView)
 
 DELIVER, TICK, SUBMIT, RETRY, CONTROL = range(5)
@@ -117,6 +118,13 @@ class _QuorumTwoF(Config):
     @property
     def quorum(self) -> int:
         return 2 * self.f
+
+
+class _TrustingVerifier:
+    """Planted bug: accepts every signature (forged votes and certificates get through)."""
+
+    def verify(self, public_key: bytes, data: bytes, sig: bytes) -> bool:
+        return True
 
 
 @dataclass
@@ -182,6 +190,16 @@ def describe(msg: Any) -> str:
     if hasattr(msg, "replica"):
         parts.append(f"by={msg.replica}")
     return f"{name}({' '.join(parts)})"
+
+
+def describe_event(event: Any) -> str:
+    if isinstance(event, Receive):
+        return f"Receive from {event.sender}: {describe(event.message)}"
+    if isinstance(event, ClientRequest):
+        return f"ClientRequest {event.request.client_id[:4].hex()}/{event.request.request_seq}"
+    if isinstance(event, FetchedBlocks):
+        return f"FetchedBlocks to {event.to}: {len(event.blocks)} blocks"
+    return repr(event)
 
 
 class SimNode:
@@ -263,6 +281,10 @@ class SimCluster:
         keys = [s.public_key for s in signers]
         self.auths = [Authenticator(DOMAIN, signers[i], self._verifier(), keys)
                       for i in range(o.n)]
+        if o.planted_bug == "no-signature-check":
+            for i in range(o.n):
+                if i not in o.byzantine:
+                    self.auths[i].verifier = _TrustingVerifier()
         byz = dict(o.byzantine)
         if o.planted_bug == "honest-equivocator":
             byz.setdefault(self.config.primary(0), []).append("equivocate")
@@ -354,7 +376,17 @@ class SimCluster:
 
     def _step(self, node: SimNode, event: Any) -> None:
         self.counts["steps"] += 1
-        out = node.replica.step(event)
+        try:
+            out = node.replica.step(event)
+        except Exception as exc:  # the replica stopped itself (invariant) or has a bug
+            kind = "invariant-violation" if isinstance(exc, InvariantViolation) else "exception"
+            if node.honest:
+                self.violate(kind, node.rid, f"{type(exc).__name__}: {exc} (on {describe_event(event)})")
+            else:
+                self.counts["byzantine_crashes"] = self.counts.get("byzantine_crashes", 0) + 1
+            self.trace.append((self.now, f"STOPPED ({type(exc).__name__})", node.slot, None, None))
+            node.up, node.replica, node.tick_at = False, None, None
+            return
         self._apply(node, out)
 
     def _apply(self, node: SimNode, out: Any) -> None:
