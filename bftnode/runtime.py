@@ -225,17 +225,17 @@ class Node:
 
     async def _start_rpc(self, nursery: trio.Nursery) -> None:
         try:
-            from bftnode.rpc.server import serve_rpc
+            from bftnode.rpc.server import RPCStartupError, serve_rpc
         except ImportError as exc:
             self.log.warning("rpc server not available", reason=str(exc))
             return
         assert self.config is not None
         host, port = self.config.rpc_host, self.config.rpc_port
         try:
-            await nursery.start(serve_rpc, self, host, port)
-        except OSError as exc:
-            raise StartupError(f"cannot serve RPC on {host}:{port}: {exc.strerror or exc}") from exc
-        self.rpc_url = f"http://{host}:{port}"
+            url = await nursery.start(serve_rpc, self, host, port)
+        except (OSError, RPCStartupError) as exc:
+            raise StartupError(f"cannot serve RPC on {host}:{port}: {exc}") from exc
+        self.rpc_url = url if isinstance(url, str) else f"http://{host}:{port}"
 
     # ------------------------------------------------------------------ the replica task
 
@@ -569,7 +569,7 @@ class Node:
                 continue
             st = stats.get(v.index, {}) if isinstance(stats, dict) else {}
             peers.append({"index": v.index, "node_id": v.public_key, "multiaddr": v.p2p_multiaddr,
-                          "connected": bool(st.get("connected", False)), "stats": _jsonable(st)})
+                          "connected": _connected(st), "stats": _jsonable(st)})
         return {"listening": self.started.is_set(), "n_peers": len(peers), "peers": peers}
 
     def validators(self) -> list[dict]:
@@ -579,6 +579,7 @@ class Node:
         return list(self._evidence)
 
     def metrics_text(self) -> bytes:
+        self.metrics.peers.set(sum(1 for p in self.net_info()["peers"] if p["connected"]))
         return self.metrics.text()
 
     def block(self, height: int) -> StoredBlock | None:
@@ -635,6 +636,14 @@ class Node:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _connected(stats: Any) -> bool:
+    if not isinstance(stats, dict):
+        return False
+    if "connected" in stats:
+        return bool(stats["connected"])
+    return bool(stats.get("outbound_connected") or stats.get("inbound_connected"))
 
 
 def _resolve_replica_class() -> Callable[..., Any]:
