@@ -51,6 +51,7 @@ MAX_BODY_BYTES = 1024 * 1024
 MAX_DRAIN_BYTES = 64 * 1024 * 1024  # past this an oversized body is not even read to the end
 WS_QUEUE = 256  # outgoing messages buffered per WebSocket connection
 WS_MAX_INFLIGHT = 512  # concurrent calls per WebSocket connection (then we stop reading)
+WS_OVERFLOW_GRACE_S = 2.0  # a full queue must make room within this, else the reader is slow
 WS_MAX_SUBSCRIPTIONS = 32
 SUB_WAIT_S = 15.0
 TOPICS = ("blocks", "txs", "kv", "events")
@@ -123,7 +124,7 @@ async def _read_body(request: HTTPRequest, limit: int) -> bytes:
 
 def create_app(
     node: NodeAPI, *, max_body_bytes: int = MAX_BODY_BYTES, ws_queue: int = WS_QUEUE,
-    metrics: RPCMetrics | None = None,
+    ws_overflow_grace: float = WS_OVERFLOW_GRACE_S, metrics: RPCMetrics | None = None,
 ) -> Starlette:
     """The ASGI app over `node` (serve it with `serve_rpc`, or any ASGI server on trio)."""
     rpc_metrics = metrics or RPCMetrics()
@@ -185,7 +186,8 @@ def create_app(
         return _json(out, status=status)
 
     async def websocket(ws: WebSocket) -> None:
-        await _WSConnection(node, ws, context(ws, "websocket"), rpc_metrics, ws_queue).run()
+        await _WSConnection(node, ws, context(ws, "websocket"), rpc_metrics, ws_queue,
+                            ws_overflow_grace).run()
 
     routes = [
         Route("/", post_root, methods=["POST"]),
@@ -214,12 +216,13 @@ class _WSConnection:
     _ids = itertools.count(1)
 
     def __init__(self, node: NodeAPI, ws: WebSocket, ctx: m.CallContext, metrics: RPCMetrics,
-                 queue: int) -> None:
+                 queue: int, overflow_grace: float) -> None:
         self.node = node
         self.ws = ws
         self.ctx = ctx
         self.metrics = metrics
         self.queue_size = queue
+        self.overflow_grace = overflow_grace
         self.send_ch, self.recv_ch = trio.open_memory_channel[bytes](queue)
         self.subs: dict[str, trio.CancelScope] = {}
         self.inflight = trio.Semaphore(WS_MAX_INFLIGHT)
@@ -365,14 +368,21 @@ class _WSConnection:
         self.metrics.subscriptions.dec()
         return {"unsubscribed": sid}
 
-    def _notify_nowait(self, sid: str, topic: str, height: int, result: Any) -> None:
-        msg = {"jsonrpc": "2.0", "method": "subscription",
-               "params": {"subscription": sid, "topic": topic, "height": height,
-                          "result": result}}
+    async def _notify(self, sid: str, topic: str, height: int, result: Any) -> None:
+        """Queue a notification. A full queue gets `overflow_grace` seconds to drain; a reader
+        that cannot take one message in that time is too slow (its subscription is closed)."""
+        msg = _dumps({"jsonrpc": "2.0", "method": "subscription",
+                      "params": {"subscription": sid, "topic": topic, "height": height,
+                                 "result": result}})
         try:
-            self.send_ch.send_nowait(_dumps(msg))
+            self.send_ch.send_nowait(msg)
+            return
         except trio.WouldBlock:
-            raise _Overflow from None
+            pass
+        with trio.move_on_after(self.overflow_grace):
+            await self.send_ch.send(msg)
+            return
+        raise _Overflow
 
     async def _run_subscription(self, sid: str, scope: trio.CancelScope, spec: dict[str, Any],
                                 start: int) -> None:
@@ -388,12 +398,12 @@ class _WSConnection:
                         if block is None:
                             reason, code = f"block {h} is not stored", NOT_FOUND
                             return
-                        self._emit(sid, spec, block)
+                        await self._emit(sid, spec, block)
                         h += 1
             except _Overflow:
                 self.metrics.sub_overflows.inc()
-                reason = (f"slow reader: more than {self.queue_size} messages queued; resubscribe "
-                          f"with from_height={h}")
+                reason = (f"slow reader: {self.queue_size} messages queued and none taken for "
+                          f"{self.overflow_grace:g}s; resubscribe with from_height={h}")
                 log.warning("rpc.subscription_overflow", peer=self.ctx.peer, subscription=sid,
                             resume_from_height=h)
             except _EventsGone as exc:
@@ -408,18 +418,18 @@ class _WSConnection:
                                          "code": code, "reason": reason,
                                          "resume_from_height": h}})
 
-    def _emit(self, sid: str, spec: dict[str, Any], block: Any) -> None:
+    async def _emit(self, sid: str, spec: dict[str, Any], block: Any) -> None:
         topic = spec["topic"]
         enc = spec["encoding"]
         if topic == "blocks":
-            self._notify_nowait(sid, topic, block.height, m.block_json(block, spec["full"]))
+            await self._notify(sid, topic, block.height, m.block_json(block, spec["full"]))
         elif topic == "txs":
             for req in block.txs:
                 if spec["client_id"] is not None and req.client_id != spec["client_id"]:
                     continue
                 res = self.node.tx(request_digest(req))
                 if res is not None:
-                    self._notify_nowait(sid, topic, block.height, m.tx_json(res, enc))
+                    await self._notify(sid, topic, block.height, m.tx_json(res, enc))
         else:
             evs = self.node.app_events(block.height)
             if evs is None:
@@ -433,7 +443,7 @@ class _WSConnection:
                     rev = _field(ev, "revision")
                     if isinstance(rev, int) and rev < spec["from_revision"]:
                         continue
-                self._notify_nowait(sid, topic, block.height, m.jsonable(ev, enc))
+                await self._notify(sid, topic, block.height, m.jsonable(ev, enc))
 
 
 class _EventsGone(Exception):
@@ -477,6 +487,8 @@ async def serve_rpc(
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
     ws_queue: int = WS_QUEUE,
+    ws_overflow_grace: float = WS_OVERFLOW_GRACE_S,
+    metrics: RPCMetrics | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -491,7 +503,8 @@ async def serve_rpc(
     config.h11_max_incomplete_size = 64 * 1024
     config.graceful_timeout = 1.0
     config.keep_alive_timeout = 30.0
-    app = create_app(node, max_body_bytes=max_body_bytes, ws_queue=ws_queue)
+    app = create_app(node, max_body_bytes=max_body_bytes, ws_queue=ws_queue,
+                     ws_overflow_grace=ws_overflow_grace, metrics=metrics)
     url = f"http://{bound_host}:{bound_port}" if ":" not in bound_host else (
         f"http://[{bound_host}]:{bound_port}")
     sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
