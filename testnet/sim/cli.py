@@ -224,3 +224,14 @@ def run(args: argparse.Namespace) -> int:
                 print(r["failure_text"][:4000])
                 print("replay: " + replay_command(args, r["seed"]))
     return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (`python -m testnet.sim.cli`) without loading every testnet command."""
+    parser = argparse.ArgumentParser(prog="python -m testnet sim", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -642,8 +642,10 @@ class SimCluster:
                 1 for r in self.requests
                 if all((r.client_id, r.request_seq) in nd.executed for nd in self.live_nodes)
             ),
-            "view_changes": max((nd.view_changes for nd in honest), default=0),
-            "max_view": max((nd.max_view for nd in honest), default=0),
+            # over correct replicas (a deaf replica's own view may climb alone: see max_view_any)
+            "view_changes": max((nd.view_changes for nd in self.live_nodes), default=0),
+            "max_view": max((nd.max_view for nd in self.live_nodes), default=0),
+            "max_view_any": max((nd.max_view for nd in honest), default=0),
             "messages": self.counts["sent"],
             "delivered": self.counts["delivered"],
             "dropped": dict(sorted(self.net.dropped.items())),
