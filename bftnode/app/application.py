@@ -204,9 +204,12 @@ def _q_kv_get(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
 
 
 def _q_kv_range(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
+    """{key (default ""), prefix (default true), range_end (etcd [key, range_end), overrides
+    prefix), limit, revision, keys_only, count_only}."""
     key = _bytes(p, "key", b"")
     prefix = bool(p.get("prefix", True))
-    if not key and not prefix:
+    range_end = _bytes(p, "range_end", b"")
+    if not key and not prefix and not range_end:
         raise ValueError("an exact range needs a non-empty key")
     # Built directly (not decoded), so an empty key with prefix=True means the whole keyspace.
     op = O.Range(
@@ -216,6 +219,7 @@ def _q_kv_range(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
         revision=_int(p, "revision"),
         keys_only=bool(p.get("keys_only", False)),
         count_only=bool(p.get("count_only", False)),
+        range_end=range_end,
     )
     out = kv.range_(state, op)
     return {**out, **_info(state, height, time_ms), "read_revision": out["revision"]}

@@ -143,7 +143,7 @@ def range_(state: StateReader, op: Range, current: int | None = None) -> dict:
         raise AppError(COMPACTED, f"revision {rev} was compacted (compact revision {compacted})")
     kvs: list[KeyValue] = []
     count = 0
-    for kv in _scan(state, op.key, op.prefix, rev, cur):
+    for kv in _scan(state, op.key, op.prefix, rev, cur, op.range_end):
         count += 1  # like etcd, `count` covers every match, not only the returned ones
         if not op.count_only and len(kvs) < limit:
             kvs.append(kv)
@@ -155,7 +155,10 @@ def range_(state: StateReader, op: Range, current: int | None = None) -> dict:
     }
 
 
-def _scan(state: StateReader, key: bytes, prefix: bool, rev: int, cur: int):
+def _scan(state: StateReader, key: bytes, prefix: bool, rev: int, cur: int, end: bytes = b""):
+    if end:
+        yield from _scan_interval(state, key, end, rev, cur)
+        return
     if rev == cur:
         if prefix:
             for k, data in state.iterate(L.KV + key):
@@ -184,6 +187,34 @@ def _scan(state: StateReader, key: bytes, prefix: bool, rev: int, cur: int):
         kv = _from_record(*best)
         if kv is not None:
             yield kv
+
+
+def _scan_interval(state: StateReader, key: bytes, end: bytes, rev: int, cur: int):
+    """etcd's [key, end); end == b"\\x00" means every key >= key."""
+    unbounded = end == b"\x00"
+    if rev == cur:
+        for k, data in state.iterate(L.KV, start=L.KV + key):
+            k = k[len(L.KV) :]
+            if not unbounded and k >= end:
+                return
+            kv = _from_record(k, data)
+            if kv is not None:
+                yield kv
+        return
+    best: tuple[bytes, bytes] | None = None
+    current_key: bytes | None = None
+    for hk, data in state.iterate(L.HIST, start=L.HIST + L.esc(key)):
+        k, r = L.parse_hist_key(hk)
+        if not unbounded and k >= end:
+            break
+        if k != current_key:
+            if best is not None and (kv := _from_record(*best)) is not None:
+                yield kv
+            current_key, best = k, None
+        if r <= rev:
+            best = (k, data)
+    if best is not None and (kv := _from_record(*best)) is not None:
+        yield kv
 
 
 # ---------------------------------------------------------------- txn

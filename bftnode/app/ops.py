@@ -59,6 +59,9 @@ class Range(_Op, tag="range"):
     revision: NonNeg = 0  # 0 = current
     keys_only: bool = False
     count_only: bool = False
+    range_end: Annotated[bytes, msgspec.Meta(max_length=MAX_KEY_BYTES)] = b""
+    """etcd-style [key, range_end) when non-empty (b"\\x00" = every key >= key); overrides
+    `prefix`."""
 
 
 class Compare(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
@@ -175,11 +178,11 @@ def decode_op(data: bytes) -> Op:
         op = _op_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise OpError(str(exc)) from exc
-    if isinstance(op, Range) and not op.key and not op.prefix:
+    if isinstance(op, Range) and not op.key and not op.prefix and not op.range_end:
         raise OpError("an exact range needs a non-empty key")
     if isinstance(op, Txn):
         for sub in op.success + op.failure:
-            if isinstance(sub, Range) and not sub.key and not sub.prefix:
+            if isinstance(sub, Range) and not sub.key and not sub.prefix and not sub.range_end:
                 raise OpError("an exact range needs a non-empty key")
             if isinstance(sub, Range) and sub.revision:
                 raise OpError("range inside a txn reads the txn's revision: drop `revision`")
@@ -211,9 +214,10 @@ def range_(
     revision: int = 0,
     keys_only: bool = False,
     count_only: bool = False,
+    range_end: bytes = b"",
 ) -> bytes:
     """A linearizable read tx (ordered through consensus)."""
-    return encode_op(Range(key, prefix, limit, revision, keys_only, count_only))
+    return encode_op(Range(key, prefix, limit, revision, keys_only, count_only, range_end))
 
 
 def compare(key: bytes, target: str, result: str, value: int | bytes | None) -> Compare:

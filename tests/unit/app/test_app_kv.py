@@ -143,3 +143,15 @@ def test_result_bytes_are_msgpack_maps_and_jsonable(chain):
     )
     assert ops.decode_result(eff.results[0][1]) == {"revision": 1, "prev": None}
     assert ops.jsonable({"v": b"\xff", "k": b"k"}) == {"v": {"base64": "/w=="}, "k": "k"}
+
+
+def test_range_end_reads_a_half_open_interval_now_and_in_the_past(chain):
+    chain.block(*(ops.put(k, b"1") for k in (b"a", b"b", b"b\x00", b"c", b"d")))  # rev 1..5
+    chain.block(ops.put(b"b", b"2"), ops.delete(b"c"))  # rev 6, 7
+    now = chain.query("kv_range", key="b", range_end="d")
+    assert [(kv["key"], kv["value"]) for kv in now["kvs"]] == [(b"b", b"2"), (b"b\x00", b"1")]
+    past = chain.query("kv_range", key="b", range_end="d", revision=5)
+    assert [kv["key"] for kv in past["kvs"]] == [b"b", b"b\x00", b"c"]
+    assert past["kvs"][0]["value"] == b"1"
+    tail = chain.block(ops.range_(b"c", range_end=b"\x00")).ok()
+    assert [kv["key"] for kv in tail["kvs"]] == [b"d"]
