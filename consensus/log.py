@@ -24,6 +24,7 @@ class Slot:
     commits: VoteSet = field(default_factory=VoteSet)
     prepared: bool = False
     committed: bool = False
+    since_ms: int = 0  # when the pre-prepare was accepted (for retransmission)
 
     def prepare_count(self, config: Config) -> int:
         """Matching prepares from backups (the primary's pre-prepare is its prepare)."""

@@ -130,9 +130,11 @@ class Replica:
         self._clients = ClientTable(config.dedup_window, r.client_executed)
         # committed (certified) batches waiting for execution in seq order
         self._committed: dict[int, tuple[PrePrepare, tuple[Commit, ...]]] = {}
+        self._executed_digests: dict[int, bytes] = {}  # batch digest per executed seq > stable
         self._prepared: dict[int, PreparedProof] = {}  # highest-view prepared proof per seq
         self._own: dict[tuple, Any] = {}  # every vote we signed, by slot
         self._pending: dict[Key, tuple[Request, int]] = {}  # request -> arrival time
+        self._expiring: set[Key] = set()  # pending requests with a valid_until
         self._unproposed: dict[Key, None] = {}  # pending, not in a batch of this view (ordered)
         self._proposed: set[Key] = set()
         self._to_forward: list[Request] = []
@@ -362,6 +364,25 @@ class Replica:
         self._broadcast(self.auth.sign(status))
         if self._in_vc:
             self._broadcast(self._own_view_change())  # lossy networks: keep asking
+        else:
+            self._retransmit_stuck_slots()
+
+    def _retransmit_stuck_slots(self) -> None:
+        """Lossy networks: resend our own votes for slots of this view that have not
+        committed for a status interval (the paper assumes retransmission below PBFT)."""
+        for slot in self._log.slots():
+            if (
+                slot.view != self._view
+                or slot.committed
+                or slot.pre_prepare is None
+                or slot.seq <= self._last_executed
+                or self._now - slot.since_ms < self.config.status_interval_ms
+            ):
+                continue
+            for kind in ("pre-prepare", "prepare", "commit"):
+                vote = self._own.get((kind, slot.view, slot.seq))
+                if vote is not None:
+                    self._broadcast(vote)
 
     def _arm_request_timer(self) -> None:
         if self._in_vc or self.is_primary or not self._pending:
@@ -381,7 +402,7 @@ class Replica:
                 cands.append(self._pending[first][1] + self.config.batch_delay_ms)
             if self.config.heartbeat_ms > 0:
                 cands.append(self._last_proposal_ms + self.config.heartbeat_ms)
-        if self._weak_target() > self._last_executed:
+        if self._fetch_target() > self._last_executed:
             stalled_at = self._last_progress_ms + self.config.status_interval_ms // 2
             cands.append(max(self._fetch_retry_ms, stalled_at))
         return max(min(cands), self._now + 1)
@@ -403,6 +424,8 @@ class Replica:
         if len(self._pending) >= self.config.max_pending_requests:
             return "pool full"
         self._pending[key] = (req, self._now)
+        if req.valid_until:
+            self._expiring.add(key)
         if key not in self._proposed:
             self._unproposed[key] = None
         self._arm_request_timer()
@@ -514,6 +537,11 @@ class Replica:
         if sender != self.primary:
             self._evidence("invalid-message", sender, "pre-prepare from a backup", pp)
             return
+        if pp.seq <= self._last_executed and self._executed_digests.get(pp.seq) != pp.digest:
+            # the batch at an executed seq is fixed forever: an honest replica never votes for
+            # another one there (nor for one it cannot compare, after a restart)
+            self.dropped["pre-prepare-at-executed-seq"] += 1
+            return
         slot = self._log.slot(pp.view, pp.seq)
         if slot.pre_prepare is not None:
             if slot.pre_prepare.digest != pp.digest:
@@ -521,6 +549,10 @@ class Replica:
                     "equivocation", sender, "two pre-prepares for one view and seq",
                     slot.pre_prepare, pp,
                 )
+            return
+        own = self._own.get(("prepare", pp.view, pp.seq))
+        if own is not None and own.digest != pp.digest:
+            self.dropped["pre-prepare-conflicts-own-prepare"] += 1  # e.g. after a restart
             return
         reason = check_pre_prepare(self.config, self.auth, pp, self._now)
         if reason:
@@ -530,7 +562,15 @@ class Replica:
 
     def _accept_pre_prepare(self, slot: Slot, pp: PrePrepare) -> None:
         slot.pre_prepare = pp
+        slot.since_ms = self._now
         if not self.is_primary:
+            # requests we learn of only through the batch: keep them, so our request timer
+            # runs and a next primary re-proposes them if this batch never prepares
+            for req in pp.requests:
+                key = _key(req)
+                if key not in self._pending and self._admit(req) is None:
+                    self._unproposed.pop(key, None)
+                    self._proposed.add(key)
             vote = self._sign_vote(Prepare(pp.view, pp.seq, pp.digest, self.id))
             if vote is not None:
                 slot.prepares.add(self.id, vote.digest, vote)
@@ -641,6 +681,7 @@ class Replica:
                 if self._clients.status(*key) is not None:
                     self._forget_request(key)
             self._last_executed, self._last_hash, self._last_time = seq, h, t
+            self._executed_digests[seq] = pp.digest
             self._last_progress_ms = self._now
             executed_requests = executed_requests or bool(run)
             if seq == self._stable_seq and h != self._stable_digest:
@@ -662,12 +703,13 @@ class Replica:
 
     def _forget_request(self, key: Key) -> None:
         self._pending.pop(key, None)
+        self._expiring.discard(key)
         self._unproposed.pop(key, None)
         self._proposed.discard(key)
 
     def _drop_expired(self) -> None:
         nxt = self._last_executed + 1
-        gone = [k for k, (req, _) in self._pending.items() if expired(req, nxt)]
+        gone = sorted(k for k in self._expiring if expired(self._pending[k][0], nxt))
         for key in gone:
             req = self._pending[key][0]
             self._forget_request(key)
@@ -721,6 +763,8 @@ class Replica:
             del self._own_checkpoints[s]
         for s in [s for s in self._prepared if s <= seq]:
             del self._prepared[s]
+        for s in [s for s in self._executed_digests if s <= seq]:
+            del self._executed_digests[s]
         for k in [k for k in self._own if len(k) == 3 and k[2] <= seq]:
             del self._own[k]
         if self._next_seq <= seq:
@@ -896,8 +940,12 @@ class Replica:
             target = max(target, weak[0])
         return max(target, self._stable_seq)
 
+    def _fetch_target(self) -> int:
+        """The highest height any peer claims (a liar only wastes one rate-limited fetch)."""
+        return max(self._weak_target(), max(self._peer_executed.values(), default=0))
+
     def _maybe_fetch(self) -> None:
-        target = self._weak_target()
+        target = self._fetch_target()
         behind = target - self._last_executed
         if behind <= 0 or self._now < self._fetch_retry_ms:
             return
