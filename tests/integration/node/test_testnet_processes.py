@@ -120,7 +120,7 @@ def test_killed_backup_restarted_catches_up(testnet):
     launcher.kill(d, backup)
     live = [i for i in range(4) if i != backup]
     last = None
-    for k in range(20):  # enough to cross a checkpoint (checkpoint_interval 16)
+    for k in range(6):  # heartbeats (200 ms) also move the chain past checkpoints meanwhile
         last = put(m, live[k % 3], f"gap{k}".encode(), b"x")
         assert last["code"] == 0
     h = last["height"]
@@ -130,4 +130,4 @@ def test_killed_backup_restarted_catches_up(testnet):
                f"restarted backup {backup} to reach height {h}")
     print(f"\nbackup {backup} restarted: caught up {h} blocks in {time.monotonic() - t0:.2f}s")
     assert same_chain(m, range(4), h)
-    assert call(m["nodes"][backup]["rpc"], "kv_get", {"key": "gap19"})["value"] == "x"
+    assert call(m["nodes"][backup]["rpc"], "kv_get", {"key": "gap5"})["value"] == "x"
