@@ -216,6 +216,10 @@ class Libp2pTransport(Transport):
         for peer in self._peers.values():
             self._enqueue(peer, frame)
 
+    def queue_depth(self, peer: int) -> int:
+        p = self._peers.get(peer)
+        return len(p.queue) if p is not None else 0
+
     def report_invalid(self, peer: int, reason: str = "undecodable") -> None:
         p = self._peers.get(peer)
         if p is None:

@@ -203,6 +203,10 @@ class MemoryTransport(Transport):
         # Back-pressure: a slow consumer slows only the links feeding it.
         await self._incoming_send.send((sender, payload))
 
+    def queue_depth(self, peer: int) -> int:
+        q = self._queues.get(peer)
+        return len(q) if q is not None else 0
+
     def report_invalid(self, peer: int, reason: str = "undecodable") -> None:
         if peer not in self._stats:
             raise ValueError(f"unknown peer index {peer}")

@@ -207,6 +207,10 @@ class Transport(ABC):
         """Per-peer counters (bytes/frames in/out, drops by reason, reconnects, queue depth)."""
 
     @abstractmethod
+    def queue_depth(self, peer: int) -> int:
+        """Frames queued for `peer` and not yet written (cheap; for flow control upstream)."""
+
+    @abstractmethod
     def report_invalid(self, peer: int, reason: str = "undecodable") -> None:
         """The consumer found a frame from `peer` invalid at a higher layer. Counted and
         rate-limited; a peer that keeps sending garbage is cut off for a cool-off period."""

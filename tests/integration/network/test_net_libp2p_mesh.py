@@ -90,7 +90,7 @@ async def test_a_peer_that_stops_reading_does_not_slow_the_others():
                 await ts[0].broadcast(payload)  # never blocks, whatever peer 3 does
                 in_send += trio.current_time() - t0
                 if k % 100 == 99:  # pace the producer by the HONEST peers' queues only
-                    while max(len(ts[0]._peers[i].queue) for i in (1, 2)) > 200:
+                    while max(ts[0].queue_depth(i) for i in (1, 2)) > 200:
                         await trio.sleep(0.001)
             await done[1].wait()
             await done[2].wait()
