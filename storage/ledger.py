@@ -23,8 +23,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Protocol
 
-import structlog
-
 from consensus import Commit as CommitMsg
 from consensus import (
     CommittedBlock,
@@ -56,7 +54,22 @@ from .records import BlockBody, BlockHeader, ChainBase, TxRecord, decode, encode
 SCHEMA_VERSION = 1
 DEFAULT_DEDUP_WINDOW = 4096
 
-log = structlog.get_logger("storage")
+
+
+class _LazyLog:
+    """structlog, imported on first use: it costs ~0.3 s of startup and we only log problems."""
+
+    _logger = None
+
+    def __getattr__(self, level: str):
+        if _LazyLog._logger is None:
+            import structlog
+
+            _LazyLog._logger = structlog.get_logger("storage")
+        return getattr(_LazyLog._logger, level)
+
+
+log = _LazyLog()
 
 Op = tuple[bytes, bytes | None]  # (key, value); None = delete
 
@@ -383,6 +396,13 @@ class LedgerStore:
                     f"(hash/client/seq/height mismatch)",
                 )
             hashes.append(th)
+            done = self._kv.get(keys.client_index(req.client_id, req.request_seq))
+            if done is not None:
+                self._fail(
+                    "commit",
+                    f"{self.where}: block {ex.seq} tx {i} re-executes request_seq "
+                    f"{req.request_seq} of client {req.client_id.hex()[:16]} (already committed)",
+                )
 
         ops: list[Op] = [(keys.META_HEIGHT, keys.u64(ex.seq))]  # first: see module docstring
         ops.append(

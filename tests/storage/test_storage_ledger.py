@@ -8,7 +8,7 @@ import sys
 
 import msgspec
 import pytest
-from ledger_helpers import AUTHS, CHAIN_ID, GENESIS_HASH, ChainBuilder
+from ledger_helpers import AUTHS, CHAIN_ID, GENESIS_HASH, ChainBuilder, make_block, make_pre_prepare
 
 from consensus import (
     Checkpoint,
@@ -360,3 +360,13 @@ def test_stored_blocks_are_usable_as_sync_material(store):
         assert cbk.pre_prepare == b.execute.pre_prepare and len(cbk.commits) == 3
     assert store.committed_block(4) is None and store.committed_block(0) is None
     assert isinstance(next(store.export_state()), StateChunk)
+
+
+def test_a_request_is_never_committed_twice(store):
+    cb = ChainBuilder()
+    b1 = cb.next_block(2)
+    store.commit_block(b1)
+    again = make_pre_prepare(0, 2, cb.time_ms + 1, b1.execute.requests[:1])
+    with pytest.raises(StorageError, match="already committed"):
+        store.commit_block(make_block(again, cb.prev_hash))
+    assert store.height() == 1

@@ -1,0 +1,196 @@
+"""Crash safety with real processes: a child writes votes and blocks to LevelDB and is SIGKILLed
+at random points; after every kill the ledger must hold everything the child reported durable,
+the hash chain and tx index must be intact, and no vote may conflict with one persisted before.
+
+The kill point is measured in lines the child printed (one per durable step), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import pytest
+from ledger_helpers import CHAIN_ID, GENESIS_HASH
+
+from consensus import Commit, NewView, OwnVote, Prepare, PrePrepare, ViewChange, request_digest
+from storage import LevelDBStore
+from testnet.checkers import find_equivocations
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHILD = Path(__file__).with_name("crash_child.py")
+SEEDS = (11, 22, 33, 44)
+KILLS_PER_SEED = 55  # 220 kills in total
+LIFE_DEADLINE_S = 30.0
+MAX_LINES_PER_LIFE = 30  # kill after 1..30 durable steps
+_vote_decoder = msgspec.msgpack.Decoder(OwnVote)
+
+
+@dataclass
+class SeedRun:
+    seed: int
+    path: Path
+    ignore_rule: bool = False
+    blocks: dict[int, bytes] = field(default_factory=dict)  # reported durable: height -> hash
+    votes: list = field(default_factory=list)  # every vote reported or recovered, all lives
+    kills: int = 0
+    in_flight_at_kill: int = 0  # kills that left a persisted vote for an unexecuted seq
+    max_view: int = 0
+    checked: int = 0  # blocks whose tx index has been verified
+
+    def handle(self, line: bytes, life_votes: list) -> None:
+        kind, _, rest = line.partition(b" ")
+        if kind == b"B":
+            h, hx = rest.split()
+            self.blocks[int(h)] = bytes.fromhex(hx.decode())
+        elif kind == b"V":
+            life_votes.append(_vote_decoder.decode(bytes.fromhex(rest.decode())).message)
+
+    def start_server(self) -> None:
+        """The child script in fork-server mode: each life is a fresh forked process."""
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        if self.ignore_rule:
+            env["CRASH_CHILD_IGNORE_RULE"] = "1"
+        self.stderr = open(self.path.with_suffix(".stderr"), "wb")  # noqa: SIM115
+        self.server = subprocess.Popen(
+            [sys.executable, str(CHILD), "--serve"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, env=env,
+        )
+
+    def stop_server(self) -> None:
+        self.server.stdin.close()
+        self.server.wait(timeout=LIFE_DEADLINE_S)
+        self.server.stdout.close()
+        self.stderr.close()
+
+    def _errors(self) -> bytes:
+        return self.path.with_suffix(".stderr").read_bytes()[-2000:]
+
+    def life(self, n_lines: int) -> None:
+        """Start a life, SIGKILL it after `n_lines` durable steps, collect what it reported."""
+        srv = self.server
+        srv.stdin.write(f"LIFE {self.path} {self.seed} {self.kills}\n".encode())
+        srv.stdin.flush()
+        watchdog = threading.Timer(LIFE_DEADLINE_S, srv.kill)  # the deadline
+        watchdog.start()
+        life_votes: list = []
+        try:
+            first = srv.stdout.readline()
+            assert first.startswith(b"READY"), (first, self._errors())
+            pid = int(first.split()[2])
+            seen = 0
+            line = b""
+            while seen < n_lines:
+                line = srv.stdout.readline()
+                if line.startswith(b"EXIT") or not line:
+                    break
+                self.handle(line, life_votes)
+                seen += 1
+            if not line.startswith(b"EXIT"):
+                os.kill(pid, signal.SIGKILL)
+                # every line written before the kill landed is durable too
+                while not (line := srv.stdout.readline()).startswith(b"EXIT"):
+                    assert line, ("fork server died", self._errors())
+                    self.handle(line, life_votes)
+        finally:
+            watchdog.cancel()
+        rc = int(line.split()[1])
+        assert rc == -signal.SIGKILL, (rc, self._errors())
+        self.kills += 1
+        self.check_after_reopen(life_votes)
+
+    def check_after_reopen(self, life_votes: list) -> None:
+        s = LevelDBStore(self.path, CHAIN_ID, GENESIS_HASH, create=False)
+        try:
+            rs = s.recover()  # raises CorruptionError on a torn block or broken chain
+            top = max(self.blocks, default=0)
+            assert rs.last_executed >= top, f"reported block {top} lost (have {rs.last_executed})"
+            for h in range(self.checked + 1, rs.last_executed + 1):
+                b = s.block(h)
+                assert b is not None and b.height == h
+                if h in self.blocks:
+                    assert b.hash == self.blocks[h], f"block {h} differs from the reported one"
+                for i, req in enumerate(b.txs):
+                    th = request_digest(req)
+                    t = s.tx(th)
+                    assert t is not None and (t.height, t.index) == (h, i)
+                    assert s.tx_by_client(req.client_id, req.request_seq).tx_hash == th
+            self.checked = rs.last_executed
+            if rs.last_executed:
+                assert rs.last_block_hash == s.block(rs.last_executed).hash
+            # every reported vote that no Prune may have removed is still there
+            recovered = set(rs.own_votes)
+            stable = rs.stable_checkpoint.seq if rs.stable_checkpoint else 0
+            for v in life_votes:
+                if isinstance(v, ViewChange | NewView):
+                    prunable = (v.new_view if isinstance(v, ViewChange) else v.view) < rs.view
+                else:
+                    prunable = v.seq <= stable
+                assert prunable or v in recovered, f"persisted vote lost: {v}"
+            if any(
+                isinstance(v, PrePrepare | Prepare | Commit) and v.seq > rs.last_executed
+                for v in rs.own_votes
+            ):
+                self.in_flight_at_kill += 1
+            self.max_view = max(self.max_view, rs.view)
+            self.votes.extend(life_votes)
+            self.votes.extend(rs.own_votes)
+        finally:
+            s.close()
+
+    def final_check(self) -> None:
+        s = LevelDBStore(self.path, CHAIN_ID, GENESIS_HASH, create=False)
+        try:
+            assert s.verify_chain() == s.height()  # full hash-chain check from genesis
+            model: dict[bytes, bytes] = {}
+            for b in s.blocks(1):
+                for r in b.txs:
+                    _, k, v = r.op.split()
+                    model[k] = v
+            assert dict(s.state().iterate(b"")) == model
+        finally:
+            s.close()
+
+
+def _run(seed: int, tmp: Path, kills: int, ignore_rule: bool = False) -> SeedRun:
+    run = SeedRun(seed, tmp / f"seed{seed}", ignore_rule)
+    rng = random.Random(seed)
+    run.start_server()
+    try:
+        while run.kills < kills:
+            run.life(rng.randint(1, MAX_LINES_PER_LIFE))
+    finally:
+        run.stop_server()
+    return run
+
+
+def test_sigkill_at_random_points_loses_nothing_and_never_equivocates(tmp_path):
+    with ThreadPoolExecutor(max_workers=len(SEEDS)) as pool:  # overlaps fsync waits
+        runs = list(pool.map(lambda s: _run(s, tmp_path, KILLS_PER_SEED), SEEDS))
+    print(
+        "crash test:",
+        [(r.seed, r.kills, max(r.blocks, default=0), r.max_view, r.in_flight_at_kill)
+         for r in runs],
+    )
+    for r in runs:
+        r.final_check()
+        assert find_equivocations(r.votes) == [], f"seed {r.seed} equivocated"
+    assert sum(r.kills for r in runs) >= 200
+    # the test is only meaningful if kills landed between a vote and its block, and views moved
+    assert sum(r.in_flight_at_kill for r in runs) >= 20
+    assert all(r.max_view > 0 for r in runs)
+
+
+def test_negative_control_without_the_restart_rule_equivocation_is_caught(tmp_path):
+    run = _run(5, tmp_path, kills=20, ignore_rule=True)
+    assert find_equivocations(run.votes) != []
