@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from conftest import Chain
+from app_chain import Chain
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
