@@ -1062,9 +1062,13 @@ class AsyncClient:
     async def leader(self, name: str | bytes) -> dict[str, Any]:
         return await self.call("election_leader", **_named(name))
 
+    @contextlib.asynccontextmanager
     async def watch(self, prefix: str | bytes, from_revision: int | None = None,
                     from_height: int | None = None, topic: str = "kv"
-                    ) -> AsyncIterator[dict[str, Any]]:
+                    ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """`async with client.watch("jobs/") as events: async for ev in events: ...` — a
+        context manager because the WebSocket runs background tasks (structured concurrency:
+        they end with the block, not whenever a generator is garbage-collected)."""
         from httpx_ws import aconnect_ws
 
         params = _sub_params(topic, prefix, from_revision, from_height)
@@ -1072,7 +1076,11 @@ class AsyncClient:
         async with aconnect_ws(url, self._http, max_message_size_bytes=8 * 1024 * 1024) as ws:
             await ws.send_text(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscribe",
                                            "params": params}))
-            while True:
-                ev = _sub_message(json.loads(await ws.receive_text()))
-                if ev is not None:
-                    yield ev
+
+            async def events() -> AsyncIterator[dict[str, Any]]:
+                while True:
+                    ev = _sub_message(json.loads(await ws.receive_text()))
+                    if ev is not None:
+                        yield ev
+
+            yield events()

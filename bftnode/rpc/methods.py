@@ -597,13 +597,21 @@ async def m_lease_ttl(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 @method("lock_status")
 async def m_lock_status(ctx: CallContext, params: dict[str, Any]) -> Any:
+    """{name, [token], [lease]} -> holder, waiters, and `held` / `held_by_lease` / `position`
+    when a token / lease is given."""
     q: dict[str, Any] = {"name": p_bytes(params, "name", required=True)}
+    for name in ("token", "lease"):
+        v = p_int(params, name, None, lo=1)
+        if v is not None:
+            q[name] = v
     return await _query(ctx, "lock_status", q, encoding_of(params))
 
 
 @method("election_leader")
 async def m_election_leader(ctx: CallContext, params: dict[str, Any]) -> Any:
     q: dict[str, Any] = {"name": p_bytes(params, "name", required=True)}
+    if params.get("require") is not None:
+        q["require"] = p_bool(params, "require")
     return await _query(ctx, "election_leader", q, encoding_of(params))
 
 

@@ -57,6 +57,7 @@ class FakeNode:
         self.results: dict[bytes, TxResult] = {}
         self.by_client: dict[tuple[bytes, int], TxResult] = {}
         self.pending: list[Request] = []
+        self.pending_hashes: set[bytes] = set()
         self.kv: dict[bytes, KV] = {}
         self.revision = 0
         self.time_ms = 1_700_000_000_000
@@ -121,9 +122,10 @@ class FakeNode:
             ops.decode_op(request.op)
         except ops.OpError as exc:
             return SubmitResult("rejected", h, reason=f"bad op: {exc}")
-        if any(request_digest(r) == h for r in self.pending):
+        if h in self.pending_hashes:
             return SubmitResult("accepted", h)
         self.pending.append(request)
+        self.pending_hashes.add(h)
         if self.auto_commit:
             if self.commit_delay:
                 await trio.sleep(self.commit_delay)
@@ -134,6 +136,7 @@ class FakeNode:
         """Order every pending tx into one block (an empty block if none)."""
         reqs = tuple(self.pending)
         self.pending.clear()
+        self.pending_hashes.clear()
         height = self.height() + 1
         self.time_ms += 1000
         digest = batch_digest(self.time_ms, reqs)
