@@ -250,6 +250,12 @@ def run_up(args: argparse.Namespace) -> int:
     if args.detach:
         print(f"stop with: python -m testnet down --dir {args.dir}")
         return 0
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)  # even if started with SIGINT ignored
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         live_table(d)
     except KeyboardInterrupt:
