@@ -47,6 +47,7 @@ from consensus import (
     request_digest,
     sign_request,
 )
+from network.framing import FramingError
 from storage.interface import BlockCommit, StorageError, Store, StoredBlock, TxResult
 
 from .config import NodeConfig
@@ -296,12 +297,16 @@ class Node:
             else:
                 data, kind = encode(s.message), type(s.message).__name__
             self.metrics.messages_out.labels(kind).inc()
-            if s.to is None:
-                await self.transport.broadcast(data)
-            elif s.to == self.index:
-                await self._inbox_send.send(Receive(self.index, s.message))
-            else:
-                await self.transport.send(s.to, data)
+            try:
+                if s.to is None:
+                    await self.transport.broadcast(data)
+                elif s.to == self.index:
+                    await self._inbox_send.send(Receive(self.index, s.message))
+                else:
+                    await self.transport.send(s.to, data)
+            except (FramingError, ValueError) as exc:  # e.g. oversized: refuse it, keep going
+                self.metrics.rejected.labels("unsendable").inc()
+                self.log.warning("message not sent", peer=s.to, kind=kind, reason=str(exc)[:200])
         for ex in out.execute:
             await self._execute(ex)
         for r in out.reply:

@@ -87,3 +87,49 @@ async def test_concurrent_submissions_all_commit_exactly_once(tmp_path, port_bas
         txs = [t for h in range(1, top + 1) for t in nodes[0].node.store.block(h).txs]
         assert len(txs) == len({(t.client_id, t.request_seq) for t in txs}) == 40
         nursery.cancel_scope.cancel()
+
+
+async def test_malformed_peer_bytes_are_dropped_counted_and_reported(tmp_path, port_base):
+    async with trio.open_nursery() as nursery:
+        nodes, net, _ = await _cluster(tmp_path, port_base, nursery)
+        for junk in (b"\x00", b"\x07garbage", b"\x01\xff\xff", b"\x01" + bytes(100)):
+            await net.transport(3).send(0, junk)
+        m = nodes[0].node.metrics
+        with trio.fail_after(20):
+            while m.value("bftnode_rejected_inputs_total", {"reason": "undecodable"}) < 4:
+                await trio.sleep(0.01)
+            res = await nodes[1].submit(ops.put(b"still", b"alive"))
+        assert res["code"] == 0
+        assert net.transport(0).peer_stats()[3]["invalid"] >= 4  # report_invalid reached it
+        text = nodes[0].node.metrics_text().decode()
+        assert "bftnode_height" in text and 'reason="undecodable"' in text
+        nursery.cancel_scope.cancel()
+
+
+async def test_byzantine_strategies_wrap_the_replica(tmp_path, port_base):
+    cfgs = create_local_chain(tmp_path, 4, base_port=port_base, consensus={"heartbeat_ms": 0},
+                              byzantine={3: ["flood"], 2: ["silent"]})
+    assert cfgs[3].byzantine == ("flood",)
+    net = MemoryNetwork(4, seed=2)
+    async with trio.open_nursery() as nursery:
+        nodes = []
+        for c in cfgs:
+            node = await nursery.start(_run_node, dataclasses.replace(c, rpc_port=0),
+                                       net.transport(c.node_index))
+            nodes.append(node)
+        assert type(nodes[3].node.replica).__name__ == "ByzantineReplica"
+        assert nodes[3].status()["byzantine"] == ["flood"]
+        with trio.fail_after(60):
+            res = await nodes[0].submit(ops.put(b"byz", b"ok"))
+            await nodes[1].wait_height(res["height"])
+        assert res["code"] == 0
+        # the honest nodes dropped the flood's garbage and counted it
+        assert nodes[0].node.metrics.value(
+            "bftnode_rejected_inputs_total", {"reason": "undecodable"}) > 0
+        nursery.cancel_scope.cancel()
+
+
+async def _run_node(cfg, transport, task_status=trio.TASK_STATUS_IGNORED):
+    async with open_node(cfg, transport=transport) as node:
+        task_status.started(node)
+        await trio.sleep_forever()
