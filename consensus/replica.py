@@ -134,6 +134,7 @@ class Replica:
         self._prepared: dict[int, PreparedProof] = {}  # highest-view prepared proof per seq
         self._own: dict[tuple, Any] = {}  # every vote we signed, by slot
         self._pending: dict[Key, tuple[Request, int]] = {}  # request -> arrival time
+        self._forwarded_ms: dict[Key, int] = {}  # when each pending request was last relayed
         self._expiring: set[Key] = set()  # pending requests with a valid_until
         self._unproposed: dict[Key, None] = {}  # pending, not in a batch of this view (ordered)
         self._proposed: set[Key] = set()
@@ -155,6 +156,7 @@ class Replica:
         self._last_progress_ms = 0
         self._serves: dict[int, tuple[int, int]] = {}  # peer -> (window start, count)
         self._nv_resent: dict[int, int] = {}
+        self._vc_resent: dict[tuple[int, int], int] = {}
         self._buffer: deque[tuple[int, Any]] = deque()
         self._buffer_max = max(1024, 3 * config.n * config.watermark_window)
         self.dropped: Counter[str] = Counter()  # messages dropped without evidence, by reason
@@ -366,6 +368,22 @@ class Replica:
             self._broadcast(self._own_view_change())  # lossy networks: keep asking
         else:
             self._retransmit_stuck_slots()
+        self._reforward_old_requests()
+
+    def _reforward_old_requests(self) -> None:
+        """Lossy networks: relay requests that have waited long again, so every replica
+        learns of them (and starts its request timer) even if the first Forward was lost."""
+        wait = max(self.config.timeout_request_ms // 2, self.config.status_interval_ms)
+        again = []
+        for key, (req, _) in self._pending.items():
+            if self._now - self._forwarded_ms.get(key, 0) >= wait:
+                again.append(req)
+                if len(again) >= self.config.batch_max:
+                    break
+        if again:
+            for req in again:
+                self._forwarded_ms[_key(req)] = self._now
+            self._broadcast(self.auth.sign(Forward(tuple(again), self.id)))
 
     def _retransmit_stuck_slots(self) -> None:
         """Lossy networks: resend our own votes for slots of this view that have not
@@ -424,6 +442,7 @@ class Replica:
         if len(self._pending) >= self.config.max_pending_requests:
             return "pool full"
         self._pending[key] = (req, self._now)
+        self._forwarded_ms[key] = self._now
         if req.valid_until:
             self._expiring.add(key)
         if key not in self._proposed:
@@ -703,6 +722,7 @@ class Replica:
 
     def _forget_request(self, key: Key) -> None:
         self._pending.pop(key, None)
+        self._forwarded_ms.pop(key, None)
         self._expiring.discard(key)
         self._unproposed.pop(key, None)
         self._proposed.discard(key)
@@ -809,6 +829,7 @@ class Replica:
     def on_view_change(self, sender: int, vc: ViewChange) -> None:
         if vc.new_view < self._view or (vc.new_view == self._view and not self._in_vc):
             self._maybe_resend_new_view(sender)
+            self._maybe_resend_view_change(sender, vc.new_view)
             return
         reason = verify_view_change(self.config, self.auth, vc)
         if reason:
@@ -887,6 +908,8 @@ class Replica:
         self._new_view = nv
         self._log.drop_views_below(nv.view)
         self._vcs.forget_below(nv.view + 1)
+        for k in [k for k in self._own if len(k) == 2 and k[1] < nv.view - 4]:
+            del self._own[k]
         min_s, digest, proof = stable_of(nv.view_changes)
         if min_s > self._stable_seq:
             self._advance_stable(min_s, digest, proof)  # proof verified with the new-view
@@ -908,6 +931,21 @@ class Replica:
         self._request_deadline = None
         self._arm_request_timer()
         self._replay_buffer()
+
+    def _maybe_resend_view_change(self, to: int, view: int) -> None:
+        """A replica still collecting VIEW-CHANGEs for a view we asked for and left: give it
+        ours, so its quorum for that view can form (lossy networks)."""
+        own = self._own.get(("view-change", view))
+        theirs = self._vcs.latest(to)
+        if own is None or view < self._view - 4 or (theirs and theirs.new_view > view):
+            return  # nothing to give, too old, or they moved on already
+        last = self._vc_resent.get((to, view))
+        if last is not None and self._now - last < self.config.status_interval_ms:
+            return
+        if len(self._vc_resent) > 8 * self.config.n:
+            self._vc_resent = {k: t for k, t in self._vc_resent.items() if k[1] >= view}
+        self._vc_resent[(to, view)] = self._now
+        self._send(to, own)
 
     def _maybe_resend_new_view(self, to: int) -> None:
         """A replica still asking for (or behind) our view: give it our NEW-VIEW again."""

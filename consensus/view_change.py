@@ -75,34 +75,47 @@ def backoff_ms(config: Config, failed_view_changes: int) -> int:
 
 
 class ViewChangeVotes:
-    """The latest valid VIEW-CHANGE per replica (bounded by n), for joins and quorums."""
+    """Valid VIEW-CHANGEs by replica and view, the last `per_replica` views of each replica
+    (bounded by n * per_replica). A replica that moved on still counts for the views it asked
+    for before, so a quorum for a lower view can still form when its messages arrive late."""
 
-    def __init__(self) -> None:
-        self._latest: dict[int, ViewChange] = {}
+    def __init__(self, per_replica: int = 4) -> None:
+        self._by_replica: dict[int, dict[int, ViewChange]] = {}
+        self.per_replica = per_replica
 
     def add(self, vc: ViewChange) -> bool:
-        """Keep `vc` if it is for a higher view than the sender's previous one."""
-        old = self._latest.get(vc.replica)
-        if old is not None and old.new_view >= vc.new_view:
+        """Keep `vc` unless this replica's VIEW-CHANGE for that view is already known."""
+        views = self._by_replica.setdefault(vc.replica, {})
+        if vc.new_view in views:
             return False
-        self._latest[vc.replica] = vc
+        views[vc.new_view] = vc
+        if len(views) > self.per_replica:
+            del views[min(views)]
         return True
 
     def for_view(self, view: int) -> list[ViewChange]:
-        return [self._latest[r] for r in sorted(self._latest) if self._latest[r].new_view == view]
+        return [
+            self._by_replica[r][view]
+            for r in sorted(self._by_replica)
+            if view in self._by_replica[r]
+        ]
 
     def join_target(self, config: Config, own_view: int) -> int | None:
         """f+1 replicas asked for views above ours: at least one honest did, so move to the
-        smallest of those views (this is what makes a view-change storm converge)."""
-        higher = sorted(vc.new_view for vc in self._latest.values() if vc.new_view > own_view)
+        smallest view that f+1 of them vouch for (this makes a view-change storm converge)."""
+        higher = sorted(
+            max(views) for views in self._by_replica.values() if views and max(views) > own_view
+        )
         if len(higher) < config.weak_quorum:
             return None
-        # the highest v that f+1 replicas asked for a view >= v (f of them may lie high)
+        # the highest v such that f+1 replicas asked for a view >= v (f of them may lie high)
         return higher[len(higher) - config.weak_quorum]
 
     def latest(self, replica: int) -> ViewChange | None:
-        return self._latest.get(replica)
+        views = self._by_replica.get(replica)
+        return views[max(views)] if views else None
 
     def forget_below(self, view: int) -> None:
-        for r in [r for r, vc in self._latest.items() if vc.new_view < view]:
-            del self._latest[r]
+        for views in self._by_replica.values():
+            for v in [v for v in views if v < view]:
+                del views[v]
