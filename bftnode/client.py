@@ -436,9 +436,12 @@ class Client:
         """One JSON-RPC call with failover; JSON-RPC errors raise RPCCallError subclasses."""
         return self._call_at(None, method, params)
 
-    def _call_at(self, url: str | None, method: str, params: dict[str, Any]) -> Any:
+    def _call_at(self, url: str | None, method: str, params: dict[str, Any],
+                 retries: int | None = None) -> Any:
+        """Call `url` (or every URL in failover order), `retries` extra rounds."""
         last: Exception | None = None
-        for attempt in range(self.retries + 1):
+        rounds = (self.retries if retries is None else retries) + 1
+        for attempt in range(rounds):
             for u in [url] if url else self._core.order():
                 try:
                     resp = self._http.post(u + "/", json=self._core.payload(method, params))
@@ -451,7 +454,8 @@ class Client:
                 if not url:
                     self._core.worked(u)
                 return self._core.parse(resp)
-            time.sleep(min(0.1 * 2**attempt, 1.0))
+            if attempt + 1 < rounds:
+                time.sleep(min(0.1 * 2**attempt, 1.0))
         raise NoNodeAvailable(f"no node answered {method!r}: {last}")
 
     def batch(self, calls: Sequence[tuple[str, dict[str, Any]]]) -> list[Any]:
@@ -506,7 +510,8 @@ class Client:
                     break
                 try:
                     res = self._call_at(u, "broadcast_tx_commit",
-                                        self._core.tx_params(req, max(0.1, min(left, 60.0))))
+                                        self._core.tx_params(req, max(0.1, min(left, 60.0))),
+                                        retries=0)
                 except (NoNodeAvailable, TxRejected, BadSignature) as exc:
                     if isinstance(exc, NoNodeAvailable):
                         last = exc
@@ -522,6 +527,7 @@ class Client:
                     ok = self._confirm_by_replies(tx_hash, res)
                 self._core.worked(u)
                 return ok
+            time.sleep(max(0.0, min(0.2, deadline - time.monotonic())))  # no node answered
         raise TxTimeout(f"tx {tx_hash.hex()} not confirmed within {timeout:g}s: {last}",
                         data={"hash": tx_hash.hex()})
 
@@ -531,7 +537,7 @@ class Client:
         agree = 0
         for u in self._core.urls:
             with contextlib.suppress(ClientError):
-                if _matching_key(self._call_at(u, "tx", {"hash": tx_hash.hex()})) == want:
+                if _matching_key(self._call_at(u, "tx", {"hash": tx_hash.hex()}, 0)) == want:
                     agree += 1
         if agree < chain.f + 1:
             raise VerificationError(
@@ -822,9 +828,12 @@ class AsyncClient:
     async def call(self, method: str, **params: Any) -> Any:
         return await self._call_at(None, method, params)
 
-    async def _call_at(self, url: str | None, method: str, params: dict[str, Any]) -> Any:
+    async def _call_at(self, url: str | None, method: str, params: dict[str, Any],
+                 retries: int | None = None) -> Any:
+        """Call `url` (or every URL in failover order), `retries` extra rounds."""
         last: Exception | None = None
-        for attempt in range(self.retries + 1):
+        rounds = (self.retries if retries is None else retries) + 1
+        for attempt in range(rounds):
             for u in [url] if url else self._core.order():
                 try:
                     resp = await self._http.post(u + "/", json=self._core.payload(method, params))
@@ -837,7 +846,8 @@ class AsyncClient:
                 if not url:
                     self._core.worked(u)
                 return self._core.parse(resp)
-            await self._sleep(min(0.1 * 2**attempt, 1.0))
+            if attempt + 1 < rounds:
+                await self._sleep(min(0.1 * 2**attempt, 1.0))
         raise NoNodeAvailable(f"no node answered {method!r}: {last}")
 
     async def batch(self, calls: Sequence[tuple[str, dict[str, Any]]],
@@ -887,7 +897,8 @@ class AsyncClient:
                     break
                 try:
                     res = await self._call_at(u, "broadcast_tx_commit",
-                                              self._core.tx_params(req, max(0.1, min(left, 60))))
+                                              self._core.tx_params(req, max(0.1, min(left, 60))),
+                                              retries=0)
                 except NoNodeAvailable as exc:
                     last = exc
                     continue
@@ -903,6 +914,7 @@ class AsyncClient:
                     ok = await self._confirm_by_replies(tx_hash, res)
                 self._core.worked(u)
                 return ok
+            await self._sleep(max(0.0, min(0.2, deadline - time.monotonic())))
         raise TxTimeout(f"tx {tx_hash.hex()} not confirmed within {timeout:g}s: {last}",
                         data={"hash": tx_hash.hex()})
 
@@ -912,7 +924,8 @@ class AsyncClient:
         agree = 0
         for u in self._core.urls:
             with contextlib.suppress(ClientError):
-                if _matching_key(await self._call_at(u, "tx", {"hash": tx_hash.hex()})) == want:
+                got = await self._call_at(u, "tx", {"hash": tx_hash.hex()}, 0)
+                if _matching_key(got) == want:
                     agree += 1
         if agree < chain.f + 1:
             raise VerificationError(

@@ -30,6 +30,7 @@ from consensus.codec import signing_bytes
 from consensus.errors import DecodeError
 from storage.interface import StoredBlock, TxResult
 
+from ..logging import trace_context
 from .errors import (
     APP_ERROR,
     BAD_SIGNATURE,
@@ -67,6 +68,7 @@ class CallContext:
     peer: str = "?"
     transport: str = "http"  # "http" | "websocket"
     spawn: Callable[[Callable[[], Awaitable[Any]]], None] | None = None
+    trace_id: str | None = None  # from the X-Trace-Id header; else one new id per call
     on_error: Callable[[str, int], None] | None = None  # (method, code)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -363,15 +365,16 @@ async def m_block(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 @method("blockchain")
 async def m_blockchain(ctx: CallContext, params: dict[str, Any]) -> Any:
+    """Headers of [min_height, max_height] (clamped to the current height), newest first, at
+    most MAX_BLOCKCHAIN_RANGE of them (the newest ones)."""
     height = ctx.node.height()
+    lo = p_int(params, "min_height", 1, lo=1)
     hi = p_int(params, "max_height", height, lo=0)
-    assert hi is not None
-    hi = min(hi, height)
-    lo = p_int(params, "min_height", max(1, hi - MAX_BLOCKCHAIN_RANGE + 1), lo=1)
-    assert lo is not None
-    if lo > hi and hi > 0 and params.get("max_height") is not None:
+    assert lo is not None and hi is not None
+    if lo > hi:
         raise _bad(f"min_height {lo} > max_height {hi}")
-    lo = max(lo, hi - MAX_BLOCKCHAIN_RANGE + 1)  # at most 100 headers per call
+    hi = min(hi, height)
+    lo = max(lo, hi - MAX_BLOCKCHAIN_RANGE + 1)
     metas = []
     for h in range(hi, lo - 1, -1):
         b = ctx.node.block(h)
@@ -672,7 +675,8 @@ async def call_one(ctx: CallContext, obj: Any) -> dict[str, Any] | None:
             if name in WS_ONLY:
                 raise RPCError(METHOD_NOT_FOUND, f"{name!r} is only available over /websocket")
             raise RPCError(METHOD_NOT_FOUND, f"method {name!r} not found; see docs/rpc.md")
-        result = await handler(ctx, params)
+        with trace_context(ctx.trace_id):  # the node binds it into its log lines for the tx
+            result = await handler(ctx, params)
         return None if notify else _response(req_id, result)
     except RPCError as err:
         _count(ctx, name, err.code)

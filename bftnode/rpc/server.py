@@ -37,6 +37,7 @@ from consensus import request_digest
 
 from . import methods as m
 from .errors import (
+    INTERNAL_ERROR,
     INVALID_PARAMS,
     NOT_FOUND,
     OVERLOADED,
@@ -130,8 +131,10 @@ def create_app(
     rpc_metrics = metrics or RPCMetrics()
 
     def context(conn: HTTPRequest | WebSocket, transport: str, **kw: Any) -> m.CallContext:
+        trace = conn.headers.get("x-trace-id")
         return m.CallContext(node=node, peer=_peer(conn), transport=transport,
-                             on_error=rpc_metrics.on_error, **kw)
+                             on_error=rpc_metrics.on_error,
+                             trace_id=trace[:64] if trace else None, **kw)
 
     async def post_root(request: HTTPRequest) -> Response:
         rpc_metrics.calls.labels(transport="http").inc()
@@ -298,10 +301,15 @@ class _WSConnection:
             else:
                 result = self._unsubscribe(params)
             return None if notify else {"jsonrpc": "2.0", "id": req_id, "result": result}
-        except RPCError as err:
+        except Exception as exc:  # RPCError, or a failing node: answer and keep the socket
+            if isinstance(exc, RPCError):
+                err = exc
+                log.info("rpc.error", peer=self.ctx.peer, method=obj.get("method"),
+                         code=err.code, reason=err.message)
+            else:
+                log.exception("rpc.internal_error", peer=self.ctx.peer, method=obj.get("method"))
+                err = RPCError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
             self.metrics.on_error(str(obj.get("method")), err.code)
-            log.info("rpc.error", peer=self.ctx.peer, method=obj.get("method"), code=err.code,
-                     reason=err.message)
             return {"jsonrpc": "2.0", "id": req_id if m._valid_id(req_id) else None,
                     "error": err.to_json()}
 
@@ -408,6 +416,10 @@ class _WSConnection:
                             resume_from_height=h)
             except _EventsGone as exc:
                 reason, code = str(exc), NOT_FOUND
+            except Exception as exc:  # a failing node read: close this subscription, loudly
+                log.exception("rpc.subscription_failed", peer=self.ctx.peer, subscription=sid)
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+                code = INTERNAL_ERROR
             finally:
                 if reason is not None and self.subs.pop(sid, None) is not None:
                     self.metrics.subscriptions.dec()

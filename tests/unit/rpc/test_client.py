@@ -17,6 +17,7 @@ from bftnode.client import (
     Client,
     SeqAllocator,
     TxRejected,
+    TxTimeout,
     VerificationError,
     load_or_create_key,
     verify_commit_certificate,
@@ -129,3 +130,12 @@ async def test_certificate_checks_tx_membership_chain_and_signers(url, node, tmp
     dup = dict(res["commit"], commits=[res["commit"]["commits"][0]] * 3)
     with pytest.raises(VerificationError, match="1 valid signatures"):
         verify_commit_certificate(tx_hash, dup, chain)
+
+
+async def test_no_reachable_node_gives_a_timeout_not_a_hang(url, tmp_path):
+    async with AsyncClient(url, tmp_path / "c.key") as c:
+        chain = await c.chain_info()
+    async with AsyncClient([dead_url(), dead_url()], tmp_path / "c.key", chain=chain,
+                           timeout=0.5, retries=0) as c:
+        with trio.fail_after(5), pytest.raises(TxTimeout, match="not confirmed"):
+            await c.put("k", "v")
