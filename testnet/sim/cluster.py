@@ -88,7 +88,7 @@ class SimOptions:
     wire: bool = True  # encode/decode every message (catches codec problems)
     planted_bug: str | None = None
     trace_len: int = 200
-    max_events: int = 3_000_000
+    max_events: int = 1_000_000  # a storm of events at one instant ends as 'stalled'
     stop_on_violation: bool = True
 
     def __post_init__(self) -> None:
