@@ -135,3 +135,28 @@ async def _run_node(cfg, transport, task_status=trio.TASK_STATUS_IGNORED):
     async with open_node(cfg, transport=transport) as node:
         task_status.started(node)
         await trio.sleep_forever()
+
+
+async def test_a_trace_id_from_the_caller_reaches_the_commit_log_line(tmp_path, port_base):
+    import io
+    import json
+
+    import structlog
+
+    from bftnode.logging import configure_logging, trace_context
+
+    buf = io.StringIO()
+    configure_logging("info", stream=buf)
+    try:
+        async with trio.open_nursery() as nursery:
+            nodes, _, _ = await _cluster(tmp_path, port_base, nursery)
+            with trio.fail_after(30), trace_context("trace-42"):
+                res = await nodes[1].submit(ops.put(b"traced", b"1"))
+            nursery.cancel_scope.cancel()
+    finally:
+        structlog.reset_defaults()
+    lines = [json.loads(x) for x in buf.getvalue().splitlines() if x.startswith("{")]
+    committed = [x for x in lines if x.get("event") == "tx committed"]
+    assert any(x["trace_id"] == "trace-42" and x["node"] == 1 and x["height"] == res["height"]
+               for x in committed), committed
+    assert nodes[1].node.metrics.value("bftnode_height") >= res["height"]

@@ -1,0 +1,40 @@
+"""Structured logs carry the node id and trace id as JSON; each node has its own metrics."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import structlog
+
+from bftnode.logging import configure_logging, get_logger, trace_context
+from bftnode.metrics import NodeMetrics
+
+
+def test_log_lines_are_json_with_node_and_trace_id():
+    buf = io.StringIO()
+    try:
+        configure_logging("info", stream=buf)
+        log = get_logger(node=2)
+        with trace_context("abc123"):
+            log.info("tx submitted", view=3, seq=9)
+        log.debug("hidden at info level")
+        log.warning("outside", peer=1, reason="bad bytes")
+    finally:
+        structlog.reset_defaults()
+    lines = [json.loads(x) for x in buf.getvalue().splitlines()]
+    assert len(lines) == 2
+    assert lines[0]["trace_id"] == "abc123" and lines[0]["node"] == 2
+    assert lines[0]["view"] == 3 and lines[0]["seq"] == 9 and lines[0]["level"] == "info"
+    assert "trace_id" not in lines[1] and lines[1]["reason"] == "bad bytes"
+
+
+def test_metrics_registries_are_per_node():
+    a, b = NodeMetrics(0), NodeMetrics(1)
+    a.height.set(7)
+    a.rejected.labels("undecodable").inc(2)
+    a.evidence.labels("equivocation", "3").inc()
+    assert a.value("bftnode_height") == 7 and b.value("bftnode_height") == 0
+    assert a.value("bftnode_rejected_inputs_total", {"reason": "undecodable"}) == 2
+    text = a.text().decode()
+    assert 'bftnode_evidence_total{kind="equivocation",replica="3"} 1.0' in text
