@@ -1,0 +1,945 @@
+"""`python -m testnet attack SCENARIO`: run an attack scenario on a real local testnet and judge
+the outcome through JSON-RPC only.
+
+Owns the scenario manifest format (TOML, see `docs/testing.md` and `testnet/scenarios/`), the
+attack runner (`run_scenario`) and its verdict (a rich table, or one JSON object with `--json`).
+
+A run: start N real node processes with `testnet.launcher.up` (byzantine strategies per node
+come from the manifest), drive a bounded client load (signed put txs, optionally lock clients)
+against the honest nodes, apply perturbations on a schedule (kill, kill-hard, pause = SIGSTOP,
+resume = SIGCONT, restart, wipe-restart = delete the data dir but keep key/config), then check,
+reading only JSON-RPC:
+  - honest nodes agree on every block hash up to their common height (and each chain links),
+  - every acknowledged tx is in the ledger of every honest node exactly once (`tx` by hash on
+    every node, plus a count over every block's tx hashes),
+  - progress resumes after the last perturbation (a block commits after it),
+  - honest nodes that were not killed on purpose are still running, and catch up,
+  - lock safety (testnet/history.py's `check_locks`) when the scenario runs lock clients,
+  - evidence is reported by an honest node when the manifest expects it.
+It also measures, for every perturbation (and for a byzantine primary from the start), the time
+from the fault to the next commit.
+
+Imports: stdlib, httpx, httpx_ws, rich, bftnode (keys, app.ops), consensus, testnet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bftnode.app import ops
+from bftnode.keys import NodeKey
+from consensus import Request, encode, request_digest, sign_request
+from testnet import launcher
+from testnet.checkers import find_divergence
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+ACTIONS = ("kill", "kill-hard", "pause", "resume", "restart", "wipe-restart", "partition",
+           "heal")
+DEFAULT_CONSENSUS = {"timeout_request_ms": 1000, "timeout_view_change_ms": 1000,
+                     "heartbeat_ms": 200}
+POLL_S = 0.05
+OK, VIOLATED, INFO, SKIPPED = "ok", "violated", "info", "skipped"
+
+
+class ScenarioError(ValueError):
+    """A scenario manifest is malformed (the message names the file and the field)."""
+
+
+# ---------------------------------------------------------------- manifest
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    at_s: float
+    action: str
+    node: int | str  # an index, "primary", "backup", or "same" (the previous target)
+    duration_s: float = 0.0  # pause: resume after this long (0 = stay paused until "resume")
+
+
+@dataclass(frozen=True)
+class Load:
+    clients: int = 2
+    txs: int = 40  # put txs over all clients (a bound, not a target)
+    rate: float = 10.0  # tx/s over all clients
+    duration_s: float = 15.0  # stop submitting after this long
+    commit_timeout_s: float = 20.0  # per broadcast_tx_commit call
+    lock_clients: int = 0  # clients cycling lease grant / lock try-acquire / release
+
+
+@dataclass(frozen=True)
+class Expect:
+    progress: bool = True  # a block must commit after the last perturbation
+    progress_timeout_s: float = 30.0
+    settle_s: float = 30.0  # honest running nodes must reach the same height within this
+    evidence: bool = False  # some honest node must report evidence
+    min_acked: int = 1  # at least this many txs acknowledged (0 = none required)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str = ""
+    nodes: int = 4
+    byzantine: dict[int, list[str]] = field(default_factory=dict)
+    consensus: dict[str, int] = field(default_factory=dict)
+    load: Load = field(default_factory=Load)
+    perturbations: tuple[Perturbation, ...] = ()
+    expect: Expect = field(default_factory=Expect)
+    path: str = ""
+
+    @property
+    def f(self) -> int:
+        return (self.nodes - 1) // 3
+
+
+def _typed(where: str, table: dict, cls: type, floats: tuple[str, ...]) -> Any:
+    known = set(cls.__dataclass_fields__)
+    extra = set(table) - known
+    if extra:
+        raise ScenarioError(f"{where}: unknown field(s) {sorted(extra)}; known: {sorted(known)}")
+    kw = {}
+    for k, v in table.items():
+        default = cls.__dataclass_fields__[k].default
+        want = float if k in floats else type(default)
+        if want is float and isinstance(v, int | float) and not isinstance(v, bool):
+            kw[k] = float(v)
+        elif isinstance(v, want) and not (want is int and isinstance(v, bool)):
+            kw[k] = v
+        else:
+            raise ScenarioError(f"{where}: field {k!r} must be {want.__name__}, got {v!r}")
+    return cls(**kw)
+
+
+def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
+    """TOML text -> Scenario; ScenarioError names the file and the bad field."""
+    try:
+        d = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{path}: not valid TOML: {exc}") from exc
+    known = {"name", "description", "nodes", "byzantine", "consensus", "load", "perturbation",
+             "expect"}
+    extra = set(d) - known
+    if extra:
+        raise ScenarioError(f"{path}: unknown field(s) {sorted(extra)}; known: {sorted(known)}")
+    name = d.get("name") or Path(path).stem
+    nodes = d.get("nodes", 4)
+    if not isinstance(nodes, int) or nodes < 4:
+        raise ScenarioError(f"{path}: 'nodes' must be an integer >= 4 (3f+1), got {nodes!r}")
+    byz: dict[int, list[str]] = {}
+    for k, v in (d.get("byzantine") or {}).items():
+        if not str(k).isdigit() or not 0 <= int(k) < nodes:
+            raise ScenarioError(f"{path}: byzantine key {k!r} must be a node index 0..{nodes - 1}")
+        specs = [v] if isinstance(v, str) else v
+        if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
+            raise ScenarioError(f"{path}: byzantine.{k} must be a strategy or a list of them")
+        try:
+            from consensus.byzantine import parse_strategy
+
+            for s in specs:
+                parse_strategy(s)
+        except ValueError as exc:
+            raise ScenarioError(f"{path}: byzantine.{k}: {exc}") from None
+        byz[int(k)] = list(specs)
+    if len(byz) > (nodes - 1) // 3:
+        print(f"warning: {path}: {len(byz)} byzantine nodes exceed f = {(nodes - 1) // 3}",
+              file=sys.stderr)
+    cons = d.get("consensus") or {}
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in cons.values()):
+        raise ScenarioError(f"{path}: [consensus] values must be integers")
+    load = _typed(f"{path} [load]", d.get("load") or {}, Load,
+                  ("rate", "duration_s", "commit_timeout_s"))
+    expect = _typed(f"{path} [expect]", d.get("expect") or {}, Expect,
+                    ("progress_timeout_s", "settle_s"))
+    perts = []
+    for i, p in enumerate(d.get("perturbation") or []):
+        where = f"{path} [[perturbation]] #{i + 1}"
+        if not isinstance(p, dict):
+            raise ScenarioError(f"{where}: expected a table")
+        action = p.get("action")
+        if action not in ACTIONS:
+            raise ScenarioError(f"{where}: action {action!r} not one of {', '.join(ACTIONS)}")
+        node = p.get("node", "primary")
+        if isinstance(node, bool) or not (
+            (isinstance(node, int) and 0 <= node < nodes)
+            or node in ("primary", "backup", "same")
+        ):
+            raise ScenarioError(f"{where}: node {node!r} must be 0..{nodes - 1}, 'primary', "
+                                "'backup' or 'same'")
+        at = p.get("at_s")
+        if not isinstance(at, int | float) or isinstance(at, bool) or at < 0:
+            raise ScenarioError(f"{where}: at_s must be a number >= 0, got {at!r}")
+        dur = p.get("duration_s", 0.0)
+        if not isinstance(dur, int | float) or dur < 0:
+            raise ScenarioError(f"{where}: duration_s must be a number >= 0")
+        extra = set(p) - {"at_s", "action", "node", "duration_s"}
+        if extra:
+            raise ScenarioError(f"{where}: unknown field(s) {sorted(extra)}")
+        perts.append(Perturbation(float(at), action, node, float(dur)))
+    perts.sort(key=lambda p: p.at_s)
+    return Scenario(name=name, description=d.get("description", ""), nodes=nodes, byzantine=byz,
+                    consensus={**DEFAULT_CONSENSUS, **cons}, load=load,
+                    perturbations=tuple(perts), expect=expect, path=path)
+
+
+def load_scenario(name_or_path: str) -> Scenario:
+    """A path to a TOML file, or the name of a shipped scenario (testnet/scenarios/NAME.toml)."""
+    p = Path(name_or_path)
+    if not p.exists():
+        p = SCENARIO_DIR / (name_or_path if name_or_path.endswith(".toml")
+                            else f"{name_or_path}.toml")
+    if not p.exists():
+        raise ScenarioError(f"no scenario {name_or_path!r} (not a file; shipped: "
+                            f"{', '.join(shipped_scenarios())})")
+    return parse_scenario(p.read_text(), str(p))
+
+
+def shipped_scenarios() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+
+
+# ---------------------------------------------------------------- JSON-RPC helpers
+
+
+def call(http: httpx.Client, url: str, method: str, params: dict | None = None,
+         timeout: float = 3.0) -> Any:
+    """One JSON-RPC call; raises RPCFailure (with the node's message) or httpx errors."""
+    r = http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method,
+                             "params": params or {}}, timeout=timeout)
+    body = r.json()
+    if "error" in body:
+        err = body["error"]
+        raise RPCFailure(f"{method}: {err.get('message')}", err.get("code"))
+    return body["result"]
+
+
+class RPCFailure(Exception):
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class Fault:
+    t: float  # seconds since the run started (monotonic)
+    action: str
+    node: int
+    height: int  # max honest height seen when the fault was applied
+    next_commit_s: float | None = None  # fault -> first commit of a block proposed after it
+    next_height: int | None = None  # that block
+    next_view: int | None = None  # and its view (a new view after a primary failure)
+    note: str = ""
+
+
+class Run:
+    """State of one scenario run (threads: load clients, height monitors; main: schedule)."""
+
+    def __init__(self, sc: Scenario, d: Path, manifest: dict[str, Any], *,
+                 fake_acks: int = 0) -> None:
+        self.sc = sc
+        self.d = d
+        self.m = manifest
+        self.n = sc.nodes
+        self.honest = [i for i in range(self.n) if i not in sc.byzantine]
+        self.urls = [nd["rpc"] for nd in manifest["nodes"]]
+        self.t0 = time.monotonic()
+        self.t0_wall_ms = time.time() * 1000.0  # maps run time to block times (same host)
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.down: set[int] = set()  # killed on purpose (not restarted yet)
+        self.paused: set[int] = set()
+        self.acked: dict[bytes, dict] = {}  # tx hash -> {height, node, t}
+        self.rejected: Counter[str] = Counter()
+        self.submit_errors: Counter[str] = Counter()
+        self.submitted = 0
+        self.heights: dict[int, list[tuple[float, int]]] = {i: [] for i in range(self.n)}
+        self.views: dict[int, int] = {}
+        self.faults: list[Fault] = []
+        self.lock_ops: Counter[str] = Counter()
+        self.fake_acks = fake_acks
+        self.report_heights: dict[str, int] = {}
+        self.status0 = call(httpx.Client(), self.urls[self.honest[0]], "status")
+        self.domain = bytes.fromhex(self.status0["domain"])
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def live_honest(self) -> list[int]:
+        with self.lock:
+            return [i for i in self.honest if i not in self.down and i not in self.paused]
+
+    # -- height monitor: one thread per node
+    def monitor(self, i: int) -> None:
+        with httpx.Client() as http:
+            last = -1
+            while not self.stop.is_set():
+                if i in self.down or i in self.paused:
+                    time.sleep(POLL_S)
+                    continue
+                try:
+                    st = call(http, self.urls[i], "status", timeout=0.5)
+                    h = int(st["height"])
+                    if h != last:
+                        with self.lock:
+                            self.heights[i].append((self.now(), h))
+                        last = h
+                    self.views[i] = int(st.get("view", 0))
+                except Exception:
+                    pass
+                time.sleep(POLL_S)
+
+    def max_honest_height(self) -> int:
+        with self.lock:
+            return max((hs[-1][1] for i, hs in self.heights.items() if i in self.honest and hs),
+                       default=0)
+
+    def first_commit_after(self, t: float, height: int) -> float | None:
+        """Earliest time (> t) an honest node was seen above `height`."""
+        with self.lock:
+            ts = [tt for i in self.honest for tt, h in self.heights[i] if tt > t and h > height]
+        return min(ts) if ts else None
+
+    # -- client load
+    def put_client(self, c: int) -> None:
+        sc = self.sc
+        per_client = sc.load.txs // max(1, sc.load.clients) + (c < sc.load.txs % sc.load.clients)
+        interval = sc.load.clients / sc.load.rate if sc.load.rate > 0 else 0.0
+        signer = NodeKey.from_seed(os.urandom(32)).signer()
+        with httpx.Client() as http:
+            nxt = time.monotonic()
+            for j in range(per_client):
+                if self.stop.is_set() or self.now() > sc.load.duration_s:
+                    return
+                op = ops.put(f"attack/{c}/{j}".encode(), f"v{j}".encode())
+                req = sign_request(self.domain, signer, Request(signer.public_key, j + 1, op))
+                self.submit(http, req, c + j)
+                nxt += interval
+                delay = nxt - time.monotonic()
+                if delay > 0:
+                    self.stop.wait(delay)
+
+    def submit(self, http: httpx.Client, req: Request, rot: int,
+               deadline_s: float | None = None) -> dict | None:
+        """broadcast_tx_commit the SAME signed tx to live honest nodes in turn until one
+        acknowledges it (a retry is safe: the chain executes (client, seq) at most once)."""
+        tx = base64.b64encode(encode(req)).decode()
+        h = request_digest(req)
+        with self.lock:
+            self.submitted += 1
+        timeout = self.sc.load.commit_timeout_s
+        end = time.monotonic() + (deadline_s if deadline_s is not None else 2 * timeout)
+        k = rot
+        while time.monotonic() < end and not self.stop.is_set():
+            live = self.live_honest()
+            if not live:
+                self.stop.wait(0.2)
+                continue
+            i = live[k % len(live)]
+            k += 1
+            try:
+                res = call(http, self.urls[i], "broadcast_tx_commit",
+                           {"tx": tx, "timeout": timeout}, timeout=timeout + 5)
+            except RPCFailure as exc:
+                msg = str(exc)
+                if exc.code is not None and "timeout" not in msg.lower() and \
+                        "timed out" not in msg.lower():
+                    with self.lock:
+                        self.rejected[msg[:80]] += 1
+                    return None
+                with self.lock:
+                    self.submit_errors[msg[:60]] += 1
+                continue
+            except (httpx.HTTPError, ValueError) as exc:
+                with self.lock:
+                    self.submit_errors[type(exc).__name__] += 1
+                self.stop.wait(0.1)
+                continue
+            with self.lock:
+                self.acked[h] = {"height": res.get("height"), "node": i, "t": self.now()}
+            return res
+        return None
+
+    def lock_client(self, c: int) -> None:
+        """Cycle: grant a lease, try-acquire lock L until granted, hold briefly, release (every
+        third hold is abandoned so the lease expires and the lock is lost)."""
+        sc = self.sc
+        signer = NodeKey.from_seed(os.urandom(32)).signer()
+        seq = 0
+        with httpx.Client() as http:
+            def do(op: bytes) -> dict | None:
+                nonlocal seq
+                seq += 1
+                req = sign_request(self.domain, signer, Request(signer.public_key, seq, op))
+                res = self.submit(http, req, c + seq)
+                if res is None or res.get("code", 0) != 0:
+                    return None
+                r = res.get("result")
+                return r if isinstance(r, dict) else {}
+
+            cycle = 0
+            while not self.stop.is_set() and self.now() < sc.load.duration_s:
+                cycle += 1
+                lease = do(ops.lease_grant(ttl_ms=1500))
+                if not lease or "id" not in lease:
+                    continue
+                self.lock_ops["lease_grant"] += 1
+                token = None
+                until = self.now() + 3.0
+                while token is None and self.now() < until and not self.stop.is_set():
+                    r = do(ops.lock_try_acquire(b"L", lease["id"]))
+                    if r and r.get("acquired"):
+                        token = r["token"]
+                        self.lock_ops["acquired"] += 1
+                    else:
+                        self.stop.wait(0.1)
+                if token is None:
+                    continue
+                self.stop.wait(0.1)
+                if cycle % 3 == 0:
+                    self.lock_ops["abandoned"] += 1  # let the lease expire
+                    continue
+                if do(ops.lock_release(b"L", token)) is not None:
+                    self.lock_ops["released"] += 1
+                do(ops.lease_revoke(lease["id"]))
+
+    # -- perturbations
+    def resolve(self, p: Perturbation, prev: int | None) -> int:
+        if isinstance(p.node, int):
+            return p.node
+        if p.node == "same":
+            if prev is None:
+                raise ScenarioError(f"{self.sc.path}: node = 'same' on the first perturbation")
+            return prev
+        primary = self.current_primary()
+        if p.node == "primary":
+            return primary
+        cands = [i for i in self.live_honest() if i != primary]
+        return cands[-1] if cands else (primary + 1) % self.n
+
+    def current_primary(self) -> int:
+        """The primary most live honest nodes report (JSON-RPC `status`)."""
+        votes: Counter[int] = Counter()
+        with httpx.Client() as http:
+            for i in self.live_honest():
+                with contextlib.suppress(Exception):
+                    votes[int(call(http, self.urls[i], "status", timeout=1.0)["primary"])] += 1
+        return votes.most_common(1)[0][0] if votes else 0
+
+    def apply(self, p: Perturbation, i: int) -> str:
+        nd = self.m["nodes"][i]
+        if p.action in ("kill", "kill-hard"):
+            with self.lock:
+                self.down.add(i)
+            launcher.kill(self.d, i, hard=p.action == "kill-hard")
+        elif p.action == "pause":
+            pid = launcher.read_manifest(self.d)["nodes"][i]["pid"]
+            with self.lock:
+                self.paused.add(i)
+            os.kill(pid, signal.SIGSTOP)
+        elif p.action == "resume":
+            self.resume(i)
+        elif p.action == "restart":
+            launcher.restart(self.d, i)
+            with self.lock:
+                self.down.discard(i)
+                self.paused.discard(i)
+        elif p.action == "wipe-restart":
+            with self.lock:
+                self.down.add(i)
+            launcher.kill(self.d, i, hard=True)
+            data = Path(nd["home"]) / "data"
+            with contextlib.suppress(Exception):
+                from bftnode.config import load_config
+
+                data = load_config(nd["home"]).data_path
+            shutil.rmtree(data, ignore_errors=True)
+            launcher.restart(self.d, i)
+            with self.lock:
+                self.down.discard(i)
+            return f"data dir {data} deleted"
+        elif p.action in ("partition", "heal"):
+            return "not supported by the libp2p transport (no partition knob); skipped"
+        return ""
+
+    def resume(self, i: int) -> None:
+        pid = launcher.read_manifest(self.d)["nodes"][i]["pid"]
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        with self.lock:
+            self.paused.discard(i)
+
+    def schedule(self) -> None:
+        pending: list[tuple[float, Perturbation, int | None]] = [
+            (p.at_s, p, None) for p in self.sc.perturbations]
+        prev: int | None = None
+        while pending:
+            pending.sort(key=lambda x: x[0])
+            at, p, fixed = pending.pop(0)
+            delay = at - self.now()
+            if delay > 0:
+                time.sleep(delay)  # the scenario's schedule, not a wait for a condition
+            i = fixed if fixed is not None else self.resolve(p, prev)
+            prev = i
+            h = self.max_honest_height()
+            t = self.now()
+            note = self.apply(p, i)
+            self.faults.append(Fault(t, p.action, i, h, note=note))
+            if p.action == "pause" and p.duration_s > 0:
+                pending.append((at + p.duration_s, Perturbation(at + p.duration_s, "resume", i),
+                                i))
+
+    # -- after the schedule
+    def wait_progress(self, after_t: float, after_h: int, timeout: float) -> float | None:
+        """Submit probe txs until a block commits after `after_t`; time of that commit."""
+        signer = NodeKey.from_seed(os.urandom(32)).signer()
+        end = time.monotonic() + timeout
+        seq = 0
+        with httpx.Client() as http:
+            while time.monotonic() < end:
+                t = self.first_commit_after(after_t, after_h)
+                if t is not None:
+                    return t
+                seq += 1
+                req = sign_request(self.domain, signer, Request(
+                    signer.public_key, seq, ops.put(b"attack/probe", str(seq).encode())))
+                self.submit(http, req, seq, deadline_s=max(0.5, end - time.monotonic()))
+                time.sleep(POLL_S)
+        return self.first_commit_after(after_t, after_h)
+
+
+# ---------------------------------------------------------------- checks (JSON-RPC only)
+
+
+@dataclass
+class Check:
+    name: str
+    result: str
+    detail: str = ""
+
+
+def headers(http: httpx.Client, url: str, upto: int) -> dict[int, dict]:
+    """Block headers 1..upto (hash, prev_hash, tx_hashes) via `blockchain`."""
+    out: dict[int, dict] = {}
+    hi = upto
+    while hi >= 1:
+        res = call(http, url, "blockchain", {"min_height": max(1, hi - 99), "max_height": hi},
+                   timeout=10)
+        blocks = res.get("blocks", [])
+        if not blocks:
+            break
+        for b in blocks:
+            out[int(b["height"])] = b
+        hi = min(out) - 1
+    return out
+
+
+def check_agreement(chains: dict[int, dict[int, dict]], common: int) -> Check:
+    logs = {i: {h: bytes.fromhex(b["hash"]) for h, b in c.items() if h <= common}
+            for i, c in chains.items()}
+    div = find_divergence(logs)
+    problems = [f"height {s}: " + ", ".join(f"node{i}={h.hex()[:10]}" for i, h in sorted(v.items()))
+                for s, v in div[:3]]
+    for i, c in chains.items():
+        missing = [h for h in range(1, common + 1) if h not in c]
+        if missing:
+            problems.append(f"node{i} lacks blocks {missing[:5]}")
+        for h in range(2, common + 1):
+            if h in c and h - 1 in c and c[h]["prev_hash"] != c[h - 1]["hash"]:
+                problems.append(f"node{i} block {h} prev_hash does not link block {h - 1}")
+                break
+    if problems:
+        return Check("agreement", VIOLATED, "; ".join(problems))
+    return Check("agreement", OK, f"{len(chains)} honest nodes, same hash at heights 1..{common}")
+
+
+def check_acked(http: httpx.Client, urls: dict[int, str], chains: dict[int, dict[int, dict]],
+                acked: list[bytes]) -> Check:
+    """Every acknowledged tx: found by `tx` on every honest node at the same place, and exactly
+    once in that node's blocks."""
+    problems: list[str] = []
+    counts = {i: Counter(th for b in c.values() for th in b.get("tx_hashes", []))
+              for i, c in chains.items()}
+    heights = {i: max(c, default=0) for i, c in chains.items()}
+    for h in acked:
+        hx = h.hex()
+        where: dict[int, tuple] = {}
+        for i, url in urls.items():
+            try:
+                t = call(http, url, "tx", {"hash": hx}, timeout=5)
+                where[i] = (t["height"], t["index"])
+            except RPCFailure:
+                where[i] = None  # type: ignore[assignment]
+            except Exception as exc:
+                problems.append(f"tx {hx[:10]} on node{i}: {type(exc).__name__}")
+                continue
+            if where.get(i) is not None and where[i][0] <= heights[i] and counts[i][hx] != 1:
+                problems.append(f"tx {hx[:10]} appears {counts[i][hx]} times in node{i}'s blocks")
+        found = {v for v in where.values() if v is not None}
+        if not found:
+            problems.append(f"acknowledged tx {hx[:10]} is in no honest node's ledger")
+        elif len(found) > 1:
+            problems.append(f"tx {hx[:10]} at different places: {where}")
+        else:
+            (pos,) = found
+            absent = [i for i, v in where.items() if v is None and heights[i] >= pos[0]]
+            if absent:
+                problems.append(f"tx {hx[:10]} (height {pos[0]}) missing on nodes {absent}")
+    if problems:
+        extra = f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""
+        return Check("acked txs exactly once", VIOLATED, "; ".join(problems[:4]) + extra)
+    return Check("acked txs exactly once", OK,
+                 f"{len(acked)} acknowledged txs, each once on {len(urls)} honest nodes")
+
+
+def lock_history(url: str, upto: int, timeout: float = 20.0) -> list[dict]:
+    """App events 1..upto from a `subscribe {topic: events}` WebSocket, as history lines."""
+    from types import SimpleNamespace
+
+    from httpx_ws import connect_ws
+
+    from testnet.history import events_to_history
+
+    evs: list[Any] = []
+    end = time.monotonic() + timeout
+    ws_url = "ws" + url[4:] + "/websocket"
+    with httpx.Client() as http, connect_ws(ws_url, http) as ws:
+        ws.send_text(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscribe",
+                                 "params": {"topic": "events", "from_height": 1}}))
+        last_h = 0
+        while last_h < upto and time.monotonic() < end:
+            msg = json.loads(ws.receive_text(timeout=max(0.1, end - time.monotonic())))
+            if "error" in msg:
+                raise RPCFailure(f"subscribe events: {msg['error'].get('message')}")
+            if msg.get("method") == "subscription_closed":
+                raise RPCFailure(f"events subscription closed: {msg['params'].get('reason')}")
+            p = msg.get("params") or {}
+            if "height" in p:
+                last_h = max(last_h, int(p["height"]))
+            r = p.get("result")
+            if isinstance(r, dict) and "kind" in r:
+                key = r.get("key", "")
+                r = {**r, "key": key.encode() if isinstance(key, str) else b"?"}
+                if r["height"] <= upto:
+                    evs.append(SimpleNamespace(**r))
+    return events_to_history(evs)
+
+
+def check_lock_safety(url: str | None, upto: int, lock_ops: Counter) -> Check:
+    from testnet.history import check_locks
+
+    if url is None:
+        return Check("lock safety", VIOLATED, "no honest node kept every app event")
+    try:
+        hist = lock_history(url, upto)
+    except Exception as exc:
+        return Check("lock safety", VIOLATED, f"could not read the events: {exc}")
+    rep = check_locks(hist)
+    if rep["result"] != "ok":
+        v = rep["violations"][:3]
+        return Check("lock safety", VIOLATED, f"{len(rep['violations'])} violations: {v}")
+    if not rep["grants"]:
+        return Check("lock safety", VIOLATED, "no lock was ever granted: the check saw nothing")
+    return Check("lock safety", OK, f"{rep['grants']} grants over {len(hist)} lock/lease events "
+                 f"({dict(lock_ops)})")
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None = None,
+                 keep: bool = False, fake_acks: int = 0, log=None) -> dict[str, Any]:
+    """Run `sc` on a fresh testnet in `d` (a temp dir by default) and return the report dict
+    (`ok`, `checks`, `faults`, ...). `fake_acks` plants hashes that were never submitted among
+    the acknowledged txs (to show the checker fails when it should)."""
+    say = log or (lambda s: None)
+    own_dir = d is None
+    d = Path(tempfile.mkdtemp(prefix=f"attack-{sc.name}-")) if d is None else Path(d).resolve()
+    if base_port is None:
+        base_port = _free_port_base(2 * sc.nodes + 2)
+    started = time.monotonic()
+    say(f"starting {sc.nodes} nodes in {d} (byzantine: {sc.byzantine or 'none'})")
+    m = launcher.up(d, sc.nodes, base_port=base_port, byzantine=sc.byzantine,
+                    consensus=sc.consensus, log_level="info")
+    run = Run(sc, d, m, fake_acks=fake_acks)
+    report: dict[str, Any] = {"scenario": sc.name, "description": sc.description,
+                              "nodes": sc.nodes, "byzantine": {str(k): v for k, v in
+                                                               sc.byzantine.items()},
+                              "dir": str(d)}
+    threads = [threading.Thread(target=run.monitor, args=(i,), daemon=True)
+               for i in range(sc.nodes)]
+    threads += [threading.Thread(target=run.put_client, args=(c,), daemon=True)
+                for c in range(sc.load.clients)]
+    threads += [threading.Thread(target=run.lock_client, args=(c,), daemon=True)
+                for c in range(sc.load.lock_clients)]
+    checks: list[Check] = []
+    try:
+        for t in threads:
+            t.start()
+        say("load running; applying perturbations")
+        run.schedule()
+        load_threads = threads[sc.nodes:]
+        end = time.monotonic() + sc.load.duration_s + 2 * sc.load.commit_timeout_s + 10
+        for t in load_threads:
+            t.join(max(0.0, end - time.monotonic()))
+        if any(t.is_alive() for t in load_threads):
+            run.stop.set()  # stragglers: stop them (their txs stay unacknowledged)
+            for t in load_threads:
+                t.join(sc.load.commit_timeout_s + 6)
+        # a byzantine primary from the start is a fault at t=0
+        if sc.byzantine and not sc.perturbations:
+            run.faults.insert(0, Fault(0.0, "byzantine from start", min(sc.byzantine), 0,
+                                       note=",".join(sc.byzantine[min(sc.byzantine)])))
+        for p in list(run.paused):
+            run.resume(p)
+        last_t = max((f.t for f in run.faults), default=0.0)
+        last_h = max((f.height for f in run.faults), default=0)
+        say("checking progress after the last perturbation")
+        progress_t = run.wait_progress(last_t, last_h, sc.expect.progress_timeout_s)
+        run.stop.set()
+        checks += final_checks(run, progress_t, last_t)
+    finally:
+        run.stop.set()
+        for p in list(run.paused):
+            run.resume(p)
+        report["elapsed_s"] = round(time.monotonic() - started, 1)
+        if not keep:
+            with contextlib.suppress(Exception):
+                launcher.down(d)
+            if own_dir:
+                shutil.rmtree(d, ignore_errors=True)
+                report["dir"] = None
+    report.update({
+        "ok": all(c.result != VIOLATED for c in checks),
+        "checks": [vars(c) for c in checks],
+        "faults": [vars(f) for f in run.faults],
+        "submitted": run.submitted,
+        "acked": len(run.acked),
+        "rejected": dict(run.rejected),
+        "submit_errors": dict(run.submit_errors),
+        "lock_ops": dict(run.lock_ops),
+        "final_heights": run.report_heights,
+        "views": {str(i): v for i, v in run.views.items()},
+    })
+    return report
+
+
+def time_faults(run: Run, chain: dict[int, dict]) -> None:
+    """For each fault: the first block PROPOSED after it (block time > fault time; the block
+    time is the proposing primary's clock on this same host) and when an honest node was first
+    seen holding it. A block already in flight at the fault does not count."""
+    for fl in run.faults:
+        wall = run.t0_wall_ms + fl.t * 1000.0
+        later = [h for h, b in sorted(chain.items()) if int(b.get("time", 0)) > wall]
+        if not later:
+            continue
+        h = later[0]
+        with run.lock:
+            seen = [t for i in run.honest for t, hh in run.heights[i] if hh >= h]
+        if seen:
+            fl.next_commit_s = round(max(0.0, min(seen) - fl.t), 3)
+        fl.next_height = h
+        fl.next_view = chain[h].get("view")
+
+
+def final_checks(run: Run, progress_t: float | None, last_t: float) -> list[Check]:
+    sc = run.sc
+    checks: list[Check] = []
+    report_heights = run.report_heights
+    m = launcher.read_manifest(run.d)
+    # honest nodes alive: a node we did not kill must still run (no crash from peers' input)
+    crashed = [i for i in run.honest if i not in run.down and
+               not launcher.pid_alive(m["nodes"][i]["pid"], m["nodes"][i]["home"])]
+    checks.append(Check("honest nodes running", VIOLATED if crashed else OK,
+                        f"crashed: {crashed}" + "".join(
+                            f"\nnode{i} log: {launcher.tail(m['nodes'][i]['log'], 5)}"
+                            for i in crashed[:1]) if crashed else
+                        f"{len(run.honest) - len(run.down)} of {len(run.honest)} honest nodes up"
+                        + (f" ({sorted(run.down)} stopped on purpose)" if run.down else "")))
+    live = [i for i in run.live_honest() if i not in crashed]
+    urls = {i: run.urls[i] for i in live}
+    if progress_t is None:
+        checks.append(Check("progress after faults", VIOLATED if sc.expect.progress else INFO,
+                            f"no block committed within {sc.expect.progress_timeout_s:.0f}s "
+                            f"after t={last_t:.1f}s"))
+    else:
+        checks.append(Check("progress after faults", OK,
+                            f"first commit {progress_t - last_t:.2f}s after t={last_t:.1f}s"))
+    with httpx.Client() as http:
+        # catch-up: every live honest node reaches the height the highest one had at the start
+        def height(i: int) -> int:
+            try:
+                return int(call(http, urls[i], "status", timeout=2)["height"])
+            except Exception:
+                return -1
+
+        target = max((height(i) for i in live), default=0)
+        end = time.monotonic() + sc.expect.settle_s
+        hs = {i: height(i) for i in live}
+        while min(hs.values(), default=target) < target and time.monotonic() < end:
+            time.sleep(0.2)
+            hs = {i: height(i) for i in live}
+        lag = {i: h for i, h in hs.items() if h < target}
+        checks.append(Check("honest nodes caught up", VIOLATED if lag else OK,
+                            f"behind height {target} after {sc.expect.settle_s:.0f}s: {lag}"
+                            if lag else f"all {len(live)} live honest nodes reached {target}"))
+        common = min((h for h in hs.values() if h >= 0), default=0)
+        try:
+            chains = {i: headers(http, urls[i], max(hs[i], common)) for i in live}
+        except Exception as exc:
+            checks.append(Check("agreement", VIOLATED, f"could not read blocks: {exc}"))
+            return checks
+        checks.append(check_agreement(chains, common))
+        time_faults(run, chains[max(chains, key=lambda i: len(chains[i]))] if chains else {})
+        report_heights.update({str(i): h for i, h in hs.items()})
+        acked = list(run.acked)
+        for k in range(run.fake_acks):  # planted: never submitted, so never committed
+            acked.append(bytes([0xFA, k % 256]) * 16)
+        checks.append(check_acked(http, urls, chains, acked))
+        n_acked = len(run.acked)
+        checks.append(Check("load acknowledged", OK if n_acked >= sc.expect.min_acked else
+                            VIOLATED, f"{n_acked} of {run.submitted} submitted txs acknowledged"
+                            f" (need >= {sc.expect.min_acked})"))
+        if sc.load.lock_clients:
+            never_restarted = [i for i in live if not any(
+                f.node == i and f.action in ("kill", "kill-hard", "restart", "wipe-restart")
+                for f in run.faults)]
+            checks.append(check_lock_safety(urls[never_restarted[0]] if never_restarted
+                                            else None, common, run.lock_ops))
+        ev: dict[int, int] = {}
+        for i in live:
+            try:
+                ev[i] = int(call(http, urls[i], "evidence", timeout=3).get("count", 0))
+            except Exception as exc:
+                ev[i] = -1
+                checks.append(Check("evidence rpc", VIOLATED, f"node{i}: {exc}"))
+        total = sum(v for v in ev.values() if v > 0)
+        if sc.expect.evidence:
+            checks.append(Check("evidence reported", OK if total else VIOLATED,
+                                f"per honest node: {ev}"))
+        else:
+            checks.append(Check("evidence reported", INFO, f"per honest node: {ev}"))
+        for f in run.faults:
+            if "not supported" in f.note:
+                checks.append(Check(f"{f.action} node{f.node}", SKIPPED, f.note))
+    return checks
+
+
+def _free_port_base(count: int) -> int:
+    import socket
+
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = s.getsockname()[1]
+        if base + count >= 65000:
+            continue
+        ok = True
+        for p in range(base, base + count):
+            with socket.socket() as t:
+                t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    t.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port range on 127.0.0.1")
+
+
+# ---------------------------------------------------------------- output and CLI
+
+
+def print_report(rep: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    title = f"attack {rep['scenario']}: {'[green]PASS' if rep['ok'] else '[red]FAIL'}[/]"
+    t = Table(title=title, caption=rep.get("description") or None)
+    t.add_column("check")
+    t.add_column("verdict")
+    t.add_column("detail", overflow="fold")
+    style = {OK: "green", VIOLATED: "red", INFO: "cyan", SKIPPED: "yellow"}
+    for c in rep["checks"]:
+        t.add_row(c["name"], f"[{style[c['result']]}]{c['result']}[/]", c["detail"])
+    con.print(t)
+    if rep["faults"]:
+        ft = Table(title="faults: time to the next commit")
+        for col in ("t (s)", "fault", "node", "height", "next commit (s)", "at height/view",
+                    "note"):
+            ft.add_column(col)
+        for f in rep["faults"]:
+            nxt = f["next_commit_s"]
+            ft.add_row(f"{f['t']:.2f}", f["action"], str(f["node"]), str(f["height"]),
+                       "-" if nxt is None else f"{nxt:.2f}",
+                       f"{f['next_height']}/{f['next_view']}" if f["next_height"] else "-",
+                       f["note"])
+        con.print(ft)
+    con.print(f"submitted {rep['submitted']}, acknowledged {rep['acked']}, rejected "
+              f"{sum(rep['rejected'].values())}, elapsed {rep['elapsed_s']}s, final heights "
+              f"{rep['final_heights']}")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("scenario", nargs="?",
+                   help="a scenario TOML file or a shipped name (see --list)")
+    p.add_argument("--dir", help="testnet directory (default: a fresh temporary one)")
+    p.add_argument("--base-port", type=int, help="node i uses base+2i, base+2i+1")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--keep", action="store_true", help="leave the testnet running afterwards")
+    p.add_argument("--list", action="store_true", help="list the shipped scenarios")
+    p.add_argument("--plant-fake-ack", type=int, default=0, metavar="K",
+                   help="self-test: add K never-submitted tx hashes to the acknowledged set "
+                        "(the run must then fail)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list or not args.scenario:
+        for name in shipped_scenarios():
+            sc = load_scenario(name)
+            print(f"{name:28} {sc.description}")
+        return 0 if args.list else 2
+    try:
+        sc = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        print(f"testnet attack: {exc}", file=sys.stderr)
+        return 2
+    d = Path(args.dir) if args.dir else None
+    if d is not None and d.exists() and any(d.iterdir()):
+        # a scenario always starts from a fresh chain; never delete a user's directory
+        print(f"testnet attack: --dir {d} is not empty; give a new or empty directory",
+              file=sys.stderr)
+        return 2
+    log = None if args.json else (lambda s: print(f"[attack] {s}", file=sys.stderr))
+    try:
+        rep = run_scenario(sc, d, base_port=args.base_port, keep=args.keep,
+                           fake_acks=args.plant_fake_ack, log=log)
+    except (launcher.LauncherError, ScenarioError, OSError) as exc:
+        print(f"testnet attack: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(rep, default=str))
+    else:
+        print_report(rep)
+    return 0 if rep["ok"] else 1
