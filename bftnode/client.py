@@ -1075,6 +1075,38 @@ class AsyncClient:
     async def leader(self, name: str | bytes) -> dict[str, Any]:
         return await self.call("election_leader", **_named(name))
 
+    async def lock_status(self, name: str | bytes, token: int | None = None) -> dict[str, Any]:
+        return await self.call("lock_status", **_named(name, token=token))
+
+    async def campaign(self, name: str | bytes, lease: int, value: str | bytes = b"",
+                       timeout: float = 30.0) -> int:
+        """Campaign for leadership of `name` under `lease`; returns the leader token once
+        elected (waits while another candidate leads)."""
+        from .app import ops
+
+        res = await self.commit_op(ops.campaign(_b(name), lease, _b(value)))
+        token = _lock_token(res)
+        deadline = time.monotonic() + timeout
+        while token is None and time.monotonic() < deadline:
+            st = await self.call("election_leader", **_named(name))
+            if st.get("lease") == lease:
+                return int(st["token"])
+            await self._sleep(0.05)
+        if token is None:
+            raise TxTimeout(f"not elected for {name!r} within {timeout:g}s")
+        return token
+
+    async def proclaim(self, name: str | bytes, token: int, value: str | bytes
+                       ) -> dict[str, Any]:
+        from .app import ops
+
+        return await self.commit_op(ops.proclaim(_b(name), token, _b(value)))
+
+    async def resign(self, name: str | bytes, token: int) -> dict[str, Any]:
+        from .app import ops
+
+        return await self.commit_op(ops.resign(_b(name), token))
+
     @contextlib.asynccontextmanager
     async def watch(self, prefix: str | bytes, from_revision: int | None = None,
                     from_height: int | None = None, topic: str = "kv"

@@ -149,3 +149,21 @@ def test_bench_against_the_running_testnet_loses_nothing(urls):
     args.ws = True
     result = trio.run(bench.Bench(urls, args).run)
     assert result["acked"] == 200 and result["lost"] == 0 and result["p99_ms"] is not None
+
+
+def test_election_campaign_leader_and_resign(urls, tmp_path):
+    with Client(urls, tmp_path / "c.key") as c, c.lease(5) as lease_id:
+        token = c.campaign("it/election", lease_id, "me")
+        leader = c.leader("it/election")
+        assert leader["has_leader"] and leader["leader"] == "me" and leader["token"] == token
+        c.resign("it/election", token)
+        assert c.leader("it/election")["has_leader"] is False
+
+
+def test_sync_watch_yields_events_from_a_past_height(urls, tmp_path):
+    with Client(urls, tmp_path / "c.key") as c:
+        res = c.put("it/syncwatch/a", "1")
+        events = c.watch("it/syncwatch/", from_height=res["height"])
+        ev = next(events)
+        events.close()
+    assert ev["key"] == "it/syncwatch/a" and ev["value"] == "1" and ev["height"] == res["height"]
