@@ -248,25 +248,36 @@ class Node:
     async def _replica_task(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await self._step(Tick(self._now()))
         task_status.started()
-        next_tick = trio.current_time() + self._tick_ms / 1000
+        tick_s = self._tick_ms / 1000
+        next_tick = trio.current_time() + tick_s
         deadline_ms: int | None = None
         while True:
+            now_t = trio.current_time()
+            # Time must advance even when the inbox never empties (under load): a replica whose
+            # clock lags proposes stale block times that its peers reject.
+            if now_t >= next_tick or (deadline_ms is not None and self._clock_ms() >= deadline_ms):
+                next_tick = now_t + tick_s
+                out = await self._step(Tick(self._now()))
+                deadline_ms = out.next_deadline_ms if out is not None else None
+                if deadline_ms is not None and deadline_ms <= self._last_now:
+                    deadline_ms = None  # already due: the next regular tick serves it (no spin)
+                continue
             wake = next_tick
             if deadline_ms is not None:
-                wake = min(wake, trio.current_time() + max(0, deadline_ms - self._now()) / 1000)
+                wake = min(wake, now_t + max(0, deadline_ms - self._clock_ms()) / 1000)
             item = None
             with trio.move_on_at(wake):
                 item = await self._inbox_recv.receive()
             if item is None:
-                next_tick = trio.current_time() + self._tick_ms / 1000
-                out = await self._step(Tick(self._now()))
-            elif isinstance(item, _Submit):
+                continue
+            if isinstance(item, _Submit):
                 out = await self._step(ClientRequest(item.request), submitted=item)
             else:
                 out = await self._step(item)
             if out is not None and out.next_deadline_ms is not None:
                 deadline_ms = out.next_deadline_ms
-            self.metrics.queue_depth.labels("inbox").set(self._inbox_recv.statistics().current_buffer_used)
+            self.metrics.queue_depth.labels("inbox").set(
+                self._inbox_recv.statistics().current_buffer_used)
 
     async def _step(self, event: Event, submitted: _Submit | None = None) -> Output | None:
         t0 = time.perf_counter()
