@@ -458,8 +458,14 @@ async def _submit(ctx: CallContext, params: dict[str, Any]) -> tuple[Request, by
     req = p_tx(params)
     tx_hash = verify_tx(ctx, req)
     res = await ctx.node.submit(req)
-    if res.tx_hash != tx_hash:  # the node disagrees about the hash: a local bug, not input
-        raise RPCError(INTERNAL_ERROR, "node returned a different tx hash")
+    if res.status == "committed" and res.result is not None and res.result.tx_hash != tx_hash:
+        # same (client_id, request_seq), different content: never report the other tx's result
+        raise RPCError(
+            TX_REJECTED,
+            f"tx rejected: request_seq {req.request_seq} of this client was already used by tx "
+            f"{res.result.tx_hash.hex()} (different content); sign with a new request_seq",
+            {"hash": tx_hash.hex(), "committed_hash": res.result.tx_hash.hex()},
+        )
     return req, tx_hash, res
 
 

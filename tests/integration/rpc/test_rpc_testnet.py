@@ -167,3 +167,38 @@ def test_sync_watch_yields_events_from_a_past_height(urls, tmp_path):
         ev = next(events)
         events.close()
     assert ev["key"] == "it/syncwatch/a" and ev["value"] == "1" and ev["height"] == res["height"]
+
+
+def _cli(urls: list[str], home: Path, *argv: str) -> dict:
+    env = dict(os.environ, BFTNODE_HOME=str(home))
+    out = subprocess.run(
+        [sys.executable, "-m", "bftnode", "client", *argv, "--json",
+         *[a for u in urls for a in ("--rpc", u)]],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    obj = json.loads(out.stdout)
+    assert (out.returncode == 0) == ("error" not in obj), (out.returncode, out.stdout, out.stderr)
+    return obj
+
+
+def test_cli_lock_acquire_release_and_txn(urls, tmp_path):
+    got = _cli(urls, tmp_path, "lock", "acquire", "it/clilock", "--ttl", "30")
+    assert got["token"] > 0
+    busy = _cli(urls, tmp_path, "lock", "acquire", "it/clilock", "--ttl", "30", "--no-wait")
+    assert "held" in busy["error"]["message"]
+    _cli(urls, tmp_path, "lock", "release", "it/clilock", "--token", str(got["token"]))
+    _cli(urls, tmp_path, "put", "it/txn", "a")
+    ok = _cli(urls, tmp_path, "txn", "--if", "it/txn value = a", "--then", "put it/txn b")
+    assert ok["result"]["succeeded"] is True
+    no = _cli(urls, tmp_path, "txn", "--if", "it/txn value = a", "--then", "put it/txn c",
+              "--else", "get it/txn")
+    assert no["result"]["succeeded"] is False
+    assert _cli(urls, tmp_path, "get", "it/txn")["value"] == "b"
+
+
+def test_health_and_metrics_endpoints_of_a_real_node(urls):
+    import httpx
+
+    assert httpx.get(urls[0] + "/health", timeout=5).json()["ok"] is True
+    text = httpx.get(urls[0] + "/metrics", timeout=5).text
+    assert "bftnode_height" in text and "bftnode_rpc_requests_total" in text

@@ -222,3 +222,10 @@ async def test_a_tx_larger_than_the_body_limit_is_too_large(http, txs):
     r = await http.post("/", json={"jsonrpc": "2.0", "id": 1, "method": "broadcast_tx_sync",
                                    "params": {"tx": big}})
     assert r.status_code == 413 and r.json()["error"]["code"] == E.TOO_LARGE
+
+
+async def test_reusing_a_request_seq_for_different_content_is_rejected(http, txs):
+    first = (await rpc(http, "broadcast_tx_commit", tx=txs.put("k", "v", seq=5)))["result"]
+    r = await rpc(http, "broadcast_tx_commit", tx=txs.put("k", "other", seq=5))
+    assert r["error"]["code"] == E.TX_REJECTED and "already used" in r["error"]["message"]
+    assert r["error"]["data"]["committed_hash"] == first["hash"]
