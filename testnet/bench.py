@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=25, help="txs per HTTP JSON-RPC batch array")
     p.add_argument("--window", type=int, default=64, help="in-flight calls per WebSocket")
     p.add_argument("--value-bytes", type=int, default=64, help="size of each put's value")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="offered load in tx/s over all clients (0 = as fast as possible); "
+                        "latency is only meaningful below saturation")
     p.add_argument("--dir", help="testnet directory (default: a fresh temporary one)")
     p.add_argument("--base-port", type=int, default=27600)
     p.add_argument("--keep", action="store_true", help="leave the testnet running")
@@ -79,6 +82,16 @@ class Bench:
         self.start_height = 0
         self.observed_height = 0
         self.errors: list[str] = []
+        self.t0 = 0.0
+
+    async def pace(self, sent: int) -> None:
+        """Wait until this client may send its `sent`-th tx at the offered rate."""
+        rate = getattr(self.args, "rate", 0.0) or 0.0
+        if rate > 0:
+            due = self.t0 + sent / (rate / self.args.clients)
+            delay = due - time.monotonic()
+            if delay > 0:
+                await trio.sleep(delay)
 
     # -- preparation
     async def chain(self, http: httpx.AsyncClient) -> tuple[bytes, int]:
@@ -139,6 +152,7 @@ class Bench:
         b = max(1, self.args.batch)
         for i in range(0, len(reqs), b):
             chunk = reqs[i:i + b]
+            await self.pace(i)
             payload = []
             for k, r in enumerate(chunk):
                 payload.append({"jsonrpc": "2.0", "id": k, "method": "broadcast_tx_sync",
@@ -177,6 +191,7 @@ class Bench:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
                 for k, r in enumerate(reqs):
+                    await self.pace(k)
                     await window.acquire()
                     self.submitted[hashes[k]] = time.monotonic()
                     await ws.send_text(json.dumps({
@@ -198,7 +213,7 @@ class Bench:
             t_end = None
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.observe)
-                t0 = time.monotonic()
+                t0 = self.t0 = time.monotonic()
                 async with trio.open_nursery() as submitters:
                     for c, reqs in enumerate(per_client):
                         url = self.urls[c % len(self.urls)]
@@ -248,6 +263,7 @@ class Bench:
         return {
             "nodes": len(self.urls), "txs": self.args.txs, "clients": self.args.clients,
             "mode": "ws" if self.args.ws else f"http-batch-{self.args.batch}",
+            "offered_rate": getattr(self.args, "rate", 0.0) or None,
             "acked": len(self.acked), "committed": committed,
             "rejected": sum(self.rejected.values()),
             "reject_reasons": dict(self.rejected.most_common(5)),

@@ -202,3 +202,15 @@ def test_health_and_metrics_endpoints_of_a_real_node(urls):
     assert httpx.get(urls[0] + "/health", timeout=5).json()["ok"] is True
     text = httpx.get(urls[0] + "/metrics", timeout=5).text
     assert "bftnode_height" in text and "bftnode_rpc_requests_total" in text
+
+
+def test_bench_command_starts_a_fresh_testnet_and_prints_one_json_object():
+    out = subprocess.run(
+        [sys.executable, "-m", "testnet", "bench", "--nodes", "4", "--txs", "120",
+         "--clients", "3", "--json", "--base-port", str(free_port_base(8))],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert {"tx_per_s", "p50_ms", "p99_ms", "lost"} <= result.keys()
+    assert result["lost"] == 0 and result["acked"] == 120 and result["tx_per_s"] > 0
