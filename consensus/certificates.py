@@ -58,8 +58,8 @@ def verify_prepared_proof(
         return reason
     if check_sigs and not auth.verify(pp):
         return "bad pre-prepare signature in prepared proof"
-    if len(proof.prepares) != 2 * config.f:
-        return f"prepared proof needs {2 * config.f} prepares, has {len(proof.prepares)}"
+    if len(proof.prepares) != config.quorum - 1:
+        return f"prepared proof needs {config.quorum - 1} prepares, has {len(proof.prepares)}"
     reason = _distinct(proof.prepares, "prepare")
     if reason:
         return reason

@@ -41,7 +41,7 @@ class Slot:
         assert self.pre_prepare is not None
         prepares = self.prepares.matching(
             self.pre_prepare.digest, exclude=config.primary(self.view)
-        )[: 2 * config.f]
+        )[: config.quorum - 1]
         return PreparedProof(self.pre_prepare, tuple(prepares))
 
 

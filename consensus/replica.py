@@ -220,7 +220,7 @@ class Replica:
             in_flight[slot.seq] = {
                 "pre_prepare": slot.pre_prepare is not None,
                 "prepares": slot.prepare_count(cfg),
-                "missing_prepares": max(0, 2 * cfg.f - slot.prepare_count(cfg)),
+                "missing_prepares": max(0, cfg.quorum - 1 - slot.prepare_count(cfg)),
                 "commits": slot.commit_count(),
                 "missing_commits": max(0, cfg.quorum - slot.commit_count()),
             }
@@ -619,7 +619,7 @@ class Replica:
         pp = slot.pre_prepare
         if pp is None:
             return
-        if not slot.prepared and slot.prepare_count(self.config) >= 2 * self.config.f:
+        if not slot.prepared and slot.prepare_count(self.config) >= self.config.quorum - 1:
             slot.prepared = True
             old = self._prepared.get(slot.seq)
             if old is None or old.pre_prepare.view <= slot.view:
