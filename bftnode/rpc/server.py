@@ -240,7 +240,7 @@ class _WSConnection:
                 nursery.start_soon(self._writer)
                 await self._reader()
                 nursery.cancel_scope.cancel()
-        except WebSocketDisconnect:
+        except* WebSocketDisconnect:  # the client went away mid-send: nothing left to do
             pass
         finally:
             self.metrics.ws_connections.dec()

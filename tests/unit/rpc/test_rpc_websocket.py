@@ -131,3 +131,22 @@ async def test_a_slow_subscriber_is_closed_with_a_notice_and_can_resume(nursery,
         msgs = await recv_until(ws, lambda m: m.get("params", {}).get("height") == 300, 60)
         resumed = [m["params"]["height"] for m in msgs if m.get("method") == "subscription"]
         assert resumed[0] == closed["resume_from_height"] and resumed[-1] == 300
+
+
+async def test_a_client_vanishing_mid_subscription_leaves_the_server_clean(nursery, node, txs):
+    metrics = RPCMetrics()
+    url = await nursery.start(partial(serve_rpc, node, "127.0.0.1", 0, metrics=metrics))
+    async with httpx.AsyncClient() as c:
+        async with aconnect_ws(ws_url(url), c) as ws:
+            await send(ws, 1, "subscribe", topic="blocks")
+            await recv(ws)
+            assert metrics.value("bftnode_rpc_subscriptions") == 1
+        for i in range(3):  # blocks committed after the client left
+            await node.submit(txs.request(ops.put(b"k", str(i).encode())))
+        with trio.fail_after(5):
+            while metrics.value("bftnode_rpc_ws_connections") or metrics.value(
+                "bftnode_rpc_subscriptions"
+            ):
+                await trio.sleep(0.01)
+        r = await c.post(url + "/", json={"jsonrpc": "2.0", "id": 1, "method": "status"})
+        assert r.json()["result"]["height"] == 3
