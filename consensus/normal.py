@@ -7,6 +7,8 @@ consensus only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .auth import Authenticator
 from .codec import batch_digest
 from .messages import PrePrepare, Request
@@ -77,6 +79,7 @@ def check_pre_prepare(
     pp: PrePrepare,
     now_ms: int,
     check_time: bool = True,
+    already_verified: Callable[[Request], bool] | None = None,
 ) -> str | None:
     """Content checks a backup applies to a pre-prepare (sender, view and window are checked
     by the caller): digest, client signatures, and the proposed time against the local clock."""
@@ -85,6 +88,8 @@ def check_pre_prepare(
     if len(pp.requests) > config.batch_max:
         return f"batch of {len(pp.requests)} exceeds batch_max={config.batch_max}"
     for req in pp.requests:
+        if already_verified is not None and already_verified(req):
+            continue  # the same signed request passed check_request when we admitted it
         reason = check_request(config, auth, req)
         if reason:
             return f"invalid request in batch: {reason}"

@@ -450,6 +450,10 @@ class Replica:
         self._arm_request_timer()
         return None
 
+    def _is_admitted(self, req: Request) -> bool:
+        entry = self._pending.get(_key(req))
+        return entry is not None and entry[0] == req
+
     def _on_client_request(self, req: Request) -> None:
         reason = check_request(self.config, self.auth, req)
         if reason is None:
@@ -573,7 +577,9 @@ class Replica:
         if own is not None and own.digest != pp.digest:
             self.dropped["pre-prepare-conflicts-own-prepare"] += 1  # e.g. after a restart
             return
-        reason = check_pre_prepare(self.config, self.auth, pp, self._now)
+        reason = check_pre_prepare(
+            self.config, self.auth, pp, self._now, already_verified=self._is_admitted
+        )
         if reason:
             self._evidence("invalid-message", sender, f"pre-prepare rejected: {reason}", pp)
             return
