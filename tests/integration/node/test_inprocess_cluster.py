@@ -160,3 +160,29 @@ async def test_a_trace_id_from_the_caller_reaches_the_commit_log_line(tmp_path, 
     assert any(x["trace_id"] == "trace-42" and x["node"] == 1 and x["height"] == res["height"]
                for x in committed), committed
     assert nodes[1].node.metrics.value("bftnode_height") >= res["height"]
+
+
+async def test_under_load_time_keeps_moving_and_every_tx_commits(tmp_path, port_base):
+    """Regression: with a never-empty inbox the replica task used to stop ticking, so the
+    primary proposed stale block times and backups rejected them as clock skew."""
+    async with trio.open_nursery() as nursery:
+        nodes, _, _ = await _cluster(tmp_path, port_base, nursery)
+        done = []
+
+        async def put(i):
+            done.append(await nodes[i % 4].submit(ops.put(b"load%d" % i, b"v")))
+
+        with trio.fail_after(90):
+            async with trio.open_nursery() as inner:
+                for i in range(120):
+                    inner.start_soon(put, i)
+        assert len(done) == 120 and all(r["code"] == 0 for r in done)
+        import time
+
+        top = max(r["height"] for r in done)
+        store = nodes[0].node.store
+        times = [store.block(h).time_ms for h in range(1, top + 1)]
+        assert times == sorted(times) and len(set(times)) == len(times)
+        # agreed block time tracks the wall clock: the primary's clock did not fall behind
+        assert abs(time.time() * 1000 - times[-1]) < 5_000
+        nursery.cancel_scope.cancel()
