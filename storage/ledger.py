@@ -654,14 +654,14 @@ class LedgerStore:
         return None if raw is None else decode(BlockBody, raw, keys.body(height)).committed
 
     def blocks(self, start: int, stop: int | None = None) -> Iterator[StoredBlock]:
-        """Stored blocks with start <= height < stop, ascending (from one snapshot)."""
+        """Stored blocks with start <= height < stop, ascending. Blocks are immutable once
+        written, so live reads are consistent without a snapshot (cheap for MemoryStore)."""
         top = self._height + 1 if stop is None else min(stop, self._height + 1)
-        start = max(start, 1)
-        if start >= top:
-            return
-        with self._kv.snapshot() as snap:
-            for k, v in snap.items(keys.header(start), keys.header(top)):
-                yield self._stored_block(snap, decode(BlockHeader, v, k))
+        for h in range(max(start, 1), top):
+            b = self.block(h)
+            if b is None:
+                continue  # below an imported chain base
+            yield b
 
     def tx(self, tx_hash: bytes) -> TxResult | None:
         raw = self._kv.get(keys.tx(tx_hash))

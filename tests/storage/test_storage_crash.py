@@ -19,9 +19,21 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from ledger_helpers import CHAIN_ID, GENESIS_HASH
+from ledger_helpers import AUTHS, CHAIN_ID, GENESIS_HASH, ChainBuilder
 
-from consensus import Commit, NewView, OwnVote, Prepare, PrePrepare, ViewChange, request_digest
+from consensus import (
+    Commit,
+    Config,
+    NewView,
+    OwnVote,
+    Prepare,
+    PrePrepare,
+    Receive,
+    Replica,
+    Tick,
+    ViewChange,
+    request_digest,
+)
 from storage import LevelDBStore
 from testnet.checkers import find_equivocations
 
@@ -46,6 +58,9 @@ class SeedRun:
     kills: int = 0
     in_flight_at_kill: int = 0  # kills that left a persisted vote for an unexecuted seq
     max_view: int = 0
+    replica_probes: int = 0  # restored consensus.Replica shown a fresh PRE-PREPARE
+    replica_refused: int = 0  # ... for a slot it had already prepared differently
+    replica_prepared: int = 0  # ... and it sent a PREPARE
     checked: int = 0  # blocks whose tx index has been verified
 
     def handle(self, line: bytes, life_votes: list) -> None:
@@ -145,8 +160,38 @@ class SeedRun:
             self.max_view = max(self.max_view, rs.view)
             self.votes.extend(life_votes)
             self.votes.extend(rs.own_votes)
+            self.probe_restored_replica(s, rs)
         finally:
             s.close()
+
+    def probe_restored_replica(self, s: LevelDBStore, rs) -> None:
+        """Restore a real consensus.Replica (id 1, the child's id) from the RecoveredState and
+        show it a different PRE-PREPARE for the next slot. Acting as the shell, persist its
+        Output before counting what it sends; its votes join the equivocation check."""
+        if rs.in_view_change or rs.view % 4 == 1:
+            return  # probe the backup path only
+        replica = Replica(Config(n=4), 1, AUTHS[1], rs)
+        seq = rs.last_executed + 1
+        pp = ChainBuilder(
+            seed=self.seed * 1000 + self.kills, height=rs.last_executed,
+            prev_hash=rs.last_block_hash, time_ms=rs.last_time_ms, view=rs.view,
+        ).next_pre_prepare(2)
+        had = [v for v in rs.own_votes
+               if isinstance(v, Prepare) and (v.view, v.seq) == (rs.view, seq)]
+        sent = []
+        for ev in (Tick(pp.time_ms), Receive(rs.view % 4, pp)):
+            out = replica.step(ev)
+            s.persist(out.persist)  # the ordering rule: persist, then send
+            self.votes.extend(r.message for r in out.persist if isinstance(r, OwnVote))
+            sent.extend(x.message for x in out.send)
+        self.votes.extend(sent)
+        prepared = any(isinstance(m, Prepare) and m.seq == seq for m in sent)
+        self.replica_probes += 1
+        self.replica_prepared += prepared
+        if had and had[0].digest != pp.digest:
+            self.replica_refused += 1
+            assert not any(isinstance(m, Prepare) and m.seq == seq and m.digest == pp.digest
+                           for m in sent), "restored replica prepared a conflicting batch"
 
     def final_check(self) -> None:
         s = LevelDBStore(self.path, CHAIN_ID, GENESIS_HASH, create=False)
@@ -179,8 +224,8 @@ def test_sigkill_at_random_points_loses_nothing_and_never_equivocates(tmp_path):
         runs = list(pool.map(lambda s: _run(s, tmp_path, KILLS_PER_SEED), SEEDS))
     print(
         "crash test:",
-        [(r.seed, r.kills, max(r.blocks, default=0), r.max_view, r.in_flight_at_kill)
-         for r in runs],
+        [(r.seed, r.kills, max(r.blocks, default=0), r.max_view, r.in_flight_at_kill,
+          r.replica_probes, r.replica_prepared, r.replica_refused) for r in runs],
     )
     for r in runs:
         r.final_check()
@@ -189,6 +234,9 @@ def test_sigkill_at_random_points_loses_nothing_and_never_equivocates(tmp_path):
     # the test is only meaningful if kills landed between a vote and its block, and views moved
     assert sum(r.in_flight_at_kill for r in runs) >= 20
     assert all(r.max_view > 0 for r in runs)
+    # the restored Replica both prepared fresh slots and met slots it had prepared differently
+    assert sum(r.replica_prepared for r in runs) > 0
+    assert sum(r.replica_refused for r in runs) > 0
 
 
 def test_negative_control_without_the_restart_rule_equivocation_is_caught(tmp_path):
