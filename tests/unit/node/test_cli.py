@@ -142,3 +142,37 @@ def test_start_with_a_locked_database_refuses(chain):
     assert r.returncode == 2
     assert "lock" in r.stderr.lower() and str(cfg.data_path) in r.stderr
     del plyvel
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_start_then_signal_shuts_down_cleanly_and_releases_the_database(chain, sig):
+    import signal
+    import time
+
+    if not hasattr(pytest.importorskip("consensus"), "Replica"):
+        pytest.skip("consensus.Replica has not landed yet")
+    root, _ = chain
+    log = root / "node0.log"
+    with open(log, "wb") as fh:
+        p = subprocess.Popen([sys.executable, "-m", "bftnode", "start", "--home", root / "node0"],
+                             cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while b'"event": "ready"' not in log.read_bytes():
+            assert p.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "node did not become ready"
+            time.sleep(0.05)
+        p.send_signal(getattr(signal, sig))
+        assert p.wait(timeout=20) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+    text = log.read_text()
+    assert "shutting down" in text and "node stopped" in text
+    storage = pytest.importorskip("storage")
+    from bftnode.config import load_config
+    from bftnode.genesis import load_genesis
+
+    cfg = load_config(root / "node0")
+    g = load_genesis(cfg.genesis_path)
+    storage.open_store(str(cfg.data_path), g.chain_id.encode(), g.hash(), False).close()
