@@ -582,10 +582,9 @@ async def m_kv_get(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 @method("kv_range")
 async def m_kv_range(ctx: CallContext, params: dict[str, Any]) -> Any:
-    q: dict[str, Any] = {"key": p_bytes(params, "key", required=True)}
-    end = p_bytes(params, "range_end")
-    if end is not None:
-        q["range_end"] = end
+    """{key?, prefix? (default true), limit?, revision?, keys_only?, count_only?}; an empty or
+    missing key with prefix=true ranges over the whole keyspace."""
+    q: dict[str, Any] = {"key": p_bytes(params, "key", allow_empty=True) or b""}
     for b in ("prefix", "keys_only", "count_only"):
         if params.get(b) is not None:
             q[b] = p_bool(params, b)

@@ -102,7 +102,7 @@ class NodeAPI(Protocol):
 
     async def query(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         """Application read (bftnode.app Application.query over the committed state): methods
-        kv_get {key: bytes, revision?}, kv_range {key, prefix?, range_end?, limit?, revision?,
+        kv_get {key: bytes, revision?}, kv_range {key, prefix?, limit?, revision?,
         keys_only?, count_only?}, lease_ttl {id}, lock_status {name}, election_leader {name},
         revision {}. Keys/values are bytes here. `min_revision` (if given) is honoured by the
         node: it waits briefly for its state to reach it or raises AppError(FUTURE_REVISION).

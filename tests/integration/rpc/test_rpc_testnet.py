@@ -194,6 +194,9 @@ def test_cli_lock_acquire_release_and_txn(urls, tmp_path):
               "--else", "get it/txn")
     assert no["result"]["succeeded"] is False
     assert _cli(urls, tmp_path, "get", "it/txn")["value"] == "b"
+    rng = _cli(urls, tmp_path, "range", "it/tx")
+    assert rng["count"] == 1 and rng["kvs"][0]["value"] == "b"
+    assert _cli(urls, tmp_path, "range")["count"] >= 1  # the whole keyspace
 
 
 def test_health_and_metrics_endpoints_of_a_real_node(urls):
