@@ -2,7 +2,7 @@
 strategy, sometimes colluding) and network faults (loss, duplication, reordering,
 partitions, one-way links, crash/restart, Twins, clock skew), every 8th seed on real Ed25519.
 
-The default suite runs a few hundred seeds; the full sweep (2,000 seeds, n=4 and n=7) is
+The default suite runs 300 seeds (200 at n=4, 100 at n=7); the full sweep (2,000 seeds, n=4 and n=7) is
 marked `slow` (`pytest -m slow tests/sim/test_sweep.py`, or the CLI:
 `python -m testnet sim --seeds 1000 --random-faults --nodes 7 --jobs 2`).
 Failures print every failing seed with its replay command and trace.
@@ -36,11 +36,11 @@ def _sweep(n: int, seeds: range, jobs: int = 1) -> None:
 
 
 def test_sweep_n4_default():
-    _sweep(4, range(1, 151))
+    _sweep(4, range(1, 201))
 
 
 def test_sweep_n7_default():
-    _sweep(7, range(1, 51))
+    _sweep(7, range(1, 101))
 
 
 @pytest.mark.slow
