@@ -19,6 +19,8 @@ Keyspaces (first byte):
 
 from __future__ import annotations
 
+import struct
+
 META = b"M"
 HEADER = b"H"
 BODY = b"K"
@@ -51,13 +53,14 @@ KIND_COMMIT = 3
 KIND_VIEW_CHANGE = 4
 KIND_NEW_VIEW = 5
 
-_U64_MAX = (1 << 64) - 1
+_U64 = struct.Struct(">Q")
 
 
 def u64(n: int) -> bytes:
-    if not 0 <= n <= _U64_MAX:
-        raise ValueError(f"integer {n} out of range for a 64-bit key")
-    return n.to_bytes(8, "big")
+    try:
+        return _U64.pack(n)
+    except struct.error:
+        raise ValueError(f"integer {n} out of range for a 64-bit key") from None
 
 
 def from_u64(b: bytes) -> int:
@@ -78,22 +81,27 @@ def tx(tx_hash: bytes) -> bytes:
     return TX + tx_hash
 
 
-def _client(client_id: bytes) -> bytes:
-    if len(client_id) > 255:
-        raise ValueError(f"client id of {len(client_id)} bytes is longer than 255")
-    return bytes([len(client_id)]) + client_id
+def client_tag(client_id: bytes) -> bytes:
+    """Length-prefixed client id: one client's keys never prefix another's."""
+    n = len(client_id)
+    if n > 255:
+        raise ValueError(f"client id of {n} bytes is longer than 255")
+    return _LEN[n] + client_id
+
+
+_LEN = [bytes([i]) for i in range(256)]
 
 
 def client_index(client_id: bytes, seq: int) -> bytes:
-    return CLIENT_INDEX + _client(client_id) + u64(seq)
+    return CLIENT_INDEX + client_tag(client_id) + u64(seq)
 
 
 def client_window_prefix(client_id: bytes) -> bytes:
-    return CLIENT_WINDOW + _client(client_id)
+    return CLIENT_WINDOW + client_tag(client_id)
 
 
 def client_window(client_id: bytes, seq: int) -> bytes:
-    return client_window_prefix(client_id) + u64(seq)
+    return CLIENT_WINDOW + client_tag(client_id) + u64(seq)
 
 
 def parse_client_window(key: bytes) -> tuple[bytes, int]:

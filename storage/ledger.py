@@ -382,6 +382,7 @@ class LedgerStore:
                 f"but {len(commit.results)} results",
             )
         hashes = []
+        cindex = []  # C-keys, built once
         for i, (req, res) in enumerate(zip(ex.requests, commit.results, strict=True)):
             th = request_digest(req)
             if (
@@ -396,7 +397,9 @@ class LedgerStore:
                     f"(hash/client/seq/height mismatch)",
                 )
             hashes.append(th)
-            done = self._kv.get(keys.client_index(req.client_id, req.request_seq))
+            ck = keys.client_index(req.client_id, req.request_seq)
+            cindex.append(ck)
+            done = self._kv.get(ck)
             if done is not None:
                 self._fail(
                     "commit",
@@ -418,7 +421,7 @@ class LedgerStore:
             )
         )
         per_client: dict[bytes, list[int]] = {}
-        for th, res in zip(hashes, commit.results, strict=True):
+        for th, ck, res in zip(hashes, cindex, commit.results, strict=True):
             ops.append(
                 (
                     keys.tx(th),
@@ -430,7 +433,7 @@ class LedgerStore:
                     ),
                 )
             )
-            ops.append((keys.client_index(res.client_id, res.request_seq), th))
+            ops.append((ck, th))
             per_client.setdefault(res.client_id, []).append(res.request_seq)
         height_bytes = keys.u64(ex.seq)
         for cid, seqs in per_client.items():
@@ -465,7 +468,7 @@ class LedgerStore:
         if floor >= 0:
             for k, _ in self._kv.items(prefix, keys.client_window(cid, floor + 1)):
                 ops.append((k, None))
-        ops.extend((keys.client_window(cid, s), height) for s in seqs if s > floor)
+        ops.extend((prefix + keys.u64(s), height) for s in seqs if s > floor)
         return ops
 
     # -------------------------------------------------------------- recovery
