@@ -78,6 +78,9 @@ class SimOptions:
     twins: list[int] = field(default_factory=list)  # ids run by two replicas with one key
     faults: Faults = field(default_factory=Faults)
     crashes: list[tuple[int, int, int | None]] = field(default_factory=list)  # (id, at, restart)
+    # torn: a crash hits in the middle of the replica's next output, after the records are
+    # durable but before anything is sent or executed (the worst moment for the ordering rule)
+    torn_crashes: bool = False
     submit_window_ms: int = 2_000
     client_retry_ms: int = 3_000
     liveness_bound_ms: int = 120_000
@@ -226,6 +229,7 @@ class SimNode:
         self.max_view = 0
         self.view_changes = 0
         self.links: set[int] | None = None  # twins: the replicas this copy talks to
+        self.torn_pending = False
 
 
 ReplicaFactory = Callable[[Config, int, Authenticator, Any], Any]
@@ -361,8 +365,11 @@ class SimCluster:
         node.tick_at = None
         self._step(node, Tick(self._clock(node)))
 
-    def crash(self, rid: int) -> None:
+    def crash(self, rid: int, torn: bool = False) -> None:
         for node in self.by_rid[rid]:
+            if torn and node.up:
+                node.torn_pending = True  # takes effect inside its next output
+                continue
             node.up = False
             node.replica = None
             node.tick_at = None
@@ -370,6 +377,7 @@ class SimCluster:
 
     def restart(self, rid: int) -> None:
         for node in self.by_rid[rid]:
+            node.torn_pending = False
             if not node.up:
                 self.trace.append((self.now, "restart", node.slot, None, None))
                 self.start(node)
@@ -399,6 +407,11 @@ class SimCluster:
                 self._check_record(node, rec)
         elif any(isinstance(r, ViewState) for r in out.persist):
             self._note_view(node, out.persist)
+        if node.torn_pending:
+            node.torn_pending = False
+            self.trace.append((self.now, "torn-crash", node.slot, None, None))
+            node.up, node.replica, node.tick_at = False, None, None
+            return
         # 2. send
         for s in out.send:
             self._send(node, s.to, s.message)
@@ -562,7 +575,7 @@ class SimCluster:
         cpu0 = time.process_time()
         heal = o.faults.last_heal_ms()
         for rid, at, restart in o.crashes:
-            self.at(at, lambda r=rid: self.crash(r), "crash")
+            self.at(at, lambda r=rid: self.crash(r, o.torn_crashes), "crash")
             if restart is not None:
                 heal = max(heal, restart)
                 self.at(restart, lambda r=rid: self.restart(r), "restart")
@@ -662,7 +675,7 @@ class SimCluster:
         return {"n": o.n, "f": self.config.f, "requests": o.requests, "crypto": o.crypto,
                 "byzantine": {str(k): v for k, v in sorted(o.byzantine.items())},
                 "collude": o.collude, "twins": o.twins, "faults": o.faults.describe(),
-                "crashes": o.crashes, "clock_skew_ms": o.clock_skew_ms,
+                "crashes": o.crashes, "torn_crashes": o.torn_crashes, "clock_skew_ms": o.clock_skew_ms,
                 "planted_bug": o.planted_bug, "batch_max": o.batch_max}
 
     def format_trace(self) -> list[str]:

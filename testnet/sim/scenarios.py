@@ -74,6 +74,11 @@ def random_options(base: SimOptions, seed: int, ed25519_share: int = 8) -> SimOp
         rid = rng.choice(range(n))
         at = rng.randint(0, 3_000)
         crashes.append((rid, at, at + rng.randint(300, 4_000)))
+    if rng.random() < 0.08:  # the whole cluster goes down and comes back from its disks
+        at = rng.randint(200, 3_000)
+        back = at + rng.randint(100, 3_000)
+        crashes.extend((rid, at, back) for rid in range(n))
+    torn = bool(crashes) and rng.random() < 0.5
     crypto = base.crypto
     if ed25519_share and seed % ed25519_share == 0:
         crypto = "ed25519"
@@ -84,6 +89,7 @@ def random_options(base: SimOptions, seed: int, ed25519_share: int = 8) -> SimOp
         twins=twins,
         faults=faults,
         crashes=crashes,
+        torn_crashes=torn,
         crypto=crypto,
         clock_skew_ms=rng.choice([0, 0, 20, 300]),
     )
