@@ -29,6 +29,7 @@ import base64
 import contextlib
 import json
 import os
+import queue
 import shutil
 import signal
 import sys
@@ -55,6 +56,7 @@ ACTIONS = ("kill", "kill-hard", "pause", "resume", "restart", "wipe-restart", "p
 DEFAULT_CONSENSUS = {"timeout_request_ms": 1000, "timeout_view_change_ms": 1000,
                      "heartbeat_ms": 200}
 POLL_S = 0.05
+IDLE_S = 2.0  # an events subscription silent this long has sent every past event
 OK, VIOLATED, INFO, SKIPPED = "ok", "violated", "info", "skipped"
 
 
@@ -277,6 +279,7 @@ class Run:
         self.lock_ops: Counter[str] = Counter()
         self.fake_acks = fake_acks
         self.report_heights: dict[str, int] = {}
+        self.evidence: dict[str, Any] = {}
         self.status0 = call(httpx.Client(), self.urls[self.honest[0]], "status")
         self.domain = bytes.fromhex(self.status0["domain"])
 
@@ -627,7 +630,11 @@ def lock_history(url: str, upto: int, timeout: float = 20.0) -> list[dict]:
                                  "params": {"topic": "events", "from_height": 1}}))
         last_h = 0
         while last_h < upto and time.monotonic() < end:
-            msg = json.loads(ws.receive_text(timeout=max(0.1, end - time.monotonic())))
+            try:  # notifications come only for blocks with events: idle means caught up
+                text = ws.receive_text(timeout=min(IDLE_S, max(0.1, end - time.monotonic())))
+            except (TimeoutError, queue.Empty):
+                break
+            msg = json.loads(text)
             if "error" in msg:
                 raise RPCFailure(f"subscribe events: {msg['error'].get('message')}")
             if msg.get("method") == "subscription_closed":
@@ -739,8 +746,50 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
         "lock_ops": dict(run.lock_ops),
         "final_heights": run.report_heights,
         "views": {str(i): v for i, v in run.views.items()},
+        "evidence": run.evidence,
     })
     return report
+
+
+PROOF_KINDS = ("equivocation",)  # evidence that proves misbehaviour (not a mere suspicion)
+
+
+def evidence_checks(run: Run, http: httpx.Client, urls: dict[int, str]) -> list[Check]:
+    """Evidence kept by the honest nodes (`evidence` RPC): who is blamed for what. Proof of
+    equivocation against an honest node is a violation; the manifest may require evidence."""
+    checks: list[Check] = []
+    blamed: Counter[str] = Counter()
+    per_node: dict[int, int] = {}
+    for i, url in urls.items():
+        try:
+            res = call(http, url, "evidence", timeout=5)
+        except Exception as exc:
+            checks.append(Check("evidence rpc", VIOLATED, f"node{i}: {exc}"))
+            continue
+        items = res.get("evidence", [])
+        per_node[i] = int(res.get("count", len(items)))
+        for e in items:
+            blamed[f"{e.get('kind')}@node{e.get('replica')}"] += 1
+    run.evidence = {"per_node": per_node, "blamed": dict(blamed)}
+    return checks + judge_evidence(blamed, per_node, run.honest, list(run.sc.byzantine),
+                                   run.sc.expect.evidence)
+
+
+def judge_evidence(blamed: Counter, per_node: dict[int, int], honest: list[int],
+                   byzantine: list[int], want: bool) -> list[Check]:
+    """`blamed` counts "kind@node<i>" over the honest nodes' evidence."""
+    checks = []
+    wrong = {k: v for k, v in blamed.items() if k.split("@")[0] in PROOF_KINDS
+             and int(k.rsplit("node", 1)[1]) in honest}
+    if wrong:
+        checks.append(Check("no honest node proven faulty", VIOLATED,
+                            f"proof-kind evidence against honest nodes: {wrong}"))
+    detail = f"per honest node {per_node}; blamed {dict(blamed.most_common(6))}"
+    ok = any(k.endswith(f"@node{b}") for k in blamed for b in byzantine)
+    checks.append(Check("evidence reported", (OK if ok else VIOLATED) if want else INFO,
+                        detail if ok or not want else
+                        f"no honest node blames a byzantine node: {detail}"))
+    return checks
 
 
 def time_faults(run: Run, chain: dict[int, dict]) -> None:
@@ -825,19 +874,7 @@ def final_checks(run: Run, progress_t: float | None, last_t: float) -> list[Chec
                 for f in run.faults)]
             checks.append(check_lock_safety(urls[never_restarted[0]] if never_restarted
                                             else None, common, run.lock_ops))
-        ev: dict[int, int] = {}
-        for i in live:
-            try:
-                ev[i] = int(call(http, urls[i], "evidence", timeout=3).get("count", 0))
-            except Exception as exc:
-                ev[i] = -1
-                checks.append(Check("evidence rpc", VIOLATED, f"node{i}: {exc}"))
-        total = sum(v for v in ev.values() if v > 0)
-        if sc.expect.evidence:
-            checks.append(Check("evidence reported", OK if total else VIOLATED,
-                                f"per honest node: {ev}"))
-        else:
-            checks.append(Check("evidence reported", INFO, f"per honest node: {ev}"))
+        checks += evidence_checks(run, http, urls)
         for f in run.faults:
             if "not supported" in f.note:
                 checks.append(Check(f"{f.action} node{f.node}", SKIPPED, f.note))

@@ -1,0 +1,127 @@
+"""The attack runner's pure parts, without a testnet: manifest parsing (clear errors), the
+shipped library covers every strategy and fault the threat model names, and the agreement /
+evidence / fault-timing checkers flag what they must."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+
+from consensus.byzantine import STRATEGIES
+from testnet.attack import (
+    VIOLATED,
+    Fault,
+    ScenarioError,
+    check_agreement,
+    judge_evidence,
+    load_scenario,
+    parse_scenario,
+    shipped_scenarios,
+    time_faults,
+)
+
+
+def chain(hashes: list[str]) -> dict[int, dict]:
+    out, prev = {}, "00"
+    for h, x in enumerate(hashes, 1):
+        out[h] = {"hash": x, "prev_hash": prev, "time": 1000 * h, "view": 0}
+        prev = x
+    return out
+
+
+def test_every_shipped_scenario_parses_and_is_short():
+    names = shipped_scenarios()
+    assert len(names) >= 15
+    for name in names:
+        sc = load_scenario(name)
+        assert sc.description, name
+        assert len(sc.byzantine) <= sc.f, f"{name}: more byzantine nodes than f"
+        assert sc.load.duration_s <= 20 and sc.load.txs <= 100, name
+
+
+def test_library_covers_the_required_attacks():
+    strategies = set()
+    actions = set()
+    sizes = set()
+    for name in shipped_scenarios():
+        sc = load_scenario(name)
+        sizes.add(sc.nodes)
+        for specs in sc.byzantine.values():
+            strategies |= {s.split(":")[0] for s in specs}
+        actions |= {p.action for p in sc.perturbations}
+    required = {"silent", "equivocate", "forge", "replay", "future-view", "slow",
+                "fake-view-change", "bad-checkpoint", "flood"}
+    assert required <= strategies <= set(STRATEGIES)
+    assert {"kill-hard", "kill", "pause", "restart", "wipe-restart"} <= actions
+    assert 7 in sizes
+    collude = load_scenario("collude-7")
+    assert len(collude.byzantine) == 2 == collude.f
+    storm = load_scenario("view-change-storm")
+    assert sum(p.node == "primary" for p in storm.perturbations) >= 4
+
+
+@pytest.mark.parametrize("text, message", [
+    ("nodes = 3", "'nodes' must be an integer >= 4"),
+    ("[byzantine]\n9 = ['silent']", "node index 0..3"),
+    ("[byzantine]\n1 = ['nonsense']", "unknown byzantine strategy"),
+    ("[[perturbation]]\nat_s = 1\naction = 'explode'", "action 'explode' not one of"),
+    ("[[perturbation]]\nat_s = 1\naction = 'kill'\nnode = 'leader'", "node 'leader'"),
+    ("[load]\ntxs = 'many'", "field 'txs' must be int"),
+    ("[load]\nwarp = 1", "unknown field(s) ['warp']"),
+    ("nodes = ", "not valid TOML"),
+])
+def test_bad_manifests_are_rejected_with_the_reason(text, message):
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario(text, "bad.toml")
+    assert message in str(err.value) and "bad.toml" in str(err.value)
+
+
+def test_unknown_scenario_name_lists_the_shipped_ones():
+    with pytest.raises(ScenarioError, match="kill-primary"):
+        load_scenario("no-such-scenario")
+
+
+def test_agreement_check_flags_a_diverging_block_and_a_broken_link():
+    a = chain(["a1", "a2", "a3"])
+    assert check_agreement({0: a, 1: chain(["a1", "a2", "a3"])}, 3).result == "ok"
+    div = check_agreement({0: a, 1: chain(["a1", "b2", "b3"])}, 3)
+    assert div.result == VIOLATED and "height 2" in div.detail
+    broken = chain(["a1", "a2", "a3"])
+    broken[3] = {**broken[3], "prev_hash": "zz"}
+    assert check_agreement({0: a, 1: broken}, 3).result == VIOLATED
+    short = chain(["a1"])
+    assert check_agreement({0: a, 1: short}, 3).result == VIOLATED
+
+
+def test_fault_timing_ignores_blocks_proposed_before_the_fault():
+    # block 2 was proposed before the fault (in flight) and is seen right after it: it does
+    # not count; block 3, proposed after the fault, is the next commit
+    run = SimpleNamespace(
+        t0_wall_ms=0.0, honest=[1, 2], lock=threading.Lock(),
+        heights={1: [(0.5, 1), (2.05, 2), (3.5, 3)], 2: [(0.5, 1), (3.7, 3)]},
+        faults=[Fault(t=2.0, action="kill-hard", node=0, height=1)],
+    )
+    c = chain(["h1", "h2", "h3"])
+    c[2]["time"], c[3]["time"], c[3]["view"] = 1900, 3100, 1
+    time_faults(run, c)
+    f = run.faults[0]
+    assert (f.next_height, f.next_view) == (3, 1)
+    assert f.next_commit_s == pytest.approx(1.5)
+
+
+def test_evidence_judgement():
+    blame = Counter({"equivocation@node0": 3, "invalid-message@node2": 1})
+    # expected evidence against byzantine node 0: ok; suspicion of honest node 2 is tolerated
+    res = {c.name: c.result for c in judge_evidence(blame, {1: 3}, [1, 2, 3], [0], True)}
+    assert res == {"evidence reported": "ok"}
+    # nothing blames the byzantine node although the scenario expects it
+    res = {c.name: c.result for c in judge_evidence(
+        Counter({"invalid-message@node2": 1}), {1: 1}, [1, 2, 3], [0], True)}
+    assert res["evidence reported"] == VIOLATED
+    # proof of equivocation against an honest node is a violation even when not expected
+    res = {c.name: c.result for c in judge_evidence(
+        Counter({"equivocation@node3": 1}), {1: 1}, [1, 2, 3], [0], False)}
+    assert res["no honest node proven faulty"] == VIOLATED

@@ -1,0 +1,57 @@
+"""Every shipped attack scenario on a real testnet (separate `bftnode start` processes, libp2p on
+127.0.0.1, LevelDB): the runner's verdict must be PASS — honest nodes agree on every block hash,
+every acknowledged tx is in every honest ledger exactly once, progress resumes after the last
+fault, nobody honest crashed, lock safety holds where locks are used.
+
+Each scenario takes 15-40 s, so only kill-primary and equivocate-primary run in the default
+suite; the rest are marked `slow` (`pytest -m slow tests/integration/attack`, about 7 minutes).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from testnet.attack import load_scenario, run_scenario, shipped_scenarios
+
+pytestmark = pytest.mark.integration
+
+DEFAULT_SUITE = {"kill-primary", "equivocate-primary"}
+KNOWN_GAPS = {
+    "bad-checkpoint": "consensus/replica.py Replica.on_checkpoint keeps no evidence when a "
+                      "signed checkpoint's state digest differs from the replica's own (or the "
+                      "stable) digest at that seq; the scenario expects evidence",
+}
+
+
+def _params():
+    for name in shipped_scenarios():
+        marks = [] if name in DEFAULT_SUITE else [pytest.mark.slow]
+        if name in KNOWN_GAPS:
+            marks.append(pytest.mark.xfail(reason=KNOWN_GAPS[name], strict=False))
+        yield pytest.param(name, marks=marks, id=name)
+
+
+def _verdict(rep: dict) -> str:
+    rows = [f"  {c['name']:28} {c['result']:9} {c['detail']}" for c in rep["checks"]]
+    faults = [f"  t={f['t']:.2f}s {f['action']} node{f['node']}: next commit "
+              f"{f['next_commit_s']}s (height {f['next_height']}, view {f['next_view']})"
+              for f in rep["faults"]]
+    return "\n".join([f"{rep['scenario']}: {'PASS' if rep['ok'] else 'FAIL'} "
+                      f"({rep['elapsed_s']}s, acked {rep['acked']}/{rep['submitted']})",
+                      *rows, *faults])
+
+
+@pytest.mark.parametrize("name", list(_params()))
+def test_scenario_passes_on_a_real_testnet(name, tmp_path):
+    sc = load_scenario(name)
+    rep = run_scenario(sc, tmp_path / "tn")
+    print("\n" + _verdict(rep))
+    failed = [c for c in rep["checks"] if c["result"] == "violated"]
+    assert rep["ok"], f"{name}: violated {failed}"
+    names = {c["name"] for c in rep["checks"]}
+    # the verdict really looked at the ledger and at progress
+    assert {"agreement", "acked txs exactly once", "progress after faults"} <= names
+    assert rep["acked"] >= sc.expect.min_acked
+    for f in rep["faults"]:
+        if "not supported" not in f["note"] and sc.expect.progress:
+            assert f["next_commit_s"] is not None, f"no commit after fault {f}"
