@@ -93,8 +93,13 @@ def check_pre_prepare(
         reason = check_request(config, auth, req)
         if reason:
             return f"invalid request in batch: {reason}"
-    if check_time and abs(pp.time_ms - now_ms) > config.max_clock_skew_ms:
-        return f"time {pp.time_ms} too far from local time {now_ms}"
+    if check_time:
+        if pp.time_ms > now_ms + config.max_clock_skew_ms:
+            return f"time {pp.time_ms} too far ahead of local time {now_ms}"
+        # a retransmitted pre-prepare is legitimately older than the skew: allow one request
+        # timeout more (a primary that lags longer gets replaced by the request timers anyway)
+        if pp.time_ms < now_ms - config.max_clock_skew_ms - config.timeout_request_ms:
+            return f"time {pp.time_ms} too far behind local time {now_ms}"
     return None
 
 

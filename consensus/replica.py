@@ -157,7 +157,8 @@ class Replica:
         self._serves: dict[int, tuple[int, int]] = {}  # peer -> (window start, count)
         self._nv_resent: dict[int, int] = {}
         self._vc_resent: dict[tuple[int, int], int] = {}
-        self._buffer: deque[tuple[int, Any]] = deque()
+        self._buffer: deque[tuple[int, Any, int]] = deque()  # (sender, msg, arrival ms)
+        self._arrival_ms: int | None = None  # set while replaying buffered messages
         self._buffer_max = max(1024, 3 * config.n * config.watermark_window)
         self.dropped: Counter[str] = Counter()  # messages dropped without evidence, by reason
         self._out = Output()
@@ -543,16 +544,24 @@ class Replica:
         if len(self._buffer) >= self._buffer_max:
             self.dropped["buffer-full"] += 1
         else:
-            self._buffer.append((sender, msg))
+            arrival = self._now if self._arrival_ms is None else self._arrival_ms
+            self._buffer.append((sender, msg, arrival))
         return False
 
     def _replay_buffer(self) -> None:
+        """Re-examine buffered messages (after a view change or a window move), judging their
+        time against when they arrived, not now."""
         items, self._buffer = self._buffer, deque()
-        for sender, msg in items:
-            if msg.view < self._view or msg.seq <= self._log.low:
-                continue
-            if self._normal_gate(sender, msg):
-                self._dispatch(sender, msg)
+        outer = self._arrival_ms
+        try:
+            for sender, msg, arrival in items:
+                if msg.view < self._view or msg.seq <= self._log.low:
+                    continue
+                self._arrival_ms = arrival
+                if self._normal_gate(sender, msg):
+                    self._dispatch(sender, msg)
+        finally:
+            self._arrival_ms = outer
 
     # ------------------------------------------------------------------ normal case
 
@@ -577,8 +586,9 @@ class Replica:
         if own is not None and own.digest != pp.digest:
             self.dropped["pre-prepare-conflicts-own-prepare"] += 1  # e.g. after a restart
             return
+        arrival = self._now if self._arrival_ms is None else self._arrival_ms
         reason = check_pre_prepare(
-            self.config, self.auth, pp, self._now, already_verified=self._is_admitted
+            self.config, self.auth, pp, arrival, already_verified=self._is_admitted
         )
         if reason:
             self._evidence("invalid-message", sender, f"pre-prepare rejected: {reason}", pp)
