@@ -16,8 +16,19 @@ from contextlib import contextmanager
 import plyvel
 
 from . import keys
-from .interface import StorageError
+from .interface import CorruptionError, StorageError
 from .ledger import DEFAULT_DEDUP_WINDOW, KVStateReader, LedgerStore, Op, log
+
+
+def _storage_error(exc: Exception) -> StorageError:
+    """LevelDB's own errors as ours (paranoid checks turn bad checksums into CorruptionError)."""
+    text = exc.args[0].decode(errors="replace") if exc.args and isinstance(
+        exc.args[0], bytes
+    ) else str(exc)
+    log.error("storage.leveldb_error", reason=text)
+    if isinstance(exc, plyvel.CorruptionError):
+        return CorruptionError(f"LevelDB reports corruption: {text}")
+    return StorageError(f"LevelDB error: {text}")
 
 
 class _PlyvelReader:
@@ -27,14 +38,27 @@ class _PlyvelReader:
         self._db = db
 
     def get(self, key: bytes) -> bytes | None:
-        return self._db.get(key)
+        try:
+            return self._db.get(key)
+        except plyvel.Error as exc:
+            raise _storage_error(exc) from exc
 
     def items(
         self, start: bytes, stop: bytes | None, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
-        it = self._db.iterator(start=start, stop=stop, reverse=reverse)
         try:
-            yield from it
+            it = self._db.iterator(start=start, stop=stop, reverse=reverse)
+        except plyvel.Error as exc:
+            raise _storage_error(exc) from exc
+        try:
+            while True:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                except plyvel.Error as exc:
+                    raise _storage_error(exc) from exc
+                yield item
         finally:
             it.close()
 
@@ -53,7 +77,10 @@ class _PlyvelKV(_PlyvelReader):
                 wb.delete(k)
             else:
                 wb.put(k, v)
-        wb.write()
+        try:
+            wb.write()
+        except plyvel.Error as exc:
+            raise _storage_error(exc) from exc
 
     @contextmanager
     def snapshot(self) -> Iterator[_PlyvelReader]:
@@ -111,7 +138,7 @@ class LevelDBStore(LedgerStore):
             raise StorageError(f"cannot open ledger {path}: {msg}") from exc
         except plyvel.CorruptionError as exc:
             log.error("storage.open_failed", path=path, reason="corrupt")
-            raise StorageError(f"ledger {path} is corrupt (LevelDB): {exc}") from exc
+            raise CorruptionError(f"ledger {path} is corrupt (LevelDB): {exc}") from exc
         except plyvel.Error as exc:
             log.error("storage.open_failed", path=path, reason=str(exc))
             raise StorageError(f"cannot open ledger {path}: {exc}") from exc

@@ -370,3 +370,18 @@ def test_a_request_is_never_committed_twice(store):
     with pytest.raises(StorageError, match="already committed"):
         store.commit_block(make_block(again, cb.prev_hash))
     assert store.height() == 1
+
+
+def test_leveldb_checksum_failure_is_a_clear_corruption_error(tmp_path):
+    db = tmp_path / "db"
+    s = open_store(db, CHAIN_ID, GENESIS_HASH, create=True)
+    cb = ChainBuilder()
+    for _ in range(20):
+        s.commit_block(cb.next_block(3))
+    s.close()
+    (wal,) = db.glob("*.log")  # small writes stay in the write-ahead log
+    data = bytearray(wal.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 8] = b"\xff" * 8
+    wal.write_bytes(bytes(data))
+    with pytest.raises(CorruptionError, match="corrupt"):
+        open_store(db, CHAIN_ID, GENESIS_HASH, create=False).recover()
