@@ -6,9 +6,13 @@ Starts N real node processes with `testnet.launcher.up` in a fresh directory, pr
 as JSON-RPC batch arrays of `broadcast_tx_sync` (default), or with `--ws` as pipelined
 `broadcast_tx_sync` calls over one WebSocket per client. Commit times come from a `blocks`
 subscription (WebSocket) on node 0; latency = first sight of the tx in a committed block minus
-its submission time. Afterwards the ledger of another node is read back with `blockchain` to
-check that every acknowledged tx is there exactly once (`lost`, `duplicates`) and that the two
-nodes agree on every block hash (`divergent_blocks`). Prints one JSON object with `--json`.
+its FIRST submission time. Like PBFT clients, the bench resends (same signed bytes, another
+node) acknowledged txs that stay uncommitted for `--retry` seconds — a tx accepted into one
+node's pool is not promised to commit without that (`retransmitted` counts resends).
+Afterwards the ledger of another node is read back with `blockchain` to check that every
+acknowledged tx is there exactly once (`lost`, `duplicates`) and that the two nodes agree on
+every block hash (`divergent_blocks`). Prints one JSON object with `--json`; exit code 1 when
+anything was lost, duplicated or divergent.
 
 Imports: stdlib, trio, httpx, httpx_ws, bftnode (keys, app.ops), consensus, testnet.launcher.
 """
@@ -56,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bench an already-running testnet at these RPC URLs instead")
     p.add_argument("--timeout", type=float, default=SETTLE_TIMEOUT_S,
                    help="seconds to wait for acknowledged txs to commit")
+    p.add_argument("--retry", type=float, default=5.0, metavar="SECONDS",
+                   help="like a PBFT client, resend (the same signed tx, to another node) any "
+                        "acknowledged tx not committed after this long; 0 = never")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -81,8 +88,11 @@ class Bench:
         self.all_done = trio.Event()
         self.start_height = 0
         self.observed_height = 0
+        self.next_height = 1
         self.errors: list[str] = []
         self.t0 = 0.0
+        self.requests: dict[bytes, Request] = {}
+        self.retransmitted = 0
 
     async def pace(self, sent: int) -> None:
         """Wait until this client may send its `sent`-th tx at the offered rate."""
@@ -109,43 +119,59 @@ class Bench:
             reqs = []
             for j in range(c, n, self.args.clients):
                 op = ops.put(f"bench/{run}/{j}".encode(), value)
-                reqs.append(sign_request(domain, signer, Request(signer.public_key, j + 1, op)))
+                req = sign_request(domain, signer, Request(signer.public_key, j + 1, op))
+                self.requests[request_digest(req)] = req
+                reqs.append(req)
             per_client.append(reqs)
         return per_client
 
     # -- commit observer
     async def observe(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        from httpx_ws import aconnect_ws
+        """Follow committed blocks on node 0; reconnects (resuming from the next height) when
+        the WebSocket drops or the server closes the subscription."""
+        from httpx_ws import HTTPXWSException
 
-        h = self.start_height + 1
+        self.next_height = self.start_height + 1
         started = False
         async with httpx.AsyncClient() as http:
-            while True:
-                url = "ws" + self.urls[0][4:] + "/websocket"
-                async with aconnect_ws(url, http, max_message_size_bytes=16 << 20,
-                                       queue_size=4096) as ws:
-                    await ws.send_text(json.dumps({
-                        "jsonrpc": "2.0", "id": 1, "method": "subscribe",
-                        "params": {"topic": "blocks", "from_height": h}}))
+            while not (self.all_done.is_set() and self.acked <= self.committed.keys()):
+                try:
+                    await self._observe_once(http, None if started else task_status)
+                    started = True
+                except (HTTPXWSException, httpx.HTTPError, OSError) as exc:
                     if not started:
-                        task_status.started()
-                        started = True
-                    while True:
-                        msg = json.loads(await ws.receive_text())
-                        if msg.get("method") == "subscription":
-                            now = time.monotonic()
-                            blk = msg["params"]["result"]
-                            h = blk["height"] + 1
-                            self.observed_height = blk["height"]
-                            for th in blk.get("tx_hashes", []):
-                                self.committed.setdefault(bytes.fromhex(th), now)
-                            if self.all_done.is_set() and self.acked <= self.committed.keys():
-                                return
-                        elif msg.get("method") == "subscription_closed":
-                            h = msg["params"]["resume_from_height"]
-                            break  # resubscribe from where we stopped
-                        elif "error" in msg:
-                            raise RuntimeError(f"subscribe failed: {msg['error']}")
+                        raise
+                    self.errors.append(f"observer: {type(exc).__name__}: {exc}")
+                    await trio.sleep(0.5)
+
+    async def _observe_once(self, http: httpx.AsyncClient, task_status: Any) -> None:
+        """One subscription from `self.next_height`, until done or closed by the server."""
+        from httpx_ws import aconnect_ws
+
+        url = "ws" + self.urls[0][4:] + "/websocket"
+        async with aconnect_ws(url, http, max_message_size_bytes=16 << 20,
+                               queue_size=4096) as ws:
+            await ws.send_text(json.dumps({
+                "jsonrpc": "2.0", "id": 1, "method": "subscribe",
+                "params": {"topic": "blocks", "from_height": self.next_height}}))
+            if task_status is not None:
+                task_status.started()
+            while True:
+                msg = json.loads(await ws.receive_text())
+                if msg.get("method") == "subscription":
+                    now = time.monotonic()
+                    blk = msg["params"]["result"]
+                    self.next_height = blk["height"] + 1
+                    self.observed_height = blk["height"]
+                    for th in blk.get("tx_hashes", []):
+                        self.committed.setdefault(bytes.fromhex(th), now)
+                    if self.all_done.is_set() and self.acked <= self.committed.keys():
+                        return
+                elif msg.get("method") == "subscription_closed":
+                    self.next_height = int(msg["params"]["resume_from_height"])
+                    return  # resubscribe from where the server stopped
+                elif "error" in msg:
+                    raise RuntimeError(f"subscribe failed: {msg['error']}")
 
     # -- submitters
     async def http_client(self, http: httpx.AsyncClient, url: str, reqs: list[Request]) -> None:
@@ -174,6 +200,15 @@ class Bench:
                 self._ack(hashes[a["id"]], a)
 
     async def ws_client(self, url: str, reqs: list[Request]) -> None:
+        from httpx_ws import HTTPXWSException
+
+        try:
+            await self._ws_client(url, reqs)
+        except (HTTPXWSException, httpx.HTTPError, OSError, ValueError) as exc:
+            # unanswered txs stay un-acknowledged (not counted as lost); the error is reported
+            self.errors.append(f"{url} websocket: {type(exc).__name__}: {exc}")
+
+    async def _ws_client(self, url: str, reqs: list[Request]) -> None:
         from httpx_ws import aconnect_ws
 
         window = trio.Semaphore(max(1, self.args.window))
@@ -204,6 +239,21 @@ class Bench:
         else:
             self.rejected[str(answer.get("error", {}).get("message", "?"))[:80]] += 1
 
+    async def retransmit(self, http: httpx.AsyncClient, round_: int) -> None:
+        """Resend acknowledged-but-uncommitted txs (same signed bytes: executed at most once)
+        to a different node each round, as a PBFT client does on its request timeout."""
+        pending = [h for h in self.acked if h not in self.committed]
+        for i in range(0, len(pending), 50):
+            url = self.urls[(round_ + i // 50) % len(self.urls)]
+            payload = [{"jsonrpc": "2.0", "id": k, "method": "broadcast_tx_sync",
+                        "params": {"tx": base64.b64encode(encode(self.requests[h])).decode()}}
+                       for k, h in enumerate(pending[i:i + 50])]
+            try:
+                await http.post(url + "/", json=payload)
+            except httpx.HTTPError as exc:
+                self.errors.append(f"retransmit to {url}: {type(exc).__name__}")
+            self.retransmitted += len(payload)
+
     # -- the run
     async def run(self) -> dict[str, Any]:
         limits = httpx.Limits(max_connections=self.args.clients * 2 + 8)
@@ -223,9 +273,16 @@ class Bench:
                             submitters.start_soon(self.http_client, http, url, reqs)
                 t_submitted = time.monotonic()
                 self.all_done.set()
+                retry_s = getattr(self.args, "retry", 0.0) or 0.0
+                last_try, rounds = time.monotonic(), 0
                 with trio.move_on_after(self.args.timeout) as settle:
                     while not self.acked <= self.committed.keys():
                         await trio.sleep(0.05)
+                        # backoff: a slow (not lossy) cluster is not flooded with resends
+                        if retry_s and time.monotonic() - last_try >= retry_s * 2**rounds:
+                            rounds += 1
+                            await self.retransmit(http, rounds)
+                            last_try = time.monotonic()
                 nursery.cancel_scope.cancel()
             timed_out = settle.cancelled_caught
             t_end = max((self.committed[h] for h in self.acked if h in self.committed),
@@ -268,6 +325,7 @@ class Bench:
             "rejected": sum(self.rejected.values()),
             "reject_reasons": dict(self.rejected.most_common(5)),
             "lost": len(lost), "duplicates": len(dups), "divergent_blocks": divergent,
+            "retransmitted": self.retransmitted,
             "settle_timeout": timed_out,
             "tx_per_s": round(committed / elapsed, 1),
             "submit_tx_per_s": round(len(self.submitted) / max(t_sub - t0, 1e-9), 1),
