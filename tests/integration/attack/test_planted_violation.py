@@ -27,7 +27,7 @@ def test_cli_reports_a_planted_missing_ack_and_exits_non_zero(tmp_path):
     checks = {c["name"]: c for c in rep["checks"]}
     acked = checks["acked txs exactly once"]
     assert acked["result"] == "violated"
-    assert "fafa" in acked["detail"] and "in no honest node's ledger" in acked["detail"]
+    assert "fa00fa00fa" in acked["detail"] and "in no honest node's ledger" in acked["detail"]
     assert rep["ok"] is False
     # everything else about the run was fine: only the planted hash is blamed
     assert checks["agreement"]["result"] == "ok"
