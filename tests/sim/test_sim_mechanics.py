@@ -165,3 +165,11 @@ def test_incremental_checkers_agree_with_the_batch_ones():
     assert m.add(Prepare(0, 1, b"a" * 32, 2)) is None
     assert m.add(Prepare(0, 1, b"b" * 32, 2)) is not None
     assert find_gaps([1, 2, 3]) == [] and find_gaps([1, 3]) == [3]
+
+
+def test_bench_sim_orders_every_request_and_reports_cpu_throughput():
+    from testnet.sim.bench import bench_one
+
+    r = bench_one(nodes=4, batch=100, requests=400, clients=8, crypto="fast")
+    assert r["executed"] == 400 and r["safety"] == "ok", r
+    assert r["req_per_cpu_s"] > 0 and r["avg_batch"] > 1, r
