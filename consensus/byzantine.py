@@ -238,7 +238,8 @@ class CrashAfter(Strategy):
 class Equivocate(Strategy):
     """As primary: different batches to different groups of honest replicas (alone: groups
     too small for any batch to prepare, so only a view change helps; colluding: two halves).
-    As backup: votes for the real digest to one half and a conflicting digest to the other.
+    As backup: votes for the real digest to one half and a conflicting digest to the other;
+    in a view change, its prepared certificates to one half and none to the other.
     In a collusion the group votes consistently for the primary's two batches, so f+1
     colluders break safety (the checkers must say so) and f do not."""
 
@@ -252,6 +253,11 @@ class Equivocate(Strategy):
                 sends.extend(self._split_pre_prepare(ctx, s, m))
             elif isinstance(m, Prepare | Commit) and m.replica == ctx.replica_id:
                 sends.extend(self._split_vote(ctx, s, m))
+            elif isinstance(m, ViewChange) and m.replica == ctx.replica_id and m.prepared:
+                # half the replicas hear our prepared certificates, the other half none
+                alt = ctx.sign(msgspec.structs.replace(m, prepared=()))
+                first, second = ctx.honest_halves(m.new_view)
+                sends += [Send(j, alt if j in second else m) for j in _targets(ctx, s)]
             else:
                 sends.append(s)
         out.send = sends

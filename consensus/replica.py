@@ -74,6 +74,7 @@ from .view_change import ViewChangeVotes, backoff_ms, build_new_view, stable_of
 MAX_FETCH_BLOCKS = 64  # blocks per FetchBlocks / BlockSync
 SERVES_PER_INTERVAL = 4  # FetchBlocks answered per peer per status interval
 MAX_FORWARD_REQUESTS = 10_000
+REFORWARD_MAX = 32  # waiting requests relayed again per status interval
 
 Key = tuple[bytes, int]
 
@@ -374,12 +375,13 @@ class Replica:
     def _reforward_old_requests(self) -> None:
         """Lossy networks: relay requests that have waited long again, so every replica
         learns of them (and starts its request timer) even if the first Forward was lost."""
-        wait = max(self.config.timeout_request_ms // 2, self.config.status_interval_ms)
+        wait = max(self.config.timeout_request_ms, self.config.status_interval_ms)
+        limit = min(self.config.batch_max, REFORWARD_MAX)
         again = []
         for key, (req, _) in self._pending.items():
             if self._now - self._forwarded_ms.get(key, 0) >= wait:
                 again.append(req)
-                if len(again) >= self.config.batch_max:
+                if len(again) >= limit:
                     break
         if again:
             for req in again:
@@ -472,6 +474,9 @@ class Replica:
             self._evidence("invalid-message", sender, "forward too large")
             return
         for req in fwd.requests:
+            if self._is_admitted(req):
+                self.dropped["forwarded-request-already-pending"] += 1
+                continue  # a relay of what we hold: no need to verify it again
             reason = check_request(self.config, self.auth, req)
             if reason is not None:
                 self._evidence("invalid-message", sender, f"forwarded request: {reason}", req)
