@@ -514,6 +514,11 @@ class SimCluster:
             self.violate("divergence", node.rid,
                          f"seq {ex.seq}: block {ex.block_hash[:4].hex()} but replica {first[1]} "
                          f"executed {first[0][:4].hex()}")
+        cp = self.stable_agreed.get(ex.seq)
+        if cp is not None and cp[0] != ex.block_hash:
+            self.violate("checkpoint-mismatch", node.rid,
+                         f"executed seq {ex.seq} as {ex.block_hash[:4].hex()} but replica "
+                         f"{cp[1]} holds stable checkpoint {cp[0][:4].hex()} there")
         live = node in self.live_nodes
         for r in ex.requests:
             key = (r.client_id, r.request_seq)
