@@ -5,10 +5,11 @@ network heals, every request executes (liveness after GST)."""
 import random
 
 import msgspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consensus import PrePrepare, Receive, batch_digest
+from consensus import ClientRequest, PrePrepare, Receive, Tick, batch_digest
 from testnet.checkers import find_equivocations
 
 FAST = {"timeout_request_ms": 150, "timeout_view_change_ms": 150, "status_interval_ms": 40,
@@ -20,7 +21,7 @@ def _chaos(c, rng, steps, drop, dup):
         if not c.queue or rng.random() < 0.05:
             c.now += rng.randint(1, 60)
             for i in c.up():
-                c.step(i, __import__("consensus").Tick(c.now))
+                c.step(i, Tick(c.now))
             continue
         idx = rng.randrange(len(c.queue))
         c.queue.rotate(-idx)
@@ -38,6 +39,20 @@ def _chaos(c, rng, steps, drop, dup):
                 c.step(to, Receive(sender, m))
 
 
+def _equivocating_primary(c):
+    """Replica 0 sends odd replicas a different (validly signed) batch for every seq."""
+    a0 = c.auth(0)
+
+    def tamper(sender, to, m):
+        if sender == 0 and isinstance(m, PrePrepare) and to % 2 == 1:
+            t = m.time_ms + 1
+            return [a0.sign(msgspec.structs.replace(
+                m, time_ms=t, digest=batch_digest(t, m.requests)))]
+        return None
+
+    return tamper
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -53,19 +68,10 @@ def test_random_delivery_never_yields_two_different_blocks_at_one_seq(
     if fault == "crash-primary":
         c.crash(0)
     elif fault == "equivocate":
-        a0 = c.auth(0)
-
-        def tamper(sender, to, m):
-            if sender == 0 and isinstance(m, PrePrepare) and to % 2 == 1:
-                t = m.time_ms + 1
-                return [a0.sign(msgspec.structs.replace(
-                    m, time_ms=t, digest=batch_digest(t, m.requests)))]
-            return None
-
-        c.tamper = tamper
+        c.tamper = _equivocating_primary(c)
     reqs = [c.request(k % 2, k) for k in range(6)]
     for r in reqs:
-        c.step(rng.choice(c.up()), __import__("consensus").ClientRequest(r))
+        c.step(rng.choice(c.up()), ClientRequest(r))
     _chaos(c, rng, 1500, drop, dup)
     c.assert_agreement()
     # heal: reliable FIFO delivery from now on
@@ -75,3 +81,28 @@ def test_random_delivery_never_yields_two_different_blocks_at_one_seq(
     c.assert_agreement()
     honest = [m for m in c.sent if getattr(m, "replica", 0) != 0 or fault == "none"]
     assert find_equivocations(honest) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [4, 7])
+def test_soak_many_seeds_stay_safe_and_live(cluster_cls, n):
+    """`pytest -m slow`: 150 seeds per size of drops, duplicates, reordering and one fault."""
+    for seed in range(150):
+        rng = random.Random(seed)
+        drop, dup = rng.choice([0.0, 0.1, 0.3, 0.5]), rng.choice([0.0, 0.1])
+        fault = rng.choice(["none", "crash-primary", "crash-backup", "equivocate"])
+        c = cluster_cls(n=n, **FAST)
+        if fault == "crash-primary":
+            c.crash(0)
+        elif fault == "crash-backup":
+            c.crash(n - 1)
+        elif fault == "equivocate":
+            c.tamper = _equivocating_primary(c)
+        reqs = [c.request(k % 2, k) for k in range(10)]
+        for r in reqs:
+            c.step(rng.choice(c.up()), ClientRequest(r))
+        _chaos(c, rng, 2000, drop, dup)
+        c.assert_agreement()
+        done = c.run_until(lambda c=c, reqs=reqs: c.all_executed(reqs), timeout_ms=30_000)
+        assert done, (seed, fault)
+        c.assert_agreement()
