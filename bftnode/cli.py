@@ -95,6 +95,11 @@ def run_init(args: argparse.Namespace) -> int:
             cfg = init_home(args.home, genesis=genesis, node_index=args.index, key=key,
                             p2p_port=args.p2p_port, rpc_port=args.rpc_port)
             homes = [cfg]
+            made = load_key_file(cfg.key_path)
+            if made.public_key.hex() != want.lower():
+                print(f"note: {cfg.key_path} (public key {made.public_key.hex()}) is not yet "
+                      f"validator {args.index} of this genesis; the node will refuse to start "
+                      "until the genesis lists this key", file=sys.stderr)
         else:
             homes = create_local_chain(args.home, args.validators, base_port=args.base_port,
                                        chain_id=args.chain_id)
