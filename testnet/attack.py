@@ -276,6 +276,9 @@ class Run:
         self.heights: dict[int, list[tuple[float, int]]] = {i: [] for i in range(self.n)}
         self.views: dict[int, int] = {}
         self.faults: list[Fault] = []
+        self.mlock = threading.Lock()  # testnet.json read-modify-write (kills vs restarts)
+        self.starting: list[threading.Thread] = []
+        self.start_failures: list[str] = []
         self.lock_ops: Counter[str] = Counter()
         self.fake_acks = fake_acks
         self.report_heights: dict[str, int] = {}
@@ -447,44 +450,74 @@ class Run:
                     votes[int(call(http, self.urls[i], "status", timeout=1.0)["primary"])] += 1
         return votes.most_common(1)[0][0] if votes else 0
 
+    def pid(self, i: int) -> int | None:
+        with self.mlock:
+            return launcher.read_manifest(self.d)["nodes"][i].get("pid")
+
+    def start_node(self, i: int) -> None:
+        """Start node i again WITHOUT blocking the schedule: the process is spawned (manifest
+        updated under `mlock`) and a thread waits until it answers RPC before counting it as
+        live again. A start that fails is recorded (the node then counts as crashed)."""
+        with self.mlock:
+            m = launcher.read_manifest(self.d)
+            nd = m["nodes"][i]
+            launcher.stop_pid(nd.get("pid"), nd["home"])
+            nd["pid"] = launcher.start_node_process(nd)
+            launcher.write_manifest(self.d, m)
+
+        def ready() -> None:
+            try:
+                launcher.wait_ready(m, [i])
+            except launcher.LauncherError as exc:
+                self.start_failures.append(f"node{i}: {str(exc)[:300]}")
+                return
+            with self.lock:
+                self.down.discard(i)
+                self.paused.discard(i)
+
+        t = threading.Thread(target=ready, daemon=True)
+        t.start()
+        self.starting.append(t)
+
     def apply(self, p: Perturbation, i: int) -> str:
         nd = self.m["nodes"][i]
         if p.action in ("kill", "kill-hard"):
             with self.lock:
                 self.down.add(i)
-            launcher.kill(self.d, i, hard=p.action == "kill-hard")
+            with self.mlock:
+                launcher.kill(self.d, i, hard=p.action == "kill-hard")
         elif p.action == "pause":
-            pid = launcher.read_manifest(self.d)["nodes"][i]["pid"]
+            pid = self.pid(i)
+            if not pid:
+                return "not running: nothing to pause"
             with self.lock:
                 self.paused.add(i)
             os.kill(pid, signal.SIGSTOP)
         elif p.action == "resume":
             self.resume(i)
         elif p.action == "restart":
-            launcher.restart(self.d, i)
             with self.lock:
-                self.down.discard(i)
-                self.paused.discard(i)
+                self.down.add(i)
+            self.start_node(i)
         elif p.action == "wipe-restart":
             with self.lock:
                 self.down.add(i)
-            launcher.kill(self.d, i, hard=True)
+            with self.mlock:
+                launcher.kill(self.d, i, hard=True)
             data = Path(nd["home"]) / "data"
             with contextlib.suppress(Exception):
                 from bftnode.config import load_config
 
                 data = load_config(nd["home"]).data_path
             shutil.rmtree(data, ignore_errors=True)
-            launcher.restart(self.d, i)
-            with self.lock:
-                self.down.discard(i)
+            self.start_node(i)
             return f"data dir {data} deleted"
         elif p.action in ("partition", "heal"):
             return "not supported by the libp2p transport (no partition knob); skipped"
         return ""
 
     def resume(self, i: int) -> None:
-        pid = launcher.read_manifest(self.d)["nodes"][i]["pid"]
+        pid = self.pid(i)
         if pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)
@@ -506,10 +539,12 @@ class Run:
             h = self.max_honest_height()
             t = self.now()
             note = self.apply(p, i)
+            if t - at > 0.5:
+                note = (note + "; " if note else "") + f"planned at {at:.1f}s"
             self.faults.append(Fault(t, p.action, i, h, note=note))
             if p.action == "pause" and p.duration_s > 0:
-                pending.append((at + p.duration_s, Perturbation(at + p.duration_s, "resume", i),
-                                i))
+                back = t + p.duration_s  # a full pause even if this one started late
+                pending.append((back, Perturbation(back, "resume", i), i))
 
     # -- after the schedule
     def wait_progress(self, after_t: float, after_h: int, timeout: float) -> float | None:
@@ -718,6 +753,8 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
                                        note=",".join(sc.byzantine[min(sc.byzantine)])))
         for p in list(run.paused):
             run.resume(p)
+        for t in run.starting:  # restarts in flight: wait until they answer (or give up)
+            t.join(launcher.READY_TIMEOUT_S + 5)
         last_t = max((f.t for f in run.faults), default=0.0)
         last_h = max((f.height for f in run.faults), default=0)
         say("checking progress after the last perturbation")
@@ -824,6 +861,8 @@ def final_checks(run: Run, progress_t: float | None, last_t: float) -> list[Chec
                             for i in crashed[:1]) if crashed else
                         f"{len(run.honest) - len(run.down)} of {len(run.honest)} honest nodes up"
                         + (f" ({sorted(run.down)} stopped on purpose)" if run.down else "")))
+    if run.start_failures:
+        checks.append(Check("restarted nodes came up", VIOLATED, "; ".join(run.start_failures)))
     live = [i for i in run.live_honest() if i not in crashed]
     urls = {i: run.urls[i] for i in live}
     if progress_t is None:
