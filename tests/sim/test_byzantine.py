@@ -1,0 +1,176 @@
+"""Byzantine strategies are pure, deterministic rewriters of an honest replica's output.
+
+The real replica drives the strategies that need real traffic (silent, equivocate, slow);
+rewriters of rarer messages (view-change, new-view, checkpoint) get a scripted inner replica
+that returns exactly the output under test.
+"""
+
+import msgspec
+
+from consensus import (
+    Authenticator,
+    Checkpoint,
+    ClientRequest,
+    Config,
+    FastSigner,
+    FastVerifier,
+    NewView,
+    Output,
+    Prepare,
+    PreparedProof,
+    PrePrepare,
+    Request,
+    Send,
+    Tick,
+    ViewChange,
+    batch_digest,
+    sign_request,
+)
+from consensus.byzantine import ByzantineReplica, Collusion
+from consensus.codec import GENESIS_CHAIN_DIGEST
+from testnet.sim.cluster import default_replica_factory
+
+CFG = Config(n=4)
+SIGNERS = [FastSigner.from_seed_int(i) for i in range(4)]
+KEYS = [s.public_key for s in SIGNERS]
+DOMAIN = b"byz-test"
+
+
+def _auth(i):
+    return Authenticator(DOMAIN, SIGNERS[i], FastVerifier(), KEYS)
+
+
+def _request(seq=1):
+    return sign_request(DOMAIN, FastSigner.from_seed_int(99, b"c"), Request(b"", seq, b"op"))
+
+
+def _primary_output(strategies, seed=0):
+    rid = 0
+    inner = default_replica_factory(CFG, rid, _auth(rid), None)
+    byz = ByzantineReplica(inner, strategies, _auth(rid), replica_id=rid, config=CFG, seed=seed)
+    outs = [byz.step(Tick(0)), byz.step(ClientRequest(_request())), byz.step(Tick(100))]
+    return byz, [s for o in outs for s in o.send]
+
+
+def _pre_prepares(sends):
+    return [s for s in sends if isinstance(s.message, PrePrepare)]
+
+
+def test_silent_sends_nothing():
+    _, sends = _primary_output(["silent"])
+    assert sends == []
+
+
+def test_equivocating_primary_shows_different_batches_to_different_replicas():
+    _, sends = _primary_output(["equivocate"])
+    pps = _pre_prepares(sends)
+    assert {s.to for s in pps} == {1, 2, 3}, "every backup hears a pre-prepare"
+    assert len({s.message.digest for s in pps}) >= 2
+    assert all(_auth(1).verify(s.message) for s in pps), "each version is validly signed"
+
+
+def test_strategies_are_deterministic_in_their_seed():
+    a = _primary_output(["equivocate", "flood"], seed=5)[1]
+    b = _primary_output(["equivocate", "flood"], seed=5)[1]
+    assert a == b
+
+
+def test_slow_holds_pre_prepares_until_just_under_the_request_timeout():
+    byz, sends = _primary_output(["slow"])
+    assert _pre_prepares(sends) == []
+    held_until = 100 + int(CFG.timeout_request_ms * 0.9)
+    assert _pre_prepares(byz.step(Tick(held_until - 1)).send) == []
+    assert _pre_prepares(byz.step(Tick(held_until)).send)
+
+
+class Scripted:
+    """An inner replica that returns the next scripted output."""
+
+    def __init__(self, outputs):
+        self.outputs = list(outputs)
+        self.view = 1
+        self.last_executed = 0
+
+    def step(self, event):
+        return self.outputs.pop(0) if self.outputs else Output()
+
+
+def _wrap(strategies, outputs, rid=1, collusion=None):
+    return ByzantineReplica(Scripted(outputs), strategies, _auth(rid), replica_id=rid,
+                            config=CFG, collusion=collusion)
+
+
+def _vc(rid=1, prepared=()):
+    return _auth(rid).sign(ViewChange(2, 0, GENESIS_CHAIN_DIGEST, (), prepared, rid))
+
+
+def test_bad_checkpoint_rewrites_the_digest_and_resigns():
+    cp = _auth(1).sign(Checkpoint(4, b"x" * 32, 1))
+    out = _wrap(["bad-checkpoint"], [Output(send=[Send(None, cp)])]).step(Tick(1))
+    (sent,) = out.send
+    assert sent.message.state_digest != cp.state_digest and _auth(0).verify(sent.message)
+
+
+def test_fake_view_change_fabricates_certificates_colluders_sign_validly():
+    group = Collusion({0: _auth(0), 1: _auth(1)}, seed=3)
+    out = _wrap(["fake-view-change"], [Output(send=[Send(None, _vc())])],
+                collusion=group).step(Tick(1))
+    vc = out.send[0].message
+    assert vc.prepared and _auth(2).verify(vc)
+    proof = vc.prepared[0]
+    assert isinstance(proof, PreparedProof)
+    # view 1's primary is replica 1 (a colluder): its pre-prepare verifies; of the backups'
+    # prepares only the one by colluder 0 does, the others are forged
+    assert _auth(2).verify(proof.pre_prepare)
+    valid = [p.replica for p in proof.prepares if _auth(2).verify(p)]
+    assert valid == [0] and len(proof.prepares) == 2 * CFG.f
+    # a second colluder lies the same way
+    other = _wrap(["fake-view-change"], [Output(send=[Send(None, _vc(0))])], rid=0,
+                  collusion=group).step(Tick(1)).send[0].message
+    assert other.prepared[0].pre_prepare.digest == proof.pre_prepare.digest
+
+
+def test_equivocating_backup_splits_its_view_change():
+    pp = _auth(1).sign(PrePrepare(1, 1, 5, (), batch_digest(5, ()), 1))
+    proof = PreparedProof(pp, ())
+    out = _wrap(["equivocate"], [Output(send=[Send(None, _vc(prepared=(proof,)))])]).step(
+        Tick(1))
+    versions = {len(s.message.prepared) for s in out.send}
+    assert versions == {0, 1}
+
+
+def test_invalid_new_view_changes_what_it_signs():
+    vcs = tuple(_vc(i) for i in range(3))
+    pp = _auth(2).sign(PrePrepare(2, 1, 5, (), batch_digest(5, ()), 2))
+    nv = _auth(2).sign(NewView(2, vcs, (pp,), 2))
+    for seed in range(6):
+        byz = ByzantineReplica(Scripted([Output(send=[Send(None, nv)])]),
+                               ["invalid-new-view"], _auth(2), replica_id=2, config=CFG,
+                               seed=seed)
+        bad = byz.step(Tick(1)).send[0].message
+        assert bad != nv and _auth(0).verify(bad)
+
+
+def test_forge_never_produces_a_valid_signature_for_another_replica():
+    prep = _auth(1).sign(Prepare(0, 1, b"d" * 32, 1))
+    byz = _wrap(["forge"], [Output(send=[Send(None, prep)]) for _ in range(20)])
+    forged = []
+    for t in range(20):
+        forged += [s.message for s in byz.step(Tick(t)).send if s.message != prep]
+    assert forged
+    for m in forged:
+        if hasattr(m, "replica") and m.replica != 1:
+            assert not _auth(0).verify(m), m
+
+
+def test_flood_sends_undecodable_bytes_on_ticks_only():
+    byz = _wrap(["flood"], [])
+    sent = [s.message for t in range(40) for s in byz.step(Tick(t)).send]
+    assert any(isinstance(m, bytes) for m in sent)
+    assert byz.step(ClientRequest(_request())).send == []
+
+
+def test_wrapper_delegates_replica_properties():
+    byz, _ = _primary_output(["silent"])
+    assert byz.view == 0 and byz.replica_id == 0
+    assert msgspec.structs.asdict(Prepare(0, 0, b"", 0))  # msgspec available for rewriters
