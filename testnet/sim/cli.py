@@ -52,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replica I can receive but never send (counts as faulty)")
     p.add_argument("--crash", action="append", default=[], metavar="I:AT_MS[:RESTART_MS]",
                    help="crash replica I at AT_MS, restart from its records at RESTART_MS")
+    p.add_argument("--torn", action="store_true",
+                   help="crashes hit mid-output: records durable, nothing sent or executed")
     p.add_argument("--heal-ms", type=int, default=None,
                    help="faults stop at this virtual time (default 5000 when faults are set)")
     p.add_argument("--random-faults", action="store_true",
@@ -99,6 +101,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
     opts = SimOptions(
         n=n, requests=args.requests, clients=args.clients, crypto=args.crypto, byzantine=byz,
         collude=args.collude, twins=list(args.twins), faults=faults, crashes=crashes,
+        torn_crashes=args.torn,
         batch_max=args.batch, checkpoint_interval=args.checkpoint_interval,
         watermark_window=4 * args.checkpoint_interval, clock_skew_ms=args.clock_skew,
         liveness_bound_ms=args.liveness_bound_ms, trace_len=args.trace,
@@ -131,7 +134,7 @@ def replay_command(args: argparse.Namespace, seed: int) -> str:
     for b in args.byzantine:
         parts += ["--byzantine", b]
     flags = {"collude": "--collude", "f_plus_one": "--f-plus-one", "partition": "--partition",
-             "random_faults": "--random-faults", "no_wire": "--no-wire"}
+             "random_faults": "--random-faults", "no_wire": "--no-wire", "torn": "--torn"}
     parts += [flag for attr, flag in flags.items() if getattr(args, attr)]
     for attr, flag in (("loss", "--loss"), ("dup", "--dup"), ("reorder", "--reorder")):
         if getattr(args, attr):
