@@ -261,10 +261,11 @@ class SimCluster:
         self.violations: list[Violation] = []
         self.trace: deque[tuple] = deque(maxlen=opts.trace_len)
         self.equiv = EquivocationMonitor()
+        self.faulty_equiv = EquivocationMonitor()
         self.agreed: dict[int, tuple[bytes, int]] = {}  # seq -> (block hash, first replica)
         self.stable_agreed: dict[int, tuple[bytes, int]] = {}
         self.counts: dict[str, int] = {"delivered": 0, "sent": 0, "undecodable": 0,
-                                       "rejected": 0, "steps": 0}
+                                       "rejected": 0, "steps": 0, "faulty_equivocations": 0}
         self.evidence: dict[str, int] = {}
         self._submitted_keys: set[tuple[bytes, int]] = set()
         self._build_nodes()
@@ -438,8 +439,11 @@ class SimCluster:
 
     def _send(self, node: SimNode, to: int | None, msg: Any) -> None:
         self.counts["sent"] += 1
-        if node.honest and isinstance(msg, _VOTES + (Checkpoint,)) and msg.replica == node.rid:
-            self._check_sent_vote(node, msg)
+        if isinstance(msg, _VOTES + (Checkpoint,)) and msg.replica == node.rid:
+            if node.honest:
+                self._check_sent_vote(node, msg)
+            elif self.faulty_equiv.add(msg) is not None:
+                self.counts["faulty_equivocations"] += 1  # expected: shows the attack ran
         if isinstance(msg, bytes | bytearray) or self.opts.wire:
             try:
                 data = msg if isinstance(msg, bytes | bytearray) else encode(msg)
@@ -670,6 +674,7 @@ class SimCluster:
             "undecodable": self.counts["undecodable"],
             "rejected": self.counts["rejected"],
             "evidence": dict(sorted(self.evidence.items())),
+            "faulty_equivocations": self.counts["faulty_equivocations"],
             "events": events,
             "steps": self.counts["steps"],
             "cpu_s": round(cpu, 4),
