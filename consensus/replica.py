@@ -74,6 +74,7 @@ from .view_change import ViewChangeVotes, backoff_ms, build_new_view, stable_of
 MAX_FETCH_BLOCKS = 64  # blocks per FetchBlocks / BlockSync
 SERVES_PER_INTERVAL = 4  # FetchBlocks answered per peer per status interval
 MAX_FORWARD_REQUESTS = 10_000
+FUTURE_VIEWS = 2  # normal-case messages are buffered for at most this many views ahead
 REFORWARD_MAX = 32  # waiting requests relayed again per status interval
 
 Key = tuple[bytes, int]
@@ -160,6 +161,7 @@ class Replica:
         self._vc_resent: dict[tuple[int, int], int] = {}
         self._buffer: deque[tuple[int, Any, int]] = deque()  # (sender, msg, arrival ms)
         self._arrival_ms: int | None = None  # set while replaying buffered messages
+        self._buffered: Counter[int] = Counter()  # buffered messages per sender
         self._buffer_max = max(1024, 3 * config.n * config.watermark_window)
         self.dropped: Counter[str] = Counter()  # messages dropped without evidence, by reason
         self._out = Output()
@@ -546,17 +548,25 @@ class Replica:
         return True
 
     def _buffer_msg(self, sender: int, msg: Any) -> bool:
-        if len(self._buffer) >= self._buffer_max:
+        """Keep a message we may need soon; bounded overall and per sender, and only for the
+        next few views, so a faulty replica cannot crowd out the others' messages."""
+        if msg.view > self._view + FUTURE_VIEWS:
+            self.dropped["far-future-view"] += 1
+            return False
+        share = self._buffer_max // self.config.n
+        if len(self._buffer) >= self._buffer_max or self._buffered[sender] >= share:
             self.dropped["buffer-full"] += 1
-        else:
-            arrival = self._now if self._arrival_ms is None else self._arrival_ms
-            self._buffer.append((sender, msg, arrival))
+            return False
+        arrival = self._now if self._arrival_ms is None else self._arrival_ms
+        self._buffer.append((sender, msg, arrival))
+        self._buffered[sender] += 1
         return False
 
     def _replay_buffer(self) -> None:
         """Re-examine buffered messages (after a view change or a window move), judging their
         time against when they arrived, not now."""
         items, self._buffer = self._buffer, deque()
+        self._buffered.clear()
         outer = self._arrival_ms
         try:
             for sender, msg, arrival in items:

@@ -200,3 +200,19 @@ def test_status_reports_progress_and_is_sent_every_interval(cluster_cls):
         sent += [s.message for s in out.send if isinstance(s.message, Status)]
     assert len(sent) == 10
     assert all(c.auth(0).verify(m) for m in sent)
+
+
+def test_a_faulty_replica_cannot_crowd_others_out_of_the_future_buffer(cluster_cls):
+    c = cluster_cls(**SMALL)
+    rep = c.replicas[1]
+    a2 = c.auth(2)
+    out = rep.step(Receive(2, a2.sign(Prepare(10**9, 1, b"d" * 32, 2))))
+    assert rep.health()["buffered"] == 0 and out.evidence == []
+    for s in range(5_000):
+        rep.step(Receive(2, a2.sign(Prepare(1, 1 + s % 8, bytes([s % 256]) * 32, 2))))
+    assert rep.health()["buffered"] <= rep._buffer_max // 4
+    r = c.request(0, 1)
+    pp = c.auth(0).sign(PrePrepare(0, 9, 0, (r,), batch_digest(0, (r,)), 0))
+    rep.step(Receive(0, pp))
+    assert rep.health()["dropped"].get("buffer-full", 0) > 0
+    assert any(m is pp for _, m, _ in rep._buffer)
