@@ -59,6 +59,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-faults", action="store_true",
                    help="per seed: random mix of up to f byzantine strategies and faults")
     p.add_argument("--crypto", choices=["fast", "ed25519"], default="fast")
+    p.add_argument("--store", choices=["sim", "memory"], default="sim",
+                   help="memory: storage.MemoryStore (LevelDB's ledger code and recovery)")
     p.add_argument("--planted-bug", choices=PLANTED_BUGS, default=None,
                    help="plant a bug so the checkers have something to catch")
     p.add_argument("--expect", choices=["ok", "violated"], default="ok",
@@ -101,7 +103,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
     opts = SimOptions(
         n=n, requests=args.requests, clients=args.clients, crypto=args.crypto, byzantine=byz,
         collude=args.collude, twins=list(args.twins), faults=faults, crashes=crashes,
-        torn_crashes=args.torn,
+        torn_crashes=args.torn, store=args.store,
         batch_max=args.batch, checkpoint_interval=args.checkpoint_interval,
         watermark_window=4 * args.checkpoint_interval, clock_skew_ms=args.clock_skew,
         liveness_bound_ms=args.liveness_bound_ms, trace_len=args.trace,
@@ -145,6 +147,8 @@ def replay_command(args: argparse.Namespace, seed: int) -> str:
             parts += [flag, str(v)]
     if args.heal_ms is not None:
         parts += ["--heal-ms", str(args.heal_ms)]
+    if args.store != "sim":
+        parts += ["--store", args.store]
     if args.crypto != "fast":
         parts += ["--crypto", args.crypto]
     if args.planted_bug:

@@ -47,6 +47,7 @@ from consensus import (
     ViewState,
     decode,
     encode,
+    request_digest,
     sign_request,
 )
 from consensus.byzantine import ByzantineReplica, Collusion
@@ -81,6 +82,9 @@ class SimOptions:
     # torn: a crash hits in the middle of the replica's next output, after the records are
     # durable but before anything is sent or executed (the worst moment for the ordering rule)
     torn_crashes: bool = False
+    # "sim": the simulator's own record/block store; "memory": storage.MemoryStore (the same
+    # ledger code and recovery as LevelDB), crashed with unsynced writes lost and recovered
+    store: str = "sim"
     submit_window_ms: int = 2_000
     client_retry_ms: int = 3_000
     liveness_bound_ms: int = 120_000
@@ -95,6 +99,8 @@ class SimOptions:
     stop_on_violation: bool = True
 
     def __post_init__(self) -> None:
+        if self.store not in ("sim", "memory"):
+            raise ValueError(f"store must be 'sim' or 'memory', got {self.store!r}")
         if self.crypto not in ("fast", "ed25519"):
             raise ValueError(f"crypto must be 'fast' or 'ed25519', got {self.crypto!r}")
         if self.planted_bug is not None and self.planted_bug not in PLANTED_BUGS:
@@ -195,6 +201,27 @@ def describe(msg: Any) -> str:
     return f"{name}({' '.join(parts)})"
 
 
+def _block_commit(ex: Execute) -> Any:
+    from storage.interface import BlockCommit, TxResult
+
+    results = tuple(
+        TxResult(tx_hash=request_digest(r), client_id=r.client_id, request_seq=r.request_seq,
+                 height=ex.seq, index=i, code=0, result=b"")
+        for i, r in enumerate(ex.requests)
+    )
+    return BlockCommit(execute=ex, results=results, state_writes=())
+
+
+def _serve_from_store(store: Any, from_seq: int, to_seq: int, limit: int = 64) -> tuple:
+    out = []
+    for h in range(max(1, from_seq), min(to_seq, store.height(), from_seq + limit - 1) + 1):
+        cb = store.committed_block(h)
+        if cb is None or not cb.commits:
+            break
+        out.append(cb)
+    return tuple(out)
+
+
 def describe_event(event: Any) -> str:
     if isinstance(event, Receive):
         return f"Receive from {event.sender}: {describe(event.message)}"
@@ -229,6 +256,7 @@ class SimNode:
         self.max_view = 0
         self.view_changes = 0
         self.links: set[int] | None = None  # twins: the replicas this copy talks to
+        self.store: Any = None  # storage.MemoryStore in store="memory" mode
         self.torn_pending = False
 
 
@@ -305,6 +333,11 @@ class SimCluster:
             offset = self.rng.randint(0, o.clock_skew_ms) if o.clock_skew_ms else 0
             node = SimNode(len(self.nodes), rid, honest, byz.get(rid, []), self.auths[rid],
                            self.config.dedup_window, offset)
+            if o.store == "memory":
+                from storage.memory import MemoryStore
+
+                node.store = MemoryStore(dedup_window=self.config.dedup_window,
+                                         name=f"sim-r{rid}/{node.slot}")
             self.nodes.append(node)
             self.by_rid.setdefault(rid, []).append(node)
         for rid in sorted(set(o.twins)):
@@ -352,7 +385,14 @@ class SimCluster:
 
     def start(self, node: SimNode) -> None:
         restored = None
-        if node.incarnation > 0:
+        if node.incarnation > 0 and node.store is not None:
+            node.store.crash(lose_unsynced=True)
+            try:
+                restored = node.store.recover()
+            except Exception as exc:
+                self.violate("storage-recovery", node.rid, f"{type(exc).__name__}: {exc}")
+                return
+        elif node.incarnation > 0:
             restored = recovered_state(node.records, node.blocks)
         node.incarnation += 1
         inner = self.factory(self.config, node.rid, node.auth, restored)
@@ -403,6 +443,10 @@ class SimCluster:
         # 1. persist
         if not (honest and self.opts.planted_bug == "no-persist"):
             node.records.apply(out.persist)
+            if node.store is not None and out.persist and not self._store(
+                node, node.store.persist, out.persist
+            ):
+                return
         if honest:
             for rec in out.persist:
                 self._check_record(node, rec)
@@ -419,6 +463,10 @@ class SimCluster:
         # 3. execute
         for ex in out.execute:
             node.blocks.append(ex)
+            if node.store is not None and not self._store(
+                node, node.store.commit_block, _block_commit(ex)
+            ):
+                return
             self._on_execute(node, ex)
         # 4. reply
         for r in out.reply:
@@ -429,13 +477,27 @@ class SimCluster:
         # 5. fetch: the shell reads its blocks and steps the answer back in
         for sf in out.fetch:
             if node.up:
-                blocks = node.blocks.serve(sf.from_seq, sf.to_seq)
+                if node.store is not None:
+                    blocks = _serve_from_store(node.store, sf.from_seq, sf.to_seq)
+                else:
+                    blocks = node.blocks.serve(sf.from_seq, sf.to_seq)
                 self._step(node, FetchedBlocks(sf.to, blocks))
         if out.next_deadline_ms is not None and node.up:
             t = max(self.now, out.next_deadline_ms - node.offset_ms)
             if node.tick_at is None or t < node.tick_at or node.tick_at < self.now:
                 node.tick_at = t
                 self._push(t, TICK, node.slot, t, None)
+
+    def _store(self, node: SimNode, fn: Callable[[Any], None], arg: Any) -> bool:
+        """A storage call; a StorageError stops the node (and is a violation if honest)."""
+        try:
+            fn(arg)
+            return True
+        except Exception as exc:
+            if node.honest:
+                self.violate("storage-error", node.rid, f"{type(exc).__name__}: {exc}")
+            node.up, node.replica, node.tick_at = False, None, None
+            return False
 
     def _send(self, node: SimNode, to: int | None, msg: Any) -> None:
         self.counts["sent"] += 1
@@ -686,7 +748,7 @@ class SimCluster:
                 "byzantine": {str(k): v for k, v in sorted(o.byzantine.items())},
                 "collude": o.collude, "twins": o.twins, "faults": o.faults.describe(),
                 "crashes": o.crashes, "torn_crashes": o.torn_crashes, "clock_skew_ms": o.clock_skew_ms,
-                "planted_bug": o.planted_bug, "batch_max": o.batch_max}
+                "planted_bug": o.planted_bug, "batch_max": o.batch_max, "store": o.store}
 
     def format_trace(self) -> list[str]:
         lines = []
