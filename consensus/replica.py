@@ -154,6 +154,7 @@ class Replica:
         self._next_status_ms = 0
         self._peer_executed: dict[int, int] = {}
         self._fetch_retry_ms = 0
+        self._fetch_goal = 0  # highest height a peer claims, computed once per step
         self._fetch_rr = 0
         self._last_progress_ms = 0
         self._serves: dict[int, tuple[int, int]] = {}  # peer -> (window start, count)
@@ -280,6 +281,7 @@ class Replica:
             self._to_forward = []
             self._broadcast(fwd)
         self._maybe_propose()
+        self._fetch_goal = self._fetch_target()  # once per step: used twice below
         self._maybe_fetch()
         self._check_invariants()
 
@@ -425,7 +427,7 @@ class Replica:
                 cands.append(self._pending[first][1] + self.config.batch_delay_ms)
             if self.config.heartbeat_ms > 0:
                 cands.append(self._last_proposal_ms + self.config.heartbeat_ms)
-        if self._fetch_target() > self._last_executed:
+        if self._fetch_goal > self._last_executed:
             stalled_at = self._last_progress_ms + self.config.status_interval_ms // 2
             cands.append(max(self._fetch_retry_ms, stalled_at))
         return max(min(cands), self._now + 1)
@@ -1014,7 +1016,7 @@ class Replica:
         return max(self._weak_target(), max(self._peer_executed.values(), default=0))
 
     def _maybe_fetch(self) -> None:
-        target = self._fetch_target()
+        target = self._fetch_goal
         behind = target - self._last_executed
         if behind <= 0 or self._now < self._fetch_retry_ms:
             return
