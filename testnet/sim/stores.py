@@ -2,7 +2,7 @@
 
 Owns `SimRecords` (applies `Output.persist` in order, exactly what a node's store would keep,
 and rebuilds `RecoveredState` after a crash) and `SimBlocks` (executed blocks with their
-commit certificates, used to answer `ServeFetch`). Imports: stdlib, consensus, testnet.checkers.
+commit certificates, used to answer `ServeFetch`). Imports: stdlib, consensus.
 """
 
 from __future__ import annotations
