@@ -180,6 +180,8 @@ async def test_under_load_time_keeps_moving_and_every_tx_commits(tmp_path, port_
         import time
 
         top = max(r["height"] for r in done)
+        with trio.fail_after(30):
+            await nodes[0].wait_height(top)
         store = nodes[0].node.store
         times = [store.block(h).time_ms for h in range(1, top + 1)]
         assert times == sorted(times) and len(set(times)) == len(times)
