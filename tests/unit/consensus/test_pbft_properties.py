@@ -53,7 +53,8 @@ def _equivocating_primary(c):
     return tamper
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     seed=st.integers(0, 2**32 - 1),
     drop=st.sampled_from([0.0, 0.1, 0.3]),

@@ -288,3 +288,21 @@ def test_backup_ignores_normal_case_messages_while_in_view_change(cluster_cls):
     pp = c.auth(0).sign(PrePrepare(0, 1, 1_000, (req,), batch_digest(1_000, (req,)), 0))
     out = r1.step(Receive(0, pp))
     assert out.send == [] and out.evidence == []
+
+
+def test_restart_during_view_change_resends_the_same_view_change(cluster_cls):
+    c = cluster_cls(**FAST)
+    c.crash(0)
+    c.submit(c.request(0, 1), to=2)
+    c.tamper = lambda s, t, m: [] if isinstance(m, NewView) else None
+    assert c.run_until(lambda: c.replicas[2].in_view_change)
+    before = c.replicas[2]._own[("view-change", c.replicas[2].view)]
+    # more happens (a new prepared certificate could change a fresh VIEW-CHANGE), then restart
+    c.crash(2)
+    c.restart(2)
+    rep = c.replicas[2]
+    assert rep.in_view_change and rep.view == before.new_view
+    out = rep.step(Tick(c.now + 1_000))
+    vcs = [s.message for s in out.send if isinstance(s.message, ViewChange)]
+    assert vcs == [before]
+    assert find_equivocations(c.sent + vcs) == []
