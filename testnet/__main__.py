@@ -1,5 +1,6 @@
 """`python -m testnet <command>`: one argparse front end; each command lives in its own module
-exposing `add_arguments(parser)` and `run(args) -> int`."""
+exposing `add_arguments(parser)` and `run(args) -> int` (or `add_<cmd>_arguments`/`run_<cmd>`).
+Only the chosen command's module is imported, so light commands start fast."""
 
 from __future__ import annotations
 
@@ -25,25 +26,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m testnet", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
-        p.set_defaults(_module=module)
-        try:
+        if name == chosen:
             mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith(module.rsplit(".", 1)[0]):
-                p.set_defaults(_missing=str(exc))
-                continue
-            raise
-        add = getattr(mod, f"add_{name.replace('-', '_')}_arguments", None) or mod.add_arguments
-        add(p)
+            add = getattr(mod, f"add_{name.replace('-', '_')}_arguments", None)
+            (add or mod.add_arguments)(p)
+            p.set_defaults(_mod=mod)
     args = parser.parse_args(argv)
-    if getattr(args, "_missing", None):
-        print(f"testnet {args.command}: not available ({args._missing})", file=sys.stderr)
-        return 2
-    mod = importlib.import_module(args._module)
+    mod = args._mod
     run = getattr(mod, f"run_{args.command.replace('-', '_')}", None) or mod.run
     return int(run(args) or 0)
 
