@@ -42,6 +42,7 @@ class NodeConfig:
     data_dir: str = "data"
     tick_ms: int = 10
     byzantine: tuple[str, ...] = ()  # testnet only: consensus.byzantine strategy names
+    link_faults_file: str = ""  # testnet only: network.faults rules file ("" = disabled)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -84,7 +85,7 @@ def _validate(c: NodeConfig) -> None:
     for name in ("node_index", "rpc_port", "tick_ms"):
         _check_type(name, getattr(c, name), int)
     for name in ("chain_id", "p2p_listen", "rpc_host", "log_level", "log_format", "key_file",
-                 "genesis_file", "data_dir"):
+                 "genesis_file", "data_dir", "link_faults_file"):
         _check_type(name, getattr(c, name), str)
     if c.node_index < 0:
         raise ConfigError(f"field 'node_index': must be >= 0, got {c.node_index}")

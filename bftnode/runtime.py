@@ -769,6 +769,10 @@ def build_node(config: NodeConfig, *, app: Any = None, transport: Any = None,
             raise StartupError(f"network.Libp2pTransport is not available: {exc}") from exc
         peers = [PeerSpec(v.index, v.public_key_bytes, v.p2p_multiaddr) for v in genesis.validators]
         transport = Libp2pTransport(config.node_index, key.seed, peers, config.p2p_listen)
+        if config.link_faults_file:
+            from network.faults import FaultyTransport
+
+            transport = FaultyTransport(transport, rules_file=config.path(config.link_faults_file))
     if replica_factory is None:  # resolve before anything is written
         replica_factory = _resolve_replica_class()
     if config.byzantine:

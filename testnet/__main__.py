@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "kill": ("testnet.launcher", "stop one node (--hard: SIGKILL)"),
     "restart": ("testnet.launcher", "restart one node"),
     "logs": ("testnet.launcher", "print one node's log"),
+    "partition": ("testnet.launcher", "cut the links between groups of nodes (--groups 0,1/2,3)"),
+    "heal": ("testnet.launcher", "restore every link cut by partition"),
     "sim": ("testnet.sim.cli", "run the deterministic simulator"),
     "attack": ("testnet.attack", "run an attack scenario on a real testnet"),
     "bench": ("testnet.bench", "benchmark a fresh testnet through the public RPC"),

@@ -269,6 +269,7 @@ class Run:
         self.stop = threading.Event()
         self.down: set[int] = set()  # killed on purpose (not restarted yet)
         self.paused: set[int] = set()
+        self.cut_off: set[int] = set()  # partitioned away (see network/faults.py)
         self.acked: dict[bytes, dict] = {}  # tx hash -> {height, node, t}
         self.rejected: Counter[str] = Counter()
         self.submit_errors: Counter[str] = Counter()
@@ -512,8 +513,18 @@ class Run:
             shutil.rmtree(data, ignore_errors=True)
             self.start_node(i)
             return f"data dir {data} deleted"
-        elif p.action in ("partition", "heal"):
-            return "not supported by the libp2p transport (no partition knob); skipped"
+        elif p.action == "partition":
+            others = [x["index"] for x in self.m["nodes"] if x["index"] != i]
+            with self.lock:
+                self.paused.add(i)  # unreachable: no load, no progress expected from it
+                self.cut_off.add(i)
+            launcher.partition(self.d, [[i], others])
+            return f"node{i} cut off from {others}"
+        elif p.action == "heal":
+            launcher.heal(self.d)
+            with self.lock:
+                self.paused -= self.cut_off
+                self.cut_off.clear()
         return ""
 
     def resume(self, i: int) -> None:
@@ -542,9 +553,10 @@ class Run:
             if t - at > 0.5:
                 note = (note + "; " if note else "") + f"planned at {at:.1f}s"
             self.faults.append(Fault(t, p.action, i, h, note=note))
-            if p.action == "pause" and p.duration_s > 0:
-                back = t + p.duration_s  # a full pause even if this one started late
-                pending.append((back, Perturbation(back, "resume", i), i))
+            if p.action in ("pause", "partition") and p.duration_s > 0:
+                back = t + p.duration_s  # the full duration even if this one started late
+                undo = "resume" if p.action == "pause" else "heal"
+                pending.append((back, Perturbation(back, undo, i), i))
 
     # -- after the schedule
     def wait_progress(self, after_t: float, after_h: int, timeout: float) -> float | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from bftnode.home import DEFAULT_BASE_PORT, HomeError, create_local_chain
 
 MANIFEST = "testnet.json"
 READY_TIMEOUT_S = 60.0
+LINK_FAULTS_FILE = "link-faults.json"  # per node home; see network/faults.py
 STOP_GRACE_S = 10.0
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -280,14 +282,12 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
     d.mkdir(parents=True, exist_ok=True)
     cfgs = create_local_chain(d, n, base_port=base_port, byzantine=byzantine,
                               log_level=log_level, chain_id=chain_id, consensus=consensus)
-    if byzantine is not None:  # a restart may change who misbehaves
-        for i, c in enumerate(cfgs):
-            want = tuple(byzantine.get(i, ()))
-            if c.byzantine != want:
-                import dataclasses
-
-                cfgs[i] = dataclasses.replace(c, byzantine=want)
-                write_config(cfgs[i])
+    for i, c in enumerate(cfgs):
+        # a restart may change who misbehaves; every testnet node accepts link faults
+        want = tuple(byzantine.get(i, ())) if byzantine is not None else c.byzantine
+        if c.byzantine != want or c.link_faults_file != LINK_FAULTS_FILE:
+            cfgs[i] = dataclasses.replace(c, byzantine=want, link_faults_file=LINK_FAULTS_FILE)
+            write_config(cfgs[i])
     genesis = load_genesis(cfgs[0].genesis_path)
     nodes = []
     for c in cfgs:
@@ -511,4 +511,73 @@ def run_logs(args: argparse.Namespace) -> int:
                         time.sleep(0.2)
         except KeyboardInterrupt:
             pass
+    return 0
+
+
+# ---------------------------------------------------------------- link faults
+
+
+def set_link_rules(d: str | os.PathLike, rules: dict[int, Any]) -> None:
+    """Write each node's link rules file (network.faults.LinkRules); nodes apply them live."""
+    from network.faults import LinkRules, write_rules
+
+    m = read_manifest(d)
+    for node in m["nodes"]:
+        r = rules.get(node["index"]) or LinkRules()
+        write_rules(Path(node["home"]) / LINK_FAULTS_FILE, r)
+
+
+def partition(d: str | os.PathLike, groups: list[list[int]]) -> None:
+    """Cut every link between different groups (nodes in no group are isolated from all)."""
+    from network.faults import LinkRules
+
+    m = read_manifest(d)
+    every = [x["index"] for x in m["nodes"]]
+    side = {i: gi for gi, g in enumerate(groups) for i in g}
+    rules = {}
+    for i in every:
+        blocked = frozenset(j for j in every if j != i and (
+            i not in side or j not in side or side[i] != side[j]))
+        rules[i] = LinkRules(blocked=blocked)
+    set_link_rules(d, rules)
+
+
+def heal(d: str | os.PathLike) -> None:
+    set_link_rules(d, {})
+
+
+def _parse_groups(text: str) -> list[list[int]]:
+    try:
+        return [[int(x) for x in g.split(",") if x.strip()] for g in text.split("/")]
+    except ValueError:
+        raise LauncherError(f"bad --groups {text!r}: expected e.g. 0,1/2,3") from None
+
+
+def add_partition_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", default="./testnet-data", help="testnet directory")
+    p.add_argument("--groups", required=True, help="node groups that can still talk, e.g. 0,1/2,3")
+
+
+def run_partition(args: argparse.Namespace) -> int:
+    try:
+        groups = _parse_groups(args.groups)
+        partition(args.dir, groups)
+    except (LauncherError, OSError) as exc:
+        print(f"partition: {exc}", file=sys.stderr)
+        return 2
+    print(f"partitioned {args.dir} into {groups}")
+    return 0
+
+
+def add_heal_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dir", default="./testnet-data", help="testnet directory")
+
+
+def run_heal(args: argparse.Namespace) -> int:
+    try:
+        heal(args.dir)
+    except (LauncherError, OSError) as exc:
+        print(f"heal: {exc}", file=sys.stderr)
+        return 2
+    print(f"healed every link of {args.dir}")
     return 0
