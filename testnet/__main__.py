@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-sim": ("testnet.sim.bench", "simulated consensus throughput (CPU-bound)"),
     "bench-storage": ("testnet.bench_storage", "LevelDB block commit throughput"),
     "bench-net": ("testnet.bench_net", "libp2p vs raw TCP frame throughput and latency"),
+    "bench-locks": ("testnet.bench_locks", "lock acquire/release throughput and latency"),
     "history": ("testnet.history", "check a recorded KV/lock history (JSON lines)"),
 }
 
