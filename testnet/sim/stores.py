@@ -1,8 +1,9 @@
 """In-memory durable state of one simulated replica: its consensus records and its blocks.
 
-Owns `SimRecords` (applies `Output.persist` in order, exactly what a node's store would keep,
-and rebuilds `RecoveredState` after a crash) and `SimBlocks` (executed blocks with their
-commit certificates, used to answer `ServeFetch`). Imports: stdlib, consensus.
+Owns `SimRecords` (applies `Output.persist` in order, exactly what a node's store would keep:
+view, own votes, prepared certificates, stable checkpoint; rebuilds `RecoveredState` after a
+crash) and `SimBlocks` (executed blocks with their commit certificates, used to answer
+`ServeFetch`). Imports: stdlib, consensus.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from consensus import (
     NewView,
     OwnVote,
     Prepare,
+    PreparedProof,
     PrePrepare,
     Prune,
     RecoveredState,
@@ -34,6 +36,7 @@ class SimRecords:
         self._votes: dict[bytes, object] = {}  # signing bytes -> vote (dedup)
         self._ever: set[bytes] = set()  # every vote ever made durable (pruning included)
         self.applied = 0
+        self.prepared: dict[tuple[int, int], PreparedProof] = {}  # (view, seq) -> certificate
 
     def apply(self, records) -> None:
         for rec in records:
@@ -52,8 +55,15 @@ class SimRecords:
                     k: v for k, v in self._votes.items()
                     if not isinstance(v, PrePrepare | Prepare | Commit) or v.seq > rec.upto
                 }
+                self.prepared = {k: p for k, p in self.prepared.items() if k[1] > rec.upto}
+            elif type(rec).__name__ == "PreparedCert":  # by name: older consensus lacks it
+                pp = rec.proof.pre_prepare
+                self.prepared[(pp.view, pp.seq)] = rec.proof
             else:
-                raise TypeError(f"unknown record {type(rec).__name__}")
+                raise TypeError(
+                    f"simulator store does not know record {type(rec).__name__}: "
+                    "teach testnet/sim/stores.py (SimRecords.apply, recovered_state)"
+                )
 
     def has_vote(self, msg) -> bool:
         """Was this exact vote made durable at some point (before a later prune)?"""
@@ -107,6 +117,9 @@ def recovered_state(records: SimRecords, blocks: SimBlocks) -> RecoveredState:
     for cid, seqs in blocks.client_executed.items():
         top = max(seqs)
         executed[cid] = tuple(sorted(s for s in seqs if s > top - blocks.dedup_window))
+    extra = {}
+    if "prepared" in RecoveredState.__dataclass_fields__:  # persisted prepared certificates
+        extra["prepared"] = tuple(records.prepared[k] for k in sorted(records.prepared))
     return RecoveredState(
         view=records.view,
         in_view_change=records.in_view_change,
@@ -116,4 +129,5 @@ def recovered_state(records: SimRecords, blocks: SimBlocks) -> RecoveredState:
         last_block_hash=blocks.last_hash,
         last_time_ms=blocks.last_time_ms,
         client_executed=executed,
+        **extra,
     )
