@@ -49,6 +49,15 @@ class NodeMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
         )
 
+        self.group_events = Histogram(
+            "bftnode_group_events", "Events stepped per group commit (one persist + commit)",
+            registry=r, buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+        )
+        self.blocks_per_commit = Histogram(
+            "bftnode_blocks_per_commit", "Blocks written per synced block commit", registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+        )
+
     def text(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -63,6 +63,8 @@ APP_EVENTS_KEPT = 1000
 MIN_REVISION_WAIT_S = 2.0
 TRACES_KEPT = 10_000
 EVIDENCE_KEPT = 1000
+GROUP_MAX = 256  # events stepped per group commit (one persist, one send round, one commit)
+LOOPBACK_MAX = 10_000  # our own messages waiting for the next group
 
 
 class StartupError(Exception):
@@ -186,6 +188,8 @@ class Node:
         self._app_events: dict[int, tuple] = {}
         self._traces: dict[bytes, str] = {}
         self._evidence: collections.deque[dict] = collections.deque(maxlen=EVIDENCE_KEPT)
+        self._loopback: collections.deque[Receive] = collections.deque()
+        self._out_counters: dict[str, Any] = {}
         self._height_changed = trio.Event()
         self.started = trio.Event()
         self.stopped = trio.Event()
@@ -246,55 +250,91 @@ class Node:
         return now
 
     async def _replica_task(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        await self._step(Tick(self._now()))
+        await self._step_group([Tick(self._now())])
         task_status.started()
         tick_s = self._tick_ms / 1000
         next_tick = trio.current_time() + tick_s
         deadline_ms: int | None = None
         while True:
             now_t = trio.current_time()
+            group: list[Any] = []
             # Time must advance even when the inbox never empties (under load): a replica whose
             # clock lags proposes stale block times that its peers reject.
-            if now_t >= next_tick or (deadline_ms is not None and self._clock_ms() >= deadline_ms):
+            ticked = now_t >= next_tick or (
+                deadline_ms is not None and self._clock_ms() >= deadline_ms)
+            if ticked:
                 next_tick = now_t + tick_s
-                out = await self._step(Tick(self._now()))
-                deadline_ms = out.next_deadline_ms if out is not None else None
-                if deadline_ms is not None and deadline_ms <= self._last_now:
-                    deadline_ms = None  # already due: the next regular tick serves it (no spin)
-                continue
-            wake = next_tick
-            if deadline_ms is not None:
-                wake = min(wake, now_t + max(0, deadline_ms - self._clock_ms()) / 1000)
-            item = None
-            with trio.move_on_at(wake):
-                item = await self._inbox_recv.receive()
-            if item is None:
-                continue
-            if isinstance(item, _Submit):
-                out = await self._step(ClientRequest(item.request), submitted=item)
-            else:
-                out = await self._step(item)
-            if out is not None and out.next_deadline_ms is not None:
+                group.append(Tick(self._now()))
+            elif not self._loopback:
+                wake = next_tick
+                if deadline_ms is not None:
+                    wake = min(wake, now_t + max(0, deadline_ms - self._clock_ms()) / 1000)
+                with trio.move_on_at(wake):
+                    group.append(await self._inbox_recv.receive())
+                if not group:
+                    continue
+            self._drain_into(group)
+            out = await self._step_group(group)
+            if out is not None:
                 deadline_ms = out.next_deadline_ms
-            self.metrics.queue_depth.labels("inbox").set(
-                self._inbox_recv.statistics().current_buffer_used)
+                if ticked and deadline_ms is not None and deadline_ms <= self._last_now:
+                    deadline_ms = None  # already due: the next regular tick serves it (no spin)
+
+    def _drain_into(self, group: list[Any]) -> None:
+        """Group commit (etcd's Ready batching): take every event already waiting, up to
+        GROUP_MAX, so that one synced persist, one send round and one block commit serve them
+        all. Our own messages (loopback) come first: they were produced before the inbox's."""
+        while self._loopback and len(group) < GROUP_MAX:
+            group.append(self._loopback.popleft())
+        while len(group) < GROUP_MAX:
+            try:
+                group.append(self._inbox_recv.receive_nowait())
+            except trio.WouldBlock:
+                break
 
     async def _step(self, event: Event, submitted: _Submit | None = None) -> Output | None:
+        """Step one event and apply its Output (kept for callers outside the replica task)."""
+        return await self._step_group([submitted if submitted is not None else event])
+
+    async def _step_group(self, group: Sequence[Any]) -> Output | None:
+        """Step the replica once per event, MERGE the Outputs and apply the merged Output once:
+        one synced persist of every record -> every send -> every block (one synced commit) ->
+        replies. Persisting a vote later than its step is safe: nothing leaves this node before
+        the merged persist is durable, and a crash before it loses only unsent votes."""
         t0 = time.perf_counter()
-        out = self.replica.step(event)
-        await self._apply(out)
-        if submitted is not None:
-            req = submitted.request
-            rejected = [r for r in out.reply if isinstance(r, Rejected) and r.request == req]
-            dup = any(isinstance(r, Duplicate) and r.client_id == req.client_id
-                      and r.request_seq == req.request_seq for r in out.reply)
-            if rejected:
-                submitted.accepted.fail(TxRejected(rejected[0].reason, request_digest(req)))
+        merged = Output()
+        last: Output | None = None
+        submits: list[tuple[_Submit, list[Any]]] = []
+        for item in group:
+            if isinstance(item, _Submit):
+                out = self.replica.step(ClientRequest(item.request))
+                if out.reply:
+                    submits.append((item, list(out.reply)))
+                else:
+                    submits.append((item, []))
             else:
-                submitted.accepted.resolve({"duplicate": dup})
+                out = self.replica.step(item)
+            merged.extend(out)
+            last = out
+        if last is None:
+            return None
+        merged.next_deadline_ms = last.next_deadline_ms  # the replica's state after the group
+        await self._apply(merged)
+        for sub, replies in submits:
+            req = sub.request
+            rejected = [r for r in replies if isinstance(r, Rejected) and r.request == req]
+            dup = any(isinstance(r, Duplicate) and r.client_id == req.client_id
+                      and r.request_seq == req.request_seq for r in replies)
+            if rejected:
+                sub.accepted.fail(TxRejected(rejected[0].reason, request_digest(req)))
+            else:
+                sub.accepted.resolve({"duplicate": dup})
         self.metrics.step_seconds.observe(time.perf_counter() - t0)
+        self.metrics.group_events.observe(len(group))
         self._update_gauges()
-        return out
+        self.metrics.queue_depth.labels("inbox").set(
+            self._inbox_recv.statistics().current_buffer_used)
+        return merged
 
     async def _apply(self, out: Output) -> None:
         """The ordering rule: persist -> send -> execute -> reply -> evidence -> fetch."""
@@ -307,19 +347,23 @@ class Node:
                 data, kind = bytes(s.message), "raw"
             else:
                 data, kind = encode(s.message), type(s.message).__name__
-            self.metrics.messages_out.labels(kind).inc()
+            self._messages_out(kind).inc()
             try:
                 if s.to is None:
                     await self.transport.broadcast(data)
                 elif s.to == self.index:
-                    await self._inbox_send.send(Receive(self.index, s.message))
+                    # stepped in the next group (never through the bounded inbox: the replica
+                    # task waiting on its own full inbox would deadlock)
+                    if len(self._loopback) >= LOOPBACK_MAX:
+                        raise ValueError("loopback queue full")
+                    self._loopback.append(Receive(self.index, s.message))
                 else:
                     await self.transport.send(s.to, data)
             except (FramingError, ValueError) as exc:  # e.g. oversized: refuse it, keep going
                 self.metrics.rejected.labels("unsendable").inc()
                 self.log.warning("message not sent", peer=s.to, kind=kind, reason=str(exc)[:200])
-        for ex in out.execute:
-            await self._execute(ex)
+        if out.execute:
+            await self._execute_group(out.execute)
         for r in out.reply:
             self._on_reply(r)
         for ev in out.evidence:
@@ -334,12 +378,31 @@ class Node:
             sub = self.replica.step(FetchedBlocks(f.to, tuple(blocks)))
             await self._apply(sub)
 
-    async def _execute(self, ex: Execute) -> None:
-        if ex.seq != self._height + 1:
-            raise InvariantViolation(f"execute of block {ex.seq} after height {self._height}")
+    def _messages_out(self, kind: str) -> Any:
+        """The labelled counter child, cached (prometheus' labels() costs a lock + dict)."""
+        c = self._out_counters.get(kind)
+        if c is None:
+            c = self._out_counters[kind] = self.metrics.messages_out.labels(kind)
+        return c
+
+    async def _execute_group(self, exs: Sequence[Execute]) -> None:
+        """Execute consecutive blocks and commit them in ONE synced batch (when the store has
+        `commit_blocks`), then resolve waiters block by block."""
+        for i, ex in enumerate(exs):
+            if ex.seq != self._height + 1 + i:
+                raise InvariantViolation(
+                    f"execute of block {ex.seq} after height {self._height + i}")
         t0 = time.perf_counter()
-        results, effects = await trio.to_thread.run_sync(self._execute_and_commit, ex)
+        done = await trio.to_thread.run_sync(self._execute_and_commit_group, list(exs))
         self.metrics.commit_seconds.observe(time.perf_counter() - t0)
+        self.metrics.blocks_per_commit.observe(len(exs))
+        for ex, (results, effects) in zip(exs, done, strict=True):
+            self._after_execute(ex, results, effects)
+
+    async def _execute(self, ex: Execute) -> None:
+        await self._execute_group([ex])
+
+    def _after_execute(self, ex: Execute, results: tuple[TxResult, ...], effects: Any) -> None:
         self._height = ex.seq
         self.last_block_hash = ex.block_hash
         self.last_block_time_ms = ex.time_ms
@@ -365,22 +428,50 @@ class Node:
         old, self._height_changed = self._height_changed, trio.Event()
         old.set()
 
-    def _execute_and_commit(self, ex: Execute) -> tuple[tuple[TxResult, ...], Any]:
-        """Runs in a worker thread: the app over the live state, then ONE atomic commit."""
-        effects = self.app.execute_block(self.store.state(), ex.seq, ex.time_ms, ex.requests)
-        if len(effects.results) != len(ex.requests):
-            raise InvariantViolation(
-                f"application returned {len(effects.results)} results for {len(ex.requests)} txs"
+    def _execute_and_commit_group(
+        self, exs: list[Execute]
+    ) -> list[tuple[tuple[TxResult, ...], Any]]:
+        """Runs in a worker thread: the app over the live state (plus the writes of the earlier
+        blocks of this group, through an overlay), then ONE atomic synced commit of them all."""
+        state: Any = self.store.state()
+        overlay = None
+        if len(exs) > 1:
+            from bftnode.app.overlay import Overlay
+
+            overlay = state = Overlay(state)
+        commits: list[BlockCommit] = []
+        done: list[tuple[tuple[TxResult, ...], Any]] = []
+        for ex in exs:
+            effects = self.app.execute_block(state, ex.seq, ex.time_ms, ex.requests)
+            if len(effects.results) != len(ex.requests):
+                raise InvariantViolation(
+                    f"application returned {len(effects.results)} results for "
+                    f"{len(ex.requests)} txs"
+                )
+            results = tuple(
+                TxResult(
+                    tx_hash=request_digest(r), client_id=r.client_id, request_seq=r.request_seq,
+                    height=ex.seq, index=i, code=code, result=res,
+                )
+                for i, (r, (code, res)) in enumerate(
+                    zip(ex.requests, effects.results, strict=True))
             )
-        results = tuple(
-            TxResult(
-                tx_hash=request_digest(r), client_id=r.client_id, request_seq=r.request_seq,
-                height=ex.seq, index=i, code=code, result=res,
-            )
-            for i, (r, (code, res)) in enumerate(zip(ex.requests, effects.results, strict=True))
-        )
-        self.store.commit_block(BlockCommit(ex, results, tuple(effects.writes)))
-        return results, effects
+            writes = tuple(effects.writes)
+            if overlay is not None:
+                for k, v in writes:
+                    if v is None:
+                        overlay.delete(k)
+                    else:
+                        overlay.put(k, v)
+            commits.append(BlockCommit(ex, results, writes))
+            done.append((results, effects))
+        commit_blocks = getattr(self.store, "commit_blocks", None)
+        if commit_blocks is not None:
+            commit_blocks(commits)
+        else:  # a store without group commit: one synced batch per block
+            for c in commits:
+                self.store.commit_block(c)
+        return done
 
     def _answer_from_store(self, client_id: bytes, seq: int, tx_hash: bytes, reason: str) -> None:
         hashes = self._by_client.pop((client_id, seq), set()) | {tx_hash}
