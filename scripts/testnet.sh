@@ -8,6 +8,6 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e '.[test,dev]'
+.venv/bin/python -m pip install -q --upgrade pip >.venv/pip.log 2>&1 || { cat .venv/pip.log; exit 1; }
+.venv/bin/python -m pip install -q -e '.[test,dev]' >>.venv/pip.log 2>&1 || { cat .venv/pip.log; exit 1; }
 exec .venv/bin/python -m testnet up --nodes 4 --dir ./testnet-data "$@"
