@@ -25,6 +25,7 @@ from .events import (
     FetchedBlocks,
     Output,
     OwnVote,
+    PreparedCert,
     Prune,
     Receive,
     Record,

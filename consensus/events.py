@@ -17,6 +17,7 @@ from .messages import (
     Message,
     NewView,
     Prepare,
+    PreparedProof,
     PrePrepare,
     Request,
     ViewChange,
@@ -87,7 +88,16 @@ class Prune(_Rec, tag=104):
     upto: int
 
 
-Record = ViewState | OwnVote | StableCheckpoint | Prune
+class PreparedCert(_Rec, tag=105):
+    """A prepared certificate this replica collected, persisted with (before sending) its
+    COMMIT for the slot: after a restart its VIEW-CHANGE still carries the proof, so a batch
+    that may have committed is never dropped at a view change. Kept by (view, seq) and
+    pruned with the votes."""
+
+    proof: PreparedProof
+
+
+Record = ViewState | OwnVote | StableCheckpoint | Prune | PreparedCert
 
 # ---------------------------------------------------------------- actions (outputs)
 
@@ -190,3 +200,5 @@ class RecoveredState:
     last_time_ms: int = 0
     # request_seqs executed per client within the dedup window (see Config.dedup_window)
     client_executed: dict[bytes, tuple[int, ...]] = field(default_factory=dict)
+    # persisted prepared certificates above the stable checkpoint (any order, any view)
+    prepared: tuple[PreparedProof, ...] = ()

@@ -34,6 +34,7 @@ from .events import (
     FetchedBlocks,
     Output,
     OwnVote,
+    PreparedCert,
     Prune,
     Receive,
     RecoveredState,
@@ -318,7 +319,25 @@ class Replica:
 
     # ------------------------------------------------------------------ restore
 
+    def _restore_prepared(self, r: RecoveredState) -> None:
+        """Re-enter persisted prepared certificates (highest view per seq) so our next
+        VIEW-CHANGE carries them; those of the current view also refill their log slot."""
+        for proof in sorted(r.prepared, key=lambda p: (p.pre_prepare.seq, p.pre_prepare.view)):
+            pp = proof.pre_prepare
+            if pp.seq <= self._stable_seq:
+                continue
+            self._prepared[pp.seq] = proof  # sorted: a higher view overwrites a lower one
+            if pp.view != self._view or self._in_vc or not self._log.in_window(pp.seq):
+                continue
+            slot = self._log.slot(pp.view, pp.seq)
+            if slot.pre_prepare is None:
+                slot.pre_prepare = pp
+            if slot.pre_prepare.digest == pp.digest:
+                for p in proof.prepares:
+                    slot.prepares.add(p.replica, p.digest, p)
+
     def _restore_votes(self, r: RecoveredState) -> None:
+        self._restore_prepared(r)
         for m in r.own_votes:
             self._own[_vote_key(m)] = m
         for m in r.own_votes:
@@ -656,7 +675,10 @@ class Replica:
             slot.prepared = True
             old = self._prepared.get(slot.seq)
             if old is None or old.pre_prepare.view <= slot.view:
-                self._prepared[slot.seq] = slot.proof(self.config)
+                proof = slot.proof(self.config)
+                self._prepared[slot.seq] = proof
+                # durable with (so before) our COMMIT: a restart must not forget it
+                self._out.persist.append(PreparedCert(proof))
             vote = self._sign_vote(Commit(pp.view, pp.seq, pp.digest, self.id))
             if vote is not None:
                 slot.commits.add(self.id, vote.digest, vote)

@@ -15,6 +15,7 @@ Keyspaces (first byte):
   V  view state      V                                     -> ViewState
   O  own votes       O + kind(1) + view(8) + seq(8)        -> OwnVote
   P  stable ckpt     P                                     -> StableCheckpoint
+  Q  prepared cert   Q + view(8) + seq(8)                  -> PreparedCert
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ STATE = b"S"
 VIEW = b"V"
 VOTE = b"O"
 CHECKPOINT = b"P"
+PREPARED = b"Q"
 
-KEYSPACES = (META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, STATE, VIEW, VOTE, CHECKPOINT)
+KEYSPACES = (
+    META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, STATE, VIEW, VOTE, CHECKPOINT, PREPARED,
+)
 
 # meta names
 META_CHAIN_ID = META + b"chain_id"
@@ -126,6 +130,17 @@ def parse_vote(key: bytes) -> tuple[int, int, int]:
     if len(key) != 18 or not key.startswith(VOTE):
         raise ValueError(f"not an own-vote key: {key!r}")
     return key[1], from_u64(key[2:10]), from_u64(key[10:18])
+
+
+def prepared(view: int, seq: int) -> bytes:
+    return PREPARED + u64(view) + u64(seq)
+
+
+def parse_prepared(key: bytes) -> tuple[int, int]:
+    """(view, seq) of a Q-key; raises ValueError if malformed."""
+    if len(key) != 17 or not key.startswith(PREPARED):
+        raise ValueError(f"not a prepared-certificate key: {key!r}")
+    return from_u64(key[1:9]), from_u64(key[9:17])
 
 
 def prefix_end(prefix: bytes) -> bytes | None:

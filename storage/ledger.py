@@ -29,6 +29,7 @@ from consensus import (
     NewView,
     OwnVote,
     Prepare,
+    PreparedCert,
     PrePrepare,
     Prune,
     Record,
@@ -336,6 +337,9 @@ class LedgerStore:
                     self.errors["stale-checkpoint"] += 1
                     continue
                 b.put(keys.CHECKPOINT_KEY, encode(rec))
+            elif isinstance(rec, PreparedCert):
+                pp = rec.proof.pre_prepare
+                b.put(keys.prepared(pp.view, pp.seq), encode(rec))
             elif isinstance(rec, Prune):
                 self._prune(b, rec.upto, view)
             else:
@@ -354,6 +358,9 @@ class LedgerStore:
                 if v < view:
                     b.delete(key)
             elif seq <= upto:
+                b.delete(key)
+        for key in b.keys_with_prefix(keys.PREPARED):
+            if keys.parse_prepared(key)[1] <= upto:
                 b.delete(key)
 
     # -------------------------------------------------------------- blocks
@@ -563,6 +570,15 @@ class LedgerStore:
                     CorruptionError,
                 )
             votes.append(rec.message)
+        prepared = []
+        for k, v in kv.items(keys.PREPARED, keys.prefix_end(keys.PREPARED)):
+            proof = decode(PreparedCert, v, k).proof
+            if keys.prepared(proof.pre_prepare.view, proof.pre_prepare.seq) != k:
+                self._fail(
+                    "corrupt", f"{self.where}: prepared certificate under the wrong key {k!r}",
+                    CorruptionError,
+                )
+            prepared.append(proof)
         raw = kv.get(keys.CHECKPOINT_KEY)
         cp = None if raw is None else decode(StableCheckpoint, raw, keys.CHECKPOINT_KEY)
         clients: dict[bytes, list[int]] = {}
@@ -582,6 +598,7 @@ class LedgerStore:
             last_block_hash=prev,
             last_time_ms=last_time,
             client_executed={c: tuple(s) for c, s in clients.items()},
+            prepared=tuple(prepared),
         )
 
     def _check_block_complete(self, kv: KVReader, hdr: BlockHeader) -> None:

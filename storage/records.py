@@ -14,6 +14,7 @@ import msgspec
 from consensus import (
     CommittedBlock,
     OwnVote,
+    PreparedCert,
     Request,
     StableCheckpoint,
     ViewState,
@@ -66,6 +67,7 @@ _DECODERS: dict[type, msgspec.msgpack.Decoder] = {
         OwnVote,
         StableCheckpoint,
         CommittedBlock,
+        PreparedCert,
     )
 }
 

@@ -59,9 +59,10 @@ class StoreBlocks(SimBlocks):
 class StoreNode(sim_cluster.SimNode):
     def __init__(self, slot, rid, honest, strategies, auth, dedup_window, offset_ms) -> None:
         super().__init__(slot, rid, honest, strategies, auth, dedup_window, offset_ms)
-        self.store = MemoryStore(b"sim", bytes(32), dedup_window=dedup_window, name=f"r{rid}")
-        self.records = StoreRecords(self.store)
-        self.blocks = StoreBlocks(dedup_window, self.store)
+        # not `self.store`: the simulator's own store="memory" mode would write a second time
+        mem = MemoryStore(b"sim", bytes(32), dedup_window=dedup_window, name=f"r{rid}")
+        self.records = StoreRecords(mem)
+        self.blocks = StoreBlocks(dedup_window, mem)
 
 
 def _recover_from_store(records: StoreRecords, blocks: StoreBlocks):

@@ -26,6 +26,7 @@ from consensus import (
     FastVerifier,
     FetchedBlocks,
     OwnVote,
+    PreparedCert,
     Prune,
     Receive,
     RecoveredState,
@@ -186,6 +187,7 @@ class Cluster:
     def recovered(self, i: int) -> RecoveredState:
         """What storage would rebuild from replica i's records and executed blocks."""
         view, in_vc, stable, votes, prune = 0, False, None, [], 0
+        prepared: dict[tuple[int, int], Any] = {}
         for rec in self.records[i]:
             if isinstance(rec, ViewState):
                 view, in_vc = rec.view, rec.in_view_change
@@ -195,6 +197,9 @@ class Cluster:
                 prune = max(prune, rec.upto)
             elif isinstance(rec, OwnVote):
                 votes.append(rec.message)
+            elif isinstance(rec, PreparedCert):
+                pp = rec.proof.pre_prepare
+                prepared[(pp.view, pp.seq)] = rec.proof
         votes = [m for m in votes if getattr(m, "seq", prune + 1) > prune]
         log = self.executed[i]
         last = max(log, default=0)
@@ -211,6 +216,7 @@ class Cluster:
             last_block_hash=log[last].block_hash if last else bytes(32),
             last_time_ms=log[last].time_ms if last else 0,
             client_executed={c: tuple(s) for c, s in clients.items()},
+            prepared=tuple(p for (_, seq), p in sorted(prepared.items()) if seq > prune),
         )
 
     def crash(self, i: int) -> None:
