@@ -122,12 +122,8 @@ def test_start_with_a_port_in_use_refuses_and_writes_nothing(chain, which):
 
 
 def test_start_with_a_locked_database_refuses(chain):
-    plyvel = pytest.importorskip("plyvel")
-    storage = pytest.importorskip("storage")
-    if not hasattr(storage, "open_store"):
-        pytest.skip("storage.open_store has not landed yet")
-    if not hasattr(pytest.importorskip("consensus"), "Replica"):
-        pytest.skip("consensus.Replica has not landed yet (checked before the DB is opened)")
+    import storage
+
     root, _ = chain
     from bftnode.config import load_config
     from bftnode.genesis import load_genesis
@@ -141,7 +137,6 @@ def test_start_with_a_locked_database_refuses(chain):
         store.close()
     assert r.returncode == 2
     assert "lock" in r.stderr.lower() and str(cfg.data_path) in r.stderr
-    del plyvel
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
@@ -149,8 +144,6 @@ def test_start_then_signal_shuts_down_cleanly_and_releases_the_database(chain, s
     import signal
     import time
 
-    if not hasattr(pytest.importorskip("consensus"), "Replica"):
-        pytest.skip("consensus.Replica has not landed yet")
     root, _ = chain
     log = root / "node0.log"
     with open(log, "wb") as fh:
