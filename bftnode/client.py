@@ -382,6 +382,12 @@ def _kv_params(key: str | bytes, **extra: Any) -> dict[str, Any]:
     return params
 
 
+def _tx_status_params(tx: str | bytes | Request) -> dict[str, Any]:
+    if isinstance(tx, Request):
+        return {"tx": base64.b64encode(encode(tx)).decode("ascii")}
+    return {"hash": tx.hex() if isinstance(tx, bytes) else tx}
+
+
 def _read_result(res: dict[str, Any]) -> dict[str, Any]:
     """A linearizable read's tx result (app range) shaped like kv_get."""
     r = res.get("result", {})
@@ -567,6 +573,11 @@ class Client:
     def tx(self, tx_hash: str | bytes, prove: bool = False) -> dict[str, Any]:
         h = tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash
         return self.call("tx", hash=h, prove=prove)
+
+    def tx_status(self, tx: str | bytes | Request, url: str | None = None) -> dict[str, Any]:
+        """{status: COMMITTED|PENDING|EXPIRED|UNKNOWN, committed, height, ...} from one node
+        (`url`, default failover). Pass the signed Request to let any node judge expiry."""
+        return self._call_at(url, "tx_status", _tx_status_params(tx))
 
     def get(self, key: str | bytes, consistency: str = "serializable",
             min_revision: int | None = None, revision: int | None = None) -> dict[str, Any]:
@@ -948,6 +959,11 @@ class AsyncClient:
     async def tx(self, tx_hash: str | bytes, prove: bool = False) -> dict[str, Any]:
         h = tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash
         return await self.call("tx", hash=h, prove=prove)
+
+    async def tx_status(self, tx: str | bytes | Request, url: str | None = None
+                        ) -> dict[str, Any]:
+        """As `Client.tx_status`."""
+        return await self._call_at(url, "tx_status", _tx_status_params(tx))
 
     async def get(self, key: str | bytes, consistency: str = "serializable",
                   min_revision: int | None = None, revision: int | None = None

@@ -17,6 +17,7 @@ import base64
 import binascii
 import math
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -395,12 +396,62 @@ async def m_tx(ctx: CallContext, params: dict[str, Any]) -> Any:
     return tx_json(res, enc)
 
 
+# Txs this node has seen through its own RPC (hash -> valid_until, accepted?), per node object,
+# so `tx_status {hash}` can tell PENDING / EXPIRED from UNKNOWN. Bounded (oldest forgotten).
+SEEN_TXS_KEPT = 100_000
+_seen: weakref.WeakKeyDictionary[Any, dict[bytes, tuple[int, bool]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _seen_txs(node: Any) -> dict[bytes, tuple[int, bool]]:
+    try:
+        return _seen.setdefault(node, {})
+    except TypeError:  # a node object that cannot be weakly referenced: remember nothing
+        return {}
+
+
+def remember_tx(ctx: CallContext, req: Request, tx_hash: bytes, accepted: bool) -> None:
+    seen = _seen_txs(ctx.node)
+    prev = seen.pop(tx_hash, None)
+    seen[tx_hash] = (req.valid_until, accepted or (prev is not None and prev[1]))
+    while len(seen) > SEEN_TXS_KEPT:
+        seen.pop(next(iter(seen)))
+
+
+def tx_state(ctx: CallContext, tx_hash: bytes, valid_until: int | None,
+             committed: bool) -> str:
+    """COMMITTED | EXPIRED (height > valid_until and not in the ledger: consensus never
+    executes a request at a seq past its valid_until, so it can never commit) | PENDING
+    (accepted here, may still commit) | UNKNOWN (this node knows nothing about it)."""
+    if committed:
+        return "COMMITTED"
+    seen = _seen_txs(ctx.node).get(tx_hash)
+    if valid_until is None and seen is not None:
+        valid_until = seen[0]
+    if valid_until and ctx.node.height() > valid_until:
+        return "EXPIRED"
+    if seen is not None and seen[1]:
+        return "PENDING"
+    return "UNKNOWN"
+
+
 @method("tx_status")
 async def m_tx_status(ctx: CallContext, params: dict[str, Any]) -> Any:
-    """By hash, or by (client_id hex, request_seq): {committed: bool, tx?}."""
+    """By hash, by the signed tx itself (`tx`: lets any node judge expiry), or by (client_id
+    hex, request_seq): {status, committed: bool, height, tx?}. `valid_until` (with hash) tells
+    a node that never saw the tx its expiry height."""
     enc = encoding_of(params)
-    if params.get("hash") is not None:
-        res = ctx.node.tx(p_hash(params))
+    tx_hash: bytes | None = None
+    valid_until = p_int(params, "valid_until", None, lo=0)
+    if params.get("tx") is not None:
+        req = p_tx(params)
+        tx_hash = verify_tx(ctx, req)
+        valid_until = req.valid_until
+        res = ctx.node.tx(tx_hash)
+    elif params.get("hash") is not None:
+        tx_hash = p_hash(params)
+        res = ctx.node.tx(tx_hash)
     else:
         cid = p_str(params, "client_id", required=True)
         assert cid is not None
@@ -411,9 +462,17 @@ async def m_tx_status(ctx: CallContext, params: dict[str, Any]) -> Any:
         seq = p_int(params, "request_seq", required=True, lo=0)
         assert seq is not None
         res = ctx.node.tx_by_client(client_id, seq)
+    height = ctx.node.height()
     if res is None:
-        return {"committed": False, "height": ctx.node.height()}
-    return {"committed": True, "height": ctx.node.height(), "tx": committed_tx_json(ctx, res, enc)}
+        status = tx_state(ctx, tx_hash, valid_until, False) if tx_hash else "UNKNOWN"
+        out: dict[str, Any] = {"status": status, "committed": False, "height": height}
+        if tx_hash is not None:
+            out["hash"] = tx_hash.hex()
+        if valid_until:
+            out["valid_until"] = valid_until
+        return out
+    return {"status": "COMMITTED", "committed": True, "height": height,
+            "hash": res.tx_hash.hex(), "tx": committed_tx_json(ctx, res, enc)}
 
 
 @method("evidence")
@@ -458,6 +517,7 @@ async def _submit(ctx: CallContext, params: dict[str, Any]) -> tuple[Request, by
     req = p_tx(params)
     tx_hash = verify_tx(ctx, req)
     res = await ctx.node.submit(req)
+    remember_tx(ctx, req, tx_hash, res.status == "accepted")
     if res.status == "committed" and res.result is not None and res.result.tx_hash != tx_hash:
         # same (client_id, request_seq), different content: never report the other tx's result
         raise RPCError(
@@ -476,10 +536,12 @@ async def m_broadcast_tx_async(ctx: CallContext, params: dict[str, Any]) -> Any:
     tx_hash = verify_tx(ctx, req)
     if ctx.spawn is None:
         res = await ctx.node.submit(req)
+        remember_tx(ctx, req, tx_hash, res.status == "accepted")
         return {"hash": tx_hash.hex(), "status": res.status}
 
     async def submit_in_background() -> None:
         res = await ctx.node.submit(req)
+        remember_tx(ctx, req, tx_hash, res.status == "accepted")
         if res.status == "rejected":
             log.info("rpc.tx_rejected", peer=ctx.peer, tx=tx_hash.hex(), reason=res.reason)
             if ctx.on_error:
