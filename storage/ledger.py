@@ -6,9 +6,10 @@ Because both stores run this same code, MemoryStore's `recover()` is LevelDB's `
 Ordering rules (what makes a crash at any point recoverable):
 * `persist(records)` is ONE synced batch; the caller sends nothing before it returns.
 * `commit_block` is ONE synced batch whose FIRST op raises the meta height and whose LAST op
-  writes the block header. LevelDB applies a batch atomically; if an engine ever applies only a
-  prefix (MemoryStore's torn-batch fault), recovery sees "meta height H but no header H" and
-  raises CorruptionError instead of running on a half-written block.
+  writes the block header; `commit_blocks` (group commit) writes several blocks the same way,
+  headers last. LevelDB applies a batch atomically; if an engine ever applies only a prefix
+  (MemoryStore's torn-batch fault), recovery sees "meta height H but no header H" and raises
+  CorruptionError instead of running on a half-written block.
 
 Threading: the API is synchronous. One writer at a time is assumed (the node's replica task);
 reads may run concurrently from other threads (plyvel reads and snapshots are thread-safe).
@@ -368,106 +369,121 @@ class LedgerStore:
     def commit_block(self, commit: BlockCommit) -> None:
         """Append block height+1 with certificate, state writes, tx index, client window and
         meta height in ONE synced batch. Nothing is written if any check fails."""
-        ex = commit.execute
-        h = self._height
-        if ex.seq != h + 1:
-            self._fail("commit", f"{self.where}: block height {ex.seq} but the next is {h + 1}")
-        if ex.prev_hash != self._last_hash:
-            self._fail(
-                "commit",
-                f"{self.where}: block {ex.seq} prev_hash {ex.prev_hash.hex()[:16]} "
-                f"!= last block hash {self._last_hash.hex()[:16]}",
-            )
-        if chain_digest(ex.prev_hash, ex.seq, ex.digest) != ex.block_hash:
-            self._fail("commit", f"{self.where}: block {ex.seq} hash does not match its chain")
-        if ex.pre_prepare.digest != ex.digest:
-            self._fail("commit", f"{self.where}: block {ex.seq} digest != pre-prepare digest")
-        if len(commit.results) != len(ex.requests):
-            self._fail(
-                "commit",
-                f"{self.where}: block {ex.seq} has {len(ex.requests)} txs "
-                f"but {len(commit.results)} results",
-            )
-        hashes = []
-        cindex = []  # C-keys, built once
-        for i, (req, res) in enumerate(zip(ex.requests, commit.results, strict=True)):
-            th = request_digest(req)
-            if (
-                res.tx_hash != th
-                or res.client_id != req.client_id
-                or res.request_seq != req.request_seq
-                or res.height != ex.seq
-            ):
-                self._fail(
-                    "commit",
-                    f"{self.where}: block {ex.seq} result {i} does not describe tx {i} "
-                    f"(hash/client/seq/height mismatch)",
-                )
-            hashes.append(th)
-            ck = keys.client_index(req.client_id, req.request_seq)
-            cindex.append(ck)
-            done = self._kv.get(ck)
-            if done is not None:
-                self._fail(
-                    "commit",
-                    f"{self.where}: block {ex.seq} tx {i} re-executes request_seq "
-                    f"{req.request_seq} of client {req.client_id.hex()[:16]} (already committed)",
-                )
+        self.commit_blocks((commit,))
 
-        ops: list[Op] = [(keys.META_HEIGHT, keys.u64(ex.seq))]  # first: see module docstring
-        ops.append(
-            (
-                keys.body(ex.seq),
-                encode(
-                    BlockBody(
-                        txs=tuple(ex.requests),
-                        skipped=tuple(ex.skipped),
-                        committed=CommittedBlock(ex.pre_prepare, tuple(ex.commits)),
-                    )
-                ),
-            )
-        )
-        per_client: dict[bytes, list[int]] = {}
-        for th, ck, res in zip(hashes, cindex, commit.results, strict=True):
+    def commit_blocks(self, commits: Sequence[BlockCommit]) -> None:
+        """Append consecutive blocks height+1.. in ONE synced batch (group commit: one fsync for
+        all of them). Each block is checked as by `commit_block`, against the blocks before it
+        in the group; nothing is written if any check fails. Layout: FIRST op raises the meta
+        height to the last block, the header ops come LAST in ascending height, so a torn
+        prefix always lacks the header of the meta height (see the module docstring)."""
+        if not commits:
+            return
+        h, last_hash = self._height, self._last_hash
+        ops: list[Op] = [(keys.META_HEIGHT, keys.u64(h + len(commits)))]  # first
+        headers: list[Op] = []
+        state_ops: list[Op] = []
+        in_group: set[bytes] = set()  # C-keys written by earlier blocks of this group
+        per_client: dict[bytes, list[tuple[int, bytes]]] = {}
+        for commit in commits:
+            ex = commit.execute
+            if ex.seq != h + 1:
+                self._fail(
+                    "commit", f"{self.where}: block height {ex.seq} but the next is {h + 1}"
+                )
+            if ex.prev_hash != last_hash:
+                self._fail(
+                    "commit",
+                    f"{self.where}: block {ex.seq} prev_hash {ex.prev_hash.hex()[:16]} "
+                    f"!= last block hash {last_hash.hex()[:16]}",
+                )
+            if chain_digest(ex.prev_hash, ex.seq, ex.digest) != ex.block_hash:
+                self._fail("commit", f"{self.where}: block {ex.seq} hash does not match its chain")
+            if ex.pre_prepare.digest != ex.digest:
+                self._fail("commit", f"{self.where}: block {ex.seq} digest != pre-prepare digest")
+            if len(commit.results) != len(ex.requests):
+                self._fail(
+                    "commit",
+                    f"{self.where}: block {ex.seq} has {len(ex.requests)} txs "
+                    f"but {len(commit.results)} results",
+                )
             ops.append(
                 (
-                    keys.tx(th),
+                    keys.body(ex.seq),
                     encode(
-                        TxRecord(
-                            res.client_id, res.request_seq, res.height, res.index, res.code,
-                            res.result,
+                        BlockBody(
+                            txs=tuple(ex.requests),
+                            skipped=tuple(ex.skipped),
+                            committed=CommittedBlock(ex.pre_prepare, tuple(ex.commits)),
                         )
                     ),
                 )
             )
-            ops.append((ck, th))
-            per_client.setdefault(res.client_id, []).append(res.request_seq)
-        height_bytes = keys.u64(ex.seq)
-        for cid, seqs in per_client.items():
-            ops.extend(self._window_ops(cid, seqs, height_bytes))
-        for k, v in commit.state_writes:
-            ops.append((keys.state(k), v))
-        ops.append(
-            (
-                keys.header(ex.seq),
-                encode(
-                    BlockHeader(
-                        ex.seq, ex.block_hash, ex.prev_hash, ex.digest, ex.time_ms, ex.view,
-                        commit.state_root,
+            height_bytes = keys.u64(ex.seq)
+            for i, (req, res) in enumerate(zip(ex.requests, commit.results, strict=True)):
+                th = request_digest(req)
+                if (
+                    res.tx_hash != th
+                    or res.client_id != req.client_id
+                    or res.request_seq != req.request_seq
+                    or res.height != ex.seq
+                ):
+                    self._fail(
+                        "commit",
+                        f"{self.where}: block {ex.seq} result {i} does not describe tx {i} "
+                        f"(hash/client/seq/height mismatch)",
                     )
-                ),
+                ck = keys.client_index(req.client_id, req.request_seq)
+                if ck in in_group or self._kv.get(ck) is not None:
+                    self._fail(
+                        "commit",
+                        f"{self.where}: block {ex.seq} tx {i} re-executes request_seq "
+                        f"{req.request_seq} of client {req.client_id.hex()[:16]} "
+                        "(already committed)",
+                    )
+                in_group.add(ck)
+                ops.append(
+                    (
+                        keys.tx(th),
+                        encode(
+                            TxRecord(
+                                res.client_id, res.request_seq, res.height, res.index, res.code,
+                                res.result,
+                            )
+                        ),
+                    )
+                )
+                ops.append((ck, th))
+                per_client.setdefault(res.client_id, []).append((res.request_seq, height_bytes))
+            for k, v in commit.state_writes:  # in block order: a later block's write wins
+                state_ops.append((keys.state(k), v))
+            headers.append(
+                (
+                    keys.header(ex.seq),
+                    encode(
+                        BlockHeader(
+                            ex.seq, ex.block_hash, ex.prev_hash, ex.digest, ex.time_ms, ex.view,
+                            commit.state_root,
+                        )
+                    ),
+                )
             )
-        )  # last: its presence proves the whole batch landed
+            h, last_hash, last_time = ex.seq, ex.block_hash, ex.time_ms
+        for cid, items in per_client.items():
+            ops.extend(self._window_ops(cid, items))
+        ops.extend(state_ops)
+        ops.extend(headers)  # last: the meta height's header proves the whole batch landed
         self._kv.write(ops, sync=True)
-        self._height = ex.seq
-        self._last_hash = ex.block_hash
-        self._last_time = ex.time_ms
+        self._height = h
+        self._last_hash = last_hash
+        self._last_time = last_time
 
-    def _window_ops(self, cid: bytes, seqs: list[int], height: bytes) -> list[Op]:
-        """Client window: keep request_seqs > max - dedup_window; delete older ones."""
+    def _window_ops(self, cid: bytes, items: list[tuple[int, bytes]]) -> list[Op]:
+        """Client window: keep request_seqs > max - dedup_window; delete older ones. `items`
+        are (request_seq, height) of the txs just committed (one or several blocks)."""
         prefix = keys.client_window_prefix(cid)
         newest = next(iter(self._kv.items(prefix, keys.prefix_end(prefix), True)), None)
-        top = max(seqs)
+        top = max(s for s, _ in items)
         if newest is not None:
             top = max(top, keys.parse_client_window(newest[0])[1])
         floor = top - self.dedup_window  # seqs <= floor fall out of the window
@@ -475,7 +491,7 @@ class LedgerStore:
         if floor >= 0:
             for k, _ in self._kv.items(prefix, keys.client_window(cid, floor + 1)):
                 ops.append((k, None))
-        ops.extend((prefix + keys.u64(s), height) for s in seqs if s > floor)
+        ops.extend((prefix + keys.u64(s), hb) for s, hb in items if s > floor)
         return ops
 
     # -------------------------------------------------------------- recovery
