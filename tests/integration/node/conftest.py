@@ -32,25 +32,3 @@ def free_port_base(count: int) -> int:
 @pytest.fixture
 def port_base():
     return free_port_base(16)
-
-
-def real_or_standin_parts():
-    """(replica_factory, store_factory): the real parts when they exist, else stand-ins."""
-    try:
-        from consensus import Replica  # noqa: F401
-
-        replica_factory = None
-    except ImportError:
-        from .standins import ToyReplica
-
-        replica_factory = ToyReplica
-    try:
-        from storage import open_store  # noqa: F401
-
-        store_factory = None
-    except ImportError:
-        from .standins import DictStore
-
-        def store_factory(cfg):
-            return DictStore()
-    return replica_factory, store_factory

@@ -13,8 +13,6 @@ from bftnode.app import ops
 from bftnode.home import create_local_chain
 from network import MemoryNetwork
 
-from .conftest import real_or_standin_parts
-
 pytestmark = []
 
 
@@ -23,16 +21,13 @@ async def _cluster(tmp_path, port_base, nursery, n=4, consensus=None):
                               consensus=consensus or {"heartbeat_ms": 0})
     cfgs = [dataclasses.replace(c, rpc_port=0) for c in cfgs]
     net = MemoryNetwork(n, seed=1)
-    replica_factory, store_factory = real_or_standin_parts()
     nodes = [None] * n
     started = trio.Event()
     count = 0
 
     async def run(i):
         nonlocal count
-        store = store_factory(cfgs[i]) if store_factory else None
-        async with open_node(cfgs[i], transport=net.transport(i), store=store,
-                             replica_factory=replica_factory) as node:
+        async with open_node(cfgs[i], transport=net.transport(i)) as node:
             nodes[i] = node
             count += 1
             if count == n:
