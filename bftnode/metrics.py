@@ -58,6 +58,11 @@ class NodeMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
         )
 
+        self.sig_cache = Gauge(
+            "bftnode_signature_cache", "Verified-signature cache: hits, misses, size",
+            ["what"], registry=r,
+        )
+
     def text(self) -> bytes:
         return generate_latest(self.registry)
 
