@@ -40,6 +40,19 @@ class CheckpointVotes:
             return None
         return best[0], tuple(votes.matching(best[0])[: self.config.quorum])
 
+    def votes(self, seq: int) -> list[Checkpoint]:
+        """The checkpoints kept for `seq` (first per replica), by replica id."""
+        votes = self._votes.get(seq)
+        if votes is None:
+            return []
+        return [votes.get(r) for r in sorted(votes.voters())]
+
+    def kept(self, cp: Checkpoint) -> Checkpoint | None:
+        """The vote kept for cp's replica and seq if it has the same digest (cp repeats it)."""
+        votes = self._votes.get(cp.seq)
+        old = None if votes is None else votes.get(cp.replica)
+        return old if old is not None and old.state_digest == cp.state_digest else None
+
     def highest_weak(self) -> tuple[int, list[int]] | None:
         """The highest seq that f+1 replicas vouch for with one digest, and those replicas."""
         for seq in sorted(self._votes, reverse=True):

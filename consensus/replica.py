@@ -146,6 +146,8 @@ class Replica:
         self._last_proposal_time = self._last_time
         self._last_proposal_ms = 0
         self._checkpoints = CheckpointVotes(config)
+        # our block hash at each checkpoint seq we executed: from a window below the stable
+        # checkpoint up, bounded like the checkpoint votes (judges peers' checkpoints)
         self._own_checkpoints: dict[int, bytes] = {}
         self._vcs = ViewChangeVotes()
         self._new_view: NewView | None = None  # the NEW-VIEW of the current view (sent/accepted)
@@ -763,7 +765,9 @@ class Replica:
                     f"executed block {seq} hash differs from the proven stable checkpoint"
                 )
             if seq % self.config.checkpoint_interval == 0 and seq > self._stable_seq:
-                self._own_checkpoints[seq] = h
+                self._remember_checkpoint_hash(seq, h)
+                for theirs in self._checkpoints.votes(seq):  # arrived before we executed
+                    self._judge_checkpoint(theirs.replica, theirs)
                 cp = self.auth.sign(Checkpoint(seq, h, self.id))
                 self._broadcast(cp)
                 self._checkpoints.add(cp)
@@ -802,13 +806,40 @@ class Replica:
         ):
             self._evidence("invalid-message", sender, "malformed checkpoint", cp)
             return
+        if self._checkpoints.kept(cp) is None:  # a repeat was judged when it first came
+            self._judge_checkpoint(sender, cp)
         if cp.seq <= self._stable_seq:
             return
-        ev = self._checkpoints.add(cp)
+        ev = self._checkpoints.add(cp)  # a bad one still counts: if 2f+1 agree, we are wrong
         if ev:
             self._out.evidence.append(ev)
             return
         self._check_stable(cp.seq)
+
+    def _checkpoint_hash(self, seq: int) -> bytes | None:
+        """Our block hash at checkpoint `seq` if we know it (executed, or proven stable)."""
+        if seq == self._stable_seq and seq > 0:
+            return self._stable_digest
+        return self._own_checkpoints.get(seq)
+
+    def _judge_checkpoint(self, sender: int, cp: Checkpoint) -> None:
+        """A checkpoint whose digest differs from our block hash (or the proven stable digest)
+        at its seq is evidence against its signer."""
+        ours = self._checkpoint_hash(cp.seq)
+        if ours is None or ours == cp.state_digest:
+            return
+        what = "the stable checkpoint" if cp.seq == self._stable_seq else "our block hash"
+        self._evidence(
+            "bad-checkpoint", sender,
+            f"checkpoint {cp.seq} digest {cp.state_digest.hex()[:16]} differs from {what} "
+            f"{ours.hex()[:16]}",
+            cp,
+        )
+
+    def _remember_checkpoint_hash(self, seq: int, h: bytes) -> None:
+        self._own_checkpoints[seq] = h
+        while len(self._own_checkpoints) > self._checkpoints.max_seqs:
+            del self._own_checkpoints[min(self._own_checkpoints)]
 
     def _check_stable(self, seq: int) -> None:
         if seq <= self._stable_seq:
@@ -834,7 +865,8 @@ class Replica:
         self._out.persist.append(Prune(seq))
         self._log.gc(seq)
         self._checkpoints.gc(seq)
-        for s in [s for s in self._own_checkpoints if s < seq]:
+        keep_from = seq - self.config.watermark_window  # judge late checkpoints a window back
+        for s in [s for s in self._own_checkpoints if s < keep_from]:
             del self._own_checkpoints[s]
         for s in [s for s in self._prepared if s <= seq]:
             del self._prepared[s]

@@ -16,11 +16,7 @@ from testnet.attack import load_scenario, run_scenario, shipped_scenarios
 pytestmark = pytest.mark.integration
 
 DEFAULT_SUITE = {"kill-primary", "equivocate-primary"}
-KNOWN_GAPS = {
-    "bad-checkpoint": "consensus/replica.py Replica.on_checkpoint keeps no evidence when a "
-                      "signed checkpoint's state digest differs from the replica's own (or the "
-                      "stable) digest at that seq; the scenario expects evidence",
-}
+KNOWN_GAPS: dict[str, str] = {}  # scenario -> reason, run as xfail until fixed
 
 
 def _params():
