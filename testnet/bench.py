@@ -14,6 +14,15 @@ acknowledged tx is there exactly once (`lost`, `duplicates`) and that the two no
 every block hash (`divergent_blocks`). Prints one JSON object with `--json`; exit code 1 when
 anything was lost, duplicated or divergent.
 
+Resources: when the bench starts the testnet (or `--dir` names a running one) it samples every
+node process from /proc: CPU seconds over the run (`cpu_s`, `cpu_us_per_tx`) and RSS at start,
+end and max (MB); `bytes_per_tx` is the validator-mesh bytes sent by all nodes per committed
+tx (transport counters via `net_info`). Those CPU figures hold even when other work shares the
+machine, unlike tx/s. `--rate R --duration S` offers R tx/s for S seconds.
+`--compare 'ARGS' 'ARGS'` runs two configurations back to back (fresh testnets) and prints both
+with their ratios; `--sweep` runs a bounded grid (nodes 4/7/10, batch_max, tx size, clients) and
+writes a markdown table, JSON and a PNG plot (testnet.bench_plot, matplotlib) to `--sweep-out`.
+
 Imports: stdlib, trio, httpx, httpx_ws, bftnode (keys, app.ops), consensus, testnet.launcher.
 """
 
@@ -23,6 +32,8 @@ import argparse
 import base64
 import json
 import math
+import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -63,6 +74,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retry", type=float, default=5.0, metavar="SECONDS",
                    help="like a PBFT client, resend (the same signed tx, to another node) any "
                         "acknowledged tx not committed after this long; 0 = never")
+    p.add_argument("--duration", type=float, default=0.0, metavar="SECONDS",
+                   help="with --rate: offer the rate for this long (sets --txs = rate * duration)")
+    p.add_argument("--consensus", action="append", default=[], metavar="KEY=VALUE",
+                   help="consensus override in the genesis of a fresh testnet (e.g. batch_max=400)")
+    p.add_argument("--compare", nargs=2, metavar=("ARGS_A", "ARGS_B"),
+                   help="run two configurations back to back, e.g. --compare '--clients 4' "
+                        "'--clients 16 --ws'; each string is parsed like this command's arguments")
+    p.add_argument("--sweep", action="store_true",
+                   help="run the sweep grid (nodes, batch_max, tx size, clients) and write a "
+                        "table and a plot to --sweep-out")
+    p.add_argument("--sweep-out", default="docs/perf", help="directory for the sweep's outputs")
+    p.add_argument("--sweep-txs", type=int, default=1500, help="txs per sweep point")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -77,10 +100,78 @@ def percentile(sorted_ms: list[float], q: float) -> float | None:
     return round(sorted_ms[k], 2)
 
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+RSS_SAMPLE_S = 0.5
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux /proc), None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def proc_rss_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class ProcSampler:
+    """CPU and RSS of the node processes over a run (sampled every RSS_SAMPLE_S)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.pids = pids
+        self.cpu0 = {p: proc_cpu_s(p) for p in pids}
+        self.rss0 = {p: proc_rss_mb(p) for p in pids}
+        self.rss_max = dict(self.rss0)
+        self.t0 = time.monotonic()
+
+    def sample(self) -> None:
+        for p in self.pids:
+            r = proc_rss_mb(p)
+            if r is not None and (self.rss_max.get(p) or 0) < r:
+                self.rss_max[p] = r
+
+    async def run(self) -> None:
+        while True:
+            self.sample()
+            await trio.sleep(RSS_SAMPLE_S)
+
+    def report(self, committed: int) -> list[dict[str, Any]]:
+        self.sample()
+        elapsed = max(time.monotonic() - self.t0, 1e-9)
+        out = []
+        for i, p in enumerate(self.pids):
+            c0, c1 = self.cpu0.get(p), proc_cpu_s(p)
+            cpu = None if c0 is None or c1 is None else round(c1 - c0, 2)
+            out.append({
+                "node": i, "pid": p, "cpu_s": cpu,
+                "cpu_pct": None if cpu is None else round(100 * cpu / elapsed, 1),
+                "cpu_us_per_tx": None if cpu is None or not committed
+                else round(cpu * 1e6 / committed, 1),
+                "rss_start_mb": self.rss0.get(p), "rss_end_mb": proc_rss_mb(p),
+                "rss_max_mb": self.rss_max.get(p),
+            })
+        return out
+
+
 class Bench:
-    def __init__(self, urls: list[str], args: argparse.Namespace) -> None:
+    def __init__(self, urls: list[str], args: argparse.Namespace,
+                 pids: list[int] | None = None) -> None:
         self.urls = urls
         self.args = args
+        self.pids = [p for p in (pids or []) if p]
+        self.sampler: ProcSampler | None = None
+        self.net_bytes0: int | None = None
         self.submitted: dict[bytes, float] = {}  # tx hash -> submit time (monotonic)
         self.acked: set[bytes] = set()
         self.rejected: Counter[str] = Counter()
@@ -242,7 +333,10 @@ class Bench:
     async def retransmit(self, http: httpx.AsyncClient, round_: int) -> None:
         """Resend acknowledged-but-uncommitted txs (same signed bytes: executed at most once)
         to a different node each round, as a PBFT client does on its request timeout."""
-        pending = [h for h in self.acked if h not in self.committed]
+        now = time.monotonic()
+        retry_s = getattr(self.args, "retry", 0.0) or 0.0
+        pending = [h for h in self.acked if h not in self.committed
+                   and now - self.submitted.get(h, now) >= retry_s]
         for i in range(0, len(pending), 50):
             url = self.urls[(round_ + i // 50) % len(self.urls)]
             payload = [{"jsonrpc": "2.0", "id": k, "method": "broadcast_tx_sync",
@@ -261,8 +355,13 @@ class Bench:
             domain, self.start_height = await self.chain(http)
             per_client = self.sign_all(domain)
             t_end = None
+            self.net_bytes0 = await self.mesh_bytes(http)
+            if self.pids:
+                self.sampler = ProcSampler(self.pids)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.observe)
+                if self.sampler is not None:
+                    nursery.start_soon(self.sampler.run)
                 t0 = self.t0 = time.monotonic()
                 async with trio.open_nursery() as submitters:
                     for c, reqs in enumerate(per_client):
@@ -289,8 +388,26 @@ class Bench:
                         default=time.monotonic())
             return await self.report(http, t0, t_submitted, t_end, timed_out)
 
+    async def mesh_bytes(self, http: httpx.AsyncClient) -> int | None:
+        """Validator-mesh bytes sent so far by all nodes (transport counters), None if unknown."""
+        total = 0
+        try:
+            for url in self.urls:
+                info = await rpc(http, url, "net_info")
+                for peer in info.get("peers", []):
+                    total += int((peer.get("stats") or {}).get("bytes_out", 0))
+        except (httpx.HTTPError, RuntimeError, ValueError, TypeError):
+            return None
+        return total
+
     async def report(self, http: httpx.AsyncClient, t0: float, t_sub: float, t_end: float,
                      timed_out: bool) -> dict[str, Any]:
+        committed_n = sum(1 for h in self.acked if h in self.committed)
+        nodes = self.sampler.report(committed_n) if self.sampler is not None else []
+        net1 = await self.mesh_bytes(http)
+        bytes_per_tx = None
+        if net1 is not None and self.net_bytes0 is not None and committed_n:
+            bytes_per_tx = round((net1 - self.net_bytes0) / committed_n, 1)
         # read the ledger back from ANOTHER node than the observer, and compare block hashes
         check_url = self.urls[1 % len(self.urls)]
         top = int((await rpc(http, check_url, "status"))["height"])
@@ -333,8 +450,20 @@ class Bench:
             "p99_ms": percentile(lat, 99), "max_ms": round(lat[-1], 2) if lat else None,
             "elapsed_s": round(elapsed, 3),
             "blocks": top - self.start_height, "height": top,
+            "txs_per_block": round(committed / max(1, top - self.start_height), 1),
+            "bytes_per_tx": bytes_per_tx,
+            "cpu_us_per_tx": _sum_or_none(n["cpu_us_per_tx"] for n in nodes),
+            "rss_max_mb": max((n["rss_max_mb"] or 0 for n in nodes), default=None),
+            "node_resources": nodes,
             "errors": self.errors[:5],
         }
+
+
+def _sum_or_none(values: Any) -> float | None:
+    vals = list(values)
+    if not vals or any(v is None for v in vals):
+        return None
+    return round(sum(vals), 1)
 
 
 async def rpc(http: httpx.AsyncClient, url: str, method: str, **params: Any) -> Any:
@@ -346,42 +475,164 @@ async def rpc(http: httpx.AsyncClient, url: str, method: str, **params: Any) -> 
     return body["result"]
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.txs < 1 or args.clients < 1:
-        print("bench: --txs and --clients must be >= 1", file=sys.stderr)
-        return 2
+def _consensus_overrides(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--consensus expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = int(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def bench_once(args: argparse.Namespace) -> dict[str, Any]:
+    """One bench run (a fresh testnet unless --url); raises LauncherError / ValueError."""
     from testnet import launcher
 
+    if args.duration:
+        if not args.rate:
+            raise ValueError("--duration needs --rate (the offered tx/s)")
+        args.txs = max(1, int(args.rate * args.duration))
     tmp = None
     d: Path | None = None
     urls = list(args.url)
+    pids: list[int] = []
+    started_here = False
     try:
         if not urls:
             d = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bftnode-bench-"))
             tmp = d if not args.dir else None
             if not args.json:
                 print(f"starting {args.nodes} nodes in {d} ...", file=sys.stderr)
-            m = launcher.up(d, args.nodes, base_port=args.base_port, log_level="warning")
+            m = launcher.up(d, args.nodes, base_port=args.base_port, log_level="warning",
+                            consensus=_consensus_overrides(args.consensus) or None)
+            started_here = True
             urls = [n["rpc"] for n in m["nodes"]]
-        result = trio.run(Bench(urls, args).run)
-    except launcher.LauncherError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return 1
+            pids = [int(n.get("pid") or 0) for n in m["nodes"]]
+        elif args.dir:  # an already-running testnet: its manifest names the processes
+            m = json.loads((Path(args.dir) / "testnet.json").read_text())
+            pids = [int(n.get("pid") or 0) for n in m["nodes"]]
+        return trio.run(Bench(urls, args, pids).run)
     finally:
-        if d is not None and not args.keep:
+        if started_here and d is not None and not args.keep:
             try:
                 launcher.down(d)
             except Exception as exc:  # report, still clean up the temporary directory
                 print(f"bench: stopping the testnet failed: {exc}", file=sys.stderr)
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None and not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _ok(result: dict[str, Any]) -> bool:
+    return result["lost"] == 0 and result["duplicates"] == 0 and result["divergent_blocks"] == 0
+
+
+def _sub_args(base: argparse.Namespace, extra: str) -> argparse.Namespace:
+    """`base`'s values overridden by the arguments in `extra` (compare/sweep points)."""
+    p = argparse.ArgumentParser(prog="bench", add_help=False)
+    add_arguments(p)
+    ns = p.parse_args(shlex.split(extra), namespace=argparse.Namespace(**vars(base)))
+    ns.compare, ns.sweep = None, False
+    return ns
+
+
+SUMMARY_KEYS = ("tx_per_s", "p50_ms", "p90_ms", "p99_ms", "lost", "txs_per_block",
+                "cpu_us_per_tx", "bytes_per_tx", "rss_max_mb")
+
+
+def run_compare(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    results = {}
+    for name, extra in zip(("a", "b"), args.compare, strict=True):
+        sub = _sub_args(args, extra)
+        res = bench_once(sub)
+        res["args"] = extra
+        results[name] = res
+        if not args.json:
+            print(f"[{name}] {extra}: " + ", ".join(f"{k}={res.get(k)}" for k in SUMMARY_KEYS),
+                  file=sys.stderr)
+    ratio = {}
+    for k in ("tx_per_s", "p50_ms", "p99_ms", "cpu_us_per_tx", "bytes_per_tx"):
+        va, vb = results["a"].get(k), results["b"].get(k)
+        if isinstance(va, int | float) and isinstance(vb, int | float) and va:
+            ratio[k] = round(vb / va, 3)
+    out = {"a": results["a"], "b": results["b"], "b_over_a": ratio,
+           "tx_per_s": results["b"]["tx_per_s"], "p50_ms": results["b"]["p50_ms"],
+           "p99_ms": results["b"]["p99_ms"],
+           "lost": results["a"]["lost"] + results["b"]["lost"]}
+    rc = 0 if _ok(results["a"]) and _ok(results["b"]) else 1
+    return rc, out
+
+
+# the sweep: one dimension varied at a time around the base point (4 nodes, defaults)
+SWEEP = (
+    ("nodes", "--nodes {}", (4, 7, 10)),
+    ("batch_max", "--consensus batch_max={}", (10, 100, 400)),
+    ("value_bytes", "--value-bytes {}", (64, 1024, 8192)),
+    ("clients", "--clients {}", (1, 4, 16)),
+)
+
+
+def run_sweep(args: argparse.Namespace) -> tuple[int, dict[str, Any]]:
+    from testnet import bench_plot
+
+    out_dir = Path(args.sweep_out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    rc = 0
+    for dim, template, values in SWEEP:
+        for v in values:
+            extra = f"--txs {args.sweep_txs} --timeout 60 " + template.format(v)
+            sub = _sub_args(args, extra)
+            try:
+                res = bench_once(sub)
+            except Exception as exc:  # one failed point is reported, the sweep goes on
+                rows.append({"dimension": dim, "value": v, "error": repr(exc)[:200]})
+                rc = 1
+                continue
+            if not _ok(res):
+                rc = 1
+            row = {"dimension": dim, "value": v, **{k: res.get(k) for k in SUMMARY_KEYS}}
+            rows.append(row)
+            if not args.json:
+                print(f"sweep {dim}={v}: " + ", ".join(f"{k}={row[k]}" for k in SUMMARY_KEYS),
+                      file=sys.stderr)
+    (out_dir / "sweep.json").write_text(json.dumps(rows, indent=1))
+    (out_dir / "sweep.md").write_text(bench_plot.markdown_table(rows))
+    png = bench_plot.plot_sweep(rows, out_dir / "sweep.png")
+    return rc, {"rows": rows, "table": str(out_dir / "sweep.md"), "plot": png,
+                "tx_per_s": max((r.get("tx_per_s") or 0 for r in rows), default=0),
+                "p50_ms": None, "p99_ms": None, "lost": sum(r.get("lost") or 0 for r in rows)}
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.txs < 1 or args.clients < 1:
+        print("bench: --txs and --clients must be >= 1", file=sys.stderr)
+        return 2
+    from testnet import launcher
+
+    try:
+        if args.compare:
+            rc, result = run_compare(args)
+        elif args.sweep:
+            rc, result = run_sweep(args)
+        else:
+            result = bench_once(args)
+            rc = 0 if _ok(result) else 1
+    except launcher.LauncherError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result))
     else:
         for k, v in result.items():
             print(f"{k:>18}: {v}")
-    ok = result["lost"] == 0 and result["duplicates"] == 0 and result["divergent_blocks"] == 0
-    return 0 if ok else 1
+    return rc
 
 
 def run_bench(args: argparse.Namespace) -> int:

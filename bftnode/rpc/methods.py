@@ -744,7 +744,10 @@ async def call_one(ctx: CallContext, obj: Any) -> dict[str, Any] | None:
             if name in WS_ONLY:
                 raise RPCError(METHOD_NOT_FOUND, f"{name!r} is only available over /websocket")
             raise RPCError(METHOD_NOT_FOUND, f"method {name!r} not found; see docs/rpc.md")
-        with trace_context(ctx.trace_id):  # the node binds it into its log lines for the tx
+        if ctx.trace_id is not None:  # the node binds it into its log lines for the tx
+            with trace_context(ctx.trace_id):
+                result = await handler(ctx, params)
+        else:  # untraced: no id generated, no per-tx "tx committed" log line (hot path)
             result = await handler(ctx, params)
         return None if notify else _response(req_id, result)
     except RPCError as err:
