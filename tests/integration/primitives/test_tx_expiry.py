@@ -78,3 +78,33 @@ def test_tx_within_valid_until_commits_and_status_says_so(urls, tmp_path):
             st = c.tx_status(request_digest(req), url=u)
             assert st["status"] == "COMMITTED" and st["tx"]["height"] == res["height"], (u, st)
         assert c.tx_status(os.urandom(32), url=urls[1])["status"] == "UNKNOWN"
+
+
+def test_tx_is_pending_while_no_quorum_then_committed(primitives_testnet, urls, tmp_path):
+    """PENDING is real: with two of four replicas down nothing commits, so an accepted tx
+    waits; once they are back it commits (and is COMMITTED everywhere)."""
+    import base64
+
+    from consensus import encode
+    from testnet import launcher
+
+    d = primitives_testnet["dir"]
+    primary = rpc(urls[0], "status")["primary"]
+    down = [i for i in range(len(urls)) if i != primary][:2]
+    with Client(urls[primary], tmp_path / "c.key") as c:
+        c.chain_info()
+        req = c.sign(ops.put(b"exp/pending", b"x"),
+                     valid_until=rpc(urls[primary], "status")["height"] + 10_000)
+        for i in down:
+            launcher.kill(d, i, hard=True)
+        try:
+            got = rpc(urls[primary], "broadcast_tx_sync",
+                      tx=base64.b64encode(encode(req)).decode())
+            assert got["status"] == "accepted"
+            st = c.tx_status(req, url=urls[primary])
+            assert st["status"] == "PENDING", st
+        finally:
+            for i in down:
+                launcher.restart(d, i)
+        wait_until(lambda: all(c.tx_status(request_digest(req), url=u)["status"] == "COMMITTED"
+                               for u in urls), 60, "the pending tx to commit everywhere")
