@@ -552,7 +552,10 @@ def run(args: argparse.Namespace) -> int:
             if args.history:
                 Path(args.history).write_text("".join(json.dumps(x) + "\n" for x in lines))
         out = summary(w, res, check)
-        out["nodes"] = len(urls)
+        if fresh:
+            out["nodes"] = args.nodes
+        else:
+            out["urls"] = len(urls)
         if check is not None and check["result"] != "ok":
             out["check_detail"] = check
         if args.json:
