@@ -244,6 +244,7 @@ class Replica:
             "pending_requests": len(self._pending),
             "unproposed_requests": len(self._unproposed),
             "in_flight": in_flight,
+            "proposed_in_flight": self._in_flight() if self.is_primary else 0,
             "committed_waiting": sorted(self._committed),
             "request_timer_deadline_ms": self._request_deadline,
             "view_change": {
@@ -443,10 +444,11 @@ class Replica:
         if self._vc_deadline is not None:
             cands.append(self._vc_deadline)
         if self._can_propose():
-            if self._unproposed:
+            # no deadline while the pipeline is full: an execution (a message) frees it
+            if self._unproposed and self._pipeline_room(self._batch_would_be_full()):
                 first = next(iter(self._unproposed))
                 cands.append(self._pending[first][1] + self.config.batch_delay_ms)
-            if self.config.heartbeat_ms > 0:
+            if self.config.heartbeat_ms > 0 and self._in_flight() == 0:
                 cands.append(self._last_proposal_ms + self.config.heartbeat_ms)
         if self._fetch_goal > self._last_executed:
             stalled_at = self._last_progress_ms + self.config.status_interval_ms // 2
@@ -699,6 +701,21 @@ class Replica:
             and self._next_seq <= self._log.high
         )
 
+    def _in_flight(self) -> int:
+        """Batches this primary proposed (or re-proposed) that it has not executed yet."""
+        return max(0, self._next_seq - 1 - self._last_executed)
+
+    def _batch_would_be_full(self) -> bool:
+        return len(self._unproposed) >= self.config.batch_max
+
+    def _pipeline_room(self, full: bool) -> bool:
+        """Pipeline depth: a non-full batch waits while `max_in_flight` batches are in flight
+        (so requests pile up into bigger batches under load). A full batch cannot grow by
+        waiting, so only the high watermark bounds it: a backlog drains at full speed.
+        0 = no cap."""
+        cap = self.config.max_in_flight
+        return full or cap == 0 or self._in_flight() < cap
+
     def _maybe_propose(self) -> None:
         cfg = self.config
         while self._can_propose():
@@ -706,7 +723,10 @@ class Replica:
             if self._unproposed:
                 first = next(iter(self._unproposed))
                 due = self._now - self._pending[first][1] >= cfg.batch_delay_ms
-                if len(self._unproposed) < cfg.batch_max and not due:
+                full = self._batch_would_be_full()
+                if not full and not due:
+                    break
+                if not self._pipeline_room(full):
                     break
                 for key in list(self._unproposed):
                     if len(batch) >= cfg.batch_max:
@@ -719,9 +739,9 @@ class Replica:
                     self._proposed.add(key)
                 if not batch:
                     continue
-            elif not (cfg.heartbeat_ms > 0 and
+            elif not (cfg.heartbeat_ms > 0 and self._in_flight() == 0 and
                       self._now - self._last_proposal_ms >= cfg.heartbeat_ms):
-                break
+                break  # heartbeats only on an idle pipeline
             self._propose(tuple(batch))
 
     def _propose(self, requests: tuple[Request, ...]) -> None:

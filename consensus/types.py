@@ -23,6 +23,9 @@ class Config:
     watermark_window: int = 64
     batch_max: int = 100
     batch_delay_ms: int = 2
+    # pipeline depth: the primary proposes a non-full batch only while fewer than this many of
+    # its batches await local execution (full batches: up to the high watermark; 0 = no cap)
+    max_in_flight: int = 4
     timeout_request_ms: int = 2_000
     timeout_view_change_ms: int = 2_000
     timeout_max_ms: int = 30_000
@@ -42,6 +45,8 @@ class Config:
             raise ValueError("watermark_window must be a multiple of checkpoint_interval")
         if self.batch_max < 1:
             raise ValueError("batch_max must be >= 1")
+        if self.max_in_flight < 0:
+            raise ValueError(f"max_in_flight must be >= 0 (0 = no cap), got {self.max_in_flight}")
 
     @property
     def f(self) -> int:
