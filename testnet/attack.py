@@ -49,6 +49,7 @@ from bftnode.keys import NodeKey
 from consensus import Request, encode, request_digest, sign_request
 from testnet import launcher
 from testnet.checkers import find_divergence
+from testnet.ports import free_port_base
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 ACTIONS = ("kill", "kill-hard", "pause", "resume", "restart", "wipe-restart", "partition",
@@ -729,7 +730,7 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
     own_dir = d is None
     d = Path(tempfile.mkdtemp(prefix=f"attack-{sc.name}-")) if d is None else Path(d).resolve()
     if base_port is None:
-        base_port = _free_port_base(2 * sc.nodes + 2)
+        base_port = free_port_base(2 * sc.nodes + 2)
     started = time.monotonic()
     say(f"starting {sc.nodes} nodes in {d} (byzantine: {sc.byzantine or 'none'})")
     m = launcher.up(d, sc.nodes, base_port=base_port, byzantine=sc.byzantine,
@@ -930,29 +931,6 @@ def final_checks(run: Run, progress_t: float | None, last_t: float) -> list[Chec
             if "not supported" in f.note:
                 checks.append(Check(f"{f.action} node{f.node}", SKIPPED, f.note))
     return checks
-
-
-def _free_port_base(count: int) -> int:
-    import socket
-
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count >= 65000:
-            continue
-        ok = True
-        for p in range(base, base + count):
-            with socket.socket() as t:
-                t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                try:
-                    t.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range on 127.0.0.1")
 
 
 # ---------------------------------------------------------------- output and CLI

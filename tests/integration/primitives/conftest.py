@@ -4,33 +4,15 @@ cluster still produces blocks (agreed time moves) every HEARTBEAT_MS."""
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from testnet.ports import free_port_base
+
 HEARTBEAT_MS = 300
-
-
-def free_port_base(count: int) -> int:
-    """A base port such that [base, base+count) looked free a moment ago (127.0.0.1)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + count >= 65535:
-            continue
-        try:
-            for p in range(base, base + count):
-                with socket.socket() as t:
-                    t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    t.bind(("127.0.0.1", p))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port range")
 
 
 @pytest.fixture(scope="session")
