@@ -65,13 +65,13 @@ async def mesh(n: int, **kw) -> AsyncIterator[tuple[list[Node], list[bytes], lis
         nursery.cancel_scope.cancel()
 
 
-async def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+async def wait_until(pred: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
     with trio.fail_after(timeout):
         while not pred():
             await trio.sleep(0.02)
 
 
-async def receive(transport: Libp2pTransport, count: int, timeout: float = 10.0) -> list:
+async def receive(transport: Libp2pTransport, count: int, timeout: float = 30.0) -> list:
     got = []
     with trio.fail_after(timeout):
         while len(got) < count:
@@ -80,7 +80,7 @@ async def receive(transport: Libp2pTransport, count: int, timeout: float = 10.0)
 
 
 async def receive_until(transport: Libp2pTransport, marker: bytes,
-                        timeout: float = 10.0) -> list[tuple[int, bytes]]:
+                        timeout: float = 30.0) -> list[tuple[int, bytes]]:
     """Everything received up to and including the first frame equal to `marker`."""
     got = []
     with trio.fail_after(timeout):
