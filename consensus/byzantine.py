@@ -546,6 +546,31 @@ class BadCheckpoint(Strategy):
         return out
 
 
+class BadSync(Strategy):
+    """Serves forged blocks to catching-up replicas: every block in its BlockSync answers gets
+    another block time (a self-consistent pre-prepare whose commit certificate no longer
+    matches). The envelope is properly signed, so only the certificate check can catch it."""
+
+    name = "bad-sync"
+
+    def rewrite(self, ctx, event, out):
+        sends = []
+        for s in out.send:
+            m = s.message
+            if isinstance(m, BlockSync) and m.replica == ctx.replica_id and m.blocks:
+                forged = []
+                for b in m.blocks:
+                    pp = b.pre_prepare
+                    t = pp.time_ms + 1 + ctx.rng.randrange(1000)
+                    pp = msgspec.structs.replace(pp, time_ms=t,
+                                                 digest=batch_digest(t, pp.requests))
+                    forged.append(CommittedBlock(pp, b.commits))
+                m = ctx.sign(BlockSync(tuple(forged), m.replica))
+            sends.append(Send(s.to, m))
+        out.send = sends
+        return out
+
+
 class Flood(Strategy):
     """Garbage: undecodable bytes, now and then an oversized frame, and many well-formed junk
     messages (random views/seqs/digests, huge fetch ranges, unsigned client requests)."""
@@ -611,6 +636,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "fake-view-change": FakeViewChange,
     "invalid-new-view": InvalidNewView,
     "bad-checkpoint": BadCheckpoint,
+    "bad-sync": BadSync,
     "flood": Flood,
 }
 """Strategy names accepted by `--byzantine I:NAME` (`crash-after:K` takes a parameter)."""

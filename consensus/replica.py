@@ -67,6 +67,7 @@ from .normal import (
     check_pre_prepare,
     check_request,
     expired,
+    is_stale,
     split_batch,
 )
 from .types import Config
@@ -627,6 +628,9 @@ class Replica:
             self.dropped["pre-prepare-conflicts-own-prepare"] += 1  # e.g. after a restart
             return
         arrival = self._now if self._arrival_ms is None else self._arrival_ms
+        if is_stale(self.config, pp, arrival):
+            self.dropped["pre-prepare-stale"] += 1
+            return
         reason = check_pre_prepare(
             self.config, self.auth, pp, arrival, already_verified=self._is_admitted
         )

@@ -111,6 +111,23 @@ def test_bad_checkpoint_rewrites_the_digest_and_resigns():
     assert sent.message.state_digest != cp.state_digest and _auth(0).verify(sent.message)
 
 
+def test_bad_sync_serves_blocks_whose_certificate_no_longer_verifies():
+    from consensus import BlockSync, Commit, CommittedBlock
+    from consensus.certificates import verify_committed_block
+
+    req = _request()
+    pp = _auth(0).sign(PrePrepare(0, 1, 5, (req,), batch_digest(5, (req,)), 0))
+    commits = tuple(_auth(i).sign(Commit(0, 1, pp.digest, i)) for i in range(3))
+    good = CommittedBlock(pp, commits)
+    assert verify_committed_block(CFG, _auth(0), good) is None
+    bs = _auth(1).sign(BlockSync((good,), 1))
+    out = _wrap(["bad-sync"], [Output(send=[Send(2, bs)])]).step(Tick(1))
+    (sent,) = out.send
+    assert _auth(0).verify(sent.message)  # the envelope itself is validly signed
+    (forged,) = sent.message.blocks
+    assert verify_committed_block(CFG, _auth(0), forged) is not None
+
+
 def test_fake_view_change_fabricates_certificates_colluders_sign_validly():
     group = Collusion({0: _auth(0), 1: _auth(1)}, seed=3)
     out = _wrap(["fake-view-change"], [Output(send=[Send(None, _vc())])],

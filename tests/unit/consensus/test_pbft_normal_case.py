@@ -111,6 +111,19 @@ def test_backup_rejects_pre_prepare_with_bad_digest_or_time(cluster_cls, mutate,
     assert out.evidence and reason in out.evidence[0].reason
 
 
+def test_a_late_pre_prepare_is_dropped_without_blaming_the_primary(cluster_cls):
+    # Frames queued for a restarting or partitioned backup arrive late: not misbehaviour.
+    c = cluster_cls()
+    backup = c.replicas[1]
+    cfg = backup.config
+    backup.step(Tick(cfg.max_clock_skew_ms + cfg.timeout_request_ms + 1_000))
+    r1 = c.request(0, 1)
+    pp = c.auth(0).sign(PrePrepare(0, 1, 0, (r1,), batch_digest(0, (r1,)), 0))
+    out = backup.step(Receive(0, pp))
+    assert out.send == [] and out.evidence == []
+    assert backup.dropped["pre-prepare-stale"] == 1
+
+
 def test_pre_prepare_from_a_backup_or_forged_signature_is_evidence(cluster_cls):
     c = cluster_cls()
     r1 = c.request(0, 1)
