@@ -694,7 +694,16 @@ class Node:
             "txs_committed": int(self.metrics.value("bftnode_txs_committed_total")),
             "rpc": self.rpc_url,
             "p2p": self.config.p2p_listen if self.config else None,
+            "why": self._why(),
         }
+
+    def _why(self) -> str:
+        """The replica's one-line explanation of what it waits for ("" when nothing is stuck)."""
+        h = getattr(self.replica, "health", None)
+        try:
+            return str(h().get("why", "")) if callable(h) else ""
+        except Exception:  # diagnostics only; never let it break status
+            return ""
 
     def health(self) -> dict:
         h = getattr(self.replica, "health", None)

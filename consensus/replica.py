@@ -258,7 +258,33 @@ class Replica:
             "peers_executed": dict(sorted(self._peer_executed.items())),
             "buffered": len(self._buffer),
             "dropped": dict(self.dropped),
+            "why": self._why(in_flight),
         }
+
+    def _why(self, in_flight: dict[int, dict]) -> str:
+        """One line saying what the replica is waiting for (empty when nothing is stuck)."""
+        cfg = self.config
+        if self._in_vc:
+            votes = len(self._vcs.for_view(self._view))
+            return (f"view change to view {self._view}: {votes}/{cfg.quorum} VIEW-CHANGE votes, "
+                    f"waiting for NEW-VIEW from replica {self.primary} "
+                    f"(timeout {backoff_ms(cfg, self._failed_vcs)} ms, "
+                    f"attempt {self._failed_vcs + 1})")
+        ahead = max(self._peer_executed.values(), default=0)
+        if ahead > self._last_executed + 1:
+            return f"catching up: executed {self._last_executed}, peers report {ahead}"
+        for seq, slot in sorted(in_flight.items()):
+            if not slot["pre_prepare"]:
+                return f"seq {seq}: no PRE-PREPARE from primary {self.primary} yet"
+            if slot["missing_prepares"]:
+                return f"seq {seq}: missing {slot['missing_prepares']} PREPARE(s) for a quorum"
+            if slot["missing_commits"]:
+                return f"seq {seq}: missing {slot['missing_commits']} COMMIT(s) for a quorum"
+        if self._pending and not self.is_primary and self._request_deadline is not None:
+            left = max(0, self._request_deadline - self._now)
+            return (f"{len(self._pending)} request(s) waiting for primary {self.primary} to "
+                    f"propose; view change in {left} ms if none commits")
+        return ""
 
     # ------------------------------------------------------------------ step
 

@@ -159,7 +159,7 @@ def node_status(node: dict[str, Any], timeout: float = 1.0) -> dict[str, Any]:
             st = rpc(node["rpc"], "status", timeout=timeout)
             row.update({k: st.get(k) for k in ("height", "view", "primary", "peers",
                                                "in_view_change", "last_block_hash",
-                                               "txs_committed")})
+                                               "txs_committed", "why")})
             row["ok"] = True
         except Exception as exc:  # starting up, or wedged: show it, do not crash the table
             row["ok"] = False
@@ -329,6 +329,8 @@ def _table(rows: list[dict[str, Any]], rates: dict[int, float], title: str) -> A
             state = "[red]down[/red]"
         elif not r.get("ok"):
             state = f"[yellow]{r.get('error', 'no rpc')}[/yellow]"
+        elif r.get("why"):
+            state = f"[yellow]{r['why']}[/yellow]"
         elif r.get("in_view_change"):
             state = "[yellow]view change[/yellow]"
         else:
