@@ -371,6 +371,24 @@ class _Core:
         return {"tx": base64.b64encode(encode(req)).decode("ascii"), "timeout": timeout}
 
 
+def _batch_results(body: Any, payload: list[dict[str, Any]]) -> list[Any]:
+    """Results of a JSON-RPC batch in request order; a failed call becomes its RPCCallError."""
+    if isinstance(body, dict):  # the whole batch was refused
+        _raise_rpc_error(body.get("error"))
+    by_id = {r.get("id"): r for r in body}
+    out: list[Any] = []
+    for p in payload:
+        r = by_id.get(p["id"], {})
+        if "error" in r:
+            try:
+                _raise_rpc_error(r["error"])
+            except RPCCallError as exc:
+                out.append(exc)
+        else:
+            out.append(r.get("result"))
+    return out
+
+
 def _kv_params(key: str | bytes, **extra: Any) -> dict[str, Any]:
     raw = _b(key)
     try:
@@ -472,21 +490,7 @@ class Client:
                 resp = self._http.post(u + "/", json=payload)
             except httpx.HTTPError:
                 continue
-            body = resp.json()
-            if isinstance(body, dict):  # the whole batch was refused
-                _raise_rpc_error(body.get("error"))
-            by_id = {r.get("id"): r for r in body}
-            out: list[Any] = []
-            for p in payload:
-                r = by_id.get(p["id"], {})
-                if "error" in r:
-                    try:
-                        _raise_rpc_error(r["error"])
-                    except RPCCallError as exc:
-                        out.append(exc)
-                else:
-                    out.append(r.get("result"))
-            return out
+            return _batch_results(resp.json(), payload)
         raise NoNodeAvailable("no node answered the batch")
 
     def chain_info(self) -> ChainInfo:
@@ -869,21 +873,7 @@ class AsyncClient:
                 resp = await self._http.post(u + "/", json=payload)
             except httpx.HTTPError:
                 continue
-            body = resp.json()
-            if isinstance(body, dict):
-                _raise_rpc_error(body.get("error"))
-            by_id = {r.get("id"): r for r in body}
-            out: list[Any] = []
-            for p in payload:
-                r = by_id.get(p["id"], {})
-                if "error" in r:
-                    try:
-                        _raise_rpc_error(r["error"])
-                    except RPCCallError as exc:
-                        out.append(exc)
-                else:
-                    out.append(r.get("result"))
-            return out
+            return _batch_results(resp.json(), payload)
         raise NoNodeAvailable("no node answered the batch")
 
     async def chain_info(self) -> ChainInfo:
