@@ -116,6 +116,20 @@ async def test_the_sync_client_works_from_a_thread(url, tmp_path):
     assert put["verified"] == "certificate" and got["value"] == "1"
 
 
+async def test_batch_returns_results_in_order_and_errors_in_place(url, tmp_path):
+    from bftnode.client import RPCCallError
+
+    def work() -> list:
+        with Client(url, tmp_path / "c.key") as c:
+            c.put("b", "2")
+            return c.batch([("status", {}), ("no_such_method", {}), ("kv_get", {"key": "b"})])
+
+    status, missing, got = await trio.to_thread.run_sync(work)
+    assert "height" in status
+    assert isinstance(missing, RPCCallError) and missing.code == -32601
+    assert got["value"] == "2"
+
+
 async def test_certificate_checks_tx_membership_chain_and_signers(url, node, tmp_path):
     async with AsyncClient(url, tmp_path / "c.key") as c:
         res = await c.put("k", "v")
