@@ -106,7 +106,9 @@ async def test_a_peer_that_stops_reading_does_not_slow_the_others():
         stats = nodes[0].transport.peer_stats()
     print(f"baseline {baseline:.3f}s, with stalled peer {stalled:.3f}s")
     assert stalled < 2.0 * baseline + 0.5
-    # Memory towards the stalled peer stays bounded: the oldest frames were dropped.
+    # Memory towards the stalled peer stays bounded.
     assert stats[3]["queue_depth"] <= 500
-    assert stats[3]["drops"].get("queue_full", 0) > 0
+    # Whether frames for the stalled peer are dropped depends on how much the kernel and yamux
+    # buffers absorb (more on an idle machine); the drop-oldest policy itself is pinned by
+    # tests/unit/network. Here: the queue stays bounded and honest peers lose nothing.
     assert stats[1]["drops"] == {} and stats[2]["drops"] == {}
