@@ -50,4 +50,6 @@ def test_scenario_passes_on_a_real_testnet(name, tmp_path):
     assert rep["acked"] >= sc.expect.min_acked
     for f in rep["faults"]:
         if "not supported" not in f["note"] and sc.expect.progress:
-            assert f["next_commit_s"] is not None, f"no commit after fault {f}"
+            # a block proposed after the fault is in the agreed chain; its commit time is only
+            # known if the height monitor was still sampling (it stops with the load)
+            assert f["next_height"] is not None, f"no commit after fault {f}"
