@@ -27,7 +27,7 @@ import trio
 
 from consensus import (
     Authenticator,
-    ClientRequest,
+    ClientRequests,
     DecodeError,
     Duplicate,
     Ed25519Signer,
@@ -346,14 +346,15 @@ class Node:
         t0 = time.perf_counter()
         merged = Output()
         last: Output | None = None
-        submits: list[tuple[_Submit, list[Any]]] = []
+        subs = [item for item in group if isinstance(item, _Submit)]
+        sub_replies: list[Any] = []
         for item in group:
             if isinstance(item, _Submit):
-                out = self.replica.step(ClientRequest(item.request))
-                if out.reply:
-                    submits.append((item, list(out.reply)))
-                else:
-                    submits.append((item, []))
+                if item is not subs[0]:
+                    continue
+                # every submission of the group in ONE step: one signed FORWARD for them all
+                out = self.replica.step(ClientRequests(tuple(s.request for s in subs)))
+                sub_replies = list(out.reply)
             else:
                 out = self.replica.step(item)
             merged.extend(out)
@@ -362,15 +363,15 @@ class Node:
             return None
         merged.next_deadline_ms = last.next_deadline_ms  # the replica's state after the group
         await self._apply(merged)
-        for sub, replies in submits:
+        rejected = {r.request: r.reason for r in sub_replies if isinstance(r, Rejected)}
+        dups = {(r.client_id, r.request_seq) for r in sub_replies if isinstance(r, Duplicate)}
+        for sub in subs:
             req = sub.request
-            rejected = [r for r in replies if isinstance(r, Rejected) and r.request == req]
-            dup = any(isinstance(r, Duplicate) and r.client_id == req.client_id
-                      and r.request_seq == req.request_seq for r in replies)
-            if rejected:
-                sub.accepted.fail(TxRejected(rejected[0].reason, request_digest(req)))
+            reason = rejected.get(req)
+            if reason is not None:
+                sub.accepted.fail(TxRejected(reason, request_digest(req)))
             else:
-                sub.accepted.resolve({"duplicate": dup})
+                sub.accepted.resolve({"duplicate": (req.client_id, req.request_seq) in dups})
         self.metrics.step_seconds.observe(time.perf_counter() - t0)
         self.metrics.group_events.observe(len(group))
         self._update_gauges()

@@ -18,6 +18,7 @@ from .codec import batch_digest, chain_digest, decode, digest, encode, request_d
 from .errors import ConsensusError, DecodeError, InvariantViolation, LocalProtocolError
 from .events import (
     ClientRequest,
+    ClientRequests,
     Duplicate,
     Event,
     Evidence,

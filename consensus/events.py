@@ -56,7 +56,15 @@ class FetchedBlocks:
     blocks: tuple[CommittedBlock, ...]
 
 
-Event = Tick | Receive | ClientRequest | FetchedBlocks
+@dataclass(frozen=True, slots=True)
+class ClientRequests:
+    """Several client transactions in one step (one RPC batch or one group of submissions):
+    the replica relays all of them in ONE signed FORWARD instead of one per request."""
+
+    requests: tuple[Request, ...]
+
+
+Event = Tick | Receive | ClientRequest | ClientRequests | FetchedBlocks
 
 # ---------------------------------------------------------------- persisted records
 

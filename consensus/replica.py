@@ -27,6 +27,7 @@ from .codec import GENESIS_CHAIN_DIGEST, batch_digest, chain_digest, signing_byt
 from .errors import InvariantViolation, LocalProtocolError
 from .events import (
     ClientRequest,
+    ClientRequests,
     Duplicate,
     Event,
     Evidence,
@@ -297,6 +298,9 @@ class Replica:
             self._on_receive(event.sender, event.message)
         elif isinstance(event, ClientRequest):
             self._on_client_request(event.request)
+        elif isinstance(event, ClientRequests):
+            for req in event.requests:
+                self._on_client_request(req)
         elif isinstance(event, FetchedBlocks):
             self._on_fetched_blocks(event)
         else:

@@ -75,7 +75,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="like a PBFT client, resend (the same signed tx, to another node) any "
                         "acknowledged tx not committed after this long; 0 = never")
     p.add_argument("--duration", type=float, default=0.0, metavar="SECONDS",
-                   help="with --rate: offer the rate for this long (sets --txs = rate * duration)")
+                   help="with --rate: offer the rate for this long (sets --txs = rate * duration);"
+                        " with --inflight: keep the clients busy this long")
+    p.add_argument("--inflight", type=int, default=0, metavar="N",
+                   help="closed loop: each client keeps at most N submitted, not yet committed "
+                        "txs (sustained saturation without an unbounded queue); 0 = open loop")
+    p.add_argument("--warmup", type=float, default=5.0, metavar="SECONDS",
+                   help="with --duration: commits in the first SECONDS are left out of "
+                        "steady_tx_per_s")
     p.add_argument("--consensus", action="append", default=[], metavar="KEY=VALUE",
                    help="consensus override in the genesis of a fresh testnet (e.g. batch_max=400)")
     p.add_argument("--compare", nargs=2, metavar=("ARGS_A", "ARGS_B"),
@@ -184,6 +191,9 @@ class Bench:
         self.t0 = 0.0
         self.requests: dict[bytes, Request] = {}
         self.retransmitted = 0
+        self.block_seen = trio.Event()  # set (and replaced) at every committed block observed
+        self.domain = b""
+        self.run_id = time.time_ns()
 
     async def pace(self, sent: int) -> None:
         """Wait until this client may send its `sent`-th tx at the offered rate."""
@@ -256,6 +266,8 @@ class Bench:
                     self.observed_height = blk["height"]
                     for th in blk.get("tx_hashes", []):
                         self.committed.setdefault(bytes.fromhex(th), now)
+                    self.block_seen.set()
+                    self.block_seen = trio.Event()
                     if self.all_done.is_set() and self.acked <= self.committed.keys():
                         return
                 elif msg.get("method") == "subscription_closed":
@@ -268,27 +280,68 @@ class Bench:
     async def http_client(self, http: httpx.AsyncClient, url: str, reqs: list[Request]) -> None:
         b = max(1, self.args.batch)
         for i in range(0, len(reqs), b):
-            chunk = reqs[i:i + b]
             await self.pace(i)
-            payload = []
-            for k, r in enumerate(chunk):
-                payload.append({"jsonrpc": "2.0", "id": k, "method": "broadcast_tx_sync",
-                                "params": {"tx": base64.b64encode(encode(r)).decode()}})
-            now = time.monotonic()
-            hashes = [request_digest(r) for r in chunk]
-            for th in hashes:
-                self.submitted[th] = now
-            try:
-                resp = await http.post(url + "/", json=payload)
-                answers = resp.json()
-            except (httpx.HTTPError, ValueError) as exc:
-                self.errors.append(f"{url}: {type(exc).__name__}: {exc}")
+            await self._post_chunk(http, url, reqs[i:i + b])
+
+    async def _post_chunk(self, http: httpx.AsyncClient, url: str,
+                          chunk: list[Request]) -> list[bytes]:
+        """Submit one JSON-RPC batch array of `broadcast_tx_sync`; returns the tx hashes."""
+        payload = []
+        for k, r in enumerate(chunk):
+            payload.append({"jsonrpc": "2.0", "id": k, "method": "broadcast_tx_sync",
+                            "params": {"tx": base64.b64encode(encode(r)).decode()}})
+        now = time.monotonic()
+        hashes = [request_digest(r) for r in chunk]
+        for th in hashes:
+            self.submitted.setdefault(th, now)
+        try:
+            resp = await http.post(url + "/", json=payload)
+            answers = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            self.errors.append(f"{url}: {type(exc).__name__}: {exc}")
+            return hashes
+        if isinstance(answers, dict):
+            self.rejected[answers.get("error", {}).get("message", "?")[:80]] += len(chunk)
+            return hashes
+        for a in answers:
+            self._ack(hashes[a["id"]], a)
+        return hashes
+
+    async def closed_client(self, http: httpx.AsyncClient, c: int, share: int) -> None:
+        """Closed loop: sign and submit batches while at most `--inflight` of this client's
+        acknowledged txs are uncommitted; until `--duration` passes (or `share` txs are sent).
+        Txs stuck for `--retry` seconds are resent to the next node, as a PBFT client would."""
+        b = max(1, self.args.batch)
+        window = max(b, self.args.inflight)
+        signer = NodeKey.generate().signer()
+        value = b"v" * self.args.value_bytes
+        stop = self.t0 + self.args.duration if self.args.duration else None
+        retry_s = getattr(self.args, "retry", 0.0) or 5.0
+        mine: dict[bytes, Request] = {}  # acknowledged, not yet seen committed
+        j = node = 0
+        while (stop is None and j < share) or (stop is not None and time.monotonic() < stop):
+            mine = {h: r for h, r in mine.items() if h not in self.committed}
+            if len(mine) + b > window:
+                with trio.move_on_after(retry_s) as waited:
+                    await self.block_seen.wait()
+                if waited.cancelled_caught and mine:  # nothing committed for a while: resend
+                    node += 1
+                    stuck = list(mine.values())[:b]
+                    await self._post_chunk(http, self.urls[(c + node) % len(self.urls)], stuck)
+                    self.retransmitted += len(stuck)
                 continue
-            if isinstance(answers, dict):
-                self.rejected[answers.get("error", {}).get("message", "?")[:80]] += len(chunk)
-                continue
-            for a in answers:
-                self._ack(hashes[a["id"]], a)
+            n = b if stop is not None else min(b, share - j)
+            chunk = []
+            for _ in range(n):
+                j += 1
+                op = ops.put(f"bench/{self.run_id}/{c}/{j}".encode(), value)
+                req = sign_request(self.domain, signer, Request(signer.public_key, j, op))
+                self.requests[request_digest(req)] = req
+                chunk.append(req)
+            hashes = await self._post_chunk(http, self.urls[c % len(self.urls)], chunk)
+            for h, r in zip(hashes, chunk, strict=True):
+                if h in self.acked:
+                    mine[h] = r
 
     async def ws_client(self, url: str, reqs: list[Request]) -> None:
         from httpx_ws import HTTPXWSException
@@ -353,7 +406,9 @@ class Bench:
         limits = httpx.Limits(max_connections=self.args.clients * 2 + 8)
         async with httpx.AsyncClient(timeout=60, limits=limits) as http:
             domain, self.start_height = await self.chain(http)
-            per_client = self.sign_all(domain)
+            self.domain = domain
+            closed = self.args.inflight > 0
+            per_client = [] if closed else self.sign_all(domain)
             t_end = None
             self.net_bytes0 = await self.mesh_bytes(http)
             if self.pids:
@@ -364,13 +419,17 @@ class Bench:
                     nursery.start_soon(self.sampler.run)
                 t0 = self.t0 = time.monotonic()
                 async with trio.open_nursery() as submitters:
+                    for c in range(self.args.clients if closed else 0):
+                        share = self.args.txs // self.args.clients
+                        share += int(c < self.args.txs % self.args.clients)
+                        submitters.start_soon(self.closed_client, http, c, share)
                     for c, reqs in enumerate(per_client):
                         url = self.urls[c % len(self.urls)]
                         if self.args.ws:
                             submitters.start_soon(self.ws_client, url, reqs)
                         else:
                             submitters.start_soon(self.http_client, http, url, reqs)
-                t_submitted = time.monotonic()
+                t_submitted = self.t_submitted = time.monotonic()
                 self.all_done.set()
                 retry_s = getattr(self.args, "retry", 0.0) or 0.0
                 last_try, rounds = time.monotonic(), 0
@@ -434,6 +493,12 @@ class Bench:
                      if h in self.committed and h in self.submitted)
         committed = sum(1 for h in self.acked if h in self.committed)
         elapsed = max(t_end - t0, 1e-9)
+        steady = None
+        warm = getattr(self.args, "warmup", 0.0) or 0.0
+        if self.args.duration and t_sub - t0 > warm:
+            win = [self.committed[h] for h in self.acked if h in self.committed]
+            in_win = sum(1 for t in win if t0 + warm <= t <= t_sub)
+            steady = round(in_win / (t_sub - t0 - warm), 1)
         return {
             "nodes": len(self.urls), "txs": self.args.txs, "clients": self.args.clients,
             "mode": "ws" if self.args.ws else f"http-batch-{self.args.batch}",
@@ -445,6 +510,8 @@ class Bench:
             "retransmitted": self.retransmitted,
             "settle_timeout": timed_out,
             "tx_per_s": round(committed / elapsed, 1),
+            "steady_tx_per_s": steady,
+            "inflight_per_client": self.args.inflight or None,
             "submit_tx_per_s": round(len(self.submitted) / max(t_sub - t0, 1e-9), 1),
             "p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90),
             "p99_ms": percentile(lat, 99), "max_ms": round(lat[-1], 2) if lat else None,
@@ -493,9 +560,12 @@ def bench_once(args: argparse.Namespace) -> dict[str, Any]:
     from testnet import launcher
 
     if args.duration:
-        if not args.rate:
-            raise ValueError("--duration needs --rate (the offered tx/s)")
-        args.txs = max(1, int(args.rate * args.duration))
+        if not args.rate and not args.inflight:
+            raise ValueError("--duration needs --rate (the offered tx/s) or --inflight")
+        if args.rate:
+            args.txs = max(1, int(args.rate * args.duration))
+    if args.inflight and (args.ws or args.rate):
+        raise ValueError("--inflight is a closed loop over HTTP batches: not with --ws/--rate")
     tmp = None
     d: Path | None = None
     urls = list(args.url)
