@@ -185,10 +185,15 @@ def wait_ready(m: dict[str, Any], indices: list[int] | None = None,
                 _reap()
                 raise LauncherError(f"node {i} exited during start-up:\n{tail(n['log'], 15)}")
             try:
-                rpc(n["rpc"], "status", timeout=0.5)
-                todo.discard(i)
+                st = rpc(n["rpc"], "status", timeout=0.5)
             except Exception:
-                pass
+                continue
+            if n.get("node_id") and st.get("node_id") not in (None, n["node_id"]):
+                # e.g. another testnet holds the port and our node failed to bind it
+                raise LauncherError(
+                    f"node {i}: {n['rpc']} is answered by another node ({st.get('node_id')}), "
+                    f"not ours:\n{tail(n['log'], 15)}")
+            todo.discard(i)
         if todo and time.monotonic() > deadline:
             i = min(todo)
             raise LauncherError(f"node {i} did not answer on {m['nodes'][i]['rpc']} within "
