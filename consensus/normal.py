@@ -7,6 +7,7 @@ consensus only.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 
 from .auth import Authenticator
@@ -43,6 +44,7 @@ class ClientTable:
     def __init__(self, window: int, restored: dict[bytes, tuple[int, ...]] | None = None) -> None:
         self.window = window
         self._executed: dict[bytes, set[int]] = {}
+        self._heaps: dict[bytes, list[int]] = {}  # the same seqs, smallest first (for pruning)
         self._max: dict[bytes, int] = {}
         for client, seqs in (restored or {}).items():
             for s in seqs:
@@ -60,14 +62,22 @@ class ClientTable:
         return None
 
     def record(self, client: bytes, request_seq: int) -> None:
-        seqs = self._executed.setdefault(client, set())
+        seqs = self._executed.get(client)
+        if seqs is None:
+            seqs = self._executed[client] = set()
+            self._heaps[client] = []
+        if request_seq in seqs:
+            return
         seqs.add(request_seq)
+        heap = self._heaps[client]
+        heapq.heappush(heap, request_seq)
         top = self._max.get(client, request_seq)
         if request_seq >= top:
             self._max[client] = request_seq
+            # amortised O(log n) per record (was a scan of the whole window per record)
             floor = request_seq - self.window
-            if seqs and min(seqs) < floor:
-                seqs.difference_update([s for s in seqs if s < floor])
+            while heap and heap[0] < floor:
+                seqs.discard(heapq.heappop(heap))
 
     def snapshot(self) -> dict[bytes, tuple[int, ...]]:
         return {c: tuple(sorted(s)) for c, s in self._executed.items()}
