@@ -20,6 +20,7 @@ class Overlay:
     def __init__(self, base: StateReader) -> None:
         self._base = base
         self._pending: dict[bytes, bytes | None] = {}
+        self._heads: set[bytes] = set()  # first bytes of pending keys: skip scans cheaply
 
     def get(self, key: bytes) -> bytes | None:
         if key in self._pending:
@@ -28,14 +29,18 @@ class Overlay:
 
     def put(self, key: bytes, value: bytes) -> None:
         self._pending[key] = value
+        self._heads.add(key[:1])
 
     def delete(self, key: bytes) -> None:
         self._pending[key] = None
+        self._heads.add(key[:1])
 
     def merge_into(self, parent: Overlay) -> None:
         """Move this overlay's writes into `parent` (the tx committed)."""
         parent._pending.update(self._pending)
+        parent._heads |= self._heads
         self._pending = {}
+        self._heads = set()
 
     def writes(self) -> tuple[tuple[bytes, bytes | None], ...]:
         return tuple(sorted(self._pending.items()))
@@ -46,7 +51,10 @@ class Overlay:
     def iterate(
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]:
-        pend = sorted(k for k in self._pending if k.startswith(prefix))
+        if prefix and prefix[:1] not in self._heads:
+            pend = []  # e.g. the per-block lease-expiry scan while only KV keys are pending
+        else:
+            pend = sorted(k for k in self._pending if k.startswith(prefix))
         if start is not None:
             if reverse:
                 pend = pend[: bisect.bisect_right(pend, start)]
