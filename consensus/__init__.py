@@ -19,6 +19,7 @@ from .errors import ConsensusError, DecodeError, InvariantViolation, LocalProtoc
 from .events import (
     ClientRequest,
     ClientRequests,
+    Conviction,
     Duplicate,
     Event,
     Evidence,
@@ -38,11 +39,13 @@ from .events import (
     Tick,
     ViewState,
 )
+from .evidence import EvidenceOp, parse_evidence_op, verify_proof
 from .messages import (
     BlockSync,
     Checkpoint,
     Commit,
     CommittedBlock,
+    Conflict,
     FetchBlocks,
     Forward,
     Message,

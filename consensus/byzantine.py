@@ -26,11 +26,13 @@ import msgspec
 from .auth import Authenticator
 from .codec import GENESIS_CHAIN_DIGEST, MAX_MESSAGE_BYTES, batch_digest
 from .events import ClientRequest, Event, Output, Receive, Send, Tick
+from .evidence import encode_proof, evidence_request
 from .messages import (
     BlockSync,
     Checkpoint,
     Commit,
     CommittedBlock,
+    Conflict,
     FetchBlocks,
     Forward,
     NewView,
@@ -621,6 +623,43 @@ class Flood(Strategy):
         return out
 
 
+class FalseEvidence(Strategy):
+    """Files fabricated equivocation proofs against honest replicas: evidence transactions
+    signed with its own validator key (so they are ordered and committed) whose two
+    "conflicting" pre-prepares carry signatures it cannot make. Honest replicas must convict
+    nobody. One per honest replica, then again every `every_ms`."""
+
+    name = "false-evidence"
+
+    def __init__(self, every_ms: int = 5_000) -> None:
+        self.every_ms = every_ms
+        self.next_ms = 0
+        self.seq = 0
+
+    def rewrite(self, ctx, event, out):
+        if not isinstance(event, Tick) or ctx.now_ms < self.next_ms:
+            return out
+        self.next_ms = ctx.now_ms + self.every_ms
+        victims = [j for j in ctx.others() if j not in ctx.colluders()]
+        reqs = []
+        for victim in victims:
+            view = victim  # a view whose primary is the victim
+            fakes = []
+            for g in (1, 2):
+                t = g
+                pp = PrePrepare(view=view, seq=1, time_ms=t, requests=(),
+                                digest=batch_digest(t, ()), replica=victim)
+                fakes.append(msgspec.structs.replace(pp, sig=ctx.rng.bytes(64)))
+            self.seq = max(ctx.now_ms, self.seq + 1)
+            reqs.append(evidence_request(ctx.auth, victim, "equivocation",
+                                         "two pre-prepares for one view and seq",
+                                         encode_proof(*fakes), self.seq))
+        if reqs:
+            fwd = ctx.sign(Forward(requests=tuple(reqs), replica=ctx.replica_id))
+            out.send = list(out.send) + [Send(None, fwd)]
+        return out
+
+
 # ---------------------------------------------------------------- registry and parsing
 
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
@@ -638,10 +677,11 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "bad-checkpoint": BadCheckpoint,
     "bad-sync": BadSync,
     "flood": Flood,
+    "false-evidence": FalseEvidence,
 }
 """Strategy names accepted by `--byzantine I:NAME` (`crash-after:K` takes a parameter)."""
 
-_PARAMETRIZED = {"crash-after": int, "slow": float, "flood": int}
+_PARAMETRIZED = {"crash-after": int, "slow": float, "flood": int, "false-evidence": int}
 
 
 def parse_strategy(spec: str) -> Strategy:
@@ -715,6 +755,11 @@ class ByzantineReplica:
             raise ValueError("ByzantineReplica needs config (inner exposes none)")
         self.ctx = ByzContext(inner, int(rid), cfg, auth,
                               DetRng(f"byz/{seed}/{rid}".encode()), collusion)
+        # the honest core must not convict its own group by accident (strategies decide what
+        # evidence a Byzantine replica files, e.g. false-evidence)
+        never = getattr(inner, "never_accuse", None)
+        if isinstance(never, set):
+            never.update(self.ctx.colluders())
 
     @property
     def replica_id(self) -> int:
@@ -734,6 +779,11 @@ class ByzantineReplica:
         elif isinstance(event, ClientRequest):
             pass
         out = self.inner.step(event)
+        group = set(ctx.colluders())
+        out.send = [  # nor show peers the pre-prepares that would prove its group equivocated
+            s for s in out.send
+            if not (isinstance(s.message, Conflict) and s.message.pre_prepare.replica in group)
+        ]
         for strategy in self.strategies:
             out = strategy.rewrite(ctx, event, out)
         for s in out.send:

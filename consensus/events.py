@@ -105,7 +105,17 @@ class PreparedCert(_Rec, tag=105):
     proof: PreparedProof
 
 
-Record = ViewState | OwnVote | StableCheckpoint | Prune | PreparedCert
+class Conviction(_Rec, tag=106):
+    """Replica `replica` is proven faulty (kind "equivocation") by the evidence transaction
+    executed at block `seq`. A deterministic function of the agreed log: every honest replica
+    that executed block `seq` has the same conviction. Never revoked."""
+
+    replica: int
+    seq: int
+    kind: str
+
+
+Record = ViewState | OwnVote | StableCheckpoint | Prune | PreparedCert | Conviction
 
 # ---------------------------------------------------------------- actions (outputs)
 
@@ -210,3 +220,5 @@ class RecoveredState:
     client_executed: dict[bytes, tuple[int, ...]] = field(default_factory=dict)
     # persisted prepared certificates above the stable checkpoint (any order, any view)
     prepared: tuple[PreparedProof, ...] = ()
+    # convictions found in executed blocks (first per replica), in block order
+    convicted: tuple[Conviction, ...] = ()

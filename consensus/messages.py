@@ -123,6 +123,16 @@ class BlockSync(_Msg, tag=13):
     sig: bytes = b""
 
 
+class Conflict(_Msg, tag=14):
+    """Proof exchange: a backup shows a peer that voted another digest for a slot the
+    PRE-PREPARE it accepted there (signed by the primary of that view). Two such pre-prepares
+    with different digests prove the primary equivocated."""
+
+    pre_prepare: PrePrepare
+    replica: int
+    sig: bytes = b""
+
+
 Message = (
     Request
     | PrePrepare
@@ -135,6 +145,7 @@ Message = (
     | Status
     | FetchBlocks
     | BlockSync
+    | Conflict
 )
 
 SIGNED_REPLICA_MESSAGES = (
@@ -148,4 +159,5 @@ SIGNED_REPLICA_MESSAGES = (
     Status,
     FetchBlocks,
     BlockSync,
+    Conflict,
 )

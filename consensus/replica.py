@@ -28,6 +28,7 @@ from .errors import InvariantViolation, LocalProtocolError
 from .events import (
     ClientRequest,
     ClientRequests,
+    Conviction,
     Duplicate,
     Event,
     Evidence,
@@ -46,12 +47,23 @@ from .events import (
     Tick,
     ViewState,
 )
+from .evidence import (
+    PROOF_KINDS,
+    REPORT_EVERY_BLOCKS,
+    REPORT_KINDS,
+    encode_proof,
+    evidence_request,
+    parse_evidence_op,
+    report_proof,
+    verify_proof,
+)
 from .log import MessageLog, Slot
 from .messages import (
     SIGNED_REPLICA_MESSAGES,
     BlockSync,
     Checkpoint,
     Commit,
+    Conflict,
     FetchBlocks,
     Forward,
     NewView,
@@ -79,6 +91,7 @@ SERVES_PER_INTERVAL = 4  # FetchBlocks answered per peer per status interval
 MAX_FORWARD_REQUESTS = 10_000
 FUTURE_VIEWS = 2  # normal-case messages are buffered for at most this many views ahead
 REFORWARD_MAX = 32  # waiting requests relayed again per status interval
+CONFLICTS_PER_INTERVAL = 16  # CONFLICT messages sent to one peer per status interval
 
 Key = tuple[bytes, int]
 
@@ -170,6 +183,21 @@ class Replica:
         self._buffered: Counter[int] = Counter()  # buffered messages per sender
         self._buffer_max = max(1024, 3 * config.n * config.watermark_window)
         self.dropped: Counter[str] = Counter()  # messages dropped without evidence, by reason
+        # committed evidence: replica -> (block seq, kind) of its conviction; never pardoned
+        self._convicted: dict[int, tuple[int, str]] = {
+            c.replica: (c.seq, c.kind) for c in r.convicted
+        }
+        self._validator_index = {k: i for i, k in enumerate(auth.replica_keys)}
+        self._proof_filed: set[int] = set()  # accused replicas we filed a proof against
+        self._reported: dict[tuple[int, str], int] = {}  # (accused, kind) -> height filed
+        self._evidence_seq = 0  # request_seq of our last evidence transaction
+        # proof exchange: slots (view, seq, peer) we showed our pre-prepare to, and per-peer
+        # budgets (window start, count) so a peer voting junk cannot make us spam it
+        self._revealed: set[tuple[int, int, int]] = set()
+        self._reveal_budget: dict[int, tuple[int, int]] = {}
+        # replicas this replica never files evidence against (itself; a Byzantine wrapper adds
+        # its colluders so its honest core does not convict them by accident)
+        self.never_accuse: set[int] = {replica_id}
         self._out = Output()
         self._restore_votes(r)
         self._check_invariants()
@@ -220,6 +248,11 @@ class Replica:
     def pending_count(self) -> int:
         return len(self._pending)
 
+    @property
+    def convicted(self) -> dict[int, tuple[int, str]]:
+        """Replicas convicted by committed evidence: replica -> (block height, kind)."""
+        return dict(self._convicted)
+
     def health(self) -> dict:
         """Why the replica is (not) making progress, for status pages and stuck tests."""
         cfg = self.config
@@ -259,18 +292,26 @@ class Replica:
             "peers_executed": dict(sorted(self._peer_executed.items())),
             "buffered": len(self._buffer),
             "dropped": dict(self.dropped),
+            "convicted": {r: {"height": s, "kind": k} for r, (s, k) in self._convicted.items()},
+            "skipped_in_rotation": sorted(self._skippable()),
             "why": self._why(in_flight),
         }
 
     def _why(self, in_flight: dict[int, dict]) -> str:
         """One line saying what the replica is waiting for (empty when nothing is stuck)."""
         cfg = self.config
+        if len(self._convicted) > cfg.f:
+            return (f"{len(self._convicted)} replicas convicted (more than f={cfg.f}): validator "
+                    "keys are compromised; the primary rotation no longer skips anyone")
+        skip = ""
+        if self._convicted:
+            skip = f" (rotation skips convicted replica(s) {sorted(self._convicted)})"
         if self._in_vc:
             votes = len(self._vcs.for_view(self._view))
             return (f"view change to view {self._view}: {votes}/{cfg.quorum} VIEW-CHANGE votes, "
                     f"waiting for NEW-VIEW from replica {self.primary} "
                     f"(timeout {backoff_ms(cfg, self._failed_vcs)} ms, "
-                    f"attempt {self._failed_vcs + 1})")
+                    f"attempt {self._failed_vcs + 1}){skip}")
         ahead = max(self._peer_executed.values(), default=0)
         if ahead > self._last_executed + 1:
             return f"catching up: executed {self._last_executed}, peers report {ahead}"
@@ -315,6 +356,9 @@ class Replica:
             fwd = self.auth.sign(Forward(tuple(self._to_forward), self.id))
             self._to_forward = []
             self._broadcast(fwd)
+        if self._primary_skipped(self._view):
+            # the primary of this view is convicted (executed just now, or before a restart)
+            self._start_view_change(self._view + 1)
         self._maybe_propose()
         self._fetch_goal = self._fetch_target()  # once per step: used twice below
         self._maybe_fetch()
@@ -329,7 +373,94 @@ class Replica:
         self._out.send.append(Send(to, msg))
 
     def _evidence(self, kind: str, replica: int, reason: str, *msgs: Any) -> None:
-        self._out.evidence.append(Evidence(kind, replica, reason, tuple(msgs)))
+        self._add_evidence(Evidence(kind, replica, reason, tuple(msgs)))
+
+    def _add_evidence(self, ev: Evidence) -> None:
+        """Surface evidence to the shell, and put it on the ledger: a proof (two conflicting
+        signed messages) once per accused replica, a report rate-limited per kind."""
+        self._out.evidence.append(ev)
+        if ev.replica in self.never_accuse or not 0 <= ev.replica < self.config.n:
+            return
+        if ev.kind in PROOF_KINDS and len(ev.messages) == 2:
+            self._file_proof(ev)
+        elif ev.kind in REPORT_KINDS:
+            self._file_report(ev)
+
+    def _file_proof(self, ev: Evidence) -> None:
+        accused = ev.replica
+        if accused in self._convicted or accused in self._proof_filed:
+            return
+        proof = encode_proof(*ev.messages)
+        if verify_proof(self.auth, accused, proof) is not None:
+            self.dropped["evidence-not-a-proof"] += 1  # e.g. a vote we cannot re-check
+            return
+        if self._submit_evidence(accused, ev.kind, ev.reason, proof):
+            self._proof_filed.add(accused)
+
+    def _file_report(self, ev: Evidence) -> None:
+        key = (ev.replica, ev.kind)
+        last = self._reported.get(key)
+        if last is not None and self._last_executed < last + REPORT_EVERY_BLOCKS:
+            return
+        if self._submit_evidence(ev.replica, ev.kind, ev.reason, report_proof(ev.messages)):
+            self._reported[key] = self._last_executed
+
+    def _submit_evidence(self, accused: int, kind: str, reason: str, proof: bytes) -> bool:
+        """Sign an evidence transaction with our validator key and order it like a client
+        request (our pool, relayed to every replica). False if it cannot be admitted."""
+        self._evidence_seq = max(self._now, self._evidence_seq + 1)
+        req = evidence_request(self.auth, accused, kind, reason, proof, self._evidence_seq)
+        if len(req.op) > self.config.max_request_bytes:
+            self.dropped["evidence-too-large"] += 1
+            return False
+        if self._admit(req) is not None:
+            self.dropped["evidence-not-admitted"] += 1
+            return False
+        self._to_forward.append(req)
+        return True
+
+    # ------------------------------------------------------------------ convictions
+
+    def _skippable(self) -> set[int]:
+        """Convicted replicas the rotation skips: none once more than f are convicted (valid
+        proofs cannot convict more than f replicas unless validator keys leaked)."""
+        if len(self._convicted) > self.config.f:
+            return set()
+        return set(self._convicted)
+
+    def _primary_skipped(self, view: int) -> bool:
+        return bool(self._convicted) and self.config.primary(view) in self._skippable()
+
+    def _skip_convicted(self, view: int) -> int:
+        """The smallest view >= `view` whose primary is not convicted."""
+        skip = self._skippable()
+        while self.config.primary(view) in skip:
+            view += 1
+        return view
+
+    def _convict_from(self, seq: int, run: tuple[Request, ...]) -> None:
+        """Scan a block's executed requests for validator-signed equivocation proofs; each
+        valid one convicts its accused replica at `seq` (deterministic: the agreed log, the
+        validator keys and signature checks only)."""
+        for req in run:
+            if req.client_id not in self._validator_index:
+                continue
+            op = parse_evidence_op(req.op)
+            if op is None or op.kind not in PROOF_KINDS or op.accused in self._convicted:
+                continue
+            if not 0 <= op.accused < self.config.n:
+                continue
+            if verify_proof(self.auth, op.accused, op.proof) is not None:
+                self.dropped["committed-evidence-invalid"] += 1
+                continue
+            self._convicted[op.accused] = (seq, op.kind)
+            self._out.persist.append(Conviction(op.accused, seq, op.kind))
+            if len(self._convicted) == self.config.f + 1:
+                self._evidence(
+                    "keys-compromised", op.accused,
+                    f"{len(self._convicted)} replicas convicted, more than f={self.config.f}: "
+                    "validator keys are compromised; no longer skipping convicted primaries",
+                )
 
     def _sign_vote(self, msg: Any) -> Any | None:
         """Sign a vote exactly once per slot: persist it, and return it (the caller sends).
@@ -347,6 +478,18 @@ class Replica:
         self._own[key] = signed
         self._out.persist.append(OwnVote(signed))
         return signed
+
+    def _within_budget(self, budgets: dict[int, tuple[int, int]], peer: int, limit: int,
+                       dropped: str) -> bool:
+        """Take one of `limit` actions per peer per status interval (window start, count)."""
+        start, count = budgets.get(peer, (self._now, 0))
+        if self._now - start >= self.config.status_interval_ms:
+            start, count = self._now, 0
+        if count >= limit:
+            self.dropped[dropped] += 1
+            return False
+        budgets[peer] = (start, count + 1)
+        return True
 
     def _persist_view(self) -> None:
         self._out.persist.append(ViewState(self._view, self._in_vc))
@@ -584,6 +727,8 @@ class Replica:
             self.on_fetch_blocks(sender, msg)
         elif isinstance(msg, BlockSync):
             self.on_block_sync(sender, msg)
+        elif isinstance(msg, Conflict):
+            self.on_conflict(sender, msg)
 
     def _normal_gate(self, sender: int, msg: PrePrepare | Prepare | Commit) -> bool:
         """View, mode and window checks shared by pre-prepare, prepare and commit."""
@@ -684,6 +829,9 @@ class Replica:
             if vote is not None:
                 slot.prepares.add(self.id, vote.digest, vote)
                 self._broadcast(vote)
+            for votes in (slot.prepares, slot.commits):  # votes that came before the pre-prepare
+                for r in list(votes.voters()):
+                    self._maybe_reveal(slot, r, votes.get(r).digest)
         self._check_slot(slot)
 
     def on_prepare(self, sender: int, p: Prepare) -> None:
@@ -693,16 +841,18 @@ class Replica:
         slot = self._log.slot(p.view, p.seq)
         ev = slot.prepares.add(sender, p.digest, p)
         if ev:
-            self._out.evidence.append(ev)
+            self._add_evidence(ev)
             return
+        self._maybe_reveal(slot, sender, p.digest)
         self._check_slot(slot)
 
     def on_commit(self, sender: int, c: Commit) -> None:
         slot = self._log.slot(c.view, c.seq)
         ev = slot.commits.add(sender, c.digest, c)
         if ev:
-            self._out.evidence.append(ev)
+            self._add_evidence(ev)
             return
+        self._maybe_reveal(slot, sender, c.digest)
         self._check_slot(slot)
 
     def _check_slot(self, slot: Slot) -> None:
@@ -727,6 +877,49 @@ class Replica:
                 commits = tuple(slot.commits.matching(pp.digest)[: self.config.quorum])
                 self._committed[slot.seq] = (pp, commits)
                 self._execute_ready()
+
+    # ------------------------------------------------------------------ proof exchange
+
+    def _maybe_reveal(self, slot: Slot, peer: int, digest: bytes) -> None:
+        """A peer voted another digest than the pre-prepare we accepted for this slot: show
+        it our signed pre-prepare (once per slot and peer, budgeted per peer), so that if the
+        primary equivocated the peer holds two conflicting pre-prepares - a proof."""
+        pp = slot.pre_prepare
+        primary = self.config.primary(slot.view)
+        if pp is None or pp.digest == digest or primary in (self.id, peer) or peer == self.id:
+            return
+        key = (slot.view, slot.seq, peer)
+        if key in self._revealed:
+            return
+        if not self._within_budget(self._reveal_budget, peer, CONFLICTS_PER_INTERVAL,
+                                   "conflict-rate-limited"):
+            return
+        self._revealed.add(key)
+        self._send(peer, self.auth.sign(Conflict(pp, self.id)))
+
+    def on_conflict(self, sender: int, c: Conflict) -> None:
+        """A peer shows us the pre-prepare it accepted for a slot where we accepted another:
+        if the same primary signed both, that is a proof of equivocation."""
+        pp = c.pre_prepare
+        slot = self._log.get(pp.view, pp.seq) if self._log.in_window(pp.seq) else None
+        ours = slot.pre_prepare if slot is not None else None
+        if ours is None or ours.digest == pp.digest:
+            self.dropped["conflict-without-conflict"] += 1  # nothing of ours to compare
+            return
+        if pp.replica != self.config.primary(pp.view) or not self.auth.verify(pp):
+            self._evidence(
+                "bad-conflict", sender,
+                "conflict carries a pre-prepare not signed by the primary of its view", c,
+            )
+            return
+        if ours.replica != pp.replica:
+            return  # cannot happen with a verified pre-prepare of the same view
+        self._evidence(
+            "equivocation", pp.replica,
+            f"two pre-prepares for view {pp.view} seq {pp.seq} (the other shown by replica "
+            f"{sender})",
+            ours, pp,
+        )
 
     def _can_propose(self) -> bool:
         return (
@@ -806,6 +999,7 @@ class Replica:
             )
             for req in run:
                 self._clients.record(req.client_id, req.request_seq)
+            self._convict_from(seq, run)
             for req in pp.requests:
                 key = _key(req)
                 if self._clients.status(*key) is not None:
@@ -866,7 +1060,7 @@ class Replica:
             return
         ev = self._checkpoints.add(cp)  # a bad one still counts: if 2f+1 agree, we are wrong
         if ev:
-            self._out.evidence.append(ev)
+            self._add_evidence(ev)
             return
         self._check_stable(cp.seq)
 
@@ -928,6 +1122,7 @@ class Replica:
             del self._executed_digests[s]
         for k in [k for k in self._own if len(k) == 3 and k[2] <= seq]:
             del self._own[k]
+        self._revealed = {k for k in self._revealed if k[1] > seq}
         if self._next_seq <= seq:
             self._next_seq = seq + 1
         self._replay_buffer()
@@ -935,6 +1130,7 @@ class Replica:
     # ------------------------------------------------------------------ view change
 
     def _start_view_change(self, new_view: int) -> None:
+        new_view = self._skip_convicted(new_view)
         assert new_view > self._view or (new_view == self._view and not self._in_vc)
         self._view, self._in_vc = new_view, True
         self._persist_view()
@@ -1015,6 +1211,9 @@ class Replica:
     def on_new_view(self, sender: int, nv: NewView) -> None:
         if nv.view < self._view or (nv.view == self._view and not self._in_vc):
             return
+        if self._primary_skipped(nv.view):
+            self.dropped["new-view-from-convicted-primary"] += 1
+            return
         reason = self._validate_new_view(sender, nv)
         if reason:
             self._evidence("bad-new-view", sender, reason, nv)
@@ -1051,6 +1250,7 @@ class Replica:
         self._vcs.forget_below(nv.view + 1)
         for k in [k for k in self._own if len(k) == 2 and k[1] < nv.view - 4]:
             del self._own[k]
+        self._revealed = {k for k in self._revealed if k[0] >= nv.view}
         min_s, digest, proof = stable_of(nv.view_changes)
         if min_s > self._stable_seq:
             self._advance_stable(min_s, digest, proof)  # proof verified with the new-view
@@ -1150,13 +1350,9 @@ class Replica:
             return
         if fb.from_seq > self._last_executed:
             return
-        start, count = self._serves.get(sender, (self._now, 0))
-        if self._now - start >= self.config.status_interval_ms:
-            start, count = self._now, 0
-        if count >= SERVES_PER_INTERVAL:
-            self.dropped["fetch-rate-limited"] += 1
+        if not self._within_budget(self._serves, sender, SERVES_PER_INTERVAL,
+                                   "fetch-rate-limited"):
             return
-        self._serves[sender] = (start, count + 1)
         end = min(fb.to_seq, fb.from_seq + MAX_FETCH_BLOCKS - 1, self._last_executed)
         self._out.fetch.append(ServeFetch(sender, fb.from_seq, end))
 

@@ -16,6 +16,7 @@ Keyspaces (first byte):
   O  own votes       O + kind(1) + view(8) + seq(8)        -> OwnVote
   P  stable ckpt     P                                     -> StableCheckpoint
   Q  prepared cert   Q + view(8) + seq(8)                  -> PreparedCert
+  X  conviction      X + replica(8)                        -> Conviction (first one kept)
 """
 
 from __future__ import annotations
@@ -33,9 +34,11 @@ VIEW = b"V"
 VOTE = b"O"
 CHECKPOINT = b"P"
 PREPARED = b"Q"
+CONVICTION = b"X"
 
 KEYSPACES = (
     META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, STATE, VIEW, VOTE, CHECKPOINT, PREPARED,
+    CONVICTION,
 )
 
 # meta names
@@ -141,6 +144,10 @@ def parse_prepared(key: bytes) -> tuple[int, int]:
     if len(key) != 17 or not key.startswith(PREPARED):
         raise ValueError(f"not a prepared-certificate key: {key!r}")
     return from_u64(key[1:9]), from_u64(key[9:17])
+
+
+def conviction(replica: int) -> bytes:
+    return CONVICTION + u64(replica)
 
 
 def prefix_end(prefix: bytes) -> bytes | None:

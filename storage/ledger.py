@@ -27,6 +27,7 @@ from typing import Protocol
 from consensus import Commit as CommitMsg
 from consensus import (
     CommittedBlock,
+    Conviction,
     NewView,
     OwnVote,
     Prepare,
@@ -341,6 +342,10 @@ class LedgerStore:
             elif isinstance(rec, PreparedCert):
                 pp = rec.proof.pre_prepare
                 b.put(keys.prepared(pp.view, pp.seq), encode(rec))
+            elif isinstance(rec, Conviction):
+                key = keys.conviction(rec.replica)
+                if b.get(key) is None:  # the first conviction stands (never pardoned)
+                    b.put(key, encode(rec))
             elif isinstance(rec, Prune):
                 self._prune(b, rec.upto, view)
             else:
@@ -595,6 +600,16 @@ class LedgerStore:
                     CorruptionError,
                 )
             prepared.append(proof)
+        convicted = []
+        for k, v in kv.items(keys.CONVICTION, keys.prefix_end(keys.CONVICTION)):
+            conv = decode(Conviction, v, k)
+            if keys.conviction(conv.replica) != k:
+                self._fail(
+                    "corrupt", f"{self.where}: conviction stored under the wrong key {k!r}",
+                    CorruptionError,
+                )
+            convicted.append(conv)
+        convicted.sort(key=lambda c: (c.seq, c.replica))
         raw = kv.get(keys.CHECKPOINT_KEY)
         cp = None if raw is None else decode(StableCheckpoint, raw, keys.CHECKPOINT_KEY)
         clients: dict[bytes, list[int]] = {}
@@ -615,6 +630,7 @@ class LedgerStore:
             last_time_ms=last_time,
             client_executed={c: tuple(s) for c, s in clients.items()},
             prepared=tuple(prepared),
+            convicted=tuple(convicted),
         )
 
     def _check_block_complete(self, kv: KVReader, hdr: BlockHeader) -> None:

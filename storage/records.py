@@ -13,6 +13,7 @@ import msgspec
 
 from consensus import (
     CommittedBlock,
+    Conviction,
     OwnVote,
     PreparedCert,
     Request,
@@ -68,6 +69,7 @@ _DECODERS: dict[type, msgspec.msgpack.Decoder] = {
         StableCheckpoint,
         CommittedBlock,
         PreparedCert,
+        Conviction,
     )
 }
 

@@ -26,6 +26,7 @@ from consensus import (
     ClientRequest,
     Commit,
     Config,
+    Conviction,
     DecodeError,
     Ed25519Signer,
     Ed25519Verifier,
@@ -258,6 +259,7 @@ class SimNode:
         self.links: set[int] | None = None  # twins: the replicas this copy talks to
         self.store: Any = None  # storage.MemoryStore in store="memory" mode
         self.torn_pending = False
+        self.convicted: dict[int, int] = {}  # accused -> height, from its Conviction records
 
 
 ReplicaFactory = Callable[[Config, int, Authenticator, Any], Any]
@@ -292,6 +294,7 @@ class SimCluster:
         self.faulty_equiv = EquivocationMonitor()
         self.agreed: dict[int, tuple[bytes, int]] = {}  # seq -> (block hash, first replica)
         self.stable_agreed: dict[int, tuple[bytes, int]] = {}
+        self.convictions: dict[int, tuple[int, int]] = {}  # accused -> (height, first replica)
         self.counts: dict[str, int] = {"delivered": 0, "sent": 0, "undecodable": 0,
                                        "rejected": 0, "steps": 0, "faulty_equivocations": 0}
         self.evidence: dict[str, int] = {}
@@ -552,6 +555,27 @@ class SimCluster:
                              f"block {ex.block_hash[:4].hex()}")
         elif isinstance(rec, ViewState):
             self._note_view(node, (rec,))
+            primary = self.config.primary(rec.view)
+            if (not rec.in_view_change and primary in node.convicted
+                    and len(node.convicted) <= self.config.f):
+                self.violate("convicted-primary-installed", node.rid,
+                             f"entered view {rec.view} of convicted replica {primary}")
+        elif isinstance(rec, Conviction):
+            self._check_conviction(node, rec)
+
+    def _check_conviction(self, node: SimNode, rec: Conviction) -> None:
+        """Convictions are a function of the agreed log: same height everywhere, and only
+        replicas that really are faulty."""
+        node.convicted.setdefault(rec.replica, rec.seq)
+        first = self.convictions.setdefault(rec.replica, (rec.seq, node.rid))
+        if first[0] != rec.seq:
+            self.violate("conviction-divergence", node.rid,
+                         f"replica {rec.replica} convicted at height {rec.seq} but replica "
+                         f"{first[1]} convicted it at {first[0]}")
+        faulty = set(self.strategies) | set(self.opts.twins)
+        if rec.replica not in faulty:
+            self.violate("honest-convicted", node.rid,
+                         f"honest replica {rec.replica} convicted at height {rec.seq}")
 
     def _check_sent_vote(self, node: SimNode, msg: Any) -> None:
         if isinstance(msg, _VOTES) and not node.records.has_vote(msg):
@@ -736,6 +760,9 @@ class SimCluster:
             "undecodable": self.counts["undecodable"],
             "rejected": self.counts["rejected"],
             "evidence": dict(sorted(self.evidence.items())),
+            # accused -> height of its conviction (the same on every honest replica)
+            "convicted": {r: seq for r, (seq, _) in sorted(self.convictions.items())},
+            "convicted_on": sum(1 for nd in self.live_nodes if nd.convicted),
             "faulty_equivocations": self.counts["faulty_equivocations"],
             "events": events,
             "steps": self.counts["steps"],

@@ -1,7 +1,7 @@
 """In-memory durable state of one simulated replica: its consensus records and its blocks.
 
 Owns `SimRecords` (applies `Output.persist` in order, exactly what a node's store would keep:
-view, own votes, prepared certificates, stable checkpoint; rebuilds `RecoveredState` after a
+view, own votes, prepared certificates, stable checkpoint, convictions; rebuilds `RecoveredState` after a
 crash) and `SimBlocks` (executed blocks with their commit certificates, used to answer
 `ServeFetch`). Imports: stdlib, consensus.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from consensus import (
     Commit,
     CommittedBlock,
+    Conviction,
     Execute,
     NewView,
     OwnVote,
@@ -37,6 +38,7 @@ class SimRecords:
         self._ever: set[bytes] = set()  # every vote ever made durable (pruning included)
         self.applied = 0
         self.prepared: dict[tuple[int, int], PreparedProof] = {}  # (view, seq) -> certificate
+        self.convicted: dict[int, Conviction] = {}  # first conviction per replica
 
     def apply(self, records) -> None:
         for rec in records:
@@ -59,6 +61,8 @@ class SimRecords:
             elif type(rec).__name__ == "PreparedCert":  # by name: older consensus lacks it
                 pp = rec.proof.pre_prepare
                 self.prepared[(pp.view, pp.seq)] = rec.proof
+            elif isinstance(rec, Conviction):
+                self.convicted.setdefault(rec.replica, rec)
             else:
                 raise TypeError(
                     f"simulator store does not know record {type(rec).__name__}: "
@@ -129,5 +133,6 @@ def recovered_state(records: SimRecords, blocks: SimBlocks) -> RecoveredState:
         last_block_hash=blocks.last_hash,
         last_time_ms=blocks.last_time_ms,
         client_executed=executed,
+        convicted=tuple(sorted(records.convicted.values(), key=lambda c: (c.seq, c.replica))),
         **extra,
     )

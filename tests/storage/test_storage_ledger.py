@@ -36,16 +36,6 @@ from storage import (
 from storage.records import BlockHeader, decode, encode
 
 
-@pytest.fixture(params=["leveldb", "memory"])
-def store(request, tmp_path):
-    if request.param == "leveldb":
-        s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=True)
-    else:
-        s = MemoryStore(CHAIN_ID, GENESIS_HASH)
-    yield s
-    s.close()
-
-
 def _vote(kind, view, seq, digest=b"d" * 32, replica=1):
     return AUTHS[replica].sign(kind(view, seq, digest, replica))
 

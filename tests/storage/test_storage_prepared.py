@@ -11,16 +11,6 @@ from consensus import Commit, OwnVote, Prepare, PreparedCert, PreparedProof, Pru
 from storage import CorruptionError, MemoryStore, keys, open_store
 
 
-@pytest.fixture(params=["leveldb", "memory"])
-def store(request, tmp_path):
-    if request.param == "leveldb":
-        s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=True)
-    else:
-        s = MemoryStore(CHAIN_ID, GENESIS_HASH)
-    yield s
-    s.close()
-
-
 def _proof(view: int, seq: int) -> PreparedProof:
     pp = ChainBuilder(seed=seq).next_pre_prepare(2)
     pp = AUTHS[view % 4].sign(type(pp)(view, seq, pp.time_ms, pp.requests, pp.digest, view % 4))

@@ -19,6 +19,7 @@ from consensus import (
     ClientRequest,
     CommittedBlock,
     Config,
+    Conviction,
     Ed25519Signer,
     Ed25519Verifier,
     Execute,
@@ -188,6 +189,7 @@ class Cluster:
         """What storage would rebuild from replica i's records and executed blocks."""
         view, in_vc, stable, votes, prune = 0, False, None, [], 0
         prepared: dict[tuple[int, int], Any] = {}
+        convicted: dict[int, Conviction] = {}
         for rec in self.records[i]:
             if isinstance(rec, ViewState):
                 view, in_vc = rec.view, rec.in_view_change
@@ -200,6 +202,8 @@ class Cluster:
             elif isinstance(rec, PreparedCert):
                 pp = rec.proof.pre_prepare
                 prepared[(pp.view, pp.seq)] = rec.proof
+            elif isinstance(rec, Conviction):
+                convicted.setdefault(rec.replica, rec)
         votes = [m for m in votes if getattr(m, "seq", prune + 1) > prune]
         log = self.executed[i]
         last = max(log, default=0)
@@ -217,6 +221,7 @@ class Cluster:
             last_time_ms=log[last].time_ms if last else 0,
             client_executed={c: tuple(s) for c, s in clients.items()},
             prepared=tuple(p for (_, seq), p in sorted(prepared.items()) if seq > prune),
+            convicted=tuple(convicted.values()),
         )
 
     def crash(self, i: int) -> None:

@@ -86,7 +86,8 @@ def test_backup_accepts_only_one_pre_prepare_per_view_and_seq(cluster_cls):
     out1 = backup.step(Receive(0, pp1))
     assert [type(s.message) for s in out1.send] == [Prepare]
     out2 = backup.step(Receive(0, pp2))
-    assert out2.send == []
+    # no second PREPARE; only the evidence transaction (the proof) relayed to the others
+    assert [type(s.message) for s in out2.send] == [Forward]
     assert [e.kind for e in out2.evidence] == ["equivocation"]
     assert {m.digest for m in out2.evidence[0].messages} == {pp1.digest, pp2.digest}
     assert primary.view == 0
