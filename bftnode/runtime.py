@@ -60,7 +60,8 @@ from .rpc.node_api import SubmitResult
 
 FETCH_MAX_BLOCKS = 64
 INBOX_SIZE = 10_000
-APP_EVENTS_KEPT = 1000
+APP_EVENTS_KEPT = 1000  # heights of app events kept for subscribers...
+APP_EVENTS_MAX = 20_000  # ...and at most this many events (the oldest heights go first)
 MIN_REVISION_WAIT_S = 2.0
 TRACES_KEPT = 10_000
 EVIDENCE_KEPT = 1000
@@ -227,7 +228,8 @@ class Node:
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[Any](INBOX_SIZE)
         self._commit_waiters: dict[bytes, list[_Waiter]] = collections.defaultdict(list)
         self._by_client: dict[tuple[bytes, int], set[bytes]] = collections.defaultdict(set)
-        self._app_events: dict[int, tuple] = {}
+        self._app_events: dict[int, tuple] = {}  # height -> events, ascending heights
+        self._app_events_total = 0
         self._traces: dict[bytes, str] = {}
         self._evidence: collections.deque[dict] = collections.deque(maxlen=EVIDENCE_KEPT)
         self._loopback: collections.deque[Receive] = collections.deque()
@@ -466,8 +468,14 @@ class Node:
             self._answer_from_store(req.client_id, req.request_seq, request_digest(req), reason)
         self.log.debug("block committed", height=ex.seq, view=ex.view, txs=len(results),
                        block_hash=_hex(ex.block_hash)[:16])
-        self._app_events[ex.seq] = tuple(getattr(effects, "events", ()))
-        self._app_events.pop(ex.seq - APP_EVENTS_KEPT, None)
+        evs = tuple(getattr(effects, "events", ()))
+        self._app_events[ex.seq] = evs
+        self._app_events_total += len(evs)
+        # bounded in heights AND events: a loaded node's 1,000 blocks held ~100k events
+        while self._app_events and (len(self._app_events) > APP_EVENTS_KEPT or (
+                self._app_events_total > APP_EVENTS_MAX and len(self._app_events) > 1)):
+            old_h = next(iter(self._app_events))
+            self._app_events_total -= len(self._app_events.pop(old_h))
         old, self._height_changed = self._height_changed, trio.Event()
         old.set()
 
@@ -737,6 +745,11 @@ class Node:
     def evidence(self) -> list[dict]:
         return list(self._evidence)
 
+    def convicted(self) -> list[dict]:
+        """Replicas convicted by evidence committed to the ledger: [{replica, height, kind}]."""
+        conv = getattr(self.replica, "convicted", None) or {}
+        return [{"replica": r, "height": h, "kind": k} for r, (h, k) in sorted(conv.items())]
+
     def metrics_text(self) -> bytes:
         v = self.tx_verifier
         self.metrics.sig_cache.labels("hits").set(v.hits)
@@ -908,7 +921,7 @@ def build_node(config: NodeConfig, *, app: Any = None, transport: Any = None,
             from bftnode.app import KVApplication
         except ImportError as exc:
             raise StartupError(f"bftnode.app.KVApplication is not available: {exc}") from exc
-        app = KVApplication()
+        app = KVApplication(validators=genesis.replica_keys())
     if transport is None:
         try:
             from network import Libp2pTransport, PeerSpec

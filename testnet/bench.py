@@ -312,7 +312,7 @@ class Bench:
         acknowledged txs are uncommitted; until `--duration` passes (or `share` txs are sent).
         Txs stuck for `--retry` seconds are resent to the next node, as a PBFT client would."""
         b = max(1, self.args.batch)
-        window = max(b, self.args.inflight)
+        window = max(b, getattr(self.args, "inflight", 0))
         signer = NodeKey.generate().signer()
         value = b"v" * self.args.value_bytes
         stop = self.t0 + self.args.duration if self.args.duration else None
@@ -407,7 +407,7 @@ class Bench:
         async with httpx.AsyncClient(timeout=60, limits=limits) as http:
             domain, self.start_height = await self.chain(http)
             self.domain = domain
-            closed = self.args.inflight > 0
+            closed = getattr(self.args, "inflight", 0) > 0
             per_client = [] if closed else self.sign_all(domain)
             t_end = None
             self.net_bytes0 = await self.mesh_bytes(http)
@@ -495,7 +495,7 @@ class Bench:
         elapsed = max(t_end - t0, 1e-9)
         steady = None
         warm = getattr(self.args, "warmup", 0.0) or 0.0
-        if self.args.duration and t_sub - t0 > warm:
+        if getattr(self.args, "duration", 0) and t_sub - t0 > warm:
             win = [self.committed[h] for h in self.acked if h in self.committed]
             in_win = sum(1 for t in win if t0 + warm <= t <= t_sub)
             steady = round(in_win / (t_sub - t0 - warm), 1)
@@ -511,7 +511,7 @@ class Bench:
             "settle_timeout": timed_out,
             "tx_per_s": round(committed / elapsed, 1),
             "steady_tx_per_s": steady,
-            "inflight_per_client": self.args.inflight or None,
+            "inflight_per_client": getattr(self.args, "inflight", 0) or None,
             "submit_tx_per_s": round(len(self.submitted) / max(t_sub - t0, 1e-9), 1),
             "p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90),
             "p99_ms": percentile(lat, 99), "max_ms": round(lat[-1], 2) if lat else None,
@@ -560,11 +560,11 @@ def bench_once(args: argparse.Namespace) -> dict[str, Any]:
     from testnet import launcher
 
     if args.duration:
-        if not args.rate and not args.inflight:
+        if not args.rate and not getattr(args, "inflight", 0):
             raise ValueError("--duration needs --rate (the offered tx/s) or --inflight")
         if args.rate:
             args.txs = max(1, int(args.rate * args.duration))
-    if args.inflight and (args.ws or args.rate):
+    if getattr(args, "inflight", 0) and (args.ws or args.rate):
         raise ValueError("--inflight is a closed loop over HTTP batches: not with --ws/--rate")
     tmp = None
     d: Path | None = None

@@ -14,6 +14,7 @@ from bftnode.runtime import build_node
 from consensus import (
     Checkpoint,
     ClientRequest,
+    ClientRequests,
     Output,
     Receive,
     RecoveredState,
@@ -69,6 +70,8 @@ class ScriptedReplica:
             out.send.append(Send(2, event.message))
         elif isinstance(event, ClientRequest):
             out.reply.append(Rejected(event.request, "scripted"))
+        elif isinstance(event, ClientRequests):  # the runtime steps a group's submits at once
+            out.reply.extend(Rejected(r, "scripted") for r in event.requests)
         return out
 
 
