@@ -745,11 +745,6 @@ class Node:
     def evidence(self) -> list[dict]:
         return list(self._evidence)
 
-    def convicted(self) -> list[dict]:
-        """Replicas convicted by evidence committed to the ledger: [{replica, height, kind}]."""
-        conv = getattr(self.replica, "convicted", None) or {}
-        return [{"replica": r, "height": h, "kind": k} for r, (h, k) in sorted(conv.items())]
-
     def metrics_text(self) -> bytes:
         v = self.tx_verifier
         self.metrics.sig_cache.labels("hits").set(v.hits)
@@ -921,7 +916,7 @@ def build_node(config: NodeConfig, *, app: Any = None, transport: Any = None,
             from bftnode.app import KVApplication
         except ImportError as exc:
             raise StartupError(f"bftnode.app.KVApplication is not available: {exc}") from exc
-        app = KVApplication(validators=genesis.replica_keys())
+        app = KVApplication()
     if transport is None:
         try:
             from network import Libp2pTransport, PeerSpec
