@@ -15,7 +15,10 @@ reading only JSON-RPC:
   - progress resumes after the last perturbation (a block commits after it),
   - honest nodes that were not killed on purpose are still running, and catch up,
   - lock safety (testnet/history.py's `check_locks`) when the scenario runs lock clients,
-  - evidence is reported by an honest node when the manifest expects it.
+  - evidence is reported by an honest node when the manifest expects it,
+  - convictions (evidence committed to the ledger, `evidence` RPC's `convicted`): no honest
+    node is ever convicted, every honest node reports the same height for a conviction, and
+    the replicas in `expect.convicted` are convicted on every live honest node.
 It also measures, for every perturbation (and for a byzantine primary from the start), the time
 from the fault to the next commit.
 
@@ -92,6 +95,7 @@ class Expect:
     progress_timeout_s: float = 30.0
     settle_s: float = 30.0  # honest running nodes must reach the same height within this
     evidence: bool = False  # some honest node must report evidence
+    convicted: tuple[int, ...] = ()  # replicas every live honest node must report convicted
     min_acked: int = 1  # at least this many txs acknowledged (0 = none required)
 
 
@@ -121,7 +125,11 @@ def _typed(where: str, table: dict, cls: type, floats: tuple[str, ...]) -> Any:
     for k, v in table.items():
         default = cls.__dataclass_fields__[k].default
         want = float if k in floats else type(default)
-        if want is float and isinstance(v, int | float) and not isinstance(v, bool):
+        if want is tuple and isinstance(v, list) and all(
+            isinstance(x, int) and not isinstance(x, bool) for x in v
+        ):
+            kw[k] = tuple(v)  # a TOML list of integers (node indexes)
+        elif want is float and isinstance(v, int | float) and not isinstance(v, bool):
             kw[k] = float(v)
         elif isinstance(v, want) and not (want is int and isinstance(v, bool)):
             kw[k] = v
@@ -804,12 +812,15 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
 PROOF_KINDS = ("equivocation",)  # evidence that proves misbehaviour (not a mere suspicion)
 
 
-def evidence_checks(run: Run, http: httpx.Client, urls: dict[int, str]) -> list[Check]:
-    """Evidence kept by the honest nodes (`evidence` RPC): who is blamed for what. Proof of
-    equivocation against an honest node is a violation; the manifest may require evidence."""
+def evidence_checks(run: Run, http: httpx.Client, urls: dict[int, str],
+                    chain: dict[int, dict] | None = None) -> list[Check]:
+    """Evidence kept by the honest nodes (`evidence` RPC): who is blamed for what, and who is
+    convicted by evidence on the ledger. Proof of equivocation against an honest node, or its
+    conviction, is a violation; the manifest may require evidence and convictions."""
     checks: list[Check] = []
     blamed: Counter[str] = Counter()
     per_node: dict[int, int] = {}
+    convicted: dict[int, dict[int, int]] = {}  # node -> {replica: height}
     for i, url in urls.items():
         try:
             res = call(http, url, "evidence", timeout=5)
@@ -820,9 +831,65 @@ def evidence_checks(run: Run, http: httpx.Client, urls: dict[int, str]) -> list[
         per_node[i] = int(res.get("count", len(items)))
         for e in items:
             blamed[f"{e.get('kind')}@node{e.get('replica')}"] += 1
-    run.evidence = {"per_node": per_node, "blamed": dict(blamed)}
+        convicted[i] = {int(c["replica"]): int(c["height"]) for c in res.get("convicted", [])}
+    run.evidence = {"per_node": per_node, "blamed": dict(blamed),
+                    "convicted": {str(i): c for i, c in convicted.items()}}
+    timing = conviction_timing(run, convicted, chain or {})
+    if timing:
+        run.evidence["conviction_timing"] = timing
     return checks + judge_evidence(blamed, per_node, run.honest, list(run.sc.byzantine),
-                                   run.sc.expect.evidence)
+                                   run.sc.expect.evidence) + judge_convictions(
+        convicted, run.honest, run.sc.expect.convicted, timing)
+
+
+def conviction_timing(run: Run, convicted: dict[int, dict[int, int]],
+                      chain: dict[int, dict]) -> dict[str, dict]:
+    """Per convicted replica: the conviction height, its block time and when an honest node
+    was first seen holding it, both in seconds since the run started."""
+    out: dict[str, dict] = {}
+    for r in sorted({r for c in convicted.values() for r in c}):
+        h = min(c[r] for c in convicted.values() if r in c)
+        item: dict[str, Any] = {"height": h}
+        block = chain.get(h)
+        if block is not None and block.get("time"):
+            item["block_time_s"] = round((int(block["time"]) - run.t0_wall_ms) / 1000.0, 3)
+        with run.lock:
+            seen = [t for i in run.honest for t, hh in run.heights[i] if hh >= h]
+        if seen:
+            item["seen_s"] = round(min(seen), 3)
+        out[str(r)] = item
+    return out
+
+
+def judge_convictions(convicted: dict[int, dict[int, int]], honest: list[int],
+                      want: tuple[int, ...], timing: dict[str, dict] | None = None
+                      ) -> list[Check]:
+    """`convicted`: per honest node, the replicas it reports convicted and at which height."""
+    checks = []
+    wrong = sorted({r for c in convicted.values() for r in c if r in honest})
+    if wrong:
+        checks.append(Check("no honest node convicted", VIOLATED,
+                            f"honest node(s) {wrong} convicted: {convicted}"))
+    heights: dict[int, set[int]] = {}
+    for c in convicted.values():
+        for r, h in c.items():
+            heights.setdefault(r, set()).add(h)
+    split = {r: sorted(hs) for r, hs in heights.items() if len(hs) > 1}
+    if split:
+        checks.append(Check("convictions agree", VIOLATED,
+                            f"one replica convicted at different heights: {split}"))
+    if want:
+        missing = {i: sorted(set(want) - set(c)) for i, c in convicted.items()
+                   if not set(want) <= set(c)}
+        detail = (f"node(s) {list(want)} convicted on all {len(convicted)} live honest nodes "
+                  f"at height(s) {dict((r, sorted(hs)) for r, hs in heights.items())}"
+                  + (f"; timing {timing}" if timing else ""))
+        checks.append(Check("expected convictions", VIOLATED if missing or not convicted
+                            else OK, f"not convicted on: {missing}" if missing else detail))
+    elif heights:
+        checks.append(Check("convictions", INFO, f"{dict((r, sorted(hs)) for r, hs in heights.items())}"
+                            + (f"; timing {timing}" if timing else "")))
+    return checks
 
 
 def judge_evidence(blamed: Counter, per_node: dict[int, int], honest: list[int],
@@ -926,7 +993,8 @@ def final_checks(run: Run, progress_t: float | None, last_t: float) -> list[Chec
                 for f in run.faults)]
             checks.append(check_lock_safety(urls[never_restarted[0]] if never_restarted
                                             else None, common, run.lock_ops))
-        checks += evidence_checks(run, http, urls)
+        longest = chains[max(chains, key=lambda i: len(chains[i]))] if chains else {}
+        checks += evidence_checks(run, http, urls, longest)
         for f in run.faults:
             if "not supported" in f.note:
                 checks.append(Check(f"{f.action} node{f.node}", SKIPPED, f.note))

@@ -9,7 +9,7 @@ Imports: stdlib, msgspec, consensus (Request), storage.interface (StateReader), 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,7 +19,7 @@ from storage.interface import StateReader
 from . import kv, leases, locks
 from . import layout as L
 from . import ops as O
-from .errors import BAD_OP, NOT_FOUND, UNKNOWN_METHOD, AppError, AppInvariantError
+from .errors import BAD_OP, NOT_FOUND, PERMISSION, UNKNOWN_METHOD, AppError, AppInvariantError
 from .events import AppEvent, TxContext
 from .overlay import Overlay
 
@@ -46,7 +46,15 @@ class Application(Protocol):
 
 
 class KVApplication:
-    """etcd-like MVCC KV with leases, FIFO locks with fencing tokens and elections."""
+    """etcd-like MVCC KV with leases, FIFO locks with fencing tokens and elections.
+
+    `validators`: the chain's validator public keys (genesis). Evidence txs signed by one of
+    them are recorded; others fail with PERMISSION. None = validator set not given: every
+    well-formed evidence tx is recorded (it changes no state either way; convictions are
+    decided by consensus, which knows the keys)."""
+
+    def __init__(self, validators: Iterable[bytes] | None = None) -> None:
+        self.validators = None if validators is None else frozenset(validators)
 
     def check_tx(self, op: bytes) -> str | None:
         """Stateless validation: None if `op` parses and is well-formed, else the reason."""
@@ -82,7 +90,10 @@ class KVApplication:
             ctx = TxContext(Overlay(block), rev + 1, height, time_ms, tx.client_id, i)
             try:
                 op = O.decode_op(tx.op)
-                result = _EXECUTORS[type(op)](ctx, op)
+                if isinstance(op, O.Evidence):
+                    result = self._evidence(tx.client_id, op)
+                else:
+                    result = _EXECUTORS[type(op)](ctx, op)
             except O.OpError as exc:
                 results.append((BAD_OP, O.encode_result({"error": f"invalid op: {exc}"})))
                 continue
@@ -102,6 +113,12 @@ class KVApplication:
         block.put(L.HEIGHT, L.u64(height))
         block.put(L.TIME, L.u64(time_ms))
         return BlockEffects(tuple(results), block.writes(), tuple(events))
+
+    def _evidence(self, client_id: bytes, op: O.Evidence) -> dict:
+        """Record an evidence tx (no state change): the same result on every replica."""
+        if self.validators is not None and client_id not in self.validators:
+            raise AppError(PERMISSION, "evidence must be signed by a validator key")
+        return {"evidence": "recorded", "accused": op.accused, "kind": op.kind}
 
     def query(
         self, state: StateReader, method: str, params: dict, height: int, time_ms: int

@@ -142,6 +142,20 @@ class Resign(_Op, tag="resign"):
     token: Positive
 
 
+# ---------------------------------------------------------------- evidence
+
+
+class Evidence(_Op, tag="evidence"):
+    """Evidence against validator `accused`, filed by a validator (client_id = its validator
+    key). Built and judged by the consensus layer (consensus/evidence.py: a valid equivocation
+    proof convicts `accused`); the application only records it, changing no state."""
+
+    accused: NonNeg
+    kind: Annotated[str, msgspec.Meta(max_length=64)]
+    reason: Annotated[str, msgspec.Meta(max_length=1024)] = ""
+    proof: bytes = b""
+
+
 Op = (
     Put
     | Delete
@@ -157,6 +171,7 @@ Op = (
     | Campaign
     | Proclaim
     | Resign
+    | Evidence
 )
 
 _encoder = msgspec.msgpack.Encoder()

@@ -477,10 +477,16 @@ async def m_tx_status(ctx: CallContext, params: dict[str, Any]) -> Any:
             "hash": res.tx_hash.hex(), "tx": committed_tx_json(ctx, res, enc)}
 
 
+def _convicted(ctx: CallContext) -> list[dict[str, Any]]:
+    """Convictions committed to the ledger (the same on every node that executed them)."""
+    fn = getattr(ctx.node, "convicted", None)  # optional in NodeAPI implementations
+    return list(fn()) if callable(fn) else []
+
+
 @method("evidence")
 async def m_evidence(ctx: CallContext, params: dict[str, Any]) -> Any:
     ev = ctx.node.evidence()
-    return {"evidence": jsonable(ev), "count": len(ev)}
+    return {"evidence": jsonable(ev), "count": len(ev), "convicted": jsonable(_convicted(ctx))}
 
 
 @method("consensus_health")
@@ -508,6 +514,7 @@ async def m_consensus_health(ctx: CallContext, params: dict[str, Any]) -> Any:
         "peers_connected": connected,
         "quorum_reachable": connected + 1 >= 2 * f + 1,
         "evidence_count": len(ctx.node.evidence()),
+        "convicted": jsonable(_convicted(ctx)),
         "health": health,
     }
 

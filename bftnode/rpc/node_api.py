@@ -117,7 +117,11 @@ class NodeAPI(Protocol):
         ...
 
     def evidence(self) -> list[dict[str, Any]]:
-        """Recent misbehaviour evidence, JSON-able: [{kind, replica, reason, height?, time_ms?}]."""
+        """Recent misbehaviour evidence, JSON-able: [{kind, replica, reason, height?, time_ms?}].
+
+        A node may also offer `convicted() -> [{replica, height, kind}]` (replicas convicted by
+        evidence committed to the ledger); it is optional, not part of this protocol, so the
+        RPC layer treats a node without it as having no convictions."""
         ...
 
     def metrics_text(self) -> bytes:

@@ -16,6 +16,7 @@ from testnet.attack import (
     Fault,
     ScenarioError,
     check_agreement,
+    judge_convictions,
     judge_evidence,
     load_scenario,
     parse_scenario,
@@ -125,3 +126,29 @@ def test_evidence_judgement():
     res = {c.name: c.result for c in judge_evidence(
         Counter({"equivocation@node3": 1}), {1: 1}, [1, 2, 3], [0], False)}
     assert res["no honest node proven faulty"] == VIOLATED
+
+
+def test_conviction_judgement():
+    # every honest node reports byzantine node 0 convicted at one height: ok
+    res = {c.name: c.result for c in judge_convictions(
+        {1: {0: 5}, 2: {0: 5}, 3: {0: 5}}, [1, 2, 3], (0,))}
+    assert res == {"expected convictions": "ok"}
+    # one honest node has not convicted it (or the heights differ): violated
+    res = {c.name: c.result for c in judge_convictions(
+        {1: {0: 5}, 2: {}, 3: {0: 6}}, [1, 2, 3], (0,))}
+    assert res["expected convictions"] == VIOLATED
+    assert res["convictions agree"] == VIOLATED
+    # an honest node convicted is a violation even when no conviction is expected
+    res = {c.name: c.result for c in judge_convictions({1: {2: 4}, 2: {2: 4}}, [1, 2, 3], ())}
+    assert res["no honest node convicted"] == VIOLATED
+    # expected but no node answered at all
+    res = {c.name: c.result for c in judge_convictions({}, [1, 2, 3], (0,))}
+    assert res["expected convictions"] == VIOLATED
+
+
+def test_expect_convicted_is_a_list_of_node_indexes():
+    sc = parse_scenario('name = "x"\n[expect]\nconvicted = [0]\n')
+    assert sc.expect.convicted == (0,)
+    assert load_scenario("equivocate-primary").expect.convicted == (0,)
+    with pytest.raises(ScenarioError, match="convicted"):
+        parse_scenario('name = "x"\n[expect]\nconvicted = "zero"\n')
