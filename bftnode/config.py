@@ -40,7 +40,7 @@ class NodeConfig:
     key_file: str = "node_key.json"  # relative paths are relative to `home`
     genesis_file: str = "genesis.json"
     data_dir: str = "data"
-    tick_ms: int = 10
+    tick_ms: int = 50
     byzantine: tuple[str, ...] = ()  # testnet only: consensus.byzantine strategy names
     link_faults_file: str = ""  # testnet only: network.faults rules file ("" = disabled)
 

@@ -38,9 +38,11 @@ from consensus import (
     FetchedBlocks,
     InvariantViolation,
     Output,
+    Prune,
     Receive,
     Rejected,
     Request,
+    StableCheckpoint,
     Tick,
     decode,
     digest,
@@ -64,6 +66,7 @@ APP_EVENTS_KEPT = 1000  # heights of app events kept for subscribers...
 APP_EVENTS_MAX = 20_000  # ...and at most this many events (the oldest heights go first)
 MIN_REVISION_WAIT_S = 2.0
 TRACES_KEPT = 10_000
+EXEC_QUEUE_GROUPS = 64  # groups of blocks waiting for the executor task
 EVIDENCE_KEPT = 1000
 GROUP_MAX = 256  # events stepped per group commit (one persist, one send round, one commit)
 LOOPBACK_MAX = 10_000  # our own messages waiting for the next group
@@ -235,6 +238,13 @@ class Node:
         self._loopback: collections.deque[Receive] = collections.deque()
         self._out_counters: dict[str, Any] = {}
         self._height_changed = trio.Event()
+        # executor pipeline: blocks (and the replies behind them) are executed and committed
+        # by their own task, in order, so the replica task steps the next group while the
+        # previous one's block commit (fsync) runs; bounded (back-pressure on the replica)
+        self._exec_send, self._exec_recv = trio.open_memory_channel[Any](EXEC_QUEUE_GROUPS)
+        self._exec_queued = 0
+        self._exec_done = 0
+        self._exec_progress = trio.Event()
         self.started = trio.Event()
         self.stopped = trio.Event()
         self.rpc_url: str | None = None
@@ -251,6 +261,7 @@ class Node:
                 async with trio.open_nursery() as nursery:
                     await _start_transport(nursery, self.transport)
                     nursery.start_soon(self._pump_incoming)
+                    nursery.start_soon(self._executor_task)
                     await nursery.start(self._replica_task)
                     if self._serve_rpc:
                         await self._start_rpc(nursery)
@@ -337,8 +348,29 @@ class Node:
                 break
 
     async def _step(self, event: Event, submitted: _Submit | None = None) -> Output | None:
-        """Step one event and apply its Output (kept for callers outside the replica task)."""
-        return await self._step_group([submitted if submitted is not None else event])
+        """Step one event and apply its Output, blocks included (for callers outside the
+        replica task)."""
+        out = await self._step_group([submitted if submitted is not None else event])
+        await self._drain_executor()
+        return out
+
+    async def _executor_task(self) -> None:
+        """Executes and commits the blocks of each group in order, then answers the group's
+        replies (a Duplicate's answer is read from the store, so it must follow the block)."""
+        async for exs, replies in self._exec_recv:
+            if exs:
+                await self._execute_group(exs)
+            for r in replies:
+                self._on_reply(r)
+            self._exec_done += 1
+            done, self._exec_progress = self._exec_progress, trio.Event()
+            done.set()
+
+    async def _drain_executor(self) -> None:
+        """Wait until every group handed to the executor so far is executed and committed."""
+        target = self._exec_queued
+        while self._exec_done < target:
+            await self._exec_progress.wait()
 
     async def _step_group(self, group: Sequence[Any]) -> Output | None:
         """Step the replica once per event, MERGE the Outputs and apply the merged Output once:
@@ -384,6 +416,10 @@ class Node:
     async def _apply(self, out: Output) -> None:
         """The ordering rule: persist -> send -> execute -> reply -> evidence -> fetch."""
         if out.persist:
+            if any(isinstance(r, StableCheckpoint | Prune) for r in out.persist):
+                # a checkpoint record prunes votes of blocks at or below it: those blocks must
+                # be durable first (so a crash never leaves neither the votes nor the blocks)
+                await self._drain_executor()
             t0 = time.perf_counter()
             await trio.to_thread.run_sync(self.store.persist, out.persist)
             self.metrics.persist_seconds.observe(time.perf_counter() - t0)
@@ -407,10 +443,9 @@ class Node:
             except (FramingError, ValueError) as exc:  # e.g. oversized: refuse it, keep going
                 self.metrics.rejected.labels("unsendable").inc()
                 self.log.warning("message not sent", peer=s.to, kind=kind, reason=str(exc)[:200])
-        if out.execute:
-            await self._execute_group(out.execute)
-        for r in out.reply:
-            self._on_reply(r)
+        if out.execute or out.reply:
+            self._exec_queued += 1
+            await self._exec_send.send((list(out.execute), list(out.reply)))
         for ev in out.evidence:
             self._on_evidence(ev)
         for f in out.fetch:
@@ -745,6 +780,11 @@ class Node:
     def evidence(self) -> list[dict]:
         return list(self._evidence)
 
+    def convicted(self) -> list[dict]:
+        """Replicas convicted by evidence committed to the ledger: [{replica, height, kind}]."""
+        conv = getattr(self.replica, "convicted", None) or {}
+        return [{"replica": r, "height": h, "kind": k} for r, (h, k) in sorted(conv.items())]
+
     def metrics_text(self) -> bytes:
         v = self.tx_verifier
         self.metrics.sig_cache.labels("hits").set(v.hits)
@@ -916,7 +956,7 @@ def build_node(config: NodeConfig, *, app: Any = None, transport: Any = None,
             from bftnode.app import KVApplication
         except ImportError as exc:
             raise StartupError(f"bftnode.app.KVApplication is not available: {exc}") from exc
-        app = KVApplication()
+        app = KVApplication(validators=genesis.replica_keys())
     if transport is None:
         try:
             from network import Libp2pTransport, PeerSpec

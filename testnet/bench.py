@@ -135,18 +135,29 @@ def proc_rss_mb(pid: int) -> float | None:
 class ProcSampler:
     """CPU and RSS of the node processes over a run (sampled every RSS_SAMPLE_S)."""
 
-    def __init__(self, pids: list[int]) -> None:
+    def __init__(self, pids: list[int], warmup_s: float = 0.0) -> None:
         self.pids = pids
         self.cpu0 = {p: proc_cpu_s(p) for p in pids}
         self.rss0 = {p: proc_rss_mb(p) for p in pids}
         self.rss_max = dict(self.rss0)
         self.t0 = time.monotonic()
+        self.warmup_s = warmup_s
+        self.rss_warm: dict[int, float] = {}  # RSS when the warm-up ended
+        self.rss_warm_max: dict[int, float] = {}  # max RSS after the warm-up
+        self.rss_warm_min: dict[int, float] = {}
 
     def sample(self) -> None:
+        warm = time.monotonic() - self.t0 >= self.warmup_s > 0
         for p in self.pids:
             r = proc_rss_mb(p)
-            if r is not None and (self.rss_max.get(p) or 0) < r:
+            if r is None:
+                continue
+            if (self.rss_max.get(p) or 0) < r:
                 self.rss_max[p] = r
+            if warm:
+                self.rss_warm.setdefault(p, r)
+                self.rss_warm_max[p] = max(self.rss_warm_max.get(p, r), r)
+                self.rss_warm_min[p] = min(self.rss_warm_min.get(p, r), r)
 
     async def run(self) -> None:
         while True:
@@ -167,6 +178,10 @@ class ProcSampler:
                 else round(cpu * 1e6 / committed, 1),
                 "rss_start_mb": self.rss0.get(p), "rss_end_mb": proc_rss_mb(p),
                 "rss_max_mb": self.rss_max.get(p),
+                # flatness after the warm-up: (max - min) / RSS at the end of the warm-up
+                "rss_warm_mb": self.rss_warm.get(p),
+                "rss_warm_spread_pct": None if p not in self.rss_warm else round(
+                    100 * (self.rss_warm_max[p] - self.rss_warm_min[p]) / self.rss_warm[p], 1),
             })
         return out
 
@@ -309,7 +324,8 @@ class Bench:
 
     async def closed_client(self, http: httpx.AsyncClient, c: int, share: int) -> None:
         """Closed loop: sign and submit batches while at most `--inflight` of this client's
-        acknowledged txs are uncommitted; until `--duration` passes (or `share` txs are sent).
+        acknowledged txs are uncommitted (and, with `--rate`, no faster than the rate); until
+        `--duration` passes (or `share` txs are sent). Signs lazily: long runs stay small.
         Txs stuck for `--retry` seconds are resent to the next node, as a PBFT client would."""
         b = max(1, self.args.batch)
         window = max(b, getattr(self.args, "inflight", 0))
@@ -331,6 +347,7 @@ class Bench:
                     self.retransmitted += len(stuck)
                 continue
             n = b if stop is not None else min(b, share - j)
+            await self.pace(j)  # with --rate: an offered rate, still capped by the window
             chunk = []
             for _ in range(n):
                 j += 1
@@ -412,7 +429,8 @@ class Bench:
             t_end = None
             self.net_bytes0 = await self.mesh_bytes(http)
             if self.pids:
-                self.sampler = ProcSampler(self.pids)
+                warm = getattr(self.args, "warmup", 0.0) if getattr(self.args, "duration", 0) else 0
+                self.sampler = ProcSampler(self.pids, warm or 0.0)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.observe)
                 if self.sampler is not None:
@@ -521,6 +539,8 @@ class Bench:
             "bytes_per_tx": bytes_per_tx,
             "cpu_us_per_tx": _sum_or_none(n["cpu_us_per_tx"] for n in nodes),
             "rss_max_mb": max((n["rss_max_mb"] or 0 for n in nodes), default=None),
+            "rss_warm_spread_pct": max((n["rss_warm_spread_pct"] or 0 for n in nodes),
+                                       default=None),
             "node_resources": nodes,
             "errors": self.errors[:5],
         }
@@ -564,8 +584,8 @@ def bench_once(args: argparse.Namespace) -> dict[str, Any]:
             raise ValueError("--duration needs --rate (the offered tx/s) or --inflight")
         if args.rate:
             args.txs = max(1, int(args.rate * args.duration))
-    if getattr(args, "inflight", 0) and (args.ws or args.rate):
-        raise ValueError("--inflight is a closed loop over HTTP batches: not with --ws/--rate")
+    if getattr(args, "inflight", 0) and args.ws:
+        raise ValueError("--inflight is a closed loop over HTTP batches: not with --ws")
     tmp = None
     d: Path | None = None
     urls = list(args.url)
