@@ -227,3 +227,27 @@ def test_more_than_f_convictions_stop_the_skipping(cluster_cls):
     req = c.request(0, 1)
     c.submit(req, to=0)
     assert c.run_until(lambda: c.all_executed([req]), timeout_ms=1_000)
+
+
+def _filed(out) -> list:
+    """Evidence txs relayed in this output (validator-signed evidence ops)."""
+    return [parse_evidence_op(r.op) for s in out.send if isinstance(s.message, Forward)
+            for r in s.message.requests if parse_evidence_op(r.op) is not None]
+
+
+def test_one_proof_per_accused_and_reports_are_rate_limited(cluster_cls):
+    c = cluster_cls()
+    backup, a0 = c.replicas[1], c.auth(0)
+    filed = []
+    for seq in (1, 2, 3):  # the primary equivocates at three slots
+        for t in (0, 1):
+            pp = a0.sign(PrePrepare(0, seq, t, (), batch_digest(t, ()), 0))
+            filed += _filed(backup.step(Receive(0, pp)))
+    assert [(op.accused, op.kind) for op in filed] == [(0, "equivocation")]
+    # replica 2 sends messages with broken signatures: one report, not one per message
+    reports = []
+    for seq in range(1, 6):
+        bad = c.auth(2).sign(Prepare(0, seq, bytes(32), 2))
+        reports += _filed(backup.step(Receive(2, type(bad)(0, seq, bytes(32), 2, b"x" * 64))))
+    assert [(op.accused, op.kind) for op in reports] == [(2, "bad-signature")]
+    assert backup.convicted == {}  # filing is not convicting: only executed proofs convict
