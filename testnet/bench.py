@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import trio
 
 from bftnode.app import ops
@@ -50,6 +51,7 @@ from bftnode.keys import NodeKey
 from consensus import Request, encode, request_digest, sign_request
 
 SETTLE_TIMEOUT_S = 60.0
+JSON_HEADERS = {"content-type": "application/json"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -310,9 +312,10 @@ class Bench:
         for th in hashes:
             self.submitted.setdefault(th, now)
         try:
-            resp = await http.post(url + "/", json=payload)
-            answers = resp.json()
-        except (httpx.HTTPError, ValueError) as exc:
+            resp = await http.post(url + "/", content=msgspec.json.encode(payload),
+                                   headers=JSON_HEADERS)
+            answers = msgspec.json.decode(resp.content)
+        except (httpx.HTTPError, ValueError, msgspec.DecodeError) as exc:
             self.errors.append(f"{url}: {type(exc).__name__}: {exc}")
             return hashes
         if isinstance(answers, dict):
