@@ -13,7 +13,7 @@ from collections.abc import Callable
 from .auth import Authenticator
 from .codec import batch_digest
 from .messages import PrePrepare, Request
-from .types import Config
+from .types import Config, request_size
 
 CLIENT_ID_LEN = 32
 
@@ -97,6 +97,9 @@ def check_pre_prepare(
         return "digest does not match the batch"
     if len(pp.requests) > config.batch_max:
         return f"batch of {len(pp.requests)} exceeds batch_max={config.batch_max}"
+    size = sum(request_size(len(r.op)) for r in pp.requests)
+    if size > config.batch_max_bytes:
+        return f"batch of {size} bytes exceeds batch_max_bytes={config.batch_max_bytes}"
     for req in pp.requests:
         if already_verified is not None and already_verified(req):
             continue  # the same signed request passed check_request when we admitted it

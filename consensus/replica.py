@@ -83,7 +83,7 @@ from .normal import (
     is_stale,
     split_batch,
 )
-from .types import Config
+from .types import Config, request_size
 from .view_change import ViewChangeVotes, backoff_ms, build_new_view, stable_of
 
 MAX_FETCH_BLOCKS = 64  # blocks per FetchBlocks / BlockSync
@@ -91,6 +91,7 @@ SERVES_PER_INTERVAL = 4  # FetchBlocks answered per peer per status interval
 MAX_FORWARD_REQUESTS = 10_000
 FUTURE_VIEWS = 2  # normal-case messages are buffered for at most this many views ahead
 REFORWARD_MAX = 32  # waiting requests relayed again per status interval
+FORWARD_MAX_BYTES = 1024 * 1024  # a FORWARD is split beyond this many request bytes
 CONFLICTS_PER_INTERVAL = 16  # CONFLICT messages sent to one peer per status interval
 
 Key = tuple[bytes, int]
@@ -353,9 +354,9 @@ class Replica:
 
     def _after_step(self) -> None:
         if self._to_forward:
-            fwd = self.auth.sign(Forward(tuple(self._to_forward), self.id))
+            for chunk in _by_bytes(self._to_forward, FORWARD_MAX_BYTES):
+                self._broadcast(self.auth.sign(Forward(chunk, self.id)))
             self._to_forward = []
-            self._broadcast(fwd)
         if self._primary_skipped(self._view):
             # the primary of this view is convicted (executed just now, or before a restart)
             self._start_view_change(self._view + 1)
@@ -968,11 +969,15 @@ class Replica:
                     break
                 if not self._pipeline_room(full):
                     break
+                size = 0
                 for key in list(self._unproposed):
                     if len(batch) >= cfg.batch_max:
                         break
-                    del self._unproposed[key]
                     req = self._pending[key][0]
+                    size += request_size(len(req.op))
+                    if batch and size > cfg.batch_max_bytes:
+                        break
+                    del self._unproposed[key]
                     if expired(req, self._next_seq):
                         continue  # dropped from the pool after the next execution
                     batch.append(req)
@@ -1415,3 +1420,20 @@ class Replica:
             raise InvariantViolation("pending pool exceeds its bound")
         if len(self._buffer) > self._buffer_max:
             raise InvariantViolation("message buffer exceeds its bound")
+
+
+def _by_bytes(reqs: list[Request], limit: int) -> list[tuple[Request, ...]]:
+    """Split `reqs` (in order) into chunks of at most `limit` request bytes (>= 1 each)."""
+    chunks: list[tuple[Request, ...]] = []
+    cur: list[Request] = []
+    size = 0
+    for r in reqs:
+        n = request_size(len(r.op))
+        if cur and size + n > limit:
+            chunks.append(tuple(cur))
+            cur, size = [], 0
+        cur.append(r)
+        size += n
+    if cur:
+        chunks.append(tuple(cur))
+    return chunks

@@ -13,6 +13,13 @@ Seq = int
 Digest = bytes
 ClientId = bytes  # the client's Ed25519 public key (32 bytes)
 
+REQUEST_OVERHEAD_BYTES = 160  # a request's encoding beyond its op (keys, seqs, signature)
+
+
+def request_size(op_len: int) -> int:
+    """Bytes a request of `op_len` op bytes counts for in batch and relay limits."""
+    return op_len + REQUEST_OVERHEAD_BYTES
+
 
 @dataclass(frozen=True, slots=True)
 class Config:
@@ -21,7 +28,10 @@ class Config:
     n: int = 4
     checkpoint_interval: int = 16
     watermark_window: int = 64
-    batch_max: int = 100
+    batch_max: int = 400
+    # a batch also stops growing at this many request bytes (a PRE-PREPARE must stay far below
+    # the 8 MiB message limit whatever the tx sizes)
+    batch_max_bytes: int = 2 * 1024 * 1024
     batch_delay_ms: int = 2
     # pipeline depth: the primary proposes a non-full batch only while fewer than this many of
     # its batches await local execution (full batches: up to the high watermark; 0 = no cap)
@@ -45,6 +55,9 @@ class Config:
             raise ValueError("watermark_window must be a multiple of checkpoint_interval")
         if self.batch_max < 1:
             raise ValueError("batch_max must be >= 1")
+        if self.batch_max_bytes < self.max_request_bytes + REQUEST_OVERHEAD_BYTES:
+            raise ValueError("batch_max_bytes must hold at least one request of "
+                             "max_request_bytes")
         if self.max_in_flight < 0:
             raise ValueError(f"max_in_flight must be >= 0 (0 = no cap), got {self.max_in_flight}")
 

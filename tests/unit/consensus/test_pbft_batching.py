@@ -10,7 +10,16 @@ import itertools
 
 import pytest
 
-from consensus import ClientRequest, Config, PrePrepare, Receive
+from consensus import (
+    ClientRequest,
+    ClientRequests,
+    Config,
+    Forward,
+    Prepare,
+    PrePrepare,
+    Receive,
+    batch_digest,
+)
 
 
 def delayed_cluster(cluster_cls, delay_ms: int, **cfg):
@@ -136,3 +145,30 @@ def test_max_in_flight_is_validated():
     assert Config(max_in_flight=0).max_in_flight == 0
     with pytest.raises(ValueError, match="max_in_flight"):
         Config(max_in_flight=-1)
+
+
+def test_batches_and_forwards_are_bounded_in_bytes_not_only_in_count(cluster_cls):
+    # 60 KB ops: 400 of them would make a 24 MB PRE-PREPARE, over the 8 MiB message limit
+    c = cluster_cls(batch_max=400, batch_max_bytes=200_000)
+    big = b"x" * 60_000
+    reqs = [c.request(k, 1, op=big) for k in range(40)]
+    out = c.replicas[1].step(ClientRequests(tuple(reqs)))
+    fwds = [s.message for s in out.send if isinstance(s.message, Forward)]
+    assert len(fwds) >= 3  # one group of 40 submissions -> several FORWARDs of <= ~1 MiB
+    assert sum(len(f.requests) for f in fwds) == 40
+    assert all(sum(len(r.op) for r in f.requests) <= 1024 * 1024 for f in fwds)
+    for r in reqs:
+        c.submit(r, to=0)
+    assert c.run_until(lambda: c.all_executed(reqs), timeout_ms=5_000)
+    c.assert_agreement()
+    sizes = [len(ex.requests) for ex in c.executed[2].values() if ex.requests]
+    assert max(sizes) == 3 and sum(sizes) == 40  # 3 x 60 KB + overhead <= 200,000 bytes
+
+
+def test_a_backup_rejects_a_batch_over_batch_max_bytes(cluster_cls):
+    c = cluster_cls(batch_max=400, batch_max_bytes=200_000)
+    reqs = tuple(c.request(k, 1, op=b"x" * 60_000) for k in range(4))
+    pp = c.auth(0).sign(PrePrepare(0, 1, 1, reqs, batch_digest(1, reqs), 0))
+    out = c.replicas[1].step(Receive(0, pp))
+    assert not any(isinstance(s.message, Prepare) for s in out.send)
+    assert any("batch_max_bytes" in ev.reason for ev in out.evidence)
