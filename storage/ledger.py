@@ -56,6 +56,7 @@ from .records import BlockBody, BlockHeader, ChainBase, TxRecord, decode, encode
 
 SCHEMA_VERSION = 1
 DEFAULT_DEDUP_WINDOW = 4096
+WINDOW_CACHE_CLIENTS = 65_536  # clients whose dedup-window bounds are cached
 
 
 
@@ -216,6 +217,8 @@ class LedgerStore:
         self.strict_votes = strict_votes
         self.where = where
         self.errors: collections.Counter[str] = collections.Counter()
+        # client -> (lowest live, highest) request_seq in its dedup window (see _window_ops)
+        self._windows: dict[bytes, tuple[int, int]] = {}
         self._check_or_init_meta(create)
         self._load_tip()
 
@@ -474,32 +477,56 @@ class LedgerStore:
                 )
             )
             h, last_hash, last_time = ex.seq, ex.block_hash, ex.time_ms
+        window_updates: dict[bytes, tuple[int, int]] = {}
         for cid, items in per_client.items():
-            ops.extend(self._window_ops(cid, items))
+            ops.extend(self._window_ops(cid, items, window_updates))
         ops.extend(state_ops)
         ops.extend(headers)  # last: the meta height's header proves the whole batch landed
         self._kv.write(ops, sync=True)
         self._height = h
         self._last_hash = last_hash
         self._last_time = last_time
+        for cid, bounds in window_updates.items():
+            self._windows.pop(cid, None)  # re-insert: most recently used last
+            self._windows[cid] = bounds
+        while len(self._windows) > WINDOW_CACHE_CLIENTS:
+            del self._windows[next(iter(self._windows))]
 
-    def _window_ops(self, cid: bytes, items: list[tuple[int, bytes]]) -> list[Op]:
+    def _window_ops(self, cid: bytes, items: list[tuple[int, bytes]],
+                    window_updates: dict[bytes, tuple[int, int]]) -> list[Op]:
         """Client window: keep request_seqs > max - dedup_window; delete older ones. `items`
-        are (request_seq, height) of the txs just committed (one or several blocks)."""
+        are (request_seq, height) of the txs just committed (one or several blocks).
+
+        The (lowest live, highest) seq of recent clients is cached, so deleting never walks
+        the tombstones of earlier deletions (LevelDB keeps them until compaction: scanning
+        from the prefix made this cost grow with every committed tx). The cache is updated
+        via `window_updates` only after the batch is written."""
         prefix = keys.client_window_prefix(cid)
-        newest = next(iter(self._kv.items(prefix, keys.prefix_end(prefix), True)), None)
+        cached = window_updates.get(cid) or self._windows.get(cid)
+        if cached is None:
+            end = keys.prefix_end(prefix)
+            oldest = next(iter(self._kv.items(prefix, end)), None)
+            newest = next(iter(self._kv.items(prefix, end, True)), None)
+            low = None if oldest is None else keys.parse_client_window(oldest[0])[1]
+            top_db = None if newest is None else keys.parse_client_window(newest[0])[1]
+        else:
+            low, top_db = cached
         top = max(s for s, _ in items)
-        if newest is not None:
-            top = max(top, keys.parse_client_window(newest[0])[1])
+        if top_db is not None:
+            top = max(top, top_db)
         floor = top - self.dedup_window  # seqs <= floor fall out of the window
         ops: list[Op] = []
-        if floor >= 0:
-            for k, _ in self._kv.items(prefix, keys.client_window(cid, floor + 1)):
+        if low is not None and floor >= low:
+            for k, _ in self._kv.items(keys.client_window(cid, low),
+                                       keys.client_window(cid, floor + 1)):
                 ops.append((k, None))
-        ops.extend((prefix + keys.u64(s), hb) for s, hb in items if s > floor)
+            low = floor + 1
+        kept = [(s, hb) for s, hb in items if s > floor]
+        ops.extend((prefix + keys.u64(s), hb) for s, hb in kept)
+        lows = [s for s, _ in kept] + ([] if low is None else [low])
+        if lows:
+            window_updates[cid] = (min(lows), top)
         return ops
-
-    # -------------------------------------------------------------- recovery
 
     def recover(self) -> RecoveredState:
         """Rebuild the replica's durable state; verify the hash chain past the verified marker.
@@ -762,6 +789,7 @@ class LedgerStore:
         Writes in several batches guarded by an 'importing' marker (recover() refuses a
         half-done import). Blocks below `height` that we have are kept but no longer verified.
         """
+        self._windows.clear()
         if height <= self._height:
             self._fail(
                 "import", f"{self.where}: import at {height} not above our height {self._height}"
