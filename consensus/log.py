@@ -25,6 +25,8 @@ class Slot:
     prepared: bool = False
     committed: bool = False
     since_ms: int = 0  # when the pre-prepare was accepted (for retransmission)
+    resends: int = 0  # retransmission rounds so far (each waits twice as long, capped)
+    next_resend_ms: int = 0
 
     def prepare_count(self, config: Config) -> int:
         """Matching prepares from backups (the primary's pre-prepare is its prepare)."""

@@ -12,7 +12,7 @@ Pure and deterministic: never imports time, random, I/O, threads or async; the o
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from typing import Any
 
 from .auth import Authenticator
@@ -92,6 +92,7 @@ MAX_FORWARD_REQUESTS = 10_000
 FUTURE_VIEWS = 2  # normal-case messages are buffered for at most this many views ahead
 REFORWARD_MAX = 32  # waiting requests relayed again per status interval
 FORWARD_MAX_BYTES = 1024 * 1024  # a FORWARD is split beyond this many request bytes
+RESEND_BACKOFF_MAX = 3  # a stuck slot's votes are resent after 1, 2, 4, 8, 8, ... intervals
 CONFLICTS_PER_INTERVAL = 16  # CONFLICT messages sent to one peer per status interval
 
 Key = tuple[bytes, int]
@@ -155,7 +156,10 @@ class Replica:
         self._pending: dict[Key, tuple[Request, int]] = {}  # request -> arrival time
         self._forwarded_ms: dict[Key, int] = {}  # when each pending request was last relayed
         self._expiring: set[Key] = set()  # pending requests with a valid_until
-        self._unproposed: dict[Key, None] = {}  # pending, not in a batch of this view (ordered)
+        # pending, not in a batch of this view, in arrival order. An OrderedDict: its first key
+        # is O(1), while a plain dict's next(iter()) walks the slots of every key proposed
+        # (deleted) since its last resize - on every step under load
+        self._unproposed: OrderedDict[Key, None] = OrderedDict()
         self._proposed: set[Key] = set()
         self._to_forward: list[Request] = []
         self._next_seq = max(self._last_executed, self._stable_seq) + 1
@@ -604,8 +608,14 @@ class Replica:
                 or slot.pre_prepare is None
                 or slot.seq <= self._last_executed
                 or self._now - slot.since_ms < self.config.status_interval_ms
+                or self._now < slot.next_resend_ms
             ):
                 continue
+            # back off per slot: on a loaded (not lossy) mesh the votes are merely queued, and
+            # resending 100-400-tx PRE-PREPAREs every interval made the backlog grow
+            slot.resends += 1
+            slot.next_resend_ms = self._now + self.config.status_interval_ms * (
+                1 << min(slot.resends, RESEND_BACKOFF_MAX))
             d = slot.pre_prepare.digest
             done = {j for j in peers if self._peer_executed.get(j, 0) >= slot.seq}
             committed = done | {m.replica for m in slot.commits.matching(d)}
@@ -1157,7 +1167,7 @@ class Replica:
         self._new_view = None
         self._log.drop_views_below(new_view)
         self._proposed.clear()
-        self._unproposed = dict.fromkeys(self._pending)
+        self._unproposed = OrderedDict.fromkeys(self._pending)
         signed = self._own_view_change()
         self._broadcast(signed)
         self._vcs.add(signed)
@@ -1281,7 +1291,7 @@ class Replica:
             if pp.seq > self._last_executed:
                 self._proposed.update(_key(r) for r in pp.requests)
             self._accept_pre_prepare(self._log.slot(pp.view, pp.seq), pp)
-        self._unproposed = {k: None for k in self._pending if k not in self._proposed}
+        self._unproposed = OrderedDict((k, None) for k in self._pending if k not in self._proposed)
         if self.is_primary:
             self._next_seq = max(max_s, self._last_executed, self._stable_seq) + 1
             self._last_proposal_ms = self._now

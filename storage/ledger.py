@@ -180,8 +180,13 @@ class _Pending:
         self.ops.append((key, None))
         self.overlay[key] = None
 
-    def keys_with_prefix(self, prefix: bytes) -> list[bytes]:
-        found = {k for k, _ in self.kv.items(prefix, keys.prefix_end(prefix))}
+    def keys_with_prefix(self, prefix: bytes, on_disk: set[bytes] | None = None) -> list[bytes]:
+        """Live keys under `prefix` after this batch; `on_disk` (the keys known to be stored
+        under it) saves a LevelDB scan that would walk every tombstone of earlier deletes."""
+        if on_disk is None:
+            found = {k for k, _ in self.kv.items(prefix, keys.prefix_end(prefix))}
+        else:
+            found = {k for k in on_disk if k.startswith(prefix)}
         for k, v in self.overlay.items():
             if k.startswith(prefix):
                 if v is None:
@@ -206,6 +211,7 @@ class LedgerStore:
         dedup_window: int = DEFAULT_DEDUP_WINDOW,
         strict_votes: bool = True,
         where: str = "store",
+        sync_blocks: bool = True,
     ) -> None:
         if dedup_window < 1:
             raise ValueError("dedup_window must be >= 1")
@@ -216,9 +222,14 @@ class LedgerStore:
         # refuse to persist an own vote conflicting with a persisted one (would be equivocation)
         self.strict_votes = strict_votes
         self.where = where
+        # False: block commits reach the OS (they survive kill -9) but are not fsynced; votes
+        # and view state always are. A block lost to a power cut is fetched again from peers.
+        self.sync_blocks = sync_blocks
         self.errors: collections.Counter[str] = collections.Counter()
         # client -> (lowest live, highest) request_seq in its dedup window (see _window_ops)
-        self._windows: dict[bytes, tuple[int, int]] = {}
+        self._windows: collections.OrderedDict[bytes, tuple[int, int]] = (
+            collections.OrderedDict())
+        self._live_records: set[bytes] | None = None  # see _record_keys
         self._check_or_init_meta(create)
         self._load_tip()
 
@@ -355,20 +366,37 @@ class LedgerStore:
                 self._fail("persist", f"{self.where}: not a record: {type(rec).__name__}")
         if b.ops:
             self._kv.write(b.ops, sync=True)
+            if self._live_records is not None:
+                for k, v in b.overlay.items():
+                    if k.startswith((keys.VOTE, keys.PREPARED)):
+                        if v is None:
+                            self._live_records.discard(k)
+                        else:
+                            self._live_records.add(k)
 
     def _current_view(self, reader: KVReader | _Pending) -> int:
         raw = reader.get(keys.VIEW_KEY)
         return 0 if raw is None else decode(ViewState, raw, keys.VIEW_KEY).view
 
+    def _record_keys(self) -> set[bytes]:
+        """Vote and prepared-certificate keys on disk (scanned once, then kept in step)."""
+        if self._live_records is None:
+            self._live_records = {
+                k for p in (keys.VOTE, keys.PREPARED)
+                for k, _ in self._kv.items(p, keys.prefix_end(p))
+            }
+        return self._live_records
+
     def _prune(self, b: _Pending, upto: int, view: int) -> None:
-        for key in b.keys_with_prefix(keys.VOTE):
+        on_disk = self._record_keys()
+        for key in b.keys_with_prefix(keys.VOTE, on_disk):
             kind, v, seq = keys.parse_vote(key)
             if kind in (keys.KIND_VIEW_CHANGE, keys.KIND_NEW_VIEW):
                 if v < view:
                     b.delete(key)
             elif seq <= upto:
                 b.delete(key)
-        for key in b.keys_with_prefix(keys.PREPARED):
+        for key in b.keys_with_prefix(keys.PREPARED, on_disk):
             if keys.parse_prepared(key)[1] <= upto:
                 b.delete(key)
 
@@ -482,7 +510,7 @@ class LedgerStore:
             ops.extend(self._window_ops(cid, items, window_updates))
         ops.extend(state_ops)
         ops.extend(headers)  # last: the meta height's header proves the whole batch landed
-        self._kv.write(ops, sync=True)
+        self._kv.write(ops, sync=self.sync_blocks)
         self._height = h
         self._last_hash = last_hash
         self._last_time = last_time
@@ -490,7 +518,7 @@ class LedgerStore:
             self._windows.pop(cid, None)  # re-insert: most recently used last
             self._windows[cid] = bounds
         while len(self._windows) > WINDOW_CACHE_CLIENTS:
-            del self._windows[next(iter(self._windows))]
+            self._windows.popitem(last=False)
 
     def _window_ops(self, cid: bytes, items: list[tuple[int, bytes]],
                     window_updates: dict[bytes, tuple[int, int]]) -> list[Op]:
@@ -790,6 +818,7 @@ class LedgerStore:
         half-done import). Blocks below `height` that we have are kept but no longer verified.
         """
         self._windows.clear()
+        self._live_records = None
         if height <= self._height:
             self._fail(
                 "import", f"{self.where}: import at {height} not above our height {self._height}"

@@ -106,7 +106,8 @@ class LevelDBStore(LedgerStore):
         create: bool = False,
         dedup_window: int = DEFAULT_DEDUP_WINDOW,
         strict_votes: bool = True,
-        lru_cache_size: int = 32 * 1024 * 1024,
+        lru_cache_size: int = 16 * 1024 * 1024,
+        sync_blocks: bool = True,
     ) -> None:
         path = os.fspath(path)
         self.path = path
@@ -145,7 +146,8 @@ class LevelDBStore(LedgerStore):
         kv = _PlyvelKV(db)
         try:
             super().__init__(
-                kv, chain_id, genesis_hash, create, dedup_window, strict_votes, where=path
+                kv, chain_id, genesis_hash, create, dedup_window, strict_votes, where=path,
+                sync_blocks=sync_blocks,
             )
         except BaseException:
             kv.close()
@@ -162,6 +164,8 @@ def open_store(
     genesis_hash: bytes,
     create: bool,
     dedup_window: int = DEFAULT_DEDUP_WINDOW,
+    sync_blocks: bool = True,
 ) -> LevelDBStore:
     """Open (or with create=True, initialise) the node's ledger at `path`."""
-    return LevelDBStore(path, chain_id, genesis_hash, create=create, dedup_window=dedup_window)
+    return LevelDBStore(path, chain_id, genesis_hash, create=create, dedup_window=dedup_window,
+                        sync_blocks=sync_blocks)

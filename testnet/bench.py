@@ -520,6 +520,11 @@ class Bench:
             win = [self.committed[h] for h in self.acked if h in self.committed]
             in_win = sum(1 for t in win if t0 + warm <= t <= t_sub)
             steady = round(in_win / (t_sub - t0 - warm), 1)
+        series = []  # committed tx/s per 10-s window from the start (sustained or sagging?)
+        if getattr(self.args, "duration", 0):
+            buckets: Counter[int] = Counter(
+                int((self.committed[h] - t0) // 10) for h in self.acked if h in self.committed)
+            series = [round(buckets[i] / 10, 1) for i in range(max(buckets, default=-1) + 1)]
         return {
             "nodes": len(self.urls), "txs": self.args.txs, "clients": self.args.clients,
             "mode": "ws" if self.args.ws else f"http-batch-{self.args.batch}",
@@ -532,6 +537,7 @@ class Bench:
             "settle_timeout": timed_out,
             "tx_per_s": round(committed / elapsed, 1),
             "steady_tx_per_s": steady,
+            "tx_per_s_by_10s": series,
             "inflight_per_client": getattr(self.args, "inflight", 0) or None,
             "submit_tx_per_s": round(len(self.submitted) / max(t_sub - t0, 1e-9), 1),
             "p50_ms": percentile(lat, 50), "p90_ms": percentile(lat, 90),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import math
 import time
 import weakref
@@ -408,7 +409,7 @@ _seen: weakref.WeakKeyDictionary[Any, dict[bytes, tuple[int, bool]]] = (
 
 def _seen_txs(node: Any) -> dict[bytes, tuple[int, bool]]:
     try:
-        return _seen.setdefault(node, {})
+        return _seen.setdefault(node, collections.OrderedDict())
     except TypeError:  # a node object that cannot be weakly referenced: remember nothing
         return {}
 
@@ -418,7 +419,7 @@ def remember_tx(ctx: CallContext, req: Request, tx_hash: bytes, accepted: bool) 
     prev = seen.pop(tx_hash, None)
     seen[tx_hash] = (req.valid_until, accepted or (prev is not None and prev[1]))
     while len(seen) > SEEN_TXS_KEPT:
-        seen.pop(next(iter(seen)))
+        seen.popitem(last=False)  # O(1); next(iter(dict)) walks dead slots
 
 
 def tx_state(ctx: CallContext, tx_hash: bytes, valid_until: int | None,

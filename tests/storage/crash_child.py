@@ -51,6 +51,8 @@ from storage import open_store  # noqa: E402
 ME = 1  # this replica's id
 # negative control for the parent test: sign without the restart rule (and let the store accept)
 IGNORE_RULE = os.environ.get("CRASH_CHILD_IGNORE_RULE") == "1"
+# the node's default: block commits written but not fsynced (kill -9 must still lose nothing)
+SYNC_BLOCKS = os.environ.get("CRASH_CHILD_SYNC_BLOCKS") == "1"
 
 
 def emit(line: str) -> None:
@@ -70,7 +72,8 @@ def slot(msg) -> tuple:
 
 class Life:
     def __init__(self, path: str, seed: int, life: int) -> None:
-        self.store = open_store(path, CHAIN_ID, GENESIS_HASH, create=True)
+        self.store = open_store(path, CHAIN_ID, GENESIS_HASH, create=True,
+                                sync_blocks=SYNC_BLOCKS)
         self.store.strict_votes = not IGNORE_RULE
         rs = self.store.recover()
         self.rng = random.Random(seed * 100_003 + life)

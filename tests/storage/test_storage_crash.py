@@ -76,6 +76,8 @@ class SeedRun:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         if self.ignore_rule:
             env["CRASH_CHILD_IGNORE_RULE"] = "1"
+        # half the seeds fsync block commits, half only write them (the node default)
+        env["CRASH_CHILD_SYNC_BLOCKS"] = "1" if self.seed % 2 else "0"
         self.stderr = open(self.path.with_suffix(".stderr"), "wb")  # noqa: SIM115
         self.server = subprocess.Popen(
             [sys.executable, str(CHILD), "--serve"],
