@@ -93,6 +93,7 @@ FUTURE_VIEWS = 2  # normal-case messages are buffered for at most this many view
 REFORWARD_MAX = 32  # waiting requests relayed again per status interval
 FORWARD_MAX_BYTES = 1024 * 1024  # a FORWARD is split beyond this many request bytes
 RESEND_BACKOFF_MAX = 3  # a stuck slot's votes are resent after 1, 2, 4, 8, 8, ... intervals
+VC_RESEND_BACKOFF_MAX = 2  # our VIEW-CHANGE is resent after 1, 2, 4, 4, ... intervals
 CONFLICTS_PER_INTERVAL = 16  # CONFLICT messages sent to one peer per status interval
 
 Key = tuple[bytes, int]
@@ -172,6 +173,8 @@ class Replica:
         self._vcs = ViewChangeVotes()
         self._new_view: NewView | None = None  # the NEW-VIEW of the current view (sent/accepted)
         self._failed_vcs = 0
+        self._vc_resends = 0
+        self._vc_next_resend_ms = 0
         self._request_deadline: int | None = None
         self._vc_deadline: int | None = None
         self._next_status_ms = 0
@@ -572,7 +575,11 @@ class Replica:
         status = Status(self._view, self._in_vc, self._last_executed, self._stable_seq, self.id)
         self._broadcast(self.auth.sign(status))
         if self._in_vc:
-            self._broadcast(self._own_view_change())  # lossy networks: keep asking
+            if self._now >= self._vc_next_resend_ms:  # lossy networks: keep asking, backing off
+                self._vc_resends += 1
+                self._vc_next_resend_ms = self._now + self.config.status_interval_ms * (
+                    1 << min(self._vc_resends, VC_RESEND_BACKOFF_MAX))
+                self._broadcast(self._own_view_change())
         else:
             self._retransmit_stuck_slots()
         self._reforward_old_requests()
@@ -1161,6 +1168,8 @@ class Replica:
         new_view = self._skip_convicted(new_view)
         assert new_view > self._view or (new_view == self._view and not self._in_vc)
         self._view, self._in_vc = new_view, True
+        self._vc_resends = 0  # VIEW-CHANGEs carry whole pre-prepares: resend with backoff
+        self._vc_next_resend_ms = self._now + self.config.status_interval_ms
         self._persist_view()
         self._request_deadline = None
         self._vc_deadline = None

@@ -28,10 +28,13 @@ class Config:
     n: int = 4
     checkpoint_interval: int = 16
     watermark_window: int = 64
-    batch_max: int = 400
+    # 100, not 400: a VIEW-CHANGE carries the full PRE-PREPARE of every prepared slot above
+    # the stable checkpoint (up to watermark_window of them) and a NEW-VIEW carries 2f+1 of
+    # those; 400-request batches bring them near the 8 MiB message limit under load
+    batch_max: int = 100
     # a batch also stops growing at this many request bytes (a PRE-PREPARE must stay far below
     # the 8 MiB message limit whatever the tx sizes)
-    batch_max_bytes: int = 2 * 1024 * 1024
+    batch_max_bytes: int = 1024 * 1024
     batch_delay_ms: int = 2
     # pipeline depth: the primary proposes a non-full batch only while fewer than this many of
     # its batches await local execution (full batches: up to the high watermark; 0 = no cap)

@@ -27,7 +27,7 @@ import trio
 from network.framing import DEFAULT_MAX_FRAME_SIZE, encode_frame
 
 DEFAULT_QUEUE_MAX_FRAMES = 10_000
-DEFAULT_QUEUE_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_QUEUE_MAX_BYTES = 32 * 1024 * 1024  # per peer; drop-oldest beyond (4 max-size frames)
 DEFAULT_INCOMING_CAPACITY = 1024
 
 

@@ -401,7 +401,7 @@ async def m_tx(ctx: CallContext, params: dict[str, Any]) -> Any:
 
 # Txs this node has seen through its own RPC (hash -> valid_until, accepted?), per node object,
 # so `tx_status {hash}` can tell PENDING / EXPIRED from UNKNOWN. Bounded (oldest forgotten).
-SEEN_TXS_KEPT = 100_000
+SEEN_TXS_KEPT = 25_000  # ~200 B each; committed txs are answered from the ledger anyway
 _seen: weakref.WeakKeyDictionary[Any, dict[bytes, tuple[int, bool]]] = (
     weakref.WeakKeyDictionary()
 )
