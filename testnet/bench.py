@@ -303,10 +303,7 @@ class Bench:
     async def _post_chunk(self, http: httpx.AsyncClient, url: str,
                           chunk: list[Request]) -> list[bytes]:
         """Submit one JSON-RPC batch array of `broadcast_tx_sync`; returns the tx hashes."""
-        payload = []
-        for k, r in enumerate(chunk):
-            payload.append({"jsonrpc": "2.0", "id": k, "method": "broadcast_tx_sync",
-                            "params": {"tx": base64.b64encode(encode(r)).decode()}})
+        payload = _submit_payload(chunk)
         now = time.monotonic()
         hashes = [request_digest(r) for r in chunk]
         for th in hashes:
@@ -412,11 +409,10 @@ class Bench:
                    and now - self.submitted.get(h, now) >= retry_s]
         for i in range(0, len(pending), 50):
             url = self.urls[(round_ + i // 50) % len(self.urls)]
-            payload = [{"jsonrpc": "2.0", "id": k, "method": "broadcast_tx_sync",
-                        "params": {"tx": base64.b64encode(encode(self.requests[h])).decode()}}
-                       for k, h in enumerate(pending[i:i + 50])]
+            payload = _submit_payload([self.requests[h] for h in pending[i:i + 50]])
             try:
-                await http.post(url + "/", json=payload)
+                await http.post(url + "/", content=msgspec.json.encode(payload),
+                                headers=JSON_HEADERS)
             except httpx.HTTPError as exc:
                 self.errors.append(f"retransmit to {url}: {type(exc).__name__}")
             self.retransmitted += len(payload)
@@ -553,6 +549,13 @@ class Bench:
             "node_resources": nodes,
             "errors": self.errors[:5],
         }
+
+
+def _submit_payload(reqs: list[Request]) -> list[dict[str, Any]]:
+    """A JSON-RPC batch array of `broadcast_tx_sync`, ids = positions in `reqs`."""
+    return [{"jsonrpc": "2.0", "id": k, "method": "broadcast_tx_sync",
+             "params": {"tx": base64.b64encode(encode(r)).decode()}}
+            for k, r in enumerate(reqs)]
 
 
 def _sum_or_none(values: Any) -> float | None:
