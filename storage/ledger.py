@@ -52,7 +52,7 @@ from .interface import (
     StoredBlock,
     TxResult,
 )
-from .records import BlockBody, BlockHeader, ChainBase, TxRecord, decode, encode
+from .records import BlockBody, BlockHeader, ChainBase, TxRecord, body_for, decode, encode
 
 SCHEMA_VERSION = 1
 DEFAULT_DEDUP_WINDOW = 4096
@@ -447,10 +447,10 @@ class LedgerStore:
                 (
                     keys.body(ex.seq),
                     encode(
-                        BlockBody(
-                            txs=tuple(ex.requests),
-                            skipped=tuple(ex.skipped),
-                            committed=CommittedBlock(ex.pre_prepare, tuple(ex.commits)),
+                        body_for(
+                            tuple(ex.requests),
+                            tuple(ex.skipped),
+                            CommittedBlock(ex.pre_prepare, tuple(ex.commits)),
                         )
                     ),
                 )
@@ -470,7 +470,10 @@ class LedgerStore:
                         f"(hash/client/seq/height mismatch)",
                     )
                 ck = keys.client_index(req.client_id, req.request_seq)
-                if ck in in_group or self._kv.get(ck) is not None:
+                if ck in in_group or (
+                    not self._above_window(req.client_id, req.request_seq)
+                    and self._kv.get(ck) is not None
+                ):
                     self._fail(
                         "commit",
                         f"{self.where}: block {ex.seq} tx {i} re-executes request_seq "
@@ -702,7 +705,7 @@ class LedgerStore:
                 f"{self.where}: block {hdr.height} certificate does not match its header",
                 CorruptionError,
             )
-        for req in body.txs:
+        for req in body.executed():
             th = request_digest(req)
             if kv.get(keys.tx(th)) is None or kv.get(
                 keys.client_index(req.client_id, req.request_seq)
@@ -744,7 +747,7 @@ class LedgerStore:
             time_ms=hdr.time_ms,
             view=hdr.view,
             state_root=hdr.state_root,
-            txs=body.txs,
+            txs=body.executed(),
             committed=body.committed,
         )
 
@@ -774,8 +777,21 @@ class LedgerStore:
         raw = self._kv.get(keys.tx(tx_hash))
         return None if raw is None else _tx_result(tx_hash, decode(TxRecord, raw, keys.tx(tx_hash)))
 
+    def _above_window(self, client_id: bytes, request_seq: int) -> bool:
+        """True if `request_seq` is above every executed seq of a client whose window bounds
+        are cached: it cannot have executed, and no LevelDB read is needed.
+
+        Why it matters: a read of an absent key consults several table files, and LevelDB
+        charges such reads to the first file and compacts it when its allowance runs out; one
+        such read per tx turned into near-continuous compactions that rewrote the whole of
+        level 2 (its cost growing with the ledger)."""
+        bounds = self._windows.get(client_id)
+        return bounds is not None and request_seq > bounds[1]
+
     def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None:
         if len(client_id) > 255 or request_seq < 0:
+            return None
+        if self._above_window(client_id, request_seq):
             return None
         th = self._kv.get(keys.client_index(client_id, request_seq))
         return None if th is None else self.tx(th)

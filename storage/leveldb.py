@@ -63,6 +63,30 @@ class _PlyvelReader:
             it.close()
 
 
+class _SeekReader(_PlyvelReader):
+    """Point reads by iterator seek instead of Get, for the application state.
+
+    LevelDB charges a Get that consults more than one table file to the first one and
+    compacts that file once its allowance (file size / 16 KiB, at least 100) is spent; an
+    iterator only samples one read per MiB. The executor reads one absent key per new KV
+    put, so with Get every freshly flushed table was compacted into level 2 within a second,
+    rewriting all of level 2 each time (the cost grew with the ledger: tx/s fell by 40 %
+    within a minute). A seek costs ~8 us instead of ~2 us."""
+
+    def get(self, key: bytes) -> bytes | None:
+        try:
+            it = self._db.iterator(start=key, stop=key + b"\x00")
+        except plyvel.Error as exc:
+            raise _storage_error(exc) from exc
+        try:
+            item = next(it, None)
+        except plyvel.Error as exc:
+            raise _storage_error(exc) from exc
+        finally:
+            it.close()
+        return None if item is None else item[1]
+
+
 class _PlyvelKV(_PlyvelReader):
     def __init__(self, db: plyvel.DB) -> None:
         super().__init__(db)
@@ -152,7 +176,7 @@ class LevelDBStore(LedgerStore):
         except BaseException:
             kv.close()
             raise
-        self._state_reader = _PlyvelReader(kv.state_db)
+        self._state_reader = _SeekReader(kv.state_db)
 
     def state(self) -> KVStateReader:
         return KVStateReader(self._state_reader, prefix=b"")

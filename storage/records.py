@@ -36,9 +36,40 @@ class BlockHeader(msgspec.Struct, frozen=True, array_like=True):
 
 
 class BlockBody(msgspec.Struct, frozen=True, array_like=True):
-    txs: tuple[Request, ...]  # executed, in order
+    txs: tuple[Request, ...]  # executed, in order (empty when `from_batch`)
     skipped: tuple[tuple[Request, str], ...]  # in the batch but not executed, with the reason
     committed: CommittedBlock  # pre-prepare + commit certificate
+    # The executed txs are the pre-prepare's requests minus the positions in `skip_at`: every
+    # tx is stored once, not twice (it is in the signed pre-prepare anyway). Bodies written
+    # before this field decode with from_batch=False and keep their explicit `txs`.
+    from_batch: bool = False
+    skip_at: tuple[int, ...] = ()
+
+    def executed(self) -> tuple[Request, ...]:
+        if not self.from_batch:
+            return self.txs
+        reqs = self.committed.pre_prepare.requests
+        if not self.skip_at:
+            return reqs
+        skip = set(self.skip_at)
+        return tuple(r for i, r in enumerate(reqs) if i not in skip)
+
+
+def body_for(
+    run: tuple[Request, ...], skipped: tuple[tuple[Request, str], ...], committed: CommittedBlock
+) -> BlockBody:
+    """The stored body of a block that executed `run` out of its pre-prepare's batch."""
+    reqs = committed.pre_prepare.requests
+    skip_at: list[int] = []
+    j = 0
+    for i, r in enumerate(reqs):  # run is a subsequence of the batch (split_batch keeps order)
+        if j < len(run) and (r is run[j] or r == run[j]):
+            j += 1
+        else:
+            skip_at.append(i)
+    if j != len(run):  # not a subsequence: keep the txs explicitly
+        return BlockBody(run, skipped, committed)
+    return BlockBody((), skipped, committed, True, tuple(skip_at))
 
 
 class TxRecord(msgspec.Struct, frozen=True, array_like=True):

@@ -375,3 +375,21 @@ def test_leveldb_checksum_failure_is_a_clear_corruption_error(tmp_path):
     wal.write_bytes(bytes(data))
     with pytest.raises(CorruptionError, match="corrupt"):
         open_store(db, CHAIN_ID, GENESIS_HASH, create=False).recover()
+
+
+def test_committed_lookup_by_client_seq_after_restart_and_above_the_window(store):
+    # the in-memory "above every executed seq" short cut must agree with the index
+    cb = ChainBuilder()
+    blocks = [cb.next_block(3) for _ in range(3)]
+    for b in blocks:
+        store.commit_block(b)
+    for b in blocks:
+        for r in b.execute.requests:
+            got = store.tx_by_client(r.client_id, r.request_seq)
+            assert got is not None and got.height == b.execute.seq
+            assert store.tx_by_client(r.client_id, r.request_seq + 10_000) is None
+    # a duplicate is refused whether or not the client's bounds are cached
+    store._windows.clear()
+    again = make_pre_prepare(0, 4, cb.time_ms + 1, blocks[-1].execute.requests[:1])
+    with pytest.raises(StorageError, match="already committed"):
+        store.commit_block(make_block(again, cb.prev_hash))
