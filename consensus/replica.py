@@ -163,6 +163,8 @@ class Replica:
         self._unproposed: OrderedDict[Key, None] = OrderedDict()
         self._proposed: set[Key] = set()
         self._to_forward: list[Request] = []
+        # our clients' requests sent to the primary alone: when to relay them to everyone
+        self._relay_due: OrderedDict[Key, int] = OrderedDict()
         self._next_seq = max(self._last_executed, self._stable_seq) + 1
         self._last_proposal_time = self._last_time
         self._last_proposal_ms = 0
@@ -361,8 +363,7 @@ class Replica:
 
     def _after_step(self) -> None:
         if self._to_forward:
-            for chunk in _by_bytes(self._to_forward, FORWARD_MAX_BYTES):
-                self._broadcast(self.auth.sign(Forward(chunk, self.id)))
+            self._forward_new(self._to_forward)
             self._to_forward = []
         if self._primary_skipped(self._view):
             # the primary of this view is convicted (executed just now, or before a restart)
@@ -554,6 +555,7 @@ class Replica:
             self._on_view_change_timeout()
         if self._now >= self._next_status_ms:
             self._on_status_timeout()
+        self._relay_unproposed()
 
     def _on_request_timeout(self) -> None:
         self._request_deadline = None
@@ -583,6 +585,49 @@ class Replica:
         else:
             self._retransmit_stuck_slots()
         self._reforward_old_requests()
+
+    def _forward_new(self, reqs: list[Request]) -> None:
+        """Requests our clients just gave us. PBFT's relay: a backup sends them to the
+        primary only (the primary needs nothing: it proposes them), and relays them to every
+        replica `forward_relay_ms` later if they are still pending then (see
+        _relay_unproposed), so all replicas' request timers run against a primary that
+        censors them. Broadcasting every request at once cost each replica a frame and a
+        signature check per submission and doubled the mesh bytes per tx (each tx travelled
+        again in the PRE-PREPARE). During a view change (primary unknown) or with
+        forward_relay_ms = 0, broadcast at once."""
+        relay_ms = self._relay_ms()
+        if self._in_vc or relay_ms <= 0:
+            for chunk in _by_bytes(reqs, FORWARD_MAX_BYTES):
+                self._broadcast(self.auth.sign(Forward(chunk, self.id)))
+            return
+        for req in reqs:
+            self._relay_due[_key(req)] = self._now + relay_ms
+        if self.is_primary:
+            return
+        for chunk in _by_bytes(reqs, FORWARD_MAX_BYTES):
+            self._send(self.primary, self.auth.sign(Forward(chunk, self.id)))
+
+    def _relay_ms(self) -> int:
+        # well before the request timer fires, whatever the configured timeouts
+        return min(self.config.forward_relay_ms, self.config.timeout_request_ms // 4)
+
+    def _relay_unproposed(self) -> None:
+        """Relay to every replica the requests forwarded to the primary alone that are still
+        pending after forward_relay_ms (ours are dropped from `_relay_due` at execution)."""
+        if not self._relay_due:
+            return
+        again: list[Request] = []
+        while self._relay_due:
+            key, due = next(iter(self._relay_due.items()))  # insertion order is due order
+            if due > self._now:
+                break
+            del self._relay_due[key]
+            entry = self._pending.get(key)
+            if entry is not None:
+                again.append(entry[0])
+                self._forwarded_ms[key] = self._now
+        for chunk in _by_bytes(again, FORWARD_MAX_BYTES):
+            self._broadcast(self.auth.sign(Forward(chunk, self.id)))
 
     def _reforward_old_requests(self) -> None:
         """Lossy networks: relay requests that have waited long again, so every replica
@@ -1064,6 +1109,7 @@ class Replica:
 
     def _forget_request(self, key: Key) -> None:
         self._pending.pop(key, None)
+        self._relay_due.pop(key, None)
         self._forwarded_ms.pop(key, None)
         self._expiring.discard(key)
         self._unproposed.pop(key, None)

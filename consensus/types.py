@@ -45,6 +45,9 @@ class Config:
     status_interval_ms: int = 500
     heartbeat_ms: int = 1_000  # primary proposes an empty batch when idle this long (0 = off)
     max_clock_skew_ms: int = 2_000
+    # a backup sends its clients' requests to the primary, and to every replica only if they
+    # are still pending this much later (0 = to every replica at once)
+    forward_relay_ms: int = 500
     max_pending_requests: int = 100_000
     max_request_bytes: int = 64 * 1024
     dedup_window: int = 4096  # per client: request_seqs older than max - window are refused
@@ -61,6 +64,8 @@ class Config:
         if self.batch_max_bytes < self.max_request_bytes + REQUEST_OVERHEAD_BYTES:
             raise ValueError("batch_max_bytes must hold at least one request of "
                              "max_request_bytes")
+        if self.forward_relay_ms < 0:
+            raise ValueError(f"forward_relay_ms must be >= 0, got {self.forward_relay_ms}")
         if self.max_in_flight < 0:
             raise ValueError(f"max_in_flight must be >= 0 (0 = no cap), got {self.max_in_flight}")
 

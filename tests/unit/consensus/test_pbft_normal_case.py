@@ -198,8 +198,8 @@ def test_request_seq_below_dedup_window_is_rejected(cluster_cls):
     out = c.replicas[0].step(ClientRequest(old))
     assert out.reply == [Rejected(old, "request_seq too old")]
     ok = c.request(0, 95)
-    out = c.replicas[0].step(ClientRequest(ok))
-    assert out.reply == [] and len(out.send) == 1
+    out = c.replicas[1].step(ClientRequest(ok))  # a backup: accepted, sent to the primary
+    assert out.reply == [] and [s.to for s in out.send] == [0]
 
 
 def test_bad_client_requests_are_rejected_with_a_reason(cluster_cls):
@@ -242,10 +242,33 @@ def test_expired_request_is_rejected_or_skipped(cluster_cls):
 
 def test_client_request_is_forwarded_so_backups_start_timers(cluster_cls):
     c = cluster_cls()
-    out = c.replicas[2].step(ClientRequest(c.request(0, 1)))
+    b = c.replicas[2]
+    out = b.step(ClientRequest(c.request(0, 1)))
+    # PBFT's relay: to the primary at once ...
     assert len(out.send) == 1 and isinstance(out.send[0].message, Forward)
-    assert out.send[0].to is None
-    assert c.replicas[2].health()["request_timer_deadline_ms"] is not None
+    assert out.send[0].to == 0
+    assert b.health()["request_timer_deadline_ms"] is not None
+    # ... and to every replica if still pending forward_relay_ms later (the primary is down)
+    relay = min(b.config.forward_relay_ms, b.config.timeout_request_ms // 4)
+    out = b.step(Tick(c.now + relay - 1))
+    assert not any(isinstance(s.message, Forward) for s in out.send)
+    out = b.step(Tick(c.now + relay))
+    fwd = [s for s in out.send if isinstance(s.message, Forward)]
+    assert len(fwd) == 1 and fwd[0].to is None
+    out = c.replicas[1].step(Receive(2, fwd[0].message))
+    assert c.replicas[1].health()["request_timer_deadline_ms"] is not None
+
+
+def test_a_primary_does_not_forward_and_an_executed_request_is_never_relayed(cluster_cls):
+    c = cluster_cls()
+    out = c.replicas[0].step(ClientRequest(c.request(0, 1)))
+    assert not any(isinstance(s.message, Forward) for s in out.send)
+    r = c.request(0, 2)
+    c.submit(r, to=2)
+    assert c.run_until(lambda: c.all_executed([r]))
+    b = c.replicas[2]
+    out = b.step(Tick(c.now + b.config.timeout_request_ms))
+    assert not any(isinstance(s.message, Forward) for s in out.send)
 
 
 def test_primary_batches_up_to_batch_max_or_after_batch_delay(cluster_cls):
