@@ -181,16 +181,28 @@ async def _start_main(cfg: Any) -> None:
     import trio
 
     from .logging import get_logger
+    from .memory import limit_arenas
     from .runtime import build_node
 
     log = get_logger(node=cfg.node_index)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    limit_arenas(2)  # before the worker threads exist (see bftnode/memory.py)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGUSR1) as signals:
         node = build_node(cfg)
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
             _tune_gc()
             log.info("ready", rpc=node.rpc_url, p2p=cfg.p2p_listen, height=node.height())
             async for signum in signals:
+                if signum == signal.SIGUSR1:  # operator aid: where does the memory go?
+                    from .memory import write_report
+
+                    try:
+                        path = write_report(cfg.home, node)
+                    except Exception as exc:  # a diagnostic must never stop the node
+                        log.warning("memory report failed", reason=repr(exc)[:200])
+                    else:
+                        log.info("memory report written", path=str(path))
+                    continue
                 log.info("shutting down", signal=signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()  # the current write finishes; the DB is closed
                 break

@@ -57,6 +57,7 @@ from .config import NodeConfig
 from .genesis import Genesis, GenesisError, load_genesis
 from .keys import KeyFileError, NodeKey, load_key_file
 from .logging import current_trace_id, get_logger, trace_context
+from .memory import Trimmer
 from .metrics import NodeMetrics
 from .rpc.node_api import SubmitResult
 
@@ -208,6 +209,7 @@ class Node:
         self._clock_ms = clock_ms
         self._last_now = 0
         self._tick_ms = tick_ms
+        self._trimmer = Trimmer()
         self._serve_rpc = serve_rpc if serve_rpc is not None else (
             config is not None and config.rpc_port != 0
         )
@@ -521,6 +523,7 @@ class Node:
     ) -> list[tuple[tuple[TxResult, ...], Any]]:
         """Runs in a worker thread: the app over the live state (plus the writes of the earlier
         blocks of this group, through an overlay), then ONE atomic synced commit of them all."""
+        self._trimmer.maybe()  # now and then, off the event loop: RSS stays flat (see memory.py)
         state: Any = self.store.state()
         overlay = None
         if len(exs) > 1:

@@ -123,11 +123,13 @@ def proc_cpu_s(pid: int) -> float | None:
         return None
 
 
-def proc_rss_mb(pid: int) -> float | None:
+def proc_rss_mb(pid: int, field: str = "VmRSS:") -> float | None:
+    """Resident MB of a process (`field` "RssAnon:": anonymous memory only, without the
+    file-backed pages such as the mapped libraries and LevelDB's mmapped table files)."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return round(int(line.split()[1]) / 1024, 1)
     except (OSError, ValueError):
         return None
@@ -147,6 +149,10 @@ class ProcSampler:
         self.rss_warm: dict[int, float] = {}  # RSS when the warm-up ended
         self.rss_warm_max: dict[int, float] = {}  # max RSS after the warm-up
         self.rss_warm_min: dict[int, float] = {}
+        self.rss_by_10s: dict[int, list[float]] = {p: [] for p in pids}  # max per 10-s window
+        self.anon_warm: dict[int, float] = {}  # RssAnon at the warm-up's end, then its range
+        self.anon_range: dict[int, tuple[float, float]] = {}
+        self.anon_end: dict[int, float] = {}
 
     def sample(self) -> None:
         warm = time.monotonic() - self.t0 >= self.warmup_s > 0
@@ -156,7 +162,18 @@ class ProcSampler:
                 continue
             if (self.rss_max.get(p) or 0) < r:
                 self.rss_max[p] = r
+            series = self.rss_by_10s.setdefault(p, [])
+            w = int((time.monotonic() - self.t0) // 10)
+            while len(series) <= w:
+                series.append(0.0)
+            series[w] = max(series[w], r)
             if warm:
+                a = proc_rss_mb(p, "RssAnon:")
+                if a is not None:
+                    self.anon_warm.setdefault(p, a)
+                    lo, hi = self.anon_range.get(p, (a, a))
+                    self.anon_range[p] = (min(lo, a), max(hi, a))
+                    self.anon_end[p] = a
                 self.rss_warm.setdefault(p, r)
                 self.rss_warm_max[p] = max(self.rss_warm_max.get(p, r), r)
                 self.rss_warm_min[p] = min(self.rss_warm_min.get(p, r), r)
@@ -184,6 +201,15 @@ class ProcSampler:
                 "rss_warm_mb": self.rss_warm.get(p),
                 "rss_warm_spread_pct": None if p not in self.rss_warm else round(
                     100 * (self.rss_warm_max[p] - self.rss_warm_min[p]) / self.rss_warm[p], 1),
+                # the band: farthest any later sample went from the RSS at the warm-up's end
+                "rss_warm_dev_pct": None if p not in self.rss_warm else round(100 * max(
+                    self.rss_warm_max[p] - self.rss_warm[p],
+                    self.rss_warm[p] - self.rss_warm_min[p]) / self.rss_warm[p], 1),
+                "rss_mb_by_10s": [round(x, 1) for x in self.rss_by_10s.get(p, [])],
+                "anon_warm_mb": self.anon_warm.get(p), "anon_end_mb": self.anon_end.get(p),
+                "anon_warm_dev_pct": None if p not in self.anon_warm else round(100 * max(
+                    self.anon_range[p][1] - self.anon_warm[p],
+                    self.anon_warm[p] - self.anon_range[p][0]) / self.anon_warm[p], 1),
             })
         return out
 
@@ -555,6 +581,8 @@ class Bench:
             "rss_max_mb": max((n["rss_max_mb"] or 0 for n in nodes), default=None),
             "rss_warm_spread_pct": max((n["rss_warm_spread_pct"] or 0 for n in nodes),
                                        default=None),
+            "rss_warm_dev_pct": max((n["rss_warm_dev_pct"] or 0 for n in nodes), default=None),
+            "anon_warm_dev_pct": max((n["anon_warm_dev_pct"] or 0 for n in nodes), default=None),
             "node_resources": nodes,
             "errors": self.errors[:5],
         }

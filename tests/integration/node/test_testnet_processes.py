@@ -93,6 +93,22 @@ def test_a_put_commits_and_all_nodes_agree_on_height_and_block_hashes(testnet):
         assert call(m["nodes"][i]["rpc"], "kv_get", {"key": "hello"})["value"] == "world"
 
 
+def test_sigusr1_writes_a_memory_report_and_the_node_keeps_committing(testnet):
+    import os
+    import signal
+    from pathlib import Path
+
+    d, m = testnet
+    node = m["nodes"][2]
+    home = Path(node["home"])
+    before = set(home.glob("memory-*.txt"))
+    os.kill(node["pid"], signal.SIGUSR1)
+    reports = wait_until(lambda: set(home.glob("memory-*.txt")) - before, 20, "a memory report")
+    text = next(iter(reports)).read_text()
+    assert text.startswith("rss_mb ") and "gc_objects" in text and "replica._pending" in text
+    assert put(m, 2, b"after-report", b"ok")["code"] == 0  # still a working validator
+
+
 def test_hard_killed_primary_is_replaced_and_commits_resume(testnet):
     d, m = testnet
     st = statuses(m, range(4))

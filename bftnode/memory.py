@@ -1,0 +1,216 @@
+"""Keeping a long-running node's RSS flat: glibc malloc tuning, applied only where glibc is.
+
+A node allocates and frees many short-lived buffers from several threads (the trio loop,
+worker threads for persists and block execution, LevelDB's own). glibc gives threads their own
+malloc arenas (up to 8 per core) and keeps freed memory in them; RSS then creeps up long after
+the live data stopped growing. `limit_arenas` caps the arenas (set before threads start) and
+`Trimmer` hands free heap pages back to the OS now and then (`malloc_trim`). Imports: stdlib."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+import time
+
+M_ARENA_MAX = -8  # glibc mallopt parameter
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        lib = ctypes.CDLL(name)
+    except OSError:
+        return None
+    if not hasattr(lib, "mallopt") or not hasattr(lib, "malloc_trim"):
+        return None  # not glibc (musl, macOS)
+    return lib
+
+
+_LIBC = _libc()
+
+
+def limit_arenas(n: int = 2) -> bool:
+    """Cap glibc's malloc arenas (call before starting threads). False if not glibc."""
+    if _LIBC is None:
+        return False
+    return bool(_LIBC.mallopt(M_ARENA_MAX, n))
+
+
+def trim() -> bool:
+    """Return free heap memory to the OS. False if nothing was released or not glibc."""
+    if _LIBC is None:
+        return False
+    return bool(_LIBC.malloc_trim(0))
+
+
+MADV_PAGEOUT = 21  # Linux >= 5.4: reclaim these pages now (never destroys data)
+
+
+def page_out_mapped(suffix: str = ".ldb") -> int:
+    """Ask the kernel to reclaim the resident pages of our read-only file mappings whose path
+    ends with `suffix` (LevelDB maps its table files); returns the bytes advised.
+
+    Why: pages LevelDB touched in its mapped tables (compaction inputs, index blocks, seeks)
+    stay mapped, so RSS grows with the ledger although they are clean page cache the kernel
+    may drop at any time. MADV_PAGEOUT only reclaims (a later read faults the page back in,
+    usually from the page cache); on any other kind of memory it is harmless, so a race with
+    LevelDB unmapping a table cannot corrupt anything. No-op where unsupported."""
+    if _LIBC is None or not hasattr(_LIBC, "madvise"):
+        return 0
+    advised = 0
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.readlines()
+    except OSError:
+        return 0
+    for line in maps:
+        parts = line.split()
+        if len(parts) < 6 or not parts[5].endswith(suffix) or "w" in parts[1]:
+            continue
+        lo, hi = (int(x, 16) for x in parts[0].split("-"))
+        if _LIBC.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), MADV_PAGEOUT) == 0:
+            advised += hi - lo
+    return advised
+
+
+class Trimmer:
+    """Calls `trim()` at most once per `interval_s` (thread-safe; callers need not care)."""
+
+    def __init__(self, interval_s: float = 10.0, clock=time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._next = clock() + interval_s
+        self._lock = threading.Lock()
+        self.trims = 0
+
+    def maybe(self) -> None:
+        now = self._clock()
+        if now < self._next or _LIBC is None or not self._lock.acquire(blocking=False):
+            return
+        try:
+            self._next = now + self.interval_s
+            trim()
+            page_out_mapped()
+            self.trims += 1
+        finally:
+            self._lock.release()
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return -1.0
+
+
+def _sizes(node: object) -> dict[str, int]:
+    """Lengths of the node's bounded containers (and the replica's), by attribute name."""
+    out: dict[str, int] = {}
+    for owner_name, owner in (("node", node), ("replica", getattr(node, "replica", None)),
+                              ("store", getattr(node, "store", None))):
+        if owner is None:
+            continue
+        for name, value in list(vars(owner).items()):
+            if isinstance(value, str | bytes | bytearray) or not hasattr(value, "__len__"):
+                continue
+            try:
+                out[f"{owner_name}.{name}"] = len(value)
+            except TypeError:
+                continue
+    return out
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def malloc_stats() -> dict[str, float]:
+    """glibc's view (MB): heap obtained from the OS (non-mmapped arenas), in use, free in
+    the heap (fragmentation), and large blocks mmapped directly. {} when not glibc >= 2.33."""
+    fn = getattr(_LIBC, "mallinfo2", None) if _LIBC is not None else None
+    if fn is None:
+        return {}
+    fn.restype = _Mallinfo2
+    m = fn()
+    mb = 2**20
+    return {"heap_mb": m.arena / mb, "in_use_mb": m.uordblks / mb, "free_mb": m.fordblks / mb,
+            "mmapped_mb": m.hblkhd / mb}
+
+
+def _smaps_mb() -> dict[str, float]:
+    """Resident memory by mapping kind (MB): [heap], other anonymous, LevelDB tables, files."""
+    out = {"heap": 0.0, "anon": 0.0, "ldb_tables": 0.0, "files": 0.0}
+    name = ""
+    try:
+        with open("/proc/self/smaps") as f:
+            for line in f:
+                if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                    parts = line.split()
+                    name = parts[5] if len(parts) > 5 else ""
+                elif line.startswith("Rss:"):
+                    kb = int(line.split()[1]) / 1024
+                    kind = ("heap" if name == "[heap]" else "anon" if not name or
+                            name.startswith("[") else "ldb_tables" if name.endswith(".ldb")
+                            else "files")
+                    out[kind] += kb
+    except OSError:
+        return {}
+    return out
+
+
+def write_report(home: object, node: object) -> str:
+    """Write memory-<unix time>.txt in `home`: RSS, object counts by type, container sizes
+    and pymalloc's arena statistics. Blocks the node for about a second (gc.get_objects)."""
+    import collections
+    import gc
+    import os
+    import sys
+    import tempfile
+
+    path = os.path.join(str(home), f"memory-{int(time.time())}.txt")
+    gc.unfreeze()  # frozen start-up objects are not listed otherwise
+    try:
+        counts = collections.Counter(type(o).__name__ for o in gc.get_objects())
+    finally:
+        gc.freeze()
+    lines = [f"rss_mb {_rss_mb():.1f}", f"gc_objects {sum(counts.values())}", ""]
+    lines += [f"{n:>9} {t}" for t, n in counts.most_common(40)]
+    lines[1:1] = [f"rss_{k}_mb {v:.1f}" for k, v in _smaps_mb().items()]
+    lines[1:1] = [f"malloc_{k} {v:.1f}" for k, v in malloc_stats().items()]
+    db = getattr(getattr(getattr(node, "store", None), "_kv", None), "db", None)
+    if db is not None and hasattr(db, "get_property"):
+        try:
+            usage = db.get_property(b"leveldb.approximate-memory-usage")
+            lines.insert(1, f"leveldb_memory_mb {int(usage or 0) / 2**20:.1f}")
+        except Exception:  # a closed or foreign DB: the report goes on without it
+            pass
+    lines.append("")
+    lines += [f"{v:>9} {k}" for k, v in sorted(_sizes(node).items(), key=lambda kv: -kv[1])[:60]]
+    with tempfile.TemporaryFile("w+") as tmp:  # _debugmallocstats writes to C stderr
+        saved = os.dup(2)
+        try:
+            sys.stderr.flush()
+            os.dup2(tmp.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        tmp.seek(0)
+        stats = tmp.read()
+    keep = [ln for ln in stats.splitlines() if ln.startswith("#") or "arenas" in ln
+            or ln.startswith("Total")]
+    lines += ["", *keep]
+    tmp_path = path + ".tmp"
+    with open(tmp_path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp_path, path)  # readers never see a half-written report
+    return path
