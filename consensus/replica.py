@@ -1420,6 +1420,9 @@ class Replica:
             peers = sorted(set(peers) | {r for r in weak[1] if r != self.id})
         if not peers:
             return
+        # each replica starts its rotation after its own id: catch-up load spreads over the
+        # peers (instead of always starting at replica 0) and every peer is asked in turn
+        peers = [p for p in peers if p > self.id] + [p for p in peers if p < self.id]
         peer = peers[self._fetch_rr % len(peers)]
         self._fetch_rr += 1
         start = self._last_executed + 1
@@ -1454,6 +1457,15 @@ class Replica:
         for block in bs.blocks:
             pp = block.pre_prepare
             if pp.seq <= self._last_executed:
+                # a late answer for blocks we already executed: an honest one matches our
+                # digests (no work); one that differs must carry a valid certificate, else the
+                # sender forged it (checked even after we caught up from someone else)
+                ours = self._executed_digests.get(pp.seq)
+                if ours is not None and ours != pp.digest:
+                    reason = verify_committed_block(self.config, self.auth, block)
+                    if reason:
+                        self._evidence("bad-block-sync", sender, reason, block.pre_prepare)
+                        return
                 continue
             if pp.seq != self._last_executed + 1:
                 break

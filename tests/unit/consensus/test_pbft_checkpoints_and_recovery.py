@@ -170,6 +170,17 @@ def test_bad_block_sync_is_evidence_and_ignored(cluster_cls):
     out = fresh.step(Receive(1, a1.sign(BlockSync(tuple(blocks), 1))))
     assert out.evidence == [] and fresh.last_executed == 3
     assert [e.block_hash for e in out.execute] == [c.executed[0][s].block_hash for s in (1, 2, 3)]
+    # a late answer for blocks already executed: honest copies cost nothing, a forged one
+    # (another block time, so the certificate no longer matches) is still evidence
+    out = fresh.step(Receive(1, a1.sign(BlockSync(tuple(blocks), 1))))
+    assert out.evidence == []
+    t = blocks[1].pre_prepare.time_ms + 7
+    late = msgspec.structs.replace(blocks[1].pre_prepare, time_ms=t,
+                                   digest=batch_digest(t, blocks[1].pre_prepare.requests))
+    a2 = c.auth(2)
+    out = fresh.step(Receive(2, a2.sign(BlockSync((CommittedBlock(late, blocks[1].commits),), 2))))
+    assert [(e.kind, e.replica) for e in out.evidence] == [("bad-block-sync", 2)]
+    assert fresh.last_executed == 3
 
 
 def test_fetch_blocks_is_served_in_bounded_rate_limited_ranges(cluster_cls):

@@ -198,8 +198,8 @@ def test_request_seq_below_dedup_window_is_rejected(cluster_cls):
     out = c.replicas[0].step(ClientRequest(old))
     assert out.reply == [Rejected(old, "request_seq too old")]
     ok = c.request(0, 95)
-    out = c.replicas[1].step(ClientRequest(ok))  # a backup: accepted, sent to the primary
-    assert out.reply == [] and [s.to for s in out.send] == [0]
+    out = c.replicas[1].step(ClientRequest(ok))  # accepted: relayed to the others
+    assert out.reply == [] and len(out.send) == 1
 
 
 def test_bad_client_requests_are_rejected_with_a_reason(cluster_cls):
@@ -241,7 +241,7 @@ def test_expired_request_is_rejected_or_skipped(cluster_cls):
 
 
 def test_client_request_is_forwarded_so_backups_start_timers(cluster_cls):
-    c = cluster_cls()
+    c = cluster_cls(forward_relay_ms=500)
     b = c.replicas[2]
     out = b.step(ClientRequest(c.request(0, 1)))
     # PBFT's relay: to the primary at once ...
@@ -259,8 +259,15 @@ def test_client_request_is_forwarded_so_backups_start_timers(cluster_cls):
     assert c.replicas[1].health()["request_timer_deadline_ms"] is not None
 
 
-def test_a_primary_does_not_forward_and_an_executed_request_is_never_relayed(cluster_cls):
+def test_default_forwarding_reaches_every_replica_at_once(cluster_cls):
     c = cluster_cls()
+    out = c.replicas[2].step(ClientRequest(c.request(0, 1)))
+    assert len(out.send) == 1 and isinstance(out.send[0].message, Forward)
+    assert out.send[0].to is None
+
+
+def test_a_primary_does_not_forward_and_an_executed_request_is_never_relayed(cluster_cls):
+    c = cluster_cls(forward_relay_ms=500)
     out = c.replicas[0].step(ClientRequest(c.request(0, 1)))
     assert not any(isinstance(s.message, Forward) for s in out.send)
     r = c.request(0, 2)
