@@ -35,6 +35,7 @@ from consensus import (
     Event,
     Evidence,
     Execute,
+    FetchBlocks,
     FetchedBlocks,
     InvariantViolation,
     Output,
@@ -434,6 +435,9 @@ class Node:
             else:
                 data, kind = encode(s.message), type(s.message).__name__
             self._messages_out(kind).inc()
+            if isinstance(s.message, FetchBlocks):  # catching up: rare, and worth seeing
+                self.log.info("fetching blocks", peer=s.to, from_seq=s.message.from_seq,
+                              to_seq=s.message.to_seq)
             try:
                 if s.to is None:
                     await self.transport.broadcast(data)

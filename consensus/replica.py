@@ -183,10 +183,11 @@ class Replica:
         self._peer_executed: dict[int, int] = {}
         self._fetch_retry_ms = 0
         self._fetch_goal = 0  # highest height a peer claims, computed once per step
-        self._fetch_rr = 0
+        self._fetch_asked: dict[int, int] = {}  # FetchBlocks sent per peer
         self._last_progress_ms = 0
         self._serves: dict[int, tuple[int, int]] = {}  # peer -> (window start, count)
         self._nv_resent: dict[int, int] = {}
+        self._status_answered: dict[int, int] = {}  # peer -> when we last answered its Status
         self._vc_resent: dict[tuple[int, int], int] = {}
         self._buffer: deque[tuple[int, Any, int]] = deque()  # (sender, msg, arrival ms)
         self._arrival_ms: int | None = None  # set while replaying buffered messages
@@ -1393,6 +1394,19 @@ class Replica:
         self._peer_executed[sender] = st.last_executed
         if st.view < self._view or (st.view == self._view and st.in_view_change):
             self._maybe_resend_new_view(sender)
+        if self._last_executed - st.last_executed > self.config.watermark_window // 2:
+            self._answer_status(sender)
+
+    def _answer_status(self, to: int) -> None:
+        """A peer far behind (e.g. restarted from nothing) learns at once who is ahead, so its
+        catch-up spreads over every peer from the start instead of the first one heard from.
+        At most once per status interval per peer."""
+        last = self._status_answered.get(to)
+        if last is not None and self._now - last < self.config.status_interval_ms:
+            return
+        self._status_answered[to] = self._now
+        self._send(to, self.auth.sign(
+            Status(self._view, self._in_vc, self._last_executed, self._stable_seq, self.id)))
 
     def _weak_target(self) -> int:
         """A height at least one honest replica has executed: the (f+1)-th highest claim."""
@@ -1422,11 +1436,17 @@ class Replica:
             peers = sorted(set(peers) | {r for r in weak[1] if r != self.id})
         if not peers:
             return
-        # each replica starts its rotation after its own id: catch-up load spreads over the
-        # peers (instead of always starting at replica 0) and every peer is asked in turn
-        peers = [p for p in peers if p > self.id] + [p for p in peers if p < self.id]
-        peer = peers[self._fetch_rr % len(peers)]
-        self._fetch_rr += 1
+        # a peer not heard from yet (e.g. just after our restart) is asked once too: it may
+        # well be ahead, and one wasted retry interval per peer is the cost if it is not
+        peers += [p for p in range(self.config.n) if p != self.id
+                  and p not in self._peer_executed and p not in self._fetch_asked]
+        # ask the peer asked least so far (ties: the first after our own id): catch-up load
+        # spreads over the peers, and every peer that claims to be ahead is asked before any
+        # is asked twice, so a forger among them is met (and convicted) rather than skipped
+        # by whichever honest peer answers first
+        order = [p for p in peers if p > self.id] + [p for p in peers if p < self.id]
+        peer = min(order, key=lambda p: self._fetch_asked.get(p, 0))
+        self._fetch_asked[peer] = self._fetch_asked.get(peer, 0) + 1
         start = self._last_executed + 1
         end = min(target, start + MAX_FETCH_BLOCKS - 1)
         self._send(peer, self.auth.sign(FetchBlocks(start, end, self.id)))

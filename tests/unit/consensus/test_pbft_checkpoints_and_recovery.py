@@ -14,6 +14,7 @@ from consensus import (
     Prune,
     Receive,
     StableCheckpoint,
+    Status,
     Tick,
     batch_digest,
 )
@@ -227,3 +228,33 @@ def test_a_faulty_replica_cannot_crowd_others_out_of_the_future_buffer(cluster_c
     rep.step(Receive(0, pp))
     assert rep.health()["dropped"].get("buffer-full", 0) > 0
     assert any(m is pp for _, m, _ in rep._buffer)
+
+
+def test_catch_up_asks_every_peer_before_any_twice(cluster_cls):
+    # a replica restarted from nothing hears first from replica 0 only; it still spreads its
+    # fetches over 2, 3 and 0 (a forger among the peers is met instead of skipped)
+    c = cluster_cls(**SMALL, **FAST)
+    fresh = c.replicas[1]
+    events = [Receive(0, c.auth(0).sign(Status(0, False, 50, 48, 0)))]
+    events += [Tick(t) for t in range(0, 400, 10)]
+    asked = [s.to for ev in events for s in fresh.step(ev).send
+             if isinstance(s.message, FetchBlocks)]
+    assert asked[:3] == [2, 3, 0]
+    # peers never heard from are asked once only: afterwards the one known ahead
+    assert set(asked[3:]) == {0}
+
+
+def test_a_far_behind_status_is_answered_once_per_interval(cluster_cls):
+    c = cluster_cls(**SMALL, **FAST)
+    reqs = [c.request(0, k) for k in range(10)]
+    for r in reqs:
+        c.submit(r)
+    assert c.run_until(lambda: c.all_executed(reqs))
+    rep = c.replicas[0]
+    behind = c.auth(3).sign(Status(0, False, 0, 0, 3))
+    answers = [[s for s in rep.step(Receive(3, behind)).send
+                if s.to == 3 and isinstance(s.message, Status)] for _ in range(2)]
+    assert [len(a) for a in answers] == [1, 0]
+    assert answers[0][0].message.last_executed == 10
+    near = c.auth(2).sign(Status(0, False, 9, 8, 2))  # one block behind: no answer
+    assert not [s for s in rep.step(Receive(2, near)).send if isinstance(s.message, Status)]
