@@ -19,6 +19,7 @@ peer replaces the older one (the peer restarted or redialled).
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.stream_muxer.yamux import yamux as _yamux_module
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
 
@@ -53,6 +55,25 @@ from network.transport import (
 )
 
 log = structlog.get_logger("network.libp2p")
+
+
+def _cache_yamux_tuning() -> int:
+    """py-libp2p's Yamux reads its PY_YAMUX_* tuning variables from the environment at call
+    time, several times per frame (`os.getenv` each): ~3 % of a loaded node's CPU. A node's
+    environment does not change while it runs, so the readers are memoised (the values are
+    still read from the environment, once). Returns how many readers were wrapped."""
+    wrapped = 0
+    for name in ("_py_yamux_env", "_py_yamux_env_set", "_perf_yamux_debug_enabled",
+                 "_yamux_disable_hysteresis", "_yamux_release_on_read",
+                 "_yamux_batch_threshold_divisor", "_yamux_data_read_timeout"):
+        fn = getattr(_yamux_module, name, None)
+        if callable(fn) and not hasattr(fn, "cache_info"):
+            setattr(_yamux_module, name, functools.cache(fn))
+            wrapped += 1
+    return wrapped
+
+
+_cache_yamux_tuning()
 
 PROTOCOL_ID = TProtocol("/bftnode/consensus/1.0.0")
 READ_CHUNK = 256 * 1024
