@@ -995,7 +995,8 @@ def build_node(config: NodeConfig, *, app: Any = None, transport: Any = None,
             raise StartupError(f"storage.open_store is not available: {exc}") from exc
         try:
             store = open_store(str(config.data_path), genesis.chain_id.encode(), genesis.hash(),
-                               True, sync_blocks=config.sync_blocks)
+                               True, sync_blocks=config.sync_blocks,
+                               compression=config.compression)
         except StorageError as exc:
             raise StartupError(f"cannot open the database {config.data_path}: {exc}") from exc
     try:

@@ -134,7 +134,10 @@ class LevelDBStore(LedgerStore):
         strict_votes: bool = True,
         lru_cache_size: int = 8 * 1024 * 1024,
         sync_blocks: bool = True,
+        compression: str = "snappy",
     ) -> None:
+        if compression not in ("snappy", "none"):
+            raise StorageError(f"compression must be 'snappy' or 'none', got {compression!r}")
         path = os.fspath(path)
         self.path = path
         if not create and not os.path.isdir(path):
@@ -150,6 +153,7 @@ class LevelDBStore(LedgerStore):
                 paranoid_checks=True,
                 lru_cache_size=lru_cache_size,
                 bloom_filter_bits=10,
+                compression=None if compression == "none" else "snappy",
             )
         except plyvel.IOError as exc:
             msg = exc.args[0].decode(errors="replace") if exc.args and isinstance(
@@ -191,7 +195,8 @@ def open_store(
     create: bool,
     dedup_window: int = DEFAULT_DEDUP_WINDOW,
     sync_blocks: bool = True,
+    compression: str = "snappy",
 ) -> LevelDBStore:
     """Open (or with create=True, initialise) the node's ledger at `path`."""
     return LevelDBStore(path, chain_id, genesis_hash, create=create, dedup_window=dedup_window,
-                        sync_blocks=sync_blocks)
+                        sync_blocks=sync_blocks, compression=compression)

@@ -85,6 +85,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=float, default=5.0, metavar="SECONDS",
                    help="with --duration: commits in the first SECONDS are left out of "
                         "steady_tx_per_s")
+    p.add_argument("--compression", choices=("snappy", "none"),
+                   help="LevelDB table compression of the fresh testnet's nodes")
     p.add_argument("--consensus", action="append", default=[], metavar="KEY=VALUE",
                    help="consensus override in the genesis of a fresh testnet (e.g. batch_max=400)")
     p.add_argument("--compare", nargs=2, metavar=("ARGS_A", "ARGS_B"),
@@ -647,7 +649,8 @@ def bench_once(args: argparse.Namespace) -> dict[str, Any]:
             if not args.json:
                 print(f"starting {args.nodes} nodes in {d} ...", file=sys.stderr)
             m = launcher.up(d, args.nodes, base_port=args.base_port, log_level="warning",
-                            consensus=_consensus_overrides(args.consensus) or None)
+                            consensus=_consensus_overrides(args.consensus) or None,
+                            compression=getattr(args, "compression", None))
             started_here = True
             urls = [n["rpc"] for n in m["nodes"]]
             pids = [int(n.get("pid") or 0) for n in m["nodes"]]

@@ -225,6 +225,8 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chain-id", help="chain id of a new testnet")
     p.add_argument("--consensus", action="append", default=[], metavar="KEY=INT",
                    help="consensus parameter of a new testnet, e.g. timeout_request_ms=1000")
+    p.add_argument("--compression", choices=("snappy", "none"),
+                   help="LevelDB table compression of every node (config.toml `compression`)")
 
 
 def _parse_byzantine(specs: list[str], n: int) -> dict[int, list[str]]:
@@ -246,7 +248,8 @@ def run_up(args: argparse.Namespace) -> int:
                 raise LauncherError(f"--consensus {item!r}: expected KEY=INTEGER")
             consensus[k.strip()] = int(v)
         m = up(d, args.nodes, base_port=args.base_port, byzantine=byz,
-               log_level=args.log_level, chain_id=args.chain_id, consensus=consensus or None)
+               log_level=args.log_level, chain_id=args.chain_id, consensus=consensus or None,
+               compression=args.compression)
     except (LauncherError, HomeError, ValueError) as exc:
         print(f"testnet up: {exc}", file=sys.stderr)
         return 1
@@ -275,7 +278,8 @@ def run_up(args: argparse.Namespace) -> int:
 def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
        byzantine: dict[int, list[str]] | None = None, log_level: str = "info",
        chain_id: str | None = None, consensus: dict[str, Any] | None = None,
-       ready_timeout: float = READY_TIMEOUT_S) -> dict[str, Any]:
+       ready_timeout: float = READY_TIMEOUT_S,
+       compression: str | None = None) -> dict[str, Any]:
     """Create (or reuse) the testnet in `d`, start every node, wait until all answer RPC and
     return the manifest. Raises LauncherError."""
     if manifest_path(d).exists():
@@ -290,8 +294,11 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
     for i, c in enumerate(cfgs):
         # a restart may change who misbehaves; every testnet node accepts link faults
         want = tuple(byzantine.get(i, ())) if byzantine is not None else c.byzantine
-        if c.byzantine != want or c.link_faults_file != LINK_FAULTS_FILE:
-            cfgs[i] = dataclasses.replace(c, byzantine=want, link_faults_file=LINK_FAULTS_FILE)
+        comp = compression or c.compression
+        if (c.byzantine != want or c.link_faults_file != LINK_FAULTS_FILE
+                or c.compression != comp):
+            cfgs[i] = dataclasses.replace(c, byzantine=want, link_faults_file=LINK_FAULTS_FILE,
+                                          compression=comp)
             write_config(cfgs[i])
     genesis = load_genesis(cfgs[0].genesis_path)
     nodes = []

@@ -267,6 +267,29 @@ def test_reopen_verifies_only_blocks_after_the_marker(tmp_path):
     s.close()
 
 
+def test_uncompressed_tables_and_switching_compression_keep_every_block(tmp_path):
+    cb = ChainBuilder()
+    blocks = [cb.next_block() for _ in range(6)]
+    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=True, compression="none")
+    for b in blocks[:3]:
+        s.commit_block(b)
+    s.close()
+    # the other setting reads the first one's tables (LevelDB flags compression per block)
+    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=False, compression="snappy")
+    assert s.recover().last_executed == 3
+    for b in blocks[3:]:
+        s.commit_block(b)
+    s._kv.db.compact_range()  # rewrite every table with the current setting
+    s.close()
+    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=False, compression="none")
+    rs = s.recover()
+    assert rs.last_executed == 6 and rs.last_block_hash == cb.prev_hash
+    s.verify_chain()
+    s.close()
+    with pytest.raises(StorageError, match="compression"):
+        open_store(tmp_path / "db2", CHAIN_ID, GENESIS_HASH, create=True, compression="lz4")
+
+
 # ------------------------------------------------------------------ bad opens
 
 

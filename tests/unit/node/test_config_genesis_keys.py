@@ -140,11 +140,11 @@ def test_duplicate_validator_key_is_rejected():
 
 def test_config_round_trips_through_toml(tmp_path):
     c = NodeConfig(home=tmp_path, node_index=2, chain_id="c1", rpc_port=30000,
-                   byzantine=("silent",))
+                   byzantine=("silent",), compression="none")
     write_config(c)
     c2 = load_config(tmp_path)
     assert c2 == NodeConfig(home=tmp_path.resolve(), node_index=2, chain_id="c1",
-                            rpc_port=30000, byzantine=("silent",))
+                            rpc_port=30000, byzantine=("silent",), compression="none")
     assert c2.rpc_host == "127.0.0.1"  # loopback unless the operator says otherwise
     assert c2.key_path == tmp_path.resolve() / "node_key.json"
 
@@ -159,6 +159,7 @@ def test_config_round_trips_through_toml(tmp_path):
         ("node_index = -1", "node_index"),
         ("tick_ms = 0", "tick_ms"),
         ('byzantine = "silent"', "byzantine"),
+        ('compression = "zstd"', "compression"),
         ("surprise = 1", "surprise"),
     ],
 )
