@@ -6,6 +6,10 @@ JSON shape is owned by one place (`bftnode.rpc.methods`). Subscriptions are pull
 layer waits with `wait_height` and then reads blocks / app events, so resuming `from_height` is
 natural and the node keeps no per-subscriber queues.
 
+Optional: `async submit_many(requests) -> list[SubmitResult]` (the runtime's Node has it). When
+present, a JSON-RPC batch array of only `broadcast_tx_sync` calls hands its requests over in
+one call instead of one `submit` per call (same answers; bftnode.rpc.methods.dispatch).
+
 Imports: stdlib, consensus (types), storage.interface (types). Must not import trio, starlette,
 hypercorn, network or the runtime.
 """

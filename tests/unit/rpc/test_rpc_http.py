@@ -4,6 +4,7 @@ serving, and txs are client-signed and executed at most once."""
 from __future__ import annotations
 
 import base64
+import json
 import socket
 
 import pytest
@@ -14,7 +15,8 @@ from bftnode.rpc import errors as E
 from bftnode.rpc.server import RPCStartupError, serve_rpc
 from consensus import Request, encode, request_digest
 
-from .conftest import b64, rpc
+from .conftest import TxFactory, b64, rpc
+from .fake_node import FakeNode
 
 
 async def test_status_and_validators_describe_the_chain(http, node):
@@ -229,3 +231,54 @@ async def test_reusing_a_request_seq_for_different_content_is_rejected(http, txs
     r = await rpc(http, "broadcast_tx_commit", tx=txs.put("k", "other", seq=5))
     assert r["error"]["code"] == E.TX_REJECTED and "already used" in r["error"]["message"]
     assert r["error"]["data"]["committed_hash"] == first["hash"]
+
+
+async def test_a_batch_of_sync_submits_goes_to_the_node_at_once_with_the_same_answers():
+    # a batch array of only broadcast_tx_sync takes the node's submit_many (one hand-off);
+    # every answer must equal what the call-by-call path gives, errors and notifications too
+    from bftnode.rpc.methods import CallContext, handle_body
+
+    class ManyNode(FakeNode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.many_calls = 0
+
+        async def submit_many(self, requests):
+            self.many_calls += 1
+            return [await self.submit(r) for r in requests]
+
+    def batch(domain: bytes) -> bytes:
+        t = TxFactory(domain)
+        other = TxFactory(b"another chain")
+        calls = [
+            {"jsonrpc": "2.0", "id": 1, "method": "broadcast_tx_sync", "params": {"tx": t.put("a", "1", 1)}},
+            {"jsonrpc": "2.0", "id": 2, "method": "broadcast_tx_sync", "params": {"tx": "not base64!"}},
+            {"jsonrpc": "2.0", "id": 3, "method": "broadcast_tx_sync", "params": {"tx": other.put("b", "2")}},
+            {"jsonrpc": "2.0", "method": "broadcast_tx_sync", "params": {"tx": t.put("c", "3", 3)}},
+            {"jsonrpc": "2.0", "id": 5, "method": "broadcast_tx_sync", "params": {"tx": t.put("a", "1", 1)}},
+            {"jsonrpc": "2.0", "id": 6, "method": "broadcast_tx_sync", "params": {"tx": t.put("z", "9", 1)}},
+            {"jsonrpc": "2.0", "id": 7, "method": "broadcast_tx_sync",
+             "params": {"tx": b64(t.request(b"\xff garbage op", 7))}},
+            {"jsonrpc": "1.0", "id": 8, "method": "broadcast_tx_sync", "params": {}},
+        ]
+        return json.dumps(calls).encode()
+
+    def first(domain: bytes) -> bytes:  # commits (a, seq 1): ids 5 and 6 below then replay it
+        return json.dumps([{"jsonrpc": "2.0", "id": 0, "method": "broadcast_tx_sync",
+                            "params": {"tx": TxFactory(domain).put("a", "1", 1)}}]).encode()
+
+    one_by_one, many = FakeNode(), ManyNode()
+    for n in (one_by_one, many):
+        assert (await handle_body(CallContext(n), first(n.domain)))[0]["result"]["status"]
+    expected = await handle_body(CallContext(one_by_one), batch(one_by_one.domain))
+    got = await handle_body(CallContext(many), batch(many.domain))
+    assert many.many_calls == 2 and many.submitted == one_by_one.submitted == 6
+    assert got == expected
+    by_id = {r["id"]: r for r in got}
+    assert len(got) == 7  # the notification gets no answer
+    assert by_id[1]["result"]["status"] == by_id[5]["result"]["status"] == "committed"
+    assert by_id[2]["error"]["code"] == E.INVALID_PARAMS
+    assert by_id[3]["error"]["code"] == E.BAD_SIGNATURE
+    assert by_id[6]["error"]["code"] == E.TX_REJECTED and "already used" in by_id[6]["error"]["message"]
+    assert by_id[7]["error"]["code"] == E.TX_REJECTED
+    assert by_id[8]["error"]["code"] == E.INVALID_REQUEST
