@@ -35,6 +35,7 @@ import math
 import os
 import shlex
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -138,11 +139,22 @@ def proc_rss_mb(pid: int, field: str = "VmRSS:") -> float | None:
     return None
 
 
+def _flatness(samples: list[float]) -> dict[str, float | None]:
+    if not samples:
+        return {"rss_flat_median_mb": None, "rss_flat_dev_pct": None}
+    med = statistics.median(samples)
+    dev = max(max(samples) - med, med - min(samples))
+    return {"rss_flat_median_mb": round(med, 1), "rss_flat_dev_pct": round(100 * dev / med, 1)}
+
+
 class ProcSampler:
     """CPU and RSS of the node processes over a run (sampled every RSS_SAMPLE_S)."""
 
-    def __init__(self, pids: list[int], warmup_s: float = 0.0) -> None:
+    def __init__(self, pids: list[int], warmup_s: float = 0.0,
+                 until_s: float | None = None) -> None:
         self.pids = pids
+        self.until_s = until_s  # flatness is judged from the warm-up's end to here (load ends)
+        self.rss_flat: dict[int, list[float]] = {p: [] for p in pids}
         self.cpu0 = {p: proc_cpu_s(p) for p in pids}
         self.rss0 = {p: proc_rss_mb(p) for p in pids}
         self.rss_max = dict(self.rss0)
@@ -157,7 +169,9 @@ class ProcSampler:
         self.anon_end: dict[int, float] = {}
 
     def sample(self) -> None:
-        warm = time.monotonic() - self.t0 >= self.warmup_s > 0
+        t = time.monotonic() - self.t0
+        warm = t >= self.warmup_s > 0
+        under_load = warm and (self.until_s is None or t <= self.until_s)
         for p in self.pids:
             r = proc_rss_mb(p)
             if r is None:
@@ -177,6 +191,8 @@ class ProcSampler:
                     self.anon_range[p] = (min(lo, a), max(hi, a))
                     self.anon_end[p] = a
                 self.rss_warm.setdefault(p, r)
+                if under_load:
+                    self.rss_flat.setdefault(p, []).append(r)
                 self.rss_warm_max[p] = max(self.rss_warm_max.get(p, r), r)
                 self.rss_warm_min[p] = min(self.rss_warm_min.get(p, r), r)
 
@@ -207,6 +223,10 @@ class ProcSampler:
                 "rss_warm_dev_pct": None if p not in self.rss_warm else round(100 * max(
                     self.rss_warm_max[p] - self.rss_warm[p],
                     self.rss_warm[p] - self.rss_warm_min[p]) / self.rss_warm[p], 1),
+                # robust flatness: farthest any sample from the warm-up's end to the end of the
+                # load went from the MEDIAN of those samples (one sample can sit anywhere in the
+                # seconds-long swing of memtables and compactions; the median cannot)
+                **_flatness(self.rss_flat.get(p, [])),
                 "rss_mb_by_10s": [round(x, 1) for x in self.rss_by_10s.get(p, [])],
                 "anon_warm_mb": self.anon_warm.get(p), "anon_end_mb": self.anon_end.get(p),
                 "anon_warm_dev_pct": None if p not in self.anon_warm else round(100 * max(
@@ -463,7 +483,8 @@ class Bench:
             self.net_bytes0 = await self.mesh_bytes(http)
             if self.pids:
                 warm = getattr(self.args, "warmup", 0.0) if getattr(self.args, "duration", 0) else 0
-                self.sampler = ProcSampler(self.pids, warm or 0.0)
+                until = getattr(self.args, "duration", 0) or None
+                self.sampler = ProcSampler(self.pids, warm or 0.0, until)
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.observe)
                 if self.sampler is not None:
@@ -584,6 +605,7 @@ class Bench:
             "rss_warm_spread_pct": max((n["rss_warm_spread_pct"] or 0 for n in nodes),
                                        default=None),
             "rss_warm_dev_pct": max((n["rss_warm_dev_pct"] or 0 for n in nodes), default=None),
+            "rss_flat_dev_pct": max((n["rss_flat_dev_pct"] or 0 for n in nodes), default=None),
             "anon_warm_dev_pct": max((n["anon_warm_dev_pct"] or 0 for n in nodes), default=None),
             "node_resources": nodes,
             "errors": self.errors[:5],
