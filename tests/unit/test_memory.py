@@ -20,6 +20,16 @@ def test_trimmer_runs_at_most_once_per_interval() -> None:
     assert t.trims == 2 * expected
 
 
+def test_page_out_has_its_own_faster_interval() -> None:
+    now = [0.0]
+    t = memory.Trimmer(interval_s=1.0, page_out_s=0.25, clock=lambda: now[0])
+    for step in range(1, 9):  # 2 s in steps of 0.25 s
+        now[0] = step * 0.25
+        t.maybe()
+    expected = 1 if memory._LIBC is not None else 0
+    assert (t.page_outs, t.trims) == (8 * expected, 2 * expected)
+
+
 def test_trim_releases_freed_heap_on_glibc() -> None:
     if memory._LIBC is None:
         assert memory.trim() is False
