@@ -86,10 +86,9 @@ class Trimmer:
     /proc/self/maps and advises a few dozen mappings: well under a millisecond."""
 
     def __init__(self, interval_s: float = 1.0, clock=time.monotonic,
-                 page_out_s: float | None = 0.25, trim_heap: bool = True) -> None:
+                 page_out_s: float = 0.25) -> None:
         self.interval_s = interval_s
-        self.page_out_s = interval_s if page_out_s is None else page_out_s
-        self.trim_heap = trim_heap
+        self.page_out_s = page_out_s
         self._clock = clock
         self._next = clock() + interval_s
         self._next_page_out = clock() + self.page_out_s
@@ -109,8 +108,7 @@ class Trimmer:
                 self.page_outs += 1
             if now >= self._next:
                 self._next = now + self.interval_s
-                if self.trim_heap:
-                    trim()
+                trim()
                 self.trims += 1
         finally:
             self._lock.release()

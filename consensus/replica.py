@@ -183,7 +183,7 @@ class Replica:
         self._peer_executed: dict[int, int] = {}
         self._fetch_retry_ms = 0
         self._fetch_goal = 0  # highest height a peer claims, computed once per step
-        self._fetch_asked: dict[int, int] = {}  # FetchBlocks sent per peer
+        self._fetch_asked: dict[int, int] = {}  # FetchBlocks sent per peer, this catch-up
         self._last_progress_ms = 0
         self._serves: dict[int, tuple[int, int]] = {}  # peer -> (window start, count)
         self._nv_resent: dict[int, int] = {}
@@ -1425,7 +1425,11 @@ class Replica:
     def _maybe_fetch(self) -> None:
         target = self._fetch_goal
         behind = target - self._last_executed
-        if behind <= 0 or self._now < self._fetch_retry_ms:
+        if behind <= 0:
+            if self._fetch_asked:  # caught up: the next catch-up spreads its load afresh
+                self._fetch_asked.clear()
+            return
+        if self._now < self._fetch_retry_ms:
             return
         stalled = self._now - self._last_progress_ms >= self.config.status_interval_ms // 2
         if not (stalled or behind > self.config.watermark_window // 2 or self._in_vc):

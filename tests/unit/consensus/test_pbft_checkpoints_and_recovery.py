@@ -242,6 +242,13 @@ def test_catch_up_asks_every_peer_before_any_twice(cluster_cls):
     assert asked[:3] == [2, 3, 0]
     # peers never heard from are asked once only: afterwards the one known ahead
     assert set(asked[3:]) == {0}
+    # once nobody is ahead the counts are forgotten: the next catch-up spreads afresh
+    events = [Receive(0, c.auth(0).sign(Status(0, False, 0, 0, 0))), Tick(500)]
+    events += [Receive(0, c.auth(0).sign(Status(0, False, 90, 88, 0)))]
+    events += [Tick(t) for t in range(510, 700, 10)]
+    again = [s.to for ev in events for s in fresh.step(ev).send
+             if isinstance(s.message, FetchBlocks)]
+    assert again[:3] == [2, 3, 0]
 
 
 def test_a_far_behind_status_is_answered_once_per_interval(cluster_cls):
