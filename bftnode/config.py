@@ -18,6 +18,8 @@ from typing import Any
 
 import tomli_w
 
+from storage.interface import COMPRESSIONS
+
 CONFIG_FILE = "config.toml"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 _MULTIADDR = re.compile(r"^/ip[46]/[^/]+/tcp/\d{1,5}(/.*)?$")
@@ -25,9 +27,6 @@ _MULTIADDR = re.compile(r"^/ip[46]/[^/]+/tcp/\d{1,5}(/.*)?$")
 
 class ConfigError(Exception):
     """The node configuration is invalid; the message names the file and the field."""
-
-
-COMPRESSIONS = ("snappy", "none")
 
 
 @dataclass(frozen=True, slots=True)

@@ -575,8 +575,7 @@ class Replica:
 
     def _on_status_timeout(self) -> None:
         self._next_status_ms = self._now + self.config.status_interval_ms
-        status = Status(self._view, self._in_vc, self._last_executed, self._stable_seq, self.id)
-        self._broadcast(self.auth.sign(status))
+        self._broadcast(self._status())
         if self._in_vc:
             if self._now >= self._vc_next_resend_ms:  # lossy networks: keep asking, backing off
                 self._vc_resends += 1
@@ -1379,11 +1378,21 @@ class Replica:
         nv = self._new_view
         if nv is None or not self.is_primary or self._in_vc:
             return
-        last = self._nv_resent.get(to)
+        if self._once_per_status_interval(self._nv_resent, to):
+            self._send(to, nv)
+
+    def _once_per_status_interval(self, last_sent: dict[int, int], to: int) -> bool:
+        """True (and noted) if nothing was sent to `to` from `last_sent` within a status
+        interval: per-peer rate limit of answers a peer's messages trigger."""
+        last = last_sent.get(to)
         if last is not None and self._now - last < self.config.status_interval_ms:
-            return
-        self._nv_resent[to] = self._now
-        self._send(to, nv)
+            return False
+        last_sent[to] = self._now
+        return True
+
+    def _status(self) -> Status:
+        return self.auth.sign(
+            Status(self._view, self._in_vc, self._last_executed, self._stable_seq, self.id))
 
     # ------------------------------------------------------------------ catch-up
 
@@ -1401,12 +1410,8 @@ class Replica:
         """A peer far behind (e.g. restarted from nothing) learns at once who is ahead, so its
         catch-up spreads over every peer from the start instead of the first one heard from.
         At most once per status interval per peer."""
-        last = self._status_answered.get(to)
-        if last is not None and self._now - last < self.config.status_interval_ms:
-            return
-        self._status_answered[to] = self._now
-        self._send(to, self.auth.sign(
-            Status(self._view, self._in_vc, self._last_executed, self._stable_seq, self.id)))
+        if self._once_per_status_interval(self._status_answered, to):
+            self._send(to, self._status())
 
     def _weak_target(self) -> int:
         """A height at least one honest replica has executed: the (f+1)-th highest claim."""

@@ -14,6 +14,9 @@ from typing import Protocol
 
 from consensus import CommittedBlock, Execute, Record, RecoveredState
 
+COMPRESSIONS = ("snappy", "none")
+"""LevelDB table compressions a store may be opened with (`compression=`)."""
+
 
 class StorageError(Exception):
     """A storage problem with a clear message (locked, missing, corrupt, wrong chain/schema)."""

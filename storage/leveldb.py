@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import plyvel
 
 from . import keys
-from .interface import CorruptionError, StorageError
+from .interface import COMPRESSIONS, CorruptionError, StorageError
 from .ledger import DEFAULT_DEDUP_WINDOW, KVStateReader, LedgerStore, Op, log
 
 
@@ -136,8 +136,8 @@ class LevelDBStore(LedgerStore):
         sync_blocks: bool = True,
         compression: str = "snappy",
     ) -> None:
-        if compression not in ("snappy", "none"):
-            raise StorageError(f"compression must be 'snappy' or 'none', got {compression!r}")
+        if compression not in COMPRESSIONS:
+            raise StorageError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
         path = os.fspath(path)
         self.path = path
         if not create and not os.path.isdir(path):

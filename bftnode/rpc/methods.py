@@ -767,9 +767,7 @@ async def call_one(ctx: CallContext, obj: Any) -> dict[str, Any] | None:
             result = await handler(ctx, params)
         return None if notify else _response(req_id, result)
     except RPCError as err:
-        _count(ctx, name, err.code)
-        log.info("rpc.error", peer=ctx.peer, method=name, code=err.code, reason=err.message)
-        return None if notify else _response(req_id, error=err)
+        return _call_error(ctx, name, req_id, notify, err)
     except Exception as exc:  # a bug in a handler or the node: answer, log, keep serving
         _count(ctx, name, INTERNAL_ERROR)
         log.exception("rpc.internal_error", peer=ctx.peer, method=name)
