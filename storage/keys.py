@@ -8,6 +8,7 @@ Keyspaces (first byte):
   M  meta            M + name                              -> bytes
   H  block header    H + height(8)                         -> BlockHeader (msgpack)
   K  block body      K + height(8)                         -> BlockBody: txs + certificate
+                                                                (LevelDB: in the bodies/ DB)
   T  tx index        T + tx_hash                           -> TxRecord (msgpack)
   C  client index    C + len(client)(1) + client + seq(8)  -> tx_hash
   E  client window   E + len(client)(1) + client + seq(8)  -> height(8)   (bounded per client)

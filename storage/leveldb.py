@@ -89,21 +89,66 @@ class _SeekReader(_PlyvelReader):
         return None if item is None else item[1]
 
 
-class _PlyvelKV(_PlyvelReader):
-    def __init__(self, db: plyvel.DB) -> None:
+class _BodiesReader(_PlyvelReader):
+    """A reader whose block-body keys (K) live in a second DB (point reads only)."""
+
+    def __init__(self, db, bodies) -> None:
         super().__init__(db)
+        self._bodies = _PlyvelReader(bodies)
+
+    def get(self, key: bytes) -> bytes | None:
+        if key[:1] == keys.BODY:
+            # ledgers written before the split keep their bodies in the main DB
+            return self._bodies.get(key) or super().get(key)
+        return super().get(key)
+
+
+class _PlyvelKV(_BodiesReader):
+    """The ledger's KV engine: one main DB, plus a second DB for the block bodies.
+
+    Why two: bodies are a third of what a tx writes and their keys only ever grow, but in a
+    shared LSM every level-0 flush spans all keyspaces (tx hashes and state keys are random),
+    so each compaction into level 1 rewrote the bodies again and again. Alone in their own
+    DB, sequential bodies are flushed into tables that never overlap and are moved down
+    without rewriting. Crash order: a batch's body ops are written (and synced) FIRST, the
+    rest after, so a header (written last in the main batch) never exists without its body;
+    a crash between the two leaves bodies above the meta height, which nothing reads and the
+    re-commit of those heights overwrites. Unsynced writes (sync_blocks=False) survive kill -9;
+    for a power cut, the bodies are fsynced before any synced main write (which would make
+    the unsynced headers before it durable)."""
+
+    def __init__(self, db: plyvel.DB, bodies: plyvel.DB) -> None:
+        super().__init__(db, bodies)
         self.db = db
+        self.bodies = bodies
+        self._bodies_unsynced = False
         # the app-state keyspace, for its live reader (keys without the prefix byte)
         self.state_db = db.prefixed_db(keys.STATE)
 
     def write(self, ops: Sequence[Op], sync: bool) -> None:
         wb = self.db.write_batch(sync=sync)
+        bb = None
+        body = keys.BODY
         for k, v in ops:
-            if v is None:
+            if k[:1] == body:
+                if bb is None:
+                    bb = self.bodies.write_batch(sync=sync)
+                if v is None:
+                    bb.delete(k)
+                else:
+                    bb.put(k, v)
+            elif v is None:
                 wb.delete(k)
             else:
                 wb.put(k, v)
+        if bb is None and sync and self._bodies_unsynced:
+            # a synced main write also makes earlier unsynced headers durable: their bodies
+            # must be durable first (an empty synced batch fsyncs the bodies' log)
+            bb = self.bodies.write_batch(sync=True)
         try:
+            if bb is not None:
+                bb.write()
+                self._bodies_unsynced = not sync
             wb.write()
         except plyvel.Error as exc:
             raise _storage_error(exc) from exc
@@ -111,14 +156,45 @@ class _PlyvelKV(_PlyvelReader):
     @contextmanager
     def snapshot(self) -> Iterator[_PlyvelReader]:
         snap = self.db.snapshot()
+        bsnap = self.bodies.snapshot()  # after: holds every body the main snapshot names
         try:
-            yield _PlyvelReader(snap)
+            yield _BodiesReader(snap, bsnap)
         finally:
+            bsnap.close()
             snap.close()
 
     def close(self) -> None:
-        if not self.db.closed:
-            self.db.close()
+        for db in (self.bodies, self.db):
+            if not db.closed:
+                db.close()
+
+
+BODIES_DIR = "bodies"
+"""Subdirectory of the ledger directory holding the block-body DB (LevelDB ignores it)."""
+
+
+def _open_db(where: str, ledger: str, create: bool, **options) -> plyvel.DB:
+    """plyvel.DB with clear StorageErrors (locked, missing, corrupt) naming the ledger."""
+    try:
+        return plyvel.DB(where, create_if_missing=create, paranoid_checks=True, **options)
+    except plyvel.IOError as exc:
+        msg = exc.args[0].decode(errors="replace") if exc.args and isinstance(
+            exc.args[0], bytes
+        ) else str(exc)
+        if "lock" in msg.lower():
+            log.error("storage.open_failed", path=where, reason="locked")
+            raise StorageError(
+                f"ledger {ledger} is locked by another process (is a node already running "
+                f"on this home directory?): {msg}"
+            ) from exc
+        log.error("storage.open_failed", path=where, reason=msg)
+        raise StorageError(f"cannot open ledger {ledger}: {msg}") from exc
+    except plyvel.CorruptionError as exc:
+        log.error("storage.open_failed", path=where, reason="corrupt")
+        raise CorruptionError(f"ledger {ledger} is corrupt (LevelDB): {exc}") from exc
+    except plyvel.Error as exc:
+        log.error("storage.open_failed", path=where, reason=str(exc))
+        raise StorageError(f"cannot open ledger {ledger}: {exc}") from exc
 
 
 class LevelDBStore(LedgerStore):
@@ -146,34 +222,17 @@ class LevelDBStore(LedgerStore):
         if create:
             parent = os.path.dirname(os.path.abspath(path))
             os.makedirs(parent, exist_ok=True)
+        comp = None if compression == "none" else "snappy"
+        db = _open_db(path, path, create, lru_cache_size=lru_cache_size, bloom_filter_bits=10,
+                      compression=comp)
         try:
-            db = plyvel.DB(
-                path,
-                create_if_missing=create,
-                paranoid_checks=True,
-                lru_cache_size=lru_cache_size,
-                bloom_filter_bits=10,
-                compression=None if compression == "none" else "snappy",
-            )
-        except plyvel.IOError as exc:
-            msg = exc.args[0].decode(errors="replace") if exc.args and isinstance(
-                exc.args[0], bytes
-            ) else str(exc)
-            if "lock" in msg.lower():
-                log.error("storage.open_failed", path=path, reason="locked")
-                raise StorageError(
-                    f"ledger {path} is locked by another process (is a node already running "
-                    f"on this home directory?): {msg}"
-                ) from exc
-            log.error("storage.open_failed", path=path, reason=msg)
-            raise StorageError(f"cannot open ledger {path}: {msg}") from exc
-        except plyvel.CorruptionError as exc:
-            log.error("storage.open_failed", path=path, reason="corrupt")
-            raise CorruptionError(f"ledger {path} is corrupt (LevelDB): {exc}") from exc
-        except plyvel.Error as exc:
-            log.error("storage.open_failed", path=path, reason=str(exc))
-            raise StorageError(f"cannot open ledger {path}: {exc}") from exc
-        kv = _PlyvelKV(db)
+            # the block bodies (see _PlyvelKV); created on first open of an older ledger too
+            bodies = _open_db(os.path.join(path, BODIES_DIR), path, True,
+                              lru_cache_size=2 * 1024 * 1024, compression=comp)
+        except BaseException:
+            db.close()
+            raise
+        kv = _PlyvelKV(db, bodies)
         try:
             super().__init__(
                 kv, chain_id, genesis_hash, create, dedup_window, strict_votes, where=path,

@@ -1,0 +1,111 @@
+"""Block bodies in their own LevelDB (storage.leveldb._PlyvelKV): layout, crash order, old ledgers."""
+
+from __future__ import annotations
+
+import plyvel
+import pytest
+from ledger_helpers import CHAIN_ID, GENESIS_HASH, ChainBuilder
+
+from consensus import ViewState
+from storage import CorruptionError, keys, open_store
+from storage.leveldb import BODIES_DIR
+
+
+def _raw(path):
+    return plyvel.DB(str(path))
+
+
+def _one_block_ledger(db):
+    """A closed ledger holding block 1, and the next block (not committed)."""
+    s = open_store(db, CHAIN_ID, GENESIS_HASH, create=True)
+    cb = ChainBuilder()
+    b1, b2 = cb.next_block(2), cb.next_block(2)
+    s.commit_block(b1)
+    s.close()
+    return b1, b2
+
+
+def test_bodies_live_in_their_own_db_and_everything_else_in_the_main_one(tmp_path):
+    db = tmp_path / "db"
+    s = open_store(db, CHAIN_ID, GENESIS_HASH, create=True)
+    cb = ChainBuilder()
+    blocks = [cb.next_block(3) for _ in range(3)]
+    s.commit_blocks(blocks[:2])
+    s.commit_block(blocks[2])
+    s.close()
+    main, bodies = _raw(db), _raw(db / BODIES_DIR)
+    try:
+        assert [k for k, _ in bodies.iterator()] == [keys.body(h) for h in (1, 2, 3)]
+        assert not any(True for _ in main.iterator(prefix=keys.BODY))
+        assert main.get(keys.header(3)) is not None
+    finally:
+        main.close()
+        bodies.close()
+    s = open_store(db, CHAIN_ID, GENESIS_HASH, create=False)
+    assert s.verify_chain() == 3
+    assert s.block(2).txs == blocks[1].execute.requests
+    assert s.committed_block(3).pre_prepare == blocks[2].execute.pre_prepare
+    s.close()
+
+
+def test_crash_between_the_bodies_and_the_main_write_recovers_to_the_old_height(tmp_path):
+    db = tmp_path / "db"
+    _b1, b2 = _one_block_ledger(db)
+    # what a kill -9 between the two writes of commit_block(b2) leaves: its body only
+    s2 = open_store(db, CHAIN_ID, GENESIS_HASH, create=False)
+    s2._kv.write([(keys.body(2), b"a body nothing refers to")], sync=True)
+    s2.close()
+    s = open_store(db, CHAIN_ID, GENESIS_HASH, create=False)
+    rs = s.recover()
+    assert rs.last_executed == 1 and s.block(2) is None
+    s.commit_block(b2)  # the re-commit overwrites the orphan body
+    assert s.block(2).txs == b2.execute.requests
+    s.close()
+    s = open_store(db, CHAIN_ID, GENESIS_HASH, create=False)
+    assert s.verify_chain() == 2 and s.block(2).hash == b2.execute.block_hash
+    s.close()
+
+
+def test_a_ledger_with_bodies_in_the_main_db_is_read_and_extended(tmp_path):
+    """Ledgers written before the split keep their bodies in the main DB."""
+    db = tmp_path / "db"
+    b1, b2 = _one_block_ledger(db)
+    bodies = _raw(db / BODIES_DIR)
+    raw_body = bodies.get(keys.body(1))
+    bodies.close()
+    main = _raw(db)
+    main.put(keys.body(1), raw_body)
+    main.close()
+    plyvel.destroy_db(str(db / BODIES_DIR))
+    s = open_store(db, CHAIN_ID, GENESIS_HASH, create=False)
+    assert s.verify_chain() == 1 and s.block(1).txs == b1.execute.requests
+    s.commit_block(b2)
+    assert s.block(1).txs == b1.execute.requests and s.block(2).txs == b2.execute.requests
+    s.close()
+
+
+def test_lost_bodies_db_is_reported_as_corruption(tmp_path):
+    db = tmp_path / "db"
+    _one_block_ledger(db)
+    plyvel.destroy_db(str(db / BODIES_DIR))
+    s = open_store(db, CHAIN_ID, GENESIS_HASH, create=False)
+    with pytest.raises(CorruptionError, match="block 1 body missing"):
+        s.verify_chain()
+    s.close()
+
+
+def test_unsynced_bodies_are_fsynced_before_a_synced_write_of_the_main_db(tmp_path):
+    """With sync_blocks=False a later synced vote write makes the unsynced headers durable;
+    their bodies must be durable before it (a power cut must not leave a header alone)."""
+    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=True, sync_blocks=False)
+    cb = ChainBuilder()
+    s.commit_block(cb.next_block(2))
+    assert s._kv._bodies_unsynced
+    s.persist([ViewState(1, False)])
+    assert not s._kv._bodies_unsynced
+    s.close()
+    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=True, sync_blocks=True)
+    s.commit_block(cb.next_block(2))
+    assert not s._kv._bodies_unsynced
+    assert s.recover().last_executed == 2
+    s.close()
