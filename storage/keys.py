@@ -11,7 +11,9 @@ Keyspaces (first byte):
                                                                 (LevelDB: in the bodies/ DB)
   T  tx index        T + tx_hash                           -> TxRecord (msgpack)
   C  client index    C + len(client)(1) + client + seq(8)  -> tx_hash
-  E  client window   E + len(client)(1) + client + seq(8)  -> height(8)   (bounded per client)
+  W  client top      W + len(client)(1) + client           -> highest executed request_seq(8)
+  E  (legacy)        E + len(client)(1) + client + seq(8)  -> height(8): the per-seq dedup
+                     window of ledgers before session 5; recover() folds it into W and deletes it
   S  app state       S + app key                           -> app value
   V  view state      V                                     -> ViewState
   O  own votes       O + kind(1) + view(8) + seq(8)        -> OwnVote
@@ -30,6 +32,7 @@ BODY = b"K"
 TX = b"T"
 CLIENT_INDEX = b"C"
 CLIENT_WINDOW = b"E"
+CLIENT_TOP = b"W"
 STATE = b"S"
 VIEW = b"V"
 VOTE = b"O"
@@ -38,9 +41,12 @@ PREPARED = b"Q"
 CONVICTION = b"X"
 
 KEYSPACES = (
-    META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, STATE, VIEW, VOTE, CHECKPOINT, PREPARED,
-    CONVICTION,
+    META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, CLIENT_TOP, STATE, VIEW, VOTE,
+    CHECKPOINT, PREPARED, CONVICTION,
 )
+
+# consensus records (LevelDBStore keeps them in their own DB: storage.leveldb._PlyvelKV)
+RECORD_KEYSPACES = (VIEW, VOTE, CHECKPOINT, PREPARED, CONVICTION)
 
 # meta names
 META_CHAIN_ID = META + b"chain_id"
@@ -120,6 +126,17 @@ def parse_client_window(key: bytes) -> tuple[bytes, int]:
     if len(key) != 2 + n + 8:
         raise ValueError(f"client-window key has bad length: {key!r}")
     return key[2 : 2 + n], from_u64(key[2 + n :])
+
+
+def client_top(client_id: bytes) -> bytes:
+    return CLIENT_TOP + client_tag(client_id)
+
+
+def parse_client_top(key: bytes) -> bytes:
+    """client_id of a W-key; raises ValueError if malformed."""
+    if not key.startswith(CLIENT_TOP) or len(key) < 2 or len(key) != 2 + key[1]:
+        raise ValueError(f"not a client-top key: {key!r}")
+    return key[2:]
 
 
 def state(app_key: bytes) -> bytes:

@@ -56,7 +56,7 @@ from .records import BlockBody, BlockHeader, ChainBase, TxRecord, body_for, deco
 
 SCHEMA_VERSION = 1
 DEFAULT_DEDUP_WINDOW = 4096
-WINDOW_CACHE_CLIENTS = 65_536  # clients whose dedup-window bounds are cached
+WINDOW_CACHE_CLIENTS = 65_536  # clients whose highest executed request_seq is cached
 
 
 
@@ -226,9 +226,8 @@ class LedgerStore:
         # and view state always are. A block lost to a power cut is fetched again from peers.
         self.sync_blocks = sync_blocks
         self.errors: collections.Counter[str] = collections.Counter()
-        # client -> (lowest live, highest) request_seq in its dedup window (see _window_ops)
-        self._windows: collections.OrderedDict[bytes, tuple[int, int]] = (
-            collections.OrderedDict())
+        # client -> highest executed request_seq, for recent clients (see _top_op)
+        self._windows: collections.OrderedDict[bytes, int] = collections.OrderedDict()
         self._live_records: set[bytes] | None = None  # see _record_keys
         self._check_or_init_meta(create)
         self._load_tip()
@@ -403,7 +402,7 @@ class LedgerStore:
     # -------------------------------------------------------------- blocks
 
     def commit_block(self, commit: BlockCommit) -> None:
-        """Append block height+1 with certificate, state writes, tx index, client window and
+        """Append block height+1 with certificate, state writes, tx index, client top and
         meta height in ONE synced batch. Nothing is written if any check fails."""
         self.commit_blocks((commit,))
 
@@ -420,7 +419,7 @@ class LedgerStore:
         headers: list[Op] = []
         state_ops: list[Op] = []
         in_group: set[bytes] = set()  # C-keys written by earlier blocks of this group
-        per_client: dict[bytes, list[tuple[int, bytes]]] = {}
+        per_client: dict[bytes, int] = {}  # highest request_seq committed by this group
         for commit in commits:
             ex = commit.execute
             if ex.seq != h + 1:
@@ -455,7 +454,6 @@ class LedgerStore:
                     ),
                 )
             )
-            height_bytes = keys.u64(ex.seq)
             for i, (req, res) in enumerate(zip(ex.requests, commit.results, strict=True)):
                 th = request_digest(req)
                 if (
@@ -493,7 +491,8 @@ class LedgerStore:
                     )
                 )
                 ops.append((ck, th))
-                per_client.setdefault(res.client_id, []).append((res.request_seq, height_bytes))
+                if per_client.get(res.client_id, -1) < res.request_seq:
+                    per_client[res.client_id] = res.request_seq
             for k, v in commit.state_writes:  # in block order: a later block's write wins
                 state_ops.append((keys.state(k), v))
             headers.append(
@@ -508,56 +507,56 @@ class LedgerStore:
                 )
             )
             h, last_hash, last_time = ex.seq, ex.block_hash, ex.time_ms
-        window_updates: dict[bytes, tuple[int, int]] = {}
-        for cid, items in per_client.items():
-            ops.extend(self._window_ops(cid, items, window_updates))
+        window_updates: dict[bytes, int] = {}
+        for cid, top in per_client.items():
+            op = self._top_op(cid, top, window_updates)
+            if op is not None:
+                ops.append(op)
         ops.extend(state_ops)
         ops.extend(headers)  # last: the meta height's header proves the whole batch landed
         self._kv.write(ops, sync=self.sync_blocks)
         self._height = h
         self._last_hash = last_hash
         self._last_time = last_time
-        for cid, bounds in window_updates.items():
+        for cid, top in window_updates.items():
             self._windows.pop(cid, None)  # re-insert: most recently used last
-            self._windows[cid] = bounds
+            self._windows[cid] = top
         while len(self._windows) > WINDOW_CACHE_CLIENTS:
             self._windows.popitem(last=False)
 
-    def _window_ops(self, cid: bytes, items: list[tuple[int, bytes]],
-                    window_updates: dict[bytes, tuple[int, int]]) -> list[Op]:
-        """Client window: keep request_seqs > max - dedup_window; delete older ones. `items`
-        are (request_seq, height) of the txs just committed (one or several blocks).
+    def _client_top(self, cid: bytes) -> int | None:
+        """Highest executed request_seq of a client (None: never executed one)."""
+        top = self._windows.get(cid)
+        if top is not None:
+            return top
+        k = keys.client_top(cid)
+        # by seek, not Get: an absent-key Get feeds LevelDB's seek compaction (_above_window)
+        item = next(iter(self._kv.items(k, k + b"\x00")), None)
+        if item is None or item[0] != k:
+            return None
+        return self._u64_value(k, item[1])
 
-        The (lowest live, highest) seq of recent clients is cached, so deleting never walks
-        the tombstones of earlier deletions (LevelDB keeps them until compaction: scanning
-        from the prefix made this cost grow with every committed tx). The cache is updated
-        via `window_updates` only after the batch is written."""
-        prefix = keys.client_window_prefix(cid)
-        cached = window_updates.get(cid) or self._windows.get(cid)
-        if cached is None:
-            end = keys.prefix_end(prefix)
-            oldest = next(iter(self._kv.items(prefix, end)), None)
-            newest = next(iter(self._kv.items(prefix, end, True)), None)
-            low = None if oldest is None else keys.parse_client_window(oldest[0])[1]
-            top_db = None if newest is None else keys.parse_client_window(newest[0])[1]
-        else:
-            low, top_db = cached
-        top = max(s for s, _ in items)
-        if top_db is not None:
-            top = max(top, top_db)
-        floor = top - self.dedup_window  # seqs <= floor fall out of the window
-        ops: list[Op] = []
-        if low is not None and floor >= low:
-            for k, _ in self._kv.items(keys.client_window(cid, low),
-                                       keys.client_window(cid, floor + 1)):
-                ops.append((k, None))
-            low = floor + 1
-        kept = [(s, hb) for s, hb in items if s > floor]
-        ops.extend((prefix + keys.u64(s), hb) for s, hb in kept)
-        lows = [s for s, _ in kept] + ([] if low is None else [low])
-        if lows:
-            window_updates[cid] = (min(lows), top)
-        return ops
+    def _u64_value(self, key: bytes, raw: bytes) -> int:
+        try:
+            return keys.from_u64(raw)
+        except ValueError as exc:
+            self._fail("corrupt", f"{self.where}: {key!r} malformed: {exc}", CorruptionError)
+            raise  # unreachable
+
+    def _top_op(self, cid: bytes, top: int, window_updates: dict[bytes, int]) -> Op | None:
+        """The client's highest executed request_seq, one key per client (W), rewritten only
+        when it rises. The dedup window (seqs > top - dedup_window) is read back from the
+        client index at recovery, so a tx writes no window entry and deletes none (the
+        per-seq window keys and their tombstones were a fifth of the main DB's compaction
+        bytes). `window_updates` reaches the cache only after the batch is written."""
+        prev = window_updates.get(cid)
+        if prev is None:
+            prev = self._client_top(cid)
+        if prev is not None and prev >= top:
+            window_updates[cid] = prev
+            return None
+        window_updates[cid] = top
+        return (keys.client_top(cid), keys.u64(top))
 
     def recover(self) -> RecoveredState:
         """Rebuild the replica's durable state; verify the hash chain past the verified marker.
@@ -670,13 +669,19 @@ class LedgerStore:
         convicted.sort(key=lambda c: (c.seq, c.replica))
         raw = kv.get(keys.CHECKPOINT_KEY)
         cp = None if raw is None else decode(StableCheckpoint, raw, keys.CHECKPOINT_KEY)
+        self._fold_legacy_window(kv)
         clients: dict[bytes, list[int]] = {}
-        for k, _v in kv.items(keys.CLIENT_WINDOW, keys.prefix_end(keys.CLIENT_WINDOW)):
+        for k, v in kv.items(keys.CLIENT_TOP, keys.prefix_end(keys.CLIENT_TOP)):
             try:
-                cid, seq = keys.parse_client_window(k)
+                cid = keys.parse_client_top(k)
             except ValueError as exc:
                 self._fail("corrupt", f"{self.where}: {exc}", CorruptionError)
-            clients.setdefault(cid, []).append(seq)
+            top = self._u64_value(k, v)
+            lo = max(0, top - self.dedup_window + 1)
+            clients[cid] = [
+                keys.from_u64(ck[-8:])
+                for ck, _ in kv.items(keys.client_index(cid, lo), keys.client_index(cid, top + 1))
+            ]
         self._load_tip()
         return RecoveredState(
             view=vs.view,
@@ -690,6 +695,29 @@ class LedgerStore:
             prepared=tuple(prepared),
             convicted=tuple(convicted),
         )
+
+    def _fold_legacy_window(self, kv: KV) -> None:
+        """Ledgers before session 5 kept one E-key per executed seq in the dedup window:
+        fold them into the per-client top (W) and delete them, in one synced batch."""
+        tops: dict[bytes, int] = {}
+        ops: list[Op] = []
+        for k, _v in kv.items(keys.CLIENT_WINDOW, keys.prefix_end(keys.CLIENT_WINDOW)):
+            try:
+                cid, seq = keys.parse_client_window(k)
+            except ValueError as exc:
+                self._fail("corrupt", f"{self.where}: {exc}", CorruptionError)
+            tops[cid] = max(tops.get(cid, seq), seq)
+            ops.append((k, None))
+        if not ops:
+            return
+        for cid, top in tops.items():
+            raw = kv.get(keys.client_top(cid))
+            if raw is None or self._u64_value(keys.client_top(cid), raw) < top:
+                ops.append((keys.client_top(cid), keys.u64(top)))
+        kv.write(ops, sync=True)
+        self._windows.clear()
+        log.info("storage.client_window_folded", where=self.where, clients=len(tops),
+                 keys=len(ops))
 
     def _check_block_complete(self, kv: KVReader, hdr: BlockHeader) -> None:
         """The last block's body decodes and every tx of it is indexed."""
@@ -785,8 +813,8 @@ class LedgerStore:
         charges such reads to the first file and compacts it when its allowance runs out; one
         such read per tx turned into near-continuous compactions that rewrote the whole of
         level 2 (its cost growing with the ledger)."""
-        bounds = self._windows.get(client_id)
-        return bounds is not None and request_seq > bounds[1]
+        top = self._windows.get(client_id)
+        return top is not None and request_seq > top
 
     def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None:
         if len(client_id) > 255 or request_seq < 0:

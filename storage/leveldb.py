@@ -89,88 +89,131 @@ class _SeekReader(_PlyvelReader):
         return None if item is None else item[1]
 
 
-class _BodiesReader(_PlyvelReader):
-    """A reader whose block-body keys (K) live in a second DB (point reads only)."""
+class _RoutedReader:
+    """get/items over the ledger's three DBs, each key going to its keyspace's DB.
 
-    def __init__(self, db, bodies) -> None:
-        super().__init__(db)
+    A range read goes to the DB of its start key's keyspace and must stay within it."""
+
+    def __init__(self, main, bodies, records) -> None:
+        self._main = _PlyvelReader(main)
         self._bodies = _PlyvelReader(bodies)
+        records_reader = _PlyvelReader(records)
+        self._route = {p: records_reader for p in keys.RECORD_KEYSPACES}
+        self._route[keys.BODY] = self._bodies
 
     def get(self, key: bytes) -> bytes | None:
-        if key[:1] == keys.BODY:
+        p = key[:1]
+        if p == keys.BODY:
             # ledgers written before the split keep their bodies in the main DB
-            return self._bodies.get(key) or super().get(key)
-        return super().get(key)
+            return self._bodies.get(key) or self._main.get(key)
+        return self._route.get(p, self._main).get(key)
+
+    def items(
+        self, start: bytes, stop: bytes | None, reverse: bool = False
+    ) -> Iterator[tuple[bytes, bytes]]:
+        p = start[:1]
+        reader = self._route.get(p)
+        if reader is None:
+            return self._main.items(start, stop, reverse)
+        end = keys.prefix_end(p)
+        if stop is None or stop > end:
+            raise ValueError(f"range {start!r}..{stop!r} leaves the {p!r} keyspace")
+        return reader.items(start, stop, reverse)
 
 
-class _PlyvelKV(_BodiesReader):
-    """The ledger's KV engine: one main DB, plus a second DB for the block bodies.
+class _PlyvelKV(_RoutedReader):
+    """The ledger's KV engine: the main DB, the block bodies' DB and the consensus records' DB.
 
-    Why two: bodies are a third of what a tx writes and their keys only ever grow, but in a
-    shared LSM every level-0 flush spans all keyspaces (tx hashes and state keys are random),
-    so each compaction into level 1 rewrote the bodies again and again. Alone in their own
-    DB, sequential bodies are flushed into tables that never overlap and are moved down
-    without rewriting. Crash order: a batch's body ops are written (and synced) FIRST, the
-    rest after, so a header (written last in the main batch) never exists without its body;
-    a crash between the two leaves bodies above the meta height, which nothing reads and the
-    re-commit of those heights overwrites. Unsynced writes (sync_blocks=False) survive kill -9;
-    for a power cut, the bodies are fsynced before any synced main write (which would make
-    the unsynced headers before it durable)."""
+    Why three: in one LSM every level-0 flush spans all keyspaces (tx hashes and state keys
+    are random), so each compaction into level 1 rewrote everything in it again and again.
+    Block bodies are a third of what a tx writes and their keys only grow: alone, they are
+    flushed into tables that never overlap and are never rewritten. The consensus records
+    (votes, prepared certificates with their whole batch: ~185 B per tx) are written and
+    pruned within seconds: alone, they die in their own small LSM instead of doubling the
+    main DB's flushes. Everything else (headers, tx and client indexes, app state, meta) stays
+    in the main DB, whose batches keep their all-or-nothing order (meta height first, headers
+    last).
 
-    def __init__(self, db: plyvel.DB, bodies: plyvel.DB) -> None:
-        super().__init__(db, bodies)
+    Order and durability: body ops are written FIRST and always synced, then the main batch
+    (synced if the caller asks: sync_blocks), so a header never exists without its body, even
+    after a power cut with unsynced blocks; a crash between the two leaves bodies above the
+    meta height, which nothing reads and the re-commit of those heights overwrites. Records
+    are written only by `persist`, synced, in their own batch: a power cut can lose unsynced
+    blocks behind durable votes, which the replica fetches again from its peers."""
+
+    def __init__(self, db: plyvel.DB, bodies: plyvel.DB, records: plyvel.DB) -> None:
+        super().__init__(db, bodies, records)
         self.db = db
         self.bodies = bodies
-        self._bodies_unsynced = False
+        self.records = records
+        self._order = (bodies, records, db)
+        self._slot = {p: 1 for p in keys.RECORD_KEYSPACES}
+        self._slot[keys.BODY] = 0
         # the app-state keyspace, for its live reader (keys without the prefix byte)
         self.state_db = db.prefixed_db(keys.STATE)
 
     def write(self, ops: Sequence[Op], sync: bool) -> None:
-        wb = self.db.write_batch(sync=sync)
-        bb = None
-        body = keys.BODY
+        # batches in write order: bodies (always synced), records, main
+        dbs = self._order
+        batches: list = [None, None, None]
+        route = self._slot.get
         for k, v in ops:
-            if k[:1] == body:
-                if bb is None:
-                    bb = self.bodies.write_batch(sync=sync)
-                if v is None:
-                    bb.delete(k)
-                else:
-                    bb.put(k, v)
-            elif v is None:
+            i = route(k[:1], 2)
+            wb = batches[i]
+            if wb is None:
+                wb = batches[i] = dbs[i].write_batch(sync=sync or i == 0)
+            if v is None:
                 wb.delete(k)
             else:
                 wb.put(k, v)
-        if bb is None and sync and self._bodies_unsynced:
-            # a synced main write also makes earlier unsynced headers durable: their bodies
-            # must be durable first (an empty synced batch fsyncs the bodies' log)
-            bb = self.bodies.write_batch(sync=True)
         try:
-            if bb is not None:
-                bb.write()
-                self._bodies_unsynced = not sync
-            wb.write()
+            for wb in batches:
+                if wb is not None:
+                    wb.write()
         except plyvel.Error as exc:
             raise _storage_error(exc) from exc
 
-    @contextmanager
-    def snapshot(self) -> Iterator[_PlyvelReader]:
-        snap = self.db.snapshot()
-        bsnap = self.bodies.snapshot()  # after: holds every body the main snapshot names
+    def move_records(self) -> int:
+        """Move consensus records out of the main DB (ledgers before session 5): copy them
+        to the records DB (synced), then delete them from the main DB. A crash in between
+        copies the same records again at the next open. Returns how many moved."""
+        moved = [kv for p in keys.RECORD_KEYSPACES for kv in self.db.iterator(prefix=p)]
+        if not moved:
+            return 0
         try:
-            yield _BodiesReader(snap, bsnap)
+            with self.records.write_batch(sync=True) as rb:
+                for k, v in moved:
+                    rb.put(k, v)
+            with self.db.write_batch(sync=True) as wb:
+                for k, _ in moved:
+                    wb.delete(k)
+        except plyvel.Error as exc:
+            raise _storage_error(exc) from exc
+        return len(moved)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[_RoutedReader]:
+        snap = self.db.snapshot()
+        # after the main one: they hold every body and record the main snapshot relies on
+        bsnap = self.bodies.snapshot()
+        rsnap = self.records.snapshot()
+        try:
+            yield _RoutedReader(snap, bsnap, rsnap)
         finally:
+            rsnap.close()
             bsnap.close()
             snap.close()
 
     def close(self) -> None:
-        for db in (self.bodies, self.db):
+        for db in (self.records, self.bodies, self.db):
             if not db.closed:
                 db.close()
 
 
 BODIES_DIR = "bodies"
 """Subdirectory of the ledger directory holding the block-body DB (LevelDB ignores it)."""
+RECORDS_DIR = "records"
+"""Subdirectory of the ledger directory holding the consensus records' DB."""
 
 
 def _open_db(where: str, ledger: str, create: bool, **options) -> plyvel.DB:
@@ -225,22 +268,28 @@ class LevelDBStore(LedgerStore):
         comp = None if compression == "none" else "snappy"
         db = _open_db(path, path, create, lru_cache_size=lru_cache_size, bloom_filter_bits=10,
                       compression=comp)
+        opened = [db]
         try:
-            # the block bodies (see _PlyvelKV); created on first open of an older ledger too
-            bodies = _open_db(os.path.join(path, BODIES_DIR), path, True,
-                              lru_cache_size=2 * 1024 * 1024, compression=comp)
+            # bodies and records (see _PlyvelKV); created on first open of an older ledger too
+            for sub in (BODIES_DIR, RECORDS_DIR):
+                opened.append(_open_db(os.path.join(path, sub), path, True,
+                                       lru_cache_size=1024 * 1024, compression=comp))
         except BaseException:
-            db.close()
+            for d in opened:
+                d.close()
             raise
-        kv = _PlyvelKV(db, bodies)
+        kv = _PlyvelKV(*opened)
         try:
             super().__init__(
                 kv, chain_id, genesis_hash, create, dedup_window, strict_votes, where=path,
                 sync_blocks=sync_blocks,
             )
+            moved = kv.move_records()
         except BaseException:
             kv.close()
             raise
+        if moved:
+            log.info("storage.records_moved", path=path, records=moved)
         self._state_reader = _SeekReader(kv.state_db)
 
     def state(self) -> KVStateReader:

@@ -1,4 +1,5 @@
-"""Block bodies in their own LevelDB (storage.leveldb._PlyvelKV): layout, crash order, old ledgers."""
+"""Block bodies and consensus records in their own LevelDBs (storage.leveldb._PlyvelKV):
+layout, crash order, older ledgers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from ledger_helpers import CHAIN_ID, GENESIS_HASH, ChainBuilder
 
 from consensus import ViewState
 from storage import CorruptionError, keys, open_store
-from storage.leveldb import BODIES_DIR
+from storage.leveldb import BODIES_DIR, RECORDS_DIR
 
 
 def _raw(path):
@@ -94,18 +95,37 @@ def test_lost_bodies_db_is_reported_as_corruption(tmp_path):
     s.close()
 
 
-def test_unsynced_bodies_are_fsynced_before_a_synced_write_of_the_main_db(tmp_path):
-    """With sync_blocks=False a later synced vote write makes the unsynced headers durable;
-    their bodies must be durable before it (a power cut must not leave a header alone)."""
-    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=True, sync_blocks=False)
-    cb = ChainBuilder()
-    s.commit_block(cb.next_block(2))
-    assert s._kv._bodies_unsynced
-    s.persist([ViewState(1, False)])
-    assert not s._kv._bodies_unsynced
+def test_consensus_records_live_in_their_own_db_and_older_ledgers_move_them_there(tmp_path):
+    db = tmp_path / "db"
+    s = open_store(db, CHAIN_ID, GENESIS_HASH, create=True)
+    s.persist([ViewState(2, False)])
+    s.commit_block(ChainBuilder().next_block(2))
     s.close()
-    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=True, sync_blocks=True)
-    s.commit_block(cb.next_block(2))
-    assert not s._kv._bodies_unsynced
-    assert s.recover().last_executed == 2
+    records = _raw(db / RECORDS_DIR)
+    view = records.get(keys.VIEW_KEY)
+    assert view is not None
+    # an older ledger: its records in the main DB, none in the records DB
+    records.delete(keys.VIEW_KEY)
+    records.close()
+    main = _raw(db)
+    assert main.get(keys.VIEW_KEY) is None
+    main.put(keys.VIEW_KEY, view)
+    main.close()
+    s = open_store(db, CHAIN_ID, GENESIS_HASH, create=False)
+    assert s.recover().view == 2
     s.close()
+    main, records = _raw(db), _raw(db / RECORDS_DIR)
+    try:
+        assert main.get(keys.VIEW_KEY) is None and records.get(keys.VIEW_KEY) == view
+    finally:
+        main.close()
+        records.close()
+
+
+def test_a_range_read_may_not_leave_a_routed_keyspace(tmp_path):
+    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=True)
+    try:
+        with pytest.raises(ValueError, match="leaves"):
+            list(s._kv.items(keys.VOTE, None))
+    finally:
+        s.close()

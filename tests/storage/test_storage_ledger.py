@@ -120,6 +120,27 @@ def test_client_window_is_bounded_by_dedup_window(tmp_path):
     assert s.tx_by_client(first, 1) is not None
 
 
+def test_legacy_per_seq_window_keys_are_folded_into_the_client_top(tmp_path):
+    """Ledgers before session 5 kept one E-key per seq in the window and no W-key."""
+    s = MemoryStore(CHAIN_ID, GENESIS_HASH, dedup_window=5)
+    cb = ChainBuilder()
+    for _ in range(6):
+        s.commit_block(cb.next_block(3))
+    want = s.recover().client_executed
+    for cid, top in cb.client_seq.items():
+        s.corrupt(keys.client_top(cid), None)
+        for seq in range(top - 4, top + 1):
+            s.corrupt(keys.client_window(cid, seq), keys.u64(1))
+    s.crash()
+    assert s.recover().client_executed == want
+    raw = dict(s.raw_items())
+    assert not any(k.startswith(keys.CLIENT_WINDOW) for k in raw)
+    assert {keys.from_u64(raw[keys.client_top(c)]) for c in cb.client_seq} == set(
+        cb.client_seq.values())
+    s.commit_block(cb.next_block(3))  # and the ledger goes on from there
+    assert s.recover().last_executed == 7
+
+
 def test_export_and_import_state_move_the_chain_base(store, tmp_path):
     cb = ChainBuilder()
     writes = tuple((b"key%04d" % i, b"val%d" % i) for i in range(50))
