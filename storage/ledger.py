@@ -229,6 +229,7 @@ class LedgerStore:
         # client -> highest executed request_seq, for recent clients (see _top_op)
         self._windows: collections.OrderedDict[bytes, int] = collections.OrderedDict()
         self._live_records: set[bytes] | None = None  # see _record_keys
+        self._view: int | None = None  # see _current_view
         self._check_or_init_meta(create)
         self._load_tip()
 
@@ -304,7 +305,10 @@ class LedgerStore:
         return None if raw is None else decode(BlockHeader, raw, keys.header(height))
 
     def _load_tip(self) -> None:
-        """Cache height / last hash / last time from disk (at open and after a crash)."""
+        """Cache height / last hash / last time from disk (at open and after a crash); forget
+        the cached record keys and view (re-read from disk when next needed)."""
+        self._live_records = None
+        self._view = None
         self._height = self._meta_u64(self._kv, keys.META_HEIGHT)
         base = self._base(self._kv)
         hdr = self._header_at(self._kv, self._height)
@@ -320,7 +324,7 @@ class LedgerStore:
     def persist(self, records: Sequence[Record]) -> None:
         """Write consensus records in ONE synced batch (validate everything first)."""
         b = _Pending(self._kv)
-        view = self._current_view(b)
+        view = self._current_view()
         for rec in records:
             if isinstance(rec, ViewState):
                 if rec.view < view:
@@ -333,7 +337,9 @@ class LedgerStore:
             elif isinstance(rec, OwnVote):
                 key = _vote_key(rec.message)
                 data = encode(rec)
-                old = b.get(key)
+                # only a stored key is read: a Get of an absent key feeds LevelDB's seek
+                # compaction (see _above_window), and nearly every vote is for a new slot
+                old = b.get(key) if key in b.overlay or key in self._record_keys() else None
                 if old is not None and old != data and self.strict_votes:
                     self._fail(
                         "persist",
@@ -364,7 +370,13 @@ class LedgerStore:
             else:
                 self._fail("persist", f"{self.where}: not a record: {type(rec).__name__}")
         if b.ops:
-            self._kv.write(b.ops, sync=True)
+            try:
+                self._kv.write(b.ops, sync=True)
+            except BaseException:
+                self._live_records = None  # unknown whether any of it landed: re-read
+                self._view = None
+                raise
+            self._view = view
             if self._live_records is not None:
                 for k, v in b.overlay.items():
                     if k.startswith((keys.VOTE, keys.PREPARED)):
@@ -373,9 +385,13 @@ class LedgerStore:
                         else:
                             self._live_records.add(k)
 
-    def _current_view(self, reader: KVReader | _Pending) -> int:
-        raw = reader.get(keys.VIEW_KEY)
-        return 0 if raw is None else decode(ViewState, raw, keys.VIEW_KEY).view
+    def _current_view(self) -> int:
+        """The stored view (cached: the key is absent until the first view change, and a
+        Get of an absent key per persist fed LevelDB's seek compaction)."""
+        if self._view is None:
+            raw = self._kv.get(keys.VIEW_KEY)
+            self._view = 0 if raw is None else decode(ViewState, raw, keys.VIEW_KEY).view
+        return self._view
 
     def _record_keys(self) -> set[bytes]:
         """Vote and prepared-certificate keys on disk (scanned once, then kept in step)."""

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attack": ("testnet.attack", "run an attack scenario on a real testnet"),
     "bench": ("testnet.bench", "benchmark a fresh testnet through the public RPC"),
     "bench-sim": ("testnet.sim.bench", "simulated consensus throughput (CPU-bound)"),
-    "bench-storage": ("testnet.bench_storage", "LevelDB block commit throughput"),
+    "bench-storage": ("testnet.bench_storage", "LevelDB block commit throughput; --mix: a node's write mix"),
     "bench-net": ("testnet.bench_net", "libp2p vs raw TCP frame throughput and latency"),
     "bench-locks": ("testnet.bench_locks", "lock acquire/release throughput and latency"),
     "history": ("testnet.history", "check a recorded KV/lock history (JSON lines)"),

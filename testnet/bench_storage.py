@@ -11,8 +11,10 @@ by --seconds per size. Imports: stdlib, consensus, storage.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import resource
 import statistics
 import tempfile
 import time
@@ -25,8 +27,12 @@ from consensus import (
     FastVerifier,
     OwnVote,
     Prepare,
+    PreparedCert,
+    PreparedProof,
     PrePrepare,
+    Prune,
     Request,
+    StableCheckpoint,
     batch_digest,
     chain_digest,
     request_digest,
@@ -48,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="time budget per size")
     parser.add_argument("--max-blocks", type=int, default=2000, help="cap per size")
     parser.add_argument("--dir", default=None, help="where to put the database (default: tmp)")
+    parser.add_argument("--mix", type=int, default=0, metavar="BLOCKS",
+                        help="instead: replay a backup's write mix for BLOCKS blocks of 100 txs "
+                             "and report CPU per tx, LevelDB's background thread apart")
+    parser.add_argument("--compression", choices=("snappy", "none"), default="snappy")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -124,7 +134,76 @@ def _bench_persist(store: LevelDBStore, seconds: float, cap: int) -> dict:
     }
 
 
+def _mix_blocks(n: int, ntx: int = 100) -> list[tuple[BlockCommit, PreparedProof]]:
+    """Blocks as a node commits them: 8 clients, one KV put per tx (current record and history
+    entry, random keys), the pre-prepare with 3 prepares as the backup's prepared certificate."""
+    clients = _CLIENTS[:8]
+    seqs = [0] * len(clients)
+    prev, t, out = GENESIS_CHAIN_DIGEST, 1_000, []
+    for h in range(1, n + 1):
+        reqs = []
+        for i in range(ntx):
+            c = i % len(clients)
+            seqs[c] += 1
+            key = hashlib.sha256(b"%d/%d" % (h, i)).hexdigest()[:24].encode()
+            reqs.append(sign_request(CHAIN, clients[c], Request(b"", seqs[c], b"put " + key)))
+        t += 1
+        d = batch_digest(t, tuple(reqs))
+        pp = _AUTHS[0].sign(PrePrepare(0, h, t, tuple(reqs), d, 0))
+        proof = PreparedProof(pp, tuple(_AUTHS[i].sign(Prepare(0, h, d, i)) for i in (1, 2, 3)))
+        commits = tuple(_AUTHS[i].sign(Commit(0, h, d, i)) for i in range(3))
+        bh = chain_digest(prev, h, d)
+        ex = Execute(h, 0, t, tuple(reqs), (), d, prev, bh, pp, commits)
+        results = tuple(TxResult(request_digest(r), r.client_id, r.request_seq, h, i, 0, b"ok")
+                        for i, r in enumerate(reqs))
+        writes = [(b"m/rev", h.to_bytes(8, "big"))]
+        for r in reqs:
+            key = r.op.split()[1]
+            writes += [(b"k/" + key, b"x" * 100), (b"h/" + key + b"\0\0" + h.to_bytes(8, "big"),
+                                                   b"y" * 100)]
+        out.append((BlockCommit(ex, results, tuple(writes)), proof))
+        prev = bh
+    return out
+
+
+def run_mix(blocks: int, where: str | None, compression: str) -> dict:
+    """What storage costs a backup per tx: per block a PREPARE with the prepared certificate,
+    a COMMIT (synced), the block (unsynced, as nodes run), a checkpoint and prune every 16.
+    LevelDB compacts on its own thread: `bg_us_per_tx` is process CPU minus this thread's.
+    Replayed ~10x faster than a testnet commits, so compactions pile up differently."""
+    work = _mix_blocks(blocks)
+    with tempfile.TemporaryDirectory(prefix="bench-storage-", dir=where) as d:
+        store = LevelDBStore(os.path.join(d, "db"), CHAIN, bytes(32), create=True,
+                             sync_blocks=False, compression=compression)
+        r0, w0, m0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), \
+            time.thread_time()
+        try:
+            for bc, proof in work:
+                h, dg = bc.execute.seq, bc.execute.digest
+                store.persist([OwnVote(_AUTHS[1].sign(Prepare(0, h, dg, 1))), PreparedCert(proof)])
+                store.persist([OwnVote(_AUTHS[1].sign(Commit(0, h, dg, 1)))])
+                store.commit_blocks([bc])
+                if h % 16 == 0:
+                    store.persist([StableCheckpoint(h, bc.execute.block_hash, ()), Prune(h)])
+            r1, w1, m1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter(), \
+                time.thread_time()
+        finally:
+            store.close()
+        disk = sum(os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(d) for f in fs)
+    n = blocks * 100
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    return {"mix_txs": n, "wall_s": round(w1 - w0, 2), "cpu_us_per_tx": round(cpu / n * 1e6, 1),
+            "main_us_per_tx": round((m1 - m0) / n * 1e6, 1),
+            "bg_us_per_tx": round((cpu - (m1 - m0)) / n * 1e6, 1),
+            "disk_bytes_per_tx": round(disk / n), "compression": compression}
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.mix:
+        report = run_mix(args.mix, args.dir, args.compression)
+        print(json.dumps(report) if args.json else
+              " ".join(f"{k}={v}" for k, v in report.items()))
+        return 0
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     with tempfile.TemporaryDirectory(prefix="bench-storage-", dir=args.dir) as d:
         store = LevelDBStore(os.path.join(d, "db"), CHAIN, bytes(32), create=True)

@@ -197,6 +197,30 @@ def test_conflicting_own_vote_is_refused_and_nothing_written(store):
     assert rs.view == 0 and [v.digest for v in rs.own_votes] == [b"a" * 32]
 
 
+def test_vote_and_view_checks_hold_after_reopen_and_after_a_torn_persist(tmp_path):
+    """persist reads a vote slot only if it is known to be stored, and caches the view: both
+    are re-read from disk after a reopen and after a crash, whatever landed."""
+    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=True)
+    s.persist([ViewState(3, False), OwnVote(_vote(Prepare, 3, 1, b"a" * 32))])
+    s.close()
+    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=False)
+    with pytest.raises(StorageError, match="conflicting"):
+        s.persist([OwnVote(_vote(Prepare, 3, 1, b"b" * 32))])
+    with pytest.raises(StorageError, match="back"):
+        s.persist([ViewState(2, False)])
+    s.close()
+    m = MemoryStore(CHAIN_ID, GENESIS_HASH)
+    m.persist([OwnVote(_vote(Prepare, 0, 1, b"a" * 32))])  # the slot set is now loaded
+    m.tear_next_write(2)
+    with pytest.raises(SimulatedCrash):
+        m.persist([ViewState(5, False), OwnVote(_vote(Prepare, 5, 2, b"a" * 32))])
+    m.crash()
+    with pytest.raises(StorageError, match="conflicting"):
+        m.persist([OwnVote(_vote(Prepare, 5, 2, b"b" * 32))])
+    with pytest.raises(StorageError, match="back"):
+        m.persist([ViewState(4, False)])
+
+
 def test_view_never_goes_back(store):
     store.persist([ViewState(4, False)])
     with pytest.raises(StorageError, match="back"):
