@@ -10,6 +10,8 @@ Imports: stdlib, plyvel, structlog, consensus (via storage.ledger).
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -278,6 +280,10 @@ class LevelDBStore(LedgerStore):
         db = _open_db(path, path, create, lru_cache_size=lru_cache_size, bloom_filter_bits=10,
                       compression=comp)
         opened = [db]
+        # side DBs this open creates: removed again if the ledger is refused (wrong chain,
+        # uninitialised), so a refused open leaves the directory as it found it
+        fresh = [os.path.join(path, sub) for sub in (BODIES_DIR, RECORDS_DIR)
+                 if not os.path.isdir(os.path.join(path, sub))]
         try:
             # bodies and records (see _PlyvelKV); created on first open of an older ledger too.
             # Memtables: see SIDE_MEMTABLE_BYTES
@@ -300,6 +306,9 @@ class LevelDBStore(LedgerStore):
             moved = kv.move_records()
         except BaseException:
             kv.close()
+            if isinstance(sys.exc_info()[1], StorageError):
+                for d in fresh:
+                    shutil.rmtree(d, ignore_errors=True)
             raise
         if moved:
             log.info("storage.records_moved", path=path, records=moved)

@@ -8,7 +8,7 @@ import pytest
 from ledger_helpers import CHAIN_ID, GENESIS_HASH, ChainBuilder
 
 from consensus import ViewState
-from storage import CorruptionError, keys, open_store
+from storage import CorruptionError, StorageError, keys, open_store
 from storage.leveldb import BODIES_DIR, RECORDS_DIR
 
 
@@ -129,3 +129,12 @@ def test_a_range_read_may_not_leave_a_routed_keyspace(tmp_path):
             list(s._kv.items(keys.VOTE, None))
     finally:
         s.close()
+
+
+def test_a_refused_open_leaves_no_side_databases_behind(tmp_path):
+    db = tmp_path / "db"
+    _one_block_ledger(db)
+    plyvel.destroy_db(str(db / RECORDS_DIR))  # as an older ledger: no records DB yet
+    with pytest.raises(StorageError, match="belongs to chain"):
+        open_store(db, b"another chain", GENESIS_HASH, create=False)
+    assert not (db / RECORDS_DIR).exists() and (db / BODIES_DIR).exists()
