@@ -216,6 +216,13 @@ BODIES_DIR = "bodies"
 """Subdirectory of the ledger directory holding the block-body DB (LevelDB ignores it)."""
 RECORDS_DIR = "records"
 """Subdirectory of the ledger directory holding the consensus records' DB."""
+BLOCK_CACHE_BYTES = 1024 * 1024
+"""LevelDB block cache of each of the three DBs (LevelDB's default is 8 MiB).
+
+Small on purpose: the ledger's reads are mostly of keys never read again (a new tx's state key
+by seek, a fresh block for a peer), so a bigger cache does not raise throughput (1 vs 8 MiB:
+2,448 vs 2,448 tx/s, mean of three alternating runs) but does fill for minutes, and a node's
+RSS rose with it (+6 MB from 2 to 10 minutes at 1,000 tx/s with 8 MiB; docs/performance.md)."""
 SIDE_MEMTABLE_BYTES = 2 * 1024 * 1024
 """LevelDB memtable of the bodies and records DBs (the main DB keeps LevelDB's 4 MiB).
 
@@ -262,7 +269,7 @@ class LevelDBStore(LedgerStore):
         create: bool = False,
         dedup_window: int = DEFAULT_DEDUP_WINDOW,
         strict_votes: bool = True,
-        lru_cache_size: int = 8 * 1024 * 1024,
+        lru_cache_size: int = BLOCK_CACHE_BYTES,
         sync_blocks: bool = True,
         compression: str = "snappy",
     ) -> None:
@@ -290,7 +297,7 @@ class LevelDBStore(LedgerStore):
             # records: never compressed (pruned within seconds: compressing them is waste)
             for sub, sub_comp in ((BODIES_DIR, comp), (RECORDS_DIR, None)):
                 opened.append(_open_db(os.path.join(path, sub), path, True,
-                                       lru_cache_size=1024 * 1024,
+                                       lru_cache_size=BLOCK_CACHE_BYTES,
                                        write_buffer_size=SIDE_MEMTABLE_BYTES,
                                        compression=sub_comp))
         except BaseException:
