@@ -49,52 +49,73 @@ def trim() -> bool:
 MADV_PAGEOUT = 21  # Linux >= 5.4: reclaim these pages now (never destroys data)
 
 
-def page_out_mapped(suffix: str = ".ldb") -> int:
-    """Ask the kernel to reclaim the resident pages of our read-only file mappings whose path
-    ends with `suffix` (LevelDB maps its table files); returns the bytes advised.
+def mapped_ranges(suffix: str = ".ldb") -> list[tuple[int, int]]:
+    """(start, length) of our read-only file mappings whose path ends with `suffix`.
 
-    Why: pages LevelDB touched in its mapped tables (compaction inputs, index blocks, seeks)
-    stay mapped, so RSS grows with the ledger although they are clean page cache the kernel
-    may drop at any time. MADV_PAGEOUT only reclaims (a later read faults the page back in,
-    usually from the page cache); on any other kind of memory it is harmless, so a race with
-    LevelDB unmapping a table cannot corrupt anything. No-op where unsupported."""
-    if _LIBC is None or not hasattr(_LIBC, "madvise"):
-        return 0
-    advised = 0
+    Reading /proc/self/maps costs ~1.7 ms in a node (~700 mappings): callers keep the list
+    for a while rather than read it before every page-out."""
     try:
         with open("/proc/self/maps") as f:
             maps = f.readlines()
     except OSError:
-        return 0
+        return []
+    out = []
     for line in maps:
         parts = line.split()
         if len(parts) < 6 or not parts[5].endswith(suffix) or "w" in parts[1]:
             continue
         lo, hi = (int(x, 16) for x in parts[0].split("-"))
-        if _LIBC.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(hi - lo), MADV_PAGEOUT) == 0:
-            advised += hi - lo
+        out.append((lo, hi - lo))
+    return out
+
+
+def page_out_mapped(suffix: str = ".ldb",
+                    ranges: list[tuple[int, int]] | None = None) -> int:
+    """Ask the kernel to reclaim the resident pages of our read-only file mappings whose path
+    ends with `suffix` (LevelDB maps its table files), or of `ranges` from `mapped_ranges`;
+    returns the bytes advised.
+
+    Why: pages LevelDB touched in its mapped tables (compaction inputs, index blocks, seeks)
+    stay mapped, so RSS grows with the ledger although they are clean page cache the kernel
+    may drop at any time. MADV_PAGEOUT only reclaims (a later read faults the page back in,
+    usually from the page cache); on any other kind of memory it is harmless, so a race with
+    LevelDB unmapping a table (or a stale `ranges` list) cannot corrupt anything. No-op where
+    unsupported."""
+    if _LIBC is None or not hasattr(_LIBC, "madvise"):
+        return 0
+    advised = 0
+    for lo, size in mapped_ranges(suffix) if ranges is None else ranges:
+        if _LIBC.madvise(ctypes.c_void_p(lo), ctypes.c_size_t(size), MADV_PAGEOUT) == 0:
+            advised += size
     return advised
 
 
 class Trimmer:
     """Calls `trim()` at most once per `interval_s` and `page_out_mapped()` at most once per
-    `page_out_s` (thread-safe; callers need not care). LevelDB compactions read tens of MB
-    through their table mappings within a second or two: with both every 10 s those pages
-    swung a loaded node's RSS by up to 25 MB, every 1 s by up to ~12 MB (RSS samples up to
-    13 % above their median over 10 minutes at 1,000 tx/s), and with the page-out every 0.25 s
-    the samples stay within 5-6 % of it (docs/performance.md). The page-out reads
-    /proc/self/maps and advises a few dozen mappings: well under a millisecond."""
+    `page_out_s` over the table mappings listed at most `maps_s` ago (thread-safe; callers
+    need not care). LevelDB compactions read tens of MB through their table mappings within a
+    second or two: with both every 10 s those pages swung a loaded node's RSS by up to 25 MB,
+    every 1 s by up to ~12 MB (RSS samples up to 13 % above their median over 10 minutes at
+    1,000 tx/s), and with the page-out every 0.25 s the samples stay within 5-6 % of it
+    (docs/performance.md). Every 0.25 s, a compaction
+    still left up to 5-9 MB of its inputs resident at times (the largest RSS swings of a loaded
+    node); every 0.1 s, with the mappings re-listed every 1 s (listing them is the expensive
+    part: ~1.7 ms, advising ~130 mappings ~0.3 ms), costs less CPU than before."""
 
     def __init__(self, interval_s: float = 1.0, clock=time.monotonic,
-                 page_out_s: float = 0.25) -> None:
+                 page_out_s: float = 0.1, maps_s: float = 1.0) -> None:
         self.interval_s = interval_s
         self.page_out_s = page_out_s
+        self.maps_s = maps_s
+        self._ranges: list[tuple[int, int]] = []
+        self._next_maps = clock()  # listed at the first page-out
         self._clock = clock
         self._next = clock() + interval_s
         self._next_page_out = clock() + self.page_out_s
         self._lock = threading.Lock()
         self.trims = 0
         self.page_outs = 0
+        self.listings = 0
 
     def maybe(self) -> None:
         now = self._clock()
@@ -104,7 +125,11 @@ class Trimmer:
         try:
             if now >= self._next_page_out:
                 self._next_page_out = now + self.page_out_s
-                page_out_mapped()
+                if now >= self._next_maps:  # LevelDB maps and unmaps tables as it compacts
+                    self._next_maps = now + self.maps_s
+                    self._ranges = mapped_ranges()
+                    self.listings += 1
+                page_out_mapped(ranges=self._ranges)
                 self.page_outs += 1
             if now >= self._next:
                 self._next = now + self.interval_s

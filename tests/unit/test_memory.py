@@ -30,6 +30,16 @@ def test_page_out_has_its_own_faster_interval() -> None:
     assert (t.page_outs, t.trims) == (8 * expected, 2 * expected)
 
 
+def test_page_out_relists_the_mappings_only_every_maps_s() -> None:
+    now = [0.0]
+    t = memory.Trimmer(interval_s=1.0, page_out_s=0.125, maps_s=1.0, clock=lambda: now[0])
+    for step in range(1, 25):  # 3 s in steps of 0.125 s (exact in binary)
+        now[0] = step * 0.125
+        t.maybe()
+    expected = 1 if memory._LIBC is not None else 0
+    assert (t.page_outs, t.listings) == (24 * expected, 3 * expected)
+
+
 def test_trim_releases_freed_heap_on_glibc() -> None:
     if memory._LIBC is None:
         assert memory.trim() is False
@@ -52,11 +62,12 @@ def test_page_out_drops_mapped_table_pages_and_keeps_the_data(tmp_path) -> None:
         db.compact_range()
         assert sum(1 for _ in db.iterator()) == 40_000  # every table read: pages resident
         before = memory._smaps_mb().get("ldb_tables", 0.0)
-        advised = memory.page_out_mapped()
+        ranges = memory.mapped_ranges()
+        advised = memory.page_out_mapped(ranges=ranges)
         after = memory._smaps_mb().get("ldb_tables", 0.0)
         if memory._LIBC is None or before == 0.0:
             return  # no glibc, or LevelDB did not map the tables here
-        assert advised > 0 and after < before
+        assert ranges and advised == sum(size for _, size in ranges) and after < before
         assert db.get(b"03-000007") == bytes([7]) * 200  # data intact after the page-out
         assert sum(1 for _ in db.iterator()) == 40_000
     finally:
