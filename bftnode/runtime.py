@@ -1016,12 +1016,14 @@ def build_node(config: NodeConfig, *, app: Any = None, transport: Any = None,
     if store is None:
         try:
             from storage import open_store
+            from storage.leveldb import staggered_memtable_bytes
         except ImportError as exc:
             raise StartupError(f"storage.open_store is not available: {exc}") from exc
         try:
             store = open_store(str(config.data_path), genesis.chain_id.encode(), genesis.hash(),
                                True, sync_blocks=config.sync_blocks,
-                               compression=config.compression)
+                               compression=config.compression,
+                               memtable_bytes=staggered_memtable_bytes(config.node_index))
         except StorageError as exc:
             raise StartupError(f"cannot open the database {config.data_path}: {exc}") from exc
     try:

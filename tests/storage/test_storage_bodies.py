@@ -138,3 +138,26 @@ def test_a_refused_open_leaves_no_side_databases_behind(tmp_path):
     with pytest.raises(StorageError, match="belongs to chain"):
         open_store(db, b"another chain", GENESIS_HASH, create=False)
     assert not (db / RECORDS_DIR).exists() and (db / BODIES_DIR).exists()
+
+
+def test_main_memtable_is_staggered_by_node_and_honoured(tmp_path):
+    from storage.leveldb import MAIN_MEMTABLE_BYTES, staggered_memtable_bytes
+
+    sizes = [staggered_memtable_bytes(i) for i in range(4)]
+    assert len(set(sizes)) == 4 and min(sizes) == MAIN_MEMTABLE_BYTES
+    assert staggered_memtable_bytes(4) == sizes[0]
+
+    def tables_after_writing(memtable: int, name: str) -> int:
+        """Main-DB table files after ~4.6 MiB of unsynced state writes (a flush makes one)."""
+        db = tmp_path / name
+        s = open_store(db, CHAIN_ID, GENESIS_HASH, create=True, memtable_bytes=memtable)
+        try:
+            for b in range(46):
+                s._kv.write([(keys.state(b"%02d-%04d" % (b, i)), b"x" * 1000)
+                             for i in range(100)], sync=False)
+        finally:
+            s.close()  # waits for a started flush; an unfilled memtable stays in the log
+        return len(list(db.glob("*.ldb")))
+
+    assert tables_after_writing(4 * 2**20, "small") >= 1
+    assert tables_after_writing(6 * 2**20, "large") == 0  # still all in the memtable
