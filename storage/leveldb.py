@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -226,7 +225,7 @@ RSS rose with it (+6 MB from 2 to 10 minutes at 1,000 tx/s with 8 MiB; docs/perf
 MAIN_MEMTABLE_BYTES = 4 * 1024 * 1024
 """LevelDB memtable of the main DB (LevelDB's default; see `staggered_memtable_bytes`)."""
 SIDE_MEMTABLE_BYTES = 2 * 1024 * 1024
-"""LevelDB memtable of the bodies and records DBs (the main DB: MAIN_MEMTABLE_BYTES, staggered by node).
+"""LevelDB memtable of the bodies and records DBs (the main DB's: `staggered_memtable_bytes`).
 
 Bounded below: LevelDB runs the flushes and compactions of every DB of a process on ONE
 background thread, so while the main DB compacts (up to ~3 s under load) the other DBs'
@@ -314,9 +313,9 @@ class LevelDBStore(LedgerStore):
                 sync_blocks=sync_blocks,
             )
             moved = kv.move_records()
-        except BaseException:
+        except BaseException as exc:
             kv.close()
-            if isinstance(sys.exc_info()[1], StorageError):
+            if isinstance(exc, StorageError):
                 for d in fresh:
                     shutil.rmtree(d, ignore_errors=True)
             raise
