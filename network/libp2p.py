@@ -73,6 +73,35 @@ def _cache_yamux_tuning() -> int:
     return wrapped
 
 
+async def _credit_per_half_window(self: Any, *, bytes_read: int = 0) -> None:
+    """go-yamux's receive-credit rule for py-libp2p's YamuxStream: send a WINDOW_UPDATE only
+    once half the target window has been consumed (`_grow_threshold`). py-libp2p 0.8.1 returns
+    credit after nearly EVERY read (its "partial slack" and "release on read" branches): one
+    frame back per message read, with its Noise + Yamux work on both ends. No stall: a sender
+    at zero window means the whole window is in flight or buffered, so the reader that
+    consumes it sees a delta of the whole window and credits it. Window auto-tuning is kept."""
+    total = 0
+    async with self.window_lock:
+        buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
+        delta = self.target_recv_window - (self.recv_window + buffered)
+        if delta > 0 and delta >= self._grow_threshold():
+            self.recv_window += delta
+            total = delta + self._apply_autotune_epoch(buffered)
+    if total > 0:
+        await self.send_window_update(total, skip_lock=True)
+
+
+def _credit_on_half_window() -> bool:
+    """Install `_credit_per_half_window` (py-libp2p is pinned; the integration test
+    test_net_libp2p_yamux_credit fails if the method it replaces changes shape)."""
+    stream_cls = _yamux_module.YamuxStream
+    if not hasattr(stream_cls, "_auto_tune_and_send_window_update"):
+        return False
+    stream_cls._auto_tune_and_send_window_update = _credit_per_half_window
+    return True
+
+
+_credit_on_half_window()
 _cache_yamux_tuning()
 
 PROTOCOL_ID = TProtocol("/bftnode/consensus/1.0.0")
