@@ -28,6 +28,7 @@ import trio
 from consensus import (
     Authenticator,
     ClientRequests,
+    Commit,
     DecodeError,
     Duplicate,
     Ed25519Signer,
@@ -39,12 +40,17 @@ from consensus import (
     FetchedBlocks,
     InvariantViolation,
     Output,
+    OwnVote,
+    Prepare,
+    PreparedCert,
+    PrePrepare,
     Prune,
     Receive,
     Rejected,
     Request,
     StableCheckpoint,
     Tick,
+    ViewState,
     decode,
     digest,
     encode,
@@ -74,6 +80,11 @@ GROUP_MAX = 256  # events stepped per group commit (one persist, one send round,
 LOOPBACK_MAX = 10_000  # our own messages waiting for the next group
 
 
+# A persist of at most this many carried requests runs on the event loop: the worker-thread
+# hop (wake-up, GIL hand-off, result delivery) cost 0.5-1 ms of CPU on this 2-vCPU machine,
+# more than the ~0.3 ms a small synced batch blocks the loop; 10 %-load CPU/tx -13..-24 %
+# (docs/performance.md, session 7). Bigger batches (saturation) keep the thread.
+INLINE_PERSIST_MAX_REQUESTS = 20
 VERIFIED_CACHE_SIZE = 32_768  # (key, message, signature) triples known to verify
 
 
@@ -171,6 +182,26 @@ def _jsonable(value: Any) -> Any:
         return ops.jsonable(value)
     except Exception:
         return msgspec.to_builtins(value, enc_hook=repr)
+
+
+def _small_persist(records: Sequence[Any]) -> bool:
+    """True if `records` are cheap to write on the event loop: votes, view state and prepared
+    certificates carrying at most INLINE_PERSIST_MAX_REQUESTS requests in all. Checkpoints,
+    prunes (a range delete), convictions and view-change messages (certificates inside) go to
+    the worker thread."""
+    carried = 0
+    for rec in records:
+        if isinstance(rec, PreparedCert):
+            carried += len(rec.proof.pre_prepare.requests)
+        elif isinstance(rec, OwnVote):
+            msg = rec.message
+            if isinstance(msg, PrePrepare):
+                carried += len(msg.requests)
+            elif not isinstance(msg, Prepare | Commit):
+                return False
+        elif not isinstance(rec, ViewState):
+            return False
+    return carried <= INLINE_PERSIST_MAX_REQUESTS
 
 
 class Node:
@@ -427,7 +458,10 @@ class Node:
                 # be durable first (so a crash never leaves neither the votes nor the blocks)
                 await self._drain_executor()
             t0 = time.perf_counter()
-            await trio.to_thread.run_sync(self.store.persist, out.persist)
+            if _small_persist(out.persist):
+                self.store.persist(out.persist)  # inline: cheaper than the thread hop
+            else:
+                await trio.to_thread.run_sync(self.store.persist, out.persist)
             self.metrics.persist_seconds.observe(time.perf_counter() - t0)
         for s in out.send:
             if isinstance(s.message, bytes | bytearray):  # byzantine `flood`: raw garbage
