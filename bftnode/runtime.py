@@ -80,11 +80,13 @@ GROUP_MAX = 256  # events stepped per group commit (one persist, one send round,
 LOOPBACK_MAX = 10_000  # our own messages waiting for the next group
 
 
-# A persist of at most this many carried requests runs on the event loop: the worker-thread
-# hop (wake-up, GIL hand-off, result delivery) cost 0.5-1 ms of CPU on this 2-vCPU machine,
-# more than the ~0.3 ms a small synced batch blocks the loop; 10 %-load CPU/tx -13..-24 %
-# (docs/performance.md, session 7). Bigger batches (saturation) keep the thread.
-INLINE_PERSIST_MAX_REQUESTS = 20
+# A persist, or a group of blocks to execute and commit, of at most this many requests runs
+# on the event loop: the worker-thread hop (wake-up, GIL hand-off, result delivery) cost
+# ~0.4-1 ms of CPU on this 2-vCPU machine, more than a small synced batch (~0.3 ms) or a few
+# txs of the app block the loop. At 200 tx/s (5-tx blocks): node CPU/tx -15 % (persists)
+# and -10 % more (execution); docs/performance.md, session 7. Saturated batches (100 txs)
+# keep the thread, so the loop serves the network during their fsyncs.
+INLINE_MAX_REQUESTS = 20
 VERIFIED_CACHE_SIZE = 32_768  # (key, message, signature) triples known to verify
 
 
@@ -186,7 +188,7 @@ def _jsonable(value: Any) -> Any:
 
 def _small_persist(records: Sequence[Any]) -> bool:
     """True if `records` are cheap to write on the event loop: votes, view state and prepared
-    certificates carrying at most INLINE_PERSIST_MAX_REQUESTS requests in all. Checkpoints,
+    certificates carrying at most INLINE_MAX_REQUESTS requests in all. Checkpoints,
     prunes (a range delete), convictions and view-change messages (certificates inside) go to
     the worker thread."""
     carried = 0
@@ -201,7 +203,12 @@ def _small_persist(records: Sequence[Any]) -> bool:
                 return False
         elif not isinstance(rec, ViewState):
             return False
-    return carried <= INLINE_PERSIST_MAX_REQUESTS
+    return carried <= INLINE_MAX_REQUESTS
+
+
+def _small_blocks(exs: Sequence[Execute]) -> bool:
+    """True if a group of blocks is cheap to execute and commit on the event loop."""
+    return sum(len(ex.requests) for ex in exs) <= INLINE_MAX_REQUESTS
 
 
 class Node:
@@ -516,7 +523,10 @@ class Node:
                 raise InvariantViolation(
                     f"execute of block {ex.seq} after height {self._height + i}")
         t0 = time.perf_counter()
-        done = await trio.to_thread.run_sync(self._execute_and_commit_group, list(exs))
+        if _small_blocks(exs):
+            done = self._execute_and_commit_group(list(exs))  # inline: see INLINE_MAX_REQUESTS
+        else:
+            done = await trio.to_thread.run_sync(self._execute_and_commit_group, list(exs))
         self.metrics.commit_seconds.observe(time.perf_counter() - t0)
         self.metrics.blocks_per_commit.observe(len(exs))
         for ex, (results, effects) in zip(exs, done, strict=True):

@@ -1,12 +1,13 @@
-"""Which persists the node writes on the event loop (small votes) and which it hands to a
-worker thread (big batches, checkpoints, prunes, view-change messages)."""
+"""Which persists and block groups the node writes on the event loop (small votes, few txs)
+and which it hands to a worker thread (big batches, checkpoints, prunes, view changes)."""
 
 from __future__ import annotations
 
-from bftnode.runtime import INLINE_PERSIST_MAX_REQUESTS, _small_persist
+from bftnode.runtime import INLINE_MAX_REQUESTS, _small_blocks, _small_persist
 from consensus import (
     Commit,
     Conviction,
+    Execute,
     NewView,
     OwnVote,
     Prepare,
@@ -35,9 +36,9 @@ def test_votes_and_small_batches_are_inline() -> None:
 
 
 def test_requests_are_counted_over_the_whole_persist() -> None:
-    half = INLINE_PERSIST_MAX_REQUESTS // 2 + 1
-    assert _small_persist([OwnVote(_pp(INLINE_PERSIST_MAX_REQUESTS))])
-    assert not _small_persist([OwnVote(_pp(INLINE_PERSIST_MAX_REQUESTS + 1))])
+    half = INLINE_MAX_REQUESTS // 2 + 1
+    assert _small_persist([OwnVote(_pp(INLINE_MAX_REQUESTS))])
+    assert not _small_persist([OwnVote(_pp(INLINE_MAX_REQUESTS + 1))])
     assert not _small_persist([PreparedCert(PreparedProof(_pp(half), ())),
                                PreparedCert(PreparedProof(_pp(half), ()))])
 
@@ -48,3 +49,15 @@ def test_checkpoints_prunes_convictions_and_view_changes_go_to_the_thread() -> N
     assert not _small_persist([vote, StableCheckpoint(16, D, ())])
     assert not _small_persist([Conviction(2, 9, "equivocation")])
     assert not _small_persist([ViewState(1, False), OwnVote(NewView(1, (), (), 1))])
+
+
+def _ex(seq: int, n: int) -> Execute:
+    pp = _pp(n)
+    return Execute(seq, 0, 1, pp.requests, (), D, D, D, pp, ())
+
+
+def test_block_groups_with_few_txs_execute_inline() -> None:
+    assert _small_blocks([_ex(1, 5)])
+    assert _small_blocks([_ex(1, 0), _ex(2, INLINE_MAX_REQUESTS)])
+    assert not _small_blocks([_ex(1, INLINE_MAX_REQUESTS), _ex(2, 1)])
+    assert not _small_blocks([_ex(1, 100)])
