@@ -569,9 +569,10 @@ class Node:
     def _execute_and_commit_group(
         self, exs: list[Execute]
     ) -> list[tuple[tuple[TxResult, ...], Any]]:
-        """Runs in a worker thread: the app over the live state (plus the writes of the earlier
-        blocks of this group, through an overlay), then ONE atomic synced commit of them all."""
-        self._trimmer.maybe()  # now and then, off the event loop: RSS stays flat (see memory.py)
+        """Runs in a worker thread (a small group: on the event loop, see INLINE_MAX_REQUESTS):
+        the app over the live state (plus the writes of the earlier blocks of this group,
+        through an overlay), then ONE atomic synced commit of them all."""
+        self._trimmer.maybe()  # now and then: RSS stays flat (see memory.py)
         state: Any = self.store.state()
         overlay = None
         if len(exs) > 1:
