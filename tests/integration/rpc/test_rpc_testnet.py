@@ -134,6 +134,26 @@ def test_bench_against_the_running_testnet_loses_nothing(urls):
     assert result["acked"] == 200 and result["lost"] == 0 and result["p99_ms"] is not None
 
 
+def test_closed_loop_bench_sends_presigned_then_lazily_signed_txs(urls):
+    """--inflight with --presign below --txs: each client sends its pre-signed txs, then
+    signs the rest as it goes (request_seq continues; nothing lost or doubled)."""
+    from testnet import bench
+
+    args = argparse.Namespace(
+        txs=160, clients=4, ws=False, batch=10, window=32, value_bytes=16, timeout=60.0,
+        url=urls, json=True, inflight=20, presign=60, duration=0.0,
+    )
+    b = bench.Bench(urls, args)
+    result = trio.run(b.run)
+    assert [len(txs) for _, txs in b.presigned] == [0, 0, 0, 0]  # all 15 per client sent
+    assert result["acked"] == 160 and result["lost"] == 0 and result["duplicates"] == 0
+    seqs: dict[bytes, list[int]] = {}
+    for req in b.requests.values():
+        seqs.setdefault(req.client_id, []).append(req.request_seq)
+    assert sorted(len(v) for v in seqs.values()) == [40, 40, 40, 40]
+    assert all(sorted(v) == list(range(1, 41)) for v in seqs.values())
+
+
 def test_election_campaign_leader_and_resign(urls, tmp_path):
     with Client(urls, tmp_path / "c.key") as c, c.lease(5) as lease_id:
         token = c.campaign("it/election", lease_id, "me")
@@ -200,3 +220,5 @@ def test_bench_command_starts_a_fresh_testnet_and_prints_one_json_object():
     result = json.loads(out.stdout)
     assert {"tx_per_s", "p50_ms", "p99_ms", "lost"} <= result.keys()
     assert result["lost"] == 0 and result["acked"] == 120 and result["tx_per_s"] > 0
+    speed = result["ed25519_verify_us"]  # the machine's speed, before and after the run
+    assert 5 < speed["before"] < 5_000 and 5 < speed["after"] < 5_000
