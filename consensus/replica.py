@@ -592,7 +592,7 @@ class Replica:
         replica `forward_relay_ms` later if they are still pending then (see
         _relay_unproposed), so all replicas' request timers run against a primary that
         censors them; each tx then crosses the mesh once instead of twice (FORWARD, then the
-        PRE-PREPARE). With forward_relay_ms = 0 (the default) or during a view change
+        PRE-PREPARE). With forward_relay_ms = 0 or during a view change
         (primary unknown), to every replica at once."""
         relay_ms = self._relay_ms()
         if self._in_vc or relay_ms <= 0:
@@ -617,8 +617,9 @@ class Replica:
         return min(self.config.forward_relay_ms, self.config.timeout_request_ms // 4)
 
     def _relay_unproposed(self) -> None:
-        """Relay to every replica the requests forwarded to the primary alone that are still
-        pending after forward_relay_ms (ours are dropped from `_relay_due` at execution)."""
+        """Relay to every replica the requests forwarded to the primary alone that it has not
+        proposed after forward_relay_ms (dropped from `_relay_due` at its PRE-PREPARE or at
+        execution; a batch that then stalls is the request timers' and view change's job)."""
         again: list[Request] = []
         while self._relay_due:
             key, due = next(iter(self._relay_due.items()))  # insertion order is due order
@@ -898,8 +899,11 @@ class Replica:
         if not self.is_primary:
             # requests we learn of only through the batch: keep them, so our request timer
             # runs and a next primary re-proposes them if this batch never prepares
+            relay_due = self._relay_due
             for req in pp.requests:
                 key = _key(req)
+                if relay_due:
+                    relay_due.pop(key, None)  # the primary proposed it: no relay needed
                 if key not in self._pending and self._admit(req) is None:
                     self._unproposed.pop(key, None)
                     self._proposed.add(key)

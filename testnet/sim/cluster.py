@@ -93,6 +93,8 @@ class SimOptions:
     checkpoint_interval: int = 4
     watermark_window: int = 16
     clock_skew_ms: int = 0
+    # consensus.Config.forward_relay_ms (PBFT's relay of client requests); None = its default
+    forward_relay_ms: int | None = None
     wire: bool = True  # encode/decode every message (catches codec problems)
     planted_bug: str | None = None
     trace_len: int = 200
@@ -111,8 +113,9 @@ class SimOptions:
 
     def config(self) -> Config:
         cls = _QuorumTwoF if self.planted_bug == "quorum-2f" else Config
+        extra = {} if self.forward_relay_ms is None else {"forward_relay_ms": self.forward_relay_ms}
         return cls(n=self.n, checkpoint_interval=self.checkpoint_interval,
-                   watermark_window=self.watermark_window, batch_max=self.batch_max)
+                   watermark_window=self.watermark_window, batch_max=self.batch_max, **extra)
 
     def faulty_ids(self) -> set[int]:
         """Replicas counted against f: byzantine, twinned, permanently one-way or crashed."""
@@ -775,7 +778,8 @@ class SimCluster:
                 "byzantine": {str(k): v for k, v in sorted(o.byzantine.items())},
                 "collude": o.collude, "twins": o.twins, "faults": o.faults.describe(),
                 "crashes": o.crashes, "torn_crashes": o.torn_crashes, "clock_skew_ms": o.clock_skew_ms,
-                "planted_bug": o.planted_bug, "batch_max": o.batch_max, "store": o.store}
+                "planted_bug": o.planted_bug, "batch_max": o.batch_max, "store": o.store,
+                "forward_relay_ms": self.config.forward_relay_ms}
 
     def format_trace(self) -> list[str]:
         lines = []

@@ -25,7 +25,10 @@ POOL = (
 def random_options(base: SimOptions, seed: int, ed25519_share: int = 8) -> SimOptions:
     """A random mix of up to f faulty replicas and network faults, derived from `seed`.
 
-    Every `ed25519_share`-th seed (and every seed with `forge`) runs with real Ed25519."""
+    Every `ed25519_share`-th seed (and every seed with `forge`) runs with real Ed25519. Unless
+    `base` sets forward_relay_ms, half the seeds forward client requests to everyone at once
+    (0) and half use PBFT's relay (500 ms), drawn apart so the rest of each seed's mix is
+    what it always was."""
     rng = random.Random(f"{seed}/mix")
     n = base.n
     f = (n - 1) // 3
@@ -92,6 +95,8 @@ def random_options(base: SimOptions, seed: int, ed25519_share: int = 8) -> SimOp
         torn_crashes=torn,
         crypto=crypto,
         clock_skew_ms=rng.choice([0, 0, 20, 300]),
+        forward_relay_ms=(random.Random(f"{seed}/relay").choice([0, 500])
+                          if base.forward_relay_ms is None else base.forward_relay_ms),
     )
 
 

@@ -4,6 +4,7 @@ These run the tiny normal-case `ToyReplica` so they test the simulator, not PBFT
 replica is exercised in test_sim_replica.py. Every assertion message names the seed.
 """
 
+import dataclasses
 import random
 
 import pytest
@@ -137,6 +138,18 @@ def test_random_options_respect_the_fault_budget_and_are_seed_stable():
             assert len(o.faulty_ids()) <= (n - 1) // 3, f"seed {seed}: {o}"
             assert o == random_options(SimOptions(n=n), seed)
     assert any(random_options(SimOptions(), s).crypto == "ed25519" for s in range(16))
+
+
+def test_random_options_draw_the_request_relay_apart_from_the_rest_of_the_mix():
+    relays = set()
+    for seed in range(40):
+        drawn = random_options(SimOptions(), seed)
+        relays.add(drawn.forward_relay_ms)
+        fixed = random_options(SimOptions(forward_relay_ms=0), seed)
+        assert fixed.forward_relay_ms == 0  # an explicit --relay-ms wins over the draw
+        assert dataclasses.replace(drawn, forward_relay_ms=0) == fixed  # the rest is unchanged
+        assert drawn.config().forward_relay_ms == drawn.forward_relay_ms
+    assert relays == {0, 500}
 
 
 def test_strategy_registry_has_the_contract_names_and_parses_parameters():

@@ -241,8 +241,9 @@ def test_expired_request_is_rejected_or_skipped(cluster_cls):
 
 
 def test_client_request_is_forwarded_so_backups_start_timers(cluster_cls):
-    c = cluster_cls(forward_relay_ms=500)
+    c = cluster_cls()  # forward_relay_ms = 500 by default
     b = c.replicas[2]
+    assert b.config.forward_relay_ms == 500
     out = b.step(ClientRequest(c.request(0, 1)))
     # PBFT's relay: to the primary at once ...
     assert len(out.send) == 1 and isinstance(out.send[0].message, Forward)
@@ -259,8 +260,28 @@ def test_client_request_is_forwarded_so_backups_start_timers(cluster_cls):
     assert c.replicas[1].health()["request_timer_deadline_ms"] is not None
 
 
-def test_default_forwarding_reaches_every_replica_at_once(cluster_cls):
+def test_a_request_the_primary_proposed_is_not_relayed_while_its_batch_runs(cluster_cls):
     c = cluster_cls()
+    c.tamper = lambda s, t, m: [] if isinstance(m, (Prepare, Commit)) else None  # stall it
+    r = c.request(0, 1)
+    c.submit(r, to=2)
+    start = len(c.sent)
+    relay = min(c.config.forward_relay_ms, c.config.timeout_request_ms // 4)
+    c.run_until(lambda: False, timeout_ms=relay + 50)
+    pps = [m for m in c.sent if isinstance(m, PrePrepare)]
+    assert pps and r in pps[0].requests and not c.executed[2]
+    assert not any(isinstance(m, Forward) for m in c.sent[start:])
+    # without the pre-prepare (the primary silent) the same request is relayed
+    c2 = cluster_cls()
+    c2.down.add(0)
+    c2.submit(r, to=2)
+    start = len(c2.sent)
+    c2.run_until(lambda: False, timeout_ms=relay + 50)
+    assert any(isinstance(m, Forward) for m in c2.sent[start:])
+
+
+def test_relay_off_forwarding_reaches_every_replica_at_once(cluster_cls):
+    c = cluster_cls(forward_relay_ms=0)
     out = c.replicas[2].step(ClientRequest(c.request(0, 1)))
     assert len(out.send) == 1 and isinstance(out.send[0].message, Forward)
     assert out.send[0].to is None
