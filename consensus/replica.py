@@ -163,8 +163,12 @@ class Replica:
         self._unproposed: OrderedDict[Key, None] = OrderedDict()
         self._proposed: set[Key] = set()
         self._to_forward: list[Request] = []
-        # our clients' requests sent to the primary alone: when to relay them to everyone
-        self._relay_due: OrderedDict[Key, int] = OrderedDict()
+        # our clients' requests sent to the primary alone: (when to relay them to everyone,
+        # their forwarding index), in forwarding order; see _relay_unproposed
+        self._relay_due: OrderedDict[Key, tuple[int, int]] = OrderedDict()
+        self._relay_idx = 0  # forwarding index of our last request sent to the primary
+        self._relay_seen_idx = 0  # highest forwarding index the primary proposed (this view)
+        self._relay_progress_ms = -(1 << 62)  # when the primary last proposed one of ours
         self._next_seq = max(self._last_executed, self._stable_seq) + 1
         self._last_proposal_time = self._last_time
         self._last_proposal_ms = 0
@@ -598,8 +602,10 @@ class Replica:
         if self._in_vc or relay_ms <= 0:
             self._send_forward(reqs, None)
             return
+        due = self._now + relay_ms
         for req in reqs:
-            self._relay_due[_key(req)] = self._now + relay_ms
+            self._relay_idx += 1
+            self._relay_due[_key(req)] = (due, self._relay_idx)
         if not self.is_primary:
             self._send_forward(reqs, self.primary)
 
@@ -617,13 +623,21 @@ class Replica:
         return min(self.config.forward_relay_ms, self.config.timeout_request_ms // 4)
 
     def _relay_unproposed(self) -> None:
-        """Relay to every replica the requests forwarded to the primary alone that it has not
-        proposed after forward_relay_ms (dropped from `_relay_due` at its PRE-PREPARE or at
-        execution; a batch that then stalls is the request timers' and view change's job)."""
+        """Relay to every replica our requests that the primary alone has and has not proposed
+        forward_relay_ms after we sent them, unless it is visibly working through them in
+        order: the primary batches in arrival order and our Forwards arrive in the order we
+        sent them, so it is the request's turn soon if the primary proposed one of ours in the
+        last forward_relay_ms and none sent after it. A primary that skips a request (proposes
+        a later one of ours) or stops proposing ours gets it relayed. Under load this saves
+        the broadcast of requests that merely queue at an honest primary. Entries leave
+        `_relay_due` at their PRE-PREPARE or execution; a stalled batch is the request
+        timers' and the view change's job."""
+        relay_ms = self._relay_ms()
+        working = self._now - self._relay_progress_ms < relay_ms
         again: list[Request] = []
         while self._relay_due:
-            key, due = next(iter(self._relay_due.items()))  # insertion order is due order
-            if due > self._now:
+            key, (due, idx) = next(iter(self._relay_due.items()))  # forwarding order = due order
+            if due > self._now or (working and idx > self._relay_seen_idx):
                 break
             del self._relay_due[key]
             entry = self._pending.get(key)
@@ -631,6 +645,14 @@ class Replica:
                 again.append(entry[0])
                 self._forwarded_ms[key] = self._now
         self._send_forward(again, None)
+
+    def _relay_proposed(self, key: Key) -> None:
+        """The primary proposed `key`: no relay needed; note its progress through ours."""
+        entry = self._relay_due.pop(key, None)
+        if entry is not None:
+            self._relay_progress_ms = self._now
+            if entry[1] > self._relay_seen_idx:
+                self._relay_seen_idx = entry[1]
 
     def _reforward_old_requests(self) -> None:
         """Lossy networks: relay requests that have waited long again, so every replica
@@ -899,11 +921,11 @@ class Replica:
         if not self.is_primary:
             # requests we learn of only through the batch: keep them, so our request timer
             # runs and a next primary re-proposes them if this batch never prepares
-            relay_due = self._relay_due
+            relay = bool(self._relay_due)
             for req in pp.requests:
                 key = _key(req)
-                if relay_due:
-                    relay_due.pop(key, None)  # the primary proposed it: no relay needed
+                if relay:
+                    self._relay_proposed(key)
                 if key not in self._pending and self._admit(req) is None:
                     self._unproposed.pop(key, None)
                     self._proposed.add(key)
@@ -1050,6 +1072,8 @@ class Replica:
                         continue  # dropped from the pool after the next execution
                     batch.append(req)
                     self._proposed.add(key)
+                    if self._relay_due:
+                        self._relay_proposed(key)
                 if not batch:
                     continue
             elif not (cfg.heartbeat_ms > 0 and self._in_flight() == 0 and
@@ -1229,6 +1253,9 @@ class Replica:
         self._log.drop_views_below(new_view)
         self._proposed.clear()
         self._unproposed = OrderedDict.fromkeys(self._pending)
+        # what we sent the old primary alone is relayed when due, whatever it did
+        self._relay_seen_idx = self._relay_idx
+        self._relay_progress_ms = -(1 << 62)
         signed = self._own_view_change()
         self._broadcast(signed)
         self._vcs.add(signed)

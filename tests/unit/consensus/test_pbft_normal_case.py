@@ -280,6 +280,60 @@ def test_a_request_the_primary_proposed_is_not_relayed_while_its_batch_runs(clus
     assert any(isinstance(m, Forward) for m in c2.sent[start:])
 
 
+def _held_forwards(c):
+    """Hold every Forward to the primary (the test delivers them when it likes)."""
+    held = []
+
+    def tamper(sender, to, msg):
+        if isinstance(msg, Forward) and to == 0:
+            held.append(msg)
+            return []
+        return None
+    c.tamper = tamper
+    return held
+
+
+def _relayed(c, start, req):
+    return any(isinstance(m, Forward) and req in m.requests for m in c.sent[start:])
+
+
+def test_a_request_queued_behind_a_working_primary_waits_then_is_relayed(cluster_cls):
+    c = cluster_cls()
+    held = _held_forwards(c)
+    r1, r2 = c.request(0, 1), c.request(0, 2)
+    c.submit(r1, to=2)
+    c.submit(r2, to=2)  # forwarded after r1: the primary will batch it after r1
+    start = len(c.sent)
+    relay = min(c.config.forward_relay_ms, c.config.timeout_request_ms // 4)
+    c.run_until(lambda: False, timeout_ms=relay - 50)
+    c.step(0, Receive(2, held[0]))  # the primary gets r1 late and proposes it
+    c.deliver_all()
+    assert c.run_until(lambda: c.all_executed([r1]), timeout_ms=100)
+    # r2 is due now, but the primary proposed r1 (sent before r2) under relay ms ago
+    c.run_until(lambda: False, timeout_ms=100)
+    assert not _relayed(c, start, r2)
+    # ... and once the primary has proposed none of ours for relay ms, r2 goes to everyone
+    assert c.run_until(lambda: _relayed(c, start, r2), timeout_ms=relay)
+    assert not _relayed(c, start, r1)
+
+
+def test_a_request_the_primary_skipped_is_relayed_when_due(cluster_cls):
+    c = cluster_cls()
+    held = _held_forwards(c)
+    r1, r2 = c.request(0, 1), c.request(0, 2)
+    c.submit(r1, to=2)
+    c.submit(r2, to=2)
+    start = len(c.sent)
+    relay = min(c.config.forward_relay_ms, c.config.timeout_request_ms // 4)
+    c.run_until(lambda: False, timeout_ms=relay - 50)
+    c.step(0, Receive(2, held[1]))  # the primary proposes r2 only: r1 was skipped
+    c.deliver_all()
+    assert c.run_until(lambda: c.all_executed([r2]), timeout_ms=20)
+    assert not _relayed(c, start, r1)  # not due yet
+    # due: relayed at once, although the primary proposed one of ours just now
+    assert c.run_until(lambda: _relayed(c, start, r1), timeout_ms=60)
+
+
 def test_relay_off_forwarding_reaches_every_replica_at_once(cluster_cls):
     c = cluster_cls(forward_relay_ms=0)
     out = c.replicas[2].step(ClientRequest(c.request(0, 1)))
