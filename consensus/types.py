@@ -37,8 +37,11 @@ class Config:
     batch_max_bytes: int = 1024 * 1024
     batch_delay_ms: int = 2
     # pipeline depth: the primary proposes a non-full batch only while fewer than this many of
-    # its batches await local execution (full batches: up to the high watermark; 0 = no cap)
-    max_in_flight: int = 4
+    # its batches await local execution (full batches: up to the high watermark; 0 = no cap).
+    # 1: below saturation, requests that arrive while a batch runs join the next one, so a
+    # slower machine makes fuller blocks instead of a queue of small ones (docs/performance.md,
+    # session 9: p50 at 200 tx/s 76-114 ms vs 153-261 ms with 4, saturated tx/s the same)
+    max_in_flight: int = 1
     timeout_request_ms: int = 2_000
     timeout_view_change_ms: int = 2_000
     timeout_max_ms: int = 30_000

@@ -354,7 +354,7 @@ def test_a_primary_does_not_forward_and_an_executed_request_is_never_relayed(clu
 
 
 def test_primary_batches_up_to_batch_max_or_after_batch_delay(cluster_cls):
-    c = cluster_cls(batch_max=3, batch_delay_ms=50)
+    c = cluster_cls(batch_max=3, batch_delay_ms=50, max_in_flight=4)  # seq 1 still runs
     p = c.replicas[0]
     for k in range(2):
         out = p.step(ClientRequest(c.request(0, k)))
