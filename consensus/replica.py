@@ -87,6 +87,9 @@ from .types import Config, request_size
 from .view_change import ViewChangeVotes, backoff_ms, build_new_view, stable_of
 
 MAX_FETCH_BLOCKS = 64  # blocks per FetchBlocks / BlockSync
+# executed batch digests kept below the stable checkpoint: a late BlockSync answer (a catch-up
+# re-asks another peer, then moves on and checkpoints) is still compared, so a forger is blamed
+LATE_SYNC_KEEP = 2 * MAX_FETCH_BLOCKS
 SERVES_PER_INTERVAL = 4  # FetchBlocks answered per peer per status interval
 MAX_FORWARD_REQUESTS = 10_000
 FUTURE_VIEWS = 2  # normal-case messages are buffered for at most this many views ahead
@@ -151,7 +154,8 @@ class Replica:
         self._clients = ClientTable(config.dedup_window, r.client_executed)
         # committed (certified) batches waiting for execution in seq order
         self._committed: dict[int, tuple[PrePrepare, tuple[Commit, ...]]] = {}
-        self._executed_digests: dict[int, bytes] = {}  # batch digest per executed seq > stable
+        # batch digest per executed seq > stable - LATE_SYNC_KEEP
+        self._executed_digests: dict[int, bytes] = {}
         self._prepared: dict[int, PreparedProof] = {}  # highest-view prepared proof per seq
         self._own: dict[tuple, Any] = {}  # every vote we signed, by slot
         self._pending: dict[Key, tuple[Request, int]] = {}  # request -> arrival time
@@ -1229,7 +1233,7 @@ class Replica:
             del self._own_checkpoints[s]
         for s in [s for s in self._prepared if s <= seq]:
             del self._prepared[s]
-        for s in [s for s in self._executed_digests if s <= seq]:
+        for s in [s for s in self._executed_digests if s <= seq - LATE_SYNC_KEEP]:
             del self._executed_digests[s]
         for k in [k for k in self._own if len(k) == 3 and k[2] <= seq]:
             del self._own[k]

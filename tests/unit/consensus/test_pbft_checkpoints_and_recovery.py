@@ -150,6 +150,14 @@ def test_block_sync_catches_up_a_replica_that_missed_a_window(cluster_cls):
     c.assert_agreement()
 
 
+def _retimed(block: CommittedBlock) -> CommittedBlock:
+    """`block` forged with another block time: its commit certificate no longer matches."""
+    t = block.pre_prepare.time_ms + 7
+    pp = msgspec.structs.replace(block.pre_prepare, time_ms=t,
+                                 digest=batch_digest(t, block.pre_prepare.requests))
+    return CommittedBlock(pp, block.commits)
+
+
 def test_bad_block_sync_is_evidence_and_ignored(cluster_cls):
     c = cluster_cls(**SMALL)
     reqs = [c.request(0, k) for k in range(3)]
@@ -175,13 +183,28 @@ def test_bad_block_sync_is_evidence_and_ignored(cluster_cls):
     # (another block time, so the certificate no longer matches) is still evidence
     out = fresh.step(Receive(1, a1.sign(BlockSync(tuple(blocks), 1))))
     assert out.evidence == []
-    t = blocks[1].pre_prepare.time_ms + 7
-    late = msgspec.structs.replace(blocks[1].pre_prepare, time_ms=t,
-                                   digest=batch_digest(t, blocks[1].pre_prepare.requests))
     a2 = c.auth(2)
-    out = fresh.step(Receive(2, a2.sign(BlockSync((CommittedBlock(late, blocks[1].commits),), 2))))
+    out = fresh.step(Receive(2, a2.sign(BlockSync((_retimed(blocks[1]),), 2))))
     assert [(e.kind, e.replica) for e in out.evidence] == [("bad-block-sync", 2)]
     assert fresh.last_executed == 3
+
+
+def test_a_forged_late_block_sync_below_the_stable_checkpoint_is_still_evidence(cluster_cls):
+    # a catch-up re-asks another peer when one is slow, executes, and checkpoints past the
+    # range before the slow (forging) peer's answer lands: it must still be compared
+    c = cluster_cls(**SMALL)
+    reqs = [c.request(0, k) for k in range(12)]
+    for r in reqs:
+        c.submit(r)
+    assert c.run_until(lambda: c.all_executed(reqs))
+    r3 = c.replicas[3]
+    assert r3.stable_seq >= 8
+    block = CommittedBlock(c.executed[0][2].pre_prepare, c.executed[0][2].commits)
+    a2 = c.auth(2)
+    out = r3.step(Receive(2, a2.sign(BlockSync((block,), 2))))  # an honest late copy: nothing
+    assert out.evidence == []
+    out = r3.step(Receive(2, a2.sign(BlockSync((_retimed(block),), 2))))
+    assert [(e.kind, e.replica) for e in out.evidence] == [("bad-block-sync", 2)]
 
 
 def test_fetch_blocks_is_served_in_bounded_rate_limited_ranges(cluster_cls):
