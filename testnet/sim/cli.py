@@ -71,6 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Config.forward_relay_ms: 0 = forward client requests to everyone at "
                         "once, >0 = PBFT's relay (default: the Config default; with "
                         "--random-faults drawn per seed, 0 or 500)")
+    p.add_argument("--max-in-flight", type=int, default=None, metavar="K",
+                   help="Config.max_in_flight: partial batches in flight at once (default: the "
+                        "Config default; with --random-faults drawn per seed, 1 or 4)")
     p.add_argument("--clock-skew", type=int, default=0, help="max per-replica clock offset ms")
     p.add_argument("--liveness-bound-ms", type=int, default=120_000,
                    help="virtual time after healing within which all requests must execute")
@@ -112,7 +115,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
         watermark_window=4 * args.checkpoint_interval, clock_skew_ms=args.clock_skew,
         liveness_bound_ms=args.liveness_bound_ms, trace_len=args.trace,
         wire=not args.no_wire, planted_bug=args.planted_bug,
-        forward_relay_ms=args.relay_ms,
+        forward_relay_ms=args.relay_ms, max_in_flight=args.max_in_flight,
     )
     if args.f_plus_one:
         opts = f_plus_one_options(opts)
@@ -168,6 +171,8 @@ def replay_command(args: argparse.Namespace, seed: int) -> str:
         parts += ["--clock-skew", str(args.clock_skew)]
     if args.relay_ms is not None:
         parts += ["--relay-ms", str(args.relay_ms)]
+    if args.max_in_flight is not None:
+        parts += ["--max-in-flight", str(args.max_in_flight)]
     return shlex.join(parts)
 
 

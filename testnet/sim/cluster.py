@@ -93,8 +93,10 @@ class SimOptions:
     checkpoint_interval: int = 4
     watermark_window: int = 16
     clock_skew_ms: int = 0
-    # consensus.Config.forward_relay_ms (PBFT's relay of client requests); None = its default
+    # consensus.Config.forward_relay_ms (PBFT's relay of client requests) and max_in_flight
+    # (pipeline depth of partial batches); None = the Config default
     forward_relay_ms: int | None = None
+    max_in_flight: int | None = None
     wire: bool = True  # encode/decode every message (catches codec problems)
     planted_bug: str | None = None
     trace_len: int = 200
@@ -113,7 +115,8 @@ class SimOptions:
 
     def config(self) -> Config:
         cls = _QuorumTwoF if self.planted_bug == "quorum-2f" else Config
-        extra = {} if self.forward_relay_ms is None else {"forward_relay_ms": self.forward_relay_ms}
+        extra = {k: v for k, v in (("forward_relay_ms", self.forward_relay_ms),
+                                   ("max_in_flight", self.max_in_flight)) if v is not None}
         return cls(n=self.n, checkpoint_interval=self.checkpoint_interval,
                    watermark_window=self.watermark_window, batch_max=self.batch_max, **extra)
 
@@ -779,7 +782,8 @@ class SimCluster:
                 "collude": o.collude, "twins": o.twins, "faults": o.faults.describe(),
                 "crashes": o.crashes, "torn_crashes": o.torn_crashes, "clock_skew_ms": o.clock_skew_ms,
                 "planted_bug": o.planted_bug, "batch_max": o.batch_max, "store": o.store,
-                "forward_relay_ms": self.config.forward_relay_ms}
+                "forward_relay_ms": self.config.forward_relay_ms,
+                "max_in_flight": self.config.max_in_flight}
 
     def format_trace(self) -> list[str]:
         lines = []

@@ -26,9 +26,9 @@ def random_options(base: SimOptions, seed: int, ed25519_share: int = 8) -> SimOp
     """A random mix of up to f faulty replicas and network faults, derived from `seed`.
 
     Every `ed25519_share`-th seed (and every seed with `forge`) runs with real Ed25519. Unless
-    `base` sets forward_relay_ms, half the seeds forward client requests to everyone at once
-    (0) and half use PBFT's relay (500 ms), drawn apart so the rest of each seed's mix is
-    what it always was."""
+    `base` sets them, forward_relay_ms (0 = forward to everyone at once, or PBFT's relay at
+    500 ms) and max_in_flight (1 or 4) are drawn per seed from their own generators, so the
+    rest of each seed's mix is what it always was."""
     rng = random.Random(f"{seed}/mix")
     n = base.n
     f = (n - 1) // 3
@@ -97,6 +97,8 @@ def random_options(base: SimOptions, seed: int, ed25519_share: int = 8) -> SimOp
         clock_skew_ms=rng.choice([0, 0, 20, 300]),
         forward_relay_ms=(random.Random(f"{seed}/relay").choice([0, 500])
                           if base.forward_relay_ms is None else base.forward_relay_ms),
+        max_in_flight=(random.Random(f"{seed}/pipeline").choice([1, 4])
+                       if base.max_in_flight is None else base.max_in_flight),
     )
 
 

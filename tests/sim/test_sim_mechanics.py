@@ -140,16 +140,19 @@ def test_random_options_respect_the_fault_budget_and_are_seed_stable():
     assert any(random_options(SimOptions(), s).crypto == "ed25519" for s in range(16))
 
 
-def test_random_options_draw_the_request_relay_apart_from_the_rest_of_the_mix():
-    relays = set()
+def test_random_options_draw_relay_and_pipeline_apart_from_the_rest_of_the_mix():
+    drawn_values = set()
     for seed in range(40):
         drawn = random_options(SimOptions(), seed)
-        relays.add(drawn.forward_relay_ms)
-        fixed = random_options(SimOptions(forward_relay_ms=0), seed)
-        assert fixed.forward_relay_ms == 0  # an explicit --relay-ms wins over the draw
-        assert dataclasses.replace(drawn, forward_relay_ms=0) == fixed  # the rest is unchanged
-        assert drawn.config().forward_relay_ms == drawn.forward_relay_ms
-    assert relays == {0, 500}
+        drawn_values.add((drawn.forward_relay_ms, drawn.max_in_flight))
+        fixed = random_options(SimOptions(forward_relay_ms=0, max_in_flight=4), seed)
+        assert (fixed.forward_relay_ms, fixed.max_in_flight) == (0, 4)  # explicit flags win
+        # the rest of the mix is unchanged
+        assert dataclasses.replace(drawn, forward_relay_ms=0, max_in_flight=4) == fixed
+        cfg = drawn.config()
+        assert (cfg.forward_relay_ms, cfg.max_in_flight) == (drawn.forward_relay_ms,
+                                                             drawn.max_in_flight)
+    assert drawn_values == {(0, 1), (0, 4), (500, 1), (500, 4)}
 
 
 def test_strategy_registry_has_the_contract_names_and_parses_parameters():
