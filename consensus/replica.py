@@ -87,9 +87,10 @@ from .types import Config, request_size
 from .view_change import ViewChangeVotes, backoff_ms, build_new_view, stable_of
 
 MAX_FETCH_BLOCKS = 64  # blocks per FetchBlocks / BlockSync
-# executed batch digests kept below the stable checkpoint: a late BlockSync answer (a catch-up
-# re-asks another peer, then moves on and checkpoints) is still compared, so a forger is blamed
-LATE_SYNC_KEEP = 2 * MAX_FETCH_BLOCKS
+# executed batch digests kept below the stable checkpoint (~100 KB): a late BlockSync answer
+# (a catch-up re-asks another peer, races ahead and checkpoints; the slow peer's answer lands
+# a second later, hundreds of blocks behind) is still compared, so a forger is blamed
+LATE_SYNC_KEEP = 1024
 SERVES_PER_INTERVAL = 4  # FetchBlocks answered per peer per status interval
 MAX_FORWARD_REQUESTS = 10_000
 FUTURE_VIEWS = 2  # normal-case messages are buffered for at most this many views ahead
