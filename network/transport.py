@@ -58,6 +58,7 @@ class PeerCounters:
     connects: int = 0  # outbound streams established
     reconnects: int = 0  # outbound streams established after the first one
     dial_failures: int = 0
+    early_redials: int = 0  # backoff sleeps cut short because the peer dialled us
     inbound_streams: int = 0
     invalid: int = 0
     cooloffs: int = 0
@@ -73,6 +74,7 @@ class PeerCounters:
             "connects": self.connects,
             "reconnects": self.reconnects,
             "dial_failures": self.dial_failures,
+            "early_redials": self.early_redials,
             "inbound_streams": self.inbound_streams,
             "invalid": self.invalid,
             "cooloffs": self.cooloffs,

@@ -66,6 +66,27 @@ async def test_killed_host_restarted_on_same_port_and_key_is_redialled_and_traff
         assert ts[0].peer_stats()[3]["reconnects"] >= 1
 
 
+async def test_a_peer_that_dials_us_is_dialled_back_without_waiting_out_our_backoff():
+    # Backoff far longer than the deadline: only the early redial can bring the streams up.
+    slow = dict(backoff_initial_s=60.0, backoff_max_s=120.0)
+    async with mesh(2, **slow) as (nodes, seeds, specs):
+        ts = [n.transport for n in nodes]
+        await wait_until(lambda: ts[0].peer_stats()[1]["outbound_connected"], timeout=10)
+        assert ts[0].peer_stats()[1]["early_redials"] == 0
+
+        nodes[1].kill()  # node 0 notices and sleeps 30-60 s before it would redial
+        await wait_until(lambda: not ts[0].peer_stats()[1]["outbound_connected"], timeout=10)
+        restarted = Libp2pTransport(1, seeds[1], specs, **{**FAST, **slow})
+        await Node(nodes[0].nursery, restarted).start()
+        with trio.fail_after(10):
+            while True:
+                await ts[0].send(1, b"after")
+                with trio.move_on_after(0.3):
+                    if await restarted.incoming.receive() == (0, b"after"):
+                        break
+        assert ts[0].peer_stats()[1]["early_redials"] >= 1
+
+
 async def test_a_peer_that_stops_reading_does_not_slow_the_others():
     frames, payload = 3000, b"p" * 1024
 
