@@ -464,9 +464,8 @@ class Libp2pTransport(Transport):
     def _jitter(self, delay: float) -> float:
         return delay * (0.5 + 0.5 * self._rng.random())
 
-    async def _backoff_sleep(self, p: _Peer, seconds: float) -> bool:
-        """Sleep before the next dial; cut short when `p` dials us meanwhile.
-        Returns True when woken by an inbound stream."""
+    async def _backoff_sleep(self, p: _Peer, seconds: float) -> None:
+        """Sleep before the next dial; cut short when `p` dials us meanwhile."""
         p.redial_now = wake = trio.Event()
         try:
             with trio.move_on_after(seconds):
@@ -475,7 +474,6 @@ class Libp2pTransport(Transport):
             p.redial_now = None
         if wake.is_set():
             p.stats.early_redials += 1
-        return wake.is_set()
 
     async def _outbound_loop(self, host: IHost, p: _Peer) -> None:
         """Keep one outbound stream to `p` alive; redial with exponential backoff + jitter."""
