@@ -573,7 +573,13 @@ class Node:
         the app over the live state (plus the writes of the earlier blocks of this group,
         through an overlay), then ONE atomic synced commit of them all."""
         self._trimmer.maybe()  # now and then: RSS stays flat (see memory.py)
-        state: Any = self.store.state()
+        held = getattr(self.store, "execution_state", None)
+        if held is None:
+            return self._execute_and_commit_on(self.store.state(), exs)
+        with held() as state:  # its reads end before commit_blocks writes the state
+            return self._execute_and_commit_on(state, exs)
+
+    def _execute_and_commit_on(self, state: Any, exs: list[Execute]) -> list:
         overlay = None
         if len(exs) > 1:
             from bftnode.app.overlay import Overlay

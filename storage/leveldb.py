@@ -90,6 +90,37 @@ class _SeekReader(_PlyvelReader):
         return None if item is None else item[1]
 
 
+class _HeldSeekReader(_PlyvelReader):
+    """_SeekReader's point reads through ONE iterator held for a group of blocks.
+
+    Creating a LevelDB iterator (a merging iterator over the memtables and every table) cost
+    ~8 of the ~13 us of a seek-based read of an absent key; re-seeking a held one ~5 us. The
+    iterator sees the state as of its creation, so it may only be held while nothing writes
+    the state: the executor holds it from the start of a group of blocks until their commit
+    (the group's own writes are in its overlays). Range reads use fresh iterators."""
+
+    def __init__(self, db) -> None:
+        super().__init__(db)
+        try:
+            self._it = db.iterator()
+        except plyvel.Error as exc:
+            raise _storage_error(exc) from exc
+
+    def get(self, key: bytes) -> bytes | None:
+        it = self._it
+        try:
+            it.seek(key)
+            k, v = next(it)
+        except StopIteration:
+            return None
+        except plyvel.Error as exc:
+            raise _storage_error(exc) from exc
+        return v if k == key else None
+
+    def close(self) -> None:
+        self._it.close()
+
+
 class _RoutedReader:
     """get/items over the ledger's three DBs, each key going to its keyspace's DB.
 
@@ -325,6 +356,17 @@ class LevelDBStore(LedgerStore):
 
     def state(self) -> KVStateReader:
         return KVStateReader(self._state_reader, prefix=b"")
+
+    @contextmanager
+    def execution_state(self) -> Iterator[KVStateReader]:
+        """The live state for executing a group of blocks, read through one held iterator
+        (cheaper point reads). Valid only until the state is next written: the caller commits
+        the group's writes after leaving this context or only after its last read."""
+        reader = _HeldSeekReader(self._kv.state_db)
+        try:
+            yield KVStateReader(reader, prefix=b"")
+        finally:
+            reader.close()
 
 
 def staggered_memtable_bytes(node_index: int) -> int:

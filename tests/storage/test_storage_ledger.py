@@ -8,6 +8,8 @@ import sys
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from ledger_helpers import AUTHS, CHAIN_ID, GENESIS_HASH, ChainBuilder, make_block, make_pre_prepare
 
 from consensus import (
@@ -461,3 +463,42 @@ def test_committed_lookup_by_client_seq_after_restart_and_above_the_window(store
     again = make_pre_prepare(0, 4, cb.time_ms + 1, blocks[-1].execute.requests[:1])
     with pytest.raises(StorageError, match="already committed"):
         store.commit_block(make_block(again, cb.prev_hash))
+
+
+# ------------------------------------------------------------------ execution reads
+
+
+@given(
+    stored=st.dictionaries(st.binary(min_size=1, max_size=4), st.binary(max_size=3), max_size=12),
+    probes=st.lists(st.binary(min_size=1, max_size=5), max_size=25),
+)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_execution_state_reads_what_the_live_state_reads(tmp_path_factory, stored, probes):
+    """One held iterator answers point reads like a fresh read: present keys, absent keys
+    before, between (k1 vs k10) and after every stored key, repeated and out of order."""
+    s = open_store(tmp_path_factory.mktemp("db") / "db", CHAIN_ID, GENESIS_HASH, create=True)
+    try:
+        cb = ChainBuilder()
+        s.commit_block(cb.next_block(0, tuple(stored.items())))
+        live = s.state()
+        with s.execution_state() as held:
+            for key in [*probes, *stored, *reversed(probes)]:
+                assert held.get(key) == live.get(key) == stored.get(key)
+            assert list(held.iterate(b"")) == sorted(stored.items())
+    finally:
+        s.close()
+
+
+def test_execution_state_sees_the_state_of_its_start_and_closes(tmp_path):
+    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=True)
+    try:
+        cb = ChainBuilder()
+        s.commit_block(cb.next_block(0, ((b"a", b"1"),)))
+        with s.execution_state() as held:
+            assert held.get(b"a") == b"1"
+            s.commit_block(cb.next_block(0, ((b"a", b"2"), (b"b", b"3"))))
+            assert held.get(b"a") == b"1" and held.get(b"b") is None  # its start, not later
+        with s.execution_state() as held:
+            assert held.get(b"a") == b"2" and held.get(b"b") == b"3"
+    finally:
+        s.close()
