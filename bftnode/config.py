@@ -48,6 +48,11 @@ class NodeConfig:
     # fsync every block commit too (votes and view state are always fsynced; without it a
     # committed block survives kill -9 but not a power cut, and is then fetched from peers)
     sync_blocks: bool = False
+    # false: nothing is fsynced, votes included. A kill -9 still loses nothing (every write
+    # reaches the OS first); a power cut or OS crash can lose the last votes, after which the
+    # rebooted node may equivocate (one of the f faults PBFT tolerates). For dev testnets,
+    # CI and slow disks: p50 at low load about halves on a busy VM (docs/performance.md).
+    fsync: bool = True
     # LevelDB table compression: "snappy" (default) or "none" (about 2.4x the disk for ~5 %
     # less CPU per tx at saturation; docs/performance.md). Either reads the other's tables.
     compression: str = "snappy"
@@ -118,6 +123,7 @@ def _validate(c: NodeConfig) -> None:
     if not 1 <= c.tick_ms <= 1000:
         raise ConfigError(f"field 'tick_ms': must be 1..1000, got {c.tick_ms}")
     _check_type("sync_blocks", c.sync_blocks, bool)
+    _check_type("fsync", c.fsync, bool)
     if c.compression not in COMPRESSIONS:
         raise ConfigError(
             f"field 'compression': must be one of {COMPRESSIONS}, got {c.compression!r}")

@@ -1073,10 +1073,14 @@ def build_node(config: NodeConfig, *, app: Any = None, transport: Any = None,
         try:
             store = open_store(str(config.data_path), genesis.chain_id.encode(), genesis.hash(),
                                True, sync_blocks=config.sync_blocks,
-                               compression=config.compression,
+                               compression=config.compression, fsync=config.fsync,
                                memtable_bytes=staggered_memtable_bytes(config.node_index))
         except StorageError as exc:
             raise StartupError(f"cannot open the database {config.data_path}: {exc}") from exc
+        if not config.fsync:
+            get_logger(node=config.node_index).warning(
+                "fsync disabled", reason="config fsync = false: a kill -9 loses nothing, a "
+                "power cut can lose the last votes (the node may then equivocate)")
     try:
         return Node(index=config.node_index, genesis=genesis, key=key, store=store,
                     transport=transport, app=app, config=config, byzantine=config.byzantine,

@@ -171,10 +171,17 @@ class _PlyvelKV(_RoutedReader):
     after a power cut with unsynced blocks; a crash between the two leaves bodies above the
     meta height, which nothing reads and the re-commit of those heights overwrites. Records
     are written only by `persist`, synced, in their own batch: a power cut can lose unsynced
-    blocks behind durable votes, which the replica fetches again from its peers."""
+    blocks behind durable votes, which the replica fetches again from its peers.
 
-    def __init__(self, db: plyvel.DB, bodies: plyvel.DB, records: plyvel.DB) -> None:
+    `fsync=False` (the node's `fsync = false`) turns every one of those syncs into a plain
+    write: each batch still reaches the OS before `write` returns (LevelDB flushes its log
+    buffer per record), so a kill -9 loses nothing, but a power cut or OS crash may lose the
+    last votes as well as blocks."""
+
+    def __init__(self, db: plyvel.DB, bodies: plyvel.DB, records: plyvel.DB,
+                 fsync: bool = True) -> None:
         super().__init__(db, bodies, records)
+        self.fsync = fsync
         self.db = db
         self.bodies = bodies
         self.records = records
@@ -193,7 +200,7 @@ class _PlyvelKV(_RoutedReader):
             i = route(k[:1], 2)
             wb = batches[i]
             if wb is None:
-                wb = batches[i] = dbs[i].write_batch(sync=sync or i == 0)
+                wb = batches[i] = dbs[i].write_batch(sync=(sync or i == 0) and self.fsync)
             if v is None:
                 wb.delete(k)
             else:
@@ -213,10 +220,10 @@ class _PlyvelKV(_RoutedReader):
         if not moved:
             return 0
         try:
-            with self.records.write_batch(sync=True) as rb:
+            with self.records.write_batch(sync=self.fsync) as rb:
                 for k, v in moved:
                     rb.put(k, v)
-            with self.db.write_batch(sync=True) as wb:
+            with self.db.write_batch(sync=self.fsync) as wb:
                 for k, _ in moved:
                     wb.delete(k)
         except plyvel.Error as exc:
@@ -305,6 +312,7 @@ class LevelDBStore(LedgerStore):
         sync_blocks: bool = True,
         compression: str = "snappy",
         memtable_bytes: int = MAIN_MEMTABLE_BYTES,
+        fsync: bool = True,
     ) -> None:
         if compression not in COMPRESSIONS:
             raise StorageError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
@@ -337,7 +345,8 @@ class LevelDBStore(LedgerStore):
             for d in opened:
                 d.close()
             raise
-        kv = _PlyvelKV(*opened)
+        kv = _PlyvelKV(*opened, fsync=fsync)
+        self.fsync = fsync
         try:
             super().__init__(
                 kv, chain_id, genesis_hash, create, dedup_window, strict_votes, where=path,
@@ -390,8 +399,10 @@ def open_store(
     sync_blocks: bool = True,
     compression: str = "snappy",
     memtable_bytes: int = MAIN_MEMTABLE_BYTES,
+    fsync: bool = True,
 ) -> LevelDBStore:
-    """Open (or with create=True, initialise) the node's ledger at `path`."""
+    """Open (or with create=True, initialise) the node's ledger at `path`. `fsync=False`: no
+    write is fsynced (kill -9 still loses nothing; a power cut can lose votes: see _PlyvelKV)."""
     return LevelDBStore(path, chain_id, genesis_hash, create=create, dedup_window=dedup_window,
                         sync_blocks=sync_blocks, compression=compression,
-                        memtable_bytes=memtable_bytes)
+                        memtable_bytes=memtable_bytes, fsync=fsync)

@@ -101,6 +101,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "steady_tx_per_s")
     p.add_argument("--compression", choices=("snappy", "none"),
                    help="LevelDB table compression of the fresh testnet's nodes")
+    p.add_argument("--no-fsync", action="store_true",
+                   help="the fresh testnet's nodes fsync nothing (config.toml `fsync = false`)")
     p.add_argument("--consensus", action="append", default=[], metavar="KEY=VALUE",
                    help="consensus override in the genesis of a fresh testnet (e.g. batch_max=400)")
     p.add_argument("--compare", nargs=2, metavar=("ARGS_A", "ARGS_B"),
@@ -712,6 +714,8 @@ def bench_once(args: argparse.Namespace) -> dict[str, Any]:
     speed_before = verify_us()
     result = _bench_once(args)
     result["ed25519_verify_us"] = {"before": speed_before, "after": verify_us()}
+    if not args.url:  # a fresh testnet: say how its nodes write (--url: their own config)
+        result["fsync"] = not getattr(args, "no_fsync", False)
     return result
 
 
@@ -738,7 +742,8 @@ def _bench_once(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"starting {args.nodes} nodes in {d} ...", file=sys.stderr)
             m = launcher.up(d, args.nodes, base_port=args.base_port, log_level="warning",
                             consensus=_consensus_overrides(args.consensus) or None,
-                            compression=getattr(args, "compression", None))
+                            compression=getattr(args, "compression", None),
+                            fsync=False if getattr(args, "no_fsync", False) else None)
             started_here = True
             urls = [n["rpc"] for n in m["nodes"]]
             pids = [int(n.get("pid") or 0) for n in m["nodes"]]

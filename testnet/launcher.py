@@ -227,6 +227,9 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
                    help="consensus parameter of a new testnet, e.g. timeout_request_ms=1000")
     p.add_argument("--compression", choices=("snappy", "none"),
                    help="LevelDB table compression of every node (config.toml `compression`)")
+    p.add_argument("--no-fsync", action="store_true",
+                   help="nodes fsync nothing (config.toml `fsync = false`): kill -9 still loses "
+                        "nothing, a power cut can lose votes; for dev testnets and slow disks")
 
 
 def _parse_byzantine(specs: list[str], n: int) -> dict[int, list[str]]:
@@ -249,7 +252,7 @@ def run_up(args: argparse.Namespace) -> int:
             consensus[k.strip()] = int(v)
         m = up(d, args.nodes, base_port=args.base_port, byzantine=byz,
                log_level=args.log_level, chain_id=args.chain_id, consensus=consensus or None,
-               compression=args.compression)
+               compression=args.compression, fsync=False if args.no_fsync else None)
     except (LauncherError, HomeError, ValueError) as exc:
         print(f"testnet up: {exc}", file=sys.stderr)
         return 1
@@ -279,9 +282,10 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
        byzantine: dict[int, list[str]] | None = None, log_level: str = "info",
        chain_id: str | None = None, consensus: dict[str, Any] | None = None,
        ready_timeout: float = READY_TIMEOUT_S,
-       compression: str | None = None) -> dict[str, Any]:
+       compression: str | None = None, fsync: bool | None = None) -> dict[str, Any]:
     """Create (or reuse) the testnet in `d`, start every node, wait until all answer RPC and
-    return the manifest. Raises LauncherError."""
+    return the manifest. `compression`/`fsync` None: keep each node's config. Raises
+    LauncherError."""
     if manifest_path(d).exists():
         old = read_manifest(d)
         running = [x["index"] for x in old["nodes"] if pid_alive(x.get("pid"), x["home"])]
@@ -295,10 +299,11 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
         # a restart may change who misbehaves; every testnet node accepts link faults
         want = tuple(byzantine.get(i, ())) if byzantine is not None else c.byzantine
         comp = compression or c.compression
+        fs = c.fsync if fsync is None else fsync
         if (c.byzantine != want or c.link_faults_file != LINK_FAULTS_FILE
-                or c.compression != comp):
+                or c.compression != comp or c.fsync != fs):
             cfgs[i] = dataclasses.replace(c, byzantine=want, link_faults_file=LINK_FAULTS_FILE,
-                                          compression=comp)
+                                          compression=comp, fsync=fs)
             write_config(cfgs[i])
     genesis = load_genesis(cfgs[0].genesis_path)
     nodes = []

@@ -53,6 +53,8 @@ ME = 1  # this replica's id
 IGNORE_RULE = os.environ.get("CRASH_CHILD_IGNORE_RULE") == "1"
 # the node's default: block commits written but not fsynced (kill -9 must still lose nothing)
 SYNC_BLOCKS = os.environ.get("CRASH_CHILD_SYNC_BLOCKS") == "1"
+# config `fsync = false`: nothing fsynced, votes included (kill -9 must still lose nothing)
+FSYNC = os.environ.get("CRASH_CHILD_FSYNC", "1") == "1"
 
 
 def emit(line: str) -> None:
@@ -73,7 +75,8 @@ def slot(msg) -> tuple:
 class Life:
     def __init__(self, path: str, seed: int, life: int) -> None:
         self.store = open_store(path, CHAIN_ID, GENESIS_HASH, create=True,
-                                sync_blocks=SYNC_BLOCKS)
+                                sync_blocks=SYNC_BLOCKS, fsync=FSYNC)
+        assert self.store.fsync == FSYNC
         self.store.strict_votes = not IGNORE_RULE
         rs = self.store.recover()
         self.rng = random.Random(seed * 100_003 + life)

@@ -42,6 +42,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("crash_child.py")
 SEEDS = (11, 22, 33, 44)
+NO_FSYNC_SEED = 44
 KILLS_PER_SEED = 55  # 220 kills in total
 LIFE_DEADLINE_S = 30.0
 MAX_LINES_PER_LIFE = 30  # kill after 1..30 durable steps
@@ -78,6 +79,9 @@ class SeedRun:
             env["CRASH_CHILD_IGNORE_RULE"] = "1"
         # half the seeds fsync block commits, half only write them (the node default)
         env["CRASH_CHILD_SYNC_BLOCKS"] = "1" if self.seed % 2 else "0"
+        # and one seed fsyncs nothing at all (config `fsync = false`): a kill -9 still
+        # loses nothing because every batch reaches the OS before the write returns
+        env["CRASH_CHILD_FSYNC"] = "0" if self.seed == NO_FSYNC_SEED else "1"
         self.stderr = open(self.path.with_suffix(".stderr"), "wb")  # noqa: SIM115
         self.server = subprocess.Popen(
             [sys.executable, str(CHILD), "--serve"],

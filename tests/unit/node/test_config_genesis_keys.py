@@ -140,11 +140,13 @@ def test_duplicate_validator_key_is_rejected():
 
 def test_config_round_trips_through_toml(tmp_path):
     c = NodeConfig(home=tmp_path, node_index=2, chain_id="c1", rpc_port=30000,
-                   byzantine=("silent",), compression="none")
+                   byzantine=("silent",), compression="none", fsync=False)
     write_config(c)
     c2 = load_config(tmp_path)
     assert c2 == NodeConfig(home=tmp_path.resolve(), node_index=2, chain_id="c1",
-                            rpc_port=30000, byzantine=("silent",), compression="none")
+                            rpc_port=30000, byzantine=("silent",), compression="none",
+                            fsync=False)
+    assert NodeConfig(home=tmp_path, node_index=0, chain_id="c").fsync  # fsync by default
     assert c2.rpc_host == "127.0.0.1"  # loopback unless the operator says otherwise
     assert c2.key_path == tmp_path.resolve() / "node_key.json"
 
@@ -160,6 +162,7 @@ def test_config_round_trips_through_toml(tmp_path):
         ("tick_ms = 0", "tick_ms"),
         ('byzantine = "silent"', "byzantine"),
         ('compression = "zstd"', "compression"),
+        ('fsync = "no"', "fsync"),
         ("surprise = 1", "surprise"),
     ],
 )
