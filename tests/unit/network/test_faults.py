@@ -1,5 +1,6 @@
 """Link faults: a blocked link carries nothing either way, rules change live from a file."""
 
+import pytest
 import trio
 
 from network import MemoryNetwork
@@ -65,3 +66,36 @@ def test_bad_rules_are_refused_with_a_reason():
 
     with pytest.raises(ValueError, match="drop probability"):
         LinkRules.from_json({"drop": {"1": 2.0}})
+
+
+class _Opaque:
+    """A transport whose delivery channel FaultyTransport cannot see (it must pump)."""
+
+    def __init__(self, inner) -> None:
+        self._t = inner
+        self.index, self.peer_indices = inner.index, inner.peer_indices
+        self.max_frame_size, self.incoming = inner.max_frame_size, inner.incoming
+        self.send, self.run = inner.send, inner.run
+
+
+@pytest.mark.parametrize("opaque", [False, True], ids=["filtered", "pumped"])
+async def test_inbound_delay_postpones_delivery_and_inbound_drop_counts(opaque):
+    net = MemoryNetwork(2, seed=1)
+    inner = _Opaque(net.transport(0)) if opaque else net.transport(0)
+    a = FaultyTransport(inner, rules=LinkRules(delay_ms={1: 150}))
+    assert a._pumped is opaque
+    b = net.transport(1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.run)
+        await nursery.start(b.run)
+        t0 = trio.current_time()
+        await b.send(0, b"late-in")
+        assert await _recv_within(a, 2) == (1, b"late-in")
+        assert trio.current_time() - t0 >= 0.15
+        a.set_rules(LinkRules(drop={1: 1.0}))
+        await b.send(0, b"lost-in")
+        assert await _recv_within(a, 0.2) is None
+        assert a.dropped == {"dropped_in": 1}
+        await a.send(0, b"self")  # our own frames pass whatever the rules
+        assert await _recv_within(a, 2) == (0, b"self")
+        nursery.cancel_scope.cancel()
