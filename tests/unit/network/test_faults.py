@@ -43,27 +43,7 @@ async def test_blocked_link_drops_both_directions_and_others_flow(tmp_path):
         nursery.cancel_scope.cancel()
 
 
-async def test_delay_postpones_and_drop_probability_one_drops_everything():
-    net = MemoryNetwork(2, seed=1)
-    a = FaultyTransport(net.transport(0), rules=LinkRules(delay_ms={1: 150}))
-    b = net.transport(1)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(a.run)
-        await nursery.start(b.run)
-        t0 = trio.current_time()
-        await a.send(1, b"late")
-        assert await _recv_within(b, 2) == (0, b"late")
-        assert trio.current_time() - t0 >= 0.15
-        a.set_rules(LinkRules(drop={1: 1.0}))
-        await a.send(1, b"lost")
-        assert await _recv_within(b, 0.2) is None
-        assert a.dropped["dropped_out"] == 1
-        nursery.cancel_scope.cancel()
-
-
 def test_bad_rules_are_refused_with_a_reason():
-    import pytest
-
     with pytest.raises(ValueError, match="drop probability"):
         LinkRules.from_json({"drop": {"1": 2.0}})
 
@@ -78,24 +58,29 @@ class _Opaque:
         self.send, self.run = inner.send, inner.run
 
 
-@pytest.mark.parametrize("opaque", [False, True], ids=["filtered", "pumped"])
-async def test_inbound_delay_postpones_delivery_and_inbound_drop_counts(opaque):
+@pytest.mark.parametrize(
+    "inbound, opaque", [(False, False), (True, False), (True, True)],
+    ids=["outbound", "inbound-filtered", "inbound-pumped"],
+)
+async def test_delay_postpones_and_drop_probability_one_drops_everything(inbound, opaque):
+    """Rules on peer 1 as seen by the faulty node 0, for frames it sends or receives."""
     net = MemoryNetwork(2, seed=1)
     inner = _Opaque(net.transport(0)) if opaque else net.transport(0)
     a = FaultyTransport(inner, rules=LinkRules(delay_ms={1: 150}))
     assert a._pumped is opaque
     b = net.transport(1)
+    src, dst, src_i, direction = (b, a, 1, "in") if inbound else (a, b, 0, "out")
     async with trio.open_nursery() as nursery:
         await nursery.start(a.run)
         await nursery.start(b.run)
         t0 = trio.current_time()
-        await b.send(0, b"late-in")
-        assert await _recv_within(a, 2) == (1, b"late-in")
+        await src.send(1 - src_i, b"late")
+        assert await _recv_within(dst, 2) == (src_i, b"late")
         assert trio.current_time() - t0 >= 0.15
         a.set_rules(LinkRules(drop={1: 1.0}))
-        await b.send(0, b"lost-in")
-        assert await _recv_within(a, 0.2) is None
-        assert a.dropped == {"dropped_in": 1}
+        await src.send(1 - src_i, b"lost")
+        assert await _recv_within(dst, 0.2) is None
+        assert a.dropped == {f"dropped_{direction}": 1}
         await a.send(0, b"self")  # our own frames pass whatever the rules
         assert await _recv_within(a, 2) == (0, b"self")
         nursery.cancel_scope.cancel()
