@@ -62,6 +62,8 @@ class PeerCounters:
     inbound_streams: int = 0
     invalid: int = 0
     cooloffs: int = 0
+    read_timeouts: int = 0  # inbound streams closed: the peer sent nothing for read_timeout_s
+    write_timeouts: int = 0  # outbound streams given up: a write stalled for write_timeout_s
     drops: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def as_dict(self) -> dict[str, Any]:
@@ -78,6 +80,8 @@ class PeerCounters:
             "inbound_streams": self.inbound_streams,
             "invalid": self.invalid,
             "cooloffs": self.cooloffs,
+            "read_timeouts": self.read_timeouts,
+            "write_timeouts": self.write_timeouts,
             "drops": dict(self.drops),
         }
 
