@@ -579,7 +579,9 @@ class Node:
         with held() as state:  # its reads end before commit_blocks writes the state
             return self._execute_and_commit_on(state, exs)
 
-    def _execute_and_commit_on(self, state: Any, exs: list[Execute]) -> list:
+    def _execute_and_commit_on(
+        self, state: Any, exs: list[Execute]
+    ) -> list[tuple[tuple[TxResult, ...], Any]]:
         overlay = None
         if len(exs) > 1:
             from bftnode.app.overlay import Overlay

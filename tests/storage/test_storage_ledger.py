@@ -489,7 +489,8 @@ def test_execution_state_reads_what_the_live_state_reads(tmp_path_factory, store
         s.close()
 
 
-def test_execution_state_sees_the_state_of_its_start_and_closes(tmp_path):
+def test_execution_state_reads_the_state_of_its_start_and_a_new_one_reads_later_commits(
+        tmp_path):
     s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=True)
     try:
         cb = ChainBuilder()
