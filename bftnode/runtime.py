@@ -281,6 +281,8 @@ class Node:
         self._evidence: collections.deque[dict] = collections.deque(maxlen=EVIDENCE_KEPT)
         self._loopback: collections.deque[Receive] = collections.deque()
         self._out_counters: dict[str, Any] = {}
+        self._in_counters: dict[str, Any] = {}
+        self._inbox_depth = self.metrics.queue_depth.labels("inbox")
         self._height_changed = trio.Event()
         # executor pipeline: blocks (and the replies behind them) are executed and committed
         # by their own task, in order, so the replica task steps the next group while the
@@ -365,13 +367,17 @@ class Node:
                 next_tick = now_t + tick_s
                 group.append(Tick(self._now()))
             elif not self._loopback:
-                wake = next_tick
-                if deadline_ms is not None:
-                    wake = min(wake, now_t + max(0, deadline_ms - self._clock_ms()) / 1000)
-                with trio.move_on_at(wake):
-                    group.append(await self._inbox_recv.receive())
-                if not group:
-                    continue
+                try:  # under load an event is waiting: take it without a cancel scope (~30 us)
+                    group.append(self._inbox_recv.receive_nowait())
+                    await trio.lowlevel.checkpoint()  # still yield once per group, as receive()
+                except trio.WouldBlock:
+                    wake = next_tick
+                    if deadline_ms is not None:
+                        wake = min(wake, now_t + max(0, deadline_ms - self._clock_ms()) / 1000)
+                    with trio.move_on_at(wake):
+                        group.append(await self._inbox_recv.receive())
+                    if not group:
+                        continue
             self._drain_into(group)
             out = await self._step_group(group)
             if out is not None:
@@ -453,8 +459,7 @@ class Node:
         self.metrics.step_seconds.observe(time.perf_counter() - t0)
         self.metrics.group_events.observe(len(group))
         self._update_gauges()
-        self.metrics.queue_depth.labels("inbox").set(
-            self._inbox_recv.statistics().current_buffer_used)
+        self._inbox_depth.set(self._inbox_recv.statistics().current_buffer_used)
         return merged
 
     async def _apply(self, out: Output) -> None:
@@ -679,7 +684,11 @@ class Node:
                 self.metrics.rejected.labels("unexpected-request").inc()
                 self.log.warning("dropped bare request from peer", peer=peer)
                 continue
-            self.metrics.messages_in.labels(type(msg).__name__).inc()
+            kind = type(msg).__name__
+            c = self._in_counters.get(kind)
+            if c is None:
+                c = self._in_counters[kind] = self.metrics.messages_in.labels(kind)
+            c.inc()
             await self._inbox_send.send(Receive(peer, msg))
 
     # ------------------------------------------------------------------ NodeAPI: writes

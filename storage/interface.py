@@ -2,7 +2,7 @@
 
 Owns the narrow interface between the node and its disk: atomic synced writes of consensus
 records, atomic commit of a block with its certificate, state changes and tx index, recovery,
-and reads. Imports: stdlib, consensus (types only).
+and reads. Imports: stdlib, msgspec, consensus (types only).
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
+
+import msgspec
 
 from consensus import CommittedBlock, Execute, Record, RecoveredState
 
@@ -36,9 +38,9 @@ class StateReader(Protocol):
     ) -> Iterator[tuple[bytes, bytes]]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class TxResult:
-    """Outcome of one executed transaction, indexed by hash and by (client_id, request_seq)."""
+class TxResult(msgspec.Struct, frozen=True):
+    """Outcome of one executed transaction, indexed by hash and by (client_id, request_seq).
+    A struct, not a frozen dataclass: one per executed tx, built ~8x faster."""
 
     tx_hash: bytes
     client_id: bytes

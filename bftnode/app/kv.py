@@ -68,30 +68,23 @@ def get(state: StateReader, key: bytes) -> KeyValue | None:
 
 def put(ctx: TxContext, key: bytes, value: bytes, lease: int) -> KeyValue | None:
     """Write `key`; returns the previous key-value. The caller checked that `lease` exists."""
-    from . import leases  # cycle: leases deletes keys through kv
+    if lease:
+        from . import leases  # cycle: leases deletes keys through kv (imported per leased put)
 
-    if lease and leases.get(ctx.state, lease) is None:
-        raise AppError(NOT_FOUND, f"lease {lease} not found")
+        if leases.get(ctx.state, lease) is None:
+            raise AppError(NOT_FOUND, f"lease {lease} not found")
     prev = get(ctx.state, key)
     rev = ctx.revision
     if prev is not None and prev.lease and prev.lease != lease:
         ctx.state.delete(L.LEASE_KEYS + L.u64(prev.lease) + key)
-    kv = KeyValue(
-        key,
-        value,
-        prev.create_revision if prev else rev,
-        rev,
-        prev.version + 1 if prev else 1,
-        lease,
-    )
-    rec = _record(kv)
+    create, version = (prev.create_revision, prev.version + 1) if prev else (rev, 1)
+    rec = L.pack([value, create, rev, version, lease])  # as _record(KeyValue(...)), unbuilt
     ctx.state.put(L.KV + key, rec)
     ctx.state.put(L.hist_key(key, rev), rec)
     if lease:
         ctx.state.put(L.LEASE_KEYS + L.u64(lease) + key, b"")
     ctx.mutated = True
-    ctx.emit(PUT, key, value=value, create_revision=kv.create_revision, version=kv.version,
-             lease=lease)
+    ctx.emit(PUT, key, value=value, create_revision=create, version=version, lease=lease)
     return prev
 
 
