@@ -2,12 +2,12 @@
 
 Every key carries create_revision, mod_revision and version; history entries keep old
 revisions readable until compaction. Pure: operates on a TxContext / StateReader only.
-Imports: stdlib, bftnode.app.{layout,events,errors,ops}, storage.interface (types).
+Imports: stdlib, msgspec, bftnode.app.{layout,events,errors,ops}, storage.interface (types).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 from storage.interface import StateReader
 
@@ -17,8 +17,7 @@ from .events import DELETE, PUT, TxContext
 from .ops import MAX_RANGE_LIMIT, Compare, Delete, Put, Range, Txn
 
 
-@dataclass(frozen=True, slots=True)
-class KeyValue:
+class KeyValue(msgspec.Struct, frozen=True):  # one per read or updated key: builds fast
     key: bytes
     value: bytes
     create_revision: int

@@ -10,15 +10,16 @@ Optional: `async submit_many(requests) -> list[SubmitResult]` (the runtime's Nod
 present, a JSON-RPC batch array of only `broadcast_tx_sync` calls hands its requests over in
 one call instead of one `submit` per call (same answers; bftnode.rpc.methods.dispatch).
 
-Imports: stdlib, consensus (types), storage.interface (types). Must not import trio, starlette,
+Imports: stdlib, msgspec, consensus (types), storage.interface (types). Must not import trio, starlette,
 hypercorn, network or the runtime.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
+
+import msgspec
 
 from consensus import Request
 from storage.interface import StoredBlock, TxResult
@@ -26,8 +27,7 @@ from storage.interface import StoredBlock, TxResult
 SubmitStatus = Literal["accepted", "committed", "rejected"]
 
 
-@dataclass(frozen=True, slots=True)
-class SubmitResult:
+class SubmitResult(msgspec.Struct, frozen=True):  # one per submitted tx: a struct builds fast
     """Outcome of handing a client-signed Request to the node.
 
     - "accepted": passed check_tx and is queued for ordering (or forwarded to the primary);
