@@ -57,6 +57,7 @@ from consensus import (
     request_digest,
     sign_request,
 )
+from consensus.types import request_size
 from network.framing import FramingError
 from storage.interface import BlockCommit, StorageError, Store, StoredBlock, TxResult
 
@@ -69,6 +70,9 @@ from .metrics import NodeMetrics
 from .rpc.node_api import SubmitResult
 
 FETCH_MAX_BLOCKS = 64
+# request bytes per BlockSync answer (past its first block): 64 blocks of 100 txs with 1-KB
+# values are ~8 MB, at the 8 MiB message limit; the peer asks again from where it stopped
+FETCH_MAX_BYTES = 4 * 1024 * 1024
 INBOX_SIZE = 10_000
 APP_EVENTS_KEPT = 1000  # heights of app events kept for subscribers...
 APP_EVENTS_MAX = 20_000  # ...and at most this many events (the oldest heights go first)
@@ -139,6 +143,24 @@ class TxRejected(Exception):
         super().__init__(reason)
         self.reason = reason
         self.tx_hash = tx_hash
+
+
+def blocks_for_fetch(store: Any, from_seq: int, to_seq: int,
+                     max_bytes: int = FETCH_MAX_BYTES) -> tuple[Any, ...]:
+    """Committed blocks from_seq..to_seq for a peer catching up, up to the first missing one:
+    at most FETCH_MAX_BLOCKS and, past the first block, at most `max_bytes` of request bytes
+    (so the BlockSync stays under the message limit whatever the tx sizes)."""
+    blocks: list[Any] = []
+    size = 0
+    for h in range(from_seq, min(to_seq, from_seq + FETCH_MAX_BLOCKS - 1) + 1):
+        cb = store.committed_block(h)
+        if cb is None:
+            break
+        size += sum(request_size(len(r.op)) for r in cb.pre_prepare.requests)
+        if blocks and size > max_bytes:
+            break
+        blocks.append(cb)
+    return tuple(blocks)
 
 
 def wall_ms() -> int:
@@ -504,13 +526,8 @@ class Node:
         for ev in out.evidence:
             self._on_evidence(ev)
         for f in out.fetch:
-            blocks = []
-            for h in range(f.from_seq, min(f.to_seq, f.from_seq + FETCH_MAX_BLOCKS - 1) + 1):
-                cb = self.store.committed_block(h)
-                if cb is None:
-                    break
-                blocks.append(cb)
-            sub = self.replica.step(FetchedBlocks(f.to, tuple(blocks)))
+            blocks = blocks_for_fetch(self.store, f.from_seq, f.to_seq)
+            sub = self.replica.step(FetchedBlocks(f.to, blocks))
             await self._apply(sub)
 
     def _messages_out(self, kind: str) -> Any:

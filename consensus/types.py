@@ -27,11 +27,14 @@ class Config:
 
     n: int = 4
     checkpoint_interval: int = 16
-    watermark_window: int = 64
-    # 100, not 400: a VIEW-CHANGE carries the full PRE-PREPARE of every prepared slot above
-    # the stable checkpoint (up to watermark_window of them) and a NEW-VIEW carries 2f+1 of
-    # those; 400-request batches bring them near the 8 MiB message limit under load
-    batch_max: int = 100
+    # A VIEW-CHANGE carries the full PRE-PREPARE of every prepared slot above the stable
+    # checkpoint (up to watermark_window of them) and a NEW-VIEW carries 2f+1 of those, so
+    # watermark_window * batch_max bounds their size: 32 * 200 requests is the 64 * 100 of
+    # sessions 1-11 (~2 MB per VIEW-CHANGE at ~300-B txs), with half the blocks per tx
+    # (saturated: ~5 % more tx/s, docs/performance.md session 12). 400-request batches with
+    # a 32-slot window would bring a NEW-VIEW near the 8 MiB message limit under load.
+    watermark_window: int = 32
+    batch_max: int = 200
     # a batch also stops growing at this many request bytes (a PRE-PREPARE must stay far below
     # the 8 MiB message limit whatever the tx sizes)
     batch_max_bytes: int = 1024 * 1024
