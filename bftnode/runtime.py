@@ -163,6 +163,14 @@ def blocks_for_fetch(store: Any, from_seq: int, to_seq: int,
     return tuple(blocks)
 
 
+def _labelled(cache: dict[str, Any], family: Any, label: str) -> Any:
+    """A labelled metric child, cached (prometheus' labels() costs a lock + dict lookup)."""
+    c = cache.get(label)
+    if c is None:
+        c = cache[label] = family.labels(label)
+    return c
+
+
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -531,11 +539,7 @@ class Node:
             await self._apply(sub)
 
     def _messages_out(self, kind: str) -> Any:
-        """The labelled counter child, cached (prometheus' labels() costs a lock + dict)."""
-        c = self._out_counters.get(kind)
-        if c is None:
-            c = self._out_counters[kind] = self.metrics.messages_out.labels(kind)
-        return c
+        return _labelled(self._out_counters, self.metrics.messages_out, kind)
 
     async def _execute_group(self, exs: Sequence[Execute]) -> None:
         """Execute consecutive blocks and commit them in ONE synced batch (when the store has
@@ -701,11 +705,7 @@ class Node:
                 self.metrics.rejected.labels("unexpected-request").inc()
                 self.log.warning("dropped bare request from peer", peer=peer)
                 continue
-            kind = type(msg).__name__
-            c = self._in_counters.get(kind)
-            if c is None:
-                c = self._in_counters[kind] = self.metrics.messages_in.labels(kind)
-            c.inc()
+            _labelled(self._in_counters, self.metrics.messages_in, type(msg).__name__).inc()
             await self._inbox_send.send(Receive(peer, msg))
 
     # ------------------------------------------------------------------ NodeAPI: writes

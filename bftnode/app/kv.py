@@ -38,8 +38,8 @@ class KeyValue(msgspec.Struct, frozen=True):  # one per read or updated key: bui
         return d
 
 
-def _record(kv: KeyValue) -> bytes:
-    return L.pack([kv.value, kv.create_revision, kv.mod_revision, kv.version, kv.lease])
+def _pack_record(value: bytes, create: int, mod: int, version: int, lease: int) -> bytes:
+    return L.pack([value, create, mod, version, lease])
 
 
 def _from_record(key: bytes, data: bytes) -> KeyValue | None:
@@ -77,7 +77,7 @@ def put(ctx: TxContext, key: bytes, value: bytes, lease: int) -> KeyValue | None
     if prev is not None and prev.lease and prev.lease != lease:
         ctx.state.delete(L.LEASE_KEYS + L.u64(prev.lease) + key)
     create, version = (prev.create_revision, prev.version + 1) if prev else (rev, 1)
-    rec = L.pack([value, create, rev, version, lease])  # as _record(KeyValue(...)), unbuilt
+    rec = _pack_record(value, create, rev, version, lease)  # no KeyValue built per put
     ctx.state.put(L.KV + key, rec)
     ctx.state.put(L.hist_key(key, rev), rec)
     if lease:
