@@ -181,11 +181,12 @@ async def _start_main(cfg: Any) -> None:
     import trio
 
     from .logging import get_logger
-    from .memory import limit_arenas
+    from .memory import hold_free_memory, limit_arenas
     from .runtime import build_node
 
     log = get_logger(node=cfg.node_index)
     limit_arenas(2)  # before the worker threads exist (see bftnode/memory.py)
+    hold_free_memory()  # RSS at the working set's high-water mark, not a sawtooth
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGUSR1) as signals:
         node = build_node(cfg)
         async with trio.open_nursery() as nursery:

@@ -3,8 +3,11 @@
 A node allocates and frees many short-lived buffers from several threads (the trio loop,
 worker threads for persists and block execution, LevelDB's own). glibc gives threads their own
 malloc arenas (up to 8 per core) and keeps freed memory in them; RSS then creeps up long after
-the live data stopped growing. `limit_arenas` caps the arenas (set before threads start) and
-`Trimmer` hands free heap pages back to the OS now and then (`malloc_trim`). Imports: stdlib."""
+the live data stopped growing. `limit_arenas` caps the arenas (set before threads start);
+`hold_free_memory` (what `bftnode start` does) keeps freed memory in them for reuse, so RSS
+settles at the working set's high-water mark instead of rising and falling with every memtable;
+otherwise `Trimmer` hands free heap pages back to the OS now and then (`malloc_trim`).
+Imports: stdlib."""
 
 from __future__ import annotations
 
@@ -13,7 +16,9 @@ import ctypes.util
 import threading
 import time
 
-M_ARENA_MAX = -8  # glibc mallopt parameter
+M_TRIM_THRESHOLD = -1  # glibc mallopt parameters
+M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -37,6 +42,30 @@ def limit_arenas(n: int = 2) -> bool:
     if _LIBC is None:
         return False
     return bool(_LIBC.mallopt(M_ARENA_MAX, n))
+
+
+_HOLDING = False  # set by hold_free_memory: Trimmer then leaves the heaps alone
+
+
+def hold_free_memory(trim_threshold_mb: int = 64, mmap_threshold_mb: int = 4) -> bool:
+    """Keep freed heap memory in glibc's arenas for reuse instead of returning it (process-wide;
+    call before starting threads). False if not glibc.
+
+    Why: a loaded node's biggest churn is LevelDB's memtables (4-5.5 MiB main, 2 MiB bodies
+    and records: each filled by the writer thread, then freed at once after its flush) and
+    request/response buffers. Returned at once (glibc's trim on free, `malloc_trim` every
+    second), RSS rose and fell by ~10 MB every few seconds and each new memtable faulted its
+    pages in again; held, RSS settles at the high-water mark of that working set and stays
+    there (RSS samples over 10 minutes at 1,950 tx/s: within ~3 % of their median instead of
+    10-14 %; docs/performance.md, session 14). Blocks of `mmap_threshold_mb` and more are still
+    mapped and unmapped on their own. `Trimmer` stops calling `malloc_trim` from now on."""
+    global _HOLDING
+    if _LIBC is None:
+        return False
+    ok = bool(_LIBC.mallopt(M_TRIM_THRESHOLD, trim_threshold_mb << 20))
+    ok = bool(_LIBC.mallopt(M_MMAP_THRESHOLD, mmap_threshold_mb << 20)) and ok
+    _HOLDING = ok
+    return ok
 
 
 def trim() -> bool:
@@ -91,7 +120,8 @@ def page_out_mapped(suffix: str = ".ldb",
 
 
 class Trimmer:
-    """Calls `trim()` at most once per `interval_s` and `page_out_mapped()` at most once per
+    """Calls `trim()` at most once per `interval_s` (never once `hold_free_memory` was called)
+    and `page_out_mapped()` at most once per
     `page_out_s` over the table mappings listed at most `maps_s` ago (thread-safe; callers
     need not care). LevelDB compactions read tens of MB through their table mappings within a
     second or two: with both every 10 s those pages swung a loaded node's RSS by up to 25 MB,
@@ -132,8 +162,9 @@ class Trimmer:
                 self.page_outs += 1
             if now >= self._next:
                 self._next = now + self.interval_s
-                trim()
-                self.trims += 1
+                if not _HOLDING:
+                    trim()
+                    self.trims += 1
         finally:
             self._lock.release()
 

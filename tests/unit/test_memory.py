@@ -20,12 +20,18 @@ def test_trimmer_runs_at_most_once_per_interval() -> None:
     assert t.trims == 2 * expected
 
 
-def test_page_out_has_its_own_faster_interval() -> None:
+def _two_seconds_of_trimmer() -> memory.Trimmer:
+    """A Trimmer (trims every 1 s, page-outs every 0.25 s) driven through 2 s of clock."""
     now = [0.0]
     t = memory.Trimmer(interval_s=1.0, page_out_s=0.25, clock=lambda: now[0])
     for step in range(1, 9):  # 2 s in steps of 0.25 s
         now[0] = step * 0.25
         t.maybe()
+    return t
+
+
+def test_page_out_has_its_own_faster_interval() -> None:
+    t = _two_seconds_of_trimmer()
     expected = 1 if memory._LIBC is not None else 0
     assert (t.page_outs, t.trims) == (8 * expected, 2 * expected)
 
@@ -72,3 +78,22 @@ def test_page_out_drops_mapped_table_pages_and_keeps_the_data(tmp_path) -> None:
         assert sum(1 for _ in db.iterator()) == 40_000
     finally:
         db.close()
+
+
+def test_holding_free_memory_stops_the_trims_but_not_the_page_outs(monkeypatch) -> None:
+    monkeypatch.setattr(memory, "_HOLDING", False)
+    held = memory.hold_free_memory()
+    assert held is (memory._LIBC is not None)
+    assert memory._HOLDING is held
+    t = _two_seconds_of_trimmer()
+    expected = 1 if memory._LIBC is not None else 0
+    assert (t.page_outs, t.trims) == (8 * expected, 0)
+    if not held:
+        return
+    # ~24 MB of buffers below the mmap threshold, freed: held in the heap, not returned
+    blobs = [bytearray(120_000) for _ in range(200)]
+    peak = memory._smaps_mb()
+    del blobs
+    after = memory._smaps_mb()
+    resident = lambda m: m["heap"] + m["anon"]  # noqa: E731
+    assert resident(after) > resident(peak) - 4.0
