@@ -81,6 +81,7 @@ def test_page_out_drops_mapped_table_pages_and_keeps_the_data(tmp_path) -> None:
 
 
 def test_holding_free_memory_stops_the_trims_but_not_the_page_outs(monkeypatch) -> None:
+    # the mallopt settings stay for the rest of this test process (harmless: reuse, no trims)
     monkeypatch.setattr(memory, "_HOLDING", False)
     held = memory.hold_free_memory()
     assert held is (memory._LIBC is not None)
