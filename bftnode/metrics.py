@@ -58,6 +58,11 @@ class NodeMetrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
         )
 
+        self.client_table = Gauge(
+            "bftnode_client_table",
+            "Client dedup table: clients held, evicted (total), loaded back (total)",
+            ["what"], registry=r,
+        )
         self.sig_cache = Gauge(
             "bftnode_signature_cache", "Verified-signature cache: hits, misses, size",
             ["what"], registry=r,

@@ -28,6 +28,7 @@ import trio
 from consensus import (
     Authenticator,
     ClientRequests,
+    ClientsLoaded,
     Commit,
     DecodeError,
     Duplicate,
@@ -279,6 +280,7 @@ class Node:
         self._last_now = 0
         self._tick_ms = tick_ms
         self._trimmer = Trimmer()
+        self._client_loads = 0
         self._serve_rpc = serve_rpc if serve_rpc is not None else (
             config is not None and config.rpc_port != 0
         )
@@ -287,7 +289,7 @@ class Node:
         self.auth = Authenticator(
             genesis.domain, Ed25519Signer(key.seed), self.tx_verifier, genesis.replica_keys()
         )
-        restored = store.recover()
+        restored = store.recover(max_clients=self.consensus_config.max_clients)
         factory = replica_factory or _default_replica_factory
         replica = factory(self.consensus_config, index, self.auth, restored)
         if self.byzantine:
@@ -537,6 +539,15 @@ class Node:
             blocks = blocks_for_fetch(self.store, f.from_seq, f.to_seq)
             sub = self.replica.step(FetchedBlocks(f.to, blocks))
             await self._apply(sub)
+        for lc in out.load_clients:
+            # the bounded client table left these out: read them once every block the
+            # replica executed is stored (rare: after an eviction or a capped restore)
+            await self._drain_executor()
+            as_of, hist = self.store.client_histories(lc.client_ids)
+            self._client_loads += len(hist)
+            self.log.debug("client histories loaded", clients=len(hist), height=as_of)
+            sub = self.replica.step(ClientsLoaded(as_of, hist))
+            await self._apply(sub)
 
     def _messages_out(self, kind: str) -> Any:
         return _labelled(self._out_counters, self.metrics.messages_out, kind)
@@ -687,6 +698,11 @@ class Node:
         self.metrics.view.set(view)
         self.metrics.in_view_change.set(1 if getattr(r, "in_view_change", False) else 0)
         self.metrics.stable_checkpoint.set(getattr(r, "stable_seq", 0))
+        table = getattr(r, "client_table", None)
+        if table is not None:
+            self.metrics.client_table.labels("size").set(len(table))
+            self.metrics.client_table.labels("evictions").set(table.evictions)
+            self.metrics.client_table.labels("loads").set(self._client_loads)
 
     # ------------------------------------------------------------------ transport -> replica
 
@@ -1101,7 +1117,8 @@ def build_node(config: NodeConfig, *, app: Any = None, transport: Any = None,
             raise StartupError(f"storage.open_store is not available: {exc}") from exc
         try:
             store = open_store(str(config.data_path), genesis.chain_id.encode(), genesis.hash(),
-                               True, sync_blocks=config.sync_blocks,
+                               True, dedup_window=genesis.config().dedup_window,
+                               sync_blocks=config.sync_blocks,
                                compression=config.compression, fsync=config.fsync,
                                memtable_bytes=staggered_memtable_bytes(config.node_index))
         except StorageError as exc:

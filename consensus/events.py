@@ -64,7 +64,16 @@ class ClientRequests:
     requests: tuple[Request, ...]
 
 
-Event = Tick | Receive | ClientRequest | ClientRequests | FetchedBlocks
+@dataclass(frozen=True, slots=True)
+class ClientsLoaded:
+    """The shell's answer to `LoadClients`: each client's executed request_seqs (its dedup
+    window; empty = none) as storage held them at height `as_of`."""
+
+    as_of: int
+    clients: tuple[tuple[bytes, tuple[int, ...]], ...]
+
+
+Event = Tick | Receive | ClientRequest | ClientRequests | FetchedBlocks | ClientsLoaded
 
 # ---------------------------------------------------------------- persisted records
 
@@ -182,6 +191,17 @@ class ServeFetch:
     to_seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class LoadClients:
+    """Read these clients' executed request_seqs (the `dedup_window` below each one's highest)
+    from storage once every block through `through` is committed, and step `ClientsLoaded`.
+    Emitted when the bounded client table lacks a client of the next batch to execute;
+    execution waits for the answer."""
+
+    client_ids: tuple[bytes, ...]
+    through: int
+
+
 @dataclass(slots=True)
 class Output:
     persist: list[Record] = field(default_factory=list)
@@ -190,6 +210,7 @@ class Output:
     reply: list[ReplyAction] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
     fetch: list[ServeFetch] = field(default_factory=list)
+    load_clients: list[LoadClients] = field(default_factory=list)
     next_deadline_ms: int | None = None
 
     def extend(self, other: Output) -> None:
@@ -199,6 +220,7 @@ class Output:
         self.reply.extend(other.reply)
         self.evidence.extend(other.evidence)
         self.fetch.extend(other.fetch)
+        self.load_clients.extend(other.load_clients)
         if other.next_deadline_ms is not None and (
             self.next_deadline_ms is None or other.next_deadline_ms < self.next_deadline_ms
         ):
@@ -218,6 +240,9 @@ class RecoveredState:
     last_time_ms: int = 0
     # request_seqs executed per client within the dedup window (see Config.dedup_window)
     client_executed: dict[bytes, tuple[int, ...]] = field(default_factory=dict)
+    # False: some clients with history are not in client_executed (a capped restore); the
+    # replica loads them on demand (LoadClients)
+    clients_complete: bool = True
     # persisted prepared certificates above the stable checkpoint (any order, any view)
     prepared: tuple[PreparedProof, ...] = ()
     # convictions found in executed blocks (first per replica), in block order

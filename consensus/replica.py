@@ -28,12 +28,14 @@ from .errors import InvariantViolation, LocalProtocolError
 from .events import (
     ClientRequest,
     ClientRequests,
+    ClientsLoaded,
     Conviction,
     Duplicate,
     Event,
     Evidence,
     Execute,
     FetchedBlocks,
+    LoadClients,
     Output,
     OwnVote,
     PreparedCert,
@@ -152,7 +154,10 @@ class Replica:
         self._last_executed = r.last_executed
         self._last_hash = r.last_block_hash
         self._last_time = r.last_time_ms
-        self._clients = ClientTable(config.dedup_window, r.client_executed)
+        self._clients = ClientTable(
+            config.dedup_window, r.client_executed, config.max_clients, r.clients_complete
+        )
+        self._loading: set[bytes] = set()  # clients asked of the shell (LoadClients)
         # committed (certified) batches waiting for execution in seq order
         self._committed: dict[int, tuple[PrePrepare, tuple[Commit, ...]]] = {}
         # batch digest per executed seq > stable - LATE_SYNC_KEEP
@@ -251,6 +256,11 @@ class Replica:
     @property
     def stable_seq(self) -> int:
         return self._stable_seq
+
+    @property
+    def client_table(self) -> ClientTable:
+        """The bounded client dedup table (read-only use: size and eviction counts)."""
+        return self._clients
 
     @property
     def low_watermark(self) -> int:
@@ -364,6 +374,8 @@ class Replica:
                 self._on_client_request(req)
         elif isinstance(event, FetchedBlocks):
             self._on_fetched_blocks(event)
+        elif isinstance(event, ClientsLoaded):
+            self._on_clients_loaded(event)
         else:
             raise LocalProtocolError(f"unknown event {type(event).__name__}")
         self._after_step()
@@ -1104,7 +1116,15 @@ class Replica:
         executed_requests = False
         while self._last_executed + 1 in self._committed:
             seq = self._last_executed + 1
-            pp, commits = self._committed.pop(seq)
+            pp, commits = self._committed[seq]
+            missing = self._clients.missing(r.client_id for r in pp.requests)
+            if missing:  # the bounded table left them out: storage has their history
+                ask = tuple(c for c in missing if c not in self._loading)
+                if ask:
+                    self._loading.update(ask)
+                    self._out.load_clients.append(LoadClients(ask, self._last_executed))
+                break
+            del self._committed[seq]
             run, skipped = split_batch(pp.requests, seq, self._clients)
             prev = self._last_hash
             h = chain_digest(prev, seq, pp.digest)
@@ -1114,6 +1134,7 @@ class Replica:
             )
             for req in run:
                 self._clients.record(req.client_id, req.request_seq)
+            self._clients.evict(seq)
             self._convict_from(seq, run)
             for req in pp.requests:
                 key = _key(req)
@@ -1508,6 +1529,14 @@ class Replica:
             return
         end = min(fb.to_seq, fb.from_seq + MAX_FETCH_BLOCKS - 1, self._last_executed)
         self._out.fetch.append(ServeFetch(sender, fb.from_seq, end))
+
+    def _on_clients_loaded(self, ev: ClientsLoaded) -> None:
+        stale = ev.as_of < self._clients.evicted_through
+        for client, seqs in ev.clients:
+            self._loading.discard(client)
+            if not stale:  # else storage may lack executions the table dropped: asked again
+                self._clients.load(client, seqs)
+        self._execute_ready()
 
     def _on_fetched_blocks(self, ev: FetchedBlocks) -> None:
         if not 0 <= ev.to < self.config.n or ev.to == self.id:

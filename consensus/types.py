@@ -59,7 +59,10 @@ class Config:
     forward_relay_ms: int = 500
     max_pending_requests: int = 100_000
     max_request_bytes: int = 64 * 1024
-    dedup_window: int = 4096  # per client: request_seqs older than max - window are refused
+    dedup_window: int = 4096  # per client: request_seqs <= max - window are refused
+    # clients kept in the dedup table (~0.6 KB each at window 4,096); the least recently
+    # executed are evicted and loaded back from storage when they return (LoadClients)
+    max_clients: int = 16_384
 
     def __post_init__(self) -> None:
         if self.n < 4 or (self.n - 1) % 3 != 0:
@@ -75,6 +78,10 @@ class Config:
                              "max_request_bytes")
         if self.forward_relay_ms < 0:
             raise ValueError(f"forward_relay_ms must be >= 0, got {self.forward_relay_ms}")
+        if self.dedup_window < 1:
+            raise ValueError(f"dedup_window must be >= 1, got {self.dedup_window}")
+        if self.max_clients < 1:
+            raise ValueError(f"max_clients must be >= 1, got {self.max_clients}")
         if self.max_in_flight < 0:
             raise ValueError(f"max_in_flight must be >= 0 (0 = no cap), got {self.max_in_flight}")
 

@@ -93,8 +93,15 @@ class Store(Protocol):
     def commit_block(self, commit: BlockCommit) -> None:
         """Append the next block (height = last + 1) with everything it changes, atomically."""
 
-    def recover(self) -> RecoveredState:
-        """Rebuild the replica's durable state; raises CorruptionError on bad data."""
+    def recover(self, max_clients: int | None = None) -> RecoveredState:
+        """Rebuild the replica's durable state; raises CorruptionError on bad data.
+        `max_clients` caps the client dedup windows restored (None: all)."""
+
+    def client_histories(
+        self, client_ids: Sequence[bytes]
+    ) -> tuple[int, tuple[tuple[bytes, tuple[int, ...]], ...]]:
+        """(height, each client's executed request_seqs in its dedup window), the windows
+        reflecting every block through that height (answers consensus.LoadClients)."""
 
     def height(self) -> int: ...
 

@@ -574,8 +574,10 @@ class LedgerStore:
         window_updates[cid] = top
         return (keys.client_top(cid), keys.u64(top))
 
-    def recover(self) -> RecoveredState:
+    def recover(self, max_clients: int | None = None) -> RecoveredState:
         """Rebuild the replica's durable state; verify the hash chain past the verified marker.
+        `max_clients`: restore the dedup windows of at most this many clients (the replica
+        loads the others when they return: `client_histories`); None = all.
 
         Raises CorruptionError naming what is wrong (torn block, gap, broken chain,
         undecodable record); nothing is repaired silently."""
@@ -686,18 +688,17 @@ class LedgerStore:
         raw = kv.get(keys.CHECKPOINT_KEY)
         cp = None if raw is None else decode(StableCheckpoint, raw, keys.CHECKPOINT_KEY)
         self._fold_legacy_window(kv)
-        clients: dict[bytes, list[int]] = {}
+        clients: dict[bytes, tuple[int, ...]] = {}
+        complete = True
         for k, v in kv.items(keys.CLIENT_TOP, keys.prefix_end(keys.CLIENT_TOP)):
+            if max_clients is not None and len(clients) >= max_clients:
+                complete = False
+                break
             try:
                 cid = keys.parse_client_top(k)
             except ValueError as exc:
                 self._fail("corrupt", f"{self.where}: {exc}", CorruptionError)
-            top = self._u64_value(k, v)
-            lo = max(0, top - self.dedup_window + 1)
-            clients[cid] = [
-                keys.from_u64(ck[-8:])
-                for ck, _ in kv.items(keys.client_index(cid, lo), keys.client_index(cid, top + 1))
-            ]
+            clients[cid] = self._client_window(kv, cid, self._u64_value(k, v))
         self._load_tip()
         return RecoveredState(
             view=vs.view,
@@ -707,10 +708,35 @@ class LedgerStore:
             last_executed=height,
             last_block_hash=prev,
             last_time_ms=last_time,
-            client_executed={c: tuple(s) for c, s in clients.items()},
+            client_executed=clients,
+            clients_complete=complete,
             prepared=tuple(prepared),
             convicted=tuple(convicted),
         )
+
+    def _client_window(self, kv: KV, cid: bytes, top: int) -> tuple[int, ...]:
+        """The client's executed request_seqs in (top - dedup_window, top], ascending."""
+        lo = max(0, top - self.dedup_window + 1)
+        return tuple(
+            keys.from_u64(ck[-8:])
+            for ck, _ in kv.items(keys.client_index(cid, lo), keys.client_index(cid, top + 1))
+        )
+
+    def client_histories(
+        self, client_ids: Sequence[bytes]
+    ) -> tuple[int, tuple[tuple[bytes, tuple[int, ...]], ...]]:
+        """(height, each client's dedup window as `recover` restores it) for clients the
+        replica's bounded table left out (consensus.LoadClients). The height is read first:
+        the windows reflect at least every block through it."""
+        height = self._height
+        out = []
+        for cid in client_ids:
+            if len(cid) > 255:
+                out.append((cid, ()))
+                continue
+            top = self._client_top(cid)
+            out.append((cid, () if top is None else self._client_window(self._kv, cid, top)))
+        return height, tuple(out)
 
     def _fold_legacy_window(self, kv: KV) -> None:
         """Ledgers before session 5 kept one E-key per executed seq in the dedup window:

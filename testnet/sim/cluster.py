@@ -24,6 +24,7 @@ from consensus import (
     Authenticator,
     Checkpoint,
     ClientRequest,
+    ClientsLoaded,
     Commit,
     Config,
     Conviction,
@@ -97,6 +98,9 @@ class SimOptions:
     # (pipeline depth of partial batches); None = the Config default
     forward_relay_ms: int | None = None
     max_in_flight: int | None = None
+    # consensus.Config.max_clients: below `clients`, the client table evicts and loads back
+    # (LoadClients), and a restart restores only this many clients; None = the Config default
+    max_clients: int | None = None
     wire: bool = True  # encode/decode every message (catches codec problems)
     planted_bug: str | None = None
     trace_len: int = 200
@@ -116,7 +120,8 @@ class SimOptions:
     def config(self) -> Config:
         cls = _QuorumTwoF if self.planted_bug == "quorum-2f" else Config
         extra = {k: v for k, v in (("forward_relay_ms", self.forward_relay_ms),
-                                   ("max_in_flight", self.max_in_flight)) if v is not None}
+                                   ("max_in_flight", self.max_in_flight),
+                                   ("max_clients", self.max_clients)) if v is not None}
         return cls(n=self.n, checkpoint_interval=self.checkpoint_interval,
                    watermark_window=self.watermark_window, batch_max=self.batch_max, **extra)
 
@@ -397,12 +402,12 @@ class SimCluster:
         if node.incarnation > 0 and node.store is not None:
             node.store.crash(lose_unsynced=True)
             try:
-                restored = node.store.recover()
+                restored = node.store.recover(max_clients=self.config.max_clients)
             except Exception as exc:
                 self.violate("storage-recovery", node.rid, f"{type(exc).__name__}: {exc}")
                 return
         elif node.incarnation > 0:
-            restored = recovered_state(node.records, node.blocks)
+            restored = recovered_state(node.records, node.blocks, self.config.max_clients)
         node.incarnation += 1
         inner = self.factory(self.config, node.rid, node.auth, restored)
         if node.strategies:
@@ -491,6 +496,13 @@ class SimCluster:
                 else:
                     blocks = node.blocks.serve(sf.from_seq, sf.to_seq)
                 self._step(node, FetchedBlocks(sf.to, blocks))
+        # 6. client histories the bounded client table left out (blocks are stored at once)
+        for lc in out.load_clients:
+            if node.up:
+                src = node.store if node.store is not None else node.blocks
+                as_of, hist = src.client_histories(lc.client_ids)
+                self.counts["client_loads"] = self.counts.get("client_loads", 0) + len(hist)
+                self._step(node, ClientsLoaded(as_of, hist))
         if out.next_deadline_ms is not None and node.up:
             t = max(self.now, out.next_deadline_ms - node.offset_ms)
             if node.tick_at is None or t < node.tick_at or node.tick_at < self.now:
@@ -772,6 +784,7 @@ class SimCluster:
             "faulty_equivocations": self.counts["faulty_equivocations"],
             "events": events,
             "steps": self.counts["steps"],
+            "client_loads": self.counts.get("client_loads", 0),
             "cpu_s": round(cpu, 4),
         }
 

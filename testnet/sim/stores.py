@@ -104,6 +104,19 @@ class SimBlocks:
         for r in ex.requests:
             self.client_executed.setdefault(r.client_id, []).append(r.request_seq)
 
+    def client_histories(
+        self, client_ids: tuple[bytes, ...]
+    ) -> tuple[int, tuple[tuple[bytes, tuple[int, ...]], ...]]:
+        """What storage answers to LoadClients: each client's dedup window at `last`."""
+        return self.last, tuple((c, self._window(c)) for c in client_ids)
+
+    def _window(self, client: bytes) -> tuple[int, ...]:
+        seqs = self.client_executed.get(client)
+        if not seqs:
+            return ()
+        top = max(seqs)
+        return tuple(sorted(s for s in set(seqs) if s > top - self.dedup_window))
+
     def serve(self, from_seq: int, to_seq: int, limit: int = 64) -> tuple[CommittedBlock, ...]:
         """Blocks [from_seq, to_seq] we hold with a certificate, contiguous, at most `limit`."""
         out = []
@@ -115,12 +128,13 @@ class SimBlocks:
         return tuple(out)
 
 
-def recovered_state(records: SimRecords, blocks: SimBlocks) -> RecoveredState:
-    """What a restarted replica gets from its store: records plus the executed chain."""
-    executed = {}
-    for cid, seqs in blocks.client_executed.items():
-        top = max(seqs)
-        executed[cid] = tuple(sorted(s for s in seqs if s > top - blocks.dedup_window))
+def recovered_state(
+    records: SimRecords, blocks: SimBlocks, max_clients: int | None = None
+) -> RecoveredState:
+    """What a restarted replica gets from its store: records plus the executed chain (the
+    dedup windows of at most `max_clients` clients, as storage.recover restores them)."""
+    cids = list(blocks.client_executed)
+    executed = {cid: blocks._window(cid) for cid in cids[:max_clients]}
     extra = {}
     if "prepared" in RecoveredState.__dataclass_fields__:  # persisted prepared certificates
         extra["prepared"] = tuple(records.prepared[k] for k in sorted(records.prepared))
@@ -133,6 +147,7 @@ def recovered_state(records: SimRecords, blocks: SimBlocks) -> RecoveredState:
         last_block_hash=blocks.last_hash,
         last_time_ms=blocks.last_time_ms,
         client_executed=executed,
+        clients_complete=len(executed) == len(cids),
         convicted=tuple(sorted(records.convicted.values(), key=lambda c: (c.seq, c.replica))),
         **extra,
     )

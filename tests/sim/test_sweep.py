@@ -35,6 +35,27 @@ def _sweep(n: int, seeds: range, jobs: int = 1, store: str = "sim") -> None:
     assert not failures, f"{len(failures)} failing seeds (n={n}):\n" + "\n\n".join(failures[:3])
 
 
+def _one_small_table(job: tuple[int, str]) -> tuple[str | None, int]:
+    seed, store = job
+    opts = random_options(SimOptions(n=4, requests=20, clients=6, max_clients=2, store=store),
+                          seed)
+    res = run_sim(opts, seed)
+    loads = res.figures["client_loads"]
+    if res.ok:
+        return None, loads
+    return (f"seed {seed} store {store} (max_clients=2, clients=6)\n"
+            + res.failure_text()[:6000]), loads
+
+
+def test_sweep_n4_with_a_client_table_of_two():
+    """Six clients through a dedup table of two: evictions, loads from the store (the real
+    ledger code for half the seeds) and capped restores after crashes, under every fault."""
+    results = [_one_small_table((s, "memory" if s % 2 else "sim")) for s in range(2001, 2061)]
+    failures = [f for f, _ in results if f]
+    assert not failures, f"{len(failures)} failing seeds:\n" + "\n\n".join(failures[:3])
+    assert sum(loads for _, loads in results) > 100  # the load path ran, a lot
+
+
 def test_sweep_n4_default():
     _sweep(4, range(1, 201))
 

@@ -122,6 +122,35 @@ def test_client_window_is_bounded_by_dedup_window(tmp_path):
     assert s.tx_by_client(first, 1) is not None
 
 
+def test_client_histories_answer_what_recover_restores(store):
+    """LoadClients' answer (real LevelDB and the memory engine): each client's window as
+    recover() restores it, a never-seen client as empty, with the height it reflects."""
+    cb = ChainBuilder(seed=3)
+    for _ in range(12):
+        store.commit_block(cb.next_block(4))
+    full = store.recover().client_executed
+    assert full and store.recover().clients_complete
+    unknown = bytes(32)
+    height, hist = store.client_histories((*full, unknown))
+    assert height == store.height() == 12
+    assert dict(hist) == {**full, unknown: ()}
+    for cid, seqs in full.items():
+        assert seqs[-1] == cb.client_seq[cid]
+
+
+def test_recover_caps_the_restored_clients_and_says_so(store):
+    cb = ChainBuilder(seed=4)
+    for _ in range(8):
+        store.commit_block(cb.next_block(5))
+    n = len(cb.client_seq)
+    assert n >= 3
+    part = store.recover(max_clients=2)
+    assert len(part.client_executed) == 2 and not part.clients_complete
+    full = store.recover(max_clients=n)
+    assert len(full.client_executed) == n and full.clients_complete
+    assert {c: full.client_executed[c] for c in part.client_executed} == part.client_executed
+
+
 def test_legacy_per_seq_window_keys_are_folded_into_the_client_top(tmp_path):
     """Ledgers before session 5 kept one E-key per seq in the window and no W-key."""
     s = MemoryStore(CHAIN_ID, GENESIS_HASH, dedup_window=5)

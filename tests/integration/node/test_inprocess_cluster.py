@@ -183,3 +183,36 @@ async def test_under_load_time_keeps_moving_and_every_tx_commits(tmp_path, port_
         # agreed block time tracks the wall clock: the primary's clock did not fall behind
         assert abs(time.time() * 1000 - times[-1]) < 5_000
         nursery.cancel_scope.cancel()
+
+
+async def test_a_client_table_smaller_than_the_clients_keeps_exactly_once(tmp_path, port_base):
+    """Genesis max_clients=2 with 6 clients: nodes evict clients and load them back from
+    LevelDB (LoadClients); every replay is answered with the stored result, none re-executes."""
+    from consensus import Ed25519Signer, Request, sign_request
+
+    async with trio.open_nursery() as nursery:
+        nodes, _, _ = await _cluster(tmp_path, port_base, nursery,
+                                     consensus={"heartbeat_ms": 0, "max_clients": 2})
+        domain = nodes[0].node.domain
+        signers = [Ed25519Signer.from_seed_int(500 + c, b"client") for c in range(6)]
+        reqs = [sign_request(domain, signers[c], Request(b"", s, ops.put(b"k%d" % c, b"v%d" % s)))
+                for s in (1, 2) for c in range(6)]
+        with trio.fail_after(60):
+            first = [await nodes[i % 4].node.submit_and_wait(r) for i, r in enumerate(reqs)]
+            again = [await nodes[(i + 1) % 4].node.submit_and_wait(r) for i, r in enumerate(reqs)]
+        assert [(t.height, t.index) for t in again] == [(t.height, t.index) for t in first]
+        top = max(t.height for t in first)
+        with trio.fail_after(30):
+            for nd in nodes:
+                await nd.wait_height(top)
+        txs = [t for h in range(1, nodes[0].node.height() + 1)
+               for t in nodes[0].node.store.block(h).txs]
+        assert len(txs) == len({(t.client_id, t.request_seq) for t in txs}) == 12
+        for nd in nodes:
+            nd.node._update_gauges()
+            m = nd.node.metrics
+            assert m.value("bftnode_client_table", {"what": "size"}) <= 2 + 1
+            assert m.value("bftnode_client_table", {"what": "evictions"}) > 0
+        assert sum(nd.node.metrics.value("bftnode_client_table", {"what": "loads"})
+                   for nd in nodes) > 0
+        nursery.cancel_scope.cancel()

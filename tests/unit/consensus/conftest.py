@@ -17,6 +17,7 @@ import pytest
 from consensus import (
     Authenticator,
     ClientRequest,
+    ClientsLoaded,
     CommittedBlock,
     Config,
     Conviction,
@@ -58,6 +59,9 @@ class Cluster:
         self.executed: dict[int, dict[int, Execute]] = {i: {} for i in range(n)}
         self.records: dict[int, list[Any]] = {i: [] for i in range(n)}
         self.evidence: dict[int, list[Any]] = {i: [] for i in range(n)}
+        self.loads: dict[int, int] = {i: 0 for i in range(n)}  # clients loaded (LoadClients)
+        self.hold_loads: set[int] = set()
+        self.held_loads: dict[int, list[Any]] = {i: [] for i in range(n)}
         self.replies: dict[int, list[Any]] = {i: [] for i in range(n)}
         self.sent: list[Any] = []  # every message put on the wire (for equivocation checks)
         self.delivered = 0
@@ -104,6 +108,22 @@ class Cluster:
                 if s in log
             )
             self.apply(rid, self.replicas[rid].step(FetchedBlocks(fetch.to, blocks)))
+        for lc in out.load_clients:
+            if rid in self.hold_loads:  # a slow shell: the test answers later
+                self.held_loads[rid].append(lc)
+                continue
+            # storage's answer: every executed seq of the client in its dedup window
+            self.loads[rid] += len(lc.client_ids)
+            hist = tuple((c, self.window_of(rid, c)) for c in lc.client_ids)
+            self.apply(rid, self.replicas[rid].step(ClientsLoaded(max(log, default=0), hist)))
+
+    def window_of(self, rid: int, client: bytes) -> tuple[int, ...]:
+        seqs = [r.request_seq for ex in self.executed[rid].values() for r in ex.requests
+                if r.client_id == client]
+        if not seqs:
+            return ()
+        top = max(seqs)
+        return tuple(sorted(s for s in seqs if s > top - self.config.dedup_window))
 
     def step(self, rid: int, event) -> None:
         if rid in self.down:
@@ -185,8 +205,9 @@ class Cluster:
 
     # ------------------------------------------------------------ crash and restart
 
-    def recovered(self, i: int) -> RecoveredState:
-        """What storage would rebuild from replica i's records and executed blocks."""
+    def recovered(self, i: int, max_clients: int | None = None) -> RecoveredState:
+        """What storage would rebuild from replica i's records and executed blocks (the dedup
+        windows of at most `max_clients` clients)."""
         view, in_vc, stable, votes, prune = 0, False, None, [], 0
         prepared: dict[tuple[int, int], Any] = {}
         convicted: dict[int, Conviction] = {}
@@ -219,7 +240,8 @@ class Cluster:
             last_executed=last,
             last_block_hash=log[last].block_hash if last else bytes(32),
             last_time_ms=log[last].time_ms if last else 0,
-            client_executed={c: tuple(s) for c, s in clients.items()},
+            client_executed={c: tuple(s) for c, s in list(clients.items())[:max_clients]},
+            clients_complete=max_clients is None or len(clients) <= max_clients,
             prepared=tuple(p for (_, seq), p in sorted(prepared.items()) if seq > prune),
             convicted=tuple(convicted.values()),
         )
@@ -227,8 +249,8 @@ class Cluster:
     def crash(self, i: int) -> None:
         self.down.add(i)
 
-    def restart(self, i: int) -> None:
-        self.replicas[i] = Replica(self.config, i, self.auth(i), self.recovered(i))
+    def restart(self, i: int, max_clients: int | None = None) -> None:
+        self.replicas[i] = Replica(self.config, i, self.auth(i), self.recovered(i, max_clients))
         self.down.discard(i)
         self.step(i, Tick(self.now))
 
