@@ -1120,6 +1120,7 @@ def build_node(config: NodeConfig, *, app: Any = None, transport: Any = None,
                                True, dedup_window=genesis.config().dedup_window,
                                sync_blocks=config.sync_blocks,
                                compression=config.compression, fsync=config.fsync,
+                               max_open_files=config.max_open_files,
                                memtable_bytes=staggered_memtable_bytes(config.node_index))
         except StorageError as exc:
             raise StartupError(f"cannot open the database {config.data_path}: {exc}") from exc

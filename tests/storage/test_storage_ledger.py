@@ -366,6 +366,22 @@ def test_uncompressed_tables_and_switching_compression_keep_every_block(tmp_path
         open_store(tmp_path / "db2", CHAIN_ID, GENESIS_HASH, create=True, compression="lz4")
 
 
+def test_a_small_table_cache_reads_every_block_and_bad_sizes_are_refused(tmp_path):
+    cb = ChainBuilder(seed=9)
+    blocks = [cb.next_block(3, ((b"k%d" % i, b"v"),)) for i in range(5)]
+    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=True, max_open_files=74)
+    for b in blocks:
+        s.commit_block(b)
+    s._kv.db.compact_range()
+    s.close()
+    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=False, max_open_files=74)
+    assert s.recover().last_executed == 5 and s.state().get(b"k4") == b"v"
+    s.close()
+    for bad in (10, 60_000):
+        with pytest.raises(StorageError, match="max_open_files"):
+            open_store(tmp_path / "db3", CHAIN_ID, GENESIS_HASH, create=True, max_open_files=bad)
+
+
 # ------------------------------------------------------------------ bad opens
 
 

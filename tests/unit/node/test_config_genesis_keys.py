@@ -140,12 +140,12 @@ def test_duplicate_validator_key_is_rejected():
 
 def test_config_round_trips_through_toml(tmp_path):
     c = NodeConfig(home=tmp_path, node_index=2, chain_id="c1", rpc_port=30000,
-                   byzantine=("silent",), compression="none", fsync=False)
+                   byzantine=("silent",), compression="none", fsync=False, max_open_files=300)
     write_config(c)
     c2 = load_config(tmp_path)
     assert c2 == NodeConfig(home=tmp_path.resolve(), node_index=2, chain_id="c1",
                             rpc_port=30000, byzantine=("silent",), compression="none",
-                            fsync=False)
+                            fsync=False, max_open_files=300)
     assert NodeConfig(home=tmp_path, node_index=0, chain_id="c").fsync  # fsync by default
     assert c2.rpc_host == "127.0.0.1"  # loopback unless the operator says otherwise
     assert c2.key_path == tmp_path.resolve() / "node_key.json"
@@ -163,6 +163,8 @@ def test_config_round_trips_through_toml(tmp_path):
         ('byzantine = "silent"', "byzantine"),
         ('compression = "zstd"', "compression"),
         ('fsync = "no"', "fsync"),
+        ("max_open_files = 10", "max_open_files"),
+        ('max_open_files = "many"', "max_open_files"),
         ("surprise = 1", "surprise"),
     ],
 )
