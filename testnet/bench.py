@@ -103,6 +103,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="LevelDB table compression of the fresh testnet's nodes")
     p.add_argument("--no-fsync", action="store_true",
                    help="the fresh testnet's nodes fsync nothing (config.toml `fsync = false`)")
+    p.add_argument("--max-open-files", type=int, metavar="N",
+                   help="LevelDB table cache per DB of the fresh testnet's nodes "
+                        "(config.toml `max_open_files`)")
     p.add_argument("--consensus", action="append", default=[], metavar="KEY=VALUE",
                    help="consensus override in the genesis of a fresh testnet (e.g. batch_max=400)")
     p.add_argument("--compare", nargs=2, metavar=("ARGS_A", "ARGS_B"),
@@ -716,6 +719,8 @@ def bench_once(args: argparse.Namespace) -> dict[str, Any]:
     result["ed25519_verify_us"] = {"before": speed_before, "after": verify_us()}
     if not args.url:  # a fresh testnet: say how its nodes write (--url: their own config)
         result["fsync"] = not getattr(args, "no_fsync", False)
+        if getattr(args, "max_open_files", None):
+            result["max_open_files"] = args.max_open_files
     return result
 
 
@@ -743,7 +748,8 @@ def _bench_once(args: argparse.Namespace) -> dict[str, Any]:
             m = launcher.up(d, args.nodes, base_port=args.base_port, log_level="warning",
                             consensus=_consensus_overrides(args.consensus) or None,
                             compression=getattr(args, "compression", None),
-                            fsync=False if getattr(args, "no_fsync", False) else None)
+                            fsync=False if getattr(args, "no_fsync", False) else None,
+                            max_open_files=getattr(args, "max_open_files", None))
             started_here = True
             urls = [n["rpc"] for n in m["nodes"]]
             pids = [int(n.get("pid") or 0) for n in m["nodes"]]

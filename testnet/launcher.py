@@ -230,6 +230,8 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-fsync", action="store_true",
                    help="nodes fsync nothing (config.toml `fsync = false`): kill -9 still loses "
                         "nothing, a power cut can lose votes; for dev testnets and slow disks")
+    p.add_argument("--max-open-files", type=int, metavar="N",
+                   help="LevelDB table cache per DB of every node (config.toml `max_open_files`)")
 
 
 def _parse_byzantine(specs: list[str], n: int) -> dict[int, list[str]]:
@@ -252,7 +254,8 @@ def run_up(args: argparse.Namespace) -> int:
             consensus[k.strip()] = int(v)
         m = up(d, args.nodes, base_port=args.base_port, byzantine=byz,
                log_level=args.log_level, chain_id=args.chain_id, consensus=consensus or None,
-               compression=args.compression, fsync=False if args.no_fsync else None)
+               compression=args.compression, fsync=False if args.no_fsync else None,
+               max_open_files=args.max_open_files)
     except (LauncherError, HomeError, ValueError) as exc:
         print(f"testnet up: {exc}", file=sys.stderr)
         return 1
@@ -282,10 +285,11 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
        byzantine: dict[int, list[str]] | None = None, log_level: str = "info",
        chain_id: str | None = None, consensus: dict[str, Any] | None = None,
        ready_timeout: float = READY_TIMEOUT_S,
-       compression: str | None = None, fsync: bool | None = None) -> dict[str, Any]:
+       compression: str | None = None, fsync: bool | None = None,
+       max_open_files: int | None = None) -> dict[str, Any]:
     """Create (or reuse) the testnet in `d`, start every node, wait until all answer RPC and
-    return the manifest. `compression`/`fsync` None: keep each node's config. Raises
-    LauncherError."""
+    return the manifest. `compression`/`fsync`/`max_open_files` None: keep each node's
+    config. Raises LauncherError."""
     if manifest_path(d).exists():
         old = read_manifest(d)
         running = [x["index"] for x in old["nodes"] if pid_alive(x.get("pid"), x["home"])]
@@ -300,10 +304,11 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
         want = tuple(byzantine.get(i, ())) if byzantine is not None else c.byzantine
         comp = compression or c.compression
         fs = c.fsync if fsync is None else fsync
+        mof = c.max_open_files if max_open_files is None else max_open_files
         if (c.byzantine != want or c.link_faults_file != LINK_FAULTS_FILE
-                or c.compression != comp or c.fsync != fs):
+                or c.compression != comp or c.fsync != fs or c.max_open_files != mof):
             cfgs[i] = dataclasses.replace(c, byzantine=want, link_faults_file=LINK_FAULTS_FILE,
-                                          compression=comp, fsync=fs)
+                                          compression=comp, fsync=fs, max_open_files=mof)
             write_config(cfgs[i])
     genesis = load_genesis(cfgs[0].genesis_path)
     nodes = []

@@ -170,8 +170,11 @@ def test_cli_status_and_logs_then_up_again_restarts_the_same_chain(testnet):
     assert r.returncode == 0 and r.stdout.strip()
     before = max(n["height"] for n in st["nodes"])
     launcher.down(d)
-    m2 = launcher.up(d, 4)  # same DIR: same keys, genesis and ledgers
+    # same DIR: same keys, genesis and ledgers; a config override reaches every node
+    m2 = launcher.up(d, 4, max_open_files=80)
     assert m2["chain_id"] == m["chain_id"] and m2["genesis_hash"] == m["genesis_hash"]
+    from bftnode.config import load_config
+    assert {load_config(n["home"]).max_open_files for n in m2["nodes"]} == {80}
     assert min(s["height"] for s in statuses(m2, range(4)).values()) >= before
     res = put(m2, 2, b"again", b"1")
     assert res["code"] == 0 and res["height"] > before
