@@ -543,7 +543,9 @@ class Node:
             # the bounded client table left these out: read them once every block the
             # replica executed is stored (rare: after an eviction or a capped restore)
             await self._drain_executor()
-            as_of, hist = self.store.client_histories(lc.client_ids)
+            # in a thread: a batch of returning clients can be thousands of index reads
+            as_of, hist = await trio.to_thread.run_sync(self.store.client_histories,
+                                                        lc.client_ids)
             self._client_loads += len(hist)
             self.log.debug("client histories loaded", clients=len(hist), height=as_of)
             sub = self.replica.step(ClientsLoaded(as_of, hist))

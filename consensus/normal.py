@@ -40,8 +40,8 @@ def expired(req: Request, seq: int) -> bool:
 
 class ClientTable:
     """Per client: its highest executed request_seq (top) and which of the `window` seqs
-    top-window+1..top executed, as a bitmap (bit i: top-i executed); ~0.6 KB per client at
-    window 4,096 (a set and a heap of the same seqs took ~250 KB).
+    top-window+1..top executed, as a bitmap (bit i: top-i executed): ~0.8 KB per client with
+    a full 4,096-seq window, entry included (a set and a heap of the same seqs took ~250 KB).
 
     Bounded: at most `capacity` clients, least recently executed evicted first. The table is a
     cache of the executed history, which storage holds in full: once a client was evicted
@@ -69,7 +69,7 @@ class ClientTable:
         for client, seqs in (restored or {}).items():
             for s in sorted(seqs):
                 self.record(client, s)
-        self._evict(0)
+        self.evict(0)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -117,9 +117,6 @@ class ClientTable:
         """Drop the least recently executed clients beyond `capacity`; returns how many.
         `executed_through`: the last executed seq (every eviction may hide executions up to
         it)."""
-        return self._evict(executed_through)
-
-    def _evict(self, executed_through: int) -> int:
         n = 0
         while self.capacity and len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
