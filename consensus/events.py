@@ -193,8 +193,9 @@ class ServeFetch:
 
 @dataclass(frozen=True, slots=True)
 class LoadClients:
-    """Read these clients' executed request_seqs (the `dedup_window` below each one's highest)
-    from storage once every block through `through` is committed, and step `ClientsLoaded`.
+    """Once every block through `through` is committed, read these clients' executed
+    request_seqs (the `dedup_window` below each one's highest) in the ledger and step
+    `ClientsLoaded`.
     Emitted when the bounded client table lacks a client of the next batch to execute;
     execution waits for the answer."""
 
