@@ -240,8 +240,9 @@ def _smaps_mb() -> dict[str, float]:
 
 
 def write_report(home: object, node: object) -> str:
-    """Write memory-<unix time>.txt in `home`: RSS, object counts by type, container sizes
-    and pymalloc's arena statistics. Blocks the node for about a second (gc.get_objects)."""
+    """Write memory-<unix time>.txt in `home`: RSS, object counts by type, container sizes,
+    pymalloc's arena statistics and, when tracemalloc traces (`PYTHONTRACEMALLOC=1`), the
+    40 source lines holding the most memory. Blocks the node for about a second or more."""
     import collections
     import gc
     import os
@@ -281,6 +282,12 @@ def write_report(home: object, node: object) -> str:
     keep = [ln for ln in stats.splitlines() if ln.startswith("#") or "arenas" in ln
             or ln.startswith("Total")]
     lines += ["", *keep]
+    import tracemalloc
+
+    if tracemalloc.is_tracing():  # PYTHONTRACEMALLOC=N at start: who holds the memory
+        top = tracemalloc.take_snapshot().statistics("lineno")[:40]
+        lines += ["", f"tracemalloc top {len(top)} (MB, blocks, where)"]
+        lines += [f"{st.size / 2**20:9.2f} {st.count:>9} {st.traceback}" for st in top]
     tmp_path = path + ".tmp"
     with open(tmp_path, "w") as f:
         f.write("\n".join(lines) + "\n")

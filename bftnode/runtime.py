@@ -75,11 +75,20 @@ FETCH_MAX_BLOCKS = 64
 # values are ~8 MB, at the 8 MiB message limit; the peer asks again from where it stopped
 FETCH_MAX_BYTES = 4 * 1024 * 1024
 INBOX_SIZE = 10_000
+# wire bytes of the peer messages waiting in the inbox (decoded, ~2-3x that in objects): past
+# it the pump waits, so back-pressure reaches the peers' bounded send queues. A node that
+# stalled for seconds otherwise decoded its whole backlog at once, and the objects' peak
+# stayed in its RSS (docs/performance.md, session 16). One message bigger than this passes
+# alone.
+INBOX_MAX_BYTES = 4 * 1024 * 1024
 APP_EVENTS_KEPT = 1000  # heights of app events kept for subscribers...
 APP_EVENTS_MAX = 20_000  # ...and at most this many events (the oldest heights go first)
 MIN_REVISION_WAIT_S = 2.0
 TRACES_KEPT = 10_000
 EXEC_QUEUE_GROUPS = 64  # groups of blocks waiting for the executor task
+# requests per synced block commit (at least one block): a catching-up node's group of 64
+# fetched blocks is executed as several commits, not one WriteBatch of ~10 MB (session 16)
+EXEC_CHUNK_REQUESTS = 2_000
 EVIDENCE_KEPT = 1000
 GROUP_MAX = 256  # events stepped per group commit (one persist, one send round, one commit)
 LOOPBACK_MAX = 10_000  # our own messages waiting for the next group
@@ -242,6 +251,31 @@ def _small_blocks(exs: Sequence[Execute]) -> bool:
     return sum(len(ex.requests) for ex in exs) <= INLINE_MAX_REQUESTS
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Inbound(Receive):
+    """A peer message as the pump queues it: its wire size counts against INBOX_MAX_BYTES
+    until the replica task takes it."""
+
+    size: int = 0
+
+
+def _chunks(exs: Sequence[Execute], max_requests: int) -> list[list[Execute]]:
+    """Consecutive blocks cut into runs of at most `max_requests` requests (a bigger block
+    is a run of its own)."""
+    out: list[list[Execute]] = []
+    run: list[Execute] = []
+    n = 0
+    for ex in exs:
+        if run and ex.requests and n + len(ex.requests) > max_requests:
+            out.append(run)
+            run, n = [], 0
+        run.append(ex)
+        n += len(ex.requests)
+    if run:
+        out.append(run)
+    return out
+
+
 class Node:
     """A running (or ready to run) bftnode validator. Implements the RPC layer's NodeAPI."""
 
@@ -304,6 +338,8 @@ class Node:
         self._client_seq = time.time_ns() // 1000
         # shared state between the replica task and callers (all on the trio thread)
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[Any](INBOX_SIZE)
+        self._inbox_bytes = 0  # wire bytes of the peer messages (_Inbound) in the inbox
+        self._inbox_room = trio.Event()
         self._commit_waiters: dict[bytes, list[_Waiter]] = collections.defaultdict(list)
         self._by_client: dict[tuple[bytes, int], set[bytes]] = collections.defaultdict(set)
         # height -> events, ascending heights (OrderedDict: O(1) eviction from the front)
@@ -315,6 +351,7 @@ class Node:
         self._out_counters: dict[str, Any] = {}
         self._in_counters: dict[str, Any] = {}
         self._inbox_depth = self.metrics.queue_depth.labels("inbox")
+        self._inbox_bytes_gauge = self.metrics.queue_depth.labels("inbox_bytes")
         self._height_changed = trio.Event()
         # executor pipeline: blocks (and the replies behind them) are executed and committed
         # by their own task, in order, so the replica task steps the next group while the
@@ -400,14 +437,14 @@ class Node:
                 group.append(Tick(self._now()))
             elif not self._loopback:
                 try:  # under load an event is waiting: take it without a cancel scope (~30 us)
-                    group.append(self._inbox_recv.receive_nowait())
+                    group.append(self._taken(self._inbox_recv.receive_nowait()))
                     await trio.lowlevel.checkpoint()  # still yield once per group, as receive()
                 except trio.WouldBlock:
                     wake = next_tick
                     if deadline_ms is not None:
                         wake = min(wake, now_t + max(0, deadline_ms - self._clock_ms()) / 1000)
                     with trio.move_on_at(wake):
-                        group.append(await self._inbox_recv.receive())
+                        group.append(self._taken(await self._inbox_recv.receive()))
                     if not group:
                         continue
             self._drain_into(group)
@@ -425,9 +462,16 @@ class Node:
             group.append(self._loopback.popleft())
         while len(group) < GROUP_MAX:
             try:
-                group.append(self._inbox_recv.receive_nowait())
+                group.append(self._taken(self._inbox_recv.receive_nowait()))
             except trio.WouldBlock:
                 break
+
+    def _taken(self, item: Any) -> Any:
+        """Account for an item taken from the inbox."""
+        if type(item) is _Inbound:
+            self._inbox_bytes -= item.size
+            self._inbox_room.set()
+        return item
 
     async def _step(self, event: Event, submitted: _Submit | None = None) -> Output | None:
         """Step one event and apply its Output, blocks included (for callers outside the
@@ -492,6 +536,7 @@ class Node:
         self.metrics.group_events.observe(len(group))
         self._update_gauges()
         self._inbox_depth.set(self._inbox_recv.statistics().current_buffer_used)
+        self._inbox_bytes_gauge.set(self._inbox_bytes)
         return merged
 
     async def _apply(self, out: Output) -> None:
@@ -555,21 +600,23 @@ class Node:
         return _labelled(self._out_counters, self.metrics.messages_out, kind)
 
     async def _execute_group(self, exs: Sequence[Execute]) -> None:
-        """Execute consecutive blocks and commit them in ONE synced batch (when the store has
-        `commit_blocks`), then resolve waiters block by block."""
+        """Execute consecutive blocks and commit them in synced batches of at most
+        EXEC_CHUNK_REQUESTS requests (one batch per run when the store has `commit_blocks`),
+        then resolve waiters block by block."""
         for i, ex in enumerate(exs):
             if ex.seq != self._height + 1 + i:
                 raise InvariantViolation(
                     f"execute of block {ex.seq} after height {self._height + i}")
-        t0 = time.perf_counter()
-        if _small_blocks(exs):
-            done = self._execute_and_commit_group(list(exs))  # inline: see INLINE_MAX_REQUESTS
-        else:
-            done = await trio.to_thread.run_sync(self._execute_and_commit_group, list(exs))
-        self.metrics.commit_seconds.observe(time.perf_counter() - t0)
-        self.metrics.blocks_per_commit.observe(len(exs))
-        for ex, (results, effects) in zip(exs, done, strict=True):
-            self._after_execute(ex, results, effects)
+        for run in _chunks(exs, EXEC_CHUNK_REQUESTS):
+            t0 = time.perf_counter()
+            if _small_blocks(run):
+                done = self._execute_and_commit_group(run)  # inline: see INLINE_MAX_REQUESTS
+            else:
+                done = await trio.to_thread.run_sync(self._execute_and_commit_group, run)
+            self.metrics.commit_seconds.observe(time.perf_counter() - t0)
+            self.metrics.blocks_per_commit.observe(len(run))
+            for ex, (results, effects) in zip(run, done, strict=True):
+                self._after_execute(ex, results, effects)
 
     async def _execute(self, ex: Execute) -> None:
         await self._execute_group([ex])
@@ -724,7 +771,12 @@ class Node:
                 self.log.warning("dropped bare request from peer", peer=peer)
                 continue
             _labelled(self._in_counters, self.metrics.messages_in, type(msg).__name__).inc()
-            await self._inbox_send.send(Receive(peer, msg))
+            n = len(data)
+            while self._inbox_bytes and self._inbox_bytes + n > INBOX_MAX_BYTES:
+                self._inbox_room = trio.Event()  # set by the replica task as it takes items
+                await self._inbox_room.wait()
+            self._inbox_bytes += n
+            await self._inbox_send.send(_Inbound(peer, msg, n))
 
     # ------------------------------------------------------------------ NodeAPI: writes
 
