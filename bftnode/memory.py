@@ -218,25 +218,34 @@ def malloc_stats() -> dict[str, float]:
             "mmapped_mb": m.hblkhd / mb}
 
 
-def _smaps_mb() -> dict[str, float]:
-    """Resident memory by mapping kind (MB): [heap], other anonymous, LevelDB tables, files."""
-    out = {"heap": 0.0, "anon": 0.0, "ldb_tables": 0.0, "files": 0.0}
+def smaps_mb(pid: int | str = "self") -> dict[str, float]:
+    """Resident memory of process `pid` by mapping kind (MB): [heap], other anonymous, LevelDB
+    tables, files; and `anon_largest`, the largest anonymous mapping (a thread's malloc arena,
+    usually). Raises OSError if the process is gone."""
+    out = {"heap": 0.0, "anon": 0.0, "ldb_tables": 0.0, "files": 0.0, "anon_largest": 0.0}
     name = ""
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
+                parts = line.split()
+                name = parts[5] if len(parts) > 5 else ""
+            elif line.startswith("Rss:"):
+                mb = int(line.split()[1]) / 1024
+                kind = ("heap" if name == "[heap]" else "anon" if not name or
+                        name.startswith("[") else "ldb_tables" if name.endswith(".ldb")
+                        else "files")
+                out[kind] += mb
+                if kind == "anon":
+                    out["anon_largest"] = max(out["anon_largest"], mb)
+    return out
+
+
+def _smaps_mb() -> dict[str, float]:
+    """`smaps_mb` of this process, {} where /proc is not."""
     try:
-        with open("/proc/self/smaps") as f:
-            for line in f:
-                if line[0] in "0123456789abcdef" and "-" in line.split(" ", 1)[0]:
-                    parts = line.split()
-                    name = parts[5] if len(parts) > 5 else ""
-                elif line.startswith("Rss:"):
-                    kb = int(line.split()[1]) / 1024
-                    kind = ("heap" if name == "[heap]" else "anon" if not name or
-                            name.startswith("[") else "ldb_tables" if name.endswith(".ldb")
-                            else "files")
-                    out[kind] += kb
+        return smaps_mb()
     except OSError:
         return {}
-    return out
 
 
 def write_report(home: object, node: object) -> str:

@@ -1,12 +1,14 @@
 """Where a testnet's memory is, second by second: for every node of a running testnet (its
-`testnet.json`), the resident memory by kind (`[heap]`, other anonymous memory, mapped LevelDB
-tables, other files; the four largest anonymous mappings, in MB) plus a few gauges from its
-`/metrics` (height, queue depths, view, client table), one JSON line per second.
+`testnet.json`), the resident memory by kind (`bftnode.memory.smaps_mb`: `[heap]`, other
+anonymous memory and its largest mapping, mapped LevelDB tables, other files, in MB) plus a
+few gauges from its `/metrics` (height, queue depths, view, client table), one JSON line per
+second.
 
     python -m testnet.memsample DIR OUT.jsonl SECONDS      # DIR: bench --dir / up --dir
 
 Reads /proc (Linux). One kept-alive HTTP connection per node: a new connection per poll leaves
-closed connections for the cyclic collector and itself moves RSS. Imports: stdlib.
+closed connections for the cyclic collector and itself moves RSS. Imports: stdlib,
+bftnode.memory.
 """
 
 from __future__ import annotations
@@ -19,37 +21,9 @@ import time
 import urllib.parse
 from typing import Any
 
+from bftnode.memory import smaps_mb
+
 GAUGES = ("bftnode_height", "bftnode_queue_depth", "bftnode_view", "bftnode_client_table")
-
-
-def smaps_mb(pid: int | str) -> dict[str, Any]:
-    """Resident MB of process `pid` by kind, and its four largest anonymous mappings."""
-    kb = {"heap": 0, "anon": 0, "ldb": 0, "files": 0}
-    big: list[int] = []
-    name = ""
-    with open(f"/proc/{pid}/smaps") as f:
-        for line in f:
-            parts = line.split()
-            if not parts:
-                continue
-            if not parts[0].endswith(":"):  # a mapping's header line: range perms ... [path]
-                name = parts[5] if len(parts) > 5 else ""
-                continue
-            if parts[0] != "Rss:":
-                continue
-            n = int(parts[1])
-            if name == "[heap]":
-                kb["heap"] += n
-            elif not name or name.startswith("[anon") or name == "[stack]":
-                kb["anon"] += n
-                big.append(n)
-            elif name.endswith(".ldb"):
-                kb["ldb"] += n
-            else:
-                kb["files"] += n
-    out: dict[str, Any] = {k: round(v / 1024, 1) for k, v in kb.items()}
-    out["big"] = [round(n / 1024, 1) for n in sorted(big, reverse=True)[:4]]
-    return out
 
 
 class Gauges:
@@ -98,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
             row: dict[str, Any] = {"t": round(time.monotonic() - t0, 1)}
             for i, n in enumerate(nodes):
                 try:
-                    row[str(i)] = smaps_mb(n["pid"])
+                    row[str(i)] = {k: round(v, 1) for k, v in smaps_mb(n["pid"]).items()}
                 except OSError:  # the node is gone
                     row[str(i)] = None
                 row[f"m{i}"] = gauges[i].read()
