@@ -35,7 +35,9 @@ def encode(msg: Message) -> bytes:
 
 
 def decode(data: bytes) -> Message:
-    """Parse wire bytes; raises DecodeError on anything malformed, oversized or unknown."""
+    """Parse wire bytes; raises DecodeError on anything malformed, oversized or unknown,
+    nested too deep, or with a value outside the bounds declared in `messages` (the only
+    exception peer bytes can raise here)."""
     if len(data) > MAX_MESSAGE_BYTES:
         raise DecodeError(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
     if not data or data[0] != WIRE_VERSION:
@@ -43,7 +45,9 @@ def decode(data: bytes) -> Message:
     try:
         return _decoder.decode(memoryview(data)[1:])
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError) as exc:
-        raise DecodeError(str(exc)) from exc
+        raise DecodeError(str(exc)[:200]) from exc
+    except RecursionError as exc:  # nesting deeper than any of our types: hostile bytes
+        raise DecodeError("message nested too deep") from exc
 
 
 def digest(data: bytes) -> bytes:

@@ -7,120 +7,141 @@ canonical encoding of the message with `sig=b""`). Imports: stdlib, msgspec.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
+# Wire bounds: what our own encoders can produce, checked at decode (so no handler ever sees a
+# seq past 2^63, a 33-byte digest or a list longer than any honest message carries).
+# `Config` refuses settings our messages could not fit in.
+MAX_REPLICAS = 1024  # validators per chain
+MAX_WINDOW = 4096  # prepared proofs in a VIEW-CHANGE, pre-prepares in a NEW-VIEW
+MAX_BATCH_REQUESTS = 10_000  # requests in a PRE-PREPARE or a FORWARD
+MAX_SYNC_BLOCKS = 64  # committed blocks in a BLOCK-SYNC answer
+DIGEST_BYTES = 32
+SIG_BYTES = 64  # Ed25519 (empty while signing)
 
-class _Msg(msgspec.Struct, frozen=True, array_like=True, tag=True, omit_defaults=False):
+U63 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+ReplicaNo = Annotated[int, msgspec.Meta(ge=0, lt=MAX_REPLICAS)]
+Digest = Annotated[bytes, msgspec.Meta(min_length=DIGEST_BYTES, max_length=DIGEST_BYTES)]
+Sig = Annotated[bytes, msgspec.Meta(max_length=SIG_BYTES)]
+PublicKey = Annotated[bytes, msgspec.Meta(max_length=32)]
+
+
+class _Msg(
+    msgspec.Struct, frozen=True, array_like=True, tag=True, omit_defaults=False,
+    forbid_unknown_fields=True,
+):
     pass
 
 
 class Request(_Msg, tag=1):
     """A client transaction. `client_id` is the client's Ed25519 public key."""
 
-    client_id: bytes
-    request_seq: int
+    client_id: PublicKey
+    request_seq: U63
     op: bytes
-    valid_until: int = 0  # last sequence number (height) at which it may commit; 0 = no limit
-    sig: bytes = b""
+    valid_until: U63 = 0  # last sequence number (height) at which it may commit; 0 = no limit
+    sig: Sig = b""
 
 
 class PrePrepare(_Msg, tag=2):
-    view: int
-    seq: int
-    time_ms: int  # the primary's proposed block time
-    requests: tuple[Request, ...]
-    digest: bytes  # batch_digest(time_ms, requests)
-    replica: int
-    sig: bytes = b""
+    view: U63
+    seq: U63
+    time_ms: U63  # the primary's proposed block time
+    requests: Annotated[tuple[Request, ...], msgspec.Meta(max_length=MAX_BATCH_REQUESTS)]
+    digest: Digest  # batch_digest(time_ms, requests)
+    replica: ReplicaNo
+    sig: Sig = b""
 
 
 class Prepare(_Msg, tag=3):
-    view: int
-    seq: int
-    digest: bytes
-    replica: int
-    sig: bytes = b""
+    view: U63
+    seq: U63
+    digest: Digest
+    replica: ReplicaNo
+    sig: Sig = b""
 
 
 class Commit(_Msg, tag=4):
-    view: int
-    seq: int
-    digest: bytes
-    replica: int
-    sig: bytes = b""
+    view: U63
+    seq: U63
+    digest: Digest
+    replica: ReplicaNo
+    sig: Sig = b""
 
 
 class Checkpoint(_Msg, tag=5):
-    seq: int
-    state_digest: bytes  # chain digest after executing `seq`
-    replica: int
-    sig: bytes = b""
+    seq: U63
+    state_digest: Digest  # chain digest after executing `seq`
+    replica: ReplicaNo
+    sig: Sig = b""
 
 
 class PreparedProof(_Msg, tag=6):
     """A pre-prepare plus 2f matching prepares from distinct backups (a prepared certificate)."""
 
     pre_prepare: PrePrepare
-    prepares: tuple[Prepare, ...]
+    prepares: Annotated[tuple[Prepare, ...], msgspec.Meta(max_length=MAX_REPLICAS)]
 
 
 class ViewChange(_Msg, tag=7):
-    new_view: int
-    stable_seq: int
-    stable_digest: bytes
-    checkpoint_proof: tuple[Checkpoint, ...]  # 2f+1 checkpoints for stable_seq (empty at 0)
-    prepared: tuple[PreparedProof, ...]  # for every seq > stable_seq prepared in any view
-    replica: int
-    sig: bytes = b""
+    new_view: U63
+    stable_seq: U63
+    stable_digest: Digest
+    checkpoint_proof: Annotated[tuple[Checkpoint, ...], msgspec.Meta(max_length=MAX_REPLICAS)]  # 2f+1 checkpoints for stable_seq (empty at 0)
+    prepared: Annotated[tuple[PreparedProof, ...], msgspec.Meta(max_length=MAX_WINDOW)]  # for every seq > stable_seq prepared in any view
+    replica: ReplicaNo
+    sig: Sig = b""
 
 
 class NewView(_Msg, tag=8):
-    view: int
-    view_changes: tuple[ViewChange, ...]  # 2f+1, distinct senders
-    pre_prepares: tuple[PrePrepare, ...]  # re-proposals and null requests, seq ascending
-    replica: int
-    sig: bytes = b""
+    view: U63
+    view_changes: Annotated[tuple[ViewChange, ...], msgspec.Meta(max_length=MAX_REPLICAS)]  # 2f+1, distinct senders
+    pre_prepares: Annotated[tuple[PrePrepare, ...], msgspec.Meta(max_length=MAX_WINDOW)]  # re-proposals and null requests, seq ascending
+    replica: ReplicaNo
+    sig: Sig = b""
 
 
 class Forward(_Msg, tag=9):
     """Client requests relayed between replicas (each request is client-signed)."""
 
-    requests: tuple[Request, ...]
-    replica: int
-    sig: bytes = b""
+    requests: Annotated[tuple[Request, ...], msgspec.Meta(max_length=MAX_BATCH_REQUESTS)]
+    replica: ReplicaNo
+    sig: Sig = b""
 
 
 class Status(_Msg, tag=10):
     """Periodic gossip used for catch-up and retransmission."""
 
-    view: int
+    view: U63
     in_view_change: bool
-    last_executed: int
-    stable_seq: int
-    replica: int
-    sig: bytes = b""
+    last_executed: U63
+    stable_seq: U63
+    replica: ReplicaNo
+    sig: Sig = b""
 
 
 class CommittedBlock(_Msg, tag=11):
     """A batch with its commit certificate (2f+1 commits for its view/seq/digest)."""
 
     pre_prepare: PrePrepare
-    commits: tuple[Commit, ...]
+    commits: Annotated[tuple[Commit, ...], msgspec.Meta(max_length=MAX_REPLICAS)]
 
 
 class FetchBlocks(_Msg, tag=12):
-    from_seq: int
-    to_seq: int
-    replica: int
-    sig: bytes = b""
+    from_seq: U63
+    to_seq: U63
+    replica: ReplicaNo
+    sig: Sig = b""
 
 
 class BlockSync(_Msg, tag=13):
     """Committed blocks sent in answer to FetchBlocks (verified by their certificates)."""
 
-    blocks: tuple[CommittedBlock, ...]
-    replica: int
-    sig: bytes = b""
+    blocks: Annotated[tuple[CommittedBlock, ...], msgspec.Meta(max_length=MAX_SYNC_BLOCKS)]
+    replica: ReplicaNo
+    sig: Sig = b""
 
 
 class Conflict(_Msg, tag=14):
@@ -129,8 +150,8 @@ class Conflict(_Msg, tag=14):
     with different digests prove the primary equivocated."""
 
     pre_prepare: PrePrepare
-    replica: int
-    sig: bytes = b""
+    replica: ReplicaNo
+    sig: Sig = b""
 
 
 Message = (

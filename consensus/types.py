@@ -1,11 +1,14 @@
 """Basic consensus types and the replica configuration.
 
-Owns: ids, views, sequence numbers, digests and `Config`. Imports only the standard library.
+Owns: ids, views, sequence numbers, digests and `Config`. Imports the standard library and the
+wire bounds of `consensus.messages` (a config our messages could not carry is refused).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .messages import MAX_BATCH_REQUESTS, MAX_REPLICAS, MAX_WINDOW
 
 ReplicaId = int
 View = int
@@ -67,6 +70,12 @@ class Config:
     def __post_init__(self) -> None:
         if self.n < 4 or (self.n - 1) % 3 != 0:
             raise ValueError(f"n must be 3f+1 with f >= 1, got n={self.n}")
+        if self.n > MAX_REPLICAS:
+            raise ValueError(f"n must be at most {MAX_REPLICAS}, got n={self.n}")
+        if self.watermark_window > MAX_WINDOW:
+            raise ValueError(f"watermark_window must be at most {MAX_WINDOW}")
+        if self.batch_max > MAX_BATCH_REQUESTS:
+            raise ValueError(f"batch_max must be at most {MAX_BATCH_REQUESTS}")
         if self.watermark_window < 2 * self.checkpoint_interval:
             raise ValueError("watermark_window must be at least 2 * checkpoint_interval")
         if self.watermark_window % self.checkpoint_interval != 0:

@@ -15,7 +15,7 @@ import pytest
 from consensus import Checkpoint, Forward, Receive, Tick
 from consensus.codec import decode, encode
 from consensus.errors import DecodeError
-from consensus.messages import Prepare, PrePrepare
+from consensus.messages import MAX_REPLICAS, Prepare, PrePrepare
 
 SMALL = {"checkpoint_interval": 4, "watermark_window": 8, "batch_max": 1}
 _enc = msgspec.msgpack.Encoder()
@@ -113,7 +113,7 @@ def test_lengths_are_bounded_at_decode(cluster_cls):
     with pytest.raises(DecodeError):  # a digest is 32 bytes
         decode(_signed_raw(c, 2, [3, 0, 1, bytes(33), 2]))
     with pytest.raises(DecodeError):  # a checkpoint proof has at most n votes
-        decode(_signed_raw(c, 2, [7, 1, 0, bytes(32), [[5, 4, bytes(32), 0, b""]] * 1000, [], 2]))
+        decode(_signed_raw(c, 2, [7, 1, 0, bytes(32), [[5, 4, bytes(32), 0, b""]] * (MAX_REPLICAS + 1), [], 2]))
 
 
 # ---------------------------------------------------------------- checkpoint votes
