@@ -1,7 +1,9 @@
 """Checkpoint votes and stability.
 
 Owns `CheckpointVotes`: Checkpoint messages for seqs above the stable checkpoint, first vote per
-replica per seq, bounded to a fixed number of seqs (the oldest are dropped). 2f+1 matching
+replica per seq. Bounded per replica, never across replicas: each replica holds votes for at most
+`max_seqs` seqs inside the horizon (its own oldest vote makes room for its newest), so a faulty
+replica's votes for far seqs can never push out an honest replica's vote. 2f+1 matching
 checkpoints for a seq make it stable. Pure; imports stdlib and consensus only.
 """
 
@@ -18,17 +20,35 @@ class CheckpointVotes:
         self.config = config
         # enough seqs for the window plus replicas running ahead of us
         self.max_seqs = 4 * (config.watermark_window // config.checkpoint_interval) + 4
+        # how far past max(stable, executed) a vote may be: replicas ahead of us by up to
+        # this much are heard; further ones are caught up with through STATUS and fetch
+        self.horizon = self.max_seqs * config.checkpoint_interval
         self._votes: dict[int, VoteSet] = {}
+        self._seqs_of: dict[int, list[int]] = {}  # replica -> seqs it has a vote at (sorted)
+
+    def beyond_horizon(self, seq: int, base: int) -> bool:
+        return seq > base + self.horizon
 
     def add(self, cp: Checkpoint) -> Evidence | None:
+        """Keep the first vote of cp.replica for cp.seq (the caller checked the horizon)."""
         votes = self._votes.get(cp.seq)
         if votes is None:
             votes = self._votes[cp.seq] = VoteSet()
-            if len(self._votes) > self.max_seqs:
-                del self._votes[min(self._votes)]
+        if votes.get(cp.replica) is None:
+            mine = self._seqs_of.setdefault(cp.replica, [])
+            mine.append(cp.seq)
+            mine.sort()
+            if len(mine) > self.max_seqs:
+                self._drop(cp.replica, mine.pop(0))  # its own oldest vote, nobody else's
                 if cp.seq not in self._votes:
                     return None
         return votes.add(cp.replica, cp.state_digest, cp)
+
+    def _drop(self, replica: int, seq: int) -> None:
+        votes = self._votes[seq]
+        votes.discard(replica)
+        if not len(votes):
+            del self._votes[seq]
 
     def proof(self, seq: int) -> tuple[bytes, tuple[Checkpoint, ...]] | None:
         """(digest, 2f+1 matching checkpoints) if seq is proven stable."""
@@ -67,3 +87,9 @@ class CheckpointVotes:
     def gc(self, stable: int) -> None:
         for s in [s for s in self._votes if s <= stable]:
             del self._votes[s]
+        for r, mine in self._seqs_of.items():
+            self._seqs_of[r] = [s for s in mine if s > stable]
+
+    def __len__(self) -> int:
+        """Votes held (at most n * max_seqs)."""
+        return sum(len(v) for v in self._votes.values())

@@ -42,6 +42,11 @@ class VoteSet:
             )
         return None
 
+    def discard(self, replica: int) -> None:
+        """Forget `replica`'s vote (its table quota made room for a newer one)."""
+        self._votes.pop(replica, None)
+        self._values.pop(replica, None)
+
     def count(self, value: bytes, exclude: int | None = None) -> int:
         return sum(1 for r, v in self._values.items() if v == value and r != exclude)
 

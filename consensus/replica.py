@@ -85,6 +85,7 @@ from .normal import (
     is_stale,
     split_batch,
 )
+from .peers import PeerFaults, held_bytes
 from .types import Config, request_size
 from .view_change import ViewChangeVotes, backoff_ms, build_new_view, stable_of
 
@@ -206,7 +207,12 @@ class Replica:
         self._buffer: deque[tuple[int, Any, int]] = deque()  # (sender, msg, arrival ms)
         self._arrival_ms: int | None = None  # set while replaying buffered messages
         self._buffered: Counter[int] = Counter()  # buffered messages per sender
+        self._buffered_bytes: Counter[int] = Counter()  # held_bytes of them per sender
         self._buffer_max = max(1024, 3 * config.n * config.watermark_window)
+        # per sender: two full batches (a view's first pre-prepares may beat its NEW-VIEW)
+        self.buffer_share_bytes = max(2 * config.batch_max_bytes, 2 * 1024 * 1024)
+        self.buffer_max_bytes = config.n * self.buffer_share_bytes
+        self._faults = PeerFaults(config.status_interval_ms)
         self.dropped: Counter[str] = Counter()  # messages dropped without evidence, by reason
         # committed evidence: replica -> (block seq, kind) of its conviction; never pardoned
         self._convicted: dict[int, tuple[int, str]] = {
@@ -404,7 +410,21 @@ class Replica:
         self._out.send.append(Send(to, msg))
 
     def _evidence(self, kind: str, replica: int, reason: str, *msgs: Any) -> None:
+        """Evidence of invalid signed traffic: counted against the peer (cool-off past its
+        budget) and surfaced a few times per peer and kind per interval; proofs always."""
+        if kind not in PROOF_KINDS and 0 <= replica < self.config.n and replica != self.id:
+            if not self._faults.fault(replica, kind, self._now):
+                self.dropped["evidence-over-peer-budget"] += 1
+                return
         self._add_evidence(Evidence(kind, replica, reason, tuple(msgs)))
+
+    def peer_faults(self, peer: int) -> int:
+        """Invalid signed messages `peer` sent us so far."""
+        return self._faults.totals[peer]
+
+    def cooling_off(self, peer: int) -> bool:
+        """True while `peer`'s messages are dropped unread (it exceeded its fault budget)."""
+        return self._faults.cooling_off(peer, self._now)
 
     def _add_evidence(self, ev: Evidence) -> None:
         """Surface evidence to the shell, and put it on the ledger: a proof (two conflicting
@@ -789,9 +809,12 @@ class Replica:
             self._out.reply.append(Rejected(req, reason))
 
     def on_forward(self, sender: int, fwd: Forward) -> None:
+        """All or nothing: one invalid request refuses the whole FORWARD (one fault), checked
+        before anything is admitted."""
         if len(fwd.requests) > MAX_FORWARD_REQUESTS:
             self._evidence("invalid-message", sender, "forward too large")
             return
+        fresh = []
         for req in fwd.requests:
             if self._is_admitted(req):
                 self.dropped["forwarded-request-already-pending"] += 1
@@ -799,7 +822,9 @@ class Replica:
             reason = check_request(self.config, self.auth, req)
             if reason is not None:
                 self._evidence("invalid-message", sender, f"forwarded request: {reason}", req)
-                continue
+                return
+            fresh.append(req)
+        for req in fresh:
             if self._admit(req) is not None:
                 self.dropped["forwarded-request-not-admitted"] += 1
 
@@ -808,6 +833,9 @@ class Replica:
     def _on_receive(self, sender: int, msg: Any) -> None:
         if not 0 <= sender < self.config.n or sender == self.id:
             self.dropped["bad-sender"] += 1
+            return
+        if self._faults.cooling_off(sender, self._now):
+            self.dropped["peer-cooling-off"] += 1
             return
         if not isinstance(msg, SIGNED_REPLICA_MESSAGES):
             self._evidence("invalid-message", sender, f"unexpected {type(msg).__name__}", msg)
@@ -873,12 +901,15 @@ class Replica:
             self.dropped["far-future-view"] += 1
             return False
         share = self._buffer_max // self.config.n
-        if len(self._buffer) >= self._buffer_max or self._buffered[sender] >= share:
+        size = held_bytes(msg)
+        if (len(self._buffer) >= self._buffer_max or self._buffered[sender] >= share
+                or self._buffered_bytes[sender] + size > self.buffer_share_bytes):
             self.dropped["buffer-full"] += 1
             return False
         arrival = self._now if self._arrival_ms is None else self._arrival_ms
         self._buffer.append((sender, msg, arrival))
         self._buffered[sender] += 1
+        self._buffered_bytes[sender] += size
         return False
 
     def _replay_buffer(self) -> None:
@@ -886,6 +917,7 @@ class Replica:
         time against when they arrived, not now."""
         items, self._buffer = self._buffer, deque()
         self._buffered.clear()
+        self._buffered_bytes.clear()
         outer = self._arrival_ms
         try:
             for sender, msg, arrival in items:
@@ -1194,6 +1226,9 @@ class Replica:
         if self._checkpoints.kept(cp) is None:  # a repeat was judged when it first came
             self._judge_checkpoint(sender, cp)
         if cp.seq <= self._stable_seq:
+            return
+        if self._checkpoints.beyond_horizon(cp.seq, max(self._stable_seq, self._last_executed)):
+            self.dropped["checkpoint-beyond-horizon"] += 1
             return
         ev = self._checkpoints.add(cp)  # a bad one still counts: if 2f+1 agree, we are wrong
         if ev:
@@ -1593,6 +1628,8 @@ class Replica:
             raise InvariantViolation("pending pool exceeds its bound")
         if len(self._buffer) > self._buffer_max:
             raise InvariantViolation("message buffer exceeds its bound")
+        if any(b > self.buffer_share_bytes for b in self._buffered_bytes.values()):
+            raise InvariantViolation("a sender's buffered bytes exceed its share")
 
 
 def _by_bytes(reqs: list[Request], limit: int) -> list[tuple[Request, ...]]:
