@@ -2,7 +2,9 @@
 
 Owns argument parsing, the sweep loop (optionally over worker processes) and the output: one
 JSON object with `--json`, a short human summary otherwise. Exit status is non-zero when any
-run violates safety or stalls (or, with `--expect violated`, when none violates safety).
+run violates safety (an honest replica raising is a violation too), stalls, or lets an honest
+replica hold more than `--memory-bound-mb` MiB (or, with `--expect violated`, when none
+violates safety).
 Imports: stdlib, consensus.byzantine (parsing), testnet.sim.
 """
 
@@ -77,6 +79,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clock-skew", type=int, default=0, help="max per-replica clock offset ms")
     p.add_argument("--liveness-bound-ms", type=int, default=120_000,
                    help="virtual time after healing within which all requests must execute")
+    p.add_argument("--memory-bound-mb", type=float, default=32.0, metavar="MIB",
+                   help="checker: most MiB any honest replica may hold (sampled)")
+    p.add_argument("--memory-sample-ms", type=int, default=1_000, metavar="MS",
+                   help="virtual ms between an honest replica's memory samples (0 = off)")
     p.add_argument("--trace", type=int, default=200, help="events kept for a failure trace")
     p.add_argument("--no-wire", action="store_true", help="skip encode/decode of messages")
     p.add_argument("--jobs", type=int, default=1, help="worker processes for --seeds")
@@ -116,6 +122,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
         liveness_bound_ms=args.liveness_bound_ms, trace_len=args.trace,
         wire=not args.no_wire, planted_bug=args.planted_bug,
         forward_relay_ms=args.relay_ms, max_in_flight=args.max_in_flight,
+        memory_bound_mb=args.memory_bound_mb, memory_sample_ms=args.memory_sample_ms,
     )
     if args.f_plus_one:
         opts = f_plus_one_options(opts)
@@ -132,7 +139,7 @@ def _run_one(job: tuple[SimOptions, int, bool]) -> dict[str, Any]:
     base, seed, randomize = job
     res = simulate(options_for_seed(base, seed, randomize), seed)
     d = res.as_dict()
-    if not res.ok:
+    if not res.checks_ok:
         d["failure_text"] = res.failure_text()
     return d
 
@@ -173,6 +180,10 @@ def replay_command(args: argparse.Namespace, seed: int) -> str:
         parts += ["--relay-ms", str(args.relay_ms)]
     if args.max_in_flight is not None:
         parts += ["--max-in-flight", str(args.max_in_flight)]
+    if args.memory_bound_mb != 32.0:
+        parts += ["--memory-bound-mb", str(args.memory_bound_mb)]
+    if args.memory_sample_ms != 1_000:
+        parts += ["--memory-sample-ms", str(args.memory_sample_ms)]
     return shlex.join(parts)
 
 
@@ -193,10 +204,12 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - wall0
     violated = [r["seed"] for r in results if r["safety"] == "violated"]
     stalled = [r["seed"] for r in results if r["liveness"] == "stalled"]
+    raised = [r["seed"] for r in results if r.get("honest_raised") == "raised"]
+    bloated = [r["seed"] for r in results if r.get("honest_memory") == "exceeded"]
     if args.expect == "violated":
         code = 0 if len(violated) == len(results) else 1
     else:
-        code = 0 if not violated and not stalled else 1
+        code = 0 if not violated and not stalled and not bloated else 1
     if len(results) == 1:
         out = results[0]
         failure = out.pop("failure_text", None)
@@ -207,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(out, default=str))
         else:
             print(f"seed {out['seed']}: safety={out['safety']} liveness={out['liveness']} "
+                  f"honest_raised={out['honest_raised']} honest_memory={out['honest_memory']} "
                   f"committed={out['committed']} virtual={out['virtual_time_ms']}ms "
                   f"view_changes={out['view_changes']} messages={out['messages']} "
                   f"cpu={out['cpu_s']}s")
@@ -221,22 +235,29 @@ def run(args: argparse.Namespace) -> int:
         "first_seed": seeds[0],
         "safety": "violated" if violated else "ok",
         "liveness": "stalled" if stalled else "ok",
-        "ok": sum(1 for r in results if r["safety"] == "ok" and r["liveness"] == "ok"),
+        "ok": sum(1 for r in results if r["safety"] == "ok" and r["liveness"] == "ok"
+                  and r.get("honest_memory") != "exceeded"),
         "violated_seeds": violated,
         "stalled_seeds": stalled,
+        "honest_raised": "raised" if raised else "ok",
+        "honest_raised_seeds": raised,
+        "honest_memory": "exceeded" if bloated else "ok",
+        "memory_exceeded_seeds": bloated,
         "wall_s": round(wall, 2),
         "cpu_s": round(cpu, 2),
         "seeds_per_s": round(len(results) / wall, 2) if wall else None,
         "max_view_changes": max(r["view_changes"] for r in results),
         "messages": sum(r["messages"] for r in results),
         "ed25519_seeds": sum(1 for r in results if r["options"]["crypto"] == "ed25519"),
-        "replay": {str(s): replay_command(args, s) for s in (violated + stalled)[:20]},
+        "replay": {str(s): replay_command(args, s)
+                   for s in list(dict.fromkeys(violated + stalled + bloated))[:20]},
     }
     if args.json:
         print(json.dumps(summary, default=str))
     else:
         print(f"{summary['seeds']} seeds: {summary['ok']} ok, {len(violated)} violated, "
-              f"{len(stalled)} stalled in {summary['wall_s']} s "
+              f"{len(stalled)} stalled, {len(raised)} with an honest replica raising, "
+              f"{len(bloated)} over the memory bound in {summary['wall_s']} s "
               f"({summary['seeds_per_s']} seeds/s)")
         for r in results:
             if "failure_text" in r and code:

@@ -5,7 +5,10 @@ event queue of deliveries, ticks, client submissions and crash/restart controls;
 stepped one event at a time with their outputs applied in the shell's order persist -> send
 -> execute -> reply -> fetch) and `SimResult`. Safety is checked after every step (agreement,
 total order, exactly-once, checkpoint convergence, honest equivocation, durable-before-send);
-liveness after the network heals. A failing run carries its seed and the last events.
+liveness after the network heals; two more checkers: no honest replica raised (an exception
+from its step, or from decoding a message to it, is a failed check and a stopped replica, never
+a crash of the simulator) and honest memory within bound (`SimOptions.memory_bound_mb`). A
+failing run carries its seed and the last events.
 Imports: stdlib, consensus, testnet (checkers, sim.network, sim.stores). No I/O, no wall clock
 except `time.process_time` for the CPU figure.
 """
@@ -56,6 +59,7 @@ from consensus.byzantine import ByzantineReplica, Collusion
 from consensus.codec import chain_digest
 from testnet.checkers import EquivocationMonitor, find_divergence, find_equivocations
 
+from .footprint import held_bytes
 from .network import Faults, SimNetwork
 from .stores import SimBlocks, SimRecords, recovered_state
 
@@ -106,6 +110,14 @@ class SimOptions:
     trace_len: int = 200
     max_events: int = 1_000_000  # a storm of events at one instant ends as 'stalled'
     stop_on_violation: bool = True
+    # checker "honest memory within bound": every honest replica's held bytes (objects
+    # reachable from it, `footprint.held_bytes`), sampled at most every `memory_sample_ms` of
+    # virtual time on its ticks and at the end, must stay within `memory_bound_mb` MiB. An
+    # honest replica of these small simulated clusters holds well under 1 MiB; what one
+    # faulty peer can make it keep (buffered messages, tables) must stay far below its own
+    # 8 MiB frames times any count. 0 = not sampled
+    memory_bound_mb: float = 32.0
+    memory_sample_ms: int = 1_000
 
     def __post_init__(self) -> None:
         if self.store not in ("sim", "memory"):
@@ -175,17 +187,28 @@ class SimResult:
     def ok(self) -> bool:
         return self.safety == "ok" and self.liveness == "ok"
 
+    @property
+    def checks_ok(self) -> bool:
+        """Safety, liveness and the extra checkers: no honest replica raised, honest memory
+        within bound."""
+        return (self.ok and self.figures.get("honest_raised", "ok") == "ok"
+                and self.figures.get("honest_memory", "ok") != "exceeded")
+
     def as_dict(self, with_trace: bool | None = None) -> dict:
         d = {"seed": self.seed, "safety": self.safety, "liveness": self.liveness,
              "committed": {str(k): v for k, v in sorted(self.committed.items())},
              "violations": [v.as_dict() for v in self.violations], **self.figures,
              "options": self.options}
-        if with_trace or (with_trace is None and not self.ok):
+        if with_trace or (with_trace is None and not self.checks_ok):
             d["trace"] = self.trace
         return d
 
     def failure_text(self) -> str:
-        lines = [f"seed {self.seed}: safety={self.safety} liveness={self.liveness}"]
+        lines = [f"seed {self.seed}: safety={self.safety} liveness={self.liveness} "
+                 f"honest_raised={self.figures.get('honest_raised')} "
+                 f"honest_memory={self.figures.get('honest_memory')} (peak MiB "
+                 f"{self.figures.get('honest_memory_peak_mb')}, bound "
+                 f"{self.figures.get('honest_memory_bound_mb')})"]
         lines += [f"  {v.kind} at {v.time_ms} ms (replica {v.replica}): {v.detail}"
                   for v in self.violations[:10]]
         lines.append(f"  options: {self.options}")
@@ -271,6 +294,8 @@ class SimNode:
         self.store: Any = None  # storage.MemoryStore in store="memory" mode
         self.torn_pending = False
         self.convicted: dict[int, int] = {}  # accused -> height, from its Conviction records
+        self.held_peak = 0  # most bytes its replica held at a memory sample (honest only)
+        self.next_sample_ms = 0
 
 
 ReplicaFactory = Callable[[Config, int, Authenticator, Any], Any]
@@ -309,6 +334,9 @@ class SimCluster:
         self.counts: dict[str, int] = {"delivered": 0, "sent": 0, "undecodable": 0,
                                        "rejected": 0, "steps": 0, "faulty_equivocations": 0}
         self.evidence: dict[str, int] = {}
+        # checker "no honest replica raised": what an honest replica's step (or the decoding of
+        # a message to it) raised; each is also a safety violation that stops the replica
+        self.honest_exceptions: list[dict[str, Any]] = []
         self._submitted_keys: set[tuple[bytes, int]] = set()
         self._build_nodes()
         self._build_clients()
@@ -444,13 +472,26 @@ class SimCluster:
         except Exception as exc:  # the replica stopped itself (invariant) or has a bug
             kind = "invariant-violation" if isinstance(exc, InvariantViolation) else "exception"
             if node.honest:
-                self.violate(kind, node.rid, f"{type(exc).__name__}: {exc} (on {describe_event(event)})")
+                self._honest_raised(node, kind, exc, describe_event(event))
             else:
                 self.counts["byzantine_crashes"] = self.counts.get("byzantine_crashes", 0) + 1
             self.trace.append((self.now, f"STOPPED ({type(exc).__name__})", node.slot, None, None))
             node.up, node.replica, node.tick_at = False, None, None
             return
         self._apply(node, out)
+
+    def _honest_raised(self, node: SimNode, kind: str, exc: BaseException, on: str) -> None:
+        detail = f"{type(exc).__name__}: {str(exc)[:300]} (on {on})"
+        self.violate(kind, node.rid, detail)
+        self.honest_exceptions.append({"replica": node.rid, "time_ms": self.now,
+                                       "error": type(exc).__name__, "detail": detail})
+
+    def _sample_memory(self, node: SimNode) -> None:
+        """Checker "honest memory within bound": the bytes the replica holds (see SimOptions)."""
+        rep = node.replica
+        held = held_bytes(rep, (getattr(rep, "auth", None), getattr(rep, "config", None)))
+        node.held_peak = max(node.held_peak, held)
+        node.next_sample_ms = self.now + self.opts.memory_sample_ms
 
     def _apply(self, node: SimNode, out: Any) -> None:
         honest = node.honest
@@ -527,6 +568,7 @@ class SimCluster:
                 self._check_sent_vote(node, msg)
             elif self.faulty_equiv.add(msg) is not None:
                 self.counts["faulty_equivocations"] += 1  # expected: shows the attack ran
+        targets = [j for j in range(self.opts.n) if j != node.rid] if to is None else [to]
         if isinstance(msg, bytes | bytearray) or self.opts.wire:
             try:
                 data = msg if isinstance(msg, bytes | bytearray) else encode(msg)
@@ -534,12 +576,27 @@ class SimCluster:
             except DecodeError:
                 self.counts["undecodable"] += 1
                 return
-        targets = [j for j in range(self.opts.n) if j != node.rid] if to is None else [to]
+            except Exception as exc:  # decoding is the receivers' job: theirs is the crash
+                self._decode_raised(node, targets, exc)
+                return
         for dst in targets:
             if node.links is not None and dst not in node.links:
                 continue
             for t in self.net.route(node.rid, dst, self.now):
                 self._push(t, DELIVER, dst, node.rid, msg)
+
+    def _decode_raised(self, sender: SimNode, targets: list[int], exc: Exception) -> None:
+        """Decoding a message `sender` sent raised (not a DecodeError): every honest receiver
+        that is up stops, as a real node whose pump raised would."""
+        self.counts["undecodable"] += 1
+        for dst in targets:
+            for node in self.by_rid[dst]:
+                if node.honest and node.up:
+                    self._honest_raised(node, "exception", exc,
+                                        f"decoding a message from {sender.rid}")
+                    self.trace.append((self.now, f"STOPPED ({type(exc).__name__})", node.slot,
+                                       sender.rid, None))
+                    node.up, node.replica, node.tick_at = False, None, None
 
     # ------------------------------------------------------------ safety checks
 
@@ -720,6 +777,9 @@ class SimCluster:
                     node.tick_at = None
                     self.trace.append((t, "tick", node.slot, None, None))
                     self._step(node, Tick(self._clock(node)))
+                    if (node.honest and node.up and o.memory_sample_ms
+                            and t >= node.next_sample_ms):
+                        self._sample_memory(node)
             elif kind == SUBMIT:
                 self._submit(a, broadcast=False)
             elif kind == RETRY:
@@ -739,6 +799,10 @@ class SimCluster:
             if events >= o.max_events:
                 stop_reason = "max-events"
                 break
+        if o.memory_sample_ms:
+            for node in self.nodes:
+                if node.honest and node.up:
+                    self._sample_memory(node)
         self.final_checks()
         cpu = time.process_time() - cpu0
         safety = "violated" if self.violations else "ok"
@@ -786,6 +850,26 @@ class SimCluster:
             "steps": self.counts["steps"],
             "client_loads": self.counts.get("client_loads", 0),
             "cpu_s": round(cpu, 4),
+            **self._checker_figures(),
+        }
+
+    def _checker_figures(self) -> dict[str, Any]:
+        """The two checkers beyond safety and liveness: "no honest replica raised"
+        (`honest_raised`: "ok" | "raised", with `honest_exceptions`) and "honest memory within
+        bound" (`honest_memory`: "ok" | "exceeded" | "unchecked", with the peak held MiB per
+        honest replica and the bound)."""
+        o = self.opts
+        peaks = {nd.rid: round(nd.held_peak / 2**20, 3) for nd in self.nodes if nd.honest}
+        if not o.memory_sample_ms:
+            memory = "unchecked"
+        else:
+            memory = "exceeded" if any(p > o.memory_bound_mb for p in peaks.values()) else "ok"
+        return {
+            "honest_raised": "raised" if self.honest_exceptions else "ok",
+            "honest_exceptions": self.honest_exceptions[:10],
+            "honest_memory": memory,
+            "honest_memory_peak_mb": {str(r): p for r, p in sorted(peaks.items())},
+            "honest_memory_bound_mb": o.memory_bound_mb,
         }
 
     def describe_options(self) -> dict:

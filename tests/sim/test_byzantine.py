@@ -21,9 +21,11 @@ from consensus import (
     PrePrepare,
     Request,
     Send,
+    Status,
     Tick,
     ViewChange,
     batch_digest,
+    decode,
     sign_request,
 )
 from consensus.byzantine import ByzantineReplica, Collusion
@@ -191,3 +193,109 @@ def test_wrapper_delegates_replica_properties():
     byz, _ = _primary_output(["silent"])
     assert byz.view == 0 and byz.replica_id == 0
     assert msgspec.structs.asdict(Prepare(0, 0, b"", 0))  # msgspec available for rewriters
+
+
+# ---------------------------------------------------------------- one validator vs. the honest
+
+
+def _ticks(strategies, until_ms=2_000, step_ms=10, rid=1):
+    byz = _wrap(strategies, [], rid=rid)
+    return [s for t in range(0, until_ms, step_ms) for s in byz.step(Tick(t)).send]
+
+
+def _ints(value):
+    if isinstance(value, list):
+        return [i for v in value for i in _ints(v)]
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else []
+
+
+def _signed_by(rid, wire_array):
+    """True iff the untyped wire array [tag, ..., sig] carries a valid signature by `rid`."""
+    body = msgspec.msgpack.encode([*wire_array[:-1], b""])
+    return FastVerifier().verify(KEYS[rid], DOMAIN + body, wire_array[-1])
+
+
+def test_poison_ints_signs_block_sync_view_change_new_view_and_pre_prepare_out_of_range():
+    from consensus.byzantine import POISON_INTS
+
+    sent = _ticks(["poison-ints"], until_ms=2_000)  # replica 1 is view 1's primary
+    assert sent and all(isinstance(s.message, bytes) and s.to is None for s in sent)
+    arrays = [msgspec.msgpack.decode(s.message[1:]) for s in sent]
+    tags = {a[0] for a in arrays}
+    assert {13, 7, 8, 2} <= tags  # BlockSync, ViewChange, NewView, PrePrepare
+    assert {3, 4, 5, 9, 10, 12} <= tags  # and votes, checkpoint, forward, status, fetch
+    assert all(_signed_by(1, a) for a in arrays), "only the ranges are wrong"
+    seen = {v for a in arrays for v in _ints(a) if v in POISON_INTS}
+    assert seen == set(POISON_INTS), "every poison value goes out over four rounds"
+    for a in arrays:  # digests and signatures keep their lengths
+        assert len(a[-1]) == 64
+
+
+def test_deep_nest_adds_one_deeply_nested_trailing_element_to_valid_messages():
+    from consensus.byzantine import DeepNest
+
+    byz = _wrap([DeepNest(depth=5_000)], [], rid=2)
+    sent = [s.message for t in range(0, 1_200, 100) for s in byz.step(Tick(t)).send]
+    assert len(sent) >= 2 and all(isinstance(m, bytes) for m in sent)
+    for i, m in enumerate(sent[:2]):
+        nested = (b"\x81\xc0" if i % 2 else b"\x91") * 5_000 + b"\xc0"
+        assert m.endswith(nested)
+        head = m[1]
+        trimmed = m[:1] + bytes([head - 1]) + m[2: len(m) - len(nested)]
+        status = decode(trimmed)  # without the extra element: a validly signed STATUS
+        assert isinstance(status, Status) and _auth(0).verify(status)
+
+
+def test_checkpoint_flood_sends_signed_votes_for_far_future_seqs_and_withholds_its_own():
+    from consensus.checkpoint import CheckpointVotes
+
+    own = _auth(1).sign(Checkpoint(4, b"x" * 32, 1))
+    byz = _wrap(["checkpoint-flood"], [Output(send=[Send(None, own)])])
+    cps = [s.message for s in byz.step(Tick(0)).send]
+    assert own not in cps
+    assert len(cps) > CheckpointVotes(CFG).max_seqs, "more seqs than the table holds"
+    assert all(isinstance(c, Checkpoint) and _auth(0).verify(c) for c in cps)
+    assert all(c.seq % CFG.checkpoint_interval == 0 and c.seq > CFG.watermark_window
+               for c in cps)
+    again = [s.message for s in byz.step(Tick(600)).send]
+    assert again == cps, "repeated, each seq with the same digest (no equivocation)"
+
+
+def test_bloat_sends_max_size_validly_signed_pre_prepares_for_future_slots():
+    from consensus import encode
+    from consensus.codec import MAX_MESSAGE_BYTES
+
+    byz = _wrap(["bloat"], [])
+    pps = [s.message for t in range(0, 300, 100) for s in byz.step(Tick(t)).send]
+    assert len(pps) == 3 and all(isinstance(p, PrePrepare) for p in pps)
+    assert {p.view for p in pps} == {1, 2, 3}  # this view and the next two
+    for p in pps:
+        size = len(encode(p))
+        assert MAX_MESSAGE_BYTES - 256 * 1024 < size <= MAX_MESSAGE_BYTES
+        assert _auth(0).verify(p) and p.digest == batch_digest(p.time_ms, p.requests)
+        assert all(len(r.op) <= CFG.max_request_bytes for r in p.requests)
+        assert p.seq > CFG.watermark_window
+    assert all(_auth(0).verify_request(r) for r in pps[0].requests[:3])
+    assert len({(p.view, p.seq) for p in pps}) == 3, "a new slot each time"
+
+
+def test_forward_junk_relays_badly_signed_requests_under_real_keys():
+    from consensus.normal import check_request
+
+    byz = _wrap(["forward-junk:300"], [])
+    fwds = [s.message for t in range(0, 200, 50) for s in byz.step(Tick(t)).send]
+    assert len(fwds) == 4 and all(_auth(0).verify(f) for f in fwds)
+    reqs = [r for f in fwds for r in f.requests]
+    assert len(reqs) == 1_200 and len({r.request_seq for r in reqs}) == 1_200
+    assert {r.client_id for r in reqs} <= set(KEYS)
+    assert all(check_request(CFG, _auth(0), r) == "bad client signature" for r in reqs[:50])
+
+
+def test_new_strategies_parse_with_parameters_and_ask_for_ticks():
+    from consensus.byzantine import parse_strategy
+
+    for spec in ("poison-ints:250", "deep-nest:2000", "checkpoint-flood:40", "bloat:512",
+                 "forward-junk:100"):
+        assert repr(parse_strategy(spec)) == spec
+    out = _wrap(["forward-junk:1"], []).step(Tick(0))
+    assert out.next_deadline_ms == 50, "the shell must tick it at its own rate"
