@@ -151,6 +151,10 @@ class World:
         return self.cluster.config
 
     @property
+    def domain(self) -> bytes:
+        return DOMAIN
+
+    @property
     def n(self) -> int:
         return self.config.n
 
@@ -366,12 +370,13 @@ def _digests_in(msg: Any) -> list[bytes]:
 # ---------------------------------------------------------------- signatures
 
 
-def resign(tree: Any, world: World, replicas: Collection[int] | None = None) -> Any:
+def resign(tree: Any, world: Any, replicas: Collection[int] | None = None) -> Any:
     """`tree` with every nested message that decodes as its tag's type re-signed, innermost
     first, by the key of the client or replica it names: the signature checks pass and the
     content reaches the handlers, however bad. Only the keys of `replicas` are used (a
     Byzantine sender signs as itself; None: every replica's, a coalition beyond f); other
-    parts keep their bytes (real traffic keeps its real signatures)."""
+    parts keep their bytes (real traffic keeps its real signatures). `world`: a World, or
+    anything with its `domain` and `signer_for` (another chain's keys)."""
     if not isinstance(tree, list) or not tree:
         return tree
     tree = [resign(x, world, replicas) for x in tree]
@@ -387,7 +392,7 @@ def resign(tree: Any, world: World, replicas: Collection[int] | None = None) -> 
         signer = world.signer_for(msg, replicas)
         if signer is None:
             return tree
-        body[i] = signer.sign(DOMAIN + signing_bytes(msg))
+        body[i] = signer.sign(world.domain + signing_bytes(msg))
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError, TypeError,
             OverflowError, RecursionError):
         return tree
