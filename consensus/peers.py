@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .messages import PrePrepare
+from .messages import PrePrepare, Request
 from .types import request_size
 
 FAULTS_PER_INTERVAL = 8  # invalid signed messages a peer may send per status interval...
@@ -24,6 +24,8 @@ OBJECT_OVERHEAD = 256  # bytes a decoded message or request costs beyond its byt
 def held_bytes(msg: Any) -> int:
     """Memory a decoded message holds (byte fields plus per-object overhead): the unit of the
     buffer's per-sender byte shares."""
+    if isinstance(msg, Request):
+        return request_size(len(msg.op)) + OBJECT_OVERHEAD
     if isinstance(msg, PrePrepare):
         return OBJECT_OVERHEAD + sum(
             request_size(len(r.op)) + OBJECT_OVERHEAD for r in msg.requests

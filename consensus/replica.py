@@ -102,6 +102,10 @@ FORWARD_MAX_BYTES = 1024 * 1024  # a FORWARD is split beyond this many request b
 RESEND_BACKOFF_MAX = 3  # a stuck slot's votes are resent after 1, 2, 4, 8, 8, ... intervals
 VC_RESEND_BACKOFF_MAX = 2  # our VIEW-CHANGE is resent after 1, 2, 4, 4, ... intervals
 CONFLICTS_PER_INTERVAL = 16  # CONFLICT messages sent to one peer per status interval
+# VIEW-CHANGE, NEW-VIEW and BLOCK-SYNC messages (each up to a few hundred signatures to check)
+# taken from one peer per status interval; an honest peer sends a few (resends back off)
+COSTLY_PER_INTERVAL = 16
+COSTLY = (ViewChange, NewView, BlockSync)
 
 Key = tuple[bytes, int]
 
@@ -166,6 +170,10 @@ class Replica:
         self._prepared: dict[int, PreparedProof] = {}  # highest-view prepared proof per seq
         self._own: dict[tuple, Any] = {}  # every vote we signed, by slot
         self._pending: dict[Key, tuple[Request, int]] = {}  # request -> arrival time
+        # pool bytes by source (our clients: our id; a relay: its id) and each request's share
+        self._pool_bytes: Counter[int] = Counter()
+        self._pool_entry: dict[Key, tuple[int, int]] = {}  # key -> (source, bytes)
+        self.pool_share_bytes = config.max_pending_bytes // config.n
         self._forwarded_ms: dict[Key, int] = {}  # when each pending request was last relayed
         self._expiring: set[Key] = set()  # pending requests with a valid_until
         # pending, not in a batch of this view, in arrival order. An OrderedDict: its first key
@@ -201,6 +209,7 @@ class Replica:
         self._fetch_asked: dict[int, int] = {}  # FetchBlocks sent per peer, this catch-up
         self._last_progress_ms = 0
         self._serves: dict[int, tuple[int, int]] = {}  # peer -> (window start, count)
+        self._costly: dict[int, tuple[int, int]] = {}  # peer -> (window start, count)
         self._nv_resent: dict[int, int] = {}
         self._status_answered: dict[int, int] = {}  # peer -> when we last answered its Status
         self._vc_resent: dict[tuple[int, int], int] = {}
@@ -769,8 +778,9 @@ class Replica:
 
     # ------------------------------------------------------------------ client requests
 
-    def _admit(self, req: Request) -> str | None:
-        """Add a validly signed request to the pending pool; a reason if it cannot be."""
+    def _admit(self, req: Request, source: int | None = None) -> str | None:
+        """Add a validly signed request to the pending pool, on `source`'s byte share (a
+        relaying replica, the primary that proposed it, or us); a reason if it cannot be."""
         status = self._clients.status(req.client_id, req.request_seq)
         if status == "duplicate":
             return "duplicate"
@@ -783,6 +793,12 @@ class Replica:
             return "already pending"
         if len(self._pending) >= self.config.max_pending_requests:
             return "pool full"
+        src = self.id if source is None else source
+        size = held_bytes(req)
+        if self._pool_bytes[src] + size > self.pool_share_bytes:
+            return "pool full"
+        self._pool_bytes[src] += size
+        self._pool_entry[key] = (src, size)
         self._pending[key] = (req, self._now)
         self._forwarded_ms[key] = self._now
         if req.valid_until:
@@ -825,7 +841,7 @@ class Replica:
                 return
             fresh.append(req)
         for req in fresh:
-            if self._admit(req) is not None:
+            if self._admit(req, sender) is not None:
                 self.dropped["forwarded-request-not-admitted"] += 1
 
     # ------------------------------------------------------------------ receive: common checks
@@ -836,6 +852,9 @@ class Replica:
             return
         if self._faults.cooling_off(sender, self._now):
             self.dropped["peer-cooling-off"] += 1
+            return
+        if isinstance(msg, COSTLY) and not self._within_budget(
+                self._costly, sender, COSTLY_PER_INTERVAL, "costly-message-rate-limited"):
             return
         if not isinstance(msg, SIGNED_REPLICA_MESSAGES):
             self._evidence("invalid-message", sender, f"unexpected {type(msg).__name__}", msg)
@@ -975,7 +994,7 @@ class Replica:
                 key = _key(req)
                 if relay:
                     self._relay_proposed(key)
-                if key not in self._pending and self._admit(req) is None:
+                if key not in self._pending and self._admit(req, pp.replica) is None:
                     self._unproposed.pop(key, None)
                     self._proposed.add(key)
             vote = self._sign_vote(Prepare(pp.view, pp.seq, pp.digest, self.id))
@@ -1196,7 +1215,9 @@ class Replica:
                 self._failed_vcs = 0  # a new view worked: reset the backoff
 
     def _forget_request(self, key: Key) -> None:
-        self._pending.pop(key, None)
+        if self._pending.pop(key, None) is not None:
+            src, size = self._pool_entry.pop(key)
+            self._pool_bytes[src] -= size
         self._relay_due.pop(key, None)
         self._forwarded_ms.pop(key, None)
         self._expiring.discard(key)
@@ -1626,6 +1647,8 @@ class Replica:
             raise InvariantViolation("primary would propose below the stable checkpoint")
         if len(self._pending) > self.config.max_pending_requests:
             raise InvariantViolation("pending pool exceeds its bound")
+        if any(b > self.pool_share_bytes for b in self._pool_bytes.values()):
+            raise InvariantViolation("a source's pending bytes exceed its share")
         if len(self._buffer) > self._buffer_max:
             raise InvariantViolation("message buffer exceeds its bound")
         if any(b > self.buffer_share_bytes for b in self._buffered_bytes.values()):

@@ -61,6 +61,9 @@ class Config:
     # replica at once
     forward_relay_ms: int = 500
     max_pending_requests: int = 100_000
+    # request bytes (plus per-object overhead) in the pending pool; each source (our clients,
+    # each relaying replica) may hold 1/n of it, so one relay cannot fill the pool
+    max_pending_bytes: int = 64 * 1024 * 1024
     max_request_bytes: int = 64 * 1024
     dedup_window: int = 4096  # per client: request_seqs <= max - window are refused
     # clients kept in the dedup table (~0.6 KB each at window 4,096); the least recently
@@ -85,6 +88,9 @@ class Config:
         if self.batch_max_bytes < self.max_request_bytes + REQUEST_OVERHEAD_BYTES:
             raise ValueError("batch_max_bytes must hold at least one request of "
                              "max_request_bytes")
+        if self.max_pending_bytes < self.n * 2 * request_size(self.max_request_bytes):
+            raise ValueError("max_pending_bytes must hold two requests of max_request_bytes "
+                             "per replica")
         if self.forward_relay_ms < 0:
             raise ValueError(f"forward_relay_ms must be >= 0, got {self.forward_relay_ms}")
         if self.dedup_window < 1:

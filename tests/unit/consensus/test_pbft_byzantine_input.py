@@ -191,3 +191,30 @@ def test_a_peer_over_its_fault_budget_is_cooled_off_and_honest_peers_are_not(clu
     good = c.request(0, 1)
     rep.step(Receive(3, c.auth(3).sign(Forward((good,), 3))))
     assert rep.pending_count == 1
+
+
+def test_one_relay_fills_only_its_byte_share_of_the_pending_pool(cluster_cls):
+    c = cluster_cls(**SMALL, max_pending_bytes=4 * 2 * 1024 * 1024)
+    rep = c.replicas[1]
+    big = [c.request(k, 1, op=b"v" * 60_000) for k in range(200)]  # ~12 MB of valid requests
+    for k in range(0, 200, 10):
+        rep.step(Receive(2, c.auth(2).sign(Forward(tuple(big[k:k + 10]), 2))))
+    assert rep.pending_count * 60_000 <= rep.pool_share_bytes
+    assert rep.peer_faults(2) == 0  # valid requests are not a fault, just over its share
+    honest = c.request(999, 1)
+    rep.step(Receive(3, c.auth(3).sign(Forward((honest,), 3))))
+    assert rep._is_admitted(honest)
+
+
+def test_view_changes_a_peer_can_make_us_verify_are_rate_limited(cluster_cls):
+    from consensus import ViewChange
+
+    c = cluster_cls(**SMALL)
+    rep = c.replicas[1]
+    verified = []
+    inner = rep.auth.verifier.verify
+    rep.auth.verifier.verify = lambda *a: verified.append(1) or inner(*a)
+    for v in range(1, 1000):
+        rep.step(Receive(3, c.auth(3).sign(ViewChange(v, 0, bytes(32), (), (), 3))))
+    assert len(verified) <= 16
+    assert rep.dropped["costly-message-rate-limited"] >= 900
