@@ -4,11 +4,15 @@
 Pure and deterministic: no clock, no randomness, no I/O. Time is the agreed block time passed
 to `execute_block`. Each tx runs in its own overlay: on error its writes are dropped (code != 0),
 on success they are merged and the revision advances by one if it changed anything.
+Total and bounded: whatever op bytes a tx carries, `execute_block` gives it a result code and
+never raises for it; each tx reads and returns within budgets.py, and compaction advances a
+bounded number of history entries per block.
 Imports: stdlib, msgspec, consensus (Request), storage.interface (StateReader), bftnode.app.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -16,12 +20,23 @@ from typing import Protocol
 from consensus import Request
 from storage.interface import StateReader
 
-from . import kv, leases, locks
+from . import budgets, compaction, kv, leases, locks
 from . import layout as L
 from . import ops as O
-from .errors import BAD_OP, NOT_FOUND, PERMISSION, UNKNOWN_METHOD, AppError, AppInvariantError
+from .errors import (
+    BAD_OP,
+    CODE_NAMES,
+    INTERNAL,
+    NOT_FOUND,
+    PERMISSION,
+    UNKNOWN_METHOD,
+    AppError,
+    AppInvariantError,
+)
 from .events import AppEvent, TxContext
 from .overlay import Overlay
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,11 +72,15 @@ class KVApplication:
         self.validators = None if validators is None else frozenset(validators)
 
     def check_tx(self, op: bytes) -> str | None:
-        """Stateless validation: None if `op` parses and is well-formed, else the reason."""
+        """Stateless validation: None if `op` parses and is well-formed, else the reason.
+        Never raises (an unexpected exception is a bug, logged, and refuses the op)."""
         try:
             O.decode_op(op)
         except O.OpError as exc:
-            return f"invalid op: {exc}"
+            return _cut(f"invalid op: {exc}")
+        except Exception as exc:  # noqa: BLE001 - admission must answer, whatever the bytes
+            _log.error("bug: check_tx raised %s", type(exc).__name__, exc_info=True)
+            return f"invalid op: internal error ({type(exc).__name__})"
         return None
 
     def execute_block(
@@ -87,32 +106,53 @@ class KVApplication:
 
         results: list[tuple[int, bytes]] = []
         for i, tx in enumerate(txs):
-            ctx = TxContext(Overlay(block), rev + 1, height, time_ms, tx.client_id, i)
-            try:
-                op = O.decode_op(tx.op)
-                if isinstance(op, O.Evidence):
-                    result = self._evidence(tx.client_id, op)
-                else:
-                    result = _EXECUTORS[type(op)](ctx, op)
-            except O.OpError as exc:
-                results.append((BAD_OP, O.encode_result({"error": f"invalid op: {exc}"})))
-                continue
-            except AppError as exc:
-                results.append(
-                    (exc.code, O.encode_result({"error": exc.message, "reason": exc.name}))
-                )
+            meter = budgets.Meter()
+            ctx = TxContext(Overlay(block, meter), rev + 1, height, time_ms, tx.client_id, i)
+            code, result = self._run(ctx, tx.op)
+            if code:
+                results.append((code, result))
                 continue
             if ctx.mutated:
                 rev += 1
                 events.extend(ctx.events)
             ctx.state.merge_into(block)  # compaction writes without advancing the revision
-            result.setdefault("revision", rev)
-            results.append((0, O.encode_result(result)))
+            results.append((0, result))
+
+        # Compaction walks a bounded slice of the history per block, after the block's txs.
+        step = Overlay(block)
+        compaction.step(step, budgets.COMPACT_STEP_ENTRIES)
+        step.merge_into(block)
 
         block.put(L.REV, L.u64(rev))
         block.put(L.HEIGHT, L.u64(height))
         block.put(L.TIME, L.u64(time_ms))
         return BlockEffects(tuple(results), block.writes(), tuple(events))
+
+    def _run(self, ctx: TxContext, op_bytes: bytes) -> tuple[int, bytes]:
+        """One tx: (0, result) with its writes left in ctx.state, or (code, error result).
+        Every failure op content can cause is an OpError or AppError; anything else is a bug,
+        answered with INTERNAL so that one bad op cannot halt the chain (every replica runs
+        the same code on the same state, so they all answer alike)."""
+        try:
+            op = O.decode_op(op_bytes)
+            if isinstance(op, O.Evidence):
+                result = self._evidence(ctx.client_id, op)
+            else:
+                result = _EXECUTORS[type(op)](ctx, op)
+            result.setdefault("revision", ctx.revision if ctx.mutated else ctx.revision - 1)
+            encoded = O.encode_result(result)
+            budgets.check_result(len(encoded))
+        except O.OpError as exc:
+            return BAD_OP, _error(BAD_OP, f"invalid op: {exc}")
+        except AppError as exc:
+            return exc.code, _error(exc.code, exc.message)
+        except (AppInvariantError, MemoryError, RecursionError):
+            raise  # not a property of the op: the node itself is in trouble, stop
+        except Exception as exc:  # noqa: BLE001 - the last-resort guard described above
+            _log.error("bug: tx %d of block %d raised %s", ctx.tx_index, ctx.height,
+                       type(exc).__name__, exc_info=True)
+            return INTERNAL, _error(INTERNAL, f"internal error ({type(exc).__name__})")
+        return 0, encoded
 
     def _evidence(self, client_id: bytes, op: O.Evidence) -> dict:
         """Record an evidence tx (no state change): the same result on every replica."""
@@ -136,12 +176,22 @@ class KVApplication:
 # ---------------------------------------------------------------- tx dispatch
 
 
+def _cut(message: str) -> str:
+    limit = budgets.MAX_ERROR_CHARS
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+def _error(code: int, message: str) -> bytes:
+    """The result of a failed tx: {"error": message, "reason": code name}."""
+    return O.encode_result({"error": _cut(message), "reason": CODE_NAMES.get(code, "error")})
+
+
 def _lease_grant(ctx: TxContext, op: O.LeaseGrant) -> dict:
     return leases.grant(ctx, op.ttl_ms)
 
 
 def _compact(ctx: TxContext, op: O.Compact) -> dict:
-    return kv.compact(ctx, op.revision)
+    return compaction.compact(ctx, op.revision)
 
 
 def _range(ctx: TxContext, op: O.Range) -> dict:

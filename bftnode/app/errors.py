@@ -14,6 +14,8 @@ PERMISSION = 5  # the signing client does not own the lease
 CONFLICT = 6  # stale or wrong fencing token, or lease already in use
 LIMIT = 7  # a size or queue limit was hit
 UNKNOWN_METHOD = 8  # query method not known
+BUDGET_EXCEEDED = 9  # the tx read or would return more than its budget (bftnode.app.budgets)
+INTERNAL = 10  # a bug: executing the op raised an unexpected exception (logged)
 
 CODE_NAMES = {
     OK: "ok",
@@ -25,6 +27,8 @@ CODE_NAMES = {
     CONFLICT: "conflict",
     LIMIT: "limit",
     UNKNOWN_METHOD: "unknown_method",
+    BUDGET_EXCEEDED: "budget_exceeded",
+    INTERNAL: "internal_error",
 }
 
 

@@ -1,7 +1,7 @@
-"""MVCC key-value store on the agreed log (etcd-like): put, delete, range, txn, compact.
+"""MVCC key-value store on the agreed log (etcd-like): put, delete, range, txn.
 
 Every key carries create_revision, mod_revision and version; history entries keep old
-revisions readable until compaction. Pure: operates on a TxContext / StateReader only.
+revisions readable until compaction (compaction.py). Pure: operates on a TxContext / StateReader only.
 Imports: stdlib, msgspec, bftnode.app.{layout,events,errors,ops}, storage.interface (types).
 """
 
@@ -237,9 +237,13 @@ def _compare_holds(state: StateReader, c: Compare) -> bool:
 
 
 def do_txn(ctx: TxContext, op: Txn) -> dict:
+    """The compares are one op of the tx's budget, each sub-op another (budgets.py)."""
     ok = all(_compare_holds(ctx.state, c) for c in op.compare)
     responses = []
+    meter = ctx.state.meter
     for sub in op.success if ok else op.failure:
+        if meter is not None:
+            meter.start_op()
         if isinstance(sub, Put):
             responses.append({"op": "put", **do_put(ctx, sub)})
         elif isinstance(sub, Delete):
@@ -252,44 +256,3 @@ def do_txn(ctx: TxContext, op: Txn) -> dict:
 
 def _txn_rev(ctx: TxContext) -> int:
     return ctx.revision if ctx.mutated else ctx.revision - 1
-
-
-# ---------------------------------------------------------------- compaction
-
-
-def compact(ctx: TxContext, revision: int) -> dict:
-    """Drop history older than `revision` (keeps, per key, the newest entry <= revision unless
-    it is a tombstone). Does not advance the revision."""
-    cur = ctx.revision - 1
-    old = compact_revision(ctx.state)
-    if revision > cur:
-        raise AppError(FUTURE_REVISION, f"cannot compact to {revision}: current is {cur}")
-    if revision <= old:
-        raise AppError(COMPACTED, f"already compacted to {old}")
-    pending: list[tuple[bytes, bytes]] = []  # history entries <= revision of the current key
-    current_key: bytes | None = None
-    dropped = 0
-
-    def flush() -> int:
-        n = 0
-        if not pending:
-            return 0
-        *older, (newest_hk, newest) = pending
-        for hk, _ in older:
-            ctx.state.delete(hk)
-            n += 1
-        if L.unpack(newest)[0] is None:  # tombstone: nothing left to read at `revision`
-            ctx.state.delete(newest_hk)
-            n += 1
-        return n
-
-    for hk, data in ctx.state.iterate(L.HIST):
-        k, r = L.parse_hist_key(hk)
-        if k != current_key:
-            dropped += flush()
-            pending, current_key = [], k
-        if r <= revision:
-            pending.append((hk, data))
-    dropped += flush()
-    ctx.state.put(L.COMPACT, L.u64(revision))
-    return {"compact_revision": revision, "dropped": dropped}

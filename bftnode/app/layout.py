@@ -2,6 +2,7 @@
 
     m/rev                      current revision (8 bytes big-endian)
     m/compact                  compacted revision
+    m/compact_pass             a running compaction pass (compaction.py), absent when none
     m/height, m/time           last executed height and agreed block time
     k/<key>                    live key:   msgpack [value, create_rev, mod_rev, version, lease]
     h/<esc(key)>\\0\\0<rev8>     history:    same record; value nil = tombstone (deleted)
@@ -21,6 +22,7 @@ import msgspec
 
 REV = b"m/rev"
 COMPACT = b"m/compact"
+COMPACT_PASS = b"m/compact_pass"
 HEIGHT = b"m/height"
 TIME = b"m/time"
 KV = b"k/"

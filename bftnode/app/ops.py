@@ -2,7 +2,10 @@
 
 Owns the op format (a msgpack map with an "op" field, see docs/consistency.md) so the client
 library, the RPC layer and tests build ops the same way the state machine parses them.
-Imports: stdlib, msgspec. Must not import consensus, storage or any I/O.
+`decode_op` is total: any bytes either decode to a valid op or raise OpError, because their
+size and msgpack shape are bounded before msgspec sees them and every field has a range.
+Imports: stdlib, msgspec, bftnode.app.{budgets,msgpack_shape}. Must not import consensus,
+storage or any I/O.
 """
 
 from __future__ import annotations
@@ -11,6 +14,9 @@ import base64
 from typing import Annotated, Any, Literal
 
 import msgspec
+
+from .budgets import MAX_OP_BYTES, MAX_OP_DEPTH, MAX_OP_ITEMS
+from .msgpack_shape import shape_error
 
 MAX_KEY_BYTES = 4096
 MAX_VALUE_BYTES = 1024 * 1024
@@ -21,6 +27,7 @@ MAX_RANGE_LIMIT = 10_000
 
 Key = Annotated[bytes, msgspec.Meta(min_length=1, max_length=MAX_KEY_BYTES)]
 Value = Annotated[bytes, msgspec.Meta(max_length=MAX_VALUE_BYTES)]
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 NonNeg = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Positive = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 Ttl = Annotated[int, msgspec.Meta(ge=MIN_TTL_MS, le=MAX_TTL_MS)]
@@ -71,7 +78,7 @@ class Compare(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defa
     key: Key
     target: Literal["value", "version", "create", "mod", "lease"]
     result: Literal["=", "!=", "<", ">"]
-    value: int | bytes | None = None
+    value: Int64 | bytes | None = None
 
 
 TxnOp = Put | Delete | Range
@@ -188,7 +195,16 @@ def encode_op(op: Op) -> bytes:
 
 
 def decode_op(data: bytes) -> Op:
-    """Parse and validate op bytes; raises OpError with a clear reason."""
+    """Parse and validate op bytes; raises OpError with a clear reason (and nothing else)."""
+    if isinstance(data, bytearray | memoryview):
+        data = bytes(data)
+    if not isinstance(data, bytes):
+        raise OpError(f"op must be bytes, not {type(data).__name__}")
+    if len(data) > MAX_OP_BYTES:
+        raise OpError(f"op of {len(data)} bytes exceeds {MAX_OP_BYTES}")
+    bad = shape_error(data, MAX_OP_DEPTH, MAX_OP_ITEMS)
+    if bad is not None:
+        raise OpError(bad)
     try:
         op = _op_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:

@@ -3,29 +3,37 @@
 Owns `Overlay`, a StateReader that layers pending puts/deletes over a base reader, and can be
 stacked (a tx overlay over the block overlay) and merged or dropped (atomic txs).
 `iterate` semantics (shared with memory_state): keys with `prefix`, ascending; `start` keeps
-keys >= start (or <= start when `reverse`). Imports: stdlib, storage.interface (types only).
+keys >= start (or <= start when `reverse`). A tx's overlay carries a `Meter` (budgets.py)
+charged for every entry it hands out. Imports: stdlib, storage.interface (types only),
+bftnode.app.budgets (types only).
 """
 
 from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from storage.interface import StateReader
+
+if TYPE_CHECKING:
+    from .budgets import Meter
 
 
 class Overlay:
     """A StateReader with pending writes; `writes()` lists them sorted by key."""
 
-    def __init__(self, base: StateReader) -> None:
+    def __init__(self, base: StateReader, meter: Meter | None = None) -> None:
         self._base = base
+        self.meter = meter
         self._pending: dict[bytes, bytes | None] = {}
         self._heads: set[bytes] = set()  # first bytes of pending keys: skip scans cheaply
 
     def get(self, key: bytes) -> bytes | None:
-        if key in self._pending:
-            return self._pending[key]
-        return self._base.get(key)
+        value = self._pending[key] if key in self._pending else self._base.get(key)
+        if self.meter is not None:
+            self.meter.charge(1, len(key) + (len(value) if value is not None else 0))
+        return value
 
     def put(self, key: bytes, value: bytes) -> None:
         self._pending[key] = value
@@ -64,8 +72,14 @@ class Overlay:
             pend.reverse()
         # Snapshot pending values now, so callers may write while iterating.
         pitems = [(k, self._pending[k]) for k in pend]
-        base = self._base.iterate(prefix, start, reverse)
-        yield from _merge(base, pitems, reverse)
+        merged = _merge(self._base.iterate(prefix, start, reverse), pitems, reverse)
+        if self.meter is None:
+            yield from merged
+            return
+        charge = self.meter.charge
+        for key, value in merged:
+            charge(1, len(key) + len(value))
+            yield key, value
 
 
 def _merge(
