@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 import trio
 
-from network.transport import Transport
+from network.transport import IncomingSend, Transport
 
 log = structlog.get_logger("bftnode.network.faults")
 
@@ -75,7 +75,7 @@ class FaultyTransport(Transport):
         self._mtime: float | None = None
         self._nursery: trio.Nursery | None = None
         real = getattr(inner, "_incoming_send", None)
-        if isinstance(real, trio.MemorySendChannel):
+        if isinstance(real, IncomingSend | trio.MemorySendChannel):
             # our transports: filter where the inner transport delivers, so a frame reaches
             # the node through one channel, not through a pump task and a second channel (a
             # task hop per frame, ~2 % of a testnet node's Python time)

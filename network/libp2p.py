@@ -49,6 +49,7 @@ from libp2p.stream_muxer.yamux.yamux import Yamux
 from network.framing import DEFAULT_MAX_FRAME_SIZE, KEEPALIVE_FRAME, FrameDecoder, FramingError
 from network.transport import (
     DEFAULT_INCOMING_CAPACITY,
+    DEFAULT_INCOMING_PEER_BYTES,
     DEFAULT_QUEUE_MAX_BYTES,
     DEFAULT_QUEUE_MAX_FRAMES,
     InvalidTracker,
@@ -56,6 +57,7 @@ from network.transport import (
     PeerSpec,
     SendQueue,
     Transport,
+    open_incoming,
 )
 
 log = structlog.get_logger("network.libp2p")
@@ -308,6 +310,7 @@ class Libp2pTransport(Transport):
         queue_max_frames: int = DEFAULT_QUEUE_MAX_FRAMES,
         queue_max_bytes: int = DEFAULT_QUEUE_MAX_BYTES,
         incoming_capacity: int = DEFAULT_INCOMING_CAPACITY,
+        incoming_peer_bytes: int = DEFAULT_INCOMING_PEER_BYTES,
         max_write_bytes: int = 1024 * 1024,
         dial_timeout_s: float = 10.0,
         write_timeout_s: float = 10.0,
@@ -364,8 +367,7 @@ class Libp2pTransport(Transport):
                     spec, pid, addr, SendQueue(queue_max_frames, queue_max_bytes),
                     InvalidTracker(invalid_limit, invalid_window_s))
 
-        self._incoming_send, self.incoming = trio.open_memory_channel[tuple[int, bytes]](
-            incoming_capacity)
+        self._incoming_send, self.incoming = open_incoming(incoming_capacity, incoming_peer_bytes)
         self._host: IHost | None = None
         self._started = False
         self.listen_addrs: list[multiaddr.Multiaddr] = []

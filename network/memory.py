@@ -20,12 +20,14 @@ import trio
 
 from network.transport import (
     DEFAULT_INCOMING_CAPACITY,
+    DEFAULT_INCOMING_PEER_BYTES,
     DEFAULT_QUEUE_MAX_BYTES,
     DEFAULT_QUEUE_MAX_FRAMES,
     InvalidTracker,
     PeerCounters,
     SendQueue,
     Transport,
+    open_incoming,
 )
 
 log = structlog.get_logger("network.memory")
@@ -119,14 +121,14 @@ class MemoryTransport(Transport):
                  queue_max_frames: int = DEFAULT_QUEUE_MAX_FRAMES,
                  queue_max_bytes: int = DEFAULT_QUEUE_MAX_BYTES,
                  incoming_capacity: int = DEFAULT_INCOMING_CAPACITY,
+                 incoming_peer_bytes: int = DEFAULT_INCOMING_PEER_BYTES,
                  invalid_limit: int = 20, invalid_window_s: float = 10.0,
                  cooloff_s: float = 30.0) -> None:
         self.network = network
         self.index = index
         self.peer_indices = list(range(network.n))
         self.cooloff_s = cooloff_s
-        self._incoming_send, self.incoming = trio.open_memory_channel[tuple[int, bytes]](
-            incoming_capacity)
+        self._incoming_send, self.incoming = open_incoming(incoming_capacity, incoming_peer_bytes)
         self._queues = {i: SendQueue(queue_max_frames, queue_max_bytes)
                         for i in self.peer_indices if i != index}
         self._deliver_at = {i: collections.deque[float]() for i in self._queues}

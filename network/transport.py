@@ -2,7 +2,8 @@
 
 Owns: `Transport` (ABC), `PeerSpec` (index, Ed25519 public key, multiaddr — from genesis),
 `SendQueue` (bounded per-peer outbound queue, drop-oldest), `PeerCounters` (plain metric
-counters exposed by `peer_stats()`), `InvalidTracker` (per-peer invalid-traffic rate limit).
+counters exposed by `peer_stats()`), `InvalidTracker` (per-peer invalid-traffic rate limit),
+`open_incoming` (the inbound channel, bounded in frames and in bytes per sender).
 
 Peers are validator indices 0..n-1; payloads are opaque bytes. This module knows nothing of
 PBFT and imports nothing of ours (not consensus, not bftnode, not storage).
@@ -29,6 +30,9 @@ from network.framing import DEFAULT_MAX_FRAME_SIZE, encode_frame
 DEFAULT_QUEUE_MAX_FRAMES = 10_000
 DEFAULT_QUEUE_MAX_BYTES = 32 * 1024 * 1024  # per peer; drop-oldest beyond (4 max-size frames)
 DEFAULT_INCOMING_CAPACITY = 1024
+# wire bytes one sender may have waiting in `incoming` (one bigger frame passes alone): a peer
+# sending big frames fast waits on its own share, the others keep theirs
+DEFAULT_INCOMING_PEER_BYTES = DEFAULT_MAX_FRAME_SIZE
 
 
 @dataclass(frozen=True)
@@ -189,7 +193,7 @@ class Transport(ABC):
 
     index: int
     peer_indices: list[int]
-    incoming: trio.MemoryReceiveChannel[tuple[int, bytes]]
+    incoming: Any  # IncomingReceive (or a trio memory channel): (sender, payload) items
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
 
     _nursery_cm: Any = None
@@ -244,3 +248,107 @@ class Transport(ABC):
                         exc: BaseException | None, tb: TracebackType | None) -> bool | None:
         self._nursery.cancel_scope.cancel()
         return await self._nursery_cm.__aexit__(exc_type, exc, tb)
+
+
+class _PeerBytes:
+    """Bytes each sender has waiting in an incoming channel, with a wake-up per sender."""
+
+    def __init__(self, share: int) -> None:
+        self.share = share
+        self.held: collections.Counter[int] = collections.Counter()
+        self._room: dict[int, trio.Event] = {}
+
+    def fits(self, peer: int, n: int) -> bool:
+        held = self.held[peer]
+        return held == 0 or held + n <= self.share
+
+    async def wait_room(self, peer: int, n: int) -> None:
+        while not self.fits(peer, n):
+            event = self._room.get(peer)
+            if event is None:
+                event = self._room[peer] = trio.Event()
+            await event.wait()
+
+    def take(self, peer: int, n: int) -> None:
+        self.held[peer] += n
+
+    def give(self, peer: int, n: int) -> None:
+        self.held[peer] -= n
+        if self.held[peer] <= 0:
+            del self.held[peer]
+        event = self._room.pop(peer, None)
+        if event is not None:
+            event.set()
+
+
+class IncomingSend:
+    """Send side of `open_incoming`: a sender over its byte share waits (`send`) or is refused
+    (`send_nowait` raises trio.WouldBlock), whatever room the channel has for others."""
+
+    def __init__(self, inner: trio.MemorySendChannel, budget: _PeerBytes) -> None:
+        self._inner = inner
+        self._budget = budget
+
+    def send_nowait(self, item: tuple[int, bytes]) -> None:
+        peer, n = item[0], len(item[1])
+        if not self._budget.fits(peer, n):
+            raise trio.WouldBlock
+        self._inner.send_nowait(item)
+        self._budget.take(peer, n)
+
+    async def send(self, item: tuple[int, bytes]) -> None:
+        peer, n = item[0], len(item[1])
+        await self._budget.wait_room(peer, n)
+        self._budget.take(peer, n)
+        try:
+            await self._inner.send(item)
+        except BaseException:
+            self._budget.give(peer, n)
+            raise
+
+    def __getattr__(self, name: str) -> Any:  # close(), statistics(), clone()...
+        return getattr(self._inner, name)
+
+
+class IncomingReceive:
+    """Receive side of `open_incoming` (an async iterator of (sender, payload), like a trio
+    memory channel); taking a frame gives its bytes back to the sender's share."""
+
+    def __init__(self, inner: trio.MemoryReceiveChannel, budget: _PeerBytes) -> None:
+        self._inner = inner
+        self._budget = budget
+
+    def held_bytes(self, peer: int) -> int:
+        return self._budget.held[peer]
+
+    def receive_nowait(self) -> tuple[int, bytes]:
+        item = self._inner.receive_nowait()
+        self._budget.give(item[0], len(item[1]))
+        return item
+
+    async def receive(self) -> tuple[int, bytes]:
+        item = await self._inner.receive()
+        self._budget.give(item[0], len(item[1]))
+        return item
+
+    def __aiter__(self) -> IncomingReceive:
+        return self
+
+    async def __anext__(self) -> tuple[int, bytes]:
+        try:
+            return await self.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    def __getattr__(self, name: str) -> Any:  # close(), statistics()...
+        return getattr(self._inner, name)
+
+
+def open_incoming(capacity: int = DEFAULT_INCOMING_CAPACITY,
+                  peer_bytes: int = DEFAULT_INCOMING_PEER_BYTES
+                  ) -> tuple[IncomingSend, IncomingReceive]:
+    """A transport's inbound channel: at most `capacity` frames, and per sender at most
+    `peer_bytes` wire bytes (or one bigger frame) waiting."""
+    send, recv = trio.open_memory_channel[tuple[int, bytes]](capacity)
+    budget = _PeerBytes(peer_bytes)
+    return IncomingSend(send, budget), IncomingReceive(recv, budget)
