@@ -60,6 +60,16 @@ class NodeConfig:
     # so this caps the part of RSS that grows with the ledger (~65 MB at 1,000 for the main
     # DB, reached after ~9 million txs); lower trades that for slower reads of old data
     max_open_files: int = 1000
+    # RPC connection hygiene (docs/rpc.md, "Connections"): a request head must arrive within
+    # rpc_header_timeout_s of connecting or of the previous answer (also the keep-alive idle
+    # limit), its body within rpc_body_timeout_s; a WebSocket with no subscription and no
+    # call in flight is closed after rpc_ws_idle_timeout_s of silence. Open connections are
+    # capped in total and per client address (further ones get HTTP 503 and are closed).
+    rpc_header_timeout_s: float = 10.0
+    rpc_body_timeout_s: float = 10.0
+    rpc_ws_idle_timeout_s: float = 60.0
+    rpc_max_connections: int = 1024
+    rpc_max_connections_per_address: int = 256
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -135,8 +145,21 @@ def _validate(c: NodeConfig) -> None:
     if not 74 <= c.max_open_files <= 50_000:
         raise ConfigError(
             f"field 'max_open_files': must be 74..50000, got {c.max_open_files}")
+    _validate_rpc(c)
     if not isinstance(c.byzantine, tuple) or not all(isinstance(s, str) for s in c.byzantine):
         raise ConfigError("field 'byzantine': expected a list of strategy names")
+
+
+def _validate_rpc(c: NodeConfig) -> None:
+    for name in ("rpc_header_timeout_s", "rpc_body_timeout_s", "rpc_ws_idle_timeout_s"):
+        v = getattr(c, name)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 3600:
+            raise ConfigError(f"field '{name}': must be a number of seconds in (0, 3600], "
+                              f"got {v!r}")
+    for name in ("rpc_max_connections", "rpc_max_connections_per_address"):
+        _check_type(name, getattr(c, name), int)
+        if not 1 <= getattr(c, name) <= 1_000_000:
+            raise ConfigError(f"field '{name}': must be 1..1000000, got {getattr(c, name)}")
 
 
 def config_from_dict(obj: dict[str, Any], home: str | os.PathLike, where: str = "config") -> NodeConfig:

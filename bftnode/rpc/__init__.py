@@ -18,6 +18,9 @@ _EXPORTS = {
     "serve_rpc": "bftnode.rpc.server",
     "create_app": "bftnode.rpc.server",
     "RPCStartupError": "bftnode.rpc.server",
+    "RPCMetrics": "bftnode.rpc.server",
+    "RPCLimits": "bftnode.rpc.limits",
+    "SCHEMAS": "bftnode.rpc.methods",
 }
 
 __all__ = sorted(_EXPORTS)

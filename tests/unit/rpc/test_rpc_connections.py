@@ -43,6 +43,14 @@ async def port(nursery, node, metrics) -> int:
     return int(url.rsplit(":", 1)[1])
 
 
+@pytest.fixture
+async def capped_port(nursery, node, metrics) -> int:
+    """Long head deadline: connections that send nothing stay open (and counted)."""
+    url = await nursery.start(partial(serve_rpc, node, "127.0.0.1", 0,
+                                      limits=_limits(header_timeout_s=30), metrics=metrics))
+    return int(url.rsplit(":", 1)[1])
+
+
 async def status_call(port: int, source: str = "127.0.0.1") -> dict:
     transport = httpx.AsyncHTTPTransport(local_address=source)
     async with httpx.AsyncClient(transport=transport, timeout=5) as c:
@@ -103,13 +111,16 @@ async def test_keep_alive_connections_stay_usable_between_requests_within_the_de
 # ---------------------------------------------------------------- caps
 
 
-async def test_connections_per_address_are_capped_and_other_addresses_are_served(port, metrics):
+async def test_connections_per_address_are_capped_and_other_addresses_are_served(
+    capped_port, metrics
+):
+    port = capped_port
     held = [await connect(port, "127.0.0.2") for _ in range(4)]
     await wait_until(lambda: metrics.value("bftnode_rpc_connections") == 4, 5)
     out = await trickle(await connect(port, "127.0.0.2"), b"", BYTE_EVERY, limit=5)
     assert out.status == 503 and b"per address" in out.received
     assert (await status_call(port, "127.0.0.3"))["result"]["height"] == 0
-    await held.pop().aclose()  # one slot frees up for 127.0.0.2
+    await held.pop().aclose()  # one slot frees up for 127.0.0.2, soon after the EOF
     await wait_until(lambda: metrics.value("bftnode_rpc_connections") == 3, 5)
     assert (await status_call(port, "127.0.0.2"))["result"]["height"] == 0
     assert metrics.value("bftnode_rpc_connections_refused_total", {"reason": "per_address"}) == 1
@@ -117,7 +128,8 @@ async def test_connections_per_address_are_capped_and_other_addresses_are_served
         await s.aclose()
 
 
-async def test_connections_in_total_are_capped(port, metrics):
+async def test_connections_in_total_are_capped(capped_port, metrics):
+    port = capped_port
     held = [await connect(port, f"127.0.0.{10 + i // 4}") for i in range(16)]
     await wait_until(lambda: metrics.value("bftnode_rpc_connections") == 16, 5)
     out = await trickle(await connect(port, "127.0.0.99"), b"", BYTE_EVERY, limit=5)

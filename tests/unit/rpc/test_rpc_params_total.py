@@ -92,7 +92,8 @@ async def test_integers_beyond_63_bits_are_invalid_params_naming_the_param(
         ("block", {"height": [1]}, "height"),
         ("block", {"height": {"n": 1}}, "height"),
         ("tx", {"hash": "00" * 32, "prove": 1}, "prove"),
-        ("broadcast_tx_commit", {"tx": "AA==", "timeout": "soon"}, "timeout"),
+        ("broadcast_tx_commit", {"tx": TxFactory(AppNode.domain).put("k", "v"), "timeout": "soon"},
+         "timeout"),
     ],
 )
 async def test_values_of_the_wrong_type_are_invalid_params_naming_the_param(

@@ -1,0 +1,200 @@
+"""Accepting RPC connections: hypercorn's HTTP/1.1 and WebSocket protocol per connection, behind
+a cap on open connections in total and per client address.
+
+Owns the accept loop (`serve_app`): each accepted TCP connection is admitted by the
+`ConnectionLimiter` and then served by hypercorn's own per-connection server (`TCPServer`:
+HTTP parsing, keep-alive and the request-head deadline stay hypercorn's), or refused with a
+fixed HTTP 503 JSON-RPC `overloaded` answer and closed. hypercorn's `worker_serve` has no
+hook for this, so this module replaces it for one listening socket (no lifespan events: the
+RPC app has none).
+
+Imports: stdlib, trio, hypercorn, structlog, bftnode.rpc. Must not import the runtime.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import resource
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import structlog
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import AppWrapper, ConnectionState
+
+from .errors import OVERLOADED
+
+log = structlog.get_logger("bftnode.rpc")
+
+REFUSAL_GRACE_S = 0.5  # a refused client gets this long to take the 503 before the close
+EOF_GRACE_S = 0.5  # after the client's EOF, hypercorn gets this long to finish on its own
+
+
+class ConnectionLimiter:
+    """Counts open connections in total and per client address; `admit` says why not."""
+
+    def __init__(self, total: int, per_address: int) -> None:
+        assert total >= 1 and per_address >= 1
+        self.total = total
+        self.per_address = per_address
+        self.open = 0
+        self.by_address: collections.Counter[str] = collections.Counter()
+
+    def admit(self, address: str) -> str | None:
+        """Count the connection in and return None, or return the reason it is refused."""
+        if self.open >= self.total:
+            return "total"
+        if self.by_address[address] >= self.per_address:
+            return "per_address"
+        self.open += 1
+        self.by_address[address] += 1
+        return None
+
+    def release(self, address: str) -> None:
+        assert self.open > 0 and self.by_address[address] > 0
+        self.open -= 1
+        self.by_address[address] -= 1
+        if not self.by_address[address]:
+            del self.by_address[address]
+
+    def refusal(self, reason: str) -> str:
+        if reason == "per_address":
+            return (f"too many connections from this client address (limit "
+                    f"{self.per_address} per address); close idle ones or retry later")
+        return f"too many open connections (limit {self.total}); retry later"
+
+
+def open_file_cap(wanted: int) -> int:
+    """`wanted`, lowered to a quarter of this process's open-file limit: the node's storage
+    and peers need descriptors too."""
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):  # pragma: no cover - no such limit on this platform
+        return wanted
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft // 4))
+
+
+def _refusal_bytes(message: str) -> bytes:
+    body = json.dumps({"jsonrpc": "2.0", "id": None,
+                       "error": {"code": OVERLOADED, "message": message}}).encode()
+    head = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\nconnection: close\r\nretry-after: 1\r\n\r\n" % len(body))
+    return head + body
+
+
+async def _refuse(stream: trio.SocketStream, message: str) -> None:
+    """Answer 503 and close, without waiting on the client longer than REFUSAL_GRACE_S."""
+    with trio.move_on_after(REFUSAL_GRACE_S):
+        try:
+            await stream.send_all(_refusal_bytes(message))
+            await stream.send_eof()
+            while await stream.receive_some(65536):  # let the client read before the close
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass
+    await trio.aclose_forcefully(stream)
+
+
+class _EofWatch(trio.abc.HalfCloseableStream):
+    """The accepted stream, noting the client's EOF. hypercorn's TCPServer keeps a connection
+    whose client left before sending a request head until its idle timer fires (the head
+    deadline), so without this such a connection would hold its slot that long."""
+
+    def __init__(self, inner: trio.SocketStream) -> None:
+        self.inner = inner
+        self.socket = inner.socket  # TCPServer reads the addresses from it
+        self.eof = trio.Event()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        data = await self.inner.receive_some(max_bytes)
+        if not data:
+            self.eof.set()
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def _serve_one(app: AppWrapper, config: HypercornConfig, context: WorkerContext,
+                     stream: trio.SocketStream) -> None:
+    """hypercorn's server for one connection, cut short EOF_GRACE_S after the client's EOF."""
+    watched = _EofWatch(stream)
+    async with trio.open_nursery() as nursery:
+
+        async def serve() -> None:
+            await TCPServer(app, config, context, ConnectionState({}), watched)
+            nursery.cancel_scope.cancel()
+
+        async def reap() -> None:
+            await watched.eof.wait()
+            await trio.sleep(EOF_GRACE_S)
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(serve)
+        nursery.start_soon(reap)
+    await trio.aclose_forcefully(stream)
+
+
+def _address(stream: trio.SocketStream) -> str:
+    try:
+        return str(stream.socket.getpeername()[0])
+    except OSError:  # already gone
+        return "?"
+
+
+async def serve_app(
+    app: AppWrapper,
+    config: HypercornConfig,
+    listener: trio.SocketListener,
+    limiter: ConnectionLimiter,
+    metrics: Any,
+    *,
+    shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `app` on `listener` until cancelled, or until `shutdown_trigger()` returns: then
+    stop accepting and give open connections `config.graceful_timeout` seconds to finish.
+    `metrics` is the server's RPCMetrics."""
+    context = WorkerContext(None)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        address = _address(stream)
+        reason = limiter.admit(address)
+        if reason is not None:
+            metrics.connections_refused.labels(reason=reason).inc()
+            log.info("rpc.connection_refused", peer=address, reason=reason,
+                     open=limiter.open)
+            await _refuse(stream, limiter.refusal(reason))
+            return
+        metrics.connections.inc()
+        try:
+            await _serve_one(app, config, context, stream)
+        finally:
+            limiter.release(address)
+            metrics.connections.dec()
+
+    async with trio.open_nursery() as handlers:
+        async with trio.open_nursery() as accepting:
+            await accepting.start(partial(trio.serve_listeners, handle, [listener],
+                                          handler_nursery=handlers))
+            task_status.started()
+            await (shutdown_trigger or trio.sleep_forever)()
+            accepting.cancel_scope.cancel()
+        await context.terminated.set()  # keep-alive connections close after their answer
+        handlers.cancel_scope.deadline = trio.current_time() + config.graceful_timeout

@@ -1,0 +1,53 @@
+"""The RPC server's connection limits: deadlines and caps, with the node config's defaults.
+
+Owns `RPCLimits` (docs/rpc.md, "Connections"; the node config fields `rpc_*` in
+docs/operations.md): how long a client may take to send a request head and a body, how long a
+WebSocket may stay silent, and how many connections may be open in total and per client
+address. Imports: stdlib, bftnode.config. Must not import trio, starlette or hypercorn.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import NodeConfig, default_fields
+
+_D = default_fields()
+
+
+@dataclass(frozen=True, slots=True)
+class RPCLimits:
+    # a request head must be complete this long after connecting or after the previous
+    # answer on the connection (hypercorn's keep-alive timeout: also the idle keep-alive limit)
+    header_timeout_s: float = _D["rpc_header_timeout_s"]
+    body_timeout_s: float = _D["rpc_body_timeout_s"]  # the whole body, once the head is in
+    # a WebSocket with no subscription and no call in flight that sends nothing this long
+    ws_idle_timeout_s: float = _D["rpc_ws_idle_timeout_s"]
+    max_connections: int = _D["rpc_max_connections"]  # open at once, all clients together
+    max_connections_per_address: int = _D["rpc_max_connections_per_address"]
+
+    def __post_init__(self) -> None:
+        for f in ("header_timeout_s", "body_timeout_s", "ws_idle_timeout_s"):
+            assert getattr(self, f) > 0, f"{f} must be > 0"
+        assert self.max_connections >= 1 and self.max_connections_per_address >= 1
+
+    @classmethod
+    def from_config(cls, config: NodeConfig) -> RPCLimits:
+        return cls(
+            header_timeout_s=config.rpc_header_timeout_s,
+            body_timeout_s=config.rpc_body_timeout_s,
+            ws_idle_timeout_s=config.rpc_ws_idle_timeout_s,
+            max_connections=config.rpc_max_connections,
+            max_connections_per_address=config.rpc_max_connections_per_address,
+        )
+
+    @classmethod
+    def of_node(cls, node: Any) -> RPCLimits:
+        """From the node's config when it has one (the runtime's Node does), else defaults."""
+        config = getattr(node, "config", None)
+        return cls.from_config(config) if isinstance(config, NodeConfig) else cls()
+
+    def replace(self, **changes: Any) -> RPCLimits:
+        return dataclasses.replace(self, **changes)
