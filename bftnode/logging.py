@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from typing import IO, Any
@@ -69,3 +70,35 @@ def trace_context(trace_id: str | None = None, **extra: Any) -> Iterator[str]:
 
 def current_trace_id() -> str | None:
     return structlog.contextvars.get_contextvars().get("trace_id")
+
+
+class PeerFaultLog:
+    """Warnings about a peer's faults, at most `burst` lines per (peer, reason) per `window_s`;
+    the first line after a quiet spell says how many were left out. Bounded keys (oldest go)."""
+
+    def __init__(self, log: Any, burst: int = 5, window_s: float = 10.0,
+                 max_keys: int = 4096) -> None:
+        self.log = log
+        self.burst = burst
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self.suppressed = 0  # lines left out so far
+        self._keys: dict[tuple[Any, str], list[float]] = {}  # -> [window start, lines, left out]
+
+    def warning(self, event: str, peer: Any, reason: str, **fields: Any) -> None:
+        now = time.monotonic()
+        key = (peer, f"{event}:{reason[:80]}")
+        state = self._keys.get(key)
+        if state is None or now - state[0] >= self.window_s:
+            left_out = int(state[2]) if state else 0
+            if state is None and len(self._keys) >= self.max_keys:
+                del self._keys[next(iter(self._keys))]
+            self._keys[key] = state = [now, 0, 0]
+            if left_out:
+                fields["suppressed_before"] = left_out
+        if state[1] >= self.burst:
+            state[2] += 1
+            self.suppressed += 1
+            return
+        state[1] += 1
+        self.log.warning(event, peer=peer, reason=reason, **fields)

@@ -58,6 +58,7 @@ from consensus import (
     request_digest,
     sign_request,
 )
+from consensus.evidence import PROOF_KINDS
 from consensus.types import request_size
 from network.framing import FramingError
 from storage.interface import BlockCommit, StorageError, Store, StoredBlock, TxResult
@@ -65,7 +66,7 @@ from storage.interface import BlockCommit, StorageError, Store, StoredBlock, TxR
 from .config import NodeConfig
 from .genesis import Genesis, GenesisError, load_genesis
 from .keys import KeyFileError, NodeKey, load_key_file
-from .logging import current_trace_id, get_logger, trace_context
+from .logging import PeerFaultLog, current_trace_id, get_logger, trace_context
 from .memory import Trimmer
 from .metrics import NodeMetrics
 from .rpc.node_api import SubmitResult
@@ -310,6 +311,7 @@ class Node:
         self.byzantine = tuple(byzantine)
         self.metrics = NodeMetrics(index)
         self.log = get_logger(node=index)
+        self._fault_log = PeerFaultLog(self.log)
         self._clock_ms = clock_ms
         self._last_now = 0
         self._tick_ms = tick_ms
@@ -730,7 +732,11 @@ class Node:
 
     def _on_evidence(self, ev: Evidence) -> None:
         self.metrics.evidence.labels(ev.kind, str(ev.replica)).inc()
-        self.log.warning("evidence", kind=ev.kind, peer=ev.replica, reason=ev.reason)
+        self._fault_log.warning("evidence", ev.replica, ev.reason, kind=ev.kind)
+        if ev.kind not in PROOF_KINDS and ev.replica != self.index:
+            # invalid signed traffic counts against the sender like undecodable frames do
+            with contextlib.suppress(Exception):
+                self.transport.report_invalid(ev.replica, ev.kind)
         self._evidence.append({
             "kind": ev.kind, "replica": ev.replica, "reason": ev.reason,
             "height": self._height, "time_ms": self._last_now,
@@ -761,14 +767,16 @@ class Node:
                 msg = decode(data)
             except DecodeError as exc:
                 self.metrics.rejected.labels("undecodable").inc()
-                self.log.warning("dropped undecodable message", peer=peer, reason=str(exc)[:200])
+                self._fault_log.warning("dropped undecodable message", peer, str(exc)[:200])
                 with contextlib.suppress(Exception):
                     self.transport.report_invalid(peer)
                 continue
             if isinstance(msg, Request):
                 # clients talk to us over RPC, never as bare requests on the validator mesh
                 self.metrics.rejected.labels("unexpected-request").inc()
-                self.log.warning("dropped bare request from peer", peer=peer)
+                self._fault_log.warning("dropped message", peer, "bare request from a peer")
+                with contextlib.suppress(Exception):
+                    self.transport.report_invalid(peer, "bare-request")
                 continue
             _labelled(self._in_counters, self.metrics.messages_in, type(msg).__name__).inc()
             n = len(data)
