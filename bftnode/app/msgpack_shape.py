@@ -44,6 +44,13 @@ def _table() -> tuple[tuple[int, int], ...]:
 
 _LEAD = _table()
 _EXT = frozenset((0xC7, 0xC8, 0xC9))
+_CONTAINER_LEADS = bytes([*range(0x80, 0xA0), 0xDC, 0xDD, 0xDE, 0xDF])
+
+
+def container_bytes(data: bytes) -> int:
+    """How many bytes of `data` could open a container (payload bytes count too): an upper
+    bound on its nesting depth, found in C."""
+    return len(data) - len(data.translate(None, _CONTAINER_LEADS))
 
 
 def shape_error(data: bytes, max_depth: int, max_items: int) -> str | None:

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from .budgets import MAX_OP_BYTES, MAX_OP_DEPTH, MAX_OP_ITEMS
-from .msgpack_shape import shape_error
+from .msgpack_shape import container_bytes, shape_error
 
 MAX_KEY_BYTES = 4096
 MAX_VALUE_BYTES = 1024 * 1024
@@ -202,9 +202,14 @@ def decode_op(data: bytes) -> Op:
         raise OpError(f"op must be bytes, not {type(data).__name__}")
     if len(data) > MAX_OP_BYTES:
         raise OpError(f"op of {len(data)} bytes exceeds {MAX_OP_BYTES}")
-    bad = shape_error(data, MAX_OP_DEPTH, MAX_OP_ITEMS)
-    if bad is not None:
-        raise OpError(bad)
+    # msgspec recurses once per level when it skips a value, and how deep it may go depends
+    # on the caller's stack: so bound the depth first. Bytes with at most MAX_OP_DEPTH
+    # container headers cannot nest deeper (and the walk's item bound only rejects what
+    # msgspec refuses anyway), so most ops skip the walk.
+    if container_bytes(data) > MAX_OP_DEPTH:
+        bad = shape_error(data, MAX_OP_DEPTH, MAX_OP_ITEMS)
+        if bad is not None:
+            raise OpError(bad)
     try:
         op = _op_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
