@@ -59,6 +59,7 @@ from consensus import (
     sign_request,
 )
 from consensus.evidence import PROOF_KINDS
+from consensus.peers import decoded_bytes
 from consensus.types import request_size
 from network.framing import FramingError
 from storage.interface import BlockCommit, StorageError, Store, StoredBlock, TxResult
@@ -76,12 +77,13 @@ FETCH_MAX_BLOCKS = 64
 # values are ~8 MB, at the 8 MiB message limit; the peer asks again from where it stopped
 FETCH_MAX_BYTES = 4 * 1024 * 1024
 INBOX_SIZE = 10_000
-# wire bytes of the peer messages waiting in the inbox (decoded, ~2-3x that in objects): past
-# it the pump waits, so back-pressure reaches the peers' bounded send queues. A node that
-# stalled for seconds otherwise decoded its whole backlog at once, and the objects' peak
-# stayed in its RSS (docs/performance.md, session 16). One message bigger than this passes
-# alone.
-INBOX_MAX_BYTES = 4 * 1024 * 1024
+# decoded bytes (consensus.peers.decoded_bytes: wire size plus 256 per request or vote) of the
+# peer messages waiting in the inbox: past it the pump waits, so back-pressure reaches the
+# transport's per-peer byte shares and the peers' bounded send queues. Counting decoded bytes,
+# not wire bytes: a list of tiny structs decodes to ~10x its wire size. A node that stalled
+# for seconds otherwise decoded its whole backlog at once, and the objects' peak stayed in its
+# RSS (docs/performance.md). One message bigger than this passes alone.
+INBOX_MAX_BYTES = 8 * 1024 * 1024
 APP_EVENTS_KEPT = 1000  # heights of app events kept for subscribers...
 APP_EVENTS_MAX = 20_000  # ...and at most this many events (the oldest heights go first)
 MIN_REVISION_WAIT_S = 2.0
@@ -779,7 +781,7 @@ class Node:
                     self.transport.report_invalid(peer, "bare-request")
                 continue
             _labelled(self._in_counters, self.metrics.messages_in, type(msg).__name__).inc()
-            n = len(data)
+            n = decoded_bytes(msg, len(data))
             while self._inbox_bytes and self._inbox_bytes + n > INBOX_MAX_BYTES:
                 self._inbox_room = trio.Event()  # set by the replica task as it takes items
                 await self._inbox_room.wait()

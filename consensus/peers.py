@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from .messages import PrePrepare, Request
+from .messages import BlockSync, Forward, NewView, PrePrepare, Request, ViewChange
 from .types import request_size
 
 FAULTS_PER_INTERVAL = 8  # invalid signed messages a peer may send per status interval...
@@ -31,6 +31,27 @@ def held_bytes(msg: Any) -> int:
             request_size(len(r.op)) + OBJECT_OVERHEAD for r in msg.requests
         )
     return 2 * OBJECT_OVERHEAD
+
+
+def _objects(msg: Any) -> int:
+    """Decoded objects a message holds: requests and votes dominate (one level deep)."""
+    if isinstance(msg, PrePrepare | Forward):
+        return 1 + len(msg.requests)
+    if isinstance(msg, BlockSync):
+        return 1 + sum(2 + len(b.pre_prepare.requests) + len(b.commits) for b in msg.blocks)
+    if isinstance(msg, ViewChange):
+        return 1 + len(msg.checkpoint_proof) + sum(
+            2 + len(p.pre_prepare.requests) + len(p.prepares) for p in msg.prepared)
+    if isinstance(msg, NewView):
+        return 1 + sum(_objects(vc) for vc in msg.view_changes) + sum(
+            1 + len(pp.requests) for pp in msg.pre_prepares)
+    return 1
+
+
+def decoded_bytes(msg: Any, wire_len: int) -> int:
+    """What a decoded message costs in memory, from its wire size: a list of tiny structs
+    decodes to ~10x its bytes, so queues bounded in bytes count this, not the wire size."""
+    return wire_len + OBJECT_OVERHEAD * _objects(msg)
 
 
 class PeerFaults:

@@ -218,3 +218,14 @@ def test_view_changes_a_peer_can_make_us_verify_are_rate_limited(cluster_cls):
         rep.step(Receive(3, c.auth(3).sign(ViewChange(v, 0, bytes(32), (), (), 3))))
     assert len(verified) <= 16
     assert rep.dropped["costly-message-rate-limited"] >= 900
+
+
+def test_decoded_size_counts_objects_not_just_wire_bytes(cluster_cls):
+    from consensus.peers import decoded_bytes
+
+    c = cluster_cls(**SMALL)
+    tiny = [[1, b"", k, b"", 0, b""] for k in range(10_000)]
+    data = _signed_raw(c, 2, [9, tiny, 2])
+    msg = decode(data)
+    assert len(data) < 200_000
+    assert decoded_bytes(msg, len(data)) >= 10_000 * 256  # what the objects really hold

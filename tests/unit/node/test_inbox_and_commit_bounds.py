@@ -13,8 +13,9 @@ import trio
 import bftnode.runtime as runtime
 from bftnode.home import create_local_chain
 from bftnode.runtime import _chunks, build_node
-from consensus import Checkpoint, Execute, PrePrepare, Receive, Request, encode
+from consensus import Checkpoint, Execute, PrePrepare, Receive, Request, decode, encode
 from consensus.codec import batch_digest, chain_digest
+from consensus.peers import decoded_bytes
 
 D = b"\x01" * 32
 
@@ -60,6 +61,7 @@ async def _settle() -> None:
 
 
 FRAME = encode(Checkpoint(1, bytes(32), 3))
+COST = decoded_bytes(decode(FRAME), len(FRAME))  # what one counts against the inbox bound
 
 
 def _fed_node(tmp_path, port: int, frames: int):
@@ -83,13 +85,13 @@ async def _drain(node, n: int) -> None:
 
 async def test_the_pump_stops_at_the_inbox_byte_bound_and_resumes_as_items_are_taken(
         tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(runtime, "INBOX_MAX_BYTES", 10 * len(FRAME))
+    monkeypatch.setattr(runtime, "INBOX_MAX_BYTES", 10 * COST)
     node = _fed_node(tmp_path, 41100, 25)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(node._pump_incoming)  # the replica task is not running: nothing drains
         await _settle()
         assert node._inbox_recv.statistics().current_buffer_used == 10
-        assert node._inbox_bytes == 10 * len(FRAME)
+        assert node._inbox_bytes == 10 * COST
         taken = [node._taken(node._inbox_recv.receive_nowait()) for _ in range(3)]
         assert all(isinstance(t, Receive) and t.sender == 3 for t in taken)
         await _settle()
@@ -100,7 +102,7 @@ async def test_the_pump_stops_at_the_inbox_byte_bound_and_resumes_as_items_are_t
 
 
 async def test_one_message_bigger_than_the_bound_still_passes(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(runtime, "INBOX_MAX_BYTES", len(FRAME) // 2)
+    monkeypatch.setattr(runtime, "INBOX_MAX_BYTES", COST // 2)
     node = _fed_node(tmp_path, 41200, 3)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(node._pump_incoming)
