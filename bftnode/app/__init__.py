@@ -5,7 +5,7 @@ The node runtime calls `KVApplication().execute_block(...)` / `.query(...)`; cli
 bytes with `ops`. Imports: stdlib, msgspec, consensus (Request), storage.interface.
 """
 
-from . import ops
+from . import budgets, ops
 from .application import QUERY_METHODS, Application, BlockEffects, KVApplication
 from .errors import AppError, AppInvariantError
 from .events import AppEvent
@@ -20,5 +20,6 @@ __all__ = [
     "KVApplication",
     "MemoryState",
     "QUERY_METHODS",
+    "budgets",
     "ops",
 ]
