@@ -7,12 +7,19 @@ a long history."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
 import pytest
+from app_chain import Chain
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from bftnode.app import KVApplication, MemoryState, ops
-from bftnode.app.errors import BAD_OP
+from bftnode.app import KVApplication, MemoryState, budgets, ops
+from bftnode.app import layout as L
+from bftnode.app.compaction import running
+from bftnode.app.errors import BAD_OP, BUDGET_EXCEEDED
+from bftnode.app.overlay import Overlay
 from consensus import Request
 
 DEPTH = 10_000
@@ -130,3 +137,174 @@ def test_a_block_of_compacts_reads_a_bounded_part_of_a_long_history():
     state.reads = 0
     state.apply(app.execute_block(state, height + 1, (height + 1) * 1_000, compacts).writes)
     assert state.reads <= 5_000, f"one block read {state.reads} state entries"
+
+
+# ---------------------------------------------------------------- budgets, precisely
+
+
+@pytest.fixture
+def small_budgets(monkeypatch):
+    """Budgets small enough to reach with a handful of keys."""
+    monkeypatch.setattr(budgets, "OP_SCAN_ENTRIES", 50)
+    monkeypatch.setattr(budgets, "TX_SCAN_ENTRIES", 120)
+    monkeypatch.setattr(budgets, "OP_READ_BYTES", 4_000)
+    monkeypatch.setattr(budgets, "TX_READ_BYTES", 9_000)
+
+
+def _result(eff, i: int = 0) -> tuple[int, dict]:
+    code, raw = eff.results[i]
+    return code, ops.decode_result(raw)
+
+
+def test_an_op_past_its_entry_budget_fails_and_the_txn_writes_nothing(small_budgets):
+    app, state = _populated(keys=60, value_bytes=1)
+    txn = ops.txn(success=[ops.put_op(b"new", b"x"), ops.range_op(b"key/", prefix=True)])
+    eff = app.execute_block(state, 2, 2_000, [Request(b"c", 1, txn)])
+    code, res = _result(eff)
+    assert code == BUDGET_EXCEEDED and res["reason"] == "budget_exceeded"
+    assert res["error"] == "op read more than 50 state entries"
+    assert b"k/new" not in dict(eff.writes)
+
+
+def test_ops_within_their_budget_still_add_up_to_the_tx_budget(small_budgets):
+    app, state = _populated(keys=45, value_bytes=1)  # one range: 45 keys + 1 metadata read
+    one = app.execute_block(state, 2, 2_000, [Request(b"c", 1, ops.range_(b"key/", prefix=True))])
+    assert _result(one)[0] == 0
+    three = ops.txn(success=[ops.range_op(b"key/", prefix=True)] * 3)
+    code, res = _result(app.execute_block(state, 2, 2_000, [Request(b"c", 1, three)]))
+    assert (code, res["error"]) == (BUDGET_EXCEEDED, "tx read more than 120 state entries")
+
+
+def test_bytes_read_have_a_budget_too(small_budgets):
+    app, state = _populated(keys=30, value_bytes=200)  # ~6,400 bytes of keys and values
+    code, res = _result(app.execute_block(
+        state, 2, 2_000, [Request(b"c", 1, ops.range_(b"key/", prefix=True, keys_only=True))]))
+    assert (code, res["error"]) == (BUDGET_EXCEEDED, "op read more than 4000 bytes of state")
+
+
+def test_a_result_larger_than_the_cap_fails_but_one_largest_value_fits():
+    app, state = _populated(keys=2, value_bytes=ops.MAX_VALUE_BYTES)
+    one = app.execute_block(state, 2, 2_000, [Request(b"c", 1, ops.range_(b"key/000000"))])
+    code, raw = one.results[0]
+    assert code == 0 and len(raw) <= budgets.TX_RESULT_BYTES
+    both = app.execute_block(state, 2, 2_000, [Request(b"c", 1, ops.range_(b"key/", prefix=True))])
+    code, res = _result(both)
+    assert code == BUDGET_EXCEEDED and res["error"].startswith("result of 2097")
+    assert len(both.results[0][1]) < 200
+
+
+def test_budget_failures_are_the_same_on_every_replica():
+    txs = [Request(b"c", 1, ops.txn(success=[ops.range_op(b"", prefix=True)] * 20))]
+    runs = []
+    for _ in range(2):
+        app, state = _populated(keys=3_000, value_bytes=10)
+        runs.append(app.execute_block(state, 2, 2_000, txs))
+    assert runs[0] == runs[1] and runs[0].results[0][0] == BUDGET_EXCEEDED
+
+
+# ---------------------------------------------------------------- compaction in steps
+
+
+def _history(state) -> set[tuple[bytes, int]]:
+    return {L.parse_hist_key(hk) for hk, _ in state.iterate(L.HIST)}
+
+
+def _one_shot(history: dict[tuple[bytes, int], bool], target: int) -> set[tuple[bytes, int]]:
+    """What compacting to `target` keeps of {(key, rev): is_tombstone}, computed plainly."""
+    keep = set()
+    for key in {k for k, _ in history}:
+        revs = sorted(r for k, r in history if k == key)
+        below = [r for r in revs if r <= target]
+        keep |= {(key, r) for r in revs if r > target}
+        if below and not history[(key, below[-1])]:
+            keep.add((key, below[-1]))
+    return keep
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_compaction_in_small_steps_is_invisible_to_reads_and_ends_like_one_pass(
+        monkeypatch, seed):
+    monkeypatch.setattr(budgets, "COMPACT_STEP_ENTRIES", 7)  # passes split inside a key's history
+    rng = random.Random(seed)
+    keys = [b"a", b"a\x00", b"ab", b"b", b"c\x00\xff", b"d"]
+    compacting, twin = Chain(), Chain()
+    tombstone: dict[tuple[bytes, int], bool] = {}
+
+    def block(*txs, compact: int = 0):
+        a = compacting.block(*txs, *([ops.compact(compact)] if compact else []))
+        b = twin.block(*txs)
+        assert a.results[: len(txs)] == b.results
+        for e in b.events:
+            tombstone[(e.key, e.revision)] = e.kind == "delete"
+        return a
+
+    def random_writes():
+        return [ops.delete(k) if rng.random() < 0.2 else ops.put(k, b"%d" % rng.randrange(99))
+                for k in rng.sample(keys, 3)]
+
+    for _ in range(40):
+        block(*random_writes())
+    targets = [rng.randrange(20, 60), rng.randrange(70, 100)]
+    assert block(compact=targets[0]).ok(0)["compact_revision"] == targets[0]
+    blocks = 0
+    while running(compacting.state):
+        blocks += 1
+        second = targets[1] if blocks == 3 else 0
+        b = block(*random_writes(), compact=second)
+        if second:  # a later compact arrives mid-pass
+            assert b.ok(3)["compact_revision"] == second
+        floor = targets[1] if blocks >= 3 else targets[0]
+        now = compacting.query("revision")["revision"]
+        for rev in {floor, (floor + now) // 2, now}:  # reads at or above the floor: unchanged
+            assert (compacting.query("kv_range", key="", revision=rev)["kvs"]
+                    == twin.query("kv_range", key="", revision=rev)["kvs"])
+        assert blocks < 200
+    assert blocks > 10  # it really took many blocks
+    assert _history(compacting.state) == _one_shot(tombstone, targets[1])
+    assert len(_history(compacting.state)) < len(_history(twin.state)) - 50
+
+
+# ---------------------------------------------------------------- overlay
+
+
+_okeys = st.sampled_from([b"", b"a", b"a\x00", b"a\xff", b"ab", b"b", b"\xff", b"\xff\xff",
+                          b"\xff\x00"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base=st.dictionaries(_okeys, st.binary(max_size=2), max_size=6),
+    block_writes=st.lists(st.tuples(_okeys, st.none() | st.binary(max_size=2)), max_size=40),
+    tx_writes=st.lists(st.tuples(_okeys, st.none() | st.binary(max_size=2)), max_size=40),
+    prefix=st.sampled_from([b"", b"a", b"b", b"\xff", b"\xff\xff", b"z"]),
+    start=st.none() | _okeys,
+    reverse=st.booleans(),
+)
+def test_stacked_overlays_iterate_like_the_merged_dict(base, block_writes, tx_writes, prefix,
+                                                         start, reverse):
+    def want(model):
+        out = sorted((k, v) for k, v in model.items() if k.startswith(prefix))
+        if start is not None:
+            out = [(k, v) for k, v in out if (k <= start if reverse else k >= start)]
+        return out[::-1] if reverse else out
+
+    def write(overlay, model, writes):
+        for i, (k, v) in enumerate(writes):
+            if v is None:
+                overlay.delete(k)
+                model.pop(k, None)
+            else:
+                overlay.put(k, v)
+                model[k] = v
+            if i % 5 == 0:  # iterating between writes keeps the sorted keys fresh
+                assert list(overlay.iterate(prefix, start, reverse)) == want(model)
+
+    model = dict(base)
+    block = Overlay(MemoryState(base.items()))
+    write(block, model, block_writes)
+    tx = Overlay(block)
+    write(tx, model, tx_writes)
+    assert list(tx.iterate(prefix, start, reverse)) == want(model)
+    tx.merge_into(block)
+    assert list(block.iterate(prefix, start, reverse)) == want(model)
+    assert [block.get(k) for k in sorted(model)] == [model[k] for k in sorted(model)]
