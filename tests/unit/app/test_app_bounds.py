@@ -282,11 +282,8 @@ _okeys = st.sampled_from([b"", b"a", b"a\x00", b"a\xff", b"ab", b"b", b"\xff", b
 )
 def test_stacked_overlays_iterate_like_the_merged_dict(base, block_writes, tx_writes, prefix,
                                                          start, reverse):
-    def want(model):
-        out = sorted((k, v) for k, v in model.items() if k.startswith(prefix))
-        if start is not None:
-            out = [(k, v) for k, v in out if (k <= start if reverse else k >= start)]
-        return out[::-1] if reverse else out
+    def want(model):  # MemoryState is the plain sorted-list reference
+        return list(MemoryState(model.items()).iterate(prefix, start, reverse))
 
     def write(overlay, model, writes):
         for i, (k, v) in enumerate(writes):
