@@ -233,8 +233,28 @@ def mutate(data: bytes, max_size: int, seed: int) -> bytes:
     if rng.random() < 0.5 or len(data) < 3 or data[2] != 1:
         return atheris.Mutate(data, max_size)
     try:
+        return _mutate_tree(data, max_size, rng)
+    except Exception:  # noqa: BLE001 - an exception here would end the whole run
+        return atheris.Mutate(data, max_size)
+
+
+def _depth(tree) -> int:
+    """Nesting depth, without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(node, list | dict):
+            stack.extend((x, d + 1) for x in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def _mutate_tree(data: bytes, max_size: int, rng: random.Random) -> bytes:
+    try:
         tree = msgspec.msgpack.decode(data[3:])
     except (msgspec.DecodeError, RecursionError, ValueError, TypeError):
+        return atheris.Mutate(data, max_size)
+    if _depth(tree) > 32:  # the tree walks below recurse
         return atheris.Mutate(data, max_size)
     head = bytearray(data[:2])
     for _ in range(rng.choice([1, 1, 1, 2, 3])):
