@@ -669,10 +669,21 @@ POISON_INTS = (1 << 63, (1 << 64) - 1, -1, -(1 << 63))
 
 
 class _Periodic(Strategy):
-    """Acts on at most one Tick every `every_ms`, and asks the shell for Ticks that often."""
+    """Acts on at most one Tick every `every_ms` (`NAME:P:MS` on the command line; default
+    `EVERY_MS`), and asks the shell for Ticks that often."""
 
-    every_ms = 500
+    EVERY_MS = 500
     _next_ms = 0
+
+    def __init__(self, every_ms: int | None = None) -> None:
+        self.every_ms = self.EVERY_MS if every_ms is None else every_ms
+        if self.every_ms < 1:
+            raise ValueError(f"{self.name}: the period needs MS >= 1")
+
+    def _spec(self, param: Any) -> str:
+        """The command-line spec of this instance (the period only if not the default)."""
+        every = "" if self.every_ms == self.EVERY_MS else f":{self.every_ms}"
+        return f"{self.name}:{param}{every}"
 
     def due(self, ctx: ByzContext, event: Event, out: Output) -> bool:
         fire = isinstance(event, Tick) and ctx.now_ms >= self._next_ms
@@ -729,10 +740,8 @@ class PoisonInts(_Periodic):
 
     name = "poison-ints"
 
-    def __init__(self, every_ms: int = 500) -> None:
-        if every_ms < 1:
-            raise ValueError("poison-ints:MS needs MS >= 1")
-        self.every_ms = every_ms
+    def __init__(self, every_ms: int | None = None) -> None:
+        super().__init__(every_ms)
         self.round = 0
 
     def rewrite(self, ctx, event, out):
@@ -801,7 +810,7 @@ class PoisonInts(_Periodic):
         return [_wire(ctx, m) for m in msgs]
 
     def __repr__(self) -> str:
-        return f"poison-ints:{self.every_ms}"
+        return f"poison-ints:{self.every_ms}" if self.every_ms != self.EVERY_MS else self.name
 
 
 class DeepNest(_Periodic):
@@ -811,11 +820,11 @@ class DeepNest(_Periodic):
 
     name = "deep-nest"
 
-    def __init__(self, depth: int = 100_000, every_ms: int = 500) -> None:
+    def __init__(self, depth: int = 100_000, every_ms: int | None = None) -> None:
+        super().__init__(every_ms)
         if depth < 1:
             raise ValueError("deep-nest:DEPTH needs DEPTH >= 1")
         self.depth = depth
-        self.every_ms = every_ms
         self.round = 0
 
     def rewrite(self, ctx, event, out):
@@ -834,7 +843,7 @@ class DeepNest(_Periodic):
         return out
 
     def __repr__(self) -> str:
-        return f"deep-nest:{self.depth}"
+        return self._spec(self.depth)
 
 
 class CheckpointFlood(_Periodic):
@@ -847,11 +856,11 @@ class CheckpointFlood(_Periodic):
 
     name = "checkpoint-flood"
 
-    def __init__(self, count: int = 0, every_ms: int = 500) -> None:
+    def __init__(self, count: int = 0, every_ms: int | None = None) -> None:
+        super().__init__(every_ms)
         if count < 0:
             raise ValueError("checkpoint-flood:COUNT needs COUNT >= 0 (0: the default)")
         self.count = count
-        self.every_ms = every_ms
 
     def seqs(self, ctx: ByzContext) -> list[int]:
         cfg = ctx.config
@@ -880,7 +889,7 @@ class CheckpointFlood(_Periodic):
         return out
 
     def __repr__(self) -> str:
-        return f"checkpoint-flood:{self.count}" if self.count else self.name
+        return self._spec(self.count)
 
 
 class Bloat(_Periodic):
@@ -892,11 +901,14 @@ class Bloat(_Periodic):
 
     name = "bloat"
 
-    def __init__(self, kib: int = MAX_MESSAGE_BYTES // 1024 - 64, every_ms: int = 100) -> None:
+    EVERY_MS = 250
+
+    def __init__(self, kib: int = MAX_MESSAGE_BYTES // 1024 - 64,
+                 every_ms: int | None = None) -> None:
+        super().__init__(every_ms)
         if kib < 1:
             raise ValueError("bloat:KIB needs KIB >= 1")
         self.kib = kib
-        self.every_ms = every_ms
         self.sent = 0
         self._requests: tuple[tuple[Request, ...], list[bytes]] | None = None
 
@@ -937,7 +949,7 @@ class Bloat(_Periodic):
         return out
 
     def __repr__(self) -> str:
-        return f"bloat:{self.kib}"
+        return self._spec(self.kib)
 
 
 class ForwardJunk(_Periodic):
@@ -947,11 +959,13 @@ class ForwardJunk(_Periodic):
 
     name = "forward-junk"
 
-    def __init__(self, per_forward: int = 2_000, every_ms: int = 50) -> None:
+    EVERY_MS = 50
+
+    def __init__(self, per_forward: int = 2_000, every_ms: int | None = None) -> None:
+        super().__init__(every_ms)
         if per_forward < 1:
             raise ValueError("forward-junk:N needs N >= 1")
         self.per_forward = per_forward
-        self.every_ms = every_ms
         self.seq = 0
 
     def rewrite(self, ctx, event, out):
@@ -970,7 +984,7 @@ class ForwardJunk(_Periodic):
         return out
 
     def __repr__(self) -> str:
-        return f"forward-junk:{self.per_forward}"
+        return self._spec(self.per_forward)
 
 
 # ---------------------------------------------------------------- registry and parsing
@@ -997,11 +1011,13 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "bloat": Bloat,
     "forward-junk": ForwardJunk,
 }
-"""Strategy names accepted by `--byzantine I:NAME` (`crash-after:K` takes a parameter)."""
+"""Strategy names accepted by `--byzantine I:NAME` (`crash-after:K` takes a parameter; the
+periodic ones a second, their period: `bloat:KIB:MS`)."""
 
 _PARAMETRIZED = {"crash-after": int, "slow": float, "flood": int, "false-evidence": int,
                  "poison-ints": int, "deep-nest": int, "checkpoint-flood": int, "bloat": int,
                  "forward-junk": int}
+_PERIODIC = {"deep-nest", "checkpoint-flood", "bloat", "forward-junk"}  # NAME:P:MS too
 
 
 def parse_strategy(spec: str) -> Strategy:
@@ -1013,8 +1029,11 @@ def parse_strategy(spec: str) -> Strategy:
         conv = _PARAMETRIZED.get(name)
         if conv is None:
             raise ValueError(f"strategy {name!r} takes no parameter (got {param!r})")
+        first, _, every = param.partition(":")
+        if every and name not in _PERIODIC:
+            raise ValueError(f"strategy {name!r} takes one parameter (got {param!r})")
         try:
-            return STRATEGIES[name](conv(param))
+            return STRATEGIES[name](conv(first), *([int(every)] if every else []))
         except ValueError as exc:
             raise ValueError(f"bad parameter for {name!r}: {param!r} ({exc})") from None
     if name == "crash-after":

@@ -6,6 +6,7 @@ that returns exactly the output under test.
 """
 
 import msgspec
+import pytest
 
 from consensus import (
     Authenticator,
@@ -266,7 +267,7 @@ def test_bloat_sends_max_size_validly_signed_pre_prepares_for_future_slots():
     from consensus.codec import MAX_MESSAGE_BYTES
 
     byz = _wrap(["bloat"], [])
-    pps = [s.message for t in range(0, 300, 100) for s in byz.step(Tick(t)).send]
+    pps = [s.message for t in range(0, 750, 250) for s in byz.step(Tick(t)).send]
     assert len(pps) == 3 and all(isinstance(p, PrePrepare) for p in pps)
     assert {p.view for p in pps} == {1, 2, 3}  # this view and the next two
     for p in pps:
@@ -295,7 +296,11 @@ def test_new_strategies_parse_with_parameters_and_ask_for_ticks():
     from consensus.byzantine import parse_strategy
 
     for spec in ("poison-ints:250", "deep-nest:2000", "checkpoint-flood:40", "bloat:512",
-                 "forward-junk:100"):
+                 "forward-junk:100", "bloat:512:100", "deep-nest:2000:50"):
         assert repr(parse_strategy(spec)) == spec
+    assert parse_strategy("forward-junk:100:20").every_ms == 20
+    for bad in ("poison-ints:1:2", "bloat:0", "bloat:8:0", "slow:1:2"):
+        with pytest.raises(ValueError):
+            parse_strategy(bad)
     out = _wrap(["forward-junk:1"], []).step(Tick(0))
     assert out.next_deadline_ms == 50, "the shell must tick it at its own rate"

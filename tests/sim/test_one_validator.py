@@ -29,7 +29,7 @@ ATTACKS = [
     ("checkpoint-flood", lambda n: n - 1, ["checkpoint-flood"], {"requests": 200}),
     ("silent-checkpoint-flood", lambda n: n - 1, ["silent", "checkpoint-flood"],
      {"requests": 200}),
-    ("bloat", lambda n: 1, ["bloat:2048"], {}),
+    ("bloat", lambda n: 1, ["bloat:2048:100"], {}),
     ("forward-junk", lambda n: n - 1, ["forward-junk:500"], {}),
 ]
 
