@@ -106,7 +106,7 @@ class Life:
     def view_change(self) -> None:
         new = self.view + 1
         stable_seq = self.stable.seq if self.stable else 0
-        stable_digest = self.stable.digest if self.stable else b""
+        stable_digest = self.stable.digest if self.stable else bytes(32)
         vc = self.sign(ViewChange(new, stable_seq, stable_digest, (), (), ME))
         self.persist([ViewState(new, True), OwnVote(vc)])
         self.view, self.in_vc = new, True

@@ -207,8 +207,8 @@ def test_records_round_trip_through_recover(store):
 def test_prune_drops_old_votes_and_old_view_changes_but_keeps_blocks(store):
     cb = ChainBuilder()
     store.commit_block(cb.next_block())
-    vc1 = AUTHS[1].sign(ViewChange(1, 0, b"", (), (), 1))
-    vc2 = AUTHS[1].sign(ViewChange(2, 0, b"", (), (), 1))
+    vc1 = AUTHS[1].sign(ViewChange(1, 0, bytes(32), (), (), 1))
+    vc2 = AUTHS[1].sign(ViewChange(2, 0, bytes(32), (), (), 1))
     nv2 = AUTHS[2].sign(NewView(2, (), (), 2))
     keep = [_vote(Prepare, 2, 9), _vote(Commit, 2, 9), vc2, nv2]
     store.persist(

@@ -48,7 +48,7 @@ def votes(draw):
     if kind == "pp":
         return make_pre_prepare(view, seq, 1000 + variant, ())
     if kind == "vc":
-        return AUTHS[1].sign(ViewChange(view + 1, variant, b"", (), (), 1))
+        return AUTHS[1].sign(ViewChange(view + 1, variant, bytes(32), (), (), 1))
     cls = Prepare if kind == "p" else Commit
     return AUTHS[1].sign(cls(view, seq, bytes([variant]) * 32, 1))
 
