@@ -33,9 +33,9 @@ def verify_pre_prepare_content(config: Config, pp: PrePrepare) -> str | None:
         return "negative view or seq < 1"
     if pp.replica != config.primary(pp.view):
         return f"pre-prepare for view {pp.view} not from its primary"
-    if pp.digest != batch_digest(pp.time_ms, pp.requests):
+    if pp.requests and pp.digest != batch_digest(pp.time_ms, pp.requests):
         return "pre-prepare digest does not match its batch"
-    return None
+    return None  # a header (no requests) is bound to its batch by the signed digest
 
 
 def _distinct(msgs: Iterable, what: str) -> str | None:

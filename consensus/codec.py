@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from .errors import DecodeError
-from .messages import Message, Request
+from .messages import Message, PrePrepare, Request
 
 WIRE_VERSION = 1
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
@@ -56,7 +56,11 @@ def digest(data: bytes) -> bytes:
 
 
 def signing_bytes(msg: Any) -> bytes:
-    """Bytes a signature covers: the canonical encoding with `sig` emptied."""
+    """Bytes a signature covers: the canonical encoding with `sig` emptied. A PRE-PREPARE's
+    covers its header (requests emptied too): the digest commits to the batch, and a header
+    alone stays verifiable in view changes and proofs (consensus.bodies)."""
+    if type(msg) is PrePrepare:
+        return _encoder.encode(msgspec.structs.replace(msg, requests=(), sig=b""))
     return _encoder.encode(msgspec.structs.replace(msg, sig=b""))
 
 

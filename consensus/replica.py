@@ -16,6 +16,7 @@ from collections import Counter, OrderedDict, deque
 from typing import Any
 
 from .auth import Authenticator
+from .bodies import BatchBodies, header, lacks_body
 from .certificates import (
     DIGEST_LEN,
     verify_committed_block,
@@ -168,6 +169,7 @@ class Replica:
         # batch digest per executed seq > stable - LATE_SYNC_KEEP
         self._executed_digests: dict[int, bytes] = {}
         self._prepared: dict[int, PreparedProof] = {}  # highest-view prepared proof per seq
+        self._bodies = BatchBodies()  # requests of the batches we accepted above stable
         self._own: dict[tuple, Any] = {}  # every vote we signed, by slot
         self._pending: dict[Key, tuple[Request, int]] = {}  # request -> arrival time
         # pool bytes by source (our clients: our id; a relay: its id) and each request's share
@@ -450,7 +452,8 @@ class Replica:
         accused = ev.replica
         if accused in self._convicted or accused in self._proof_filed:
             return
-        proof = encode_proof(*ev.messages)
+        proof = encode_proof(*(header(m) if isinstance(m, PrePrepare) else m
+                               for m in ev.messages))  # headers: small, still signed
         if verify_proof(self.auth, accused, proof) is not None:
             self.dropped["evidence-not-a-proof"] += 1  # e.g. a vote we cannot re-check
             return
@@ -564,6 +567,7 @@ class Replica:
             if pp.seq <= self._stable_seq:
                 continue
             self._prepared[pp.seq] = proof  # sorted: a higher view overwrites a lower one
+            self._bodies.add(pp)
             if pp.view != self._view or self._in_vc or not self._log.in_window(pp.seq):
                 continue
             slot = self._log.slot(pp.view, pp.seq)
@@ -971,6 +975,11 @@ class Replica:
         if own is not None and own.digest != pp.digest:
             self.dropped["pre-prepare-conflicts-own-prepare"] += 1  # e.g. after a restart
             return
+        if lacks_body(pp):
+            # a header alone only enters through a NEW-VIEW (backed by a prepared certificate);
+            # here it is a retransmitted re-proposal at best: nothing to vote on
+            self.dropped["pre-prepare-without-body"] += 1
+            return
         arrival = self._now if self._arrival_ms is None else self._arrival_ms
         if is_stale(self.config, pp, arrival):
             self.dropped["pre-prepare-stale"] += 1
@@ -985,6 +994,7 @@ class Replica:
 
     def _accept_pre_prepare(self, slot: Slot, pp: PrePrepare) -> None:
         slot.pre_prepare = pp
+        self._bodies.add(pp)
         slot.since_ms = self._now
         if not self.is_primary:
             # requests we learn of only through the batch: keep them, so our request timer
@@ -1067,7 +1077,7 @@ class Replica:
                                    "conflict-rate-limited"):
             return
         self._revealed.add(key)
-        self._send(peer, self.auth.sign(Conflict(pp, self.id)))
+        self._send(peer, self.auth.sign(Conflict(header(pp), self.id)))
 
     def on_conflict(self, sender: int, c: Conflict) -> None:
         """A peer shows us the pre-prepare it accepted for a slot where we accepted another:
@@ -1168,6 +1178,12 @@ class Replica:
         while self._last_executed + 1 in self._committed:
             seq = self._last_executed + 1
             pp, commits = self._committed[seq]
+            if lacks_body(pp):  # re-proposed as a header in a NEW-VIEW
+                full = self._bodies.full(pp)
+                if full is None:  # peers that hold it execute it; block sync brings it here
+                    self.dropped["execution-waiting-for-batch-body"] += 1
+                    break
+                pp = full
             missing = self._clients.missing(r.client_id for r in pp.requests)
             if missing:  # the bounded table left them out: storage has their history
                 ask = tuple(c for c in missing if c not in self._loading)
@@ -1306,6 +1322,7 @@ class Replica:
         self._out.persist.append(Prune(seq))
         self._log.gc(seq)
         self._checkpoints.gc(seq)
+        self._bodies.gc(seq)
         keep_from = seq - self.config.watermark_window  # judge late checkpoints a window back
         for s in [s for s in self._own_checkpoints if s < keep_from]:
             del self._own_checkpoints[s]
@@ -1350,8 +1367,9 @@ class Replica:
         old = self._own.get(("view-change", self._view))
         if old is not None:
             return old
-        prepared = tuple(
-            self._prepared[s] for s in sorted(self._prepared) if s > self._stable_seq
+        prepared = tuple(  # headers: a VIEW-CHANGE's size does not grow with the batches
+            PreparedProof(header(self._prepared[s].pre_prepare), self._prepared[s].prepares)
+            for s in sorted(self._prepared) if s > self._stable_seq
         )
         vc = ViewChange(
             self._view, self._stable_seq, self._stable_digest, self._stable_proof, prepared,
@@ -1458,6 +1476,7 @@ class Replica:
             max_s = max(max_s, pp.seq)
             if not self._log.in_window(pp.seq):
                 continue
+            pp = self._bodies.full(pp) or pp  # the body, if we accepted the batch before
             if pp.seq > self._last_executed:
                 self._proposed.update(_key(r) for r in pp.requests)
             self._accept_pre_prepare(self._log.slot(pp.view, pp.seq), pp)

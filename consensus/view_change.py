@@ -30,7 +30,8 @@ def stable_of(
 def build_new_view(
     config: Config, view: int, view_changes: tuple[ViewChange, ...]
 ) -> tuple[PrePrepare, ...]:
-    """The pre-prepares (unsigned, sig=b"") the primary of `view` must send in NEW-VIEW.
+    """The pre-prepares (unsigned, sig=b"", headers only) the primary of `view` must send in
+    NEW-VIEW.
 
     min-s = highest stable seq in the view-changes; max-s = highest prepared seq. Every seq in
     (min-s, max-s] gets the batch prepared in the highest view (ties: smallest digest, which
@@ -58,8 +59,8 @@ def build_new_view(
         if proof is None:
             out.append(PrePrepare(view, seq, NULL_BATCH_TIME_MS, (), null_digest, primary))
         else:
-            pp = proof.pre_prepare
-            out.append(PrePrepare(view, seq, pp.time_ms, pp.requests, pp.digest, primary))
+            pp = proof.pre_prepare  # re-proposed as a header: bodies travel apart
+            out.append(PrePrepare(view, seq, pp.time_ms, (), pp.digest, primary))
     return tuple(out)
 
 

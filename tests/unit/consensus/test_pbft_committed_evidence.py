@@ -16,6 +16,7 @@ from consensus import (
     batch_digest,
     parse_evidence_op,
 )
+from consensus.bodies import header
 from consensus.byzantine import ByzantineReplica
 from consensus.evidence import encode_proof, evidence_request, verify_proof
 from consensus.replica import CONFLICTS_PER_INTERVAL
@@ -87,7 +88,7 @@ def test_a_conflict_with_the_primarys_other_pre_prepare_is_a_proof(cluster_cls):
     # replica 2 voted for pp2: replica 1 shows it pp1, once
     out = backup.step(Receive(2, c.auth(2).sign(Prepare(0, 1, pp2.digest, 2))))
     shown = [s for s in out.send if isinstance(s.message, Conflict)]
-    assert [(s.to, s.message.pre_prepare) for s in shown] == [(2, pp1)]
+    assert [(s.to, s.message.pre_prepare) for s in shown] == [(2, header(pp1))]
     again = backup.step(Receive(2, c.auth(2).sign(Prepare(0, 1, pp2.digest, 2))))
     assert not [s for s in again.send if isinstance(s.message, Conflict)]
     # replica 2 accepted pp2; replica 1's CONFLICT gives it the proof

@@ -15,6 +15,7 @@ from consensus import (
     batch_digest,
     build_new_view,
 )
+from consensus.bodies import lacks_body
 from consensus.view_change import NULL_BATCH_TIME_MS, backoff_ms
 from testnet.checkers import find_equivocations
 
@@ -169,7 +170,8 @@ def test_new_view_reproposes_highest_view_prepared_batch(cluster_cls):
     )
     pps = build_new_view(c.config, 2, vcs)
     assert len(pps) == 1
-    assert pps[0].requests == (rb,) and pps[0].time_ms == 5 and pps[0].view == 2
+    # re-proposed as a header: the digest binds the batch, the body travels apart
+    assert pps[0].requests == () and pps[0].time_ms == 5 and pps[0].view == 2
     assert pps[0].digest == high.pre_prepare.digest and pps[0].replica == 2
 
 
@@ -183,7 +185,8 @@ def test_null_request_fills_gaps(cluster_cls):
     )
     pps = build_new_view(c.config, 1, vcs)
     assert [p.seq for p in pps] == [1, 2, 3]
-    assert [p.requests for p in pps] == [(), (), (r,)]
+    assert [p.requests for p in pps] == [(), (), ()]  # headers only
+    assert [lacks_body(p) for p in pps] == [False, False, True]  # null, null, r's batch
     assert pps[0].digest == batch_digest(NULL_BATCH_TIME_MS, ())
 
 
