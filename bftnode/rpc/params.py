@@ -206,11 +206,11 @@ def parse(schema: type[P], params: dict[str, Any]) -> P:
         v = params.get(name)
         if v is None:
             continue
-        kind = plan.scalars.get(name)
-        if kind is not None and isinstance(v, str):
-            v = _from_text(name, kind, v)
-        elif name in plan.text and isinstance(v, str):
+        if isinstance(v, str) and name not in plan.data:  # data fields say it their way
             _check_text(name, v)
+            kind = plan.scalars.get(name)
+            if kind is not None:
+                v = _from_text(name, kind, v)
         args[name] = v
     try:
         return msgspec.convert(args, schema, dec_hook=_dec_hook)
@@ -225,7 +225,6 @@ class _Plan:
     fields: tuple[str, ...]
     scalars: dict[str, str]  # name -> "int" | "float" | "bool": also accepted as text
     data: dict[str, bool]  # Data fields -> may be empty
-    text: frozenset[str]  # plain str fields
     choices: dict[str, tuple[Any, ...]]  # Literal fields -> allowed values
 
 
@@ -238,19 +237,17 @@ def _plan(schema: type) -> _Plan:
     if plan is None:
         info = mi.type_info(schema)
         assert isinstance(info, mi.StructType)
-        scalars, data, text, choices = {}, {}, set(), {}
+        scalars, data, choices = {}, {}, {}
         for f in info.fields:
             t, extra = _unwrap(f.type)
             if type(t) in _SCALARS:
                 scalars[f.name] = _SCALARS[type(t)]
             elif extra.get("data"):
                 data[f.name] = extra["data"] == "may be empty"
-            elif isinstance(t, mi.StrType):
-                text.add(f.name)
             elif isinstance(t, mi.LiteralType):
                 choices[f.name] = t.values
         plan = _plans[schema] = _Plan(tuple(f.name for f in info.fields), scalars, data,
-                                      frozenset(text), choices)
+                                      choices)
     return plan
 
 
@@ -284,6 +281,8 @@ def _from_text(name: str, kind: str, v: str) -> Any:
 
 
 def _check_text(name: str, v: str) -> None:
+    """Text that is not data (hashes, txs, choices, numbers as text): no NUL, and encodable
+    (msgspec cannot even compare a lone surrogate with a choice)."""
     if "\x00" in v or _has_surrogate(v):
         raise _bad(name, f"param {name!r} must be text without NUL or lone surrogates")
 
