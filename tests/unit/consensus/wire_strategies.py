@@ -892,14 +892,15 @@ def snapshot(r: Replica) -> dict[str, Any]:
 
 def rejected(out: Any, dropped_before: dict[str, int], r: Replica, msg: Any) -> bool:
     """Did the step refuse the message outright? Nothing to persist, send, execute or fetch,
-    and evidence or a dropped count says so. A FORWARD is refused only when each of its
-    requests is; a checkpoint whose digest differs from ours is evidence AND still counted
+    and evidence or a dropped count says so. A FORWARD is all or nothing: refused when it
+    draws evidence (one invalid request refuses it whole) or each request is dropped; a
+    checkpoint whose digest differs from ours is evidence AND still counted
     (if 2f+1 agree we are the wrong one), so it is not a refusal."""
     if out is None or out.persist or out.send or out.execute or out.fetch or out.load_clients:
         return False
     drops = sum(r.dropped.values()) - sum(dropped_before.values())
     if isinstance(msg, Forward):
-        return drops + len(out.evidence) >= max(1, len(msg.requests))
+        return bool(out.evidence) or drops >= max(1, len(msg.requests))
     if any(e.kind == "bad-checkpoint" for e in out.evidence):
         return False
     return bool(out.evidence) or drops > 0
