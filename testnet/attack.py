@@ -19,6 +19,11 @@ reading only JSON-RPC:
   - convictions (evidence committed to the ledger, `evidence` RPC's `convicted`): no honest
     node is ever convicted, every honest node reports the same height for a conviction, and
     the replicas in `expect.convicted` are convicted on every live honest node.
+  - one byzantine node must not bloat the honest ones: each honest node's resident-memory
+    growth (VmRSS from /proc, per incarnation, from its first sample once it answers RPC) and
+    the bytes its log grew by stay within `expect.max_rss_growth_mb` and `expect.max_log_bytes`
+    (64 MB and 1 MiB unless the manifest says otherwise; 0 = report only), with every node's
+    CPU seconds reported; a node that dies during start-up is a failed verdict too.
 It also measures, for every perturbation (and for a byzantine primary from the start), the time
 from the fault to the next commit.
 
@@ -51,6 +56,7 @@ from bftnode.app import ops
 from bftnode.keys import NodeKey
 from consensus import Request, encode, request_digest, sign_request
 from testnet import launcher
+from testnet.bench import proc_cpu_s, proc_rss_mb
 from testnet.checkers import find_divergence
 from testnet.ports import free_port_base
 
@@ -60,6 +66,7 @@ ACTIONS = ("kill", "kill-hard", "pause", "resume", "restart", "wipe-restart", "p
 DEFAULT_CONSENSUS = {"timeout_request_ms": 1000, "timeout_view_change_ms": 1000,
                      "heartbeat_ms": 200}
 POLL_S = 0.05
+RSS_SAMPLE_S = 0.25  # resource samples of every node (RSS, CPU, log size)
 IDLE_S = 2.0  # an events subscription silent this long has sent every past event
 OK, VIOLATED, INFO, SKIPPED = "ok", "violated", "info", "skipped"
 
@@ -97,6 +104,11 @@ class Expect:
     evidence: bool = False  # some honest node must report evidence
     convicted: tuple[int, ...] = ()  # replicas every live honest node must report convicted
     min_acked: int = 1  # at least this many txs acknowledged (0 = none required)
+    # one byzantine node must not bloat the honest ones: most resident-memory growth of an
+    # honest node (VmRSS, from its first sample once it answers RPC) and most log output it
+    # may write during the run (0 = measured and reported only)
+    max_rss_growth_mb: float = 64.0
+    max_log_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -177,7 +189,7 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     load = _typed(f"{path} [load]", d.get("load") or {}, Load,
                   ("rate", "duration_s", "commit_timeout_s"))
     expect = _typed(f"{path} [expect]", d.get("expect") or {}, Expect,
-                    ("progress_timeout_s", "settle_s"))
+                    ("progress_timeout_s", "settle_s", "max_rss_growth_mb"))
     perts = []
     for i, p in enumerate(d.get("perturbation") or []):
         where = f"{path} [[perturbation]] #{i + 1}"
@@ -261,6 +273,41 @@ class Fault:
     note: str = ""
 
 
+@dataclass
+class Usage:
+    """What one node used during the run: resident memory (per incarnation: its first sample
+    once it answers RPC, and its most), log bytes written, CPU seconds."""
+
+    pid: int | None = None
+    rss_start_mb: float | None = None
+    rss_max_mb: float | None = None
+    rss_growth_mb: float = 0.0  # the largest max - start over its incarnations
+    log_start: int = 0
+    log_bytes: int = 0
+    cpu_done_s: float = 0.0  # CPU of its earlier incarnations
+    cpu_s: float = 0.0
+
+    def sample(self, pid: int) -> None:
+        if pid != self.pid:
+            self.cpu_done_s, self.pid = self.cpu_s, pid
+            self.rss_start_mb = None
+        rss = proc_rss_mb(pid)
+        if rss is None:
+            return
+        if self.rss_start_mb is None:
+            self.rss_start_mb = rss
+        self.rss_max_mb = max(rss, self.rss_max_mb or 0.0)
+        self.rss_growth_mb = max(self.rss_growth_mb, round(rss - self.rss_start_mb, 1))
+        cpu = proc_cpu_s(pid)
+        if cpu is not None:
+            self.cpu_s = round(self.cpu_done_s + cpu, 2)
+
+    def report(self) -> dict[str, Any]:
+        return {"rss_start_mb": self.rss_start_mb, "rss_max_mb": self.rss_max_mb,
+                "rss_growth_mb": self.rss_growth_mb, "log_bytes": self.log_bytes,
+                "cpu_s": self.cpu_s}
+
+
 class Run:
     """State of one scenario run (threads: load clients, height monitors; main: schedule)."""
 
@@ -293,11 +340,24 @@ class Run:
         self.fake_acks = fake_acks
         self.report_heights: dict[str, int] = {}
         self.evidence: dict[str, Any] = {}
-        self.status0 = call(httpx.Client(), self.urls[self.honest[0]], "status")
+        self.usage = {i: Usage(log_start=_size(nd["log"])) for i, nd in enumerate(manifest["nodes"])}
+        self.sampling = threading.Event()  # set: stop sampling (after the final checks)
+        self.status0 = self._first_status()
         self.domain = bytes.fromhex(self.status0["domain"])
 
     def now(self) -> float:
         return time.monotonic() - self.t0
+
+    def _first_status(self) -> dict:
+        """`status` of the first honest node that answers (one may have died already)."""
+        err: Exception | None = None
+        with httpx.Client() as http:
+            for i in self.honest:
+                try:
+                    return call(http, self.urls[i], "status")
+                except httpx.HTTPError as exc:
+                    err = exc
+        raise httpx.ConnectError(f"no honest node answers status: {err}")
 
     def live_honest(self) -> list[int]:
         with self.lock:
@@ -333,6 +393,21 @@ class Run:
         with self.lock:
             ts = [tt for i in self.honest for tt, h in self.heights[i] if tt > t and h > height]
         return min(ts) if ts else None
+
+    # -- resources: one thread samples every node
+    def sample_usage(self) -> None:
+        """Every RSS_SAMPLE_S: each running node's resident memory and CPU, and the bytes its
+        log grew by. A node stopped or restarting on purpose is skipped until it answers."""
+        while True:
+            for i, u in self.usage.items():
+                with self.lock:
+                    away = i in self.down
+                pid = None if away else self.pid(i)
+                if pid and launcher.pid_alive(pid):
+                    u.sample(pid)
+                u.log_bytes = max(u.log_bytes, _size(self.m["nodes"][i]["log"]) - u.log_start)
+            if self.sampling.wait(RSS_SAMPLE_S):
+                return
 
     # -- client load
     def put_client(self, c: int) -> None:
@@ -586,6 +661,13 @@ class Run:
         return self.first_commit_after(after_t, after_h)
 
 
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
 # ---------------------------------------------------------------- checks (JSON-RPC only)
 
 
@@ -741,21 +823,30 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
         base_port = free_port_base(2 * sc.nodes + 2)
     started = time.monotonic()
     say(f"starting {sc.nodes} nodes in {d} (byzantine: {sc.byzantine or 'none'})")
-    m = launcher.up(d, sc.nodes, base_port=base_port, byzantine=sc.byzantine,
-                    consensus=sc.consensus, log_level="info")
-    run = Run(sc, d, m, fake_acks=fake_acks)
     report: dict[str, Any] = {"scenario": sc.name, "description": sc.description,
                               "nodes": sc.nodes, "byzantine": {str(k): v for k, v in
                                                                sc.byzantine.items()},
                               "dir": str(d)}
+    try:
+        m = launcher.up(d, sc.nodes, base_port=base_port, byzantine=sc.byzantine,
+                        consensus=sc.consensus, log_level="info")
+        run = Run(sc, d, m, fake_acks=fake_acks)
+    except (launcher.LauncherError, httpx.HTTPError) as exc:
+        # a node died before the run could start: peers' traffic killed it (a byzantine
+        # node's first messages arrive during start-up), a verdict and not a runner error
+        if "exited during start-up" not in str(exc) and not isinstance(exc, httpx.HTTPError):
+            raise
+        return _start_failure(report, sc, d, own_dir and not keep, exc, started)
     threads = [threading.Thread(target=run.monitor, args=(i,), daemon=True)
                for i in range(sc.nodes)]
     threads += [threading.Thread(target=run.put_client, args=(c,), daemon=True)
                 for c in range(sc.load.clients)]
     threads += [threading.Thread(target=run.lock_client, args=(c,), daemon=True)
                 for c in range(sc.load.lock_clients)]
+    sampler = threading.Thread(target=run.sample_usage, daemon=True)
     checks: list[Check] = []
     try:
+        sampler.start()
         for t in threads:
             t.start()
         say("load running; applying perturbations")
@@ -782,8 +873,12 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
         progress_t = run.wait_progress(last_t, last_h, sc.expect.progress_timeout_s)
         run.stop.set()
         checks += final_checks(run, progress_t, last_t)
+        run.sampling.set()
+        sampler.join(5)
+        checks += usage_checks(run)
     finally:
         run.stop.set()
+        run.sampling.set()
         for p in list(run.paused):
             run.resume(p)
         report["elapsed_s"] = round(time.monotonic() - started, 1)
@@ -805,8 +900,53 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
         "final_heights": run.report_heights,
         "views": {str(i): v for i, v in run.views.items()},
         "evidence": run.evidence,
+        "resources": {str(i): u.report() for i, u in run.usage.items()},
     })
     return report
+
+
+def _start_failure(report: dict[str, Any], sc: Scenario, d: Path, remove: bool,
+                   exc: Exception, started: float) -> dict[str, Any]:
+    """The verdict when a node exits before the run starts (the testnet is taken down)."""
+    with contextlib.suppress(Exception):
+        launcher.down(d)
+    if remove:
+        shutil.rmtree(d, ignore_errors=True)
+        report["dir"] = None
+    text = str(exc)
+    who = text.split(" exited", 1)[0] if " exited" in text else "a node"
+    honest = [i for i in range(sc.nodes) if i not in sc.byzantine]
+    report.update({
+        "ok": False, "elapsed_s": round(time.monotonic() - started, 1),
+        "checks": [vars(Check("honest nodes running", VIOLATED,
+                              f"{who} stopped during start-up (honest nodes: {honest}): "
+                              f"{text[:1500]}"))],
+        "faults": [], "submitted": 0, "acked": 0, "rejected": {}, "submit_errors": {},
+        "lock_ops": {}, "final_heights": {}, "views": {}, "evidence": {}, "resources": {},
+    })
+    return report
+
+
+def usage_checks(run: Run) -> list[Check]:
+    """Honest nodes' resident-memory growth and log volume against the manifest's bounds."""
+    exp = run.sc.expect
+    honest = {i: run.usage[i] for i in run.honest}
+    checks = []
+    for name, unit, limit, value in (
+        ("honest memory growth", "MB", exp.max_rss_growth_mb, lambda u: u.rss_growth_mb),
+        ("honest log volume", "bytes", exp.max_log_bytes, lambda u: u.log_bytes),
+    ):
+        if not honest:
+            continue
+        worst = max(honest, key=lambda i: value(honest[i]))
+        over = {i: value(u) for i, u in honest.items() if limit and value(u) > limit}
+        detail = (f"most {value(honest[worst])} {unit} (node{worst}); per honest node "
+                  f"{ {i: value(u) for i, u in honest.items()} }"
+                  + (f"; bound {limit} {unit}" if limit else "; no bound"))
+        checks.append(Check(name, VIOLATED if over else OK if limit else INFO, detail))
+    cpu = {i: u.cpu_s for i, u in run.usage.items()}
+    checks.append(Check("cpu seconds", INFO, f"per node {cpu}"))
+    return checks
 
 
 PROOF_KINDS = ("equivocation",)  # evidence that proves misbehaviour (not a mere suspicion)
