@@ -113,9 +113,8 @@ def _peer(conn: HTTPRequest | WebSocket) -> str:
 async def _read_body(request: HTTPRequest, limit: int) -> bytes:
     """The body, or RPCError(TOO_LARGE) after draining (so the client reads our answer)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and len(declared) < 20 and (
-        int(declared) > MAX_DRAIN_BYTES
-    ):
+    digits = declared is not None and declared.isascii() and declared.isdigit()
+    if digits and len(declared) < 20 and int(declared) > MAX_DRAIN_BYTES:
         raise RPCError(TOO_LARGE, f"body of {declared} bytes exceeds the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
