@@ -125,10 +125,9 @@ def _retained_mb(w, messages: int, op_bytes: int) -> tuple[float, int]:
 def test_refused_view_changes_leave_their_requests_behind_in_no_cache():
     """Each VIEW-CHANGE is refused (its prepared proof has no prepares), yet at d168ebd the
     requests it carried stayed in request_digest's LRU (freed by its cache_clear): 40 of them
-    with 256 KB each held
-    ~10 MB after the replica let go of every message (16,384 entries of up to 8 MiB frames:
-    one replica can make an honest one hold gigabytes). Fails until the cache is bounded in
-    bytes or refused messages are not memoised."""
+    with 256 KB each held ~10 MB after the replica let go of every message (16,384 entries
+    of up to 8 MiB frames: one replica can make an honest one hold gigabytes). Fails until
+    the cache is bounded in bytes or refused messages are not memoised."""
     request_digest.cache_clear()
     w = worlds()["committed"]
     held_mb, evidence = _retained_mb(w, 40, 256 * 1024)
