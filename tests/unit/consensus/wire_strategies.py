@@ -930,4 +930,10 @@ def bound_violations(r: Replica) -> list[str]:
         ("committed waiting", len(r._committed), cfg.watermark_window + 64),
         ("dropped reasons", len(r.dropped), 64),
     ]
+    # byte shares, where the replica keeps them (per sender in the buffer, per source in the
+    # pending pool)
+    for name, table, limit in (("buffer bytes per sender", "_buffered_bytes", "buffer_share_bytes"),
+                               ("pool bytes per source", "_pool_bytes", "pool_share_bytes")):
+        if hasattr(r, table) and hasattr(r, limit):
+            checks.append((name, max(getattr(r, table).values(), default=0), getattr(r, limit)))
     return [f"{name}: {got} > {limit}" for name, got, limit in checks if got > limit]
