@@ -6,8 +6,8 @@ Frames start with a version byte. Imports: stdlib, msgspec.
 
 from __future__ import annotations
 
-import functools
 import hashlib
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -17,7 +17,11 @@ from .messages import Message, PrePrepare, Request
 
 WIRE_VERSION = 1
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
-REQUEST_DIGEST_CACHE = 16_384  # memoised tx hashes (bounded LRU; holds the requests)
+# memoised tx hashes: an LRU bounded in bytes (it holds the requests, and a peer's refused
+# messages pass through it too), of requests up to 1/64 of it each (bigger ones are hashed anew:
+# hashing them dominates re-encoding anyway)
+REQUEST_DIGEST_CACHE_BYTES = 8 * 1024 * 1024
+_CACHE_ENTRY_OVERHEAD = 320
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)
@@ -64,13 +68,41 @@ def signing_bytes(msg: Any) -> bytes:
     return _encoder.encode(msgspec.structs.replace(msg, sig=b""))
 
 
-@functools.lru_cache(maxsize=REQUEST_DIGEST_CACHE)
-def request_digest(req: Request) -> bytes:
-    """Transaction hash: digest of the signed content (excludes the signature).
+class _DigestCache:
+    """request -> digest, least recently used first, at most REQUEST_DIGEST_CACHE_BYTES."""
 
-    Memoised (a frozen request is hashable; equal requests have equal digests): one tx's hash
-    is needed ~10 times per node (batch digest, admission, execution, storage, RPC)."""
-    return digest(signing_bytes(req))
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.nbytes = 0
+        self._d: OrderedDict[Request, bytes] = OrderedDict()
+
+    def __call__(self, req: Request) -> bytes:
+        d = self._d.get(req)
+        if d is not None:
+            self._d.move_to_end(req)
+            return d
+        d = digest(signing_bytes(req))
+        cost = len(req.op) + _CACHE_ENTRY_OVERHEAD
+        if cost <= self.limit // 64:
+            self._d[req] = d
+            self.nbytes += cost
+            while self.nbytes > self.limit:
+                old, _ = self._d.popitem(last=False)
+                self.nbytes -= len(old.op) + _CACHE_ENTRY_OVERHEAD
+        return d
+
+    def cache_clear(self) -> None:
+        self._d.clear()
+        self.nbytes = 0
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+request_digest = _DigestCache(REQUEST_DIGEST_CACHE_BYTES)
+"""Transaction hash: digest of the signed content (excludes the signature). Memoised (a frozen
+request is hashable; equal requests have equal digests): one tx's hash is needed ~10 times per
+node (batch digest, admission, execution, storage, RPC)."""
 
 
 def batch_digest(time_ms: int, requests: tuple[Request, ...]) -> bytes:
