@@ -19,6 +19,29 @@ ClientId = bytes  # the client's Ed25519 public key (32 bytes)
 REQUEST_OVERHEAD_BYTES = 160  # a request's encoding beyond its op (keys, seqs, signature)
 
 
+# upper bounds of encoded sizes (tests/unit/consensus/test_pbft_view_change_size.py checks them
+# against messages with the largest field values): VIEW-CHANGE and NEW-VIEW carry headers and
+# votes only, so their size depends on n and the window, never on the batches
+HEADER_BYTES = 192  # a PRE-PREPARE without its requests
+VOTE_BYTES = 160  # a PREPARE, COMMIT or CHECKPOINT
+VIEW_MESSAGE_OVERHEAD = 128
+FRAME_LIMIT_BYTES = 8 * 1024 * 1024  # codec.MAX_MESSAGE_BYTES
+
+
+def view_change_bytes(n: int, window: int) -> int:
+    """Largest VIEW-CHANGE: a checkpoint proof plus a prepared proof (header + 2f prepares)
+    for every seq of the window."""
+    f = (n - 1) // 3
+    return VIEW_MESSAGE_OVERHEAD + n * VOTE_BYTES + window * (HEADER_BYTES + 2 * f * VOTE_BYTES)
+
+
+def new_view_bytes(n: int, window: int) -> int:
+    """Largest NEW-VIEW: 2f+1 VIEW-CHANGEs plus a re-proposed header for every seq."""
+    f = (n - 1) // 3
+    return VIEW_MESSAGE_OVERHEAD + (2 * f + 1) * view_change_bytes(n, window) + \
+        window * HEADER_BYTES
+
+
 def request_size(op_len: int) -> int:
     """Bytes a request of `op_len` op bytes counts for in batch and relay limits."""
     return op_len + REQUEST_OVERHEAD_BYTES
@@ -77,6 +100,11 @@ class Config:
             raise ValueError(f"n must be at most {MAX_REPLICAS}, got n={self.n}")
         if self.watermark_window > MAX_WINDOW:
             raise ValueError(f"watermark_window must be at most {MAX_WINDOW}")
+        if new_view_bytes(self.n, self.watermark_window) > FRAME_LIMIT_BYTES // 2:
+            raise ValueError(
+                f"a NEW-VIEW for n={self.n} and watermark_window={self.watermark_window} could "
+                f"reach {new_view_bytes(self.n, self.watermark_window)} bytes, over half the "
+                f"{FRAME_LIMIT_BYTES}-byte message limit: use a smaller window")
         if self.batch_max > MAX_BATCH_REQUESTS:
             raise ValueError(f"batch_max must be at most {MAX_BATCH_REQUESTS}")
         if self.watermark_window < 2 * self.checkpoint_interval:
