@@ -46,7 +46,7 @@ import threading
 import time
 import tomllib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -1183,9 +1183,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--keep", action="store_true", help="leave the testnet running afterwards")
     p.add_argument("--list", action="store_true", help="list the shipped scenarios")
+    p.add_argument("--duration", type=float, default=0.0, metavar="S",
+                   help="submit load for S seconds instead of the scenario's duration (txs and "
+                        "min_acked scale with it): a soak run of the same attack")
+    p.add_argument("--byzantine", action="append", default=[], metavar="I:STRATEGY",
+                   help="replace the scenario's Byzantine nodes (repeatable; e.g. 1:bloat:8192:20 "
+                        "for a faster attacker)")
     p.add_argument("--plant-fake-ack", type=int, default=0, metavar="K",
                    help="self-test: add K never-submitted tx hashes to the acknowledged set "
                         "(the run must then fail)")
+
+
+def with_overrides(sc: Scenario, duration_s: float = 0.0,
+                   byzantine: list[str] | None = None) -> Scenario:
+    """The scenario with its load stretched to `duration_s` (txs and min_acked in proportion)
+    and/or its Byzantine nodes replaced by `I:STRATEGY` specs."""
+    if duration_s > 0:
+        k = duration_s / sc.load.duration_s
+        sc = replace(
+            sc, load=replace(sc.load, duration_s=duration_s, txs=round(sc.load.txs * k)),
+            expect=replace(sc.expect, min_acked=round(sc.expect.min_acked * k)))
+    if byzantine:
+        from consensus.byzantine import parse_byzantine
+
+        sc = replace(sc, byzantine=parse_byzantine(byzantine, sc.nodes))
+    return sc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -1197,6 +1219,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         sc = load_scenario(args.scenario)
     except ScenarioError as exc:
+        print(f"testnet attack: {exc}", file=sys.stderr)
+        return 2
+    try:
+        sc = with_overrides(sc, args.duration, args.byzantine)
+    except ValueError as exc:
         print(f"testnet attack: {exc}", file=sys.stderr)
         return 2
     d = Path(args.dir) if args.dir else None
