@@ -25,6 +25,7 @@ REPORT_KINDS = ("bad-signature", "bad-new-view", "bad-checkpoint", "bad-block-sy
                 "bad-conflict")
 """Evidence kinds committed as signed reports: visible to all, convicting nobody."""
 
+MAX_EVIDENCE_OP_BYTES = 4096  # a proof is two signed headers or votes: ~0.5 KB
 MAX_REPORT_PROOF_BYTES = 4096  # a report's attached messages; larger ones are omitted
 REPORT_EVERY_BLOCKS = 256  # one report per (accused, kind) per reporter per this many blocks
 MAX_REASON_CHARS = 200
@@ -95,6 +96,27 @@ def verify_proof(auth: Authenticator, accused: int, proof: bytes) -> str | None:
     if not auth.verify(a) or not auth.verify(b):
         return "a signature does not verify"
     return None
+
+
+def check_evidence(auth: Authenticator, n: int, req: Request) -> str | None:
+    """Why `req` is not acceptable evidence, or None (also for a request that is not an
+    evidence op). Evidence must prove itself: signed by a validator, a proof kind, an accused
+    replica of the chain, small, and a proof that verifies - two conflicting messages signed by
+    the accused for one slot. Pure and deterministic: checked before ordering and again at
+    execution."""
+    op = parse_evidence_op(req.op)
+    if op is None:
+        return None
+    if req.client_id not in auth.replica_keys:
+        return "evidence must be signed by a validator key"
+    if len(req.op) > MAX_EVIDENCE_OP_BYTES:
+        return f"evidence of {len(req.op)} bytes exceeds {MAX_EVIDENCE_OP_BYTES}"
+    if op.kind not in PROOF_KINDS:
+        return f"evidence kind {op.kind!r} carries no checkable proof"
+    if not 0 <= op.accused < n:
+        return f"accused replica {op.accused} is not a validator"
+    reason = verify_proof(auth, op.accused, op.proof)
+    return None if reason is None else f"evidence proof: {reason}"
 
 
 def report_proof(messages: tuple[Any, ...]) -> bytes:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 from .auth import Authenticator
 from .codec import batch_digest
+from .evidence import check_evidence
 from .messages import PrePrepare, Request
 from .types import Config, request_size
 
@@ -30,7 +31,7 @@ def check_request(config: Config, auth: Authenticator, req: Request) -> str | No
         return f"op of {len(req.op)} bytes exceeds max_request_bytes={config.max_request_bytes}"
     if not auth.verify_request(req):
         return "bad client signature"
-    return None
+    return check_evidence(auth, config.n, req)
 
 
 def expired(req: Request, seq: int) -> bool:

@@ -52,12 +52,10 @@ from .events import (
 )
 from .evidence import (
     PROOF_KINDS,
-    REPORT_EVERY_BLOCKS,
-    REPORT_KINDS,
+    check_evidence,
     encode_proof,
     evidence_request,
     parse_evidence_op,
-    report_proof,
     verify_proof,
 )
 from .log import MessageLog, Slot
@@ -231,7 +229,6 @@ class Replica:
         }
         self._validator_index = {k: i for i, k in enumerate(auth.replica_keys)}
         self._proof_filed: set[int] = set()  # accused replicas we filed a proof against
-        self._reported: dict[tuple[int, str], int] = {}  # (accused, kind) -> height filed
         self._evidence_seq = 0  # request_seq of our last evidence transaction
         # proof exchange: slots (view, seq, peer) we showed our pre-prepare to, and per-peer
         # budgets (window start, count) so a peer voting junk cannot make us spam it
@@ -438,15 +435,14 @@ class Replica:
         return self._faults.cooling_off(peer, self._now)
 
     def _add_evidence(self, ev: Evidence) -> None:
-        """Surface evidence to the shell, and put it on the ledger: a proof (two conflicting
-        signed messages) once per accused replica, a report rate-limited per kind."""
+        """Surface evidence to the shell, and put a proof (two conflicting signed messages) on
+        the ledger once per accused replica. Other kinds stay local (log, metrics, the
+        `evidence` RPC): the ledger takes only evidence that proves itself."""
         self._out.evidence.append(ev)
         if ev.replica in self.never_accuse or not 0 <= ev.replica < self.config.n:
             return
         if ev.kind in PROOF_KINDS and len(ev.messages) == 2:
             self._file_proof(ev)
-        elif ev.kind in REPORT_KINDS:
-            self._file_report(ev)
 
     def _file_proof(self, ev: Evidence) -> None:
         accused = ev.replica
@@ -459,14 +455,6 @@ class Replica:
             return
         if self._submit_evidence(accused, ev.kind, ev.reason, proof):
             self._proof_filed.add(accused)
-
-    def _file_report(self, ev: Evidence) -> None:
-        key = (ev.replica, ev.kind)
-        last = self._reported.get(key)
-        if last is not None and self._last_executed < last + REPORT_EVERY_BLOCKS:
-            return
-        if self._submit_evidence(ev.replica, ev.kind, ev.reason, report_proof(ev.messages)):
-            self._reported[key] = self._last_executed
 
     def _submit_evidence(self, accused: int, kind: str, reason: str, proof: bytes) -> bool:
         """Sign an evidence transaction with our validator key and order it like a client
@@ -524,6 +512,30 @@ class Replica:
                     f"{len(self._convicted)} replicas convicted, more than f={self.config.f}: "
                     "validator keys are compromised; no longer skipping convicted primaries",
                 )
+
+    def _check_evidence_at_execution(
+        self, run: tuple[Request, ...], skipped: tuple[tuple[Request, str], ...]
+    ) -> tuple[tuple[Request, ...], tuple[tuple[Request, str], ...]]:
+        """Evidence proves itself again at execution (deterministic: keys, agreed log): an
+        invalid one, or a second one against an already convicted replica (one record per
+        offence), is skipped with its reason and records nothing."""
+        keep: list[Request] = []
+        extra: list[tuple[Request, str]] = []
+        accused: set[int] = set(self._convicted)
+        for req in run:
+            op = parse_evidence_op(req.op)
+            if op is None:
+                keep.append(req)
+                continue
+            reason = check_evidence(self.auth, self.config.n, req)
+            if reason is None and op.accused in accused:
+                reason = "evidence already recorded"
+            if reason is None:
+                accused.add(op.accused)
+                keep.append(req)
+            else:
+                extra.append((req, "invalid evidence: " + reason))
+        return tuple(keep), skipped + tuple(extra)
 
     def _sign_vote(self, msg: Any) -> Any | None:
         """Sign a vote exactly once per slot: persist it, and return it (the caller sends).
@@ -1193,6 +1205,8 @@ class Replica:
                 break
             del self._committed[seq]
             run, skipped = split_batch(pp.requests, seq, self._clients)
+            if any(b"evidence" in r.op for r in run):
+                run, skipped = self._check_evidence_at_execution(run, skipped)
             prev = self._last_hash
             h = chain_digest(prev, seq, pp.digest)
             t = block_time(self._last_time, pp.time_ms)

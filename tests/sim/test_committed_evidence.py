@@ -69,10 +69,11 @@ def test_false_evidence_against_honest_replicas_convicts_nobody(n, seed):
     assert res.figures["executed_everywhere"] == opts.requests, res.failure_text()
     assert res.figures["convicted"] == {}
     liar = cluster.auths[n - 1].signer.public_key
-    for node in cluster.live_nodes:  # the fake proofs were committed, and convicted nobody
+    for node in cluster.live_nodes:  # evidence must prove itself: nothing was recorded
         accused = {
             parse_evidence_op(r.op).accused
-            for ex in node.blocks.blocks.values() for r in ex.requests if r.client_id == liar
+            for ex in node.blocks.blocks.values() for r in ex.requests
+            if r.client_id == liar and parse_evidence_op(r.op) is not None
         }
-        assert accused == set(range(n - 1)), accused
+        assert accused == set(), accused
         assert node.replica.convicted == {}
