@@ -13,8 +13,8 @@ Found by tests/unit/consensus/test_peer_input_total.py (Hypothesis) and tests/fu
 - RecursionError out of codec.decode: an element nested 100,000 deep (a trailing extra field
   or a field of the wrong type). Fixed by 22305d0.
 - Memory held by refused messages: request_digest's LRU (16,384 entries, counted not sized)
-  keeps every request it hashed, also those of messages refused right after; one replica's
-  VIEW-CHANGEs carrying 1 MB requests keep 1 MB each. Open at d168ebd (see the test).
+  kept every request it hashed, also those of messages refused right after; one replica's
+  VIEW-CHANGEs carrying 1 MB requests kept 1 MB each. Open at d168ebd, fixed by 62e6c8b.
 """
 
 from __future__ import annotations
@@ -25,9 +25,19 @@ import tracemalloc
 import msgspec
 import pytest
 
-from consensus import PreparedProof, PrePrepare, Request, Tick, ViewChange, batch_digest
+from consensus import (
+    BlockSync,
+    CommittedBlock,
+    PreparedProof,
+    PrePrepare,
+    Request,
+    Tick,
+    ViewChange,
+    batch_digest,
+    codec,
+)
 from consensus.codec import GENESIS_CHAIN_DIGEST, encode, request_digest
-from tests.unit.consensus.wire_strategies import feed, worlds
+from tests.unit.consensus.wire_strategies import feed, replay, worlds
 
 _enc = msgspec.msgpack.Encoder()
 
@@ -91,11 +101,27 @@ def test_an_element_nested_100000_deep(where):
 # ---------------------------------------------------------------- memory held by refusals
 
 
-def _retained_mb(w, messages: int, op_bytes: int) -> tuple[float, int]:
-    """Bytes still allocated after one replica's VIEW-CHANGEs, each carrying a prepared proof
-    with one request of `op_bytes`, were all refused (and dropped by the caller)."""
+def _carrier(w, r, kind: str, req: Request, now: int) -> tuple[int, bytes]:
+    """(sender, frame): a message carrying `req` that the replica refuses after hashing it."""
+    c = w.cluster
+    if kind == "view-change":  # a prepared proof without prepares, from replica 2
+        pp = c.auth(2).sign(PrePrepare(2, r.stable_seq + 1, now, (req,),
+                                       batch_digest(now, (req,)), 2))
+        return 2, encode(c.auth(2).sign(ViewChange(r.view + 3, 0, GENESIS_CHAIN_DIGEST, (),
+                                                   (PreparedProof(pp, ()),), 2)))
+    if kind == "pre-prepare":  # from the primary, the request's client signature is bad
+        p = w.config.primary(r.view)
+        pp = PrePrepare(r.view, r.last_executed + 1, now, (req,), batch_digest(now, (req,)), p)
+        return p, encode(c.auth(p).sign(pp))
+    # block-sync: an executed seq with another batch and no commit certificate, from 2
+    pp = PrePrepare(0, 1, now, (req,), batch_digest(now, (req,)), 0)
+    return 2, encode(c.auth(2).sign(BlockSync((CommittedBlock(pp, ()),), 2)))
+
+
+def _retained_mb(w, kind: str, messages: int, op_bytes: int) -> tuple[float, int]:
+    """Bytes still allocated after `messages` refused messages of `kind`, each carrying one
+    request of `op_bytes`, went through the replica (and were dropped by the caller)."""
     r = w.fresh_replica()
-    a2 = w.cluster.auth(2)
     now = w.now
     evidence = 0
     gc.collect()
@@ -104,16 +130,12 @@ def _retained_mb(w, messages: int, op_bytes: int) -> tuple[float, int]:
         base = tracemalloc.get_traced_memory()[0]
         for k in range(messages):
             req = Request(bytes(32), k, k.to_bytes(4, "big") * (op_bytes // 4))
-            pp = a2.sign(PrePrepare(2, r.stable_seq + 1, now, (req,),
-                                    batch_digest(now, (req,)), 2))
-            vc = a2.sign(ViewChange(r.view + 3, 0, GENESIS_CHAIN_DIGEST, (),
-                                    (PreparedProof(pp, ()),), 2))
-            data = encode(vc)
-            del req, pp, vc
-            _, out = feed(r, 2, data, w)
-            evidence += len(out.evidence)
+            sender, data = _carrier(w, r, kind, req, now)
+            del req
+            _, out = feed(r, sender, data, w)
+            evidence += len(out.evidence) if out is not None else 0
             del out, data
-            now += w.config.status_interval_ms * 10  # within any per-peer fault budget
+            now += w.config.status_interval_ms * 10  # within any per-peer budget
             r.step(Tick(now))
         gc.collect()
         held = tracemalloc.get_traced_memory()[0] - base
@@ -122,14 +144,39 @@ def _retained_mb(w, messages: int, op_bytes: int) -> tuple[float, int]:
     return held / 1e6, evidence
 
 
-def test_refused_view_changes_leave_their_requests_behind_in_no_cache():
-    """Each VIEW-CHANGE is refused (its prepared proof has no prepares), yet at d168ebd the
-    requests it carried stayed in request_digest's LRU (freed by its cache_clear): 40 of them
-    with 256 KB each held ~10 MB after the replica let go of every message (16,384 entries
-    of up to 8 MiB frames: one replica can make an honest one hold gigabytes). Fails until
-    the cache is bounded in bytes or refused messages are not memoised."""
+@pytest.mark.parametrize("kind", ["view-change", "pre-prepare", "block-sync"])
+def test_refused_messages_hold_no_more_than_the_digest_memo_bound(kind):
+    """Each message is refused after its requests were hashed, yet at d168ebd every request
+    stayed in request_digest's LRU (16,384 entries of any size; freed by cache_clear): 100
+    refused VIEW-CHANGEs with a 100 KB request each held ~10 MB (40 x 256 KB: 10.8 MB), and
+    8 MiB frames let one replica make an honest one hold gigabytes. Fixed by 62e6c8b (the memo
+    is bounded in bytes): what stays is at most that bound."""
     request_digest.cache_clear()
+    bound_mb = getattr(codec, "REQUEST_DIGEST_CACHE_BYTES", 0) / 1e6
     w = worlds()["committed"]
-    held_mb, evidence = _retained_mb(w, 40, 256 * 1024)
-    assert evidence >= 1  # refused, and said so (some may be rate limited)
-    assert held_mb < 2.0, f"{held_mb:.1f} MB retained after 40 refused VIEW-CHANGEs"
+    for op_bytes in (100 * 1024, 256 * 1024):
+        held_mb, evidence = _retained_mb(w, kind, 100, op_bytes)
+        assert evidence >= 1  # refused, and said so (some may be rate limited)
+        assert held_mb < bound_mb + 1.5, (
+            f"{held_mb:.1f} MB retained after 100 refused {kind} messages of {op_bytes} B")
+
+
+# ---------------------------------------------------------------- fuzzer inputs, replayed exactly
+
+FUZZ_TIME_PAST_INT64 = bytes.fromhex(
+    "38e60198020004cfe2f883d6c2ded947929601c42076ba86ab7dbf8b7b4274e03f9e4d5df9734ec8b5656bc2"
+    "eb0c4c295dfd73e416ccc9c4026f7010c4200e3456eda1dab8b75489b54e9e8841c9000cfd2520364c2044c7"
+    "8d330a8f539b9601c42077f96669188333e5fc0af3bdd3328a6cfd046dd27eaff7fae737a9c300842ba8ccc8"
+    "c4016fcffa0ea45710ad31cfc42005c17be7b8efd01c3d757846048eb50f374014c6b7f0346ca95738930efd"
+    "4d37c4200a3f87f38fc041e48dc112d2335a1b4c9c4d71fa82d04dcd07ab7db5e3f1b53f00c44037406afe45"
+    "d3b3ba64b67a45a4bf5165ced1d9ee22287cbe9b54263322647c25bcc358c66700a8a7457ae5c1316a04d878"
+    "79553ddc14485c4cf3aa834907561d"
+)
+
+
+def test_fuzzer_input_pre_prepare_time_past_int64():
+    """tests/fuzz/fuzz_peer.py at cb008f2, first minute: scenario byte 0x38 (catching-up),
+    sender/flags 0xe6 (time passes after), frame PRE-PREPARE view 0 seq 4 time_ms
+    0xe2f883d6c2ded947 (> 2^63) with two requests, re-signed by the primary: OverflowError in
+    batch_digest (normal.check_pre_prepare via Replica.on_pre_prepare)."""
+    replay(FUZZ_TIME_PAST_INT64)  # must not raise

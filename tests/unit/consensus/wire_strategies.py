@@ -937,3 +937,37 @@ def bound_violations(r: Replica) -> list[str]:
         if hasattr(r, table) and hasattr(r, limit):
             checks.append((name, max(getattr(r, table).values(), default=0), getattr(r, limit)))
     return [f"{name}: {got} > {limit}" for name, got, limit in checks if got > limit]
+
+
+# ---------------------------------------------------------------- fuzzer inputs
+
+KEEP_SIGS = 0x10
+THEN_TICK = 0x20
+
+
+def replay(data: bytes, fast: bool = True, coalition: bool = False):
+    """Run one tests/fuzz/fuzz_peer.py input: byte 0 picks the scenario, byte 1 the sender
+    (low bits) and flags (KEEP_SIGS: the frame's signatures as they are, else the decoded
+    message is re-signed by its sender, or with `coalition` by every replica it names;
+    THEN_TICK: time passes afterwards), the rest is the frame. Returns (message or None,
+    Output or None, the replica); raises what the node would crash on."""
+    scenarios = sorted(SCENARIO_BUILDERS)
+    w = worlds(fast)[scenarios[data[0] % len(scenarios)]]
+    peers = w.senders()
+    sender = peers[data[1] % len(peers)]
+    frame = data[2:]
+    r = w.fresh_replica()
+    if not data[1] & KEEP_SIGS:
+        try:
+            msg = decode(frame)
+        except DecodeError:
+            return None, None, r
+        rid = getattr(msg, "replica", None)
+        if type(rid) is int and rid in peers:
+            sender = rid
+        frame = wire(resign(to_tree(msg), w, None if coalition else {sender}))
+    msg, out = feed(r, sender, frame, w)
+    if msg is not None and data[1] & THEN_TICK:
+        for dt in (1, w.config.status_interval_ms, w.config.timeout_request_ms + 1):
+            apply_output(r, r.step(Tick(w.now + dt)), w)
+    return msg, out, r
