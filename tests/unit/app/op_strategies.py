@@ -181,7 +181,7 @@ def _mutate(draw, d: dict) -> dict:
     fields = list(d)
     name = draw(st.sampled_from(fields)) if fields else "op"
     if kind == "int":
-        name = draw(st.sampled_from([k for k, v in d.items() if type(v) is int] or fields))
+        name = draw(st.sampled_from([k for k, v in d.items() if type(v) is int] or [name]))
         d[name] = draw(ints)
     elif kind == "wrong_type":
         d[name] = draw(wrong)
