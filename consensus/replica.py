@@ -975,8 +975,8 @@ class Replica:
             # another one there (nor for one it cannot compare, after a restart)
             self.dropped["pre-prepare-at-executed-seq"] += 1
             return
-        slot = self._log.slot(pp.view, pp.seq)
-        if slot.pre_prepare is not None:
+        slot = self._log.get(pp.view, pp.seq)  # created only once the pre-prepare is accepted
+        if slot is not None and slot.pre_prepare is not None:
             if slot.pre_prepare.digest != pp.digest:
                 self._evidence(
                     "equivocation", sender, "two pre-prepares for one view and seq",
@@ -1002,7 +1002,7 @@ class Replica:
         if reason:
             self._evidence("invalid-message", sender, f"pre-prepare rejected: {reason}", pp)
             return
-        self._accept_pre_prepare(slot, pp)
+        self._accept_pre_prepare(self._log.slot(pp.view, pp.seq), pp)
 
     def _accept_pre_prepare(self, slot: Slot, pp: PrePrepare) -> None:
         slot.pre_prepare = pp

@@ -331,14 +331,12 @@ async def test_a_running_node_survives_peer_bytes_and_keeps_stepping(tmp_path) -
 # ---------------------------------------------------------------- findings kept as specs
 
 
-@pytest.mark.xfail(reason="open (issue 25): on_pre_prepare creates the log slot before its "
-                   "checks, so a refused PRE-PREPARE leaves an empty slot (bounded by the "
-                   "window; health() then reports 'no PRE-PREPARE' for that seq)", strict=False)
 def test_a_rejected_pre_prepare_leaves_no_slot_behind():
     w = worlds()["fresh"]
     r = w.fresh_replica()
     primary = w.config.primary(r.view)
-    bad = w.cluster.auth(primary).sign(PrePrepare(r.view, 3, w.now, (), bytes(32), primary))
+    req = w.cluster.request(7, 1)  # a batch whose digest does not match it
+    bad = w.cluster.auth(primary).sign(PrePrepare(r.view, 3, w.now, (req,), bytes(32), primary))
     out = r.step(Receive(primary, bad))
     assert [e.kind for e in out.evidence] == ["invalid-message"]
     assert r._log.get(r.view, 3) is None
