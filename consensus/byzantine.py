@@ -24,9 +24,9 @@ from typing import Any
 
 import msgspec
 
-from .auth import Authenticator, sign_request
+from .auth import Authenticator, Ed25519Signer, FastSigner, sign_request
 from .codec import GENESIS_CHAIN_DIGEST, MAX_MESSAGE_BYTES, batch_digest, encode, request_digest
-from .events import ClientRequest, Event, Output, Receive, Send, Tick
+from .events import ClientRequest, ClientRequests, Event, Output, Receive, Send, Tick
 from .evidence import encode_proof, evidence_request
 from .messages import (
     BlockSync,
@@ -987,6 +987,115 @@ class ForwardJunk(_Periodic):
         return self._spec(self.per_forward)
 
 
+# ---------------------------------------------------------------- one validator vs. execution
+
+_pack = msgspec.msgpack.encode
+
+
+def _map(*pairs: tuple[Any, Any] | bytes) -> bytes:
+    """A msgpack map from (key, value) pairs, each encoded, or raw bytes (one encoded key and
+    value, e.g. a deep value msgspec would refuse to build)."""
+    body = b"".join(p if isinstance(p, bytes) else _pack(p[0]) + _pack(p[1]) for p in pairs)
+    n = len(pairs)
+    return (bytes([0x80 | n]) if n < 16 else b"\xde" + n.to_bytes(2, "big")) + body
+
+
+def poison_ops(depth: int, max_bytes: int) -> list[tuple[str, bytes]]:
+    """(variant, op bytes) a client could sign but no client library builds: each at most
+    `max_bytes` (a request the replicas admit), none a valid op. Deep nesting (`depth` levels,
+    maps or arrays, under an unknown field after or before the "op" tag), integers past what
+    a field holds (uint64 max, int64 min, a 5,000-digit decimal string), wrong types, unknown
+    ops, not a map at all, invalid UTF-8, truncated and trailing bytes, too many items."""
+    room = max(16, max_bytes - 64)
+    levels = min(depth, room // 2 - 8)  # a map level takes 2 bytes, an array level 1
+    deep_map, deep_arr = _nested(levels, maps=True), _nested(min(depth, room - 16), maps=False)
+    put = (("op", "put"), ("key", b"k"), ("value", b"v"))
+    many = min(100_000, room - 32)
+    ops = [
+        ("deep-map", _map(*put, _pack("x-unknown") + deep_map)),
+        ("deep-map-before-tag", _map(_pack("x-unknown") + deep_map, *put)),
+        ("deep-array", _map(*put, _pack("x-unknown") + deep_arr)),
+        ("deep-evidence", _map(("op", "evidence"), ("accused", 0), ("kind", "equivocation"),
+                               _pack("x-unknown") + deep_arr)),
+        ("huge-revision", _map(("op", "compact"), ("revision", (1 << 64) - 1))),
+        ("huge-ttl", _map(("op", "lease_grant"), ("ttl_ms", (1 << 64) - 1))),
+        ("negative-lease", _map(*put, ("lease", -(1 << 63)))),
+        ("digit-string-revision", _map(("op", "compact"), ("revision", "9" * 5_000))),
+        ("nan-revision", _map(("op", "compact"), ("revision", float("nan")))),
+        ("wrong-types", _map(("op", "put"), ("key", 12), ("value", [1, 2]))),
+        ("txn-wrong-shape", _map(("op", "txn"), ("success", {"put": 1}), ("compare", 7))),
+        ("op-not-a-string", _map(("op", 7), ("key", b"k"))),
+        ("unknown-op", _map(("op", "transfer_all"), ("to", b"x"))),
+        ("not-a-map", _pack([1, 2, 3])),
+        ("nil", b"\xc0"),
+        ("empty", b""),
+        ("invalid-utf8", b"\x81\xa2op\xa3\xff\xfe\xfd"),
+        ("truncated", _map(*put)[:-3]),
+        ("trailing", _map(*put) + b"\xc0"),
+        ("many-items", _map(*put, _pack("x-unknown") + b"\xdd" + many.to_bytes(4, "big")
+                            + b"\xc0" * many)),
+    ]
+    return [(name, op) for name, op in ops if len(op) <= max_bytes]
+
+
+def relay_poison_signer(replica_id: int, fast: bool = False) -> Any:
+    """The client key a `relay-poison` replica signs with (deterministic, so a test harness can
+    recompute the requests and look up their results)."""
+    seed = hashlib.blake2b(f"relay-poison/{replica_id}".encode(), digest_size=32).digest()
+    return FastSigner(seed) if fast else Ed25519Signer(seed)
+
+
+class RelayPoison(_Periodic):
+    """Client-signed requests whose op bytes no client library builds (`poison_ops`: a map
+    nested `depth` deep under an unknown field, huge integers, wrong types, unknown ops, …),
+    signed with a client key of its own (`relay_poison_signer`) for the chain's domain, so
+    they pass every check before ordering. Every `every_ms` one round of them, fresh request
+    seqs, in one signed FORWARD to every replica; as primary it also proposes them. Honest
+    replicas order and execute them: each must get an error result, on every replica alike,
+    and nobody may stop."""
+
+    name = "relay-poison"
+
+    def __init__(self, depth: int = 10_000, every_ms: int | None = None) -> None:
+        super().__init__(every_ms)
+        if depth < 1:
+            raise ValueError("relay-poison:DEPTH needs DEPTH >= 1")
+        self.depth = depth
+        self.round = 0
+        self._ops: list[tuple[str, bytes]] | None = None
+
+    def ops(self, max_bytes: int) -> list[tuple[str, bytes]]:
+        if self._ops is None:
+            self._ops = poison_ops(self.depth, max_bytes)
+        return self._ops
+
+    def round_requests(self, domain: bytes, signer: Any, k: int,
+                       max_bytes: int) -> tuple[Request, ...]:
+        """Round `k`'s requests (request seqs k*len(ops)+1 …), signed by `signer`."""
+        ops = self.ops(max_bytes)
+        first = k * len(ops)
+        return tuple(sign_request(domain, signer, Request(b"", first + i + 1, op))
+                     for i, (_, op) in enumerate(ops))
+
+    def rewrite(self, ctx, event, out):
+        if not self.due(ctx, event, out):
+            return out
+        signer = relay_poison_signer(ctx.replica_id, isinstance(ctx.auth.signer, FastSigner))
+        reqs = self.round_requests(ctx.auth.domain, signer, self.round,
+                                   ctx.config.max_request_bytes)
+        self.round += 1
+        fwd = ctx.sign(Forward(requests=reqs, replica=ctx.replica_id))
+        out.send = list(out.send) + [Send(None, fwd)]
+        if ctx.is_primary():
+            extra = ctx.inner.step(ClientRequests(reqs))  # admitted and proposed like a client's
+            extra.reply = []  # no client waits for them here
+            out.extend(extra)
+        return out
+
+    def __repr__(self) -> str:
+        return self._spec(self.depth)
+
+
 # ---------------------------------------------------------------- registry and parsing
 
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
@@ -1010,14 +1119,15 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "checkpoint-flood": CheckpointFlood,
     "bloat": Bloat,
     "forward-junk": ForwardJunk,
+    "relay-poison": RelayPoison,
 }
 """Strategy names accepted by `--byzantine I:NAME` (`crash-after:K` takes a parameter; the
 periodic ones a second, their period: `bloat:KIB:MS`)."""
 
 _PARAMETRIZED = {"crash-after": int, "slow": float, "flood": int, "false-evidence": int,
                  "poison-ints": int, "deep-nest": int, "checkpoint-flood": int, "bloat": int,
-                 "forward-junk": int}
-_PERIODIC = {"deep-nest", "checkpoint-flood", "bloat", "forward-junk"}  # NAME:P:MS too
+                 "forward-junk": int, "relay-poison": int}
+_PERIODIC = {"deep-nest", "checkpoint-flood", "bloat", "forward-junk", "relay-poison"}  # NAME:P:MS too
 
 
 def parse_strategy(spec: str) -> Strategy:
