@@ -859,14 +859,12 @@ def _votes(vs: Any) -> tuple:
 
 def snapshot(r: Replica) -> dict[str, Any]:
     """The replica state a rejected message must leave as it was (public properties plus the
-    private tables a message could touch). Our own evidence transactions in the pool and
-    empty log slots (no pre-prepare, no votes) are left
-    out: see test_a_rejected_pre_prepare_leaves_no_slot_behind."""
+    private tables a message could touch). Our own evidence transactions in the pool are
+    left out (a report of the refusal joins it by design); empty log slots count (since
+    aa52ec8 a refused PRE-PREPARE leaves none)."""
     slots = {}
     for s in r._log.slots():
         pp = s.pre_prepare
-        if pp is None and not len(s.prepares) and not len(s.commits):
-            continue
         slots[(s.view, s.seq)] = (None if pp is None else pp.digest, _votes(s.prepares),
                                   _votes(s.commits), s.prepared, s.committed)
     cps = r._checkpoints
