@@ -3,6 +3,8 @@ layout, crash order, older ledgers."""
 
 from __future__ import annotations
 
+import time
+
 import plyvel
 import pytest
 from ledger_helpers import CHAIN_ID, GENESIS_HASH, ChainBuilder
@@ -147,17 +149,22 @@ def test_main_memtable_is_staggered_by_node_and_honoured(tmp_path):
     assert len(set(sizes)) == 4 and min(sizes) == MAIN_MEMTABLE_BYTES
     assert staggered_memtable_bytes(4) == sizes[0]
 
-    def tables_after_writing(memtable: int, name: str) -> int:
-        """Main-DB table files after ~4.6 MiB of unsynced state writes (a flush makes one)."""
+    def tables_after_writing(memtable: int, name: str, flushed: bool = False) -> int:
+        """Main-DB table files after ~4.6 MiB of unsynced state writes (a flush makes one).
+        `flushed`: wait (with a deadline) for the background flush to write its table, which
+        a loaded machine may not have started by the time we close."""
         db = tmp_path / name
         s = open_store(db, CHAIN_ID, GENESIS_HASH, create=True, memtable_bytes=memtable)
         try:
             for b in range(46):
                 s._kv.write([(keys.state(b"%02d-%04d" % (b, i)), b"x" * 1000)
                              for i in range(100)], sync=False)
+            deadline = time.monotonic() + 20
+            while flushed and not list(db.glob("*.ldb")) and time.monotonic() < deadline:
+                time.sleep(0.05)
         finally:
             s.close()  # waits for a started flush; an unfilled memtable stays in the log
         return len(list(db.glob("*.ldb")))
 
-    assert tables_after_writing(4 * 2**20, "small") >= 1
+    assert tables_after_writing(4 * 2**20, "small", flushed=True) >= 1
     assert tables_after_writing(6 * 2**20, "large") == 0  # still all in the memtable
