@@ -122,6 +122,7 @@ class Scenario:
     perturbations: tuple[Perturbation, ...] = ()
     expect: Expect = field(default_factory=Expect)
     path: str = ""
+    client_attack: Any = None  # testnet.client_attack.ClientAttack: a hostile client too
 
     @property
     def f(self) -> int:
@@ -157,7 +158,7 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: not valid TOML: {exc}") from exc
     known = {"name", "description", "nodes", "byzantine", "consensus", "load", "perturbation",
-             "expect"}
+             "expect", "client_attack"}
     extra = set(d) - known
     if extra:
         raise ScenarioError(f"{path}: unknown field(s) {sorted(extra)}; known: {sorted(known)}")
@@ -216,9 +217,15 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
             raise ScenarioError(f"{where}: unknown field(s) {sorted(extra)}")
         perts.append(Perturbation(float(at), action, node, float(dur)))
     perts.sort(key=lambda p: p.at_s)
+    hostile = None
+    if "client_attack" in d:
+        from testnet.client_attack import ClientAttack
+
+        hostile = _typed(f"{path} [client_attack]", d["client_attack"], ClientAttack,
+                         ("start_s", "deadline_s"))
     return Scenario(name=name, description=d.get("description", ""), nodes=nodes, byzantine=byz,
                     consensus={**DEFAULT_CONSENSUS, **cons}, load=load,
-                    perturbations=tuple(perts), expect=expect, path=path)
+                    perturbations=tuple(perts), expect=expect, path=path, client_attack=hostile)
 
 
 def load_scenario(name_or_path: str) -> Scenario:
@@ -342,6 +349,8 @@ class Run:
         self.evidence: dict[str, Any] = {}
         self.usage = {i: Usage(log_start=_size(nd["log"])) for i, nd in enumerate(manifest["nodes"])}
         self.sampling = threading.Event()  # set: stop sampling (after the final checks)
+        self.hostile: Any = None  # testnet.client_attack.HostileClient ([client_attack])
+        self.poison: dict[str, Any] = {}  # relay-poison txs on the ledger (poison_checks)
         self.status0 = self._first_status()
         self.domain = bytes.fromhex(self.status0["domain"])
 
@@ -843,6 +852,11 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
                 for c in range(sc.load.clients)]
     threads += [threading.Thread(target=run.lock_client, args=(c,), daemon=True)
                 for c in range(sc.load.lock_clients)]
+    if sc.client_attack is not None:
+        from testnet.client_attack import HostileClient
+
+        run.hostile = HostileClient(run, sc.client_attack)
+        threads.append(threading.Thread(target=run.hostile.run, daemon=True))
     sampler = threading.Thread(target=run.sample_usage, daemon=True)
     checks: list[Check] = []
     try:
@@ -902,6 +916,10 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
         "evidence": run.evidence,
         "resources": {str(i): u.report() for i, u in run.usage.items()},
     })
+    if run.poison:
+        report["poison"] = run.poison
+    if run.hostile is not None:
+        report["client_attack"] = run.hostile.report()
     return report
 
 
@@ -1135,6 +1153,11 @@ def final_checks(run: Run, progress_t: float | None, last_t: float) -> list[Chec
                                             else None, common, run.lock_ops))
         longest = chains[max(chains, key=lambda i: len(chains[i]))] if chains else {}
         checks += evidence_checks(run, http, urls, longest)
+        from testnet.client_attack import poison_checks
+
+        checks += poison_checks(run, http, urls)
+        if run.hostile is not None:
+            checks += run.hostile.checks(http, urls)
         for f in run.faults:
             if "not supported" in f.note:
                 checks.append(Check(f"{f.action} node{f.node}", SKIPPED, f.note))
