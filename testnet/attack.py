@@ -24,6 +24,8 @@ reading only JSON-RPC:
     the bytes its log grew by stay within `expect.max_rss_growth_mb` and `expect.max_log_bytes`
     (64 MB and 1 MiB unless the manifest says otherwise; 0 = report only), with every node's
     CPU seconds reported; a node that dies during start-up is a failed verdict too.
+  - a `relay-poison` validator's txs are on every honest ledger, each failing alike, and a
+    `[client_attack]` hostile client's burst and RPC calls are judged (testnet/client_attack.py).
 It also measures, for every perturbation (and for a byzantine primary from the start), the time
 from the fault to the next commit.
 

@@ -452,6 +452,7 @@ class HostileClient:
 
         cfg, fig = self.cfg, self.fig
         m = self.measured = self.measure(http, urls)
+        m["honest_up"] = f"{len(urls)} of {len(self.r.honest)}"  # answering at the end
         out = []
         internal = fig.rpc_answers.get(-32603, 0) + fig.submit_codes.get(-32603, 0)
         bad = sum(fig.rpc_unexpected.values())
