@@ -105,10 +105,12 @@ class KVApplication:
             events.extend(ctx.events)
 
         results: list[tuple[int, bytes]] = []
+        spent = budgets.BlockBudget()
         for i, tx in enumerate(txs):
-            meter = budgets.Meter()
+            meter = spent.meter()
             ctx = TxContext(Overlay(block, meter), rev + 1, height, time_ms, tx.client_id, i)
-            code, result = self._run(ctx, tx.op)
+            code, result = self._run(ctx, tx.op, spent.result_cap())
+            spent.spend(meter, len(result))
             if code:
                 results.append((code, result))
                 continue
@@ -128,7 +130,7 @@ class KVApplication:
         block.put(L.TIME, L.u64(time_ms))
         return BlockEffects(tuple(results), block.writes(), tuple(events))
 
-    def _run(self, ctx: TxContext, op_bytes: bytes) -> tuple[int, bytes]:
+    def _run(self, ctx: TxContext, op_bytes: bytes, result_cap: int) -> tuple[int, bytes]:
         """One tx: (0, result) with its writes left in ctx.state, or (code, error result).
         Every failure op content can cause is an OpError or AppError; anything else is a bug,
         answered with INTERNAL so that one bad op cannot halt the chain (every replica runs
@@ -141,7 +143,7 @@ class KVApplication:
                 result = _EXECUTORS[type(op)](ctx, op)
             result.setdefault("revision", ctx.revision if ctx.mutated else ctx.revision - 1)
             encoded = O.encode_result(result)
-            budgets.check_result(len(encoded))
+            budgets.check_result(len(encoded), result_cap)
         except O.OpError as exc:
             return BAD_OP, _error(BAD_OP, f"invalid op: {exc}")
         except AppError as exc:

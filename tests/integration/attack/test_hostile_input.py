@@ -10,11 +10,9 @@ the same error result and the load keeps committing.
 history, txns of 128 full-keyspace range reads, the largest legal txns) and sends hostile
 JSON-RPC params. Every hostile call must answer -32602 or -32700 (before aeb5424: -32603 and
 HTTP 500 for 8 of the 27 calls), honest nodes stay up, every hostile tx executes with a
-result code and never internal_error. The acceptance on timing - commits at most 2 s apart and
-agreed time within max_clock_skew_ms during the burst - does not hold yet: there is no
-per-block execution budget, and one block of 100 range txns keeps every node busy for about
-30 s (13 s of CPU each in process on LevelDB; docs/consistency.md "Budgets" bounds a tx, not a
-block). That test is an expected failure until a block is bounded too.
+result code and never internal_error, and commits stay at most 2 s apart with agreed time within
+max_clock_skew_ms during the burst (before the per-block budget, one block of 100 range txns
+kept every node busy for about 30 s; docs/consistency.md "Budgets").
 
 The scenarios take 15-70 s each, so the runs are marked `slow`; the manifest checks are not.
 """
@@ -119,9 +117,6 @@ def test_honest_nodes_stay_up_and_every_hostile_tx_executes(hostile_client_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="no per-block execution budget: one block of 100 txns of 128 "
-                          "full-keyspace range reads stalls commits ~30 s (issue 35)",
-                   strict=False)
 def test_commits_and_agreed_time_keep_pace_during_the_burst(hostile_client_run):
     rep = hostile_client_run
     ca = rep["client_attack"]

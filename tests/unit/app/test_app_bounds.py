@@ -202,6 +202,36 @@ def test_budget_failures_are_the_same_on_every_replica():
     assert runs[0] == runs[1] and runs[0].results[0][0] == BUDGET_EXCEEDED
 
 
+# ---------------------------------------------------------------- per block
+
+
+def test_a_block_of_full_range_txns_reads_within_the_block_budget_and_small_txs_still_run():
+    app, state = _populated(keys=3_000, value_bytes=10)
+    heavy = ops.txn(success=[ops.range_op(b"", prefix=True)] * ops.MAX_TXN_OPS)
+    txs = [Request(b"h", i, heavy) for i in range(100)]
+    txs += [Request(b"c", 1, ops.put(b"small", b"x")), Request(b"c", 2, ops.range_(b"key/000001"))]
+    counting = CountingState(state.items())
+    eff = app.execute_block(counting, 2, 2_000, txs)
+    bound = budgets.BLOCK_SCAN_ENTRIES + len(txs) * (budgets.TX_FLOOR_ENTRIES + 1) + 100
+    assert counting.reads <= bound, f"one block read {counting.reads} entries (bound {bound})"
+    codes = [code for code, _ in eff.results]
+    assert set(codes[:100]) == {BUDGET_EXCEEDED} and codes[100:] == [0, 0]
+    last = ops.decode_result(eff.results[99][1])["error"]
+    assert "block had left" in last and "retry in a later block" in last
+    assert app.execute_block(CountingState(state.items()), 2, 2_000, txs) == eff
+
+
+def test_results_of_one_block_share_a_result_budget():
+    app, state = _populated(keys=1, value_bytes=ops.MAX_VALUE_BYTES)
+    reads = [Request(b"c", i, ops.range_(b"key/000000")) for i in range(20)]
+    eff = app.execute_block(state, 2, 2_000, reads)
+    codes = [code for code, _ in eff.results]
+    fits = budgets.BLOCK_RESULT_BYTES // ops.MAX_VALUE_BYTES - 1
+    assert codes[:fits] == [0] * fits and set(codes[fits + 1:]) == {BUDGET_EXCEEDED}
+    assert sum(len(raw) for _, raw in eff.results) <= (
+        budgets.BLOCK_RESULT_BYTES + budgets.TX_RESULT_BYTES)
+
+
 # ---------------------------------------------------------------- compaction in steps
 
 
