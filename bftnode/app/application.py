@@ -97,7 +97,7 @@ class KVApplication:
         events: list[AppEvent] = []
 
         # Expiries are state transitions at the start of the block, one revision each.
-        for lease_id in leases.due(block, time_ms):
+        for lease_id in leases.due(block, time_ms, budgets.LEASE_EXPIRIES_PER_BLOCK):
             ctx = TxContext(Overlay(block), rev + 1, height, time_ms, b"", -1)
             leases.expire(ctx, lease_id)
             ctx.state.merge_into(block)
@@ -165,12 +165,14 @@ class KVApplication:
     def query(
         self, state: StateReader, method: str, params: dict, height: int, time_ms: int
     ) -> dict:
-        """Read-only queries over one consistent state; raises AppError(code, message)."""
+        """Read-only queries over one consistent state; raises AppError(code, message).
+        A query reads within the tx budget (budgets.py): a larger read fails BUDGET_EXCEEDED."""
         fn = _QUERIES.get(method)
         if fn is None:
             raise AppError(UNKNOWN_METHOD, f"unknown query method {method!r}")
         try:
-            return fn(state, params, height, time_ms)
+            # metadata unmetered, so a query that spends its budget still answers a page
+            return fn(Overlay(state, budgets.Meter()), params, _info(state, height, time_ms))
         except (KeyError, TypeError, ValueError) as exc:
             raise AppError(BAD_OP, f"bad params for {method}: {exc}") from exc
 
@@ -254,11 +256,10 @@ def _info(state: StateReader, height: int, time_ms: int) -> dict:
     }
 
 
-def _q_kv_get(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
+def _q_kv_get(state: StateReader, p: dict, info: dict) -> dict:
     key = _bytes(p, "key")
     out = kv.range_(state, O.Range(key, revision=_int(p, "revision")))
     found = out["kvs"][0] if out["kvs"] else None
-    info = _info(state, height, time_ms)
     return {
         "key": key,
         "value": found["value"] if found else None,
@@ -272,7 +273,7 @@ def _q_kv_get(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
     }
 
 
-def _q_kv_range(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
+def _q_kv_range(state: StateReader, p: dict, info: dict) -> dict:
     """{key (default ""), prefix (default true), range_end (etcd [key, range_end), overrides
     prefix), limit, revision, keys_only, count_only}."""
     key = _bytes(p, "key", b"")
@@ -290,23 +291,23 @@ def _q_kv_range(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
         count_only=bool(p.get("count_only", False)),
         range_end=range_end,
     )
-    out = kv.range_(state, op)
-    return {**out, **_info(state, height, time_ms), "read_revision": out["revision"]}
+    out = kv.range_(state, op, page_first=True)
+    return {**out, **info, "read_revision": out["revision"]}
 
 
-def _q_lease_ttl(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
-    out = leases.time_to_live(state, _int(p, "id"), time_ms, keys=bool(p.get("keys", False)))
-    return {**out, **_info(state, height, time_ms)}
+def _q_lease_ttl(state: StateReader, p: dict, info: dict) -> dict:
+    out = leases.time_to_live(state, _int(p, "id"), info["time_ms"], keys=bool(p.get("keys", False)))
+    return {**out, **info}
 
 
-def _q_lock_status(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
+def _q_lock_status(state: StateReader, p: dict, info: dict) -> dict:
     out = locks.status(
         state, L.LOCK_KIND, _bytes(p, "name"), token=_int(p, "token"), lease=_int(p, "lease")
     )
-    return {**out, **_info(state, height, time_ms)}
+    return {**out, **info}
 
 
-def _q_election_leader(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
+def _q_election_leader(state: StateReader, p: dict, info: dict) -> dict:
     name = _bytes(p, "name")
     st = locks.status(state, L.ELECTION_KIND, name)
     holder = st["holder"]
@@ -320,15 +321,15 @@ def _q_election_leader(state: StateReader, p: dict, height: int, time_ms: int) -
         "lease": holder["lease"] if holder else 0,
         "owner": holder["owner"] if holder else b"",
         "candidates": len(st["waiters"]),
-        **_info(state, height, time_ms),
+        **info,
     }
 
 
-def _q_revision(state: StateReader, p: dict, height: int, time_ms: int) -> dict:
-    return _info(state, height, time_ms)
+def _q_revision(state: StateReader, p: dict, info: dict) -> dict:
+    return info
 
 
-_QUERIES: dict[str, Callable[[StateReader, dict, int, int], dict]] = {
+_QUERIES: dict[str, Callable[[StateReader, dict, dict], dict]] = {
     "kv_get": _q_kv_get,
     "kv_range": _q_kv_range,
     "lease_ttl": _q_lease_ttl,

@@ -12,7 +12,7 @@ import msgspec
 from storage.interface import StateReader
 
 from . import layout as L
-from .errors import COMPACTED, FUTURE_REVISION, NOT_FOUND, AppError
+from .errors import BUDGET_EXCEEDED, COMPACTED, FUTURE_REVISION, NOT_FOUND, AppError
 from .events import DELETE, PUT, TxContext
 from .ops import MAX_RANGE_LIMIT, Compare, Delete, Put, Range, Txn
 
@@ -70,8 +70,8 @@ def put(ctx: TxContext, key: bytes, value: bytes, lease: int) -> KeyValue | None
     if lease:
         from . import leases  # cycle: leases deletes keys through kv (imported per leased put)
 
-        if leases.get(ctx.state, lease) is None:
-            raise AppError(NOT_FOUND, f"lease {lease} not found")
+        if leases.live(ctx.state, lease, ctx.time_ms) is None:
+            raise AppError(NOT_FOUND, f"lease {lease} not found (expired or revoked)")
     prev = get(ctx.state, key)
     rev = ctx.revision
     if prev is not None and prev.lease and prev.lease != lease:
@@ -123,8 +123,11 @@ def do_delete(ctx: TxContext, op: Delete) -> dict:
 # ---------------------------------------------------------------- reads
 
 
-def range_(state: StateReader, op: Range, current: int | None = None) -> dict:
-    """Keys at the current revision, or at a past one (history, until compacted)."""
+def range_(state: StateReader, op: Range, current: int | None = None,
+           page_first: bool = False) -> dict:
+    """Keys at the current revision, or at a past one (history, until compacted).
+    `page_first` (queries): when the read budget runs out after the page is full, answer the
+    page with the count so far and `count_exact` false instead of failing."""
     cur = current_revision(state) if current is None else current
     limit = op.limit or MAX_RANGE_LIMIT
     rev = op.revision or cur
@@ -135,16 +138,27 @@ def range_(state: StateReader, op: Range, current: int | None = None) -> dict:
         raise AppError(COMPACTED, f"revision {rev} was compacted (compact revision {compacted})")
     kvs: list[KeyValue] = []
     count = 0
-    for kv in _scan(state, op.key, op.prefix, rev, cur, op.range_end):
-        count += 1  # like etcd, `count` covers every match, not only the returned ones
-        if not op.count_only and len(kvs) < limit:
-            kvs.append(kv)
-    return {
+    exact = True
+    try:
+        for kv in _scan(state, op.key, op.prefix, rev, cur, op.range_end):
+            count += 1  # like etcd, `count` covers every match, not only the returned ones
+            if not op.count_only and len(kvs) < limit:
+                kvs.append(kv)
+    except AppError as exc:
+        if not (page_first and exc.code == BUDGET_EXCEEDED and len(kvs) == limit
+                and not op.count_only):
+            raise
+        exact = False
+    out = {
         "kvs": [kv.to_dict(op.keys_only) for kv in kvs],
         "count": count,
         "more": count > len(kvs) and not op.count_only,
         "revision": rev,
     }
+    if not exact:  # stopped reading: there may be more, and at least `count` match
+        out["more"] = True
+        out["count_exact"] = False
+    return out
 
 
 def _scan(state: StateReader, key: bytes, prefix: bool, rev: int, cur: int, end: bytes = b""):

@@ -3,7 +3,9 @@ deadline (deleting attached keys and releasing locks in the same transition).
 
 A lease's id is the revision of its grant (unique, derived from the log). A lease is live at
 every block whose time is <= its deadline; it expires at the START of the first block with
-time > deadline, in (deadline, id) order, one revision per expired lease.
+time > deadline, in (deadline, id) order, one revision per expired lease, at most
+budgets.LEASE_EXPIRIES_PER_BLOCK per block (the rest at the start of the next blocks). A lease
+past its deadline that is not removed yet is already dead to every op (`live`).
 Pure. Imports: stdlib, storage.interface (types), bftnode.app.{layout,events,errors,kv,locks}.
 """
 
@@ -22,8 +24,14 @@ def get(state: StateReader, lease_id: int) -> dict | None:
     return L.unpack(data) if data is not None else None
 
 
+def live(state: StateReader, lease_id: int, time_ms: int) -> dict | None:
+    """The lease if it exists and its deadline has not passed at `time_ms`."""
+    lease = get(state, lease_id)
+    return lease if lease is not None and lease["deadline_ms"] >= time_ms else None
+
+
 def _owned(ctx: TxContext, lease_id: int) -> dict:
-    lease = get(ctx.state, lease_id)
+    lease = live(ctx.state, lease_id, ctx.time_ms)
     if lease is None:
         raise AppError(NOT_FOUND, f"lease {lease_id} not found (expired or revoked)")
     if lease["owner"] != ctx.client_id:
@@ -71,12 +79,12 @@ def revoke(ctx: TxContext, lease_id: int) -> dict:
     return {"id": lease_id, "deleted_keys": n}
 
 
-def due(state: StateReader, time_ms: int) -> list[int]:
-    """Ids of leases whose deadline is < time_ms, in (deadline, id) order."""
-    out = []
+def due(state: StateReader, time_ms: int, limit: int) -> list[int]:
+    """Ids of the first `limit` leases whose deadline is < time_ms, in (deadline, id) order."""
+    out: list[int] = []
     for k, _ in state.iterate(L.LEASE_EXPIRY):
         deadline = L.from_u64(k[len(L.LEASE_EXPIRY) : len(L.LEASE_EXPIRY) + 8])
-        if deadline >= time_ms:
+        if deadline >= time_ms or len(out) >= limit:
             break
         out.append(L.from_u64(k[len(L.LEASE_EXPIRY) + 8 :]))
     return out

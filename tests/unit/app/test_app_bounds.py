@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from bftnode.app import KVApplication, MemoryState, budgets, ops
 from bftnode.app import layout as L
 from bftnode.app.compaction import running
-from bftnode.app.errors import BAD_OP, BUDGET_EXCEEDED
+from bftnode.app.errors import BAD_OP, BUDGET_EXCEEDED, NOT_FOUND, AppError
 from bftnode.app.overlay import Overlay
 from consensus import Request
 
@@ -335,3 +335,45 @@ def test_stacked_overlays_iterate_like_the_merged_dict(base, block_writes, tx_wr
     tx.merge_into(block)
     assert list(block.iterate(prefix, start, reverse)) == want(model)
     assert [block.get(k) for k in sorted(model)] == [model[k] for k in sorted(model)]
+
+
+# ---------------------------------------------------------------- queries
+
+
+def test_a_query_reads_within_the_tx_budget(small_budgets):
+    app, state = _populated(keys=150, value_bytes=1)
+    with pytest.raises(AppError) as err:
+        app.query(state, "kv_range", {"key": b"key/", "count_only": True}, 2, 2_000)
+    assert err.value.code == BUDGET_EXCEEDED and "state entries" in err.value.message
+    page = app.query(state, "kv_range", {"key": b"key/", "limit": 10}, 2, 2_000)
+    assert len(page["kvs"]) == 10 and page["more"] and page["count_exact"] is False
+    assert 10 <= page["count"] < 150
+    small = app.query(state, "kv_range", {"key": b"key/00001", "limit": 5}, 2, 2_000)
+    assert (small["count"], small["more"], "count_exact" in small) == (10, True, False)
+    with pytest.raises(AppError):  # a page larger than the budget still fails
+        app.query(state, "kv_range", {"key": b"key/", "limit": 100}, 2, 2_000)
+
+
+# ---------------------------------------------------------------- lease expiry per block
+
+
+def test_leases_aligned_to_one_deadline_expire_a_bounded_number_per_block():
+    app, state = KVApplication(), MemoryState()
+    n = budgets.LEASE_EXPIRIES_PER_BLOCK * 2 + 100
+    grants = [Request(b"c", i, ops.lease_grant(ttl_ms=1_000)) for i in range(n)]
+    state.apply(app.execute_block(state, 1, 1_000, grants).writes)
+    first = 1  # the first lease's id (its grant's revision)
+    live = app.execute_block(state, 2, 1_500, [Request(b"c", 9_999, ops.put(
+        b"before", b"v", lease=first + n - 1))])
+    assert live.results[0][0] == 0  # the last lease is live before its deadline
+    state.apply(live.writes)
+    expired_per_block = []
+    for height in range(3, 7):
+        txs = [Request(b"c", 10_000 + height, ops.lease_keepalive(first + n - 1)),
+               Request(b"c", 20_000 + height, ops.put(b"k%d" % height, b"v", lease=first + n - 1))]
+        eff = app.execute_block(state, height, 5_000 + height, txs)
+        state.apply(eff.writes)
+        expired_per_block.append(sum(1 for e in eff.events if e.kind == "lease_expired"))
+        # the last lease is overdue in every block, removed or not: no op revives or uses it
+        assert [code for code, _ in eff.results] == [NOT_FOUND, NOT_FOUND]
+    assert expired_per_block == [budgets.LEASE_EXPIRIES_PER_BLOCK] * 2 + [100, 0]
