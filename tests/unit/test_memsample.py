@@ -12,7 +12,6 @@ import threading
 
 import pytest
 
-from bftnode.memory import smaps_mb
 from testnet.memsample import Gauges, main
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux /proc")
