@@ -58,6 +58,7 @@ from .evidence import (
     parse_evidence_op,
     verify_proof,
 )
+from .fair import FairQueue
 from .log import MessageLog, Slot
 from .messages import (
     SIGNED_REPLICA_MESSAGES,
@@ -176,10 +177,8 @@ class Replica:
         self.pool_share_bytes = config.max_pending_bytes // config.n
         self._forwarded_ms: dict[Key, int] = {}  # when each pending request was last relayed
         self._expiring: set[Key] = set()  # pending requests with a valid_until
-        # pending, not in a batch of this view, in arrival order. An OrderedDict: its first key
-        # is O(1), while a plain dict's next(iter()) walks the slots of every key proposed
-        # (deleted) since its last resize - on every step under load
-        self._unproposed: OrderedDict[Key, None] = OrderedDict()
+        # pending, not in a batch of this view: oldest first, batched round-robin (fair.py)
+        self._unproposed = FairQueue()
         self._proposed: set[Key] = set()
         self._to_forward: list[Request] = []
         # our clients' requests sent to the primary alone: (when to relay them to everyone,
@@ -783,7 +782,7 @@ class Replica:
         if self._can_propose():
             # no deadline while the pipeline is full: an execution (a message) frees it
             if self._unproposed and self._pipeline_room(self._batch_would_be_full()):
-                first = next(iter(self._unproposed))
+                first = self._unproposed.oldest()
                 cands.append(self._pending[first][1] + self.config.batch_delay_ms)
             if self.config.heartbeat_ms > 0 and self._in_flight() == 0:
                 cands.append(self._last_proposal_ms + self.config.heartbeat_ms)
@@ -820,7 +819,7 @@ class Replica:
         if req.valid_until:
             self._expiring.add(key)
         if key not in self._proposed:
-            self._unproposed[key] = None
+            self._unproposed.add(key, src)
         self._arm_request_timer()
         return None
 
@@ -1017,7 +1016,7 @@ class Replica:
                 if relay:
                     self._relay_proposed(key)
                 if key not in self._pending and self._admit(req, pp.replica) is None:
-                    self._unproposed.pop(key, None)
+                    self._unproposed.discard(key)
                     self._proposed.add(key)
             vote = self._sign_vote(Prepare(pp.view, pp.seq, pp.digest, self.id))
             if vote is not None:
@@ -1142,7 +1141,7 @@ class Replica:
         while self._can_propose():
             batch: list[Request] = []
             if self._unproposed:
-                first = next(iter(self._unproposed))
+                first = self._unproposed.oldest()
                 due = self._now - self._pending[first][1] >= cfg.batch_delay_ms
                 full = self._batch_would_be_full()
                 if not full and not due:
@@ -1150,14 +1149,15 @@ class Replica:
                 if not self._pipeline_room(full):
                     break
                 size = 0
-                for key in list(self._unproposed):
-                    if len(batch) >= cfg.batch_max:
+                while len(batch) < cfg.batch_max:
+                    key = self._unproposed.pick()  # round-robin over sources, then clients
+                    if key is None:
                         break
                     req = self._pending[key][0]
                     size += request_size(len(req.op))
                     if batch and size > cfg.batch_max_bytes:
                         break
-                    del self._unproposed[key]
+                    self._unproposed.take(key)
                     if expired(req, self._next_seq):
                         continue  # dropped from the pool after the next execution
                     batch.append(req)
@@ -1251,7 +1251,7 @@ class Replica:
         self._relay_due.pop(key, None)
         self._forwarded_ms.pop(key, None)
         self._expiring.discard(key)
-        self._unproposed.pop(key, None)
+        self._unproposed.discard(key)
         self._proposed.discard(key)
 
     def _drop_expired(self) -> None:
@@ -1365,7 +1365,7 @@ class Replica:
         self._new_view = None
         self._log.drop_views_below(new_view)
         self._proposed.clear()
-        self._unproposed = OrderedDict.fromkeys(self._pending)
+        self._unproposed = FairQueue((k, self._pool_entry[k][0]) for k in self._pending)
         # what we sent the old primary alone is relayed when due, whatever it did
         self._relay_seen_idx = self._relay_idx
         self._relay_progress_ms = -(1 << 62)
@@ -1494,7 +1494,8 @@ class Replica:
             if pp.seq > self._last_executed:
                 self._proposed.update(_key(r) for r in pp.requests)
             self._accept_pre_prepare(self._log.slot(pp.view, pp.seq), pp)
-        self._unproposed = OrderedDict((k, None) for k in self._pending if k not in self._proposed)
+        self._unproposed = FairQueue(
+            (k, self._pool_entry[k][0]) for k in self._pending if k not in self._proposed)
         if self.is_primary:
             self._next_seq = max(max_s, self._last_executed, self._stable_seq) + 1
             self._last_proposal_ms = self._now

@@ -1,0 +1,32 @@
+"""Fair shares at the primary (issue 36): requests relayed by a replica are batched round-robin
+with the primary's own clients and other relays, so one relay with a deep queue of valid
+requests cannot crowd out everyone else."""
+
+from __future__ import annotations
+
+from consensus import ClientRequest, Receive
+from consensus.messages import Forward
+
+
+def _batches(c, rid: int = 0) -> list[list[bytes]]:
+    return [[r.client_id for r in ex.requests] for _, ex in sorted(c.executed[rid].items())]
+
+
+def test_a_relay_with_a_deep_queue_gets_one_turn_per_round(cluster_cls):
+    # a window of 4 seqs: the relay's first 16 requests fill it, the rest queue
+    c = cluster_cls(batch_max=4, checkpoint_interval=2, watermark_window=4, forward_relay_ms=0)
+    flood = tuple(c.request(100 + i, 1) for i in range(40))  # 40 clients' valid requests
+    primary = c.replicas[0]
+    c.apply(0, primary.step(Receive(3, c.auth(3).sign(Forward(flood, 3)))))
+    honest = [c.request(k, 1) for k in range(3)]
+    for req in honest:
+        c.apply(0, primary.step(ClientRequest(req)))
+    assert c.run_until(lambda: sum(map(len, _batches(c))) == 43)
+    batches = _batches(c)
+    ids = {r.client_id for r in honest}
+    last_honest = max(i for i, b in enumerate(batches) if ids & set(b))
+    # the window's 4 batches were proposed before they arrived; then the primary's clients
+    # (source 0) and the relay (source 3) alternate: all 3 honest requests are in the next 2
+    # batches, not behind the relay's 24 queued ones (batch 11 in arrival order)
+    assert last_honest <= 5, [len(ids & set(b)) for b in batches]
+    assert len(batches) == 11
