@@ -86,6 +86,7 @@ from .normal import (
     split_batch,
 )
 from .peers import PeerFaults, held_bytes
+from .request_timer import RequestTimer
 from .types import Config, request_size
 from .view_change import ViewChangeVotes, backoff_ms, build_new_view, stable_of
 
@@ -199,7 +200,7 @@ class Replica:
         self._failed_vcs = 0
         self._vc_resends = 0
         self._vc_next_resend_ms = 0
-        self._request_deadline: int | None = None
+        self._rt = RequestTimer()  # progress on our oldest pending request (request_timer.py)
         self._vc_deadline: int | None = None
         self._next_status_ms = 0
         self._peer_executed: dict[int, int] = {}
@@ -324,7 +325,8 @@ class Replica:
             "in_flight": in_flight,
             "proposed_in_flight": self._in_flight() if self.is_primary else 0,
             "committed_waiting": sorted(self._committed),
-            "request_timer_deadline_ms": self._request_deadline,
+            "request_timer_deadline_ms": self._rt.deadline,
+            "request_timer_extended": self._rt.extended,
             "view_change": {
                 "failed_attempts": self._failed_vcs,
                 "timeout_ms": backoff_ms(cfg, self._failed_vcs),
@@ -365,8 +367,8 @@ class Replica:
                 return f"seq {seq}: missing {slot['missing_prepares']} PREPARE(s) for a quorum"
             if slot["missing_commits"]:
                 return f"seq {seq}: missing {slot['missing_commits']} COMMIT(s) for a quorum"
-        if self._pending and not self.is_primary and self._request_deadline is not None:
-            left = max(0, self._request_deadline - self._now)
+        if self._pending and not self.is_primary and self._rt.deadline is not None:
+            left = max(0, self._rt.deadline - self._now)
             return (f"{len(self._pending)} request(s) waiting for primary {self.primary} to "
                     f"propose; view change in {left} ms if none commits")
         return ""
@@ -615,7 +617,7 @@ class Replica:
 
     def _on_tick(self, now_ms: int) -> None:
         self._now = max(self._now, now_ms)
-        if self._request_deadline is not None and self._now >= self._request_deadline:
+        if self._rt.deadline is not None and self._now >= self._rt.deadline:
             self._on_request_timeout()
         if self._vc_deadline is not None and self._now >= self._vc_deadline:
             self._on_view_change_timeout()
@@ -624,13 +626,22 @@ class Replica:
         self._relay_unproposed()
 
     def _on_request_timeout(self) -> None:
-        self._request_deadline = None
+        rt, cfg = self._rt, self.config
         if self._in_vc or self.is_primary or not self._pending:
+            rt.stop()
+            return
+        if rt.watch not in self._pending:  # executed in this very step: watch the next one
+            rt.stop()
+            self._arm_request_timer()
             return
         if self._weak_target() > self._last_executed:
             # we are behind the others: catch up by block sync instead of blaming the primary
-            self._request_deadline = self._now + self.config.timeout_request_ms
+            rt.deadline = self._now + cfg.timeout_request_ms
             return
+        if rt.progressing(self._now, cfg.timeout_request_ms, len(self._pending), cfg.batch_max,
+                          cfg.n):
+            return  # a deep queue at a working primary: not a reason to depose it
+        rt.stop()
         self._start_view_change(self._view + 1)
 
     def _on_view_change_timeout(self) -> None:
@@ -769,14 +780,15 @@ class Replica:
 
     def _arm_request_timer(self) -> None:
         if self._in_vc or self.is_primary or not self._pending:
-            self._request_deadline = None
-        elif self._request_deadline is None:
-            self._request_deadline = self._now + self.config.timeout_request_ms
+            self._rt.stop()
+        elif self._rt.deadline is None:
+            self._rt.arm(self._now, self.config.timeout_request_ms, next(iter(self._pending)),
+                         len(self._pending), self.config.n)
 
     def _next_deadline(self) -> int | None:
         cands = [self._next_status_ms]
-        if self._request_deadline is not None:
-            cands.append(self._request_deadline)
+        if self._rt.deadline is not None:
+            cands.append(self._rt.deadline)
         if self._vc_deadline is not None:
             cands.append(self._vc_deadline)
         if self._can_propose():
@@ -1225,6 +1237,7 @@ class Replica:
             self._executed_digests[seq] = pp.digest
             self._last_progress_ms = self._now
             executed_requests = executed_requests or bool(run)
+            self._rt.executed(len(run))
             if seq == self._stable_seq and h != self._stable_digest:
                 raise InvariantViolation(
                     f"executed block {seq} hash differs from the proven stable checkpoint"
@@ -1239,7 +1252,8 @@ class Replica:
                 self._check_stable(seq)
         self._drop_expired()
         if executed_requests:
-            self._request_deadline = None
+            if self._rt.watch not in self._pending:  # ours executed: watch the next oldest
+                self._rt.stop()
             self._arm_request_timer()
             if not self._in_vc:
                 self._failed_vcs = 0  # a new view worked: reset the backoff
@@ -1262,7 +1276,7 @@ class Replica:
             self._forget_request(key)
             self._out.reply.append(Rejected(req, "expired"))
         if gone and not self._pending:
-            self._request_deadline = None
+            self._rt.stop()
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -1360,7 +1374,7 @@ class Replica:
         self._vc_resends = 0  # VIEW-CHANGEs carry whole pre-prepares: resend with backoff
         self._vc_next_resend_ms = self._now + self.config.status_interval_ms
         self._persist_view()
-        self._request_deadline = None
+        self._rt.stop()
         self._vc_deadline = None
         self._new_view = None
         self._log.drop_views_below(new_view)
@@ -1501,7 +1515,7 @@ class Replica:
             self._last_proposal_ms = self._now
             times = [pp.time_ms for pp in nv.pre_prepares]
             self._last_proposal_time = max([self._last_proposal_time, *times])
-        self._request_deadline = None
+        self._rt.stop()
         self._arm_request_timer()
         self._replay_buffer()
 
