@@ -19,15 +19,18 @@ Key = tuple[bytes, int]  # (client_id, request_seq)
 
 
 class FairQueue:
-    __slots__ = ("_order", "_rotation", "_stale")
+    __slots__ = ("_order", "_rotation", "_stale", "nbytes")
 
-    def __init__(self, items: Iterable[tuple[Key, int]] = ()) -> None:
-        self._order: OrderedDict[Key, int] = OrderedDict()  # key -> source, in arrival order
+    def __init__(self, items: Iterable[tuple[Key, int, int]] = ()) -> None:
+        # key -> (source, request bytes), in arrival order
+        self._order: OrderedDict[Key, tuple[int, int]] = OrderedDict()
         # source -> client -> that client's keys; None until the first pick
         self._rotation: OrderedDict[int, OrderedDict[bytes, deque[Key]]] | None = None
         self._stale = 0  # keys left in the rotation after they were discarded
-        for key, source in items:
-            self._order[key] = source
+        self.nbytes = 0  # request bytes of the keys held (is a full batch waiting?)
+        for key, source, size in items:
+            self._order[key] = (source, size)
+            self.nbytes += size
 
     def __len__(self) -> int:
         return len(self._order)
@@ -41,15 +44,20 @@ class FairQueue:
     def oldest(self) -> Key:
         return next(iter(self._order))
 
-    def add(self, key: Key, source: int) -> None:
+    def add(self, key: Key, source: int, size: int) -> None:
         if key in self._order:
             return
-        self._order[key] = source
+        self._order[key] = (source, size)
+        self.nbytes += size
         if self._rotation is not None:
             self._rotation.setdefault(source, OrderedDict()).setdefault(key[0], deque()).append(key)
 
     def discard(self, key: Key) -> None:
-        if self._order.pop(key, None) is not None and self._rotation is not None:
+        entry = self._order.pop(key, None)
+        if entry is None:
+            return
+        self.nbytes -= entry[1]
+        if self._rotation is not None:
             self._stale += 1
             if self._stale > max(1024, len(self._order)):
                 self._rotation = None  # rebuilt at the next pick
@@ -77,7 +85,8 @@ class FairQueue:
     def take(self, key: Key) -> None:
         """Remove `key`, which `pick` just returned, and give its client and source the back of
         their rotations."""
-        source = self._order.pop(key)
+        source, size = self._order.pop(key)
+        self.nbytes -= size
         rot = self._rotation
         assert rot is not None
         clients = rot[source]
@@ -95,6 +104,6 @@ class FairQueue:
     def _build(self) -> OrderedDict[int, OrderedDict[bytes, deque[Key]]]:
         self._stale = 0
         rot: OrderedDict[int, OrderedDict[bytes, deque[Key]]] = OrderedDict()
-        for key, source in self._order.items():
+        for key, (source, _) in self._order.items():
             rot.setdefault(source, OrderedDict()).setdefault(key[0], deque()).append(key)
         return rot

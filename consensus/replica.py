@@ -831,7 +831,7 @@ class Replica:
         if req.valid_until:
             self._expiring.add(key)
         if key not in self._proposed:
-            self._unproposed.add(key, src)
+            self._unproposed.add(key, src, request_size(len(req.op)))
         self._arm_request_timer()
         return None
 
@@ -1138,7 +1138,11 @@ class Replica:
         return max(0, self._next_seq - 1 - self._last_executed)
 
     def _batch_would_be_full(self) -> bool:
-        return len(self._unproposed) >= self.config.batch_max
+        return (len(self._unproposed) >= self.config.batch_max
+                or self._unproposed.nbytes >= self.config.batch_max_bytes)
+
+    def _fair_entry(self, key: Key) -> tuple[Key, int, int]:
+        return key, self._pool_entry[key][0], request_size(len(self._pending[key][0].op))
 
     def _pipeline_room(self, full: bool) -> bool:
         """Pipeline depth: a non-full batch waits while `max_in_flight` batches are in flight
@@ -1379,7 +1383,7 @@ class Replica:
         self._new_view = None
         self._log.drop_views_below(new_view)
         self._proposed.clear()
-        self._unproposed = FairQueue((k, self._pool_entry[k][0]) for k in self._pending)
+        self._unproposed = FairQueue(self._fair_entry(k) for k in self._pending)
         # what we sent the old primary alone is relayed when due, whatever it did
         self._relay_seen_idx = self._relay_idx
         self._relay_progress_ms = -(1 << 62)
@@ -1509,7 +1513,7 @@ class Replica:
                 self._proposed.update(_key(r) for r in pp.requests)
             self._accept_pre_prepare(self._log.slot(pp.view, pp.seq), pp)
         self._unproposed = FairQueue(
-            (k, self._pool_entry[k][0]) for k in self._pending if k not in self._proposed)
+            self._fair_entry(k) for k in self._pending if k not in self._proposed)
         if self.is_primary:
             self._next_seq = max(max_s, self._last_executed, self._stable_seq) + 1
             self._last_proposal_ms = self._now

@@ -20,9 +20,9 @@ def _drain(q: FairQueue) -> list:
 def test_a_deep_source_gets_one_turn_per_round():
     q = FairQueue()
     for i in range(100):  # a relay (source 3) queues 100 requests of 100 clients first
-        q.add((b"r%d" % i, 1), 3)
-    q.add((b"honest", 1), 0)
-    q.add((b"other", 1), 1)
+        q.add((b"r%d" % i, 1), 3, 10)
+    q.add((b"honest", 1), 0, 10)
+    q.add((b"other", 1), 1, 10)
     order = _drain(q)
     assert order[:4] == [(b"r0", 1), (b"honest", 1), (b"other", 1), (b"r1", 1)]
     assert len(order) == 102 and not q
@@ -31,16 +31,16 @@ def test_a_deep_source_gets_one_turn_per_round():
 def test_within_a_source_clients_take_turns_and_each_client_keeps_its_order():
     q = FairQueue()
     for seq in range(1, 6):
-        q.add((b"greedy", seq), 0)
-    q.add((b"polite", 1), 0)
-    q.add((b"polite", 2), 0)
+        q.add((b"greedy", seq), 0, 10)
+    q.add((b"polite", 1), 0, 10)
+    q.add((b"polite", 2), 0, 10)
     assert _drain(q) == [(b"greedy", 1), (b"polite", 1), (b"greedy", 2), (b"polite", 2),
                          (b"greedy", 3), (b"greedy", 4), (b"greedy", 5)]
 
 
 def test_oldest_is_arrival_order_whatever_the_rotation():
-    q = FairQueue([((b"a", 1), 2), ((b"b", 1), 0)])
-    q.add((b"c", 1), 1)
+    q = FairQueue([((b"a", 1), 2, 10), ((b"b", 1), 0, 10)])
+    q.add((b"c", 1), 1, 10)
     assert q.oldest() == (b"a", 1)
     q.take(q.pick())
     assert q.oldest() == (b"b", 1) and (b"a", 1) not in q
@@ -60,8 +60,8 @@ def test_the_queue_holds_exactly_what_was_added_and_not_removed(ops):
     for op, client, source, seq in ops:
         key = (b"c%d" % client, seq)
         if op == "add":
-            q.add(key, source)
-            model.setdefault(key, source)
+            q.add(key, source, seq + 1)
+            model.setdefault(key, seq + 1)
         elif op == "discard":
             q.discard(key)
             model.pop(key, None)
@@ -72,6 +72,7 @@ def test_the_queue_holds_exactly_what_was_added_and_not_removed(ops):
                 q.take(key)
                 del model[key]
         assert len(q) == len(model) and all(k in q for k in model)
+        assert q.nbytes == sum(model.values())
         if model:
             assert q.oldest() == next(iter(model))
     assert sorted(_drain(q)) == sorted(model)

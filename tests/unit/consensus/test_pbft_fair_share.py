@@ -30,3 +30,12 @@ def test_a_relay_with_a_deep_queue_gets_one_turn_per_round(cluster_cls):
     # batches, not behind the relay's 24 queued ones (batch 11 in arrival order)
     assert last_honest <= 5, [len(ids & set(b)) for b in batches]
     assert len(batches) == 11
+
+
+def test_a_batch_full_by_bytes_is_proposed_without_waiting_for_the_batch_delay(cluster_cls):
+    c = cluster_cls(batch_max_bytes=2 * (64 * 1024 + 160), batch_delay_ms=1_000)
+    big = [c.request(k, 1, op=b"x" * 60_000) for k in range(3)]  # 3 x 60 KB > batch_max_bytes
+    for req in big:
+        c.submit(req, to=0)
+    # two requests fill a batch by bytes: proposed and executed at once, at time 0
+    assert c.now == 0 and len(c.executed_keys(1)) == 2, c.executed_keys(1)
