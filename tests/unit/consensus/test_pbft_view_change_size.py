@@ -102,3 +102,40 @@ def test_a_header_outside_a_new_view_is_dropped_not_voted(cluster_cls):
     out = c.replicas[1].step(Receive(0, hdr))
     assert not out.send and not out.evidence
     assert c.replicas[1].dropped["pre-prepare-without-body"] == 1
+
+
+def _drop_at(phase: str):
+    """What view 0 loses, so the view change meets its slots in `phase`."""
+    def tamper(s, t, m):
+        if getattr(m, "view", None) != 0:
+            return None
+        if phase == "pre-prepared" and isinstance(m, Prepare | Commit):
+            return []  # pre-prepares arrive, nothing prepares
+        if phase == "prepared" and isinstance(m, Commit):
+            return []  # every slot prepares, none commits
+        if phase == "committed-at-one" and isinstance(m, Commit) and t != 1:
+            return []  # only replica 1 commits and executes
+        return None
+    return tamper
+
+
+@pytest.mark.parametrize("phase", ["pre-prepared", "prepared", "committed-at-one", "none"])
+def test_a_view_change_at_any_phase_of_a_window_of_max_size_batches(cluster_cls, phase):
+    c = cluster_cls(**FAST, max_pending_bytes=256 * 1024 * 1024)
+    cfg = c.config
+    per_batch = cfg.batch_max_bytes // (60 * 1024 + 160)
+    reqs = [c.request(k, 1, op=b"v" * (60 * 1024)) for k in range(per_batch * 8)]
+    c.tamper = _drop_at(phase)
+    for r in reqs:
+        c.step(0, ClientRequest(r))
+        c.step(1, ClientRequest(r))
+    c.deliver_all()
+    c.crash(0)  # the view change comes now, whatever the slots reached
+    assert c.run_until(lambda: c.all_executed(reqs, [1, 2, 3]), timeout_ms=30_000), phase
+    for m in c.sent:
+        if isinstance(m, ViewChange):
+            assert len(encode(m)) <= view_change_bytes(cfg.n, cfg.watermark_window)
+        elif isinstance(m, NewView):
+            assert len(encode(m)) <= new_view_bytes(cfg.n, cfg.watermark_window)
+    assert max(r.view for r in c.replicas[1:]) >= 1
+    c.assert_agreement()
