@@ -36,6 +36,7 @@ import math
 import os
 import shlex
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -116,6 +117,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "table and a plot to --sweep-out")
     p.add_argument("--sweep-out", default="docs/perf", help="directory for the sweep's outputs")
     p.add_argument("--sweep-txs", type=int, default=1500, help="txs per sweep point")
+    p.add_argument("--kill-primary-at", type=float, default=0.0, metavar="SECONDS",
+                   help="SIGKILL node 0 (view 0's primary) this long after the load starts; "
+                        "clients and the observer use the other nodes, and the report gives "
+                        "failover_s (kill -> next commit) and the view after")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -256,10 +261,12 @@ class ProcSampler:
 
 class Bench:
     def __init__(self, urls: list[str], args: argparse.Namespace,
-                 pids: list[int] | None = None) -> None:
+                 pids: list[int] | None = None, victim_pid: int = 0) -> None:
         self.urls = urls
         self.args = args
         self.pids = [p for p in (pids or []) if p]
+        self.victim_pid = victim_pid  # --kill-primary-at: the process to SIGKILL
+        self.killed_at: float | None = None
         self.sampler: ProcSampler | None = None
         self.net_bytes0: int | None = None
         self.submitted: dict[bytes, float] = {}  # tx hash -> submit time (monotonic)
@@ -536,6 +543,8 @@ class Bench:
                 if self.sampler is not None:
                     nursery.start_soon(self.sampler.run)
                 t0 = self.t0 = time.monotonic()
+                if self.victim_pid:
+                    nursery.start_soon(self.kill_primary, t0 + self.args.kill_primary_at)
                 async with trio.open_nursery() as submitters:
                     for c in range(self.args.clients if closed else 0):
                         share = self.args.txs // self.args.clients
@@ -564,6 +573,20 @@ class Bench:
             t_end = max((self.committed[h] for h in self.acked if h in self.committed),
                         default=time.monotonic())
             return await self.report(http, t0, t_submitted, t_end, timed_out)
+
+    async def kill_primary(self, at: float) -> None:
+        await trio.sleep_until(at)
+        os.kill(self.victim_pid, signal.SIGKILL)
+        self.killed_at = time.monotonic()
+
+    def failover(self) -> dict[str, Any]:
+        """--kill-primary-at: how long after the kill the next tx committed."""
+        if self.killed_at is None:
+            return {}
+        after = [t for t in self.committed.values() if t > self.killed_at]
+        first = min(after, default=None)
+        return {"killed_at_s": round(self.killed_at - self.t0, 3),
+                "failover_s": round(first - self.killed_at, 3) if first is not None else None}
 
     async def mesh_bytes(self, http: httpx.AsyncClient) -> int | None:
         """Validator-mesh bytes sent so far by all nodes (transport counters), None if unknown."""
@@ -654,6 +677,9 @@ class Bench:
             "rss_flat_dev_pct": max((n["rss_flat_dev_pct"] or 0 for n in nodes), default=None),
             "anon_warm_dev_pct": max((n["anon_warm_dev_pct"] or 0 for n in nodes), default=None),
             "node_resources": nodes,
+            **self.failover(),
+            **({"view": int((await rpc(http, self.urls[0], "status")).get("view", 0))}
+               if self.killed_at is not None else {}),
             "errors": self.errors[:5],
         }
 
@@ -753,10 +779,16 @@ def _bench_once(args: argparse.Namespace) -> dict[str, Any]:
             started_here = True
             urls = [n["rpc"] for n in m["nodes"]]
             pids = [int(n.get("pid") or 0) for n in m["nodes"]]
+        victim = 0
+        if getattr(args, "kill_primary_at", 0.0):
+            if len(urls) < 4 or not pids or not pids[0]:
+                raise ValueError("--kill-primary-at needs a testnet of >= 4 nodes this "
+                                 "command starts (or --dir with its manifest)")
+            victim, urls, pids = pids[0], urls[1:], pids[1:]  # nobody talks to node 0
         elif args.dir:  # an already-running testnet: its manifest names the processes
             m = json.loads((Path(args.dir) / "testnet.json").read_text())
             pids = [int(n.get("pid") or 0) for n in m["nodes"]]
-        return trio.run(Bench(urls, args, pids).run)
+        return trio.run(Bench(urls, args, pids, victim).run)
     finally:
         if started_here and d is not None and not args.keep:
             try:
