@@ -20,7 +20,7 @@ from typing import Protocol
 from consensus import Request
 from storage.interface import StateReader
 
-from . import budgets, compaction, kv, leases, locks
+from . import budgets, compaction, kv, lease_end, leases, locks
 from . import layout as L
 from . import ops as O
 from .errors import (
@@ -99,7 +99,7 @@ class KVApplication:
         # Expiries are state transitions at the start of the block, one revision each.
         for lease_id in leases.due(block, time_ms, budgets.LEASE_EXPIRIES_PER_BLOCK):
             ctx = TxContext(Overlay(block), rev + 1, height, time_ms, b"", -1)
-            leases.expire(ctx, lease_id)
+            lease_end.expire(ctx, lease_id)
             ctx.state.merge_into(block)
             rev += 1
             events.extend(ctx.events)
@@ -211,7 +211,7 @@ _EXECUTORS: dict[type, Callable[[TxContext, object], dict]] = {
     O.Compact: _compact,
     O.LeaseGrant: _lease_grant,
     O.LeaseKeepalive: lambda ctx, op: leases.keepalive(ctx, op.id),
-    O.LeaseRevoke: lambda ctx, op: leases.revoke(ctx, op.id),
+    O.LeaseRevoke: lambda ctx, op: lease_end.revoke(ctx, op.id),
     O.LockAcquire: lambda ctx, op: locks.acquire(
         ctx, L.LOCK_KIND, op.name, op.lease, b"", op.wait
     ),

@@ -12,6 +12,7 @@ import msgspec
 from storage.interface import StateReader
 
 from . import layout as L
+from . import leases
 from .errors import BUDGET_EXCEEDED, COMPACTED, FUTURE_REVISION, NOT_FOUND, AppError
 from .events import DELETE, PUT, TxContext
 from .ops import MAX_RANGE_LIMIT, Compare, Delete, Put, Range, Txn
@@ -68,8 +69,6 @@ def get(state: StateReader, key: bytes) -> KeyValue | None:
 def put(ctx: TxContext, key: bytes, value: bytes, lease: int) -> KeyValue | None:
     """Write `key`; returns the previous key-value. The caller checked that `lease` exists."""
     if lease:
-        from . import leases  # cycle: leases deletes keys through kv (imported per leased put)
-
         if leases.live(ctx.state, lease, ctx.time_ms) is None:
             raise AppError(NOT_FOUND, f"lease {lease} not found (expired or revoked)")
     prev = get(ctx.state, key)

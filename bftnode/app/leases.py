@@ -6,17 +6,18 @@ every block whose time is <= its deadline; it expires at the START of the first 
 time > deadline, in (deadline, id) order, one revision per expired lease, at most
 budgets.LEASE_EXPIRIES_PER_BLOCK per block (the rest at the start of the next blocks). A lease
 past its deadline that is not removed yet is already dead to every op (`live`).
-Pure. Imports: stdlib, storage.interface (types), bftnode.app.{layout,events,errors,kv,locks}.
+This module holds the lease records (the bottom of the app: kv and locks read it); the end of
+a lease, which cascades into locks and keys, is lease_end.py.
+Pure. Imports: stdlib, storage.interface (types), bftnode.app.{layout,events,errors}.
 """
 
 from __future__ import annotations
 
 from storage.interface import StateReader
 
-from . import kv
 from . import layout as L
 from .errors import NOT_FOUND, PERMISSION, AppError
-from .events import LEASE_EXPIRED, LEASE_GRANTED, LEASE_RENEWED, LEASE_REVOKED, TxContext
+from .events import LEASE_GRANTED, LEASE_RENEWED, TxContext
 
 
 def get(state: StateReader, lease_id: int) -> dict | None:
@@ -73,12 +74,6 @@ def keepalive(ctx: TxContext, lease_id: int) -> dict:
     return {"id": lease_id, "ttl_ms": lease["ttl_ms"], "deadline_ms": lease["deadline_ms"]}
 
 
-def revoke(ctx: TxContext, lease_id: int) -> dict:
-    lease = _owned(ctx, lease_id)
-    n = _remove(ctx, lease, LEASE_REVOKED)
-    return {"id": lease_id, "deleted_keys": n}
-
-
 def due(state: StateReader, time_ms: int, limit: int) -> list[int]:
     """Ids of the first `limit` leases whose deadline is < time_ms, in (deadline, id) order."""
     out: list[int] = []
@@ -88,31 +83,6 @@ def due(state: StateReader, time_ms: int, limit: int) -> list[int]:
             break
         out.append(L.from_u64(k[len(L.LEASE_EXPIRY) + 8 :]))
     return out
-
-
-def expire(ctx: TxContext, lease_id: int) -> None:
-    lease = get(ctx.state, lease_id)
-    assert lease is not None and lease["deadline_ms"] < ctx.time_ms, (lease_id, lease)
-    _remove(ctx, lease, LEASE_EXPIRED)
-
-
-def _remove(ctx: TxContext, lease: dict, kind: str) -> int:
-    from . import locks  # cycle: locks check leases
-
-    lease_id = lease["id"]
-    lid = L.u64(lease_id)
-    # Locks first, then keys: watchers see "lock lost" before the holder's keys vanish.
-    for k, _ in list(ctx.state.iterate(L.LEASE_LOCKS + lid)):
-        rest = k[len(L.LEASE_LOCKS) + 8 :]
-        locks.drop_lease(ctx, rest[:1], rest[1:], lease_id, expired=kind == LEASE_EXPIRED)
-    keys = [k[len(L.LEASE_KEYS) + 8 :] for k, _ in ctx.state.iterate(L.LEASE_KEYS + lid)]
-    for key in keys:
-        kv.delete_key(ctx, key)
-    ctx.state.delete(L.LEASE + lid)
-    ctx.state.delete(L.LEASE_EXPIRY + L.u64(lease["deadline_ms"]) + lid)
-    ctx.mutated = True
-    ctx.emit(kind, b"", lease=lease_id, owner=lease["owner"], deadline_ms=lease["deadline_ms"])
-    return len(keys)
 
 
 def time_to_live(state: StateReader, lease_id: int, time_ms: int, keys: bool = False) -> dict:

@@ -18,7 +18,7 @@ _EXPORTS = {
     "serve_rpc": "bftnode.rpc.server",
     "create_app": "bftnode.rpc.server",
     "RPCStartupError": "bftnode.rpc.server",
-    "RPCMetrics": "bftnode.rpc.server",
+    "RPCMetrics": "bftnode.rpc.metrics",
     "RPCLimits": "bftnode.rpc.limits",
     "SCHEMAS": "bftnode.rpc.methods",
 }

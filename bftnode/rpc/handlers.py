@@ -31,7 +31,6 @@ from .errors import (
     TX_REJECTED,
     RPCError,
 )
-from .methods import CallContext, _call_error, _response, _safe_id, method, parse_call
 from .params import (
     BlockchainParams,
     BlockParams,
@@ -47,6 +46,7 @@ from .params import (
     TxStatusParams,
     parse,
 )
+from .registry import CallContext, _call_error, _response, _safe_id, method, parse_call
 from .shapes import block_json, commit_json, jsonable, tx_json
 
 log = structlog.get_logger("bftnode.rpc")

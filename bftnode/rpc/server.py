@@ -24,7 +24,7 @@ import structlog
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.utils import wrap_app
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import generate_latest
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HTTPRequest
@@ -36,6 +36,7 @@ from . import methods as m
 from .connections import ConnectionLimiter, open_file_cap, serve_app
 from .errors import METHOD_NOT_FOUND, NOT_FOUND, TIMEOUT, TOO_LARGE, RPCError
 from .limits import RPCLimits
+from .metrics import RPCMetrics
 from .node_api import NodeAPI
 from .params import TOPICS
 from .websocket import (
@@ -61,36 +62,6 @@ __all__ = [
 
 class RPCStartupError(Exception):
     """The RPC server cannot start (port in use, bad address); the message says which."""
-
-
-class RPCMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.calls = Counter("bftnode_rpc_requests", "HTTP/WS JSON-RPC payloads", ["transport"],
-                             registry=r)
-        self.errors = Counter("bftnode_rpc_errors", "JSON-RPC errors answered", ["method", "code"],
-                              registry=r)
-        self.ws_connections = Gauge("bftnode_rpc_ws_connections", "Open WebSockets", registry=r)
-        self.subscriptions = Gauge("bftnode_rpc_subscriptions", "Active subscriptions", registry=r)
-        self.sub_overflows = Counter("bftnode_rpc_subscription_overflows",
-                                     "Subscriptions closed because the reader was too slow",
-                                     registry=r)
-        self.connections = Gauge("bftnode_rpc_connections", "Open RPC connections (TCP)",
-                                 registry=r)
-        self.connections_refused = Counter(
-            "bftnode_rpc_connections_refused", "Connections refused by a cap (503)", ["reason"],
-            registry=r)
-        self.timeouts = Counter("bftnode_rpc_timeouts",
-                                "Connections cut at a deadline (body, ws_idle)", ["phase"],
-                                registry=r)
-
-    def on_error(self, method: str, code: int) -> None:
-        self.errors.labels(method=method, code=str(code)).inc()
-
-    def value(self, name: str, labels: dict[str, str] | None = None) -> float:
-        v = self.registry.get_sample_value(name, labels or {})
-        return 0.0 if v is None else v
 
 
 def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -27,10 +27,11 @@ from . import methods as m
 from .errors import INTERNAL_ERROR, INVALID_PARAMS, NOT_FOUND, OVERLOADED, RPCError
 from .node_api import NodeAPI
 from .params import SubscribeParams, UnsubscribeParams, parse
+from .registry import _valid_id
 from .shapes import block_json, jsonable, tx_json
 
 if TYPE_CHECKING:
-    from .server import RPCMetrics
+    from .metrics import RPCMetrics
 
 log = structlog.get_logger("bftnode.rpc")
 
@@ -161,7 +162,7 @@ class WSConnection:
                 log.exception("rpc.internal_error", peer=self.ctx.peer, method=obj.get("method"))
                 err = RPCError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
             self.metrics.on_error(str(obj.get("method")), err.code)
-            return {"jsonrpc": "2.0", "id": req_id if m._valid_id(req_id) else None,
+            return {"jsonrpc": "2.0", "id": req_id if _valid_id(req_id) else None,
                     "error": err.to_json()}
 
     async def _subscribe(self, params: dict[str, Any]) -> dict[str, Any]:

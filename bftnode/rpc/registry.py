@@ -1,0 +1,116 @@
+"""The JSON-RPC method registry and the shape of one call: `method` registers a handler with
+its params schema (`METHODS`, `SCHEMAS`), `parse_call` validates one request object, and
+`_response` / `_call_error` build answers. The handlers (bftnode.rpc.handlers) register here;
+dispatch (bftnode.rpc.methods) reads the table.
+Imports: stdlib, structlog, bftnode.rpc.{errors,node_api,params}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+
+from .errors import INVALID_PARAMS, INVALID_REQUEST, RPCError
+from .node_api import NodeAPI
+from .params import Params, parse
+
+log = structlog.get_logger("bftnode.rpc")
+
+
+@dataclass
+class CallContext:
+    """Per-connection context: who is calling, a task spawner for fire-and-forget work, and an
+    error counter hook (the server's prometheus counters)."""
+
+    node: NodeAPI
+    peer: str = "?"
+    transport: str = "http"  # "http" | "websocket"
+    spawn: Callable[[Callable[[], Awaitable[Any]]], None] | None = None
+    trace_id: str | None = None  # from the X-Trace-Id header; else one new id per call
+    on_error: Callable[[str, int], None] | None = None  # (method, code)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[CallContext, dict[str, Any]], Awaitable[Any]]
+
+
+METHODS: dict[str, Handler] = {}  # name -> handler of the raw params object
+
+
+SCHEMAS: dict[str, type[Params]] = {}  # name -> its params (bftnode.rpc.params)
+
+
+P = TypeVar("P", bound=Params)
+
+
+def method(
+    name: str, schema: type[P]
+) -> Callable[[Callable[[CallContext, P], Awaitable[Any]]], Callable[..., Awaitable[Any]]]:
+    """Register `fn(ctx, params: schema)` as method `name`; its params are parsed first."""
+
+    def register(fn: Callable[[CallContext, P], Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def handler(ctx: CallContext, params: dict[str, Any]) -> Any:
+            return await fn(ctx, parse(schema, params))
+
+        assert name not in METHODS, f"method {name!r} registered twice"
+        METHODS[name] = handler
+        SCHEMAS[name] = schema
+        return fn
+
+    return register
+
+
+def _response(req_id: Any, result: Any = None, error: RPCError | None = None) -> dict[str, Any]:
+    if error is not None:
+        return {"jsonrpc": "2.0", "id": req_id, "error": error.to_json()}
+    return {"jsonrpc": "2.0", "id": req_id, "result": result}
+
+
+def _valid_id(req_id: Any) -> bool:
+    return req_id is None or (isinstance(req_id, str | int | float) and not isinstance(req_id, bool))
+
+
+def parse_call(obj: Any) -> tuple[Any, str, dict[str, Any], bool]:
+    """Validate one request object -> (id, method, params as dict, is_notification)."""
+    if not isinstance(obj, dict):
+        raise RPCError(INVALID_REQUEST, "a JSON-RPC request must be an object")
+    req_id = obj.get("id")
+    if not _valid_id(req_id):
+        raise RPCError(INVALID_REQUEST, "'id' must be a string, number or null")
+    if obj.get("jsonrpc") != "2.0":
+        raise RPCError(INVALID_REQUEST, "'jsonrpc' must be exactly \"2.0\"")
+    name = obj.get("method")
+    if not isinstance(name, str):
+        raise RPCError(INVALID_REQUEST, "'method' must be a string")
+    params = obj.get("params", {})
+    if params is None:
+        params = {}
+    if isinstance(params, list):
+        # positional params are accepted only when empty (our methods take named params)
+        if params:
+            raise RPCError(INVALID_PARAMS, "params must be an object of named params")
+        params = {}
+    if not isinstance(params, dict):
+        raise RPCError(INVALID_PARAMS, "params must be an object of named params")
+    return req_id, name, params, "id" not in obj
+
+
+def _safe_id(obj: Any) -> Any:
+    """The id to answer with when the request object itself is invalid."""
+    req_id = obj.get("id") if isinstance(obj, dict) else None
+    return req_id if _valid_id(req_id) else None
+
+
+def _count(ctx: CallContext, name: str, code: int) -> None:
+    if ctx.on_error is not None:
+        ctx.on_error(name if name in METHODS else "?", code)
+
+
+def _call_error(ctx: CallContext, name: str, req_id: Any, notify: bool,
+                err: RPCError) -> dict[str, Any] | None:
+    _count(ctx, name, err.code)
+    log.info("rpc.error", peer=ctx.peer, method=name, code=err.code, reason=err.message)
+    return None if notify else _response(req_id, error=err)
