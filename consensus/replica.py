@@ -858,10 +858,16 @@ class Replica:
             self._evidence("invalid-message", sender, "forward too large")
             return
         fresh = []
+        room = self.pool_share_bytes - self._pool_bytes[sender]
         for req in fwd.requests:
             if self._is_admitted(req):
                 self.dropped["forwarded-request-already-pending"] += 1
                 continue  # a relay of what we hold: no need to verify it again
+            size = held_bytes(req)
+            if size > room:  # over the relay's pool share: dropped unverified (no CPU spent)
+                self.dropped["forwarded-request-over-share"] += 1
+                continue
+            room -= size
             reason = check_request(self.config, self.auth, req)
             if reason is not None:
                 self._evidence("invalid-message", sender, f"forwarded request: {reason}", req)

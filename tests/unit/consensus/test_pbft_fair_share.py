@@ -39,3 +39,21 @@ def test_a_batch_full_by_bytes_is_proposed_without_waiting_for_the_batch_delay(c
         c.submit(req, to=0)
     # two requests fill a batch by bytes: proposed and executed at once, at time 0
     assert c.now == 0 and len(c.executed_keys(1)) == 2, c.executed_keys(1)
+
+
+def test_requests_relayed_past_the_relay_pool_share_are_dropped_before_verifying(cluster_cls):
+    c = cluster_cls(max_pending_bytes=4 * 2 * (64 * 1024 + 160))  # a share of 2 big requests
+    backup = c.replicas[1]
+    reqs = tuple(c.request(100 + i, 1, op=b"x" * 60_000) for i in range(10))
+    verified = []
+    verify = backup.auth.verifier.verify
+
+    def counting(*args):
+        verified.append(1)
+        return verify(*args)
+
+    backup.auth.verifier.verify = counting
+    backup.step(Receive(3, c.auth(3).sign(Forward(reqs, 3))))
+    assert backup.pending_count == 2
+    assert backup.dropped["forwarded-request-over-share"] == 8
+    assert 1 <= len(verified) <= 3  # the FORWARD's own signature and the 2 admitted requests
