@@ -44,7 +44,8 @@ from .messages import (
     Status,
     ViewChange,
 )
-from .types import Config
+from .replica import MAX_FORWARD_REQUESTS
+from .types import REQUEST_OVERHEAD_BYTES, Config
 
 # ---------------------------------------------------------------- deterministic choices
 
@@ -1096,6 +1097,84 @@ class RelayPoison(_Periodic):
         return self._spec(self.depth)
 
 
+# ---------------------------------------------------------------- one validator vs. the pool
+
+RELAY_FLOOD_KEYS = 256  # client keys a relay-flood replica cycles through
+RELAY_FLOOD_VALUE_BYTES = 2048
+FORWARD_CHUNK_BYTES = 1024 * 1024  # what an honest replica puts in one FORWARD (at most)
+
+
+def relay_flood_signer(replica_id: int, k: int, fast: bool = False) -> Any:
+    """Client key `k` (0 <= k < RELAY_FLOOD_KEYS) of a `relay-flood` replica: deterministic,
+    so a harness can recompute the requests and look them up."""
+    seed = hashlib.blake2b(f"relay-flood/{replica_id}/{k}".encode(), digest_size=32).digest()
+    return FastSigner(seed) if fast else Ed25519Signer(seed)
+
+
+def relay_flood_op(replica_id: int, k: int, n: int) -> bytes:
+    """The put of request `n` of client key `k`: a legal 2 KB put, as `ops.put` builds it
+    (a msgpack map op/key/value), its key per client key, its value naming the request."""
+    value = n.to_bytes(8, "big") + b"\xa5" * (RELAY_FLOOD_VALUE_BYTES - 8)
+    return _map(("op", "put"), ("key", f"relay-flood/{replica_id}/{k}".encode()),
+                ("value", value))
+
+
+class RelayFlood(_Periodic):
+    """Heavy legal load from one validator (issue 36c): every `every_ms`, `per_tick` VALID
+    client requests (2 KB puts, each signed for the chain's domain by one of RELAY_FLOOD_KEYS
+    client keys of its own, `relay_flood_signer`, with fresh request seqs) in signed FORWARDs
+    to every replica, split like an honest relay's (at most FORWARD_CHUNK_BYTES and
+    MAX_FORWARD_REQUESTS each). Nothing is invalid, so nothing is evidence: an honest
+    replica admits them on this relay's share of its pool (max_pending_bytes / n) and drops
+    the rest, and its primary orders what it admitted next to its clients' requests. Honest
+    clients' latency must stay close to what it is without the flood, with no view change."""
+
+    name = "relay-flood"
+
+    EVERY_MS = 20
+
+    def __init__(self, per_tick: int = 100, every_ms: int | None = None) -> None:
+        super().__init__(every_ms)
+        if not 1 <= per_tick <= MAX_FORWARD_REQUESTS:
+            raise ValueError(f"relay-flood:N needs 1 <= N <= {MAX_FORWARD_REQUESTS}")
+        self.per_tick = per_tick
+        self.sent = 0  # requests built so far: request i is key i % KEYS, seq i // KEYS + 1
+        self._signers: dict[int, Any] = {}
+
+    def request(self, domain: bytes, replica_id: int, i: int, fast: bool) -> Request:
+        """Request number `i` of this replica's flood (deterministic)."""
+        k, n = i % RELAY_FLOOD_KEYS, i // RELAY_FLOOD_KEYS + 1
+        signer = self._signers.get(k)
+        if signer is None:
+            signer = self._signers[k] = relay_flood_signer(replica_id, k, fast)
+        return sign_request(domain, signer, Request(b"", n, relay_flood_op(replica_id, k, n)))
+
+    def rewrite(self, ctx, event, out):
+        if not self.due(ctx, event, out):
+            return out
+        fast = isinstance(ctx.auth.signer, FastSigner)
+        first, self.sent = self.sent, self.sent + self.per_tick
+        reqs = [self.request(ctx.auth.domain, ctx.replica_id, i, fast)
+                for i in range(first, self.sent)]
+        sends = []
+        chunk: list[Request] = []
+        size = 0
+        for req in reqs:
+            if chunk and (len(chunk) == MAX_FORWARD_REQUESTS or size + len(req.op)
+                          + REQUEST_OVERHEAD_BYTES > FORWARD_CHUNK_BYTES):
+                sends.append(Send(None, ctx.sign(Forward(tuple(chunk), ctx.replica_id))))
+                chunk, size = [], 0
+            chunk.append(req)
+            size += len(req.op) + REQUEST_OVERHEAD_BYTES
+        if chunk:
+            sends.append(Send(None, ctx.sign(Forward(tuple(chunk), ctx.replica_id))))
+        out.send = list(out.send) + sends
+        return out
+
+    def __repr__(self) -> str:
+        return self._spec(self.per_tick)
+
+
 # ---------------------------------------------------------------- registry and parsing
 
 STRATEGIES: dict[str, Callable[..., Strategy]] = {
@@ -1120,14 +1199,16 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "bloat": Bloat,
     "forward-junk": ForwardJunk,
     "relay-poison": RelayPoison,
+    "relay-flood": RelayFlood,
 }
 """Strategy names accepted by `--byzantine I:NAME` (`crash-after:K` takes a parameter; the
 periodic ones a second, their period: `bloat:KIB:MS`)."""
 
 _PARAMETRIZED = {"crash-after": int, "slow": float, "flood": int, "false-evidence": int,
                  "poison-ints": int, "deep-nest": int, "checkpoint-flood": int, "bloat": int,
-                 "forward-junk": int, "relay-poison": int}
-_PERIODIC = {"deep-nest", "checkpoint-flood", "bloat", "forward-junk", "relay-poison"}  # NAME:P:MS too
+                 "forward-junk": int, "relay-poison": int, "relay-flood": int}
+_PERIODIC = {"deep-nest", "checkpoint-flood", "bloat", "forward-junk", "relay-poison",
+             "relay-flood"}  # NAME:P:MS too
 
 
 def parse_strategy(spec: str) -> Strategy:

@@ -86,6 +86,9 @@ class Perturbation:
     action: str
     node: int | str  # an index, "primary", "backup", or "same" (the previous target)
     duration_s: float = 0.0  # pause: resume after this long (0 = stay paused until "resume")
+    # and not before this many txs are acknowledged (in the middle of a burst); applied anyway,
+    # with a note, once the load's duration_s is over
+    after_acked: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,10 @@ class Load:
     duration_s: float = 15.0  # stop submitting after this long
     commit_timeout_s: float = 20.0  # per broadcast_tx_commit call
     lock_clients: int = 0  # clients cycling lease grant / lock try-acquire / release
+    value_bytes: int = 0  # size of each put's value (0: a short "v<j>")
+    # txs per JSON-RPC batch array of broadcast_tx_commit (1: one call at a time); a client
+    # sends its next array when every tx of the last one is acknowledged or given up
+    batch: int = 1
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,14 @@ class Expect:
     # may write during the run (0 = measured and reported only)
     max_rss_growth_mb: float = 64.0
     max_log_bytes: int = 1024 * 1024
+    max_view: int = -1  # the highest view an honest node may reach (-1 = report only)
+    # a fault followed by a view change: its first commit at most this long after an honest
+    # node was first seen in the new view (0 = report only)
+    max_commit_after_view_change_s: float = 0.0
+    # honest put latency (submit -> commit acknowledged) against the same scenario without
+    # its byzantine nodes (`--baseline`): p50 and p99 at most this many times theirs (0 = none)
+    max_p50_ratio: float = 0.0
+    max_p99_ratio: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -192,7 +207,10 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     load = _typed(f"{path} [load]", d.get("load") or {}, Load,
                   ("rate", "duration_s", "commit_timeout_s"))
     expect = _typed(f"{path} [expect]", d.get("expect") or {}, Expect,
-                    ("progress_timeout_s", "settle_s", "max_rss_growth_mb"))
+                    ("progress_timeout_s", "settle_s", "max_rss_growth_mb",
+                     "max_commit_after_view_change_s", "max_p50_ratio", "max_p99_ratio"))
+    if load.batch < 1 or load.value_bytes < 0:
+        raise ScenarioError(f"{path} [load]: batch must be >= 1 and value_bytes >= 0")
     perts = []
     for i, p in enumerate(d.get("perturbation") or []):
         where = f"{path} [[perturbation]] #{i + 1}"
@@ -214,10 +232,13 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         dur = p.get("duration_s", 0.0)
         if not isinstance(dur, int | float) or dur < 0:
             raise ScenarioError(f"{where}: duration_s must be a number >= 0")
-        extra = set(p) - {"at_s", "action", "node", "duration_s"}
+        after = p.get("after_acked", 0)
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise ScenarioError(f"{where}: after_acked must be an integer >= 0")
+        extra = set(p) - {"at_s", "action", "node", "duration_s", "after_acked"}
         if extra:
             raise ScenarioError(f"{where}: unknown field(s) {sorted(extra)}")
-        perts.append(Perturbation(float(at), action, node, float(dur)))
+        perts.append(Perturbation(float(at), action, node, float(dur), after))
     perts.sort(key=lambda p: p.at_s)
     hostile = None
     if "client_attack" in d:
@@ -280,6 +301,9 @@ class Fault:
     next_height: int | None = None  # that block
     next_view: int | None = None  # and its view (a new view after a primary failure)
     note: str = ""
+    view: int = 0  # the highest view an honest node was seen in when the fault was applied
+    view_change_s: float | None = None  # fault -> an honest node first seen in next_view
+    commit_after_view_change_s: float | None = None  # that -> the next commit
 
 
 @dataclass
@@ -341,6 +365,8 @@ class Run:
         self.submitted = 0
         self.heights: dict[int, list[tuple[float, int]]] = {i: [] for i in range(self.n)}
         self.views: dict[int, int] = {}
+        self.view_log: list[tuple[float, int, int]] = []  # (t, node, view) at each change
+        self.put_lat_ms: list[float] = []  # put load: submit -> commit acknowledged
         self.faults: list[Fault] = []
         self.mlock = threading.Lock()  # testnet.json read-modify-write (kills vs restarts)
         self.starting: list[threading.Thread] = []
@@ -353,6 +379,8 @@ class Run:
         self.sampling = threading.Event()  # set: stop sampling (after the final checks)
         self.hostile: Any = None  # testnet.client_attack.HostileClient ([client_attack])
         self.poison: dict[str, Any] = {}  # relay-poison txs on the ledger (poison_checks)
+        self.relay: dict[str, Any] = {}  # honest nodes' drops of relayed requests (health)
+        self.ledger_txs = 0  # txs on the longest honest chain read at the end
         self.status0 = self._first_status()
         self.domain = bytes.fromhex(self.status0["domain"])
 
@@ -389,7 +417,11 @@ class Run:
                         with self.lock:
                             self.heights[i].append((self.now(), h))
                         last = h
-                    self.views[i] = int(st.get("view", 0))
+                    v = int(st.get("view", 0))
+                    if self.views.get(i) != v:
+                        with self.lock:
+                            self.view_log.append((self.now(), i, v))
+                    self.views[i] = v
                 except Exception:
                     pass
                 time.sleep(POLL_S)
@@ -422,22 +454,93 @@ class Run:
 
     # -- client load
     def put_client(self, c: int) -> None:
+        """One put client: its share of `load.txs`, `load.batch` txs at a time (one JSON-RPC
+        batch array of broadcast_tx_commit), paced to `load.rate` (0: as fast as it goes)."""
         sc = self.sc
         per_client = sc.load.txs // max(1, sc.load.clients) + (c < sc.load.txs % sc.load.clients)
-        interval = sc.load.clients / sc.load.rate if sc.load.rate > 0 else 0.0
+        batch = sc.load.batch
+        interval = sc.load.clients * batch / sc.load.rate if sc.load.rate > 0 else 0.0
         signer = NodeKey.from_seed(os.urandom(32)).signer()
+        pad = b"\xa5" * sc.load.value_bytes
+
+        def signed(j: int) -> Request:
+            value = (f"v{j}".encode() + pad)[:sc.load.value_bytes] if pad else f"v{j}".encode()
+            op = ops.put(f"attack/{c}/{j}".encode(), value)
+            return sign_request(self.domain, signer, Request(signer.public_key, j + 1, op))
+
         with httpx.Client() as http:
             nxt = time.monotonic()
-            for j in range(per_client):
+            for j in range(0, per_client, batch):
                 if self.stop.is_set() or self.now() > sc.load.duration_s:
                     return
-                op = ops.put(f"attack/{c}/{j}".encode(), f"v{j}".encode())
-                req = sign_request(self.domain, signer, Request(signer.public_key, j + 1, op))
-                self.submit(http, req, c + j)
+                reqs = [signed(x) for x in range(j, min(per_client, j + batch))]
+                t = time.monotonic()
+                if batch == 1:
+                    acked = 1 if self.submit(http, reqs[0], c + j) is not None else 0
+                    lat = [(time.monotonic() - t) * 1000.0] * acked
+                else:
+                    lat = [(at - t) * 1000.0 for at in self.submit_batch(http, reqs, c + j)]
+                with self.lock:
+                    self.put_lat_ms += lat
                 nxt += interval
                 delay = nxt - time.monotonic()
                 if delay > 0:
                     self.stop.wait(delay)
+
+    def submit_batch(self, http: httpx.Client, reqs: list[Request], rot: int) -> list[float]:
+        """`submit` for several signed txs at once: one JSON-RPC batch array of
+        broadcast_tx_commit to a live honest node; the txs it did not acknowledge go (the SAME
+        signed bytes) in the next array to the next live honest node. Returns when each
+        was acknowledged (time.monotonic()), for the acknowledged ones."""
+        timeout = self.sc.load.commit_timeout_s
+        todo = {request_digest(r): base64.b64encode(encode(r)).decode() for r in reqs}
+        with self.lock:
+            self.submitted += len(todo)
+        done: list[float] = []
+        end = time.monotonic() + 2 * timeout
+        k = rot
+        while todo and time.monotonic() < end and not self.stop.is_set():
+            live = self.live_honest()
+            if not live:
+                self.stop.wait(0.2)
+                continue
+            i = live[k % len(live)]
+            k += 1
+            hashes = list(todo)
+            payload = [{"jsonrpc": "2.0", "id": n, "method": "broadcast_tx_commit",
+                        "params": {"tx": todo[h], "timeout": timeout}}
+                       for n, h in enumerate(hashes)]
+            try:
+                answers = http.post(self.urls[i], json=payload, timeout=timeout + 5).json()
+                if not isinstance(answers, list):
+                    raise ValueError(f"batch answered {str(answers)[:80]}")
+            except (httpx.HTTPError, ValueError) as exc:
+                with self.lock:
+                    self.submit_errors[type(exc).__name__] += 1
+                self.stop.wait(0.1)
+                continue
+            for ans in answers:
+                n = ans.get("id")
+                if not isinstance(n, int) or not 0 <= n < len(hashes):
+                    continue
+                h = hashes[n]
+                err = ans.get("error")
+                if err is None:
+                    res = ans.get("result") or {}
+                    with self.lock:
+                        self.acked[h] = {"height": res.get("height"), "node": i, "t": self.now()}
+                    done.append(time.monotonic())
+                    del todo[h]
+                    continue
+                msg = f"broadcast_tx_commit: {err.get('message')}"
+                if "timeout" not in msg.lower() and "timed out" not in msg.lower():
+                    with self.lock:
+                        self.rejected[msg[:80]] += 1
+                    del todo[h]
+                else:
+                    with self.lock:
+                        self.submit_errors[msg[:60]] += 1
+        return done
 
     def submit(self, http: httpx.Client, req: Request, rot: int,
                deadline_s: float | None = None) -> dict | None:
@@ -640,14 +743,24 @@ class Run:
             delay = at - self.now()
             if delay > 0:
                 time.sleep(delay)  # the scenario's schedule, not a wait for a condition
+            late = ""
+            if p.after_acked:  # wait (bounded by the load's duration) for the acks
+                while len(self.acked) < p.after_acked and self.now() < self.sc.load.duration_s:
+                    self.stop.wait(POLL_S)
+                late = (f"after {len(self.acked)} acked" if len(self.acked) >= p.after_acked
+                        else f"only {len(self.acked)} of {p.after_acked} acked by the load's end")
             i = fixed if fixed is not None else self.resolve(p, prev)
             prev = i
             h = self.max_honest_height()
+            with self.lock:
+                v = max((self.views.get(j, 0) for j in self.honest), default=0)
             t = self.now()
             note = self.apply(p, i)
-            if t - at > 0.5:
+            if late:
+                note = (note + "; " if note else "") + late
+            elif t - at > 0.5:
                 note = (note + "; " if note else "") + f"planned at {at:.1f}s"
-            self.faults.append(Fault(t, p.action, i, h, note=note))
+            self.faults.append(Fault(t, p.action, i, h, note=note, view=v))
             if p.action in ("pause", "partition") and p.duration_s > 0:
                 back = t + p.duration_s  # the full duration even if this one started late
                 undo = "resume" if p.action == "pause" else "heal"
@@ -732,18 +845,16 @@ def check_acked(http: httpx.Client, urls: dict[int, str], chains: dict[int, dict
     counts = {i: Counter(th for b in c.values() for th in b.get("tx_hashes", []))
               for i, c in chains.items()}
     heights = {i: max(c, default=0) for i, c in chains.items()}
+    found_at = {i: tx_places(http, url, [h.hex() for h in acked]) for i, url in urls.items()}
     for h in acked:
         hx = h.hex()
         where: dict[int, tuple] = {}
-        for i, url in urls.items():
-            try:
-                t = call(http, url, "tx", {"hash": hx}, timeout=5)
-                where[i] = (t["height"], t["index"])
-            except RPCFailure:
-                where[i] = None  # type: ignore[assignment]
-            except Exception as exc:
-                problems.append(f"tx {hx[:10]} on node{i}: {type(exc).__name__}")
+        for i in urls:
+            t = found_at[i].get(hx, "?")
+            if isinstance(t, str):
+                problems.append(f"tx {hx[:10]} on node{i}: {t}")
                 continue
+            where[i] = t  # type: ignore[assignment]
             if where.get(i) is not None and where[i][0] <= heights[i] and counts[i][hx] != 1:
                 problems.append(f"tx {hx[:10]} appears {counts[i][hx]} times in node{i}'s blocks")
         found = {v for v in where.values() if v is not None}
@@ -761,6 +872,32 @@ def check_acked(http: httpx.Client, urls: dict[int, str], chains: dict[int, dict
         return Check("acked txs exactly once", VIOLATED, "; ".join(problems[:4]) + extra)
     return Check("acked txs exactly once", OK,
                  f"{len(acked)} acknowledged txs, each once on {len(urls)} honest nodes")
+
+
+TX_LOOKUPS_PER_CALL = 200  # `tx` calls per JSON-RPC batch array (the RPC takes up to 1,000)
+
+
+def tx_places(http: httpx.Client, url: str, hashes: list[str]) -> dict[str, Any]:
+    """`tx` for each hash on one node, in JSON-RPC batch arrays: hash -> (height, index), None
+    when the node does not have it (an error answer), or a string saying why it is unknown."""
+    out: dict[str, Any] = {}
+    for k in range(0, len(hashes), TX_LOOKUPS_PER_CALL):
+        part = hashes[k:k + TX_LOOKUPS_PER_CALL]
+        payload = [{"jsonrpc": "2.0", "id": n, "method": "tx", "params": {"hash": hx}}
+                   for n, hx in enumerate(part)]
+        try:
+            answers = http.post(url, json=payload, timeout=30).json()
+            if not isinstance(answers, list):
+                raise ValueError(str(answers)[:80])
+        except Exception as exc:
+            out.update({hx: type(exc).__name__ for hx in part})
+            continue
+        for ans in answers:
+            n = ans.get("id")
+            if isinstance(n, int) and 0 <= n < len(part):
+                r = ans.get("result")
+                out[part[n]] = None if "error" in ans or not r else (r["height"], r["index"])
+    return out
 
 
 def lock_history(url: str, upto: int, timeout: float = 20.0) -> list[dict]:
@@ -823,10 +960,12 @@ def check_lock_safety(url: str | None, upto: int, lock_ops: Counter) -> Check:
 
 
 def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None = None,
-                 keep: bool = False, fake_acks: int = 0, log=None) -> dict[str, Any]:
+                 keep: bool = False, fake_acks: int = 0, log=None,
+                 baseline: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run `sc` on a fresh testnet in `d` (a temp dir by default) and return the report dict
     (`ok`, `checks`, `faults`, ...). `fake_acks` plants hashes that were never submitted among
-    the acknowledged txs (to show the checker fails when it should)."""
+    the acknowledged txs (to show the checker fails when it should). `baseline`: the report of
+    the same scenario without its byzantine nodes (honest put latency is judged against it)."""
     say = log or (lambda s: None)
     own_dir = d is None
     d = Path(tempfile.mkdtemp(prefix=f"attack-{sc.name}-")) if d is None else Path(d).resolve()
@@ -889,6 +1028,10 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
         progress_t = run.wait_progress(last_t, last_h, sc.expect.progress_timeout_s)
         run.stop.set()
         checks += final_checks(run, progress_t, last_t)
+        from testnet.heavy_load import heavy_load_checks, relay_stats
+
+        checks += heavy_load_checks(run, baseline, Check)
+        run.relay = relay_stats(call, {i: run.urls[i] for i in run.live_honest()})
         run.sampling.set()
         sampler.join(5)
         checks += usage_checks(run)
@@ -918,6 +1061,14 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
         "evidence": run.evidence,
         "resources": {str(i): u.report() for i, u in run.usage.items()},
     })
+    from testnet.heavy_load import latency_summary, max_view
+
+    report.update({"put_latency_ms": latency_summary(run.put_lat_ms), "max_view": max_view(run),
+                   "ledger_txs": run.ledger_txs, "relay_drops": run.relay})
+    if baseline is not None:
+        report["baseline"] = {k: baseline.get(k) for k in (
+            "ok", "put_latency_ms", "max_view", "acked", "submitted", "ledger_txs",
+            "elapsed_s")}
     if run.poison:
         report["poison"] = run.poison
     if run.hostile is not None:
@@ -1085,6 +1236,15 @@ def time_faults(run: Run, chain: dict[int, dict]) -> None:
             fl.next_commit_s = round(max(0.0, min(seen) - fl.t), 3)
         fl.next_height = h
         fl.next_view = chain[h].get("view")
+        if fl.next_view is not None and int(fl.next_view) > fl.view:
+            with run.lock:
+                entered = [t for t, i, v in run.view_log
+                           if i in run.honest and v >= int(fl.next_view) and t >= fl.t]
+            if entered:
+                fl.view_change_s = round(min(entered) - fl.t, 3)
+                if fl.next_commit_s is not None:
+                    fl.commit_after_view_change_s = round(
+                        max(0.0, fl.next_commit_s - fl.view_change_s), 3)
 
 
 def final_checks(run: Run, progress_t: float | None, last_t: float) -> list[Check]:
@@ -1154,6 +1314,7 @@ def final_checks(run: Run, progress_t: float | None, last_t: float) -> list[Chec
             checks.append(check_lock_safety(urls[never_restarted[0]] if never_restarted
                                             else None, common, run.lock_ops))
         longest = chains[max(chains, key=lambda i: len(chains[i]))] if chains else {}
+        run.ledger_txs = sum(len(b.get("tx_hashes", [])) for b in longest.values())
         checks += evidence_checks(run, http, urls, longest)
         from testnet.client_attack import poison_checks
 
@@ -1186,18 +1347,31 @@ def print_report(rep: dict[str, Any]) -> None:
     if rep["faults"]:
         ft = Table(title="faults: time to the next commit")
         for col in ("t (s)", "fault", "node", "height", "next commit (s)", "at height/view",
-                    "note"):
+                    "new view seen (s)", "commit after it (s)", "note"):
             ft.add_column(col)
         for f in rep["faults"]:
             nxt = f["next_commit_s"]
+            vc, after = f.get("view_change_s"), f.get("commit_after_view_change_s")
             ft.add_row(f"{f['t']:.2f}", f["action"], str(f["node"]), str(f["height"]),
                        "-" if nxt is None else f"{nxt:.2f}",
                        f"{f['next_height']}/{f['next_view']}" if f["next_height"] else "-",
-                       f["note"])
+                       "-" if vc is None else f"{vc:.2f}",
+                       "-" if after is None else f"{after:.2f}", f["note"])
         con.print(ft)
     con.print(f"submitted {rep['submitted']}, acknowledged {rep['acked']}, rejected "
               f"{sum(rep['rejected'].values())}, elapsed {rep['elapsed_s']}s, final heights "
               f"{rep['final_heights']}")
+    lat, base = rep.get("put_latency_ms") or {}, (rep.get("baseline") or {})
+    if lat.get("n"):
+        con.print(f"honest puts: p50 {lat['p50']} ms, p99 {lat['p99']} ms over {lat['n']}; "
+                  f"highest view {rep.get('max_view')}; txs on the ledger {rep.get('ledger_txs')}"
+                  + (f"; baseline p50 {base['put_latency_ms']['p50']} ms, p99 "
+                     f"{base['put_latency_ms']['p99']} ms, highest view {base['max_view']}"
+                     if base.get("put_latency_ms") else ""))
+    if any(v.get("forwarded-request-over-share") or v.get("forwarded-request-not-admitted")
+           for v in (rep.get("relay_drops") or {}).values()):
+        con.print(f"relayed requests dropped (over the relay's share, not admitted, already "
+                  f"held), per honest node: {rep['relay_drops']}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -1214,6 +1388,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--byzantine", action="append", default=[], metavar="I:STRATEGY",
                    help="replace the scenario's Byzantine nodes (repeatable; e.g. 1:bloat:8192:20 "
                         "for a faster attacker)")
+    p.add_argument("--baseline", action="store_true",
+                   help="first run the same scenario with every node honest, and judge honest "
+                        "put latency against it ([expect] max_p50_ratio, max_p99_ratio)")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="run the scenario N times (fresh testnets) and report each run's "
+                        "verdict and fault timings, and how many passed")
     p.add_argument("--plant-fake-ack", type=int, default=0, metavar="K",
                    help="self-test: add K never-submitted tx hashes to the acknowledged set "
                         "(the run must then fail)")
@@ -1257,10 +1437,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"testnet attack: --dir {d} is not empty; give a new or empty directory",
               file=sys.stderr)
         return 2
+    if args.repeat > 1 and (d is not None or args.keep):
+        print("testnet attack: --repeat runs fresh temporary testnets (no --dir, no --keep)",
+              file=sys.stderr)
+        return 2
     log = None if args.json else (lambda s: print(f"[attack] {s}", file=sys.stderr))
+
+    def once() -> dict[str, Any]:
+        base = None
+        if args.baseline:
+            from testnet.heavy_load import without_byzantine
+
+            base = run_scenario(without_byzantine(sc), None, base_port=args.base_port, log=log)
+        return run_scenario(sc, d, base_port=args.base_port, keep=args.keep,
+                            fake_acks=args.plant_fake_ack, log=log, baseline=base)
+
     try:
-        rep = run_scenario(sc, d, base_port=args.base_port, keep=args.keep,
-                           fake_acks=args.plant_fake_ack, log=log)
+        if args.repeat > 1:
+            return run_repeated(sc.name, once, args.repeat, args.json, log)
+        rep = once()
     except (launcher.LauncherError, ScenarioError, OSError) as exc:
         print(f"testnet attack: {exc}", file=sys.stderr)
         return 2
@@ -1269,3 +1464,39 @@ def run(args: argparse.Namespace) -> int:
     else:
         print_report(rep)
     return 0 if rep["ok"] else 1
+
+
+def run_summary(rep: dict[str, Any]) -> dict[str, Any]:
+    """One run of a repeated scenario, in brief: the verdict, what failed, the fault timings."""
+    keys = ("t", "action", "node", "next_commit_s", "next_view", "view_change_s",
+            "commit_after_view_change_s", "note")
+    return {"ok": rep["ok"], "elapsed_s": rep["elapsed_s"], "acked": rep["acked"],
+            "submitted": rep["submitted"],
+            "violated": [f"{c['name']}: {c['detail']}"[:300] for c in rep["checks"]
+                         if c["result"] == VIOLATED],
+            "faults": [{k: f.get(k) for k in keys} for f in rep["faults"]],
+            "put_latency_ms": rep.get("put_latency_ms"), "max_view": rep.get("max_view"),
+            "baseline_put_latency_ms": (rep.get("baseline") or {}).get("put_latency_ms")}
+
+
+def run_repeated(name: str, once: Any, n: int, as_json: bool, log: Any) -> int:
+    """`--repeat N`: N fresh runs; each run's summary as it ends, then how many passed."""
+    runs = []
+    for k in range(n):
+        rep = once()
+        runs.append(run_summary(rep))
+        r = runs[-1]
+        line = (f"run {k + 1}/{n}: {'PASS' if r['ok'] else 'FAIL'} ({r['elapsed_s']}s, acked "
+                f"{r['acked']}/{r['submitted']}) " + "; ".join(
+                    f"{f['action']} node{f['node']}: next commit {f['next_commit_s']}s "
+                    f"(view {f['next_view']}, new view seen {f['view_change_s']}s, commit "
+                    f"{f['commit_after_view_change_s']}s after it)" for f in r["faults"])
+                + "".join(f"\n    violated {v}" for v in r["violated"]))
+        print(line, file=sys.stderr, flush=True)
+    passed = sum(r["ok"] for r in runs)
+    if as_json:
+        print(json.dumps({"scenario": name, "runs": runs, "passed": passed, "of": n},
+                         default=str))
+    else:
+        print(f"{name}: {passed} of {n} runs passed")
+    return 0 if passed == n else 1

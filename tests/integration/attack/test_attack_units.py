@@ -33,6 +33,10 @@ def chain(hashes: list[str]) -> dict[int, dict]:
     return out
 
 
+# issue 36: heavy legal load, bounded by their own manifest checks (test_heavy_load.py)
+HEAVY_LOAD = {"relay-flood", "burst-kill-primary"}
+
+
 def test_every_shipped_scenario_parses_and_is_short():
     names = shipped_scenarios()
     assert len(names) >= 15
@@ -40,7 +44,7 @@ def test_every_shipped_scenario_parses_and_is_short():
         sc = load_scenario(name)
         assert sc.description, name
         assert len(sc.byzantine) <= sc.f, f"{name}: more byzantine nodes than f"
-        assert sc.load.duration_s <= 20 and sc.load.txs <= 100, name
+        assert sc.load.duration_s <= 20 and sc.load.txs <= 100 or name in HEAVY_LOAD, name
 
 
 def test_library_covers_the_required_attacks():
