@@ -108,6 +108,7 @@ def test_fault_timing_ignores_blocks_proposed_before_the_fault():
         t0_wall_ms=0.0, honest=[1, 2], lock=threading.Lock(),
         heights={1: [(0.5, 1), (2.05, 2), (3.5, 3)], 2: [(0.5, 1), (3.7, 3)]},
         faults=[Fault(t=2.0, action="kill-hard", node=0, height=1)],
+        view_log=[(0.1, 1, 0), (0.1, 2, 0), (3.2, 2, 1), (3.3, 1, 1)],
     )
     c = chain(["h1", "h2", "h3"])
     c[2]["time"], c[3]["time"], c[3]["view"] = 1900, 3100, 1
@@ -115,6 +116,9 @@ def test_fault_timing_ignores_blocks_proposed_before_the_fault():
     f = run.faults[0]
     assert (f.next_height, f.next_view) == (3, 1)
     assert f.next_commit_s == pytest.approx(1.5)
+    # an honest node was first seen in view 1 at 3.2 s: the commit came 0.3 s after that
+    assert f.view_change_s == pytest.approx(1.2)
+    assert f.commit_after_view_change_s == pytest.approx(0.3)
 
 
 def test_evidence_judgement():
