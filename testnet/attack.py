@@ -56,6 +56,7 @@ import httpx
 
 from bftnode.app import ops
 from bftnode.keys import NodeKey
+from bftnode.rpc.errors import TIMEOUT as RPC_TIMEOUT
 from consensus import Request, encode, request_digest, sign_request
 from testnet import launcher
 from testnet.bench import proc_cpu_s, proc_rss_mb
@@ -533,7 +534,7 @@ class Run:
                     del todo[h]
                     continue
                 msg = f"broadcast_tx_commit: {err.get('message')}"
-                if "timeout" not in msg.lower() and "timed out" not in msg.lower():
+                if not _retry_later(err.get("code"), msg):
                     with self.lock:
                         self.rejected[msg[:80]] += 1
                     del todo[h]
@@ -565,8 +566,7 @@ class Run:
                            {"tx": tx, "timeout": timeout}, timeout=timeout + 5)
             except RPCFailure as exc:
                 msg = str(exc)
-                if exc.code is not None and "timeout" not in msg.lower() and \
-                        "timed out" not in msg.lower():
+                if exc.code is not None and not _retry_later(exc.code, msg):
                     with self.lock:
                         self.rejected[msg[:80]] += 1
                     return None
@@ -783,6 +783,13 @@ class Run:
                 self.submit(http, req, seq, deadline_s=max(0.5, end - time.monotonic()))
                 time.sleep(POLL_S)
         return self.first_commit_after(after_t, after_h)
+
+
+def _retry_later(code: Any, msg: str) -> bool:
+    """A failed broadcast_tx_commit worth sending again (the same signed tx): the node did
+    not see the commit in time (RPC_TIMEOUT: "not committed within ...", it may still commit)
+    or it timed out some other way; anything else is the node's refusal."""
+    return code == RPC_TIMEOUT or "timeout" in msg.lower() or "timed out" in msg.lower()
 
 
 def _size(path: str) -> int:
