@@ -1244,11 +1244,13 @@ def time_faults(run: Run, chain: dict[int, dict]) -> None:
         fl.next_height = h
         fl.next_view = chain[h].get("view")
         if fl.next_view is not None and int(fl.next_view) > fl.view:
+            # when an honest node was first seen in that view; 0 if before the fault (a view
+            # change already under way, status polled every 50 ms): timed from the fault then
             with run.lock:
                 entered = [t for t, i, v in run.view_log
-                           if i in run.honest and v >= int(fl.next_view) and t >= fl.t]
+                           if i in run.honest and v >= int(fl.next_view)]
             if entered:
-                fl.view_change_s = round(min(entered) - fl.t, 3)
+                fl.view_change_s = round(max(0.0, min(entered) - fl.t), 3)
                 if fl.next_commit_s is not None:
                     fl.commit_after_view_change_s = round(
                         max(0.0, fl.next_commit_s - fl.view_change_s), 3)

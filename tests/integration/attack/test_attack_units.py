@@ -160,3 +160,20 @@ def test_expect_convicted_is_a_list_of_node_indexes():
     assert load_scenario("equivocate-primary").expect.convicted == (0,)
     with pytest.raises(ScenarioError, match="convicted"):
         parse_scenario('name = "x"\n[expect]\nconvicted = "zero"\n')
+
+
+def test_a_view_change_under_way_at_the_fault_is_timed_from_the_fault():
+    # status showed view 1 when node 1 (its primary) was killed, but node 2 was already seen
+    # in view 2 before: the commit in view 2 counts from the fault
+    run = SimpleNamespace(
+        t0_wall_ms=0.0, honest=[0, 2, 3], lock=threading.Lock(),
+        heights={0: [(0.5, 1), (3.8, 2)], 2: [(0.5, 1)], 3: []},
+        faults=[Fault(t=2.0, action="kill-hard", node=1, height=1, view=1)],
+        view_log=[(0.1, 2, 1), (1.9, 2, 2), (2.5, 0, 2)],
+    )
+    c = chain(["h1", "h2"])
+    c[2]["time"], c[2]["view"] = 2100, 2
+    time_faults(run, c)
+    f = run.faults[0]
+    assert (f.next_view, f.next_commit_s, f.view_change_s) == (2, pytest.approx(1.8), 0.0)
+    assert f.commit_after_view_change_s == pytest.approx(1.8)
