@@ -16,7 +16,10 @@ from testnet.attack import load_scenario, run_scenario, shipped_scenarios
 pytestmark = pytest.mark.integration
 
 DEFAULT_SUITE = {"kill-primary", "equivocate-primary"}
-KNOWN_GAPS: dict[str, str] = {}  # scenario -> reason, run as xfail until fixed
+KNOWN_GAPS: dict[str, str] = {  # scenario -> reason, run as xfail until fixed
+    "relay-flood": "issue 36 (c) open: a backup relaying valid requests at link speed still "
+                   "provokes view changes (views to 3 at 46d6ace)",
+}
 
 
 def _params():
