@@ -45,6 +45,8 @@ if atheris is not None and "--plain-loop" not in sys.argv:
 else:
     from bftnode.app import KVApplication, MemoryState, budgets, ops
     from bftnode.app.errors import BAD_OP, INTERNAL
+from corpus import make_corpus  # noqa: E402
+
 from consensus import Request  # noqa: E402
 
 CLIENTS = (b"A", b"B", b"C", b"X")
@@ -238,11 +240,7 @@ def plain_loop(seconds: float) -> int:
 
 
 def main(argv: list[str]) -> None:
-    if "--make-corpus" in argv:
-        out = Path(argv[argv.index("--make-corpus") + 1])
-        out.mkdir(parents=True, exist_ok=True)
-        for i, s in enumerate(seeds()):
-            (out / f"seed-{i:02d}").write_bytes(s)
+    if make_corpus(argv, seeds):
         return
     if "--plain-loop" in argv:
         seconds = float(argv[argv.index("--plain-loop") + 1])

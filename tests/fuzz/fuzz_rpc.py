@@ -41,6 +41,7 @@ if atheris is not None:
 else:
     from bftnode.rpc import errors as E
     from bftnode.rpc import methods as m
+from corpus import make_corpus  # noqa: E402
 from rpc.app_node import AppNode  # noqa: E402
 from rpc.test_rpc_params_property import BASE, DOCUMENTED  # noqa: E402
 
@@ -189,11 +190,7 @@ def mutate_tree(data: bytes, rng: random.Random) -> bytes | None:
 
 
 def main(argv: list[str]) -> None:
-    if "--make-corpus" in argv:
-        out = Path(argv[argv.index("--make-corpus") + 1])
-        out.mkdir(parents=True, exist_ok=True)
-        for i, s in enumerate(seeds()):
-            (out / f"seed-{i:02d}").write_bytes(s)
+    if make_corpus(argv, seeds):
         return
     if atheris is None:
         sys.exit("atheris is not installed (pip install -e '.[fuzz]')")
