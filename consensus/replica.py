@@ -223,6 +223,7 @@ class Replica:
         self.buffer_max_bytes = config.n * self.buffer_share_bytes
         self._faults = PeerFaults(config.status_interval_ms)
         self.dropped: Counter[str] = Counter()  # messages dropped without evidence, by reason
+        self.view_change_reasons: Counter[str] = Counter()  # views we started, by why
         # committed evidence: replica -> (block seq, kind) of its conviction; never pardoned
         self._convicted: dict[int, tuple[int, str]] = {
             c.replica: (c.seq, c.kind) for c in r.convicted
@@ -328,6 +329,7 @@ class Replica:
             "request_timer_deadline_ms": self._rt.deadline,
             "request_timer_extended": self._rt.extended,
             "view_change": {
+                "started": dict(self.view_change_reasons),
                 "failed_attempts": self._failed_vcs,
                 "timeout_ms": backoff_ms(cfg, self._failed_vcs),
                 "deadline_ms": self._vc_deadline,
@@ -404,7 +406,7 @@ class Replica:
             self._to_forward = []
         if self._primary_skipped(self._view):
             # the primary of this view is convicted (executed just now, or before a restart)
-            self._start_view_change(self._view + 1)
+            self._start_view_change(self._view + 1, "primary-convicted")
         self._maybe_propose()
         self._fetch_goal = self._fetch_target()  # once per step: used twice below
         self._maybe_fetch()
@@ -642,12 +644,12 @@ class Replica:
                           cfg.n):
             return  # a deep queue at a working primary: not a reason to depose it
         rt.stop()
-        self._start_view_change(self._view + 1)
+        self._start_view_change(self._view + 1, "request-timeout")
 
     def _on_view_change_timeout(self) -> None:
         self._vc_deadline = None
         self._failed_vcs += 1
-        self._start_view_change(self._view + 1)
+        self._start_view_change(self._view + 1, "view-change-timeout")
 
     def _on_status_timeout(self) -> None:
         self._next_status_ms = self._now + self.config.status_interval_ms
@@ -1377,7 +1379,8 @@ class Replica:
 
     # ------------------------------------------------------------------ view change
 
-    def _start_view_change(self, new_view: int) -> None:
+    def _start_view_change(self, new_view: int, reason: str) -> None:
+        self.view_change_reasons[reason] += 1
         new_view = self._skip_convicted(new_view)
         assert new_view > self._view or (new_view == self._view and not self._in_vc)
         self._view, self._in_vc = new_view, True
@@ -1430,7 +1433,7 @@ class Replica:
             return
         target = self._vcs.join_target(self.config, self._view)
         if target is not None and target > self._view:
-            self._start_view_change(target)  # the f+1 join rule
+            self._start_view_change(target, "f+1-joined")  # the f+1 join rule
         else:
             self._check_view_change_quorum()
 
