@@ -90,7 +90,7 @@ MIN_REVISION_WAIT_S = 2.0
 TRACES_KEPT = 10_000
 EXEC_QUEUE_GROUPS = 64  # groups of blocks waiting for the executor task
 # requests per synced block commit (at least one block): a catching-up node's group of 64
-# fetched blocks is executed as several commits, not one WriteBatch of ~10 MB (session 16)
+# fetched blocks is executed as several commits, not one WriteBatch of ~10 MB
 EXEC_CHUNK_REQUESTS = 2_000
 EVIDENCE_KEPT = 1000
 GROUP_MAX = 256  # events stepped per group commit (one persist, one send round, one commit)
@@ -101,7 +101,7 @@ LOOPBACK_MAX = 10_000  # our own messages waiting for the next group
 # on the event loop: the worker-thread hop (wake-up, GIL hand-off, result delivery) cost
 # ~0.4-1 ms of CPU on this 2-vCPU machine, more than a small synced batch (~0.3 ms) or a few
 # txs of the app block the loop. At 200 tx/s (5-tx blocks): node CPU/tx -15 % (persists)
-# and -10 % more (execution); docs/performance.md, session 7. Saturated batches (100 txs)
+# and -10 % more (execution); measured, docs/performance.md history. Saturated batches (100 txs)
 # keep the thread, so the loop serves the network during their fsyncs.
 INLINE_MAX_REQUESTS = 20
 VERIFIED_CACHE_SIZE = 32_768  # (key, message, signature) triples known to verify
