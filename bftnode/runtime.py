@@ -20,6 +20,7 @@ import math
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -404,6 +405,7 @@ class Node:
 
     async def _start_rpc(self, nursery: trio.Nursery) -> None:
         try:
+            from bftnode.rpc.limits import RPCLimits
             from bftnode.rpc.server import RPCStartupError, serve_rpc
         except ImportError as exc:
             self.log.warning("rpc server not available", reason=str(exc))
@@ -411,7 +413,8 @@ class Node:
         assert self.config is not None
         host, port = self.config.rpc_host, self.config.rpc_port
         try:
-            url = await nursery.start(serve_rpc, self, host, port)
+            url = await nursery.start(partial(serve_rpc, self, host, port,
+                                              limits=RPCLimits.from_config(self.config)))
         except (OSError, RPCStartupError) as exc:
             raise StartupError(f"cannot serve RPC on {host}:{port}: {exc}") from exc
         self.rpc_url = url if isinstance(url, str) else f"http://{host}:{port}"

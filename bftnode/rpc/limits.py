@@ -43,11 +43,5 @@ class RPCLimits:
             max_connections_per_address=config.rpc_max_connections_per_address,
         )
 
-    @classmethod
-    def of_node(cls, node: Any) -> RPCLimits:
-        """From the node's config when it has one (the runtime's Node does), else defaults."""
-        config = getattr(node, "config", None)
-        return cls.from_config(config) if isinstance(config, NodeConfig) else cls()
-
     def replace(self, **changes: Any) -> RPCLimits:
         return dataclasses.replace(self, **changes)

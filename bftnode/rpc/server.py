@@ -251,9 +251,8 @@ async def serve_rpc(
 ) -> None:
     """Serve the RPC until cancelled. `task_status.started(url)` reports the bound URL (use
     port=0 for a free port). Raises RPCStartupError if the address cannot be bound. `limits`
-    default to the node's config (`node.config`, a NodeConfig) if it has one, else to the
-    defaults of RPCLimits."""
-    limits = limits or RPCLimits.of_node(node)
+    default to those of RPCLimits (a node passes `RPCLimits.from_config(its config)`)."""
+    limits = limits or RPCLimits()
     total = open_file_cap(limits.max_connections)
     if total < limits.max_connections:
         log.warning("rpc.max_connections_lowered", wanted=limits.max_connections, cap=total,
