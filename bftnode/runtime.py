@@ -59,6 +59,7 @@ from consensus import (
     request_digest,
     sign_request,
 )
+from consensus.core import ReplicaCore
 from consensus.evidence import PROOF_KINDS
 from consensus.peers import decoded_bytes
 from consensus.types import request_size
@@ -332,8 +333,9 @@ class Node:
         factory = replica_factory or _default_replica_factory
         replica = factory(self.consensus_config, index, self.auth, restored)
         if self.byzantine:
-            replica = _wrap_byzantine(replica, self.byzantine, self.auth, index)
-        self.replica = replica
+            replica = _wrap_byzantine(replica, self.byzantine, self.auth, index,
+                                      self.consensus_config)
+        self.replica: ReplicaCore = replica
         self._height = restored.last_executed
         self.last_block_hash = restored.last_block_hash
         self.last_block_time_ms = restored.last_time_ms
@@ -750,15 +752,15 @@ class Node:
 
     def _update_gauges(self) -> None:
         r = self.replica
-        view = getattr(r, "view", 0)
+        view = r.view
         if view != self._view_seen:
             self.metrics.view_changes.inc(max(0, view - self._view_seen))
             self.log.info("view changed", view=view, primary=view % self.consensus_config.n)
             self._view_seen = view
         self.metrics.view.set(view)
-        self.metrics.in_view_change.set(1 if getattr(r, "in_view_change", False) else 0)
-        self.metrics.stable_checkpoint.set(getattr(r, "stable_seq", 0))
-        table = getattr(r, "client_table", None)
+        self.metrics.in_view_change.set(1 if r.in_view_change else 0)
+        self.metrics.stable_checkpoint.set(r.stable_seq)
+        table = r.client_table
         if table is not None:
             self.metrics.client_table.labels("size").set(len(table))
             self.metrics.client_table.labels("evictions").set(table.evictions)
@@ -915,7 +917,7 @@ class Node:
 
     def status(self) -> dict:
         r = self.replica
-        view = getattr(r, "view", 0)
+        view = r.view
         return {
             "node_id": self.node_id,
             "validator_index": self.index,
@@ -924,11 +926,11 @@ class Node:
             "genesis_hash": _hex(self.genesis.hash()),
             "view": view,
             "primary": view % self.consensus_config.n,
-            "in_view_change": bool(getattr(r, "in_view_change", False)),
+            "in_view_change": bool(r.in_view_change),
             "height": self._height,
             "last_block_hash": _hex(self.last_block_hash),
             "last_block_time_ms": self.last_block_time_ms,
-            "stable_checkpoint": getattr(r, "stable_seq", 0),
+            "stable_checkpoint": r.stable_seq,
             "validators": self.consensus_config.n,
             "peers": sum(1 for p in self.net_info()["peers"] if p["connected"]),
             "byzantine": list(self.byzantine),
@@ -940,16 +942,14 @@ class Node:
 
     def _why(self) -> str:
         """The replica's one-line explanation of what it waits for ("" when nothing is stuck)."""
-        h = getattr(self.replica, "health", None)
         try:
-            return str(h().get("why", "")) if callable(h) else ""
+            return str(self.replica.health().get("why", ""))
         except Exception:  # diagnostics only; never let it break status
             return ""
 
     def health(self) -> dict:
-        h = getattr(self.replica, "health", None)
         try:
-            info = dict(h()) if callable(h) else {}
+            info = dict(self.replica.health())
         except Exception as exc:  # health is diagnostics; never let it break the RPC
             info = {"error": repr(exc)}
         peers = sum(1 for p in self.net_info()["peers"] if p["connected"])
@@ -979,7 +979,7 @@ class Node:
 
     def convicted(self) -> list[dict]:
         """Replicas convicted by evidence committed to the ledger: [{replica, height, kind}]."""
-        conv = getattr(self.replica, "convicted", None) or {}
+        conv = self.replica.convicted
         return [{"replica": r, "height": h, "kind": k} for r, (h, k) in sorted(conv.items())]
 
     def metrics_text(self) -> bytes:
@@ -1062,12 +1062,13 @@ def _resolve_replica_class() -> Callable[..., Any]:
     return Replica
 
 
-def _default_replica_factory(config: Any, index: int, auth: Authenticator, restored: Any) -> Any:
+def _default_replica_factory(config: Any, index: int, auth: Authenticator,
+                             restored: Any) -> ReplicaCore:
     return _resolve_replica_class()(config, index, auth, restored)
 
 
-def _wrap_byzantine(replica: Any, strategies: Sequence[str], auth: Authenticator,
-                    index: int) -> Any:
+def _wrap_byzantine(replica: ReplicaCore, strategies: Sequence[str], auth: Authenticator,
+                    index: int, config: Any) -> ReplicaCore:
     try:
         from consensus import byzantine
     except ImportError as exc:
@@ -1075,8 +1076,7 @@ def _wrap_byzantine(replica: Any, strategies: Sequence[str], auth: Authenticator
     try:
         strats = [byzantine.parse_strategy(s) for s in strategies]
         return byzantine.ByzantineReplica(replica, strats, auth, replica_id=index,
-                                          config=getattr(replica, "config", None)
-                                          or getattr(auth, "config", None))
+                                          config=config)
     except (KeyError, ValueError, TypeError) as exc:
         raise StartupError(f"field 'byzantine': bad strategy list {list(strategies)}: {exc}") from exc
 

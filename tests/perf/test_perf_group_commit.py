@@ -59,6 +59,13 @@ class ScriptedReplica:
     def __init__(self, config, index, auth, restored: RecoveredState) -> None:
         self.view = restored.view
         self.steps = 0
+        self.in_view_change = False  # the rest of consensus.core.ReplicaCore
+        self.stable_seq = 0
+        self.client_table = None
+        self.convicted: dict = {}
+
+    def health(self) -> dict:
+        return {}
 
     def step(self, event) -> Output:
         self.steps += 1
