@@ -58,7 +58,7 @@ def hold_free_memory(trim_threshold_mb: int = 64, mmap_threshold_mb: int = 4) ->
     pages in again; held, RSS settles at the high-water mark of that working set and stays
     there (the farthest 0.5-s RSS sample from their median over 10 minutes at 2,200 tx/s:
     5.9-9.6 % in five runs, 7.4 and 9.8 % in two runs with trimming: a smoother curve, a gain
-    smaller than the noise between runs; measured, docs/performance.md history). The price: memory
+    smaller than the noise between runs; docs/performance.md at 072d7af). The price: memory
     freed after a burst is kept for the next one (RSS 10-15 MB above the old median). Blocks
     of `mmap_threshold_mb` and more are still mapped and unmapped on their own. `Trimmer`
     stops calling `malloc_trim` from now on."""

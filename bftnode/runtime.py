@@ -103,7 +103,7 @@ LOOPBACK_MAX = 10_000  # our own messages waiting for the next group
 # on the event loop: the worker-thread hop (wake-up, GIL hand-off, result delivery) cost
 # ~0.4-1 ms of CPU on this 2-vCPU machine, more than a small synced batch (~0.3 ms) or a few
 # txs of the app block the loop. At 200 tx/s (5-tx blocks): node CPU/tx -15 % (persists)
-# and -10 % more (execution); measured, docs/performance.md history. Saturated batches (100 txs)
+# and -10 % more (execution); docs/performance.md at 072d7af. Saturated batches (100 txs)
 # keep the thread, so the loop serves the network during their fsyncs.
 INLINE_MAX_REQUESTS = 20
 VERIFIED_CACHE_SIZE = 32_768  # (key, message, signature) triples known to verify

@@ -57,7 +57,7 @@ class Config:
     # checkpoint (up to watermark_window of them) and a NEW-VIEW carries 2f+1 of those, so
     # watermark_window * batch_max bounds their size: 32 * 200 requests is the 64 * 100 of
     # sessions 1-11 (~2 MB per VIEW-CHANGE at ~300-B txs), with half the blocks per tx
-    # (saturated: ~5 % more tx/s, measured, docs/performance.md history). 400-request batches with
+    # (saturated: ~5 % more tx/s, docs/performance.md at 072d7af). 400-request batches with
     # a 32-slot window would bring a NEW-VIEW near the 8 MiB message limit under load.
     watermark_window: int = 32
     batch_max: int = 200
@@ -68,7 +68,8 @@ class Config:
     # pipeline depth: the primary proposes a non-full batch only while fewer than this many of
     # its batches await local execution (full batches: up to the high watermark; 0 = no cap).
     # 1: below saturation, requests that arrive while a batch runs join the next one, so a
-    # slower machine makes fuller blocks instead of a queue of small ones (measured: p50 at 200 tx/s 76-114 ms vs 153-261 ms with 4, saturated tx/s the same)
+    # slower machine makes fuller blocks instead of a queue of small ones (measured: p50 at
+    # 200 tx/s 76-114 ms vs 153-261 ms with 4, saturated tx/s the same)
     max_in_flight: int = 1
     timeout_request_ms: int = 2_000
     timeout_view_change_ms: int = 2_000
@@ -79,7 +80,7 @@ class Config:
     # >0: a backup sends its clients' requests to the primary, and to every replica only if
     # the primary has not proposed them this much later while not working through ours
     # (capped at timeout_request_ms / 4; see Replica._relay_unproposed): PBFT's relay, ~20 %
-    # fewer mesh bytes per tx at saturation (measured, docs/performance.md history). 0 = to every
+    # fewer mesh bytes per tx at saturation (docs/performance.md at 072d7af). 0 = to every
     # replica at once
     forward_relay_ms: int = 500
     max_pending_requests: int = 100_000
