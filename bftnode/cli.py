@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -149,7 +150,16 @@ def run_start(args: argparse.Namespace) -> int:
                       fmt=cfg.log_format)
     log = get_logger(node=cfg.node_index)
     try:
-        trio.run(_start_main, cfg)
+        prof_path = os.environ.get("BFTNODE_PROFILE")
+        if prof_path:
+            import cProfile
+            prof = cProfile.Profile()
+            try:
+                prof.runcall(trio.run, _start_main, cfg)
+            finally:
+                prof.dump_stats(f"{prof_path}.node{cfg.node_index}.prof")
+        else:
+            trio.run(_start_main, cfg)
     except BaseException as exc:  # report every failure clearly, never a bare traceback
         leaves = _leaves(exc)
         startup = [e for e in leaves if isinstance(e, StartupError | OSError)]

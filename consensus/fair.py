@@ -12,14 +12,14 @@ Pure: stdlib only.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 
 Key = tuple[bytes, int]  # (client_id, request_seq)
 
 
 class FairQueue:
-    __slots__ = ("_order", "_rotation", "_stale", "nbytes")
+    __slots__ = ("_order", "_rotation", "_stale", "nbytes", "_per_source")
 
     def __init__(self, items: Iterable[tuple[Key, int, int]] = ()) -> None:
         # key -> (source, request bytes), in arrival order
@@ -28,9 +28,11 @@ class FairQueue:
         self._rotation: OrderedDict[int, OrderedDict[bytes, deque[Key]]] | None = None
         self._stale = 0  # keys left in the rotation after they were discarded
         self.nbytes = 0  # request bytes of the keys held (is a full batch waiting?)
+        self._per_source: Counter[int] = Counter()  # keys held per source
         for key, source, size in items:
             self._order[key] = (source, size)
             self.nbytes += size
+            self._per_source[source] += 1
 
     def __len__(self) -> int:
         return len(self._order)
@@ -44,11 +46,21 @@ class FairQueue:
     def oldest(self) -> Key:
         return next(iter(self._order))
 
+    def sources(self) -> set[int]:
+        """The sources with a request waiting."""
+        return set(self._per_source)
+
+    def _gone(self, source: int) -> None:
+        self._per_source[source] -= 1
+        if self._per_source[source] <= 0:
+            del self._per_source[source]
+
     def add(self, key: Key, source: int, size: int) -> None:
         if key in self._order:
             return
         self._order[key] = (source, size)
         self.nbytes += size
+        self._per_source[source] += 1
         if self._rotation is not None:
             self._rotation.setdefault(source, OrderedDict()).setdefault(key[0], deque()).append(key)
 
@@ -57,6 +69,7 @@ class FairQueue:
         if entry is None:
             return
         self.nbytes -= entry[1]
+        self._gone(entry[0])
         if self._rotation is not None:
             self._stale += 1
             if self._stale > max(1024, len(self._order)):
@@ -87,6 +100,7 @@ class FairQueue:
         their rotations."""
         source, size = self._order.pop(key)
         self.nbytes -= size
+        self._gone(source)
         rot = self._rotation
         assert rot is not None
         clients = rot[source]
@@ -107,3 +121,104 @@ class FairQueue:
         for key, (source, _) in self._order.items():
             rot.setdefault(source, OrderedDict()).setdefault(key[0], deque()).append(key)
         return rot
+
+
+class SourceRates:
+    """Each source's admission rate (sources: our clients, each relaying replica - replica
+    ids, at most n): a token bucket per source over requests and request bytes, refilled with
+    time (an input, in ms). The pool share bounds what a source may QUEUE; this bounds what it
+    may feed the chain per second.
+
+    A source's rate is max(floor, SHARE_FACTOR x the mean rate of the OTHER sources over the
+    last full window of `burst_ms`), the others' rate being what the chain executed minus what
+    we admitted from this source (every replica sees the executed blocks, while a backup sees
+    few of the others' relays). So when every source is busy (clients spread over the
+    validators) each ramps up to what the others do and the chain runs at capacity; one source
+    alone at link speed (a relaying validator, or one gateway node) gets the floor, a slice of
+    the chain, and the others' requests keep their latency. f colluding relays cannot lift
+    each other past the floor while SHARE_FACTOR * f < n - 1.
+
+    Integer milli-tokens: deterministic. A floor of 0 switches that dimension off.
+    `burst_ms` is also the bucket's depth: a source idle that long may send that much at once
+    (`take(..., half=True)`: half of it, for our own clients, so what an honest replica relays
+    stays inside what its peers admit from it)."""
+
+    SHARE_FACTOR = 2
+
+    __slots__ = ("per_s", "bytes_per_s", "burst_ms", "n", "_buckets", "_window", "_counts",
+                 "_last", "_executed", "_executed_last")
+
+    def __init__(self, per_s: int, bytes_per_s: int, burst_ms: int, n: int) -> None:
+        self.per_s = per_s
+        self.bytes_per_s = bytes_per_s
+        self.burst_ms = max(1, burst_ms)
+        self.n = n
+        self._buckets: dict[int, tuple[int, int, int]] = {}  # source -> (req, bytes, at_ms)
+        self._window = 0  # start of the current measuring window
+        self._counts: dict[int, tuple[int, int]] = {}  # this window: source -> (req, bytes)
+        self._last: dict[int, tuple[int, int]] = {}  # the last full window's counts
+        self._executed = (0, 0)  # requests and bytes the chain executed, this window
+        self._executed_last = (0, 0)  # ... in the last full window
+
+    @property
+    def off(self) -> bool:
+        return self.per_s <= 0 and self.bytes_per_s <= 0
+
+    def _roll(self, now_ms: int) -> None:
+        if now_ms - self._window >= self.burst_ms:
+            full = now_ms - self._window < 2 * self.burst_ms  # else an idle window came between
+            self._last = self._counts if full else {}
+            self._executed_last = self._executed if full else (0, 0)
+            self._counts = {}
+            self._executed = (0, 0)
+            self._window = now_ms
+
+    def executed(self, now_ms: int, count: int, nbytes: int) -> None:
+        """The chain executed `count` requests of `nbytes` request bytes (every source's)."""
+        self._roll(now_ms)
+        self._executed = (self._executed[0] + count, self._executed[1] + nbytes)
+
+    def limits(self, source: int) -> tuple[int, int]:
+        """`source`'s current rate: (requests/s, bytes/s)."""
+        own_r, own_b = self._last.get(source, (0, 0))
+        others_r = max(0, self._executed_last[0] - own_r)
+        others_b = max(0, self._executed_last[1] - own_b)
+        span = (self.n - 1) * self.burst_ms  # -> per ms of the window, per other source
+        k = self.SHARE_FACTOR
+        return (max(self.per_s, k * others_r * 1000 // span) if self.per_s > 0 else 0,
+                max(self.bytes_per_s, k * others_b * 1000 // span) if self.bytes_per_s > 0
+                else 0)
+
+    def take(self, source: int, now_ms: int, size: int, half: bool = False) -> bool:
+        """Admit one request of `size` bytes from `source` now, if its bucket holds it."""
+        if self.off:
+            return True
+        self._roll(now_ms)
+        rate_r, rate_b = self.limits(source)
+        depth = self.burst_ms // 2 if half else self.burst_ms
+        entry = self._buckets.get(source)
+        if entry is None:
+            req, nbytes, at = rate_r * depth, rate_b * depth, now_ms
+        else:
+            req, nbytes, at = entry
+            dt = max(0, now_ms - at)
+            req = min(rate_r * depth, req + rate_r * dt)
+            nbytes = min(rate_b * depth, nbytes + rate_b * dt)
+        ok = (rate_r <= 0 or req >= 1000) and (rate_b <= 0 or nbytes >= size * 1000)
+        if ok:
+            req -= 1000 if rate_r > 0 else 0
+            nbytes -= size * 1000 if rate_b > 0 else 0
+            r, b = self._counts.get(source, (0, 0))
+            self._counts[source] = (r + 1, b + size)
+        self._buckets[source] = (req, nbytes, max(now_ms, at))
+        return ok
+
+    def give(self, source: int, size: int) -> None:
+        """Return what `take` just took (the request was not admitted after all)."""
+        entry = self._buckets.get(source)
+        if entry is None or self.off:
+            return
+        req, nbytes, at = entry
+        self._buckets[source] = (req + 1000, nbytes + size * 1000, at)
+        r, b = self._counts.get(source, (1, size))
+        self._counts[source] = (max(0, r - 1), max(0, b - size))

@@ -58,7 +58,7 @@ from .evidence import (
     parse_evidence_op,
     verify_proof,
 )
-from .fair import FairQueue
+from .fair import FairQueue, SourceRates
 from .log import MessageLog, Slot
 from .messages import (
     SIGNED_REPLICA_MESSAGES,
@@ -176,11 +176,16 @@ class Replica:
         self._pool_bytes: Counter[int] = Counter()
         self._pool_entry: dict[Key, tuple[int, int]] = {}  # key -> (source, bytes)
         self.pool_share_bytes = config.max_pending_bytes // config.n
+        # admission rate per source (fair.py): relays' at the full burst, our clients' at half
+        # of it, so what we relay stays inside what our peers admit from us
+        self._rates = SourceRates(config.source_rate_requests, config.source_rate_bytes,
+                                  config.source_burst_ms, config.n)
         self._forwarded_ms: dict[Key, int] = {}  # when each pending request was last relayed
         self._expiring: set[Key] = set()  # pending requests with a valid_until
         # pending, not in a batch of this view: oldest first, batched round-robin (fair.py)
         self._unproposed = FairQueue()
         self._proposed: set[Key] = set()
+        self._flight: dict[int, set[int]] = {}  # our batches in flight: seq -> their sources
         self._to_forward: list[Request] = []
         # our clients' requests sent to the primary alone: (when to relay them to everyone,
         # their forwarding index), in forwarding order; see _relay_unproposed
@@ -729,20 +734,28 @@ class Replica:
                 self._relay_seen_idx = entry[1]
 
     def _reforward_old_requests(self) -> None:
-        """Lossy networks: relay requests that have waited long again, so every replica
-        learns of them (and starts its request timer) even if the first Forward was lost."""
+        """Lossy networks: relay requests that have waited long again. Our clients' to every
+        replica, so each learns of them (and starts its request timer) even if the first
+        Forward was lost; another relay's to the primary only (PBFT's backup rule: it may
+        have refused them over that relay's rate), so a flooding relay's requests are not
+        re-broadcast on our share. At most REFORWARD_MAX per status interval."""
         wait = max(self.config.timeout_request_ms, self.config.status_interval_ms)
         limit = min(self.config.batch_max, REFORWARD_MAX)
-        again = []
+        mine: list[Request] = []
+        others: list[Request] = []
         for key, (req, _) in self._pending.items():
             if self._now - self._forwarded_ms.get(key, 0) >= wait:
-                again.append(req)
-                if len(again) >= limit:
+                (mine if self._pool_entry[key][0] == self.id else others).append(req)
+                if len(mine) + len(others) >= limit:
                     break
-        if again:
-            for req in again:
-                self._forwarded_ms[_key(req)] = self._now
-            self._broadcast(self.auth.sign(Forward(tuple(again), self.id)))
+        if self.is_primary or self._in_vc:
+            others = []  # nobody to hand them to: they wait for their batch or the new view
+        for req in mine + others:
+            self._forwarded_ms[_key(req)] = self._now
+        if mine:
+            self._broadcast(self.auth.sign(Forward(tuple(mine), self.id)))
+        if others:
+            self._send(self.primary, self.auth.sign(Forward(tuple(others), self.id)))
 
     def _retransmit_stuck_slots(self) -> None:
         """Lossy networks: resend our own votes for slots of this view that have not
@@ -843,11 +856,19 @@ class Replica:
 
     def _on_client_request(self, req: Request) -> None:
         reason = check_request(self.config, self.auth, req)
-        if reason is None:
-            reason = self._admit(req)
-            if reason is None:
-                self._to_forward.append(req)
-                return
+        if reason is None and not self._is_admitted(req):
+            size = request_size(len(req.op))
+            if not self._rates.take(self.id, self._now, size, half=True):
+                self.dropped["client-request-over-rate"] += 1
+                reason = "rate limited"
+            else:
+                reason = self._admit(req)
+                if reason is None:
+                    self._to_forward.append(req)
+                    return
+                self._rates.give(self.id, size)
+        elif reason is None:
+            reason = "already pending"
         if reason == "duplicate":
             self._out.reply.append(Duplicate(req.client_id, req.request_seq))
         elif reason != "already pending":
@@ -868,6 +889,9 @@ class Replica:
             size = held_bytes(req)
             if size > room:  # over the relay's pool share: dropped unverified (no CPU spent)
                 self.dropped["forwarded-request-over-share"] += 1
+                continue
+            if not self._rates.take(sender, self._now, request_size(len(req.op))):
+                self.dropped["forwarded-request-over-rate"] += 1  # unverified, too
                 continue
             room -= size
             reason = check_request(self.config, self.auth, req)
@@ -1158,7 +1182,19 @@ class Replica:
         waiting, so only the high watermark bounds it: a backlog drains at full speed.
         0 = no cap."""
         cap = self.config.max_in_flight
-        return full or cap == 0 or self._in_flight() < cap
+        in_flight = self._in_flight()
+        if full or cap == 0 or in_flight < cap:
+            return True
+        # a source with nothing in flight does not wait behind the others' batches: it gets a
+        # batch of its own now (one more in flight per such source), so a relay's steady load
+        # does not add its batches to our clients' latency
+        if in_flight >= cap + self.config.n - 1:
+            return False
+        busy: set[int] = set()
+        for seq, sources in self._flight.items():
+            if seq > self._last_executed:
+                busy |= sources
+        return not self._unproposed.sources() <= busy
 
     def _maybe_propose(self) -> None:
         cfg = self.config
@@ -1201,6 +1237,10 @@ class Replica:
         signed = self._sign_vote(pp)
         self._next_seq += 1
         self._last_proposal_time = t
+        if len(self._flight) > 2 * self.config.watermark_window:
+            self._flight = {q: v for q, v in self._flight.items() if q > self._last_executed}
+        self._flight[pp.seq] = {self._pool_entry[_key(r)][0] for r in requests
+                                if _key(r) in self._pool_entry}
         self._last_proposal_ms = self._now
         if signed is None:
             return
@@ -1228,6 +1268,7 @@ class Replica:
                     self._out.load_clients.append(LoadClients(ask, self._last_executed))
                 break
             del self._committed[seq]
+            self._flight.pop(seq, None)
             run, skipped = split_batch(pp.requests, seq, self._clients)
             if any(b"evidence" in r.op for r in run):
                 run, skipped = self._check_evidence_at_execution(run, skipped)
@@ -1250,6 +1291,9 @@ class Replica:
             self._last_progress_ms = self._now
             executed_requests = executed_requests or bool(run)
             self._rt.executed(len(run))
+            if run:
+                self._rates.executed(self._now, len(run),
+                                     sum(request_size(len(r.op)) for r in run))
             if seq == self._stable_seq and h != self._stable_digest:
                 raise InvariantViolation(
                     f"executed block {seq} hash differs from the proven stable checkpoint"
@@ -1392,6 +1436,7 @@ class Replica:
         self._new_view = None
         self._log.drop_views_below(new_view)
         self._proposed.clear()
+        self._flight.clear()
         self._unproposed = FairQueue(self._fair_entry(k) for k in self._pending)
         # what we sent the old primary alone is relayed when due, whatever it did
         self._relay_seen_idx = self._relay_idx
@@ -1512,6 +1557,7 @@ class Replica:
         if min_s > self._stable_seq:
             self._advance_stable(min_s, digest, proof)  # proof verified with the new-view
         self._proposed.clear()
+        self._flight.clear()
         max_s = min_s
         for pp in nv.pre_prepares:
             max_s = max(max_s, pp.seq)

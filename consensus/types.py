@@ -87,6 +87,15 @@ class Config:
     # request bytes (plus per-object overhead) in the pending pool; each source (our clients,
     # each relaying replica) may hold 1/n of it, so one relay cannot fill the pool
     max_pending_bytes: int = 64 * 1024 * 1024
+    # each source's admission rate (our clients; each relaying replica), per second: the
+    # floor in requests and request bytes; a source may go up to twice the mean rate of the
+    # others (consensus.fair.SourceRates), so spread load runs at capacity while one source
+    # alone at link speed (a relaying validator) gets the floor. A token bucket
+    # `source_burst_ms` deep (our own clients: half of it). Over it: a relay's requests are
+    # dropped unverified, our clients' refused "rate limited". 0 = no limit
+    source_rate_requests: int = 500
+    source_rate_bytes: int = 256 * 1024
+    source_burst_ms: int = 2_000
     max_request_bytes: int = 64 * 1024
     dedup_window: int = 4096  # per client: request_seqs <= max - window are refused
     # clients kept in the dedup table (~0.6 KB each at window 4,096); the least recently
@@ -121,6 +130,13 @@ class Config:
                              "per replica")
         if self.forward_relay_ms < 0:
             raise ValueError(f"forward_relay_ms must be >= 0, got {self.forward_relay_ms}")
+        if min(self.source_rate_requests, self.source_rate_bytes, self.source_burst_ms) < 0:
+            raise ValueError("source_rate_requests, source_rate_bytes and source_burst_ms must "
+                             "be >= 0")
+        if 0 < self.source_rate_bytes * self.source_burst_ms // 2000 < request_size(
+                self.max_request_bytes):
+            raise ValueError("source_rate_bytes * source_burst_ms / 2 s must hold a request of "
+                             "max_request_bytes")
         if self.dedup_window < 1:
             raise ValueError(f"dedup_window must be >= 1, got {self.dedup_window}")
         if self.max_clients < 1:

@@ -24,10 +24,11 @@ import httpx
 from testnet.bench import percentile
 
 OK, VIOLATED, INFO = "ok", "violated", "info"
-RELAY_DROPS = ("forwarded-request-over-share", "forwarded-request-not-admitted",
-               "forwarded-request-already-pending")
-"""A relay's requests an honest replica did not admit: past the relay's pool share (dropped
-before their signatures are checked), not admitted after the check (share or the pool's
+RELAY_DROPS = ("forwarded-request-over-rate", "forwarded-request-over-share",
+               "forwarded-request-not-admitted", "forwarded-request-already-pending")
+"""A relay's requests an honest replica did not admit: past the relay's admission rate or its
+pool share (both dropped before their signatures are checked), not admitted after the check
+(share or the pool's
 request cap), or already held (see consensus.replica `on_forward`)."""
 
 

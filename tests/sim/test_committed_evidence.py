@@ -39,7 +39,7 @@ def test_an_equivocating_primary_is_convicted_at_one_height_on_every_honest_repl
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_later_view_changes_never_install_the_convicted_primary(seed):
     opts = SimOptions(n=4, requests=40, byzantine={0: ["equivocate"]}, submit_window_ms=16_000,
-                      faults=_isolate_in_turn(1, 2, 3))
+                      faults=_isolate_in_turn(2, 3, 1, 2))
     res = run_sim(opts, seed)
     assert res.ok, res.failure_text()
     assert res.figures["executed_everywhere"] == opts.requests, res.failure_text()
@@ -52,7 +52,7 @@ def test_the_checker_sees_a_convicted_primary_installed_when_nothing_skips(monke
     monkeypatch.setattr(replica_module.Replica, "_skip_convicted", lambda self, v: v)
     monkeypatch.setattr(replica_module.Replica, "_primary_skipped", lambda self, v: False)
     opts = SimOptions(n=4, requests=40, byzantine={0: ["equivocate"]}, submit_window_ms=16_000,
-                      faults=_isolate_in_turn(1, 2, 3))
+                      faults=_isolate_in_turn(2, 3, 1, 2))
     res = run_sim(opts, 1)
     assert res.safety == "violated"
     assert any(v.kind == "convicted-primary-installed" for v in res.violations), res.violations

@@ -47,6 +47,10 @@ Tamper = Callable[[int, int, Any], list[Any] | None]
 class Cluster:
     def __init__(self, n: int = 4, fast: bool = True, **cfg: Any) -> None:
         cfg.setdefault("heartbeat_ms", 0)
+        # admission rates off: these tests drive bursts at virtual time 0 (test_pbft_fair_share
+        # covers the rates)
+        cfg.setdefault("source_rate_requests", 0)
+        cfg.setdefault("source_rate_bytes", 0)
         self.config = Config(n=n, **cfg)
         self.fast = fast
         signer_cls = FastSigner if fast else Ed25519Signer

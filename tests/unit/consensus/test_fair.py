@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consensus.fair import FairQueue
+from consensus.fair import FairQueue, SourceRates
 
 
 def _drain(q: FairQueue) -> list:
@@ -76,3 +76,46 @@ def test_the_queue_holds_exactly_what_was_added_and_not_removed(ops):
         if model:
             assert q.oldest() == next(iter(model))
     assert sorted(_drain(q)) == sorted(model)
+
+
+def _fill(rates, source: int, now: int, count: int, size: int = 100) -> int:
+    return sum(rates.take(source, now, size) for _ in range(count))
+
+
+def _window(rates, now: int, sources, count: int = 10_000) -> list[int]:
+    """Every source in `sources` sends `count` at `now`; the chain executes what was admitted."""
+    got = [_fill(rates, s, now, count) for s in sources]
+    rates.executed(now, sum(got), 100 * sum(got))
+    return got
+
+
+def test_a_source_alone_gets_the_floor_and_busy_sources_ramp_up_to_each_other():
+    rates = SourceRates(per_s=100, bytes_per_s=0, burst_ms=1_000, n=4)
+    # alone at link speed: 100 per 1-s window, window after window
+    assert [_window(rates, t, [3]) for t in range(0, 5_000, 1_000)] == [[100]] * 5
+    assert rates.limits(3) == (100, 0)
+    # every source busy: each may go to twice the others' mean, so all ramp up together
+    spread = SourceRates(per_s=100, bytes_per_s=0, burst_ms=1_000, n=4)
+    got = [_window(spread, t, range(4)) for t in range(0, 5_000, 1_000)]
+    assert got[0] == [100] * 4 and min(got[-1]) > 800, got
+
+
+def test_f_colluding_sources_cannot_lift_each_other_past_the_floor():
+    rates = SourceRates(per_s=100, bytes_per_s=0, burst_ms=1_000, n=7)  # f = 2
+    for t in range(0, 20_000, 1_000):
+        _window(rates, t, [5, 6])
+    assert rates.limits(5) == (100, 0) and rates.limits(6) == (100, 0)
+
+
+def test_the_byte_rate_binds_large_requests_and_an_idle_window_resets_the_ramp():
+    rates = SourceRates(per_s=1_000, bytes_per_s=10_000, burst_ms=1_000, n=4)
+    assert _fill(rates, 1, 0, 100, size=2_000) == 5  # 10 KB/s of 2 KB requests
+    assert rates.take(1, 200, 2_000) is True and rates.take(1, 200, 2_000) is False
+    rates.give(1, 2_000)  # not admitted after all: its tokens come back
+    assert rates.take(1, 200, 2_000) is True
+    rates.executed(500, 10_000, 10**7)  # a busy chain lifts everyone's rate ...
+    rates.take(1, 1_000, 1)
+    assert rates.limits(1)[1] > 10_000
+    rates.take(1, 5_000, 1)  # ... and an idle window between brings the floor back
+    assert rates.limits(1) == (1_000, 10_000)
+    assert SourceRates(0, 0, 1_000, 4).take(1, 0, 10**9) is True  # 0 = no limit

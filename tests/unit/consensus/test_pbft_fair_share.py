@@ -4,7 +4,7 @@ requests cannot crowd out everyone else."""
 
 from __future__ import annotations
 
-from consensus import ClientRequest, Receive
+from consensus import ClientRequest, ClientRequests, Receive, Tick
 from consensus.messages import Forward
 
 
@@ -57,3 +57,75 @@ def test_requests_relayed_past_the_relay_pool_share_are_dropped_before_verifying
     assert backup.pending_count == 2
     assert backup.dropped["forwarded-request-over-share"] == 8
     assert 1 <= len(verified) <= 3  # the FORWARD's own signature and the 2 admitted requests
+
+
+def test_a_relay_over_its_admission_rate_is_dropped_unverified_and_refills_with_time(cluster_cls):
+    # floor 10 requests/s, bucket 1 s deep: a relay sending 50 at once gets 10 admitted
+    c = cluster_cls(source_rate_requests=10, source_rate_bytes=1024 * 1024,
+                    source_burst_ms=1_000, forward_relay_ms=0)
+    backup = c.replicas[1]
+    verified = []
+    verify = backup.auth.verifier.verify
+    backup.auth.verifier.verify = lambda *a: verified.append(1) or verify(*a)
+    flood = tuple(c.request(100 + i, 1) for i in range(50))
+    backup.step(Receive(3, c.auth(3).sign(Forward(flood, 3))))
+    assert backup.pending_count == 10
+    assert backup.dropped["forwarded-request-over-rate"] == 40
+    assert len(verified) == 11  # the FORWARD and the 10 admitted: the rest cost no CPU
+    # half a second later the bucket holds 5 more, not 50
+    c.tick(500)
+    backup.step(Receive(3, c.auth(3).sign(Forward(flood[10:], 3))))
+    assert backup.pending_count == 15
+    # another relay has a bucket of its own
+    other = tuple(c.request(200 + i, 1) for i in range(5))
+    backup.step(Receive(2, c.auth(2).sign(Forward(other, 2))))
+    assert backup.pending_count == 20
+
+
+def test_our_clients_over_the_rate_are_refused_rate_limited_within_what_peers_admit(cluster_cls):
+    from consensus import Rejected
+
+    c = cluster_cls(source_rate_requests=10, source_rate_bytes=64 * 1024 + 160,
+                    source_burst_ms=2_000)
+    reqs = [c.request(k, 1) for k in range(30)]
+    out = c.replicas[1].step(ClientRequests(tuple(reqs)))
+    refused = [r for r in out.reply if isinstance(r, Rejected)]
+    # our clients get half the bucket peers allow us (10/s x 1 s), so the primary, which
+    # allows 10/s x 2 s from us as a relay, admits everything we forward
+    assert len(refused) == 20 and {r.reason for r in refused} == {"rate limited"}
+    assert c.run_until(lambda: len(c.executed_keys(0)) == 10)
+    assert c.replicas[0].dropped["forwarded-request-over-rate"] == 0
+
+
+def test_a_fresh_source_does_not_wait_behind_another_sources_batch_in_flight(cluster_cls):
+    c = cluster_cls(forward_relay_ms=0, max_in_flight=1)
+    primary = c.replicas[0]
+    c.down = {1, 2, 3}  # nothing commits: what the primary proposed stays in flight
+    relay = tuple(c.request(100 + i, 1) for i in range(3))
+    c.step(0, Receive(3, c.auth(3).sign(Forward(relay, 3))))
+    c.tick(10)  # the relay's batch is proposed and in flight (nothing delivered yet)
+    assert primary._in_flight() == 1
+    more = tuple(c.request(100 + i, 2) for i in range(3))
+    c.step(0, Receive(3, c.auth(3).sign(Forward(more, 3))))
+    c.tick(10)
+    assert primary._in_flight() == 1  # the same source waits for its batch, as before
+    c.step(0, ClientRequest(c.request(7, 1)))  # our own client: a source with nothing in flight
+    c.tick(10)
+    assert primary._in_flight() == 2
+
+
+def test_another_relays_old_requests_go_again_to_the_primary_only(cluster_cls):
+    c = cluster_cls(forward_relay_ms=0)
+    backup = c.replicas[1]
+    reqs = tuple(c.request(100 + i, 1) for i in range(3))
+    backup.step(Receive(3, c.auth(3).sign(Forward(reqs, 3))))
+    mine = c.request(5, 1)
+    backup.step(ClientRequest(mine))
+    backup._rt.deadline = 10**9  # the primary is working through the queue: no view change
+    out = backup.step(Tick(c.now + c.config.timeout_request_ms + c.config.status_interval_ms))
+    fwds = [(s.to, s.message) for s in out.send if isinstance(s.message, Forward)]
+    to_all = [m for to, m in fwds if to is None]
+    to_primary = [m for to, m in fwds if to == 0]
+    assert [r.client_id for m in to_all for r in m.requests] == [mine.client_id]
+    assert sorted(r.client_id for m in to_primary for r in m.requests) == sorted(
+        r.client_id for r in reqs)
