@@ -17,9 +17,6 @@ pytestmark = pytest.mark.integration
 
 DEFAULT_SUITE = {"kill-primary", "equivocate-primary"}
 KNOWN_GAPS: dict[str, str] = {  # scenario -> reason, run as xfail until fixed
-    "relay-flood": "issue 36 (c) open: a backup relaying valid requests at link speed gets the "
-                   "per-source floor (no view change), but honest p50 is still x2.6-x4.7 of "
-                   "the baseline (bound x2)",
 }
 
 
