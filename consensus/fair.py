@@ -12,7 +12,7 @@ Pure: stdlib only.
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict, deque
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 
 Key = tuple[bytes, int]  # (client_id, request_seq)
@@ -28,11 +28,12 @@ class FairQueue:
         self._rotation: OrderedDict[int, OrderedDict[bytes, deque[Key]]] | None = None
         self._stale = 0  # keys left in the rotation after they were discarded
         self.nbytes = 0  # request bytes of the keys held (is a full batch waiting?)
-        self._per_source: Counter[int] = Counter()  # keys held per source
+        # each source's keys in arrival order (its oldest: when is its batch due?)
+        self._per_source: dict[int, dict[Key, None]] = {}
         for key, source, size in items:
             self._order[key] = (source, size)
             self.nbytes += size
-            self._per_source[source] += 1
+            self._per_source.setdefault(source, {})[key] = None
 
     def __len__(self) -> int:
         return len(self._order)
@@ -50,9 +51,14 @@ class FairQueue:
         """The sources with a request waiting."""
         return set(self._per_source)
 
-    def _gone(self, source: int) -> None:
-        self._per_source[source] -= 1
-        if self._per_source[source] <= 0:
+    def oldest_by_source(self) -> list[tuple[int, Key]]:
+        """Each source with a request waiting, and its oldest."""
+        return [(src, next(iter(keys))) for src, keys in self._per_source.items()]
+
+    def _gone(self, source: int, key: Key) -> None:
+        keys = self._per_source[source]
+        del keys[key]
+        if not keys:
             del self._per_source[source]
 
     def add(self, key: Key, source: int, size: int) -> None:
@@ -60,7 +66,7 @@ class FairQueue:
             return
         self._order[key] = (source, size)
         self.nbytes += size
-        self._per_source[source] += 1
+        self._per_source.setdefault(source, {})[key] = None
         if self._rotation is not None:
             self._rotation.setdefault(source, OrderedDict()).setdefault(key[0], deque()).append(key)
 
@@ -69,7 +75,7 @@ class FairQueue:
         if entry is None:
             return
         self.nbytes -= entry[1]
-        self._gone(entry[0])
+        self._gone(entry[0], key)
         if self._rotation is not None:
             self._stale += 1
             if self._stale > max(1024, len(self._order)):
@@ -100,7 +106,7 @@ class FairQueue:
         their rotations."""
         source, size = self._order.pop(key)
         self.nbytes -= size
-        self._gone(source)
+        self._gone(source, key)
         rot = self._rotation
         assert rot is not None
         clients = rot[source]
@@ -146,7 +152,7 @@ class SourceRates:
     SHARE_FACTOR = 2
 
     __slots__ = ("per_s", "bytes_per_s", "burst_ms", "n", "_buckets", "_window", "_counts",
-                 "_last", "_executed", "_executed_last")
+                 "_last", "_executed", "_executed_last", "_refused_at")
 
     def __init__(self, per_s: int, bytes_per_s: int, burst_ms: int, n: int) -> None:
         self.per_s = per_s
@@ -159,6 +165,7 @@ class SourceRates:
         self._last: dict[int, tuple[int, int]] = {}  # the last full window's counts
         self._executed = (0, 0)  # requests and bytes the chain executed, this window
         self._executed_last = (0, 0)  # ... in the last full window
+        self._refused_at: dict[int, int] = {}  # source -> when a take() last failed
 
     @property
     def off(self) -> bool:
@@ -210,8 +217,16 @@ class SourceRates:
             nbytes -= size * 1000 if rate_b > 0 else 0
             r, b = self._counts.get(source, (0, 0))
             self._counts[source] = (r + 1, b + size)
+        else:
+            self._refused_at[source] = now_ms
         self._buckets[source] = (req, nbytes, max(now_ms, at))
         return ok
+
+    def throttled(self, source: int, now_ms: int) -> bool:
+        """`source` sent past its rate within the last `burst_ms`: it has more than its share
+        to send, so its requests can wait to ride in the others' batches."""
+        at = self._refused_at.get(source)
+        return at is not None and now_ms - at < self.burst_ms
 
     def give(self, source: int, size: int) -> None:
         """Return what `take` just took (the request was not admitted after all)."""

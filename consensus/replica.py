@@ -98,6 +98,7 @@ LATE_SYNC_KEEP = 1024
 SERVES_PER_INTERVAL = 4  # FetchBlocks answered per peer per status interval
 MAX_FORWARD_REQUESTS = 10_000
 FUTURE_VIEWS = 2  # normal-case messages are buffered for at most this many views ahead
+BULK_DELAY_MS = 100  # batch delay of a source over its admission rate (_batch_due_at)
 REFORWARD_MAX = 32  # waiting requests relayed again per status interval
 FORWARD_MAX_BYTES = 1024 * 1024  # a FORWARD is split beyond this many request bytes
 RESEND_BACKOFF_MAX = 3  # a stuck slot's votes are resent after 1, 2, 4, 8, 8, ... intervals
@@ -809,8 +810,7 @@ class Replica:
         if self._can_propose():
             # no deadline while the pipeline is full: an execution (a message) frees it
             if self._unproposed and self._pipeline_room(self._batch_would_be_full()):
-                first = self._unproposed.oldest()
-                cands.append(self._pending[first][1] + self.config.batch_delay_ms)
+                cands.append(self._batch_due_at())
             if self.config.heartbeat_ms > 0 and self._in_flight() == 0:
                 cands.append(self._last_proposal_ms + self.config.heartbeat_ms)
         if self._fetch_goal > self._last_executed:
@@ -1196,13 +1196,25 @@ class Replica:
                 busy |= sources
         return not self._unproposed.sources() <= busy
 
+    def _batch_due_at(self) -> int:
+        """When a batch is due without being full: a source's oldest waiting request waited
+        batch_delay_ms - or BULK_DELAY_MS for a source sending past its admission rate, whose
+        requests rather ride in the batches the others' requests start (each batch costs every
+        replica its votes and fsyncs)."""
+        due: int | None = None
+        for src, key in self._unproposed.oldest_by_source():
+            delay = BULK_DELAY_MS if self._rates.throttled(src, self._now) else \
+                self.config.batch_delay_ms
+            at = self._pending[key][1] + delay
+            due = at if due is None or at < due else due
+        return self._now if due is None else due
+
     def _maybe_propose(self) -> None:
         cfg = self.config
         while self._can_propose():
             batch: list[Request] = []
             if self._unproposed:
-                first = self._unproposed.oldest()
-                due = self._now - self._pending[first][1] >= cfg.batch_delay_ms
+                due = self._batch_due_at() <= self._now
                 full = self._batch_would_be_full()
                 if not full and not due:
                     break

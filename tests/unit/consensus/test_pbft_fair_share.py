@@ -129,3 +129,23 @@ def test_another_relays_old_requests_go_again_to_the_primary_only(cluster_cls):
     assert [r.client_id for m in to_all for r in m.requests] == [mine.client_id]
     assert sorted(r.client_id for m in to_primary for r in m.requests) == sorted(
         r.client_id for r in reqs)
+
+
+def test_a_source_over_its_rate_rides_in_the_others_batches_instead_of_starting_its_own(
+        cluster_cls):
+    from consensus.replica import BULK_DELAY_MS
+
+    c = cluster_cls(source_rate_requests=10, source_rate_bytes=1024 * 1024,
+                    source_burst_ms=1_000, forward_relay_ms=0, batch_delay_ms=2)
+    primary = c.replicas[0]
+    flood = tuple(c.request(100 + i, 1) for i in range(50))
+    c.step(0, Receive(3, c.auth(3).sign(Forward(flood, 3))))  # 10 admitted, then refused
+    c.run_until(lambda: len(c.executed_keys(0)) == 10)
+    c.tick(500)  # its bucket refills a little; it was refused within the last second
+    c.step(0, Receive(3, c.auth(3).sign(Forward(flood[10:11], 3))))  # one more from it
+    start = c.now
+    c.tick(10)
+    assert primary.pending_count == 1  # not proposed after batch_delay_ms: it waits
+    c.step(0, ClientRequest(c.request(7, 1)))  # our client's request starts a batch ...
+    assert c.run_until(lambda: len(c.executed_keys(0)) == 12)  # ... that carries it
+    assert c.now - start < BULK_DELAY_MS
