@@ -136,7 +136,7 @@ class SourceRates:
     may feed the chain per second.
 
     A source's rate is max(floor, SHARE_FACTOR x the mean rate of the OTHER sources over the
-    last full window of `burst_ms`), the others' rate being what the chain executed minus what
+    last full window (a quarter of `burst_ms`)), the others' rate being what the chain executed minus what
     we admitted from this source (every replica sees the executed blocks, while a backup sees
     few of the others' relays). So when every source is busy (clients spread over the
     validators) each ramps up to what the others do and the chain runs at capacity; one source
@@ -151,13 +151,17 @@ class SourceRates:
 
     SHARE_FACTOR = 2
 
-    __slots__ = ("per_s", "bytes_per_s", "burst_ms", "n", "_buckets", "_window", "_counts",
+    __slots__ = ("per_s", "bytes_per_s", "burst_ms", "window_ms", "n", "_buckets", "_window",
+                 "_counts",
                  "_last", "_executed", "_executed_last", "_refused_at")
 
     def __init__(self, per_s: int, bytes_per_s: int, burst_ms: int, n: int) -> None:
         self.per_s = per_s
         self.bytes_per_s = bytes_per_s
         self.burst_ms = max(1, burst_ms)
+        # rates are measured over a quarter of the burst: busy sources ramp up (x2 a window)
+        # in a few hundred ms, not seconds
+        self.window_ms = max(1, self.burst_ms // 4)
         self.n = n
         self._buckets: dict[int, tuple[int, int, int]] = {}  # source -> (req, bytes, at_ms)
         self._window = 0  # start of the current measuring window
@@ -172,8 +176,8 @@ class SourceRates:
         return self.per_s <= 0 and self.bytes_per_s <= 0
 
     def _roll(self, now_ms: int) -> None:
-        if now_ms - self._window >= self.burst_ms:
-            full = now_ms - self._window < 2 * self.burst_ms  # else an idle window came between
+        if now_ms - self._window >= self.window_ms:
+            full = now_ms - self._window < 2 * self.window_ms  # else an idle window came between
             self._last = self._counts if full else {}
             self._executed_last = self._executed if full else (0, 0)
             self._counts = {}
@@ -190,7 +194,7 @@ class SourceRates:
         own_r, own_b = self._last.get(source, (0, 0))
         others_r = max(0, self._executed_last[0] - own_r)
         others_b = max(0, self._executed_last[1] - own_b)
-        span = (self.n - 1) * self.burst_ms  # -> per ms of the window, per other source
+        span = (self.n - 1) * self.window_ms  # -> per ms of the window, per other source
         k = self.SHARE_FACTOR
         return (max(self.per_s, k * others_r * 1000 // span) if self.per_s > 0 else 0,
                 max(self.bytes_per_s, k * others_b * 1000 // span) if self.bytes_per_s > 0

@@ -93,8 +93,8 @@ class Config:
     # alone at link speed (a relaying validator) gets the floor. A token bucket
     # `source_burst_ms` deep (our own clients: half of it). Over it: a relay's requests are
     # dropped unverified, our clients' refused "rate limited". 0 = no limit
-    source_rate_requests: int = 500
-    source_rate_bytes: int = 256 * 1024
+    source_rate_requests: int = 200
+    source_rate_bytes: int = 96 * 1024
     source_burst_ms: int = 2_000
     max_request_bytes: int = 64 * 1024
     dedup_window: int = 4096  # per client: request_seqs <= max - window are refused

@@ -191,9 +191,6 @@ def test_commit_after_view_change_is_bounded():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="issue 36 (c) open: with per-source admission rates no view change and "
-                          "p99 x2.4-x3.4, but honest p50 x2.25-x2.8 of the baseline, over the 2x "
-                          "bound (docs/testing.md)", strict=False)
 def test_a_relay_flooding_backup_keeps_honest_latency_and_the_view(tmp_path):
     sc = load_scenario("relay-flood")
     base = run_scenario(without_byzantine(sc), tmp_path / "base")
