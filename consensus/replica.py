@@ -882,7 +882,7 @@ class Replica:
             return
         fresh = []
         room = self.pool_share_bytes - self._pool_bytes[sender]
-        for req in fwd.requests:
+        for i, req in enumerate(fwd.requests):
             if self._is_admitted(req):
                 self.dropped["forwarded-request-already-pending"] += 1
                 continue  # a relay of what we hold: no need to verify it again
@@ -891,8 +891,9 @@ class Replica:
                 self.dropped["forwarded-request-over-share"] += 1
                 continue
             if not self._rates.take(sender, self._now, request_size(len(req.op))):
-                self.dropped["forwarded-request-over-rate"] += 1  # unverified, too
-                continue
+                # unverified, like the rest of this FORWARD: the bucket refills with time only
+                self.dropped["forwarded-request-over-rate"] += len(fwd.requests) - i
+                break
             room -= size
             reason = check_request(self.config, self.auth, req)
             if reason is not None:

@@ -94,7 +94,7 @@ class Config:
     # `source_burst_ms` deep (our own clients: half of it). Over it: a relay's requests are
     # dropped unverified, our clients' refused "rate limited". 0 = no limit
     source_rate_requests: int = 200
-    source_rate_bytes: int = 96 * 1024
+    source_rate_bytes: int = 72 * 1024
     source_burst_ms: int = 2_000
     max_request_bytes: int = 64 * 1024
     dedup_window: int = 4096  # per client: request_seqs <= max - window are refused
