@@ -105,6 +105,9 @@ class SimOptions:
     # consensus.Config.max_clients: below `clients`, the client table evicts and loads back
     # (LoadClients), and a restart restores only this many clients; None = the Config default
     max_clients: int | None = None
+    # consensus.Config.source_rate_bytes (each source's admission-rate floor in bytes/s);
+    # None = the Config default
+    source_rate_bytes: int | None = None
     wire: bool = True  # encode/decode every message (catches codec problems)
     planted_bug: str | None = None
     trace_len: int = 200
@@ -133,7 +136,9 @@ class SimOptions:
         cls = _QuorumTwoF if self.planted_bug == "quorum-2f" else Config
         extra = {k: v for k, v in (("forward_relay_ms", self.forward_relay_ms),
                                    ("max_in_flight", self.max_in_flight),
-                                   ("max_clients", self.max_clients)) if v is not None}
+                                   ("max_clients", self.max_clients),
+                                   ("source_rate_bytes", self.source_rate_bytes))
+                 if v is not None}
         return cls(n=self.n, checkpoint_interval=self.checkpoint_interval,
                    watermark_window=self.watermark_window, batch_max=self.batch_max, **extra)
 

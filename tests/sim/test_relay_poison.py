@@ -36,7 +36,10 @@ def _verdict(res) -> str:
 @pytest.mark.parametrize("who", ["primary", "backup"])
 def test_relayed_poison_is_ordered_and_executed_by_every_honest_replica(n, who):
     rid = 0 if who == "primary" else n - 1
-    cluster = SimCluster(SimOptions(n=n, byzantine={rid: ["relay-poison:10000:250"]}), SEED)
+    # the rate floor raised: this judges how poison executes, not admission (a round of ~16
+    # near-64-KB ops is over the default 72 KiB/s floor)
+    cluster = SimCluster(SimOptions(n=n, byzantine={rid: ["relay-poison:10000:250"]},
+                                    source_rate_bytes=8 * 1024 * 1024), SEED)
     res = cluster.run()
     assert res.figures["honest_raised"] == "ok", _verdict(res)
     assert res.safety == "ok", _verdict(res)
