@@ -31,7 +31,7 @@ MAX_ERROR_CHARS = 1024  # an error message in a result is cut to this
 # ---------------------------------------------------------------- per block
 COMPACT_STEP_ENTRIES = 2048  # history entries compaction examines per block
 LEASE_EXPIRIES_PER_BLOCK = 1024  # leases removed at the start of a block; the rest next block
-BLOCK_SCAN_ENTRIES = 200_000  # state entries all txs of a block may read (~0.5 s on LevelDB)
+BLOCK_SCAN_ENTRIES = 100_000  # state entries all txs of a block may read (~0.25 s on LevelDB)
 BLOCK_READ_BYTES = 32 * MiB
 BLOCK_RESULT_BYTES = 16 * MiB  # encoded results of all txs of a block
 # What every tx may spend however much of the block is gone, so small txs always run.
