@@ -1,4 +1,4 @@
-"""The import direction of DESIGN.md, enforced by walking every module's imports with ast."""
+"""The import direction of docs/architecture.md, enforced by walking every module's imports with ast."""
 
 import ast
 import pathlib
