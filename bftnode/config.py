@@ -3,7 +3,8 @@
 Owns `NodeConfig` (home dir, node index, chain id, p2p listen multiaddr, RPC host/port, log
 level, key/genesis/data paths, optional byzantine strategies for testnets), `load_config` /
 `write_config`. A bad field gives `ConfigError` naming the file and the field.
-Imports: stdlib, tomli_w. Must not import trio, consensus internals, storage or network.
+Imports: stdlib, tomli_w. Must not import trio, consensus internals or network; from storage only the
+constants of storage.interface (COMPRESSIONS).
 """
 
 from __future__ import annotations

@@ -7,6 +7,9 @@ requests in arrival order. So a relay or a client with a deep queue gets one tur
 not the whole batch; the byte share per source (Replica._admit) bounds how much each may queue.
 The rotation is built only when a batch is taken (a backup never takes one) and is rebuilt
 when stale entries outnumber live ones.
+`SourceRates` is the admission side: a token bucket per source (requests and bytes per
+second, sized from what the chain executed recently) that Replica._admit and on_forward consult
+before a request enters the queue.
 Pure: stdlib only.
 """
 

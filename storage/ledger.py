@@ -5,7 +5,8 @@ Because both stores run this same code, MemoryStore's `recover()` is LevelDB's `
 
 Ordering rules (what makes a crash at any point recoverable):
 * `persist(records)` is ONE synced batch; the caller sends nothing before it returns.
-* `commit_block` is ONE synced batch whose FIRST op raises the meta height and whose LAST op
+* `commit_block` is ONE batch (fsynced when `sync_blocks`; a node's default is not to: a block
+  lost in a crash is fetched again from peers, votes never are) whose FIRST op raises the meta height and whose LAST op
   writes the block header; `commit_blocks` (group commit) writes several blocks the same way,
   headers last. LevelDB applies a batch atomically; if an engine ever applies only a prefix
   (MemoryStore's torn-batch fault), recovery sees "meta height H but no header H" and raises

@@ -213,7 +213,7 @@ class _PlyvelKV(_RoutedReader):
             raise _storage_error(exc) from exc
 
     def move_records(self) -> int:
-        """Move consensus records out of the main DB (ledgers before session 5): copy them
+        """Move consensus records out of the main DB (ledgers written before records had their own DB): copy them
         to the records DB (synced), then delete them from the main DB. A crash in between
         copies the same records again at the next open. Returns how many moved."""
         moved = [kv for p in keys.RECORD_KEYSPACES for kv in self.db.iterator(prefix=p)]
