@@ -302,7 +302,7 @@ class Fault:
     next_height: int | None = None  # that block
     next_view: int | None = None  # and its view (a new view after a primary failure)
     note: str = ""
-    view: int = 0  # the highest view an honest node was seen in when the fault was applied
+    view: int = 0  # the lowest view a live honest node was seen in when the fault was applied
     view_change_s: float | None = None  # fault -> an honest node first seen in next_view
     commit_after_view_change_s: float | None = None  # that -> the next commit
 
@@ -401,7 +401,10 @@ class Run:
 
     def live_honest(self) -> list[int]:
         with self.lock:
-            return [i for i in self.honest if i not in self.down and i not in self.paused]
+            return self.live_honest_unlocked()
+
+    def live_honest_unlocked(self) -> list[int]:
+        return [i for i in self.honest if i not in self.down and i not in self.paused]
 
     # -- height monitor: one thread per node
     def monitor(self, i: int) -> None:
@@ -647,7 +650,11 @@ class Run:
             for i in self.live_honest():
                 with contextlib.suppress(Exception):
                     votes[int(call(http, self.urls[i], "status", timeout=1.0)["primary"])] += 1
-        return votes.most_common(1)[0][0] if votes else 0
+        if votes:
+            return votes.most_common(1)[0][0]
+        with self.lock:  # no answer in time (a loaded node): the monitor's latest views
+            seen = [v for j, v in self.views.items() if j in self.live_honest_unlocked()]
+        return max(seen) % self.n if seen else 0
 
     def pid(self, i: int) -> int | None:
         with self.mlock:
@@ -752,8 +759,8 @@ class Run:
             i = fixed if fixed is not None else self.resolve(p, prev)
             prev = i
             h = self.max_honest_height()
-            with self.lock:
-                v = max((self.views.get(j, 0) for j in self.honest), default=0)
+            with self.lock:  # the lowest: a view change under way at the fault still counts
+                v = min((self.views.get(j, 0) for j in self.live_honest_unlocked()), default=0)
             t = self.now()
             note = self.apply(p, i)
             if late:
