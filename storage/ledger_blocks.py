@@ -1,0 +1,160 @@
+"""Blocks into the ledger: `commit_blocks` checks each block against the chain and its results
+against its txs, then writes body, tx records, client index, client tops, state writes and
+headers in ONE batch (meta height first, headers last; see storage.ledger).
+Imports: stdlib, consensus (events/codec), storage.{keys,kv,interface,records,ledger_core}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from consensus import CommittedBlock
+from consensus.codec import chain_digest, request_digest
+
+from . import keys
+from .interface import BlockCommit
+from .kv import Op
+from .ledger_core import WINDOW_CACHE_CLIENTS, LedgerCore
+from .records import BlockHeader, TxRecord, body_for, encode
+
+
+class LedgerBlocks(LedgerCore):
+    """`commit_block`/`commit_blocks` and the per-client top they keep (see the module docstring)."""
+
+    def commit_block(self, commit: BlockCommit) -> None:
+        """Append block height+1 with certificate, state writes, tx index, client top and
+        meta height in ONE synced batch. Nothing is written if any check fails."""
+        self.commit_blocks((commit,))
+
+    def commit_blocks(self, commits: Sequence[BlockCommit]) -> None:
+        """Append consecutive blocks height+1.. in ONE synced batch (group commit: one fsync for
+        all of them). Each block is checked as by `commit_block`, against the blocks before it
+        in the group; nothing is written if any check fails. Layout: FIRST op raises the meta
+        height to the last block, the header ops come LAST in ascending height, so a torn
+        prefix always lacks the header of the meta height (see the module docstring)."""
+        if not commits:
+            return
+        h, last_hash = self._height, self._last_hash
+        ops: list[Op] = [(keys.META_HEIGHT, keys.u64(h + len(commits)))]  # first
+        headers: list[Op] = []
+        state_ops: list[Op] = []
+        in_group: set[bytes] = set()  # C-keys written by earlier blocks of this group
+        per_client: dict[bytes, int] = {}  # highest request_seq committed by this group
+        for commit in commits:
+            ex = commit.execute
+            if ex.seq != h + 1:
+                self._fail(
+                    "commit", f"{self.where}: block height {ex.seq} but the next is {h + 1}"
+                )
+            if ex.prev_hash != last_hash:
+                self._fail(
+                    "commit",
+                    f"{self.where}: block {ex.seq} prev_hash {ex.prev_hash.hex()[:16]} "
+                    f"!= last block hash {last_hash.hex()[:16]}",
+                )
+            if chain_digest(ex.prev_hash, ex.seq, ex.digest) != ex.block_hash:
+                self._fail("commit", f"{self.where}: block {ex.seq} hash does not match its chain")
+            if ex.pre_prepare.digest != ex.digest:
+                self._fail("commit", f"{self.where}: block {ex.seq} digest != pre-prepare digest")
+            if len(commit.results) != len(ex.requests):
+                self._fail(
+                    "commit",
+                    f"{self.where}: block {ex.seq} has {len(ex.requests)} txs "
+                    f"but {len(commit.results)} results",
+                )
+            ops.append(
+                (
+                    keys.body(ex.seq),
+                    encode(
+                        body_for(
+                            tuple(ex.requests),
+                            tuple(ex.skipped),
+                            CommittedBlock(ex.pre_prepare, tuple(ex.commits)),
+                        )
+                    ),
+                )
+            )
+            for i, (req, res) in enumerate(zip(ex.requests, commit.results, strict=True)):
+                th = request_digest(req)
+                if (
+                    res.tx_hash != th
+                    or res.client_id != req.client_id
+                    or res.request_seq != req.request_seq
+                    or res.height != ex.seq
+                ):
+                    self._fail(
+                        "commit",
+                        f"{self.where}: block {ex.seq} result {i} does not describe tx {i} "
+                        f"(hash/client/seq/height mismatch)",
+                    )
+                ck = keys.client_index(req.client_id, req.request_seq)
+                if ck in in_group or (
+                    not self._above_window(req.client_id, req.request_seq)
+                    and self._kv.get(ck) is not None
+                ):
+                    self._fail(
+                        "commit",
+                        f"{self.where}: block {ex.seq} tx {i} re-executes request_seq "
+                        f"{req.request_seq} of client {req.client_id.hex()[:16]} "
+                        "(already committed)",
+                    )
+                in_group.add(ck)
+                ops.append(
+                    (
+                        keys.tx(th),
+                        encode(
+                            TxRecord(
+                                res.client_id, res.request_seq, res.height, res.index, res.code,
+                                res.result,
+                            )
+                        ),
+                    )
+                )
+                ops.append((ck, th))
+                if per_client.get(res.client_id, -1) < res.request_seq:
+                    per_client[res.client_id] = res.request_seq
+            for k, v in commit.state_writes:  # in block order: a later block's write wins
+                state_ops.append((keys.state(k), v))
+            headers.append(
+                (
+                    keys.header(ex.seq),
+                    encode(
+                        BlockHeader(
+                            ex.seq, ex.block_hash, ex.prev_hash, ex.digest, ex.time_ms, ex.view,
+                            commit.state_root,
+                        )
+                    ),
+                )
+            )
+            h, last_hash, last_time = ex.seq, ex.block_hash, ex.time_ms
+        window_updates: dict[bytes, int] = {}
+        for cid, top in per_client.items():
+            op = self._top_op(cid, top, window_updates)
+            if op is not None:
+                ops.append(op)
+        ops.extend(state_ops)
+        ops.extend(headers)  # last: the meta height's header proves the whole batch landed
+        self._kv.write(ops, sync=self.sync_blocks)
+        self._height = h
+        self._last_hash = last_hash
+        self._last_time = last_time
+        for cid, top in window_updates.items():
+            self._windows.pop(cid, None)  # re-insert: most recently used last
+            self._windows[cid] = top
+        while len(self._windows) > WINDOW_CACHE_CLIENTS:
+            self._windows.popitem(last=False)
+
+    def _top_op(self, cid: bytes, top: int, window_updates: dict[bytes, int]) -> Op | None:
+        """The client's highest executed request_seq, one key per client (W), rewritten only
+        when it rises. The dedup window (seqs > top - dedup_window) is read back from the
+        client index at recovery, so a tx writes no window entry and deletes none (the
+        per-seq window keys and their tombstones were a fifth of the main DB's compaction
+        bytes). `window_updates` reaches the cache only after the batch is written."""
+        prev = window_updates.get(cid)
+        if prev is None:
+            prev = self._client_top(cid)
+        if prev is not None and prev >= top:
+            window_updates[cid] = prev
+            return None
+        window_updates[cid] = top
+        return (keys.client_top(cid), keys.u64(top))
