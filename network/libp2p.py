@@ -15,38 +15,34 @@ Stream model: each node writes only on the stream it opened to a peer and reads 
 peers opened to it (unidirectional use of two long-lived streams). There is therefore exactly one
 writer per direction and no simultaneous-open tie-breaking; a newer inbound stream from the same
 peer replaces the older one (the peer restarted or redialled).
+
+Host construction (key pair, PeerID, Noise + Yamux host) is network.libp2p_host; the shortcuts
+on py-libp2p's hot paths are network.libp2p_patches, installed on import.
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import math
-import os
 import random
-import struct
 from dataclasses import dataclass, field
 from typing import Any
 
 import multiaddr
 import structlog
 import trio
-from libp2p import new_host
 from libp2p.abc import IHost, INetStream
-from libp2p.crypto.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from libp2p.crypto.keys import KeyPair
-from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_key_pair
 from libp2p.custom_types import TProtocol
-from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
-from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
-from libp2p.security.noise.transport import Transport as NoiseTransport
-from libp2p.stream_muxer.yamux import yamux as _yamux_module
-from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
-from libp2p.stream_muxer.yamux.yamux import Yamux
 
 from network.framing import DEFAULT_MAX_FRAME_SIZE, KEEPALIVE_FRAME, FrameDecoder, FramingError
+from network.libp2p_host import (
+    PROTOCOL_ID,
+    _split_p2p,
+    key_pair_from_seed,
+    peer_id_from_public_key,
+    secure_host,
+)
 from network.transport import (
     DEFAULT_INCOMING_CAPACITY,
     DEFAULT_INCOMING_PEER_BYTES,
@@ -62,221 +58,20 @@ from network.transport import (
 
 log = structlog.get_logger("network.libp2p")
 
+__all__ = [
+    "PROTOCOL_ID",
+    "Libp2pTransport",
+    "key_pair_from_seed",
+    "peer_id_from_public_key",
+    "secure_host",
+]
 
-def _cache_yamux_tuning() -> int:
-    """py-libp2p's Yamux reads its PY_YAMUX_* tuning variables from the environment at call
-    time, several times per frame (`os.getenv` each): ~3 % of a loaded node's CPU. A node's
-    environment does not change while it runs, so the readers are memoised (the values are
-    still read from the environment, once). Returns how many readers were wrapped."""
-    wrapped = 0
-    for name in ("_py_yamux_env", "_py_yamux_env_set", "_perf_yamux_debug_enabled",
-                 "_yamux_disable_hysteresis", "_yamux_release_on_read",
-                 "_yamux_batch_threshold_divisor", "_yamux_data_read_timeout"):
-        fn = getattr(_yamux_module, name, None)
-        if callable(fn) and not hasattr(fn, "cache_info"):
-            setattr(_yamux_module, name, functools.cache(fn))
-            wrapped += 1
-    return wrapped
-
-
-async def _credit_per_half_window(self: Any, *, bytes_read: int = 0) -> None:
-    """go-yamux's receive-credit rule for py-libp2p's YamuxStream: send a WINDOW_UPDATE only
-    once half the target window has been consumed (`_grow_threshold`). py-libp2p 0.8.1 returns
-    credit after nearly EVERY read (its "partial slack" and "release on read" branches): one
-    frame back per message read, with its Noise + Yamux work on both ends. No stall: a sender
-    at zero window means the whole window is in flight or buffered, so the reader that
-    consumes it sees a delta of the whole window and credits it. Window auto-tuning is kept.
-    Most reads return no credit: that is decided without taking the lock (no await between
-    the check and the return, so it is atomic under trio)."""
-    buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
-    delta = self.target_recv_window - (self.recv_window + buffered)
-    if delta <= 0 or delta < self._grow_threshold():
-        return
-    total = 0
-    async with self.window_lock:
-        buffered = len(self.conn.stream_buffers.get(self.stream_id, b""))
-        delta = self.target_recv_window - (self.recv_window + buffered)
-        if delta > 0 and delta >= self._grow_threshold():
-            self.recv_window += delta
-            total = delta + self._apply_autotune_epoch(buffered)
-    if total > 0:
-        await self.send_window_update(total, skip_lock=True)
-
-
-def _credit_on_half_window() -> bool:
-    """Install `_credit_per_half_window` (py-libp2p is pinned; the integration test
-    test_net_libp2p_yamux_credit fails if the method it replaces changes shape)."""
-    stream_cls = _yamux_module.YamuxStream
-    if not hasattr(stream_cls, "_auto_tune_and_send_window_update"):
-        return False
-    stream_cls._auto_tune_and_send_window_update = _credit_per_half_window
-    return True
-
-
-_YAMUX_LOG = logging.getLogger(_yamux_module.__name__)
-
-
-def _lean_yamux_writes() -> bool:
-    """Two shortcuts on py-libp2p's Yamux write path, which costs a fixed ~0.3 ms of CPU per
-    write on this machine whatever its size (profiled: 15 % of a node's CPU at 200 tx/s).
-
-    * `YamuxStream.write`: when the whole message fits the send window and one frame, take
-      the window and build the frame synchronously (atomic under trio), instead of two lock
-      acquisitions (each a scheduler round trip) and an eager debug f-string. Any other case
-      (window short, oversized, closed, a lock held) goes through the original.
-    * `Yamux._write_frame`: the same serialised write, without unpacking and formatting the
-      header for a debug line that is off (the original runs when DEBUG is on).
-    Returns False if py-libp2p's shape changed (nothing patched)."""
-    stream_cls, conn_cls = _yamux_module.YamuxStream, _yamux_module.Yamux
-    if getattr(stream_cls.write, "_bftnode_lean", False):
-        return True
-    needed = ("YAMUX_HEADER_FORMAT", "TYPE_DATA", "HEADER_SIZE", "MAX_MESSAGE_SIZE")
-    if not all(hasattr(_yamux_module, n) for n in needed):
-        return False
-    orig_write, orig_frame = stream_cls.write, conn_cls._write_frame
-    pack = struct.Struct(_yamux_module.YAMUX_HEADER_FORMAT).pack
-    type_data = _yamux_module.TYPE_DATA
-    limit = _yamux_module.MAX_MESSAGE_SIZE - _yamux_module.HEADER_SIZE
-
-    async def write(self: Any, data: bytes) -> None:
-        n = len(data)
-        writer_lock = getattr(self.rw_lock, "_writer_lock", None)
-        if (not 0 < n <= limit or self.send_closed or self.closed or self.send_window < n
-                or self.window_lock.locked() or writer_lock is None or writer_lock.value < 1):
-            await orig_write(self, data)
-            return
-        self.send_window -= n
-        await self.conn._write_frame(pack(0, type_data, 0, self.stream_id, n) + data)
-
-    async def _write_frame(self: Any, data: bytes) -> None:
-        if _YAMUX_LOG.isEnabledFor(logging.DEBUG):
-            await orig_frame(self, data)
-            return
-        async with self._write_lock:
-            await self.secured_conn.write(data)
-        await trio.lowlevel.checkpoint()
-
-    write._bftnode_lean = True  # type: ignore[attr-defined]
-    stream_cls.write = write
-    conn_cls._write_frame = _write_frame
-    return True
-
-
-TCP_READ_AHEAD = 64 * 1024
-
-
-def _buffered_tcp_reads() -> bool:
-    """Read ahead on py-libp2p's raw TCP stream. Noise reads each message as two exact reads
-    (2-byte length, then body), each a socket receive behind a lock (two scheduler round
-    trips); here one receive of up to TCP_READ_AHEAD bytes serves the following reads from a
-    buffer, synchronously. The bytes are handed out in stream order: the buffer is taken from
-    its front and is refilled only under the read lock by a read that found it empty.
-    Errors map as in py-libp2p 0.8.1 (reset -> ConnectionClosedError, closed here -> b"").
-    Returns False if py-libp2p's shape changed (nothing patched)."""
-    from libp2p.io.exceptions import ConnectionClosedError
-    from libp2p.io.trio import TrioTCPStream
-
-    if getattr(TrioTCPStream.read, "_bftnode_buffered", False):
-        return True
-    if "read_lock" not in getattr(TrioTCPStream, "__annotations__", {}):
-        return False
-
-    def take(buf: bytearray, n: int | None) -> bytes:
-        if n is None or n >= len(buf):
-            out = bytes(buf)
-            buf.clear()
-        else:
-            out = bytes(buf[:n])
-            del buf[:n]
-        return out
-
-    async def read(self: Any, n: int | None = None) -> bytes:
-        if n == 0:
-            return b""
-        buf = self.__dict__.get("_bftnode_rbuf")
-        if buf:
-            return take(buf, n)
-        async with self.read_lock:
-            if buf is None:
-                buf = self.__dict__.setdefault("_bftnode_rbuf", bytearray())
-            if not buf:
-                try:
-                    data = await self.stream.receive_some(max(n or 0, TCP_READ_AHEAD))
-                except trio.BrokenResourceError as error:
-                    raise ConnectionClosedError(
-                        f"TCP connection reset by remote peer: {error}", transport="tcp"
-                    ) from error
-                except trio.ClosedResourceError:
-                    return b""
-                if n is None or len(data) <= n:
-                    return data
-                buf += data
-            return take(buf, n)
-
-    read._bftnode_buffered = True  # type: ignore[attr-defined]
-    TrioTCPStream.read = read
-    return True
-
-
-_credit_on_half_window()
-_cache_yamux_tuning()
-# BFTNODE_LIBP2P_STOCK=1 keeps py-libp2p's own read and write paths (to rule the shortcuts out)
-if os.environ.get("BFTNODE_LIBP2P_STOCK", "") != "1":
-    _lean_yamux_writes()
-    _buffered_tcp_reads()
-
-PROTOCOL_ID = TProtocol("/bftnode/consensus/1.0.0")
 READ_CHUNK = 256 * 1024
 
 
 def _timer_slack(timeout_s: float) -> float:
     """How stale a stream's re-armed read/write deadline may get: a tenth of it, at most 1 s."""
     return min(1.0, timeout_s / 10)
-
-
-def key_pair_from_seed(seed: bytes) -> KeyPair:
-    """The libp2p key pair of a validator, from its 32-byte Ed25519 seed."""
-    if len(seed) != 32:
-        raise ValueError("Ed25519 seed must be 32 bytes")
-    sk = Ed25519PrivateKey.new(seed)
-    return KeyPair(sk, sk.get_public_key())
-
-
-def peer_id_from_public_key(public_key: bytes) -> ID:
-    """The libp2p PeerID that genesis fixes for an Ed25519 public key."""
-    return ID.from_pubkey(Ed25519PublicKey.from_bytes(public_key))
-
-
-def secure_host(key_pair: KeyPair, listen: multiaddr.Multiaddr) -> IHost:
-    """A py-libp2p host offering ONLY Noise for security and ONLY Yamux for muxing."""
-    noise = NoiseTransport(key_pair, noise_privkey=new_x25519_key_pair().private_key)
-    # Static membership: no watermark-driven auto-dialling (min/low watermark 0).
-    config = ConnectionConfig(min_connections=0, low_watermark=0, high_watermark=1024,
-                              max_connections=1024, auto_connect_interval=3600.0)
-    host = new_host(
-        key_pair=key_pair,
-        sec_opt={NOISE_PROTOCOL_ID: noise},
-        muxer_opt={YAMUX_PROTOCOL_ID: Yamux},
-        listen_addrs=[listen],
-        connection_config=config,
-    )
-    # The swarm's AutoConnector dials every PeerID in the peerstore (target = mid-watermark),
-    # including non-validators we refused. We dial validators ourselves, so switch it off.
-    auto = getattr(host.get_network(), "auto_connector", None)
-    if auto is not None:
-        async def _no_auto_connect() -> None:
-            return None
-
-        auto.maybe_connect = _no_auto_connect
-    return host
-
-
-def _split_p2p(addr: str) -> tuple[multiaddr.Multiaddr, str | None]:
-    """Strip a trailing /p2p/<id> from `addr`; return (transport address, id or None)."""
-    parts = addr.rstrip("/").split("/p2p/")
-    if len(parts) > 2:
-        raise ValueError(f"bad multiaddr {addr!r}")
-    return multiaddr.Multiaddr(parts[0]), (parts[1] if len(parts) == 2 else None)
 
 
 @dataclass

@@ -1,7 +1,7 @@
-"""network.libp2p's shortcuts on py-libp2p's hot paths keep the stream semantics: the raw TCP
-read-ahead hands bytes out in stream order (also to concurrent readers) and maps errors as
-py-libp2p does; the lean Yamux write still goes through the window (the mesh tests cover
-delivery end to end)."""
+"""The shortcuts of network.libp2p_patches on py-libp2p's hot paths keep the stream semantics:
+the raw TCP read-ahead hands bytes out in stream order (also to concurrent readers) and maps
+errors as py-libp2p does; the lean Yamux write still goes through the window (the mesh tests
+cover delivery end to end)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import trio
 from libp2p.io.exceptions import ConnectionClosedError
 from libp2p.io.trio import TrioTCPStream
 
-import network.libp2p as transport
+import network.libp2p_patches as transport
 
 pytestmark = pytest.mark.skipif(os.environ.get("BFTNODE_LIBP2P_STOCK") == "1",
                                 reason="the shortcuts are switched off by BFTNODE_LIBP2P_STOCK")

@@ -1,10 +1,11 @@
-"""network.libp2p memoises py-libp2p Yamux's PY_YAMUX_* readers (read once, not per frame)."""
+"""network.libp2p_patches memoises py-libp2p Yamux's PY_YAMUX_* readers (read once, not per
+frame)."""
 
 from __future__ import annotations
 
 import libp2p.stream_muxer.yamux.yamux as yamux
 
-import network.libp2p as transport
+import network.libp2p_patches as transport
 
 
 def test_yamux_env_readers_are_read_once_with_the_environment_value(monkeypatch) -> None:
