@@ -52,7 +52,7 @@ class NodeConfig:
     # false: nothing is fsynced, votes included. A kill -9 still loses nothing (every write
     # reaches the OS first); a power cut or OS crash can lose the last votes, after which the
     # rebooted node may equivocate (one of the f faults PBFT tolerates). For dev testnets,
-    # CI and slow disks: p50 at low load about halves on a busy VM (docs/performance.md).
+    # CI and slow disks: p50 at low load about halves on a busy VM (docs/perf/history.md).
     fsync: bool = True
     # LevelDB table compression: "snappy" (default) or "none" (about 2.4x the disk for ~5 %
     # less CPU per tx at saturation; docs/performance.md). Either reads the other's tables.

@@ -58,7 +58,7 @@ def hold_free_memory(trim_threshold_mb: int = 64, mmap_threshold_mb: int = 4) ->
     pages in again; held, RSS settles at the high-water mark of that working set and stays
     there (the farthest 0.5-s RSS sample from their median over 10 minutes at 2,200 tx/s:
     5.9-9.6 % in five runs, 7.4 and 9.8 % in two runs with trimming: a smoother curve, a gain
-    smaller than the noise between runs; docs/performance.md at 072d7af). The price: memory
+    smaller than the noise between runs; docs/perf/history.md). The price: memory
     freed after a burst is kept for the next one (RSS 10-15 MB above the old median). Blocks
     of `mmap_threshold_mb` and more are still mapped and unmapped on their own. `Trimmer`
     stops calling `malloc_trim` from now on."""
@@ -129,7 +129,7 @@ class Trimmer:
     MB through their table mappings within a second or two: with both every 10 s those pages
     swung a loaded node's RSS by up to 25 MB, every 1 s by up to ~12 MB (RSS samples up to 13 % above their median over 10 minutes at
     1,000 tx/s), and with the page-out every 0.25 s the samples stay within 5-6 % of it
-    (docs/performance.md). Now every 0.1 s over a list of the mappings re-read every 1 s:
+    (docs/perf/history.md). Now every 0.1 s over a list of the mappings re-read every 1 s:
     reading /proc/self/maps was 1.7 of the 2.1 ms a page-out took, so this costs less CPU than
     every 0.25 s did and leaves a compaction's inputs resident for less time."""
 

@@ -259,7 +259,7 @@ BLOCK_CACHE_BYTES = 1024 * 1024
 Small on purpose: the ledger's reads are mostly of keys never read again (a new tx's state key
 by seek, a fresh block for a peer), so a bigger cache does not raise throughput (1 vs 8 MiB:
 2,448 vs 2,448 tx/s, mean of three alternating runs) but does fill for minutes, and a node's
-RSS rose with it (+6 MB from 2 to 10 minutes at 1,000 tx/s with 8 MiB; docs/performance.md)."""
+RSS rose with it (+6 MB from 2 to 10 minutes at 1,000 tx/s with 8 MiB; docs/perf/history.md)."""
 MAIN_MEMTABLE_BYTES = 4 * 1024 * 1024
 """LevelDB memtable of the main DB (LevelDB's default; see `staggered_memtable_bytes`)."""
 SIDE_MEMTABLE_BYTES = 2 * 1024 * 1024
@@ -278,7 +278,7 @@ MAX_OPEN_FILES = 1000
 blocks in the heap (main DB: ~68 KB per ~1.8-MB table, about 7 B per committed tx), so this
 bounds that memory (~65 MB for the main DB at 1,000) and RSS grows with the ledger until the
 cache is full. A lower value caps it sooner at the cost of reads of tables outside the cache
-(a random seek 42 vs 11 µs with 64 of 113 tables cached; docs/performance.md at 072d7af)."""
+(a random seek 42 vs 11 µs with 64 of 113 tables cached; docs/perf/history.md)."""
 MIN_OPEN_FILES, MAX_MAX_OPEN_FILES = 74, 50_000  # LevelDB clamps to this range
 
 
