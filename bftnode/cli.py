@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,10 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def run_start(args: argparse.Namespace) -> int:
+def run_start(args: argparse.Namespace,
+              node_factory: Callable[[Any], Any] | None = None) -> int:
+    """Run the node of `args.home` until SIGINT/SIGTERM. `node_factory(config) -> Node`
+    (default `build_node`) lets a wrapper such as `python -m testnet node` build it."""
     import trio
 
     from .config import ConfigError, load_config
@@ -155,11 +159,11 @@ def run_start(args: argparse.Namespace) -> int:
             import cProfile
             prof = cProfile.Profile()
             try:
-                prof.runcall(trio.run, _start_main, cfg)
+                prof.runcall(trio.run, _start_main, cfg, node_factory)
             finally:
                 prof.dump_stats(f"{prof_path}.node{cfg.node_index}.prof")
         else:
-            trio.run(_start_main, cfg)
+            trio.run(_start_main, cfg, node_factory)
     except BaseException as exc:  # report every failure clearly, never a bare traceback
         leaves = _leaves(exc)
         startup = [e for e in leaves if isinstance(e, StartupError | OSError)]
@@ -187,7 +191,7 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 20)
 
 
-async def _start_main(cfg: Any) -> None:
+async def _start_main(cfg: Any, node_factory: Callable[[Any], Any] | None = None) -> None:
     import trio
 
     from .logging import get_logger
@@ -198,7 +202,7 @@ async def _start_main(cfg: Any) -> None:
     limit_arenas(2)  # before the worker threads exist (see bftnode/memory.py)
     hold_free_memory()  # RSS at the working set's high-water mark, not a sawtooth
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGUSR1) as signals:
-        node = build_node(cfg)
+        node = (node_factory or build_node)(cfg)
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
             _tune_gc()

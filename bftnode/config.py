@@ -1,8 +1,9 @@
 """Node configuration: one TOML file per node home directory, validated once.
 
 Owns `NodeConfig` (home dir, node index, chain id, p2p listen multiaddr, RPC host/port, log
-level, key/genesis/data paths, optional byzantine strategies for testnets), `load_config` /
-`write_config`. A bad field gives `ConfigError` naming the file and the field.
+level, key/genesis/data paths, storage and RPC limits), `load_config` / `write_config`. A bad
+field gives `ConfigError` naming the file and the field. A node config knows nothing of
+Byzantine strategies or link faults: those are testnet-only, given to `python -m testnet node`.
 Imports: stdlib, tomli_w. Must not import trio, consensus internals or network; from storage only the
 constants of storage.interface (COMPRESSIONS).
 """
@@ -44,8 +45,6 @@ class NodeConfig:
     genesis_file: str = "genesis.json"
     data_dir: str = "data"
     tick_ms: int = 50
-    byzantine: tuple[str, ...] = ()  # testnet only: consensus.byzantine strategy names
-    link_faults_file: str = ""  # testnet only: network.faults rules file ("" = disabled)
     # fsync every block commit too (votes and view state are always fsynced; without it a
     # committed block survives kill -9 but not a power cut, and is then fetched from peers)
     sync_blocks: bool = False
@@ -94,11 +93,12 @@ class NodeConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d.pop("home")  # the file lives in home; do not pin an absolute path
-        d["byzantine"] = list(self.byzantine)
         return d
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(NodeConfig)}
+# fields a node config no longer takes: testnet-only, given to `python -m testnet node`
+MOVED_TO_TESTNET = ("byzantine", "link_faults_file")
 
 
 def _check_type(name: str, value: Any, want: type) -> None:
@@ -113,7 +113,7 @@ def _validate(c: NodeConfig) -> None:
     for name in ("node_index", "rpc_port", "tick_ms"):
         _check_type(name, getattr(c, name), int)
     for name in ("chain_id", "p2p_listen", "rpc_host", "log_level", "log_format", "key_file",
-                 "genesis_file", "data_dir", "link_faults_file"):
+                 "genesis_file", "data_dir"):
         _check_type(name, getattr(c, name), str)
     if c.node_index < 0:
         raise ConfigError(f"field 'node_index': must be >= 0, got {c.node_index}")
@@ -147,8 +147,6 @@ def _validate(c: NodeConfig) -> None:
         raise ConfigError(
             f"field 'max_open_files': must be 74..50000, got {c.max_open_files}")
     _validate_rpc(c)
-    if not isinstance(c.byzantine, tuple) or not all(isinstance(s, str) for s in c.byzantine):
-        raise ConfigError("field 'byzantine': expected a list of strategy names")
 
 
 def _validate_rpc(c: NodeConfig) -> None:
@@ -164,6 +162,12 @@ def _validate_rpc(c: NodeConfig) -> None:
 
 
 def config_from_dict(obj: dict[str, Any], home: str | os.PathLike, where: str = "config") -> NodeConfig:
+    for name in MOVED_TO_TESTNET:
+        if name in obj:
+            raise ConfigError(
+                f"{where}: field '{name}' moved to `python -m testnet node` (Byzantine "
+                "strategies and link faults are testnet-only: `--byzantine`/`--link-faults`, "
+                "or the home's adversary.json); remove it from the node config")
     unknown = set(obj) - set(_FIELDS) - {"home"}
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}")
@@ -171,10 +175,6 @@ def config_from_dict(obj: dict[str, Any], home: str | os.PathLike, where: str = 
         if req not in obj:
             raise ConfigError(f"{where}: field '{req}' is missing")
     kw = {k: v for k, v in obj.items() if k != "home"}
-    if "byzantine" in kw:
-        if not isinstance(kw["byzantine"], list):
-            raise ConfigError(f"{where}: field 'byzantine': expected a list of strategy names")
-        kw["byzantine"] = tuple(kw["byzantine"])
     try:
         return NodeConfig(home=Path(home), **kw)
     except ConfigError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,6 @@ def init_home(
     p2p_port: int | None = None,
     rpc_port: int | None = None,
     rpc_host: str = "127.0.0.1",
-    byzantine: Sequence[str] = (),
     log_level: str = "info",
     overrides: dict[str, Any] | None = None,
 ) -> NodeConfig:
@@ -64,7 +62,7 @@ def init_home(
         home=h, node_index=node_index, chain_id=genesis.chain_id,
         p2p_listen=f"/ip4/127.0.0.1/tcp/{p2p_port}",
         rpc_host=rpc_host, rpc_port=26657 if rpc_port is None else rpc_port,
-        byzantine=tuple(byzantine), log_level=log_level, **(overrides or {}),
+        log_level=log_level, **(overrides or {}),
     )
     genesis.write(h / "genesis.json")
     write_config(cfg)
@@ -77,7 +75,6 @@ def create_local_chain(
     *,
     base_port: int = DEFAULT_BASE_PORT,
     chain_id: str | None = None,
-    byzantine: dict[int, list[str]] | None = None,
     consensus: dict[str, Any] | None = None,
     log_level: str = "info",
 ) -> list[NodeConfig]:
@@ -103,10 +100,9 @@ def create_local_chain(
         genesis_time_ms=time.time_ns() // 1_000_000,
         consensus=consensus,
     )
-    byz = byzantine or {}
     cfgs = []
     for i, (h, k) in enumerate(zip(homes, keys, strict=True)):
         p2p, rpc = ports_for(i, base_port)
         cfgs.append(init_home(h, genesis=genesis, node_index=i, key=k, p2p_port=p2p,
-                              rpc_port=rpc, byzantine=byz.get(i, ()), log_level=log_level))
+                              rpc_port=rpc, log_level=log_level))
     return cfgs

@@ -323,7 +323,6 @@ class Node:
         transport: Any,
         app: Any,
         config: NodeConfig | None = None,
-        byzantine: Sequence[str] = (),
         client_key: NodeKey | None = None,
         replica_factory: Callable[..., Any] | None = None,
         clock_ms: Callable[[], int] = wall_ms,
@@ -341,7 +340,6 @@ class Node:
         self.transport = transport
         self.app = app
         self.config = config
-        self.byzantine = tuple(byzantine)
         self.metrics = NodeMetrics(index)
         self.log = get_logger(node=index)
         self._fault_log = PeerFaultLog(self.log)
@@ -360,11 +358,7 @@ class Node:
         )
         restored = store.recover(max_clients=self.consensus_config.max_clients)
         factory = replica_factory or _default_replica_factory
-        replica = factory(self.consensus_config, index, self.auth, restored)
-        if self.byzantine:
-            replica = _wrap_byzantine(replica, self.byzantine, self.auth, index,
-                                      self.consensus_config)
-        self.replica: ReplicaCore = replica
+        self.replica: ReplicaCore = factory(self.consensus_config, index, self.auth, restored)
         self._height = restored.last_executed
         self.last_block_hash = restored.last_block_hash
         self.last_block_time_ms = restored.last_time_ms
@@ -982,7 +976,6 @@ class Node:
             "stable_checkpoint": r.stable_seq,
             "validators": self.consensus_config.n,
             "peers": sum(1 for p in self.net_info()["peers"] if p["connected"]),
-            "byzantine": list(self.byzantine),
             "txs_committed": int(self.metrics.value("bftnode_txs_committed_total")),
             "rpc": self.rpc_url,
             "p2p": self.config.p2p_listen if self.config else None,
@@ -1116,20 +1109,6 @@ def _default_replica_factory(config: Any, index: int, auth: Authenticator,
     return _resolve_replica_class()(config, index, auth, restored)
 
 
-def _wrap_byzantine(replica: ReplicaCore, strategies: Sequence[str], auth: Authenticator,
-                    index: int, config: Any) -> ReplicaCore:
-    try:
-        from consensus import byzantine
-    except ImportError as exc:
-        raise StartupError(f"byzantine strategies requested but unavailable: {exc}") from exc
-    try:
-        strats = [byzantine.parse_strategy(s) for s in strategies]
-        return byzantine.ByzantineReplica(replica, strats, auth, replica_id=index,
-                                          config=config)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise StartupError(f"field 'byzantine': bad strategy list {list(strategies)}: {exc}") from exc
-
-
 async def _start_transport(nursery: trio.Nursery, transport: Any) -> None:
     """Start a network.Transport whichever lifecycle it offers (run(task_status) or async with)."""
     if hasattr(transport, "run"):
@@ -1188,8 +1167,11 @@ def load_startup_files(config: NodeConfig) -> tuple[NodeKey, Genesis]:
 
 def build_node(config: NodeConfig, *, app: Any = None, transport: Any = None,
                store: Store | None = None, replica_factory: Callable[..., Any] | None = None,
-               client_key: NodeKey | None = None) -> Node:
+               client_key: NodeKey | None = None,
+               wrap_transport: Callable[[Any], Any] | None = None) -> Node:
     """Every start-up check, then the real parts (LevelDB store, libp2p transport, KV app).
+    `replica_factory(consensus_config, index, auth, restored)` makes the replica (default
+    `consensus.Replica`); `wrap_transport(transport) -> transport` wraps the transport.
     Raises StartupError with a clear message; nothing is written unless all checks pass."""
     key, genesis = load_startup_files(config)
     if transport is None:
@@ -1210,20 +1192,10 @@ def build_node(config: NodeConfig, *, app: Any = None, transport: Any = None,
             raise StartupError(f"network.Libp2pTransport is not available: {exc}") from exc
         peers = [PeerSpec(v.index, v.public_key_bytes, v.p2p_multiaddr) for v in genesis.validators]
         transport = Libp2pTransport(config.node_index, key.seed, peers, config.p2p_listen)
-        if config.link_faults_file:
-            from network.faults import FaultyTransport
-
-            transport = FaultyTransport(transport, rules_file=config.path(config.link_faults_file))
+    if wrap_transport is not None:
+        transport = wrap_transport(transport)
     if replica_factory is None:  # resolve before anything is written
         replica_factory = _resolve_replica_class()
-    if config.byzantine:
-        try:
-            from consensus import byzantine
-
-            for spec in config.byzantine:
-                byzantine.parse_strategy(spec)
-        except (ImportError, ValueError) as exc:
-            raise StartupError(f"field 'byzantine': {exc}") from exc
     opened_here = store is None
     if store is None:
         try:
@@ -1246,7 +1218,7 @@ def build_node(config: NodeConfig, *, app: Any = None, transport: Any = None,
                 "power cut can lose the last votes (the node may then equivocate)")
     try:
         return Node(index=config.node_index, genesis=genesis, key=key, store=store,
-                    transport=transport, app=app, config=config, byzantine=config.byzantine,
+                    transport=transport, app=app, config=config,
                     client_key=client_key, replica_factory=replica_factory,
                     tick_ms=config.tick_ms)
     except StorageError as exc:

@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logs": ("testnet.launcher", "print one node's log"),
     "partition": ("testnet.launcher", "cut the links between groups of nodes (--groups 0,1/2,3)"),
     "heal": ("testnet.launcher", "restore every link cut by partition"),
+    "node": ("testnet.adversary.node", "run one testnet node with its home's strategies and link faults"),
     "sim": ("testnet.sim.cli", "run the deterministic simulator"),
     "attack": ("testnet.attack", "run an attack scenario on a real testnet"),
     "bench": ("testnet.bench", "benchmark a fresh testnet through the public RPC"),

@@ -192,7 +192,7 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
             raise ScenarioError(f"{path}: byzantine.{k} must be a strategy or a list of them")
         try:
-            from consensus.byzantine import parse_strategy
+            from testnet.adversary import parse_strategy
 
             for s in specs:
                 parse_strategy(s)
@@ -359,7 +359,7 @@ class Run:
         self.stop = threading.Event()
         self.down: set[int] = set()  # killed on purpose (not restarted yet)
         self.paused: set[int] = set()
-        self.cut_off: set[int] = set()  # partitioned away (see network/faults.py)
+        self.cut_off: set[int] = set()  # partitioned away (see testnet/adversary/link_faults.py)
         self.acked: dict[bytes, dict] = {}  # tx hash -> {height, node, t}
         self.rejected: Counter[str] = Counter()
         self.submit_errors: Counter[str] = Counter()
@@ -1425,7 +1425,7 @@ def with_overrides(sc: Scenario, duration_s: float = 0.0,
             sc, load=replace(sc.load, duration_s=duration_s, txs=round(sc.load.txs * k)),
             expect=replace(sc.expect, min_acked=round(sc.expect.min_acked * k)))
     if byzantine:
-        from consensus.byzantine import parse_byzantine
+        from testnet.adversary import parse_byzantine
 
         sc = replace(sc, byzantine=parse_byzantine(byzantine, sc.nodes))
     return sc

@@ -516,7 +516,7 @@ def poison_checks(run: Any, http: httpx.Client, urls: dict[int, str]) -> list[An
     """The first POISON_ROUNDS rounds of each `relay-poison` validator's requests, looked up
     on every live honest node: some on the ledger, each with an error result (not ok, not
     internal_error) and the same result everywhere."""
-    from consensus.byzantine import parse_strategy, relay_poison_signer
+    from testnet.adversary import parse_strategy, relay_poison_signer
     from testnet.attack import OK as PASS
     from testnet.attack import VIOLATED, Check
 

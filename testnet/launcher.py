@@ -1,12 +1,14 @@
 """`python -m testnet up|down|status|kill|restart|logs`: a local testnet of real node processes.
 
 Owns DIR's layout: DIR/node<i>/ (a bftnode home: config.toml, node_key.json, genesis.json,
-data/, node.log) and DIR/testnet.json (chain id and, per node: index, node_id, pid, rpc URL,
-p2p multiaddr, home dir, log file, byzantine strategies). Every node is
-`python -m bftnode start --home DIR/node<i>` on 127.0.0.1, in its own session so a Ctrl-C in
+data/, node.log, plus the testnet's adversary.json: the node's byzantine strategies and its
+link rules file link-faults.json) and DIR/testnet.json (chain id and, per node: index, node_id,
+pid, rpc URL, p2p multiaddr, home dir, log file, byzantine strategies). Every node is
+`python -m testnet node --home DIR/node<i>` (testnet/adversary/node.py: `bftnode start` with
+the home's adversary) on 127.0.0.1, in its own session so a Ctrl-C in
 the launcher's terminal reaches only the launcher, which then stops the nodes (SIGTERM, then
 SIGKILL after a grace period). Re-running `up` on an existing DIR restarts the same chain.
-Imports: stdlib, httpx, rich, bftnode, consensus.
+Imports: stdlib, httpx, rich, bftnode, testnet.adversary.
 """
 
 from __future__ import annotations
@@ -23,13 +25,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bftnode.config import load_config, write_config
+from bftnode.config import ConfigError, write_config
 from bftnode.genesis import load_genesis
 from bftnode.home import DEFAULT_BASE_PORT, HomeError, create_local_chain
+from testnet.adversary.node import (
+    Adversary,
+    AdversaryError,
+    read_adversary,
+    write_adversary,
+)
 
 MANIFEST = "testnet.json"
 READY_TIMEOUT_S = 60.0
-LINK_FAULTS_FILE = "link-faults.json"  # per node home; see network/faults.py
+LINK_FAULTS_FILE = "link-faults.json"  # per node home; see testnet/adversary/link_faults.py
 STOP_GRACE_S = 10.0
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,7 +110,7 @@ def start_node_process(node: dict[str, Any]) -> int:
     log = open(node["log"], "ab")  # noqa: SIM115 - handed to the child
     try:
         p = subprocess.Popen(
-            [sys.executable, "-m", "bftnode", "start", "--home", node["home"]],
+            [sys.executable, "-m", "testnet", "node", "--home", node["home"]],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(ROOT),
             env=env, start_new_session=True,
         )
@@ -237,7 +245,7 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
 def _parse_byzantine(specs: list[str], n: int) -> dict[int, list[str]]:
     if not specs:
         return {}
-    from consensus.byzantine import parse_byzantine
+    from testnet.adversary import parse_byzantine
 
     return parse_byzantine(specs, n)
 
@@ -256,7 +264,7 @@ def run_up(args: argparse.Namespace) -> int:
                log_level=args.log_level, chain_id=args.chain_id, consensus=consensus or None,
                compression=args.compression, fsync=False if args.no_fsync else None,
                max_open_files=args.max_open_files)
-    except (LauncherError, HomeError, ValueError) as exc:
+    except (LauncherError, HomeError, ConfigError, ValueError) as exc:
         print(f"testnet up: {exc}", file=sys.stderr)
         return 1
     print(f"testnet {m['chain_id']}: {len(m['nodes'])} nodes up in {d}")
@@ -297,22 +305,25 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
             raise LauncherError(f"testnet in {d} is already running (nodes {running}); "
                                 "use `status`, `down` or `restart`")
     d.mkdir(parents=True, exist_ok=True)
-    cfgs = create_local_chain(d, n, base_port=base_port, byzantine=byzantine,
-                              log_level=log_level, chain_id=chain_id, consensus=consensus)
+    cfgs = create_local_chain(d, n, base_port=base_port, log_level=log_level,
+                              chain_id=chain_id, consensus=consensus)
+    advs = []
     for i, c in enumerate(cfgs):
         # a restart may change who misbehaves; every testnet node accepts link faults
-        want = tuple(byzantine.get(i, ())) if byzantine is not None else c.byzantine
+        old = read_adversary(c.home)
+        want = tuple(byzantine.get(i, ())) if byzantine is not None else old.byzantine
+        advs.append(Adversary(want, LINK_FAULTS_FILE))
+        if advs[i] != old:
+            write_adversary(c.home, advs[i])
         comp = compression or c.compression
         fs = c.fsync if fsync is None else fsync
         mof = c.max_open_files if max_open_files is None else max_open_files
-        if (c.byzantine != want or c.link_faults_file != LINK_FAULTS_FILE
-                or c.compression != comp or c.fsync != fs or c.max_open_files != mof):
-            cfgs[i] = dataclasses.replace(c, byzantine=want, link_faults_file=LINK_FAULTS_FILE,
-                                          compression=comp, fsync=fs, max_open_files=mof)
+        if c.compression != comp or c.fsync != fs or c.max_open_files != mof:
+            cfgs[i] = dataclasses.replace(c, compression=comp, fsync=fs, max_open_files=mof)
             write_config(cfgs[i])
     genesis = load_genesis(cfgs[0].genesis_path)
     nodes = []
-    for c in cfgs:
+    for c, adv in zip(cfgs, advs, strict=True):
         nodes.append({
             "index": c.node_index,
             "node_id": genesis.validators[c.node_index].public_key,
@@ -321,7 +332,7 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
             "p2p": c.p2p_listen,
             "home": str(c.home),
             "log": str(c.home / "node.log"),
-            "byzantine": list(c.byzantine),
+            "byzantine": list(adv.byzantine),
         })
     m = {"chain_id": genesis.chain_id, "dir": str(d), "genesis_hash": genesis.hash().hex(),
          "nodes": nodes}
@@ -408,7 +419,8 @@ def run_status(args: argparse.Namespace) -> int:
     rows = all_status(m)
     if args.json:
         print(json.dumps({"chain_id": m["chain_id"], "dir": m["dir"], "nodes": [
-            {**r, "node_id": n["node_id"], "home": n["home"], "p2p": n["p2p"]}
+            {**r, "node_id": n["node_id"], "home": n["home"], "p2p": n["p2p"],
+             "byzantine": n.get("byzantine", [])}
             for r, n in zip(rows, m["nodes"], strict=True)]}))
     else:
         from rich.console import Console
@@ -484,8 +496,10 @@ def restart(d: str | os.PathLike, index: int, ready_timeout: float = READY_TIMEO
         raise LauncherError(f"--node {index}: the testnet has nodes 0..{len(m['nodes']) - 1}")
     n = m["nodes"][index]
     stop_pid(n.get("pid"), n["home"])
-    cfg = load_config(n["home"])
-    n["byzantine"] = list(cfg.byzantine)
+    try:
+        n["byzantine"] = list(read_adversary(n["home"]).byzantine)
+    except AdversaryError as exc:
+        raise LauncherError(str(exc)) from None
     n["pid"] = start_node_process(n)
     write_manifest(d, m)
     wait_ready(m, [index], timeout=ready_timeout)
@@ -542,8 +556,8 @@ def run_logs(args: argparse.Namespace) -> int:
 
 
 def set_link_rules(d: str | os.PathLike, rules: dict[int, Any]) -> None:
-    """Write each node's link rules file (network.faults.LinkRules); nodes apply them live."""
-    from network.faults import LinkRules, write_rules
+    """Write each node's link rules file (link_faults.LinkRules); nodes apply them live."""
+    from testnet.adversary.link_faults import LinkRules, write_rules
 
     m = read_manifest(d)
     for node in m["nodes"]:
@@ -553,7 +567,7 @@ def set_link_rules(d: str | os.PathLike, rules: dict[int, Any]) -> None:
 
 def partition(d: str | os.PathLike, groups: list[list[int]]) -> None:
     """Cut every link between different groups (nodes in no group are isolated from all)."""
-    from network.faults import LinkRules
+    from testnet.adversary.link_faults import LinkRules
 
     m = read_manifest(d)
     every = [x["index"] for x in m["nodes"]]

@@ -65,6 +65,45 @@ def test_checker_catches_a_forbidden_import(tmp_path):
 PRODUCT = ("bftnode", "consensus", "storage", "network")
 
 
+def _testnet_imports(root: pathlib.Path) -> list[str]:
+    """Every place under the product packages that imports `testnet`: import statements
+    (deferred and TYPE_CHECKING ones included) and `importlib.import_module("testnet…")` /
+    `__import__("testnet…")` calls."""
+    bad = []
+    for pkg in PRODUCT:
+        for path in sorted((root / pkg).rglob("*.py")):
+            dynamic = any(
+                isinstance(node, ast.Call) and node.args
+                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+                and node.args[0].value.split(".")[0] == "testnet"
+                and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                    "import_module", "__import__")
+                for node in ast.walk(ast.parse(path.read_text(), filename=str(path))))
+            if "testnet" in _imports(path) or dynamic:
+                bad.append(f"{path.relative_to(root)} imports testnet")
+    return bad
+
+
+def test_nothing_in_the_product_imports_testnet():
+    """The harness (Byzantine strategies, link faults, launcher) stays outside the product: a
+    node gets strategies only through build_node's seams, from `python -m testnet node`."""
+    assert _testnet_imports(ROOT) == []
+
+
+def test_the_testnet_check_finds_every_kind_of_import(tmp_path):
+    for pkg in PRODUCT:
+        (tmp_path / pkg).mkdir()
+    (tmp_path / "bftnode" / "a.py").write_text(
+        "def f():\n    from testnet.adversary import parse_strategy  # deferred\n")
+    (tmp_path / "network" / "b.py").write_text("import testnet.adversary.link_faults as lf\n")
+    (tmp_path / "storage" / "c.py").write_text(
+        "import importlib\nm = importlib.import_module('testnet.adversary')\n")
+    (tmp_path / "consensus" / "d.py").write_text("from . import testnet_like\nimport trio\n")
+    assert _testnet_imports(tmp_path) == ["bftnode/a.py imports testnet",
+                                          "storage/c.py imports testnet",
+                                          "network/b.py imports testnet"]
+
+
 def _module_graph(root: pathlib.Path, pkgs: tuple[str, ...]) -> dict[str, set[str]]:
     """module -> the product modules it imports anywhere in its file (deferred and
     TYPE_CHECKING imports included); `from pkg import sub` counts the submodule, not pkg."""

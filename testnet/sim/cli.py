@@ -5,7 +5,7 @@ JSON object with `--json`, a short human summary otherwise. Exit status is non-z
 run violates safety (an honest replica raising is a violation too), stalls, or lets an honest
 replica hold more than `--memory-bound-mb` MiB (or, with `--expect violated`, when none
 violates safety).
-Imports: stdlib, consensus.byzantine (parsing), testnet.sim.
+Imports: stdlib, testnet.adversary (parsing), testnet.sim.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from consensus.byzantine import STRATEGIES, parse_byzantine
+from testnet.adversary import STRATEGIES, parse_byzantine
 
 from .cluster import PLANTED_BUGS, SimOptions
 from .cluster import run_sim as simulate  # not `run_sim`: the dispatcher looks that name up

@@ -55,8 +55,8 @@ from consensus import (
     request_digest,
     sign_request,
 )
-from consensus.byzantine import ByzantineReplica, Collusion
 from consensus.codec import chain_digest
+from testnet.adversary import ByzantineReplica, Collusion
 from testnet.checkers import EquivocationMonitor, find_divergence, find_equivocations
 
 from .footprint import held_bytes

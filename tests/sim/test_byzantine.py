@@ -29,8 +29,8 @@ from consensus import (
     decode,
     sign_request,
 )
-from consensus.byzantine import ByzantineReplica, Collusion
 from consensus.codec import GENESIS_CHAIN_DIGEST
+from testnet.adversary import ByzantineReplica, Collusion
 from testnet.sim.cluster import default_replica_factory
 
 CFG = Config(n=4)
@@ -217,7 +217,7 @@ def _signed_by(rid, wire_array):
 
 
 def test_poison_ints_signs_block_sync_view_change_new_view_and_pre_prepare_out_of_range():
-    from consensus.byzantine import POISON_INTS
+    from testnet.adversary import POISON_INTS
 
     sent = _ticks(["poison-ints"], until_ms=2_000)  # replica 1 is view 1's primary
     assert sent and all(isinstance(s.message, bytes) and s.to is None for s in sent)
@@ -233,7 +233,7 @@ def test_poison_ints_signs_block_sync_view_change_new_view_and_pre_prepare_out_o
 
 
 def test_deep_nest_adds_one_deeply_nested_trailing_element_to_valid_messages():
-    from consensus.byzantine import DeepNest
+    from testnet.adversary import DeepNest
 
     byz = _wrap([DeepNest(depth=5_000)], [], rid=2)
     sent = [s.message for t in range(0, 1_200, 100) for s in byz.step(Tick(t)).send]
@@ -293,7 +293,7 @@ def test_forward_junk_relays_badly_signed_requests_under_real_keys():
 
 
 def test_new_strategies_parse_with_parameters_and_ask_for_ticks():
-    from consensus.byzantine import parse_strategy
+    from testnet.adversary import parse_strategy
 
     for spec in ("poison-ints:250", "deep-nest:2000", "checkpoint-flood:40", "bloat:512",
                  "forward-junk:100", "bloat:512:100", "deep-nest:2000:50"):

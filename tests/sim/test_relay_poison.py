@@ -16,7 +16,7 @@ import pytest
 
 from bftnode.app import KVApplication, MemoryState, ops
 from consensus import Request, request_digest, sign_request
-from consensus.byzantine import RelayPoison, parse_strategy, poison_ops, relay_poison_signer
+from testnet.adversary import RelayPoison, parse_strategy, poison_ops, relay_poison_signer
 from testnet.sim import SimOptions
 from testnet.sim.cluster import SimCluster
 

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from consensus.byzantine import STRATEGIES, DetRng, parse_byzantine, parse_strategy
+from testnet.adversary import STRATEGIES, DetRng, parse_byzantine, parse_strategy
 from testnet.checkers import EquivocationMonitor, find_gaps
 from testnet.sim import Faults, OneWay, Partition, SimCluster, SimNetwork, SimOptions, run_sim
 from testnet.sim.scenarios import f_plus_one_options, random_options

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consensus.byzantine import STRATEGIES
+from testnet.adversary import STRATEGIES
 from testnet.sim import Faults, OneWay, Partition, SimOptions, run_sim
 from testnet.sim.scenarios import f_plus_one_options
 

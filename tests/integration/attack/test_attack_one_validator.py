@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from consensus.byzantine import parse_strategy
 from testnet import launcher
+from testnet.adversary import parse_strategy
 from testnet.attack import (
     INFO,
     OK,

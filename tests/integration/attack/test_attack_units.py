@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from consensus.byzantine import STRATEGIES
+from testnet.adversary import STRATEGIES
 from testnet.attack import (
     VIOLATED,
     Fault,

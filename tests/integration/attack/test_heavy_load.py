@@ -23,7 +23,12 @@ import pytest
 
 from bftnode.app import ops
 from consensus.auth import Authenticator, Ed25519Signer, Ed25519Verifier
-from consensus.byzantine import (
+from consensus.events import Output, Tick
+from consensus.messages import Forward
+from consensus.normal import check_request
+from consensus.replica import MAX_FORWARD_REQUESTS
+from consensus.types import Config
+from testnet.adversary import (
     RELAY_FLOOD_KEYS,
     ByzContext,
     DetRng,
@@ -31,11 +36,6 @@ from consensus.byzantine import (
     parse_strategy,
     relay_flood_signer,
 )
-from consensus.events import Output, Tick
-from consensus.messages import Forward
-from consensus.normal import check_request
-from consensus.replica import MAX_FORWARD_REQUESTS
-from consensus.types import Config
 from testnet.attack import (
     Check,
     Fault,

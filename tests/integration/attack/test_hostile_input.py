@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import pytest
 
-from consensus.byzantine import poison_ops
+from testnet.adversary import poison_ops
 from testnet.attack import ScenarioError, load_scenario, parse_scenario, run_scenario
 from testnet.client_attack import EXPECTED_CODES, HOSTILE_RPC, ClientAttack
 

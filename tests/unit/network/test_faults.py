@@ -4,7 +4,7 @@ import pytest
 import trio
 
 from network import MemoryNetwork
-from network.faults import FaultyTransport, LinkRules, write_rules
+from testnet.adversary.link_faults import FaultyTransport, LinkRules, write_rules
 
 
 async def _recv_within(t, seconds: float):

@@ -140,11 +140,11 @@ def test_duplicate_validator_key_is_rejected():
 
 def test_config_round_trips_through_toml(tmp_path):
     c = NodeConfig(home=tmp_path, node_index=2, chain_id="c1", rpc_port=30000,
-                   byzantine=("silent",), compression="none", fsync=False, max_open_files=300)
+                   compression="none", fsync=False, max_open_files=300)
     write_config(c)
     c2 = load_config(tmp_path)
     assert c2 == NodeConfig(home=tmp_path.resolve(), node_index=2, chain_id="c1",
-                            rpc_port=30000, byzantine=("silent",), compression="none",
+                            rpc_port=30000, compression="none",
                             fsync=False, max_open_files=300)
     assert NodeConfig(home=tmp_path, node_index=0, chain_id="c").fsync  # fsync by default
     assert c2.rpc_host == "127.0.0.1"  # loopback unless the operator says otherwise
@@ -176,6 +176,16 @@ def test_bad_config_field_is_named(tmp_path, line, field):
     with pytest.raises(ConfigError) as exc:
         load_config(tmp_path)
     assert f"'{field}'" in str(exc.value) or field in str(exc.value)
+    assert "config.toml" in str(exc.value)
+
+
+@pytest.mark.parametrize("line", ['byzantine = ["silent"]', 'link_faults_file = "rules.json"'])
+def test_a_testnet_field_in_a_node_config_says_where_it_moved(tmp_path, line):
+    (tmp_path / "config.toml").write_text(f'node_index = 0\nchain_id = "c"\n{line}\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(tmp_path)
+    field = line.split("=")[0].strip()
+    assert f"field '{field}' moved to `python -m testnet node`" in str(exc.value)
     assert "config.toml" in str(exc.value)
 
 

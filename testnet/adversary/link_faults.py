@@ -3,7 +3,8 @@
 Owns `FaultyTransport`, a Transport wrapper that applies `LinkRules` to every frame sent to or
 received from a peer, and the JSON file format that lets a test or the attack runner change the
 rules of a live process (polled, so no extra control channel is needed). Only for testnets:
-a production node never enables it. Imports nothing of ours outside network/.
+`python -m testnet node` wraps a node's transport in it (`build_node(wrap_transport=...)`);
+`bftnode start` never does. Imports of ours: network.transport only.
 
 Rules file (all keys optional; peer indices as strings or ints):
     {"blocked": [2, 3], "drop": {"1": 0.2}, "delay_ms": {"1": 50}}
@@ -23,7 +24,7 @@ import trio
 
 from network.transport import IncomingSend, Transport
 
-log = structlog.get_logger("bftnode.network.faults")
+log = structlog.get_logger("testnet.adversary.link_faults")
 
 
 @dataclass(frozen=True)
