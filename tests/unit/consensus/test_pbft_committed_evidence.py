@@ -21,7 +21,7 @@ from consensus import (
 from consensus.bodies import header
 from consensus.byzantine import ByzantineReplica
 from consensus.evidence import encode_proof, evidence_request, verify_proof
-from consensus.replica import CONFLICTS_PER_INTERVAL
+from consensus.phases.evidence import CONFLICTS_PER_INTERVAL
 from testnet.checkers import find_equivocations
 
 FAST = {"timeout_request_ms": 200, "timeout_view_change_ms": 200, "status_interval_ms": 50}
