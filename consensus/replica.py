@@ -70,7 +70,9 @@ from .request_timer import RequestTimer
 from .types import Config
 from .view_change import ViewChangeVotes, backoff_ms
 
-__all__ = ["MAX_FORWARD_REQUESTS", "Replica"]  # MAX_FORWARD_REQUESTS: read by byzantine.py
+# MAX_FORWARD_REQUESTS (phases/intake.py) is re-exported: the Byzantine strategies and the
+# heavy-load test read it from here
+__all__ = ["MAX_FORWARD_REQUESTS", "Replica"]
 
 FUTURE_VIEWS = 2  # normal-case messages are buffered for at most this many views ahead
 VC_RESEND_BACKOFF_MAX = 2  # our VIEW-CHANGE is resent after 1, 2, 4, 4, ... intervals
@@ -78,6 +80,7 @@ VC_RESEND_BACKOFF_MAX = 2  # our VIEW-CHANGE is resent after 1, 2, 4, 4, ... int
 # taken from one peer per status interval; an honest peer sends a few (resends back off)
 COSTLY_PER_INTERVAL = 16
 COSTLY = (ViewChange, NewView, BlockSync)
+
 
 class Replica(
     IntakeMixin,
@@ -90,7 +93,11 @@ class Replica(
     RestoreMixin,
     ReplicaState,
 ):
-    """One PBFT replica. Feed it events with `step`; apply each Output in order."""
+    """One PBFT replica. Feed it events with `step`; apply each Output in order.
+
+    The `on_<message>` handlers and their helpers are inherited from the phase mixins in
+    `consensus/phases/` (one module per protocol phase); `ReplicaState` declares the state
+    set here, with its types."""
 
     def __init__(
         self,
