@@ -20,7 +20,7 @@ from consensus import (
 )
 from consensus.bodies import header
 from consensus.evidence import encode_proof, evidence_request, verify_proof
-from consensus.replica import CONFLICTS_PER_INTERVAL
+from consensus.phases.evidence import CONFLICTS_PER_INTERVAL
 from testnet.adversary import ByzantineReplica
 from testnet.checkers import find_equivocations
 

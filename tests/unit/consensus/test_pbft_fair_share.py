@@ -133,7 +133,7 @@ def test_another_relays_old_requests_go_again_to_the_primary_only(cluster_cls):
 
 def test_a_source_over_its_rate_rides_in_the_others_batches_instead_of_starting_its_own(
         cluster_cls):
-    from consensus.replica import BULK_DELAY_MS
+    from consensus.phases.proposal import BULK_DELAY_MS
 
     c = cluster_cls(source_rate_requests=10, source_rate_bytes=1024 * 1024,
                     source_burst_ms=1_000, forward_relay_ms=0, batch_delay_ms=2)
