@@ -30,7 +30,8 @@ from .ledger_core import LedgerCore, log
 from .records import decode, encode
 
 
-def _vote_key(msg: object) -> bytes:
+def vote_key(msg: object) -> bytes:
+    """The key an own vote is stored under: its kind, view and seq (a view change: the new view)."""
     if isinstance(msg, PrePrepare):
         return keys.vote(keys.KIND_PRE_PREPARE, msg.view, msg.seq)
     if isinstance(msg, Prepare):
@@ -61,7 +62,7 @@ class LedgerRecords(LedgerCore):
                 view = rec.view
                 b.put(keys.VIEW_KEY, encode(rec))
             elif isinstance(rec, OwnVote):
-                key = _vote_key(rec.message)
+                key = vote_key(rec.message)
                 data = encode(rec)
                 # only a stored key is read: a Get of an absent key feeds LevelDB's seek
                 # compaction (see _above_window), and nearly every vote is for a new slot

@@ -24,7 +24,7 @@ from . import keys
 from .interface import CorruptionError
 from .kv import KV, KVReader, Op
 from .ledger_core import LedgerCore, log
-from .ledger_records import _vote_key
+from .ledger_records import vote_key
 from .records import BlockBody, BlockHeader, decode
 
 
@@ -117,7 +117,7 @@ class LedgerRecovery(LedgerCore):
         votes = []
         for k, v in kv.items(keys.VOTE, keys.prefix_end(keys.VOTE)):
             rec = decode(OwnVote, v, k)
-            if _vote_key(rec.message) != k:
+            if vote_key(rec.message) != k:
                 self._fail(
                     "corrupt", f"{self.where}: own vote stored under the wrong key {k!r}",
                     CorruptionError,
