@@ -55,9 +55,9 @@ class Config:
     checkpoint_interval: int = 16
     # A VIEW-CHANGE carries the full PRE-PREPARE of every prepared slot above the stable
     # checkpoint (up to watermark_window of them) and a NEW-VIEW carries 2f+1 of those, so
-    # watermark_window * batch_max bounds their size: 32 * 200 requests is the 64 * 100 of
-    # sessions 1-11 (~2 MB per VIEW-CHANGE at ~300-B txs), with half the blocks per tx
-    # (saturated: ~5 % more tx/s, docs/performance.md at 072d7af). 400-request batches with
+    # watermark_window * batch_max bounds their size: 32 * 200 requests holds as
+    # many requests as 64 * 100 (~2 MB per VIEW-CHANGE at ~300-B txs), with half the blocks per tx
+    # (saturated: ~5 % more tx/s, docs/perf/history.md). 400-request batches with
     # a 32-slot window would bring a NEW-VIEW near the 8 MiB message limit under load.
     watermark_window: int = 32
     batch_max: int = 200
@@ -80,7 +80,7 @@ class Config:
     # >0: a backup sends its clients' requests to the primary, and to every replica only if
     # the primary has not proposed them this much later while not working through ours
     # (capped at timeout_request_ms / 4; see Replica._relay_unproposed): PBFT's relay, ~20 %
-    # fewer mesh bytes per tx at saturation (docs/performance.md at 072d7af). 0 = to every
+    # fewer mesh bytes per tx at saturation (docs/perf/history.md). 0 = to every
     # replica at once
     forward_relay_ms: int = 500
     max_pending_requests: int = 100_000
