@@ -1,4 +1,4 @@
-"""bftnode: the composition root (node runtime, embedding API, config, CLI) and its
+"""bftnode: the composition root (the node, embedding API, config, CLI) and its
 sub-packages `app` (the replicated application) and `rpc` (JSON-RPC server).
 
 Public names are re-exported lazily so `import bftnode.app` stays light and free of cycles.
@@ -22,8 +22,9 @@ _EXPORTS = {
     "KeyFileError": "bftnode.keys",
     "load_key_file": "bftnode.keys",
     "generate_key_file": "bftnode.keys",
-    "Node": "bftnode.runtime",
-    "StartupError": "bftnode.runtime",
+    "Node": "bftnode.node.node",
+    "StartupError": "bftnode.node.errors",
+    "TxRejected": "bftnode.node.errors",
     "open_node": "bftnode.api",
     "EmbeddedNode": "bftnode.api",
     "AsyncioNode": "bftnode.api",

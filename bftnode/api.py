@@ -22,7 +22,10 @@ import trio
 from storage.interface import StoredBlock, TxResult
 
 from .config import NodeConfig, load_config
-from .runtime import Node, StartupError, TxRejected, build_node
+from .node.build import build_node
+from .node.errors import StartupError, TxRejected
+from .node.node import Node
+from .node.ports import Application, ReplicaFactory, Store, Transport
 
 
 def _tx_dict(tr: TxResult) -> dict[str, Any]:
@@ -78,15 +81,18 @@ def _as_config(config: NodeConfig | str | os.PathLike) -> NodeConfig:
 
 @contextlib.asynccontextmanager
 async def open_node(
-    config: NodeConfig | str | os.PathLike, *, app: Any = None, transport: Any = None,
-    store: Any = None, replica_factory: Callable[..., Any] | None = None,
+    config: NodeConfig | str | os.PathLike, *, app: Application | None = None,
+    transport: Transport | None = None, store: Store | None = None,
+    replica_factory: ReplicaFactory | None = None,
+    wrap_transport: Callable[[Transport], Transport] | None = None,
 ) -> AsyncIterator[EmbeddedNode]:
     """Start a validator from its config (or home dir) and stop it on exit.
 
     `app`, `transport`, `store` default to KVApplication, libp2p on the configured port and
-    LevelDB under the home dir. Raises StartupError (clear message) if it cannot start."""
+    LevelDB under the home dir; `replica_factory` and `wrap_transport` are build_node's.
+    Raises StartupError (clear message) if it cannot start."""
     node = build_node(_as_config(config), app=app, transport=transport, store=store,
-                      replica_factory=replica_factory)
+                      replica_factory=replica_factory, wrap_transport=wrap_transport)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)

@@ -143,7 +143,7 @@ def run_start(args: argparse.Namespace,
 
     from .config import ConfigError, load_config
     from .logging import configure_logging, get_logger
-    from .runtime import StartupError
+    from .node.errors import StartupError
 
     try:
         cfg = load_config(args.home)
@@ -196,7 +196,7 @@ async def _start_main(cfg: Any, node_factory: Callable[[Any], Any] | None = None
 
     from .logging import get_logger
     from .memory import hold_free_memory, limit_arenas
-    from .runtime import build_node
+    from .node.build import build_node
 
     log = get_logger(node=cfg.node_index)
     limit_arenas(2)  # before the worker threads exist (see bftnode/memory.py)

@@ -1,6 +1,6 @@
 """The testnet's adversary: Byzantine replicas and faulty links, outside the product.
 
-A node gets them only through `bftnode.runtime.build_node`'s seams (`replica_factory`,
+A node gets them only through `bftnode.node.build.build_node`'s seams (`replica_factory`,
 `wrap_transport`), wired by `python -m testnet node` (`node.py`); the simulator wraps its
 replicas in `ByzantineReplica` directly.
 

@@ -129,7 +129,7 @@ def node_factory(adversary: Adversary) -> Callable[[Any], Any]:
     """`node_factory(config) -> Node` for `bftnode.cli.run_start`."""
 
     def build(config: Any) -> Any:
-        from bftnode.runtime import build_node
+        from bftnode.node.build import build_node
 
         return build_node(
             config,

@@ -10,7 +10,7 @@ import dataclasses
 import trio
 
 from bftnode.home import create_local_chain
-from bftnode.runtime import build_node
+from bftnode.node.build import build_node
 from consensus import (
     Checkpoint,
     ClientRequest,

@@ -3,7 +3,7 @@ again by the replica; a bad signature is never cached; the cache is bounded."""
 
 from __future__ import annotations
 
-from bftnode.runtime import CachingVerifier
+from bftnode.node.verify_cache import CachingVerifier
 from consensus import Ed25519Signer, Ed25519Verifier
 
 

@@ -1,11 +1,11 @@
-"""What a node answers a peer's FetchBlocks with (bftnode.runtime.blocks_for_fetch), read from
+"""What a node answers a peer's FetchBlocks with (bftnode.node.executor.blocks_for_fetch), read from
 a real LevelDB ledger: contiguous from the asked height, bounded in blocks and in bytes."""
 
 from __future__ import annotations
 
 from ledger_helpers import CHAIN_ID, GENESIS_HASH, ChainBuilder
 
-from bftnode.runtime import FETCH_MAX_BLOCKS, blocks_for_fetch
+from bftnode.node.executor import FETCH_MAX_BLOCKS, blocks_for_fetch
 from consensus.types import request_size
 from storage import open_store
 

@@ -235,7 +235,7 @@ class _ChainKeys:
     the shape `resign` wants: frames shaped for the test cluster, re-signed for this chain."""
 
     def __init__(self, cfgs, clients) -> None:
-        from bftnode.runtime import load_startup_files
+        from bftnode.node.build import load_startup_files
 
         loaded = [load_startup_files(c) for c in cfgs]
         self.domain = loaded[0][1].domain
@@ -282,7 +282,7 @@ async def test_a_running_node_survives_peer_bytes_and_keeps_stepping(tmp_path) -
     take a stream of mutated, re-signed frames from every peer; no task dies, the inbox
     drains, and the replica still answers a well-formed STATUS afterwards."""
     from bftnode.home import create_local_chain
-    from bftnode.runtime import build_node
+    from bftnode.node.build import build_node
 
     cfgs = create_local_chain(tmp_path, 4, base_port=41_900)
     transport = _Transport()

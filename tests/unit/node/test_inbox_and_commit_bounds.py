@@ -10,9 +10,11 @@ import dataclasses
 import pytest
 import trio
 
-import bftnode.runtime as runtime
+import bftnode.node.driver as driver
+import bftnode.node.executor as executor
 from bftnode.home import create_local_chain
-from bftnode.runtime import _chunks, build_node
+from bftnode.node.build import build_node
+from bftnode.node.executor import _chunks
 from consensus import Checkpoint, Execute, PrePrepare, Receive, Request, decode, encode
 from consensus.codec import batch_digest, chain_digest
 from consensus.peers import decoded_bytes
@@ -85,7 +87,7 @@ async def _drain(node, n: int) -> None:
 
 async def test_the_pump_stops_at_the_inbox_byte_bound_and_resumes_as_items_are_taken(
         tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(runtime, "INBOX_MAX_BYTES", 10 * COST)
+    monkeypatch.setattr(driver, "INBOX_MAX_BYTES", 10 * COST)
     node = _fed_node(tmp_path, 41100, 25)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(node._pump_incoming)  # the replica task is not running: nothing drains
@@ -102,7 +104,7 @@ async def test_the_pump_stops_at_the_inbox_byte_bound_and_resumes_as_items_are_t
 
 
 async def test_one_message_bigger_than_the_bound_still_passes(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(runtime, "INBOX_MAX_BYTES", COST // 2)
+    monkeypatch.setattr(driver, "INBOX_MAX_BYTES", COST // 2)
     node = _fed_node(tmp_path, 41200, 3)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(node._pump_incoming)
@@ -117,7 +119,7 @@ async def test_one_message_bigger_than_the_bound_still_passes(tmp_path, monkeypa
 async def test_a_group_of_blocks_commits_in_bounded_runs_and_all_execute(
         tmp_path, monkeypatch, chunk) -> None:
     commits: list[int] = []
-    monkeypatch.setattr(runtime, "EXEC_CHUNK_REQUESTS", chunk)
+    monkeypatch.setattr(executor, "EXEC_CHUNK_REQUESTS", chunk)
     cfg = create_local_chain(tmp_path, 4, base_port=41300)[1]
     cfg = dataclasses.replace(cfg, rpc_port=0)
     node = build_node(cfg, transport=_Transport())

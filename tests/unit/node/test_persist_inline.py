@@ -3,7 +3,8 @@ and which it hands to a worker thread (big batches, checkpoints, prunes, view ch
 
 from __future__ import annotations
 
-from bftnode.runtime import INLINE_MAX_REQUESTS, _small_blocks, _small_persist
+from bftnode.node.driver import _small_persist
+from bftnode.node.executor import INLINE_MAX_REQUESTS, _small_blocks
 from consensus import (
     Commit,
     Conviction,

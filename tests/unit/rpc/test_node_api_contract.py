@@ -24,9 +24,9 @@ def test_implementation_has_every_nodeapi_method_with_the_same_async_shape(impl)
     if impl == "fake":
         cls = FakeNode
     else:
-        from bftnode import runtime
+        from bftnode.node.node import Node
 
-        cls = runtime.Node
+        cls = Node
     assert _methods(), "NodeAPI lists no methods"
     for name in _methods():
         fn = getattr(cls, name, None)
