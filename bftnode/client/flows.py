@@ -351,12 +351,7 @@ class Front:
     def client_id(self) -> bytes:
         return self._core.client_id
 
-    @property
-    def retries(self) -> int:
-        """Extra failover rounds of a call (after the first)."""
-        return self._core.retries
-
-    @retries.setter
-    def retries(self, value: int) -> None:
-        self._core.retries = value
+    retries = property(lambda self: self._core.retries,
+                       lambda self, value: setattr(self._core, "retries", value),
+                       doc="Extra failover rounds of a call (after the first).")
 
