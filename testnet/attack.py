@@ -29,13 +29,12 @@ reading only JSON-RPC:
 It also measures, for every perturbation (and for a byzantine primary from the start), the time
 from the fault to the next commit.
 
-Imports: stdlib, httpx, httpx_ws, rich, bftnode (keys, app.ops), consensus, testnet.
+Imports: stdlib, httpx, httpx_ws, rich, bftnode (keys, app.ops, client), consensus, testnet.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
@@ -55,9 +54,12 @@ from typing import Any
 import httpx
 
 from bftnode.app import ops
+from bftnode.client import BadAnswer, ClientError, RPCCallError
+from bftnode.client.core import sub_message, subscribe_request, tx_param, ws_url
+from bftnode.client.sync import rpc_batch, rpc_call
 from bftnode.keys import NodeKey
 from bftnode.rpc.errors import TIMEOUT as RPC_TIMEOUT
-from consensus import Request, encode, request_digest, sign_request
+from consensus import Request, request_digest, sign_request
 from testnet import launcher
 from testnet.bench import proc_cpu_s, proc_rss_mb
 from testnet.checkers import find_divergence
@@ -273,20 +275,10 @@ def shipped_scenarios() -> list[str]:
 
 def call(http: httpx.Client, url: str, method: str, params: dict | None = None,
          timeout: float = 3.0) -> Any:
-    """One JSON-RPC call; raises RPCFailure (with the node's message) or httpx errors."""
-    r = http.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method,
-                             "params": params or {}}, timeout=timeout)
-    body = r.json()
-    if "error" in body:
-        err = body["error"]
-        raise RPCFailure(f"{method}: {err.get('message')}", err.get("code"))
-    return body["result"]
-
-
-class RPCFailure(Exception):
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
+    """One JSON-RPC call (the client core's request and parser); raises RPCCallError (the
+    node's error answer; BadAnswer, also a ValueError, when it is not JSON-RPC) or httpx
+    errors."""
+    return rpc_call(http, url, method, params, timeout)
 
 
 # ---------------------------------------------------------------- the run
@@ -497,7 +489,7 @@ class Run:
         signed bytes) in the next array to the next live honest node. Returns when each
         was acknowledged (time.monotonic()), for the acknowledged ones."""
         timeout = self.sc.load.commit_timeout_s
-        todo = {request_digest(r): base64.b64encode(encode(r)).decode() for r in reqs}
+        todo = {request_digest(r): tx_param(r) for r in reqs}
         with self.lock:
             self.submitted += len(todo)
         done: list[float] = []
@@ -511,33 +503,26 @@ class Run:
             i = live[k % len(live)]
             k += 1
             hashes = list(todo)
-            payload = [{"jsonrpc": "2.0", "id": n, "method": "broadcast_tx_commit",
-                        "params": {"tx": todo[h], "timeout": timeout}}
-                       for n, h in enumerate(hashes)]
+            calls = [("broadcast_tx_commit", {"tx": todo[h], "timeout": timeout}) for h in hashes]
             try:
-                answers = http.post(self.urls[i], json=payload, timeout=timeout + 5).json()
-                if not isinstance(answers, list):
-                    raise ValueError(f"batch answered {str(answers)[:80]}")
-            except (httpx.HTTPError, ValueError) as exc:
+                answers = rpc_batch(http, self.urls[i], calls, timeout=timeout + 5)
+            except (httpx.HTTPError, ClientError) as exc:
                 with self.lock:
                     self.submit_errors[type(exc).__name__] += 1
                 self.stop.wait(0.1)
                 continue
-            for ans in answers:
-                n = ans.get("id")
-                if not isinstance(n, int) or not 0 <= n < len(hashes):
+            for h, ans in zip(hashes, answers, strict=True):
+                if isinstance(ans, BadAnswer):  # no answer for this one: send it again
                     continue
-                h = hashes[n]
-                err = ans.get("error")
-                if err is None:
-                    res = ans.get("result") or {}
+                if not isinstance(ans, RPCCallError):
+                    res = ans or {}
                     with self.lock:
                         self.acked[h] = {"height": res.get("height"), "node": i, "t": self.now()}
                     done.append(time.monotonic())
                     del todo[h]
                     continue
-                msg = f"broadcast_tx_commit: {err.get('message')}"
-                if not _retry_later(err.get("code"), msg):
+                msg = f"broadcast_tx_commit: {ans.message}"
+                if not _retry_later(ans.code, msg):
                     with self.lock:
                         self.rejected[msg[:80]] += 1
                     del todo[h]
@@ -550,7 +535,7 @@ class Run:
                deadline_s: float | None = None) -> dict | None:
         """broadcast_tx_commit the SAME signed tx to live honest nodes in turn until one
         acknowledges it (a retry is safe: the chain executes (client, seq) at most once)."""
-        tx = base64.b64encode(encode(req)).decode()
+        tx = tx_param(req)
         h = request_digest(req)
         with self.lock:
             self.submitted += 1
@@ -567,19 +552,19 @@ class Run:
             try:
                 res = call(http, self.urls[i], "broadcast_tx_commit",
                            {"tx": tx, "timeout": timeout}, timeout=timeout + 5)
-            except RPCFailure as exc:
-                msg = str(exc)
+            except (httpx.HTTPError, BadAnswer) as exc:
+                with self.lock:
+                    self.submit_errors[type(exc).__name__] += 1
+                self.stop.wait(0.1)
+                continue
+            except RPCCallError as exc:
+                msg = f"broadcast_tx_commit: {exc.message}"
                 if exc.code is not None and not _retry_later(exc.code, msg):
                     with self.lock:
                         self.rejected[msg[:80]] += 1
                     return None
                 with self.lock:
                     self.submit_errors[msg[:60]] += 1
-                continue
-            except (httpx.HTTPError, ValueError) as exc:
-                with self.lock:
-                    self.submit_errors[type(exc).__name__] += 1
-                self.stop.wait(0.1)
                 continue
             with self.lock:
                 self.acked[h] = {"height": res.get("height"), "node": i, "t": self.now()}
@@ -897,20 +882,15 @@ def tx_places(http: httpx.Client, url: str, hashes: list[str]) -> dict[str, Any]
     out: dict[str, Any] = {}
     for k in range(0, len(hashes), TX_LOOKUPS_PER_CALL):
         part = hashes[k:k + TX_LOOKUPS_PER_CALL]
-        payload = [{"jsonrpc": "2.0", "id": n, "method": "tx", "params": {"hash": hx}}
-                   for n, hx in enumerate(part)]
         try:
-            answers = http.post(url, json=payload, timeout=30).json()
-            if not isinstance(answers, list):
-                raise ValueError(str(answers)[:80])
+            answers = rpc_batch(http, url, [("tx", {"hash": hx}) for hx in part], timeout=30)
         except Exception as exc:
             out.update({hx: type(exc).__name__ for hx in part})
             continue
-        for ans in answers:
-            n = ans.get("id")
-            if isinstance(n, int) and 0 <= n < len(part):
-                r = ans.get("result")
-                out[part[n]] = None if "error" in ans or not r else (r["height"], r["index"])
+        for hx, r in zip(part, answers, strict=True):
+            if not isinstance(r, BadAnswer):  # no answer for it: unknown ("?")
+                out[hx] = None if isinstance(r, RPCCallError) or not r else (
+                    r["height"], r["index"])
     return out
 
 
@@ -924,10 +904,8 @@ def lock_history(url: str, upto: int, timeout: float = 20.0) -> list[dict]:
 
     evs: list[Any] = []
     end = time.monotonic() + timeout
-    ws_url = "ws" + url[4:] + "/websocket"
-    with httpx.Client() as http, connect_ws(ws_url, http) as ws:
-        ws.send_text(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "subscribe",
-                                 "params": {"topic": "events", "from_height": 1}}))
+    with httpx.Client() as http, connect_ws(ws_url(url), http) as ws:
+        ws.send_text(subscribe_request("events", from_height=1))
         last_h = 0
         while last_h < upto and time.monotonic() < end:
             try:  # notifications come only for blocks with events: idle means caught up
@@ -935,14 +913,10 @@ def lock_history(url: str, upto: int, timeout: float = 20.0) -> list[dict]:
             except (TimeoutError, queue.Empty):
                 break
             msg = json.loads(text)
-            if "error" in msg:
-                raise RPCFailure(f"subscribe events: {msg['error'].get('message')}")
-            if msg.get("method") == "subscription_closed":
-                raise RPCFailure(f"events subscription closed: {msg['params'].get('reason')}")
+            r = sub_message(msg)  # raises the node's error answer, SubscriptionClosed
             p = msg.get("params") or {}
             if "height" in p:
                 last_h = max(last_h, int(p["height"]))
-            r = p.get("result")
             if isinstance(r, dict) and "kind" in r:
                 key = r.get("key", "")
                 r = {**r, "key": key.encode() if isinstance(key, str) else b"?"}

@@ -24,13 +24,13 @@ machine, unlike tx/s. `--rate R --duration S` offers R tx/s for S seconds.
 with their ratios; `--sweep` runs a bounded grid (nodes 4/7/10, batch_max, tx size, clients) and
 writes a markdown table, JSON and a PNG plot (testnet.bench_plot, matplotlib) to `--sweep-out`.
 
-Imports: stdlib, trio, httpx, httpx_ws, nacl, bftnode (keys, app.ops), consensus, testnet.launcher.
+Imports: stdlib, trio, httpx, httpx_ws, nacl, bftnode (keys, app.ops, client), consensus,
+testnet.launcher.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import math
 import os
@@ -46,16 +46,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import msgspec
 import nacl.signing
 import trio
 
 from bftnode.app import ops
+from bftnode.client import BadAnswer, ClientError, RPCCallError, SubscriptionClosed
+from bftnode.client import core as C
+from bftnode.client.aio import rpc_call
 from bftnode.keys import NodeKey
-from consensus import Request, encode, request_digest, sign_request
+from consensus import Request, request_digest, sign_request
 
 SETTLE_TIMEOUT_S = 60.0
-JSON_HEADERS = {"content-type": "application/json"}
 
 
 # Closed-loop clients sign ahead so the load generator's Ed25519 signing (~20-30 us per tx, a
@@ -367,16 +368,19 @@ class Bench:
         url = "ws" + self.urls[0][4:] + "/websocket"
         async with aconnect_ws(url, http, max_message_size_bytes=16 << 20,
                                queue_size=4096) as ws:
-            await ws.send_text(json.dumps({
-                "jsonrpc": "2.0", "id": 1, "method": "subscribe",
-                "params": {"topic": "blocks", "from_height": self.next_height}}))
+            await ws.send_text(C.subscribe_request("blocks", from_height=self.next_height))
             if task_status is not None:
                 task_status.started()
             while True:
-                msg = json.loads(await ws.receive_text())
-                if msg.get("method") == "subscription":
+                try:
+                    blk = C.sub_message(json.loads(await ws.receive_text()))
+                except SubscriptionClosed as closed:
+                    self.next_height = int(closed.data["resume_from_height"])
+                    return  # resubscribe from where the server stopped
+                except RPCCallError as exc:
+                    raise RuntimeError(f"subscribe failed: {exc.message}") from None
+                if blk is not None:
                     now = time.monotonic()
-                    blk = msg["params"]["result"]
                     self.next_height = blk["height"] + 1
                     self.observed_height = blk["height"]
                     for th in blk.get("tx_hashes", []):
@@ -385,11 +389,6 @@ class Bench:
                     self.block_seen = trio.Event()
                     if self.all_done.is_set() and self.acked <= self.committed.keys():
                         return
-                elif msg.get("method") == "subscription_closed":
-                    self.next_height = int(msg["params"]["resume_from_height"])
-                    return  # resubscribe from where the server stopped
-                elif "error" in msg:
-                    raise RuntimeError(f"subscribe failed: {msg['error']}")
 
     # -- submitters
     async def http_client(self, http: httpx.AsyncClient, url: str, reqs: list[Request],
@@ -401,24 +400,27 @@ class Bench:
 
     async def _post_chunk(self, http: httpx.AsyncClient, url: str,
                           chunk: list[Request]) -> list[bytes]:
-        """Submit one JSON-RPC batch array of `broadcast_tx_sync`; returns the tx hashes."""
+        """Submit one JSON-RPC batch array of `broadcast_tx_sync`; returns the tx hashes. The
+        hot path: the client core builds the array and parses the answer (`batch_results`),
+        the I/O is one POST on the shared httpx.AsyncClient."""
         payload = _submit_payload(chunk)
         now = time.monotonic()
         hashes = [request_digest(r) for r in chunk]
         for th in hashes:
             self.submitted.setdefault(th, now)
         try:
-            resp = await http.post(url + "/", content=msgspec.json.encode(payload),
-                                   headers=JSON_HEADERS)
-            answers = msgspec.json.decode(resp.content)
-        except (httpx.HTTPError, ValueError, msgspec.DecodeError) as exc:
+            resp = await http.post(url + "/", content=C.encode_json(payload),
+                                   headers=C.JSON_HEADERS)
+            answers = C.batch_results(resp.content, payload)
+        except (httpx.HTTPError, BadAnswer) as exc:
             self.errors.append(f"{url}: {type(exc).__name__}: {exc}")
             return hashes
-        if isinstance(answers, dict):
-            self.rejected[answers.get("error", {}).get("message", "?")[:80]] += len(chunk)
+        except RPCCallError as exc:  # the whole batch refused
+            self.rejected[exc.message[:80]] += len(chunk)
             return hashes
-        for a in answers:
-            self._ack(hashes[a["id"]], a)
+        for th, a in zip(hashes, answers, strict=True):
+            if not isinstance(a, BadAnswer):  # a call without an answer: neither
+                self._ack(th, a)
         return hashes
 
     async def closed_client(self, http: httpx.AsyncClient, c: int, share: int) -> None:
@@ -484,8 +486,8 @@ class Bench:
 
             async def reader() -> None:
                 for _ in reqs:
-                    a = json.loads(await ws.receive_text())
-                    self._ack(hashes[a["id"]], a)
+                    a = C.decode_json(await ws.receive_text())
+                    self._ack(hashes[a["id"]], C.answer(a))
                     window.release()
 
             async with trio.open_nursery() as nursery:
@@ -494,16 +496,17 @@ class Bench:
                     await self.pace(k, c)
                     await window.acquire()
                     self.submitted[hashes[k]] = time.monotonic()
-                    await ws.send_text(json.dumps({
-                        "jsonrpc": "2.0", "id": k, "method": "broadcast_tx_sync",
-                        "params": {"tx": base64.b64encode(encode(r)).decode()}}))
+                    await ws.send_text(C.encode_json(C.request(
+                        "broadcast_tx_sync", {"tx": C.tx_param(r)}, k)).decode())
 
-    def _ack(self, th: bytes, answer: dict[str, Any]) -> None:
-        if "result" in answer and answer["result"].get("status") in ("accepted", "committed"):
+    def _ack(self, th: bytes, result: Any) -> None:
+        """One broadcast_tx_sync answer (`core.answer`: the result, or its RPCCallError)."""
+        if isinstance(result, dict) and result.get("status") in ("accepted", "committed"):
             self.acked.add(th)
             self.acked_at.setdefault(th, time.monotonic())
         else:
-            self.rejected[str(answer.get("error", {}).get("message", "?"))[:80]] += 1
+            msg = result.message if isinstance(result, RPCCallError) else "?"
+            self.rejected[msg[:80]] += 1
 
     async def retransmit(self, http: httpx.AsyncClient, round_: int) -> None:
         """Resend acknowledged-but-uncommitted txs (same signed bytes: executed at most once)
@@ -516,8 +519,8 @@ class Bench:
             url = self.urls[(round_ + i // 50) % len(self.urls)]
             payload = _submit_payload([self.requests[h] for h in pending[i:i + 50]])
             try:
-                await http.post(url + "/", content=msgspec.json.encode(payload),
-                                headers=JSON_HEADERS)
+                await http.post(url + "/", content=C.encode_json(payload),
+                                headers=C.JSON_HEADERS)
             except httpx.HTTPError as exc:
                 self.errors.append(f"retransmit to {url}: {type(exc).__name__}")
             self.retransmitted += len(payload)
@@ -599,7 +602,7 @@ class Bench:
                 info = await rpc(http, url, "net_info")
                 for peer in info.get("peers", []):
                     total += int((peer.get("stats") or {}).get("bytes_out", 0))
-        except (httpx.HTTPError, RuntimeError, ValueError, TypeError):
+        except (httpx.HTTPError, ClientError, ValueError, TypeError):
             return None
         return total
 
@@ -689,9 +692,7 @@ class Bench:
 
 def _submit_payload(reqs: list[Request]) -> list[dict[str, Any]]:
     """A JSON-RPC batch array of `broadcast_tx_sync`, ids = positions in `reqs`."""
-    return [{"jsonrpc": "2.0", "id": k, "method": "broadcast_tx_sync",
-             "params": {"tx": base64.b64encode(encode(r)).decode()}}
-            for k, r in enumerate(reqs)]
+    return C.batch_request([("broadcast_tx_sync", {"tx": C.tx_param(r)}) for r in reqs])
 
 
 def _sum_or_none(values: Any) -> float | None:
@@ -702,12 +703,9 @@ def _sum_or_none(values: Any) -> float | None:
 
 
 async def rpc(http: httpx.AsyncClient, url: str, method: str, **params: Any) -> Any:
-    r = await http.post(url + "/", json={"jsonrpc": "2.0", "id": 1, "method": method,
-                                         "params": params})
-    body = r.json()
-    if "error" in body:
-        raise RuntimeError(f"{url} {method}: {body['error'].get('message')}")
-    return body["result"]
+    """One JSON-RPC call (the client core's request and parser); raises httpx errors or
+    the answer's RPCCallError."""
+    return await rpc_call(http, url + "/", method, params)
 
 
 def _consensus_overrides(items: list[str]) -> dict[str, Any]:

@@ -37,7 +37,8 @@ from typing import Any
 import trio
 
 from bftnode.app import ops
-from bftnode.client import AsyncClient, ClientError, TxFailed
+from bftnode.client import AsyncClient, ClientError, SubscriptionClosed, TxFailed
+from bftnode.client.core import sub_message, subscribe_request, ws_url
 from testnet import history as H
 
 FENCE_WIDTH = 8  # tokens as fixed-width big-endian bytes: byte order = numeric order
@@ -124,15 +125,13 @@ class EventRecorder:
         from httpx_ws import aconnect_ws
 
         started = False
-        ws_url = "ws" + self.url[4:] + "/websocket"
         async with httpx.AsyncClient(timeout=30.0) as http:
             while True:
                 try:
-                    async with aconnect_ws(ws_url, http,
+                    async with aconnect_ws(ws_url(self.url), http,
                                            max_message_size_bytes=8 * 1024 * 1024) as ws:
-                        await ws.send_text(json.dumps({
-                            "jsonrpc": "2.0", "id": 1, "method": "subscribe",
-                            "params": {"topic": "events", "from_height": self._resume_height()}}))
+                        await ws.send_text(subscribe_request(
+                            "events", from_height=self._resume_height()))
                         if not started:
                             started = True
                             task_status.started()
@@ -148,17 +147,16 @@ class EventRecorder:
 
     def _on_message(self, msg: Any) -> bool:
         """Handle one message; True when the subscription ended (resubscribe)."""
-        if not isinstance(msg, dict):
-            return False
-        if "error" in msg:
-            self.error = str(msg["error"])
+        try:
+            ev = sub_message(msg)
+        except SubscriptionClosed as exc:
+            self.error = str(exc.data.get("reason"))
             return True
-        p = msg.get("params") or {}
-        if msg.get("method") == "subscription_closed":
-            self.error = str(p.get("reason"))
+        except ClientError as exc:  # an error answer
+            self.error = f"{exc.code}: {exc.message}"
             return True
-        if msg.get("method") == "subscription" and p.get("topic") == "events":
-            self.events.append(p["result"])
+        if ev is not None and msg["params"].get("topic") == "events":
+            self.events.append(ev)
             old, self._changed = self._changed, trio.Event()
             old.set()
         return False

@@ -22,12 +22,11 @@ runner's clock (same host), the result codes of the hostile txs, and every RPC a
 is deterministic) and looked up with `tx` on every honest node: they must be on the ledger,
 each with an error result (never ok, never internal_error), the same on every honest node.
 
-Imports: stdlib, httpx, bftnode (keys, app.ops, app.errors), consensus, testnet.
+Imports: stdlib, httpx, bftnode (keys, app.ops, app.errors, client), consensus, testnet.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import threading
@@ -40,6 +39,9 @@ import httpx
 
 from bftnode.app import ops
 from bftnode.app.errors import CODE_NAMES, INTERNAL, OK
+from bftnode.client import ClientError, RPCCallError
+from bftnode.client.core import tx_param
+from bftnode.client.sync import rpc_batch, rpc_call
 from bftnode.keys import NodeKey
 from consensus import Request, encode, request_digest, sign_request
 from consensus.types import Config
@@ -140,24 +142,6 @@ def hostile_call(http: httpx.Client, url: str, how: str, what: bytes | str) -> i
         code = body["error"].get("code")
         return code if isinstance(code, int) else f"error without a code: {body['error']}"
     return "result"
-
-
-# ---------------------------------------------------------------- JSON-RPC batches
-
-
-def rpc_batch(http: httpx.Client, url: str, calls: list[tuple[str, dict]],
-              timeout: float = RPC_TIMEOUT_S) -> list[dict]:
-    """One JSON-RPC batch; per call its answer object ({"result": …} or {"error": …}), in
-    order. Raises httpx errors and ValueError (not a batch answer)."""
-    payload = [{"jsonrpc": "2.0", "id": k, "method": m, "params": p}
-               for k, (m, p) in enumerate(calls)]
-    r = http.post(url, json=payload, timeout=timeout)
-    body = r.json()
-    if not isinstance(body, list):
-        raise ValueError(f"not a batch answer: {str(body)[:200]}")
-    by_id = {a.get("id"): a for a in body if isinstance(a, dict)}
-    return [by_id.get(k, {"error": {"code": None, "message": "no answer"}})
-            for k in range(len(calls))]
 
 
 # ---------------------------------------------------------------- the hostile client
@@ -288,20 +272,19 @@ class HostileClient:
             size += b64
         k = 0
         for chunk in filter(None, chunks):
-            calls = [("broadcast_tx_sync", {"tx": base64.b64encode(encode(s.req)).decode()})
-                     for s in chunk]
+            calls = [("broadcast_tx_sync", {"tx": tx_param(s.req)}) for s in chunk]
             while time.monotonic() < self.end and not self.r.stop.is_set():
                 url, k = self.next_url(k), k + 1
                 if url is None:
                     continue
                 try:
                     answers = rpc_batch(http, url, calls, timeout=30.0)
-                except (httpx.HTTPError, ValueError) as exc:
+                except (httpx.HTTPError, ClientError) as exc:
                     self.fig.submit_codes[f"no answer: {type(exc).__name__}"] += 1
                     continue
                 for s, a in zip(chunk, answers, strict=True):
-                    if "error" in a:
-                        self.fig.submit_codes[a["error"].get("code")] += 1
+                    if isinstance(a, RPCCallError):
+                        self.fig.submit_codes[a.code] += 1
                     else:
                         s.accepted = True
                         self.fig.submit_codes["accepted"] += 1
@@ -324,24 +307,24 @@ class HostileClient:
                 found = sorted(self.in_blocks)
                 for at in range(0, len(found), 500):
                     part = found[at: at + 500]
-                    answers = rpc_batch(http, url, [("tx", {"hash": h}) for h in part])
-                    for h, a in zip(part, answers, strict=True):
-                        res = a.get("result")
+                    answers = rpc_batch(http, url, [("tx", {"hash": h}) for h in part],
+                                        RPC_TIMEOUT_S)
+                    for h, res in zip(part, answers, strict=True):
                         if isinstance(res, dict) and "height" in res:
                             s = self.by_hash[h]
                             s.height, s.code = int(res["height"]), int(res.get("code", 0))
                             self.in_blocks.discard(h)
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            except (httpx.HTTPError, ClientError, ValueError, KeyError, TypeError):
                 pass
             self.r.stop.wait(POLL_S)
 
     def scan(self, http: httpx.Client, url: str) -> None:
         """Block headers from the last scanned height to `url`'s height: our txs in them."""
-        top = int(rpc_batch(http, url, [("status", {})])[0]["result"]["height"])
+        top = int(rpc_call(http, url, "status", timeout=RPC_TIMEOUT_S)["height"])
         while self.scanned < top:
             hi = min(top, self.scanned + 100)
-            res = rpc_batch(http, url, [("blockchain", {"min_height": self.scanned + 1,
-                                                        "max_height": hi})])[0]["result"]
+            res = rpc_call(http, url, "blockchain", {"min_height": self.scanned + 1,
+                                                     "max_height": hi}, RPC_TIMEOUT_S)
             for b in res["blocks"]:
                 self.in_blocks.update(h for h in b.get("tx_hashes", []) if h in self.by_hash)
             self.scanned = hi
@@ -349,9 +332,8 @@ class HostileClient:
     def current_revision(self, http: httpx.Client) -> int:
         for url in self.live():
             try:
-                answer = rpc_batch(http, url, [("revision", {})])[0]
-                return int(answer["result"]["revision"])
-            except (httpx.HTTPError, ValueError, KeyError, TypeError):
+                return int(rpc_call(http, url, "revision", timeout=RPC_TIMEOUT_S)["revision"])
+            except (httpx.HTTPError, ClientError, ValueError, KeyError, TypeError):
                 continue
         return 0
 
@@ -387,11 +369,11 @@ class HostileClient:
             try:
                 for top in range(hi, lo - 1, -100):
                     res = rpc_batch(http, url, [("blockchain", {
-                        "min_height": max(lo, top - 99), "max_height": top})])[0]
-                    for b in (res.get("result") or {}).get("blocks", []):
+                        "min_height": max(lo, top - 99), "max_height": top})], RPC_TIMEOUT_S)[0]
+                    for b in (res if isinstance(res, dict) else {}).get("blocks", []):
                         blocks[int(b["height"])] = b
                 break
-            except (httpx.HTTPError, ValueError):
+            except (httpx.HTTPError, ClientError):
                 continue
         times = {h: int(b["time"]) for h, b in blocks.items()}
         steps = [(times[h] - times[h - 1], h) for h in range(lo + 1, hi + 1)
@@ -539,11 +521,10 @@ def poison_checks(run: Any, http: httpx.Client, urls: dict[int, str]) -> list[An
     for j, url in urls.items():
         try:
             answers = rpc_batch(http, url, [("tx", {"hash": h}) for _, h in lookups], 30.0)
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, ClientError) as exc:
             problems.append(f"node{j}: tx lookups failed ({type(exc).__name__})")
             continue
-        for (_, h), a in zip(lookups, answers, strict=True):
-            res = a.get("result")
+        for (_, h), res in zip(lookups, answers, strict=True):
             if isinstance(res, dict) and "code" in res:
                 seen.setdefault(h, {})[j] = (res["height"], res["code"], res.get("code_name"))
     by_variant: dict[str, Counter] = {}

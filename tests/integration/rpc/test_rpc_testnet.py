@@ -41,6 +41,12 @@ def urls(testnet) -> list[str]:
     return [n["rpc"] for n in testnet["nodes"]]
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request) -> str:
+    """The async client's tests (marked anyio) run on both event loops."""
+    return request.param
+
+
 def test_put_is_committed_with_a_verified_certificate_and_readable_everywhere(urls, tmp_path):
     with Client(urls, tmp_path / "c.key") as c:
         res = c.put("it/hello", "world")
@@ -86,23 +92,26 @@ def test_locks_give_increasing_fencing_tokens_and_leases_stay_alive(urls, tmp_pa
             assert ttl["id"] == lease_id and ttl["deadline_ms"] > first_deadline
 
 
-async def test_watch_sees_a_committed_put(urls, tmp_path):
+@pytest.mark.anyio
+async def test_watch_sees_a_committed_put(urls, tmp_path, anyio_backend):
+    import anyio
+
     async with AsyncClient(urls, tmp_path / "c.key") as c:
         seen = []
 
-        async def watch(task_status=trio.TASK_STATUS_IGNORED):
+        async def watch(task_status=anyio.TASK_STATUS_IGNORED):
             task_status.started()
             async with c.watch("it/watch/") as events:
                 async for ev in events:
                     seen.append(ev)
                     return
 
-        with trio.fail_after(30):
-            async with trio.open_nursery() as nursery:
-                await nursery.start(watch)
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as tg:
+                await tg.start(watch)
                 while not seen:  # re-put until the (asynchronously registered) watch sees one
                     await c.put("it/watch/a", "1")
-                    await trio.sleep(0.5)
+                    await anyio.sleep(0.5)
     assert seen[0]["key"] == "it/watch/a" and seen[0]["kind"] == "put"
 
 
@@ -222,3 +231,33 @@ def test_bench_command_starts_a_fresh_testnet_and_prints_one_json_object():
     assert result["lost"] == 0 and result["acked"] == 120 and result["tx_per_s"] > 0
     speed = result["ed25519_verify_us"]  # the machine's speed, before and after the run
     assert 5 < speed["before"] < 5_000 and 5 < speed["after"] < 5_000
+
+
+@pytest.mark.anyio
+async def test_async_client_commits_locks_and_keeps_leases_alive_on_asyncio_and_trio(
+    urls, tmp_path, anyio_backend
+):
+    import anyio
+    import sniffio
+
+    assert sniffio.current_async_library() == anyio_backend  # run by anyio, not pytest-trio
+    name = f"it/aio/{anyio_backend}"
+    async with AsyncClient(urls, tmp_path / "c.key") as c:
+        res = await c.put(name, anyio_backend)
+        assert res["verified"] == "certificate" and res["code"] == 0
+        got = await c.get(name, min_revision=res["result"]["revision"])
+        assert got["value"] == anyio_backend
+        status, missing = await c.batch([("status", {}), ("no_such_method", {})], url=urls[1])
+        assert "height" in status and missing.code == -32601
+        async with c.lock(name + "-lock", ttl=5) as t1:
+            assert (await c.lock_status(name + "-lock", token=t1))["held"] is True
+        async with c.lock(name + "-lock", ttl=5) as t2:
+            pass
+        assert t2 > t1 and (await c.lock_status(name + "-lock"))["locked"] is False
+        async with c.lease(1.5) as lease_id:
+            first_deadline = (await c.lease_ttl(lease_id))["deadline_ms"]
+            with anyio.fail_after(20):  # the AGREED block time passes the first deadline
+                while (await c.lease_ttl(lease_id))["time_ms"] <= first_deadline + 500:
+                    await anyio.sleep(0.1)
+            ttl = await c.lease_ttl(lease_id)  # still there: the keepalive task moved it
+            assert ttl["id"] == lease_id and ttl["deadline_ms"] > first_deadline

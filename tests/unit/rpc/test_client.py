@@ -153,3 +153,28 @@ async def test_no_reachable_node_gives_a_timeout_not_a_hang(url, tmp_path):
                            timeout=0.5, retries=0) as c:
         with trio.fail_after(5), pytest.raises(TxTimeout, match="not confirmed"):
             await c.put("k", "v")
+
+
+async def test_broadcast_and_batch_to_one_url_on_the_async_client_too(url, node, tmp_path):
+    async with AsyncClient(url, tmp_path / "c.key") as c:
+        ack = await c.broadcast(await c.sign(ops.put(b"bk", b"v")))
+        assert ack["status"] in ("accepted", "committed")
+        status, got = await c.batch([("status", {}), ("kv_get", {"key": "bk"})], url=url)
+    assert status["height"] >= 1 and got["value"] == "v"
+
+
+def test_one_parser_for_calls_and_batches():
+    from bftnode.client import BadAnswer, TxRejected
+    from bftnode.client.core import Reply, batch_request, batch_results, parse_reply
+
+    assert parse_reply(Reply(200, b'{"jsonrpc":"2.0","id":1,"result":{"a":1}}')) == {"a": 1}
+    with pytest.raises(TxRejected, match="pool full"):
+        parse_reply(Reply(200, b'{"jsonrpc":"2.0","id":1,"error":{"code":-32001,'
+                               b'"message":"pool full"}}'))
+    with pytest.raises(BadAnswer, match="HTTP 502"):
+        parse_reply(Reply(502, b"<html>bad gateway</html>"))
+    payload = batch_request([("status", {}), ("tx", {"hash": "00"}), ("block", {})])
+    out = batch_results(b'[{"id":1,"error":{"code":-32004,"message":"not found"}},'
+                        b'{"id":0,"result":{"height":3}}]', payload)
+    assert out[0] == {"height": 3} and out[1].code == -32004
+    assert isinstance(out[2], BadAnswer) and isinstance(out[2], ValueError)

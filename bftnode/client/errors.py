@@ -1,0 +1,86 @@
+"""The client's exceptions, and the one place a JSON-RPC error object becomes one of them.
+
+Every failure the client raises is a `ClientError`; a node's JSON-RPC error answer is an
+`RPCCallError` subclass chosen by its code (`raise_rpc_error`). Imports: stdlib,
+bftnode.rpc.errors (the codes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..rpc import errors as E
+
+
+class ClientError(Exception):
+    """Base of every client failure; `code` is the JSON-RPC error code when there is one."""
+
+    def __init__(self, message: str, code: int | None = None, data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.data = data
+
+
+class RPCCallError(ClientError):
+    """The node answered with a JSON-RPC error."""
+
+
+class BadAnswer(RPCCallError, ValueError):
+    """The node's answer is not JSON-RPC: not JSON, not an object (or array for a batch), or
+    a batch answer lacking one of the calls. Also a ValueError, as a JSON decode error is."""
+
+
+class TxRejected(RPCCallError):
+    """The node refused the tx before ordering (bad op, stale request_seq, pool full...)."""
+
+
+class TxTimeout(ClientError):
+    """No node confirmed the commit in time; the tx may still commit (check with `tx`)."""
+
+
+class BadSignature(RPCCallError):
+    pass
+
+
+class AppQueryError(RPCCallError):
+    """An application read failed (data carries the app code/name)."""
+
+
+class VerificationError(ClientError):
+    """A node's answer could not be verified (bad or missing certificate, disagreeing nodes)."""
+
+
+class NoNodeAvailable(ClientError):
+    """Every node URL failed at the transport level."""
+
+
+class SubscriptionClosed(ClientError):
+    """The server closed a WebSocket subscription (`data` = its params: reason, code,
+    resume_from_height)."""
+
+
+class TxFailed(ClientError):
+    """The tx committed but the application returned a non-zero code."""
+
+    def __init__(self, message: str, code: int, result: dict[str, Any]) -> None:
+        super().__init__(message, code, result)
+        self.result = result
+
+
+_BY_CODE: dict[int, type[RPCCallError]] = {
+    E.TX_REJECTED: TxRejected, E.BAD_SIGNATURE: BadSignature, E.APP_ERROR: AppQueryError,
+}
+
+
+def rpc_error(err: Any) -> RPCCallError:
+    """The exception for a JSON-RPC error object (`{"code", "message", "data"}`)."""
+    if not isinstance(err, dict):
+        return RPCCallError(f"malformed error object: {err!r}")
+    code = err.get("code")
+    cls = _BY_CODE.get(code, RPCCallError) if isinstance(code, int) else RPCCallError
+    return cls(str(err.get("message", "")), code, err.get("data"))
+
+
+def raise_rpc_error(err: Any) -> None:
+    raise rpc_error(err)

@@ -1,0 +1,145 @@
+"""`Client`: the synchronous front of the client (httpx.Client, threads).
+
+Every operation in `flows.PUBLIC` (put, get, submit, lock_acquire, ...) is generated from the
+`flows.Core` generator of that name and run by `_run`, which only performs the effects:
+POST a body (`core.Post`) or sleep (`core.Sleep`). Written here: the context managers that
+need a background worker (`lease`: a keepalive thread), `lock`, and `watch` (WebSocket).
+`rpc_call` / `rpc_batch` are one-shot calls over a caller's own httpx.Client (testnet tools),
+with the core's request building and parser. Imports: stdlib, httpx, httpx_ws (lazily),
+bftnode.client.{core,flows,errors}.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import httpx
+
+from . import core as C
+from .core import Flow, Post, Reply, Sleep, TransportFailure
+from .errors import ClientError
+from .flows import Front, expose
+
+
+class Client(Front):
+    """Synchronous client. `urls`: one URL or several (failover). `key`: key file path
+    (created on first use; default $BFTNODE_HOME/client.key or ~/.bftnode/client.key) or a
+    NodeKey. `verify`: "certificate" (default), "replies" (f+1 matching) or "none"."""
+
+    def _open_http(self, timeout: float, max_connections: int) -> httpx.Client:
+        return httpx.Client(timeout=httpx.Timeout(timeout + 5.0, connect=3.0),
+                            limits=httpx.Limits(max_connections=max_connections))
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _run(self, flow: Flow) -> Any:
+        outcome = None
+        while not isinstance(effect := C.step(flow, outcome), C.Done):
+            outcome = self._perform(effect)
+        return effect.value
+
+    def _perform(self, effect: Post | Sleep) -> Reply | TransportFailure | None:
+        if isinstance(effect, Sleep):
+            return time.sleep(effect.seconds)
+        try:
+            r = self._http.post(effect.url, content=effect.body, headers=C.JSON_HEADERS)
+        except httpx.HTTPError as exc:
+            return TransportFailure(exc)
+        return Reply(r.status_code, r.content)
+
+    @contextlib.contextmanager
+    def lease(self, ttl: float, keepalive_every: float | None = None) -> Iterator[int]:
+        """Grant a lease and keep it alive in a background thread until the block exits
+        (then revoke it). A failed keepalive is retried until the lease is gone."""
+        lease_id = self.lease_grant(ttl)
+        stop = threading.Event()
+        every = C.keepalive_interval(ttl, keepalive_every)
+
+        def keep() -> None:
+            core = self._core
+            with Client(core.urls, core.key, timeout=core.timeout, verify=core.verify,
+                        chain=core.chain) as c:
+                c._core.seqs = core.seqs  # one monotonic seq space per key
+                while not stop.wait(every) and c._run(c._core.keep_lease(lease_id)):
+                    pass
+
+        t = threading.Thread(target=keep, name=f"lease-{lease_id}-keepalive", daemon=True)
+        t.start()
+        try:
+            yield lease_id
+        finally:
+            stop.set()
+            t.join()
+            with contextlib.suppress(ClientError):
+                self.lease_revoke(lease_id)
+
+    @contextlib.contextmanager
+    def lock(self, name: str | bytes, ttl: float = 10.0, timeout: float = 30.0
+             ) -> Iterator[int]:
+        """Hold lock `name` under a kept-alive lease; yields the fencing token. Pass the token
+        to whatever the lock protects: a stale holder's writes are then refused."""
+        with self.lease(ttl) as lease_id:
+            token = self.lock_acquire(name, lease_id, timeout=timeout)
+            try:
+                yield token
+            finally:
+                with contextlib.suppress(ClientError):
+                    self.lock_release(name, token)
+
+    def watch(self, prefix: str | bytes, from_revision: int | None = None,
+              from_height: int | None = None, topic: str = "kv") -> Iterator[dict[str, Any]]:
+        """Yield app events for keys under `prefix` (over WebSocket). Raises ClientError when
+        the server closes the subscription (e.g. this reader was too slow)."""
+        from httpx_ws import connect_ws
+
+        url = C.ws_url(self._core.endpoints.order()[0])
+        with connect_ws(url, self._http, max_message_size_bytes=8 * 1024 * 1024) as ws:
+            ws.send_text(C.subscribe_request(topic, prefix, from_revision, from_height))
+            while True:
+                ev = C.sub_message(json.loads(ws.receive_text()))
+                if ev is not None:
+                    yield ev
+
+
+def _sync_method(flow: Callable[..., Flow]) -> Callable[..., Any]:
+    @functools.wraps(flow)
+    def method(self: Client, *args: Any, **kwargs: Any) -> Any:
+        return self._run(flow(self._core, *args, **kwargs))
+
+    return method
+
+
+expose(Client, _sync_method)
+
+
+def rpc_call(http: httpx.Client, url: str, method: str, params: dict[str, Any] | None = None,
+             timeout: float | None = None) -> Any:
+    """One JSON-RPC call to `url` over `http`; raises httpx errors (no answer) or the
+    RPCCallError of the answer (BadAnswer when it is not JSON-RPC)."""
+    extra = {} if timeout is None else {"timeout": timeout}
+    r = http.post(url, content=C.encode_json(C.request(method, params or {})),
+                  headers=C.JSON_HEADERS, **extra)
+    return C.parse_reply(Reply(r.status_code, r.content))
+
+
+def rpc_batch(http: httpx.Client, url: str, calls: Sequence[tuple[str, dict[str, Any]]],
+              timeout: float | None = None) -> list[Any]:
+    """One JSON-RPC batch array to `url` over `http`: per call its result or its
+    RPCCallError, in order. Raises httpx errors, or the RPCCallError of a refused batch."""
+    payload = C.batch_request(calls)
+    extra = {} if timeout is None else {"timeout": timeout}
+    r = http.post(url, content=C.encode_json(payload), headers=C.JSON_HEADERS, **extra)
+    return C.batch_results(r.content, payload)
