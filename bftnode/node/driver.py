@@ -36,6 +36,7 @@ from consensus import (
     Execute,
     FetchBlocks,
     FetchedBlocks,
+    LoadClients,
     Output,
     OwnVote,
     Prepare,
@@ -95,7 +96,8 @@ class OutputPorts(Protocol):
         ...
 
     async def persist(self, records: Sequence[Record]) -> None:
-        """Make the records durable (one synced batch); nothing is sent before it returns."""
+        """Make the records (maybe none) durable in one synced batch; nothing is sent before
+        it returns."""
         ...
 
     async def send(self, send: Send) -> None: ...
@@ -106,8 +108,9 @@ class OutputPorts(Protocol):
 
     def evidence(self, ev: Evidence) -> None: ...
 
-    async def client_histories(self, client_ids: tuple[bytes, ...]) -> tuple[int, Any]:
-        """storage's answer to LoadClients: (as of height, each client's dedup window)."""
+    async def client_histories(self, load: LoadClients) -> tuple[int, Any] | None:
+        """storage's answer to LoadClients: (as of height, each client's dedup window); None
+        if the shell answers later (it then steps ClientsLoaded itself)."""
         ...
 
     def applied(self, out: Output) -> None:
@@ -119,12 +122,11 @@ async def apply_output(out: Output, ports: OutputPorts) -> None:
     """The ordering rule: persist -> send -> execute -> reply -> evidence -> fetch ->
     load_clients. A vote is never sent before it is durable, a client is never answered before
     the block that decides the answer is stored."""
-    if out.persist:
-        if any(isinstance(r, StableCheckpoint | Prune) for r in out.persist):
-            # a checkpoint record prunes votes of blocks at or below it: those blocks must
-            # be durable first (so a crash never leaves neither the votes nor the blocks)
-            await ports.drain()
-        await ports.persist(out.persist)
+    if out.persist and any(isinstance(r, StableCheckpoint | Prune) for r in out.persist):
+        # a checkpoint record prunes votes of blocks at or below it: those blocks must be
+        # durable first (so a crash never leaves neither the votes nor the blocks)
+        await ports.drain()
+    await ports.persist(out.persist)  # even none: the point where nothing left the node yet
     for s in out.send:
         await ports.send(s)
     if out.execute or out.reply:
@@ -138,8 +140,9 @@ async def apply_output(out: Output, ports: OutputPorts) -> None:
         # the bounded client table left these out: read them once every block the
         # replica executed is stored (rare: after an eviction or a capped restore)
         await ports.drain()
-        as_of, hist = await ports.client_histories(lc.client_ids)
-        await apply_output(ports.step(ClientsLoaded(as_of, hist)), ports)
+        answer = await ports.client_histories(lc)
+        if answer is not None:
+            await apply_output(ports.step(ClientsLoaded(*answer)), ports)
     ports.applied(out)
 
 
@@ -213,10 +216,11 @@ class _NodePorts:
     def evidence(self, ev: Evidence) -> None:
         self.node._on_evidence(ev)
 
-    async def client_histories(self, client_ids: tuple[bytes, ...]) -> tuple[int, Any]:
+    async def client_histories(self, load: LoadClients) -> tuple[int, Any]:
         node = self.node
         # in a thread: a batch of returning clients can be thousands of index reads
-        as_of, hist = await trio.to_thread.run_sync(node.store.client_histories, client_ids)
+        as_of, hist = await trio.to_thread.run_sync(node.store.client_histories,
+                                                    load.client_ids)
         node._client_loads += len(hist)
         node.log.debug("client histories loaded", clients=len(hist), height=as_of)
         return as_of, hist
@@ -355,6 +359,8 @@ class DriverMixin:
     # ------------------------------------------------------------------ the node's ports
 
     async def _persist(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
         t0 = time.perf_counter()
         if (self._inline_persist.fast() or self._inbox_idle()) and _small_persist(records):
             self.store.persist(records)  # inline: cheaper than the thread hop

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -71,7 +72,7 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, Me
         config: NodeConfig | None = None,
         client_key: NodeKey | None = None,
         replica_factory: ReplicaFactory | None = None,
-        clock_ms: Any = wall_ms,
+        clock_ms: Callable[[], int] = wall_ms,
         tick_ms: int = 10,
         serve_rpc: bool | None = None,
     ) -> None:

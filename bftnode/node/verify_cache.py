@@ -1,13 +1,14 @@
 """`CachingVerifier`: a signature Verifier that remembers the triples that verified, shared by
 the RPC layer (`verify_tx`) and the replica so each client signature is checked once.
-Imports: stdlib.
+Imports: stdlib, consensus.auth.
 """
 
 from __future__ import annotations
 
 import collections
 import hashlib
-from typing import Any
+
+from consensus.auth import Verifier
 
 VERIFIED_CACHE_SIZE = 32_768  # (key, message, signature) triples known to verify
 
@@ -22,7 +23,7 @@ class CachingVerifier:
     bytes verified before. Used from the trio thread only (RPC handlers and the replica task).
     """
 
-    def __init__(self, inner: Any, size: int = VERIFIED_CACHE_SIZE) -> None:
+    def __init__(self, inner: Verifier, size: int = VERIFIED_CACHE_SIZE) -> None:
         self._inner = inner
         self._size = size
         # FIFO via OrderedDict: evicting a plain dict's first key with next(iter(d)) walks

@@ -62,7 +62,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="per seed: random mix of up to f byzantine strategies and faults")
     p.add_argument("--crypto", choices=["fast", "ed25519"], default="fast")
     p.add_argument("--store", choices=["sim", "memory"], default="sim",
-                   help="memory: storage.MemoryStore (LevelDB's ledger code and recovery)")
+                   help="each replica's disk is a storage.MemoryStore; sim: a crash keeps "
+                   "every write, memory: a crash drops unsynced writes")
     p.add_argument("--planted-bug", choices=PLANTED_BUGS, default=None,
                    help="plant a bug so the checkers have something to catch")
     p.add_argument("--expect", choices=["ok", "violated"], default="ok",

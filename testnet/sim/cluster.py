@@ -2,15 +2,19 @@
 
 Owns `SimOptions` (everything a run depends on besides the seed), `SimCluster` (one run: an
 event queue of deliveries, ticks, client submissions and crash/restart controls; replicas
-stepped one event at a time with their outputs applied in the shell's order persist -> send
--> execute -> reply -> fetch) and `SimResult`. Safety is checked after every step (agreement,
+stepped one event at a time, each Output applied by the node's own shell code,
+`bftnode.node.driver.apply_output` (persist -> send -> execute -> reply -> evidence -> fetch ->
+load_clients), through `SimPorts`: a `storage.MemoryStore` per replica, the simulated network,
+the real `KVApplication` run by `bftnode.node.executor.execute_and_commit`, blocks served by
+`blocks_for_fetch`) and `SimResult`. Safety is checked after every step (agreement,
 total order, exactly-once, checkpoint convergence, honest equivocation, durable-before-send);
 liveness after the network heals; two more checkers: no honest replica raised (an exception
 from its step, or from decoding a message to it, is a failed check and a stopped replica, never
 a crash of the simulator) and honest memory within bound (`SimOptions.memory_bound_mb`). A
 failing run carries its seed and the last events.
-Imports: stdlib, consensus, testnet (checkers, sim.network, sim.stores). No I/O, no wall clock
-except `time.process_time` for the CPU figure.
+Imports: stdlib, consensus, storage, bftnode (app, node.driver, node.executor), testnet
+(checkers, sim.network, sim.stores). No I/O, no wall clock except `time.process_time` for the
+CPU figure.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bftnode.app import KVApplication
+from bftnode.node.driver import apply_output, run_sync
+from bftnode.node.executor import execute_and_commit
 from consensus import (
     Authenticator,
     Checkpoint,
     ClientRequest,
-    ClientsLoaded,
     Commit,
     Config,
     Conviction,
@@ -52,16 +58,16 @@ from consensus import (
     ViewState,
     decode,
     encode,
-    request_digest,
     sign_request,
 )
 from consensus.codec import chain_digest
+from storage.memory import MemoryStore
 from testnet.adversary import ByzantineReplica, Collusion
 from testnet.checkers import EquivocationMonitor, find_divergence, find_equivocations
 
 from .footprint import held_bytes
 from .network import Faults, SimNetwork
-from .stores import SimBlocks, SimRecords, recovered_state
+from .stores import SimBlocks, SimRecords
 
 DOMAIN = b"bftnode-sim"
 PLANTED_BUGS = ("quorum-2f", "no-persist", "honest-equivocator", "no-signature-check")
@@ -88,8 +94,9 @@ class SimOptions:
     # torn: a crash hits in the middle of the replica's next output, after the records are
     # durable but before anything is sent or executed (the worst moment for the ordering rule)
     torn_crashes: bool = False
-    # "sim": the simulator's own record/block store; "memory": storage.MemoryStore (the same
-    # ledger code and recovery as LevelDB), crashed with unsynced writes lost and recovered
+    # every replica's disk is a storage.MemoryStore (the same ledger code and recovery as
+    # LevelDB); a crash keeps every write ("sim") or loses the unsynced ones ("memory", as a
+    # power cut does)
     store: str = "sim"
     submit_window_ms: int = 2_000
     client_retry_ms: int = 3_000
@@ -241,27 +248,6 @@ def describe(msg: Any) -> str:
     return f"{name}({' '.join(parts)})"
 
 
-def _block_commit(ex: Execute) -> Any:
-    from storage.interface import BlockCommit, TxResult
-
-    results = tuple(
-        TxResult(tx_hash=request_digest(r), client_id=r.client_id, request_seq=r.request_seq,
-                 height=ex.seq, index=i, code=0, result=b"")
-        for i, r in enumerate(ex.requests)
-    )
-    return BlockCommit(execute=ex, results=results, state_writes=())
-
-
-def _serve_from_store(store: Any, from_seq: int, to_seq: int, limit: int = 64) -> tuple:
-    out = []
-    for h in range(max(1, from_seq), min(to_seq, store.height(), from_seq + limit - 1) + 1):
-        cb = store.committed_block(h)
-        if cb is None or not cb.commits:
-            break
-        out.append(cb)
-    return tuple(out)
-
-
 def describe_event(event: Any) -> str:
     if isinstance(event, Receive):
         return f"Receive from {event.sender}: {describe(event.message)}"
@@ -273,7 +259,8 @@ def describe_event(event: Any) -> str:
 
 
 class SimNode:
-    """One simulated replica process: its disk (records + blocks) survives crashes."""
+    """One simulated replica process: its disk (`store`) survives crashes; `records` and
+    `blocks` are what the checkers saw it persist and execute."""
 
     def __init__(self, slot: int, rid: int, honest: bool, strategies: list[str],
                  auth: Authenticator, dedup_window: int, offset_ms: int) -> None:
@@ -296,7 +283,11 @@ class SimNode:
         self.max_view = 0
         self.view_changes = 0
         self.links: set[int] | None = None  # twins: the replicas this copy talks to
-        self.store: Any = None  # storage.MemoryStore in store="memory" mode
+        # strict about conflicting own votes only for honest replicas: a Byzantine one's
+        # strategy may persist them
+        self.store = MemoryStore(dedup_window=dedup_window, strict_votes=honest,
+                                 name=f"sim-r{rid}/{slot}")
+        self.ports: SimPorts | None = None
         self.torn_pending = False
         self.convicted: dict[int, int] = {}  # accused -> height, from its Conviction records
         self.held_peak = 0  # most bytes its replica held at a memory sample (honest only)
@@ -361,6 +352,7 @@ class SimCluster:
         keys = [s.public_key for s in signers]
         self.auths = [Authenticator(DOMAIN, signers[i], self._verifier(), keys)
                       for i in range(o.n)]
+        self.app = KVApplication(validators=keys)  # stateless: its state is each store's
         if o.planted_bug == "no-signature-check":
             for i in range(o.n):
                 if i not in o.byzantine:
@@ -380,11 +372,7 @@ class SimCluster:
             offset = self.rng.randint(0, o.clock_skew_ms) if o.clock_skew_ms else 0
             node = SimNode(len(self.nodes), rid, honest, byz.get(rid, []), self.auths[rid],
                            self.config.dedup_window, offset)
-            if o.store == "memory":
-                from storage.memory import MemoryStore
-
-                node.store = MemoryStore(dedup_window=self.config.dedup_window,
-                                         name=f"sim-r{rid}/{node.slot}")
+            node.ports = SimPorts(self, node)
             self.nodes.append(node)
             self.by_rid.setdefault(rid, []).append(node)
         for rid in sorted(set(o.twins)):
@@ -432,15 +420,12 @@ class SimCluster:
 
     def start(self, node: SimNode) -> None:
         restored = None
-        if node.incarnation > 0 and node.store is not None:
-            node.store.crash(lose_unsynced=True)
+        if node.incarnation > 0:
             try:
-                restored = node.store.recover(max_clients=self.config.max_clients)
+                restored = self._recover(node)
             except Exception as exc:
                 self.violate("storage-recovery", node.rid, f"{type(exc).__name__}: {exc}")
                 return
-        elif node.incarnation > 0:
-            restored = recovered_state(node.records, node.blocks, self.config.max_clients)
         node.incarnation += 1
         inner = self.factory(self.config, node.rid, node.auth, restored)
         if node.strategies:
@@ -452,6 +437,11 @@ class SimCluster:
         node.up = True
         node.tick_at = None
         self._step(node, Tick(self._clock(node)))
+
+    def _recover(self, node: SimNode) -> Any:
+        """A restarted replica's state: what its store recovers after the crash."""
+        node.store.crash(lose_unsynced=self.opts.store == "memory")
+        return node.store.recover(max_clients=self.config.max_clients)
 
     def crash(self, rid: int, torn: bool = False) -> None:
         for node in self.by_rid[rid]:
@@ -471,9 +461,20 @@ class SimCluster:
                 self.start(node)
 
     def _step(self, node: SimNode, event: Any) -> None:
+        out = self._step_replica(node, event)
+        if out is None:
+            return
+        assert node.ports is not None
+        try:
+            run_sync(apply_output(out, node.ports))
+        except _Stopped:
+            pass
+
+    def _step_replica(self, node: SimNode, event: Any) -> Any:
+        """The replica's Output, or None if it raised (then it is stopped)."""
         self.counts["steps"] += 1
         try:
-            out = node.replica.step(event)
+            return node.replica.step(event)
         except Exception as exc:  # the replica stopped itself (invariant) or has a bug
             kind = "invariant-violation" if isinstance(exc, InvariantViolation) else "exception"
             if node.honest:
@@ -482,8 +483,7 @@ class SimCluster:
                 self.counts["byzantine_crashes"] = self.counts.get("byzantine_crashes", 0) + 1
             self.trace.append((self.now, f"STOPPED ({type(exc).__name__})", node.slot, None, None))
             node.up, node.replica, node.tick_at = False, None, None
-            return
-        self._apply(node, out)
+            return None
 
     def _honest_raised(self, node: SimNode, kind: str, exc: BaseException, on: str) -> None:
         detail = f"{type(exc).__name__}: {str(exc)[:300]} (on {on})"
@@ -498,73 +498,49 @@ class SimCluster:
         node.held_peak = max(node.held_peak, held)
         node.next_sample_ms = self.now + self.opts.memory_sample_ms
 
-    def _apply(self, node: SimNode, out: Any) -> None:
-        honest = node.honest
-        # 1. persist
-        if not (honest and self.opts.planted_bug == "no-persist"):
-            node.records.apply(out.persist)
-            if node.store is not None and out.persist and not self._store(
-                node, node.store.persist, out.persist
-            ):
-                return
-        if honest:
-            for rec in out.persist:
+    def _persisted(self, node: SimNode, records: Any) -> None:
+        """Checks on what a replica made durable; a torn crash hits right after it."""
+        if node.honest:
+            for rec in records:
                 self._check_record(node, rec)
-        elif any(isinstance(r, ViewState) for r in out.persist):
-            self._note_view(node, out.persist)
+        elif any(isinstance(r, ViewState) for r in records):
+            self._note_view(node, records)
         if node.torn_pending:
             node.torn_pending = False
             self.trace.append((self.now, "torn-crash", node.slot, None, None))
-            node.up, node.replica, node.tick_at = False, None, None
-            return
-        # 2. send
-        for s in out.send:
-            self._send(node, s.to, s.message)
-        # 3. execute
-        for ex in out.execute:
+            self._stop(node)
+
+    def _executed(self, node: SimNode, exs: Any, replies: Any) -> None:
+        """The production executor over the replica's store and the real app, then the
+        checks on each block, then the replies."""
+        if exs:
+            self._store(node, execute_and_commit, node.store, self.app, exs)
+        for ex in exs:
             node.blocks.append(ex)
-            if node.store is not None and not self._store(
-                node, node.store.commit_block, _block_commit(ex)
-            ):
-                return
             self._on_execute(node, ex)
-        # 4. reply
-        for r in out.reply:
+        for r in replies:
             if isinstance(r, Rejected):
                 self.counts["rejected"] += 1
-        for ev in out.evidence:
-            self.evidence[ev.kind] = self.evidence.get(ev.kind, 0) + 1
-        # 5. fetch: the shell reads its blocks and steps the answer back in
-        for sf in out.fetch:
-            if node.up:
-                if node.store is not None:
-                    blocks = _serve_from_store(node.store, sf.from_seq, sf.to_seq)
-                else:
-                    blocks = node.blocks.serve(sf.from_seq, sf.to_seq)
-                self._step(node, FetchedBlocks(sf.to, blocks))
-        # 6. client histories the bounded client table left out (blocks are stored at once)
-        for lc in out.load_clients:
-            if node.up:
-                src = node.store if node.store is not None else node.blocks
-                as_of, hist = src.client_histories(lc.client_ids)
-                self.counts["client_loads"] = self.counts.get("client_loads", 0) + len(hist)
-                self._step(node, ClientsLoaded(as_of, hist))
+
+    def _schedule_tick(self, node: SimNode, out: Any) -> None:
         if out.next_deadline_ms is not None and node.up:
             t = max(self.now, out.next_deadline_ms - node.offset_ms)
             if node.tick_at is None or t < node.tick_at or node.tick_at < self.now:
                 node.tick_at = t
                 self._push(t, TICK, node.slot, t, None)
 
-    def _store(self, node: SimNode, fn: Callable[[Any], None], arg: Any) -> bool:
+    def _store(self, node: SimNode, fn: Callable[..., Any], *args: Any) -> Any:
         """A storage call; a StorageError stops the node (and is a violation if honest)."""
         try:
-            fn(arg)
-            return True
+            return fn(*args)
         except Exception as exc:
             if node.honest:
                 self.violate("storage-error", node.rid, f"{type(exc).__name__}: {exc}")
-            node.up, node.replica, node.tick_at = False, None, None
-            return False
+            self._stop(node)
+
+    def _stop(self, node: SimNode) -> None:
+        node.up, node.replica, node.tick_at = False, None, None
+        raise _Stopped
 
     def _send(self, node: SimNode, to: int | None, msg: Any) -> None:
         self.counts["sent"] += 1
@@ -899,6 +875,59 @@ class SimCluster:
                 if isinstance(msg, Request) else describe(msg))
             lines.append(f"{t:>9} {kind}{who}{frm}{what}")
         return lines
+
+
+class _Stopped(Exception):
+    """The node stopped inside an Output (storage error, torn crash, its step raised)."""
+
+
+class SimPorts:
+    """A simulated replica's `OutputPorts` for `apply_output`: its MemoryStore, the simulated
+    network, the production executor; synchronous (no port ever suspends)."""
+
+    def __init__(self, cluster: SimCluster, node: SimNode) -> None:
+        self.cluster = cluster
+        self.node = node
+
+    @property
+    def blocks(self) -> MemoryStore:
+        return self.node.store
+
+    def step(self, event: Any) -> Any:
+        out = self.cluster._step_replica(self.node, event)
+        if out is None:
+            raise _Stopped
+        return out
+
+    async def drain(self) -> None:
+        pass  # blocks are stored as they are executed
+
+    async def persist(self, records: Any) -> None:
+        node, cluster = self.node, self.cluster
+        if records and not (node.honest and cluster.opts.planted_bug == "no-persist"):
+            node.records.apply(records)
+            cluster._store(node, node.store.persist, records)
+        cluster._persisted(node, records)
+
+    async def send(self, send: Any) -> None:
+        self.cluster._send(self.node, send.to, send.message)
+
+    async def execute(self, blocks: Any, replies: Any) -> None:
+        self.cluster._executed(self.node, blocks, replies)
+
+    def evidence(self, ev: Any) -> None:
+        counts = self.cluster.evidence
+        counts[ev.kind] = counts.get(ev.kind, 0) + 1
+
+    async def client_histories(self, load: Any) -> tuple[int, Any]:
+        as_of, hist = self.cluster._store(self.node, self.node.store.client_histories,
+                                          load.client_ids)
+        counts = self.cluster.counts
+        counts["client_loads"] = counts.get("client_loads", 0) + len(hist)
+        return as_of, hist
+
+    def applied(self, out: Any) -> None:
+        self.cluster._schedule_tick(self.node, out)
 
 
 def run_sim(opts: SimOptions, seed: int, replica_factory: ReplicaFactory | None = None

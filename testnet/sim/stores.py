@@ -1,16 +1,18 @@
-"""In-memory durable state of one simulated replica: its consensus records and its blocks.
+"""What one simulated replica made durable and executed, as the checkers keep it, and the
+reference model of its recovery.
 
 Owns `SimRecords` (applies `Output.persist` in order, exactly what a node's store would keep:
-view, own votes, prepared certificates, stable checkpoint, convictions; rebuilds `RecoveredState` after a
-crash) and `SimBlocks` (executed blocks with their commit certificates, used to answer
-`ServeFetch`). Imports: stdlib, consensus.
+view, own votes, prepared certificates, stable checkpoint, convictions; `has_vote` for the
+durable-before-send check), `SimBlocks` (executed blocks with their commit certificates and
+each client's executed seqs) and `recovered_state` (the RecoveredState those imply: the
+reference `storage.MemoryStore.recover()` is checked against, tests/storage/test_storage_sim.py).
+The replica's disk itself is a MemoryStore (testnet/sim/cluster.py). Imports: stdlib, consensus.
 """
 
 from __future__ import annotations
 
 from consensus import (
     Commit,
-    CommittedBlock,
     Conviction,
     Execute,
     NewView,
@@ -104,28 +106,12 @@ class SimBlocks:
         for r in ex.requests:
             self.client_executed.setdefault(r.client_id, []).append(r.request_seq)
 
-    def client_histories(
-        self, client_ids: tuple[bytes, ...]
-    ) -> tuple[int, tuple[tuple[bytes, tuple[int, ...]], ...]]:
-        """What storage answers to LoadClients: each client's dedup window at `last`."""
-        return self.last, tuple((c, self._window(c)) for c in client_ids)
-
     def _window(self, client: bytes) -> tuple[int, ...]:
         seqs = self.client_executed.get(client)
         if not seqs:
             return ()
         top = max(seqs)
         return tuple(sorted(s for s in set(seqs) if s > top - self.dedup_window))
-
-    def serve(self, from_seq: int, to_seq: int, limit: int = 64) -> tuple[CommittedBlock, ...]:
-        """Blocks [from_seq, to_seq] we hold with a certificate, contiguous, at most `limit`."""
-        out = []
-        for seq in range(max(1, from_seq), min(to_seq, self.last, from_seq + limit - 1) + 1):
-            ex = self.blocks.get(seq)
-            if ex is None or not ex.commits:
-                break
-            out.append(CommittedBlock(pre_prepare=ex.pre_prepare, commits=ex.commits))
-        return tuple(out)
 
 
 def recovered_state(

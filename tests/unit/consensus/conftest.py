@@ -1,8 +1,10 @@
 """A tiny deterministic lock-step harness for consensus.Replica clusters.
 
-`Cluster` plays the shell for n replicas: it applies every Output (persist -> send -> execute ->
-reply), delivers Sends in FIFO order, answers ServeFetch from the executed blocks, and moves
-time with Ticks. Faults are explicit: `down` replicas neither send nor receive, and `tamper`
+`Cluster` plays the shell for n replicas: every Output is applied by the node's own shell code
+(`bftnode.node.driver.apply_output`: persist -> send -> execute -> reply -> evidence -> fetch
+-> load_clients) through `_Ports`: records kept in a list, Sends delivered in FIFO order,
+blocks executed by the node's executor (`execute_and_commit`, the real KVApplication) into a
+MemoryStore per replica, which answers ServeFetch (`blocks_for_fetch`). Time moves with Ticks. Faults are explicit: `down` replicas neither send nor receive, and `tamper`
 may rewrite or drop any message in flight. Tests get the class through the `Cluster` fixture.
 """
 
@@ -14,11 +16,12 @@ from typing import Any
 
 import pytest
 
+from bftnode.app import KVApplication
+from bftnode.node.driver import apply_output, run_sync
+from bftnode.node.executor import execute_and_commit
 from consensus import (
     Authenticator,
     ClientRequest,
-    ClientsLoaded,
-    CommittedBlock,
     Config,
     Conviction,
     Ed25519Signer,
@@ -26,7 +29,6 @@ from consensus import (
     Execute,
     FastSigner,
     FastVerifier,
-    FetchedBlocks,
     OwnVote,
     PreparedCert,
     Prune,
@@ -39,6 +41,7 @@ from consensus import (
     ViewState,
     sign_request,
 )
+from storage.memory import MemoryStore
 
 DOMAIN = b"test-chain"
 Tamper = Callable[[int, int, Any], list[Any] | None]
@@ -70,6 +73,10 @@ class Cluster:
         self.sent: list[Any] = []  # every message put on the wire (for equivocation checks)
         self.delivered = 0
         self.replicas = [Replica(self.config, i, self.auth(i)) for i in range(n)]
+        self.app = KVApplication(validators=self.keys)
+        self.stores = [MemoryStore(dedup_window=self.config.dedup_window, name=f"r{i}")
+                       for i in range(n)]
+        self._ports = [_Ports(self, i) for i in range(n)]
         self._clients: dict[int, Any] = {}
 
     # ------------------------------------------------------------ setup helpers
@@ -90,36 +97,7 @@ class Cluster:
     # ------------------------------------------------------------ the shell
 
     def apply(self, rid: int, out) -> None:
-        self.records[rid].extend(out.persist)
-        for send in out.send:
-            self.sent.append(send.message)
-            targets = [send.to] if send.to is not None else [
-                j for j in range(self.config.n) if j != rid
-            ]
-            for to in targets:
-                self.queue.append((rid, to, send.message))
-        log = self.executed[rid]
-        for ex in out.execute:
-            assert ex.seq not in log, f"replica {rid} executed seq {ex.seq} twice"
-            assert ex.seq == max(log, default=0) + 1, f"replica {rid} skipped to {ex.seq}"
-            log[ex.seq] = ex
-        self.replies[rid].extend(out.reply)
-        self.evidence[rid].extend(out.evidence)
-        for fetch in out.fetch:
-            blocks = tuple(
-                CommittedBlock(log[s].pre_prepare, log[s].commits)
-                for s in range(fetch.from_seq, fetch.to_seq + 1)
-                if s in log
-            )
-            self.apply(rid, self.replicas[rid].step(FetchedBlocks(fetch.to, blocks)))
-        for lc in out.load_clients:
-            if rid in self.hold_loads:  # a slow shell: the test answers later
-                self.held_loads[rid].append(lc)
-                continue
-            # storage's answer: every executed seq of the client in its dedup window
-            self.loads[rid] += len(lc.client_ids)
-            hist = tuple((c, self.window_of(rid, c)) for c in lc.client_ids)
-            self.apply(rid, self.replicas[rid].step(ClientsLoaded(max(log, default=0), hist)))
+        run_sync(apply_output(out, self._ports[rid]))
 
     def window_of(self, rid: int, client: bytes) -> tuple[int, ...]:
         seqs = [r.request_seq for ex in self.executed[rid].values() for r in ex.requests
@@ -257,6 +235,64 @@ class Cluster:
         self.replicas[i] = Replica(self.config, i, self.auth(i), self.recovered(i, max_clients))
         self.down.discard(i)
         self.step(i, Tick(self.now))
+
+
+class _Ports:
+    """Replica `rid`'s OutputPorts: what the tests read (records, sent, executed, replies,
+    evidence, loads) is kept on the cluster as the node's shell code applies each Output."""
+
+    def __init__(self, cluster: Cluster, rid: int) -> None:
+        self.c = cluster
+        self.rid = rid
+
+    @property
+    def blocks(self) -> MemoryStore:
+        return self.c.stores[self.rid]
+
+    def step(self, event):
+        return self.c.replicas[self.rid].step(event)
+
+    async def drain(self) -> None:
+        pass  # blocks are stored as they are executed
+
+    async def persist(self, records) -> None:
+        self.c.records[self.rid].extend(records)
+
+    async def send(self, send) -> None:
+        c, rid = self.c, self.rid
+        c.sent.append(send.message)
+        targets = [send.to] if send.to is not None else [
+            j for j in range(c.config.n) if j != rid
+        ]
+        for to in targets:
+            c.queue.append((rid, to, send.message))
+
+    async def execute(self, blocks, replies) -> None:
+        c, rid = self.c, self.rid
+        log = c.executed[rid]
+        for ex in blocks:
+            assert ex.seq not in log, f"replica {rid} executed seq {ex.seq} twice"
+            assert ex.seq == max(log, default=0) + 1, f"replica {rid} skipped to {ex.seq}"
+            log[ex.seq] = ex
+        if blocks:
+            execute_and_commit(c.stores[rid], c.app, blocks)
+        c.replies[rid].extend(replies)
+
+    def evidence(self, ev) -> None:
+        self.c.evidence[self.rid].append(ev)
+
+    async def client_histories(self, load):
+        c, rid = self.c, self.rid
+        if rid in c.hold_loads:  # a slow shell: the test answers later
+            c.held_loads[rid].append(load)
+            return None
+        # storage's answer: every executed seq of the client in its dedup window
+        c.loads[rid] += len(load.client_ids)
+        hist = tuple((cid, c.window_of(rid, cid)) for cid in load.client_ids)
+        return max(c.executed[rid], default=0), hist
+
+    def applied(self, out) -> None:
+        pass
 
 
 @pytest.fixture
