@@ -31,6 +31,7 @@ class CallContext:
     spawn: Callable[[Callable[[], Awaitable[Any]]], None] | None = None
     trace_id: str | None = None  # from the X-Trace-Id header; else one new id per call
     on_error: Callable[[str, int], None] | None = None  # (method, code)
+    on_bad_input: Callable[[str], None] | None = None  # (reason code) a payload refused whole
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -41,6 +42,8 @@ METHODS: dict[str, Handler] = {}  # name -> handler of the raw params object
 
 
 SCHEMAS: dict[str, type[Params]] = {}  # name -> its params (bftnode.rpc.params)
+
+WS_ONLY = ("subscribe", "unsubscribe")  # served by the WebSocket connection (bftnode.rpc.websocket)
 
 
 P = TypeVar("P", bound=Params)
