@@ -39,6 +39,7 @@ from .registry import (
     _count,
     _response,
     _safe_id,
+    clip,
     method,
     parse_call,
 )
@@ -92,7 +93,7 @@ async def call_one(ctx: CallContext, obj: Any) -> dict[str, Any] | None:
         return _call_error(ctx, name, req_id, notify, err)
     except Exception as exc:  # a bug in a handler or the node: answer, log, keep serving
         _count(ctx, name, INTERNAL_ERROR)
-        log.exception("rpc.internal_error", peer=ctx.peer, method=name)
+        log.exception("rpc.internal_error", peer=ctx.peer, method=clip(name))
         err = RPCError(INTERNAL_ERROR, f"internal error in {name!r}: {type(exc).__name__}: {exc}")
         return None if notify else _response(req_id, error=err)
 
