@@ -70,6 +70,12 @@ class NodeConfig:
     rpc_ws_idle_timeout_s: float = 60.0
     rpc_max_connections: int = 1024
     rpc_max_connections_per_address: int = 256
+    # RPC bad input (docs/rpc.md, "Bad input"): a POST body or WebSocket message nesting
+    # deeper, or holding more values (array items + object members), is refused before it is
+    # decoded (HTTP 400, -32700 / -32600). A legal request nests 3 deep (batch, call, params);
+    # a full batch of 1,000 calls with every param of the widest method holds 14,000 values.
+    rpc_max_json_depth: int = 32
+    rpc_max_json_elements: int = 50_000
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -159,6 +165,11 @@ def _validate_rpc(c: NodeConfig) -> None:
         _check_type(name, getattr(c, name), int)
         if not 1 <= getattr(c, name) <= 1_000_000:
             raise ConfigError(f"field '{name}': must be 1..1000000, got {getattr(c, name)}")
+    for name, lo, hi in (("rpc_max_json_depth", 3, 256),
+                         ("rpc_max_json_elements", 100, 10_000_000)):
+        _check_type(name, getattr(c, name), int)
+        if not lo <= getattr(c, name) <= hi:
+            raise ConfigError(f"field '{name}': must be {lo}..{hi}, got {getattr(c, name)}")
 
 
 def config_from_dict(obj: dict[str, Any], home: str | os.PathLike, where: str = "config") -> NodeConfig:

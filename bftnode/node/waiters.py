@@ -20,6 +20,25 @@ from storage.interface import TxResult
 from ..logging import trace_context
 from .errors import TxRejected
 
+# A rejection reason can carry request-derived text (an op's size); the metric label is the
+# reason's code from this closed set, anything else "tx:other".
+_REJECTION_CODES = (
+    ("not a request", "tx:not-a-request"), ("client_id", "tx:client-id"),
+    ("negative", "tx:negative-field"), ("op of", "tx:too-large"),
+    ("bad client signature", "tx:bad-signature"), ("request_seq too old", "tx:seq-too-old"),
+    ("rate limited", "tx:rate-limited"), ("expired", "tx:expired"),
+    ("already pending", "tx:already-pending"), ("pool full", "tx:pool-full"),
+    ("duplicate", "tx:duplicate"),
+)
+
+
+def rejection_label(reason: str) -> str:
+    """The metric label of a rejection reason: one of a closed set of codes."""
+    for prefix, label in _REJECTION_CODES:
+        if reason.startswith(prefix):
+            return label
+    return "tx:other"
+
 
 @dataclasses.dataclass
 class Waiter:
@@ -128,7 +147,7 @@ class WaitersMixin:
     def _on_reply(self, r: Any) -> None:
         if isinstance(r, Rejected):
             h = request_digest(r.request)
-            self.metrics.rejected.labels(f"tx:{r.reason.split(':')[0][:40]}").inc()
+            self.metrics.rejected.labels(rejection_label(r.reason)).inc()
             self.log.info("tx rejected", tx=h.hex()[:16], reason=r.reason)
             self._by_client.get((r.request.client_id, r.request.request_seq), set()).discard(h)
             for w in self._commit_waiters.pop(h, ()):

@@ -3,7 +3,8 @@
 Owns `RPCLimits` (docs/rpc.md, "Connections"; the node config fields `rpc_*` in
 docs/operations.md): how long a client may take to send a request head and a body, how long a
 WebSocket may stay silent, and how many connections may be open in total and per client
-address. Imports: stdlib, bftnode.config. Must not import trio, starlette or hypercorn.
+address; and how deep a JSON payload may nest and how many values it may hold (checked on its
+raw bytes before decoding, `bftnode.rpc.bounds`). Imports: stdlib, bftnode.config. Must not import trio, starlette or hypercorn.
 """
 
 from __future__ import annotations
@@ -27,11 +28,16 @@ class RPCLimits:
     ws_idle_timeout_s: float = _D["rpc_ws_idle_timeout_s"]
     max_connections: int = _D["rpc_max_connections"]  # open at once, all clients together
     max_connections_per_address: int = _D["rpc_max_connections_per_address"]
+    # a POST body or WebSocket message: nesting of arrays/objects, and values (array items
+    # and object members) in the whole payload; checked before it is decoded
+    max_json_depth: int = _D["rpc_max_json_depth"]
+    max_json_elements: int = _D["rpc_max_json_elements"]
 
     def __post_init__(self) -> None:
         for f in ("header_timeout_s", "body_timeout_s", "ws_idle_timeout_s"):
             assert getattr(self, f) > 0, f"{f} must be > 0"
         assert self.max_connections >= 1 and self.max_connections_per_address >= 1
+        assert self.max_json_depth >= 1 and self.max_json_elements >= 1
 
     @classmethod
     def from_config(cls, config: NodeConfig) -> RPCLimits:
@@ -41,6 +47,8 @@ class RPCLimits:
             ws_idle_timeout_s=config.rpc_ws_idle_timeout_s,
             max_connections=config.rpc_max_connections,
             max_connections_per_address=config.rpc_max_connections_per_address,
+            max_json_depth=config.rpc_max_json_depth,
+            max_json_elements=config.rpc_max_json_elements,
         )
 
     def replace(self, **changes: Any) -> RPCLimits:

@@ -20,6 +20,7 @@ import structlog
 import trio
 
 from ..logging import trace_context
+from .bounds import BadPayload, check_json_bounds
 from .errors import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -28,14 +29,17 @@ from .errors import (
     TOO_LARGE,
     RPCError,
 )
+from .limits import RPCLimits
 from .registry import (
     METHODS,
     SCHEMAS,
+    WS_ONLY,
     CallContext,
     _call_error,
     _count,
     _response,
     _safe_id,
+    clip,
     method,
     parse_call,
 )
@@ -44,10 +48,10 @@ from .shapes import b64, block_json, commit_json, jsonable, result_json, tx_json
 log = structlog.get_logger("bftnode.rpc")
 
 MAX_BATCH = 1000
-WS_ONLY = ("subscribe", "unsubscribe")
 
 _json_decoder = msgspec.json.Decoder()
 _json_encoder = msgspec.json.Encoder()
+DEFAULT_LIMITS = RPCLimits()
 
 
 
@@ -89,7 +93,7 @@ async def call_one(ctx: CallContext, obj: Any) -> dict[str, Any] | None:
         return _call_error(ctx, name, req_id, notify, err)
     except Exception as exc:  # a bug in a handler or the node: answer, log, keep serving
         _count(ctx, name, INTERNAL_ERROR)
-        log.exception("rpc.internal_error", peer=ctx.peer, method=name)
+        log.exception("rpc.internal_error", peer=ctx.peer, method=clip(name))
         err = RPCError(INTERNAL_ERROR, f"internal error in {name!r}: {type(exc).__name__}: {exc}")
         return None if notify else _response(req_id, error=err)
 
@@ -134,14 +138,21 @@ def _all_sync_submits(ctx: CallContext, payload: list[Any]) -> bool:
 
 
 
-def parse_json(body: bytes | str) -> Any:
-    """Parse a request body; raises RPCError(PARSE_ERROR) with the decoder's reason."""
+def parse_json(body: bytes | str, limits: RPCLimits = DEFAULT_LIMITS) -> Any:
+    """Parse a request body or WebSocket message. Its nesting and value count are checked on
+    the raw bytes first (`limits.max_json_depth`, `limits.max_json_elements`); raises
+    BadPayload (an RPCError: PARSE_ERROR or INVALID_REQUEST) with the reason."""
+    if isinstance(body, str):
+        body = body.encode("utf-8", "surrogatepass")  # a lone surrogate: then not UTF-8
+    check_json_bounds(body, limits.max_json_depth, limits.max_json_elements)
     try:
         return _json_decoder.decode(body)
     except msgspec.DecodeError as exc:
-        raise RPCError(PARSE_ERROR, f"parse error: body is not valid JSON ({exc})") from None
-    except RecursionError:  # msgspec's decoder recurses per level of nesting
-        raise RPCError(PARSE_ERROR, "parse error: JSON nested too deeply") from None
+        raise BadPayload(PARSE_ERROR, f"parse error: body is not valid JSON ({exc})",
+                         "malformed") from None
+    except RecursionError:  # only with a depth limit above the decoder's own
+        raise BadPayload(PARSE_ERROR, "parse error: JSON nested too deeply",
+                         "too_deep") from None
 
 
 def encode_answer(out: Any) -> bytes:
@@ -163,21 +174,29 @@ def encode_answer(out: Any) -> bytes:
             return _json_encoder.encode(_response(None, error=err))
 
 
+def refused(ctx: CallContext, err: BadPayload) -> dict[str, Any]:
+    """Count and log a payload refused whole; its error response (id null)."""
+    _count(ctx, "?", err.code)
+    if ctx.on_bad_input is not None:
+        ctx.on_bad_input(err.reason)
+    log.info("rpc.bad_input", peer=ctx.peer, transport=ctx.transport, reason=err.reason,
+             message=err.message)
+    return _response(None, error=err)
+
+
 async def handle_body(
-    ctx: CallContext, body: bytes | str
+    ctx: CallContext, body: bytes | str, limits: RPCLimits = DEFAULT_LIMITS
 ) -> dict[str, Any] | list[dict[str, Any]] | None:
     try:
-        payload = parse_json(body)
-    except RPCError as err:
-        _count(ctx, "?", err.code)
-        log.info("rpc.parse_error", peer=ctx.peer, reason=err.message)
-        return _response(None, error=err)
+        payload = parse_json(body, limits)
+    except BadPayload as err:
+        return refused(ctx, err)
     return await dispatch(ctx, payload)
 
 
 __all__ = [
-    "METHODS", "SCHEMAS", "WS_ONLY", "CallContext", "call_one", "dispatch", "encode_answer",
-    "handle_body", "method", "parse_call", "parse_json",
+    "METHODS", "SCHEMAS", "WS_ONLY", "BadPayload", "CallContext", "call_one", "dispatch",
+    "encode_answer", "handle_body", "method", "parse_call", "parse_json", "refused",
     # the JSON shapes, for callers that used them from here
     "b64", "block_json", "commit_json", "jsonable", "result_json", "tx_json",
 ]

@@ -1,11 +1,19 @@
 """The RPC server's Prometheus counters and gauges (calls, errors by method and code,
-connections, WebSockets, subscriptions, deadlines), in a registry of its own.
-Imports: prometheus_client only.
+payloads refused whole by reason, connections, WebSockets, subscriptions, deadlines), in a
+registry of its own. Every label value is from a closed set, never client text: a method label
+is a registered method name or "?", a code one of ours or "other", a reason one of
+`bftnode.rpc.bounds.REASONS`. Imports: prometheus_client, bftnode.rpc.{bounds,errors,registry}.
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from .bounds import REASONS
+from .errors import CODE_NAMES
+from .registry import METHODS, WS_ONLY
+
+TRANSPORTS = ("http", "websocket")
 
 
 class RPCMetrics:
@@ -26,12 +34,21 @@ class RPCMetrics:
         self.connections_refused = Counter(
             "bftnode_rpc_connections_refused", "Connections refused by a cap (503)", ["reason"],
             registry=r)
+        self.bad_input = Counter(
+            "bftnode_rpc_bad_input", "Payloads refused whole before any call ran (not JSON, "
+            "over the JSON bounds, a binary WebSocket frame)", ["transport", "reason"],
+            registry=r)
         self.timeouts = Counter("bftnode_rpc_timeouts",
                                 "Connections cut at a deadline (body, ws_idle)", ["phase"],
                                 registry=r)
 
     def on_error(self, method: str, code: int) -> None:
-        self.errors.labels(method=method, code=str(code)).inc()
+        method = method if method in METHODS or method in WS_ONLY else "?"
+        self.errors.labels(method=method, code=str(code) if code in CODE_NAMES else "other").inc()
+
+    def on_bad_input(self, transport: str, reason: str) -> None:
+        self.bad_input.labels(transport=transport if transport in TRANSPORTS else "other",
+                              reason=reason if reason in REASONS else "other").inc()
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         v = self.registry.get_sample_value(name, labels or {})

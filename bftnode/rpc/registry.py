@@ -31,6 +31,7 @@ class CallContext:
     spawn: Callable[[Callable[[], Awaitable[Any]]], None] | None = None
     trace_id: str | None = None  # from the X-Trace-Id header; else one new id per call
     on_error: Callable[[str, int], None] | None = None  # (method, code)
+    on_bad_input: Callable[[str], None] | None = None  # (reason code) a payload refused whole
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -41,6 +42,8 @@ METHODS: dict[str, Handler] = {}  # name -> handler of the raw params object
 
 
 SCHEMAS: dict[str, type[Params]] = {}  # name -> its params (bftnode.rpc.params)
+
+WS_ONLY = ("subscribe", "unsubscribe")  # served by the WebSocket connection (bftnode.rpc.websocket)
 
 
 P = TypeVar("P", bound=Params)
@@ -104,6 +107,11 @@ def _safe_id(obj: Any) -> Any:
     return req_id if _valid_id(req_id) else None
 
 
+def clip(text: str, limit: int = 200) -> str:
+    """Client-supplied text for a log line: at most `limit` characters, and says how many more."""
+    return text if len(text) <= limit else f"{text[:limit]}...(+{len(text) - limit} chars)"
+
+
 def _count(ctx: CallContext, name: str, code: int) -> None:
     if ctx.on_error is not None:
         ctx.on_error(name if name in METHODS else "?", code)
@@ -112,5 +120,5 @@ def _count(ctx: CallContext, name: str, code: int) -> None:
 def _call_error(ctx: CallContext, name: str, req_id: Any, notify: bool,
                 err: RPCError) -> dict[str, Any] | None:
     _count(ctx, name, err.code)
-    log.info("rpc.error", peer=ctx.peer, method=name, code=err.code, reason=err.message)
+    log.info("rpc.error", peer=ctx.peer, method=clip(name), code=err.code, reason=clip(err.message))
     return None if notify else _response(req_id, error=err)

@@ -115,11 +115,14 @@ def create_app(
     rpc_metrics = metrics or RPCMetrics()
     body_timeout = limits.body_timeout_s if limits else math.inf
     ws_idle = limits.ws_idle_timeout_s if limits else math.inf
+    json_limits = limits or RPCLimits()  # JSON bounds always apply: the defaults without limits
 
     def context(conn: HTTPRequest | WebSocket, transport: str, **kw: Any) -> m.CallContext:
         trace = conn.headers.get("x-trace-id")
         return m.CallContext(node=node, peer=_peer(conn), transport=transport,
                              on_error=rpc_metrics.on_error,
+                             on_bad_input=lambda reason: rpc_metrics.on_bad_input(transport,
+                                                                                  reason),
                              trace_id=trace[:64] if trace else None, **kw)
 
     async def post_root(request: HTTPRequest) -> Response:
@@ -140,7 +143,11 @@ def create_app(
         except ClientDisconnect:
             log.info("rpc.client_gone", peer=ctx.peer, phase="body")
             return Response(status_code=400)  # nobody is left to read it
-        out = await m.handle_body(ctx, body)
+        try:
+            payload = m.parse_json(body, json_limits)
+        except m.BadPayload as err:  # not JSON, or over the JSON bounds: refused whole
+            return _json(m.refused(ctx, err), status=400)
+        out = await m.dispatch(ctx, payload)
         if out is None:  # only notifications
             return Response(status_code=204)
         return _json(out)
@@ -184,7 +191,7 @@ def create_app(
 
     async def websocket(ws: WebSocket) -> None:
         await WSConnection(node, ws, context(ws, "websocket"), rpc_metrics, ws_queue,
-                           ws_overflow_grace, ws_idle).run()
+                           ws_overflow_grace, ws_idle, json_limits).run()
 
     routes = [
         Route("/", post_root, methods=["POST"]),

@@ -24,7 +24,15 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from consensus import request_digest
 
 from . import methods as m
-from .errors import INTERNAL_ERROR, INVALID_PARAMS, NOT_FOUND, OVERLOADED, RPCError
+from .errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    NOT_FOUND,
+    OVERLOADED,
+    RPCError,
+)
+from .limits import RPCLimits
 from .node_api import NodeAPI
 from .params import SubscribeParams, UnsubscribeParams, parse
 from .registry import _valid_id
@@ -54,7 +62,7 @@ class WSConnection:
 
     def __init__(self, node: NodeAPI, ws: WebSocket, ctx: m.CallContext, metrics: RPCMetrics,
                  queue: int = WS_QUEUE, overflow_grace: float = WS_OVERFLOW_GRACE_S,
-                 idle_timeout: float = math.inf) -> None:
+                 idle_timeout: float = math.inf, limits: RPCLimits | None = None) -> None:
         self.node = node
         self.ws = ws
         self.ctx = ctx
@@ -62,6 +70,7 @@ class WSConnection:
         self.queue_size = queue
         self.overflow_grace = overflow_grace
         self.idle_timeout = idle_timeout
+        self.limits = limits or RPCLimits()
         self.send_ch, self.recv_ch = trio.open_memory_channel[bytes](queue)
         self.subs: dict[str, trio.CancelScope] = {}
         self.inflight = trio.Semaphore(WS_MAX_INFLIGHT)
@@ -96,11 +105,14 @@ class WSConnection:
             if msg is None or msg["type"] == "websocket.disconnect":
                 return
             data = msg.get("text")
-            if data is None:
-                data = msg.get("bytes") or b""
             self.metrics.calls.labels(transport="websocket").inc()
             await self.inflight.acquire()  # too many calls in flight: stop reading (TCP pushes back)
-            self.nursery.start_soon(self._handle, data)
+            if data is None:  # a binary frame: calls are text frames
+                self.nursery.start_soon(self._refuse, m.BadPayload(
+                    INVALID_REQUEST, "invalid request: a binary frame; send JSON-RPC calls as "
+                    "text frames", "binary_frame"))
+            else:
+                self.nursery.start_soon(self._handle, data)
 
     async def _receive(self) -> dict[str, Any] | None:
         """The next message; None once the connection has been idle too long: nothing received
@@ -118,14 +130,19 @@ class WSConnection:
             pass
         return None
 
-    async def _handle(self, data: str | bytes) -> None:
+    async def _refuse(self, err: m.BadPayload) -> None:
+        """Answer a message refused whole; the connection and its subscriptions stay."""
+        try:
+            await self._send(m.refused(self.ctx, err))
+        finally:
+            self.inflight.release()
+
+    async def _handle(self, data: str) -> None:
         try:
             try:
-                payload = m.parse_json(data)
-            except RPCError as err:
-                self.metrics.on_error("?", err.code)
-                log.info("rpc.parse_error", peer=self.ctx.peer, reason=err.message)
-                await self._send({"jsonrpc": "2.0", "id": None, "error": err.to_json()})
+                payload = m.parse_json(data, self.limits)
+            except m.BadPayload as err:
+                await self._send(m.refused(self.ctx, err))
                 return
             if isinstance(payload, dict) and payload.get("method") in m.WS_ONLY:
                 out: Any = await self._ws_method(payload)
@@ -133,6 +150,11 @@ class WSConnection:
                 out = await m.dispatch(self.ctx, payload)
             if out is not None:
                 await self._send(out)
+        except Exception as exc:  # a bug: answer it, keep the connection and its subscriptions
+            log.exception("rpc.internal_error", peer=self.ctx.peer, transport="websocket")
+            self.metrics.on_error("?", INTERNAL_ERROR)
+            err = RPCError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}")
+            await self._send({"jsonrpc": "2.0", "id": None, "error": err.to_json()})
         finally:
             self.inflight.release()
 

@@ -261,3 +261,37 @@ async def test_async_client_commits_locks_and_keeps_leases_alive_on_asyncio_and_
                     await anyio.sleep(0.1)
             ttl = await c.lease_ttl(lease_id)  # still there: the keepalive task moved it
             assert ttl["id"] == lease_id and ttl["deadline_ms"] > first_deadline
+
+
+async def test_bad_input_to_a_real_node_is_refused_and_its_websocket_subscription_lives(
+    urls, tmp_path
+):
+    import httpx
+    from httpx_ws import aconnect_ws
+
+    deep = b"[" * 10_000 + b"]" * 10_000
+    big = b"[" + b",".join([b"1"] * 100_000) + b"]"
+    async with httpx.AsyncClient(base_url=urls[0], timeout=10) as http:
+        for body, code in ((deep, -32700), (big, -32600), (b"{nope", -32700)):
+            r = await http.post("/", content=body)
+            assert r.status_code == 400 and r.json()["error"]["code"] == code, r.text
+        async with aconnect_ws("ws" + urls[0][4:] + "/websocket", http) as ws:
+
+            async def recv() -> dict:
+                with trio.fail_after(30):
+                    return json.loads(await ws.receive_text())
+
+            await ws.send_text(json.dumps({"jsonrpc": "2.0", "id": "s", "method": "subscribe",
+                                           "params": {"topic": "kv", "prefix": "it/bad/"}}))
+            sid = (await recv())["result"]["subscription"]
+            for frame in (deep.decode(), big.decode(), "{nope", b"\x00binary"):
+                await (ws.send_bytes(frame) if isinstance(frame, bytes) else ws.send_text(frame))
+                assert (await recv())["error"]["code"] in (-32700, -32600)
+            async with AsyncClient(urls, tmp_path / "c.key") as c:
+                await c.put("it/bad/after", "1")
+            note = await recv()
+            assert note["params"]["subscription"] == sid
+            assert note["params"]["result"]["key"] == "it/bad/after"
+        text = (await http.get("/metrics")).text
+    assert 'bftnode_rpc_bad_input_total{reason="too_deep",transport="http"} 1.0' in text
+    assert 'reason="binary_frame",transport="websocket"' in text

@@ -185,7 +185,8 @@ async def test_post_answers_every_call_with_a_result_or_a_documented_error(batch
         body = body[:at] + bad + body[at:]
     async with in_process_client(AppNode()) as client:
         r = await client.post("/", content=body)
-    assert r.status_code in (200, 204, 413), r.text
+    # 400: the body itself is not JSON or is over the JSON bounds (issue 27), refused whole
+    assert r.status_code in (200, 204, 400, 413), r.text
     if r.status_code != 204:
         for answer in answers(r.json()):
             assert_documented(answer)
