@@ -3,7 +3,7 @@ the node id and, where known, view, seq and a trace id.
 
 A trace id arrives with an RPC request (`trace_context(trace_id)`, a contextvar) and is bound
 into every log line emitted while handling it, including the replica task's lines about that
-transaction (the runtime re-binds it when a tx it submitted is committed).
+transaction (bftnode.node re-binds it when a tx it submitted is committed).
 Imports: stdlib, structlog. Must not import trio, consensus, storage or network.
 """
 

@@ -1,7 +1,7 @@
 """The replicated application: MVCC KV, leases, FIFO locks with fencing tokens, elections.
 
 Pure and deterministic (no clock, randomness or I/O; time is the agreed block time).
-The node runtime calls `KVApplication().execute_block(...)` / `.query(...)`; clients build op
+The node (bftnode.node) calls `KVApplication().execute_block(...)` / `.query(...)`; clients build op
 bytes with `ops`. Imports: stdlib, msgspec, consensus (Request), storage.interface.
 """
 

@@ -1,5 +1,5 @@
 """The replicated application: `KVApplication` (KV + leases + locks + elections) behind the
-`Application` protocol the node runtime calls.
+`Application` protocol the node (bftnode.node) calls.
 
 Pure and deterministic: no clock, no randomness, no I/O. Time is the agreed block time passed
 to `execute_block`. Each tx runs in its own overlay: on error its writes are dropped (code != 0),

@@ -1,6 +1,6 @@
 """bftnode's JSON-RPC 2.0 layer: the method table over `NodeAPI` and its HTTP/WebSocket server.
 
-Public names are re-exported lazily so importing `bftnode.rpc.node_api` (the runtime does) does
+Public names are re-exported lazily so importing `bftnode.rpc.node_api` (bftnode.node does) does
 not pull in starlette/hypercorn. Imports: consensus, storage (types), bftnode.app (ops).
 """
 

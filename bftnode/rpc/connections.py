@@ -8,7 +8,7 @@ fixed HTTP 503 JSON-RPC `overloaded` answer and closed. hypercorn's `worker_serv
 hook for this, so this module replaces it for one listening socket (no lifespan events: the
 RPC app has none).
 
-Imports: stdlib, trio, hypercorn, structlog, bftnode.rpc. Must not import the runtime.
+Imports: stdlib, trio, hypercorn, structlog, bftnode.rpc. Must not import bftnode.node.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ which result or documented error it answers (docs/rpc.md). Txs are client-signed
 `bftnode.rpc.methods.METHODS` by the `method` decorator.
 
 Imports: stdlib, structlog, consensus, bftnode.rpc, bftnode.app (errors, lazily). Must not
-import starlette, hypercorn or the runtime.
+import starlette, hypercorn or bftnode.node.
 """
 
 from __future__ import annotations

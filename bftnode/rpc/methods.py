@@ -8,7 +8,7 @@ Transport-free: `bftnode.rpc.server` feeds it parsed JSON from HTTP and WebSocke
 themselves live in `bftnode.rpc.handlers`, the JSON shapes in `bftnode.rpc.shapes`.
 
 Imports: stdlib, msgspec, structlog, trio (batch concurrency only), bftnode.logging,
-bftnode.rpc. Must not import starlette, hypercorn or the runtime.
+bftnode.rpc. Must not import starlette, hypercorn or bftnode.node.
 """
 
 from __future__ import annotations

@@ -1,17 +1,17 @@
 """What the RPC layer needs from a running node: the `NodeAPI` Protocol (and `SubmitResult`).
 
-The runtime's Node implements this; `bftnode.rpc.methods` and `bftnode.rpc.server` use nothing
+bftnode.node.Node implements this; `bftnode.rpc.methods` and `bftnode.rpc.server` use nothing
 else of the node. Reads return the storage layer's own types (`StoredBlock`, `TxResult`) so the
 JSON shape is owned by one place (`bftnode.rpc.methods`). Subscriptions are pull-based: the RPC
 layer waits with `wait_height` and then reads blocks / app events, so resuming `from_height` is
 natural and the node keeps no per-subscriber queues.
 
-Optional: `async submit_many(requests) -> list[SubmitResult]` (the runtime's Node has it). When
+Optional: `async submit_many(requests) -> list[SubmitResult]` (bftnode.node.Node has it). When
 present, a JSON-RPC batch array of only `broadcast_tx_sync` calls hands its requests over in
 one call instead of one `submit` per call (same answers; bftnode.rpc.methods.dispatch).
 
 Imports: stdlib, msgspec, consensus (types), storage.interface (types). Must not import trio, starlette,
-hypercorn, network or the runtime.
+hypercorn, network or bftnode.node.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ wording of every invalid_params message. The rules are the same for POST, WebSoc
 - null means absent; params a method does not take are ignored.
 
 Imports: stdlib, msgspec, consensus (Request decoding), bftnode.rpc.errors. Must not import
-starlette, hypercorn, trio or the runtime.
+starlette, hypercorn, trio or bftnode.node.
 """
 
 from __future__ import annotations

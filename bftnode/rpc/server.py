@@ -9,7 +9,7 @@ the body and idle WebSockets; caps on connections in total and per client addres
 live in `bftnode.rpc.methods` and `bftnode.rpc.handlers`.
 
 Imports: stdlib, trio, starlette, hypercorn, prometheus_client, structlog, bftnode.rpc. Must
-not import the runtime, storage internals or network.
+not import bftnode.node, storage internals or network.
 """
 
 from __future__ import annotations

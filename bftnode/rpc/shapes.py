@@ -4,7 +4,7 @@ Owns how storage types (`StoredBlock`, `TxResult`) and app values become JSON (d
 docs/rpc.md); pure functions, shared by the method table and the WebSocket subscriptions.
 
 Imports: stdlib, msgspec, consensus (codec), storage.interface (types), bftnode.app (result
-decoding, lazily). Must not import trio, starlette, hypercorn or the runtime.
+decoding, lazily). Must not import trio, starlette, hypercorn or bftnode.node.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ silent drop); a connection that sends nothing for `idle_timeout` seconds while i
 subscription and no call in flight is closed.
 
 Imports: stdlib, trio, starlette (WebSocket), structlog, consensus, bftnode.rpc. Must not
-import the runtime, storage internals or network.
+import bftnode.node, storage internals or network.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ replaces the file's rules file. adversary.json, both keys optional, paths relati
 This is the one place under testnet/ that imports `build_node`. It and the link faults
 (trio) are imported when a node is built, so the launcher reads and writes adversary files
 without loading the node.
-Imports: stdlib, bftnode (runtime, cli), consensus, testnet.adversary.
+Imports: stdlib, bftnode (node.build, cli), consensus, testnet.adversary.
 """
 
 from __future__ import annotations

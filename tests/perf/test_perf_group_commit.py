@@ -1,4 +1,4 @@
-"""The runtime's group commit keeps the ordering rule: events already waiting are stepped
+"""The node's group commit keeps the ordering rule: events already waiting are stepped
 together, their Outputs merged and applied once — ONE synced persist, then the sends, then the
 blocks in ONE synced commit, then the replies — and nothing is sent before the persist that
 covers it is durable."""
@@ -77,7 +77,7 @@ class ScriptedReplica:
             out.send.append(Send(2, event.message))
         elif isinstance(event, ClientRequest):
             out.reply.append(Rejected(event.request, "scripted"))
-        elif isinstance(event, ClientRequests):  # the runtime steps a group's submits at once
+        elif isinstance(event, ClientRequests):  # the node steps a group's submits at once
             out.reply.extend(Rejected(r, "scripted") for r in event.requests)
         return out
 

@@ -1,5 +1,5 @@
 """A FakeNode whose reads go through the real application and the real ledger store, so the
-RPC tests meet the same integer and byte handling the runtime's Node has (u64 keys, struct
+RPC tests meet the same integer and byte handling the real Node has (u64 keys, struct
 packing), plus an in-process client for the RPC app (no sockets).
 
 For the RPC unit tests only."""
@@ -21,7 +21,7 @@ from .fake_node import FakeNode
 class AppNode(FakeNode):
     """Queries run `KVApplication.query` over an (empty) application state, and lookups by
     (client_id, request_seq) go through `MemoryStore.tx_by_client` before the fake's own
-    table, as the runtime's Node does."""
+    table, as the real Node does."""
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
@@ -31,7 +31,7 @@ class AppNode(FakeNode):
 
     async def query(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         params = dict(params)
-        params.pop("min_revision", None)  # the runtime waits for it, then drops it
+        params.pop("min_revision", None)  # the real Node waits for it, then drops it
         return self.app.query(self.state, method, params, self.height(), self.time_ms)
 
     def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None:

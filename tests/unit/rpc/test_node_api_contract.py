@@ -1,4 +1,4 @@
-"""The NodeAPI contract: the fake used by these tests and the real runtime Node both provide
+"""The NodeAPI contract: the fake used by these tests and the real Node (bftnode.node) both provide
 every member the RPC layer calls, with the same sync/async shape."""
 
 from __future__ import annotations
