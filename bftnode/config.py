@@ -76,6 +76,26 @@ class NodeConfig:
     # a full batch of 1,000 calls with every param of the widest method holds 14,000 values.
     rpc_max_json_depth: int = 32
     rpc_max_json_elements: int = 50_000
+    # Reads (docs/operations.md, "Reads and rate limits"): every read runs in one of
+    # read_workers threads over a snapshot, never on the task that steps the replica. One
+    # answer holds at most read_page_limit keys and about read_answer_bytes; one request (a
+    # batch, or one WebSocket message) about read_batch_bytes of read answers; one connection
+    # runs at most read_per_connection reads at once. Each client IP has a token bucket of
+    # read_burst tokens refilled at read_rate per second; a read costs 1 token plus one per
+    # 16 KiB of its answer; an empty bucket answers `rate limited` with retry_after.
+    read_workers: int = 2
+    read_page_limit: int = 1000
+    read_answer_bytes: int = 1024 * 1024
+    read_batch_bytes: int = 4 * 1024 * 1024
+    read_per_connection: int = 4
+    read_rate: float = 1000.0
+    read_burst: int = 2000  # a full batch of 1,000 reads fits twice
+    # `health` is not ok (HTTP 503) after health_view_change_s in a view change, after
+    # health_stall_s without a commit while a peer is ahead, when more than
+    # health_max_behind_blocks behind a peer, or with fewer than 2f+1 validators connected
+    health_view_change_s: float = 10.0
+    health_stall_s: float = 10.0
+    health_max_behind_blocks: int = 50
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -165,11 +185,25 @@ def _validate_rpc(c: NodeConfig) -> None:
         _check_type(name, getattr(c, name), int)
         if not 1 <= getattr(c, name) <= 1_000_000:
             raise ConfigError(f"field '{name}': must be 1..1000000, got {getattr(c, name)}")
-    for name, lo, hi in (("rpc_max_json_depth", 3, 256),
-                         ("rpc_max_json_elements", 100, 10_000_000)):
+    _validate_reads(c)
+
+
+_RANGED_INTS = {"rpc_max_json_depth": (3, 256), "rpc_max_json_elements": (100, 10_000_000),
+              "read_workers": (1, 64), "read_page_limit": (1, 10_000),
+              "read_answer_bytes": (1024, 1 << 30), "read_batch_bytes": (1024, 1 << 30),
+              "read_per_connection": (1, 1024), "read_burst": (1, 1_000_000),
+              "health_max_behind_blocks": (1, 1_000_000)}
+
+
+def _validate_reads(c: NodeConfig) -> None:
+    for name, (lo, hi) in _RANGED_INTS.items():
         _check_type(name, getattr(c, name), int)
         if not lo <= getattr(c, name) <= hi:
             raise ConfigError(f"field '{name}': must be {lo}..{hi}, got {getattr(c, name)}")
+    for name in ("read_rate", "health_view_change_s", "health_stall_s"):
+        v = getattr(c, name)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1e6:
+            raise ConfigError(f"field '{name}': must be a number in (0, 1000000], got {v!r}")
 
 
 def config_from_dict(obj: dict[str, Any], home: str | os.PathLike, where: str = "config") -> NodeConfig:

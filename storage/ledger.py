@@ -37,6 +37,7 @@ from .ledger_blocks import LedgerBlocks
 from .ledger_core import DEFAULT_DEDUP_WINDOW, SCHEMA_VERSION, WINDOW_CACHE_CLIENTS, log
 from .ledger_records import LedgerRecords
 from .ledger_recovery import LedgerRecovery
+from .read_view import ReadView
 from .records import BlockBody, BlockHeader, ChainBase, TxRecord, decode, encode
 
 __all__ = [
@@ -117,7 +118,10 @@ class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery):
             yield b
 
     def tx(self, tx_hash: bytes) -> TxResult | None:
-        raw = self._kv.get(keys.tx(tx_hash))
+        return self._tx_at(self._kv, tx_hash)
+
+    def _tx_at(self, reader: KVReader, tx_hash: bytes) -> TxResult | None:
+        raw = reader.get(keys.tx(tx_hash))
         return None if raw is None else _tx_result(tx_hash, decode(TxRecord, raw, keys.tx(tx_hash)))
 
     def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None:
@@ -135,6 +139,13 @@ class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery):
     def snapshot(self) -> Iterator[StateReader]:
         with self._kv.snapshot() as snap:
             yield KVStateReader(snap)
+
+    @contextmanager
+    def read_view(self) -> Iterator[ReadView]:
+        """A consistent view of height, blocks, txs and state (storage.read_view); safe to
+        read from a thread other than the writer's."""
+        with self._kv.snapshot() as snap:
+            yield ReadView(self, snap)
 
     # -------------------------------------------------------------- state transfer
 

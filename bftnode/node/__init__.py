@@ -8,7 +8,9 @@
   serving with its bounds (`blocks_for_fetch`)
 - `waiters.py`: commit waiters and the answers to replies
 - `submit.py`: precheck and admission of client requests
-- `reads.py`: the read façade (status, health, net_info, block, tx, query, subscribe, ...)
+- `reads.py`: the read façade (status, net_info, block, tx, query, subscribe, ...); RPC
+  reads run in worker threads over a snapshot (`read`)
+- `health.py`: `health` (its four conditions) and `read_info` (height, catching_up of a read)
 - `metrics.py`: gauges kept current from the node's state
 - `build.py`: start-up checks (`load_startup_files`, `check_port_free`) and `build_node`
 - `ports.py`: the collaborators as Protocols (Store, Application, Transport, ReplicaLike)

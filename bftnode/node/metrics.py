@@ -33,7 +33,9 @@ class MetricsMixin:
             self.log.info("view changed", view=view, primary=view % self.consensus_config.n)
             self._view_seen = view
         self.metrics.view.set(view)
-        self.metrics.in_view_change.set(1 if r.in_view_change else 0)
+        in_vc = bool(r.in_view_change)
+        self.metrics.in_view_change.set(1 if in_vc else 0)
+        self._note_progress(in_vc)  # health.py: view-change and commit clocks
         self.metrics.stable_checkpoint.set(r.stable_seq)
         table = r.client_table
         if table is not None:

@@ -3,7 +3,8 @@ the replica task, the executor task and (when `bftnode.rpc` is available) the RP
 Implements the RPC layer's NodeAPI. Composed of one mixin per job: `DriverMixin` (replica
 task and the ordering rule, driver.py), `ExecutorMixin` (blocks, executor.py),
 `WaitersMixin` (commit waiters, waiters.py), `SubmitMixin` (admission, submit.py),
-`ReadsMixin` (the read façade, reads.py), `MetricsMixin` (gauges, metrics.py). This module
+`ReadsMixin` (the read façade, reads.py), `HealthMixin` (health and read freshness,
+health.py), `MetricsMixin` (gauges, metrics.py). This module
 holds the state they share (set up in `__init__`) and the lifecycle.
 Imports: stdlib, trio, consensus, storage, bftnode.
 """
@@ -29,6 +30,7 @@ from ..metrics import NodeMetrics
 from .driver import INBOX_SIZE, DriverMixin, _NodePorts
 from .errors import StartupError
 from .executor import EXEC_QUEUE_GROUPS, ExecutorMixin, InlineCost
+from .health import HealthBounds, HealthMixin
 from .metrics import MetricsMixin
 from .ports import Application, ReplicaFactory, ReplicaLike, Store, Transport
 from .reads import ReadsMixin
@@ -57,7 +59,17 @@ def default_replica_factory(config: Config, index: int, auth: Authenticator,
     return _resolve_replica_class()(config, index, auth, restored)
 
 
-class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, MetricsMixin):
+def _read_limits(config: NodeConfig | None) -> Any:
+    """The RPC's read bounds from the config (None when the RPC package is not installed)."""
+    try:
+        from bftnode.rpc.limits import ReadLimits
+    except ImportError:
+        return None
+    return ReadLimits.from_config(config) if config is not None else ReadLimits()
+
+
+class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, HealthMixin,
+           MetricsMixin):
     """A running (or ready to run) bftnode validator. Implements the RPC layer's NodeAPI."""
 
     def __init__(
@@ -141,6 +153,11 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, Me
         self._exec_done = 0
         self._exec_progress = trio.Event()
         self._ports = _NodePorts(self)
+        # reads: worker threads over snapshots (reads.py), their bounds (the RPC applies
+        # them) and the health bounds (health.py)
+        self._read_limiter = trio.CapacityLimiter(config.read_workers if config else 2)
+        self.read_limits = _read_limits(config)
+        self.health_bounds = HealthBounds.from_config(config)
         self.started = trio.Event()
         self.stopped = trio.Event()
         self.rpc_url: str | None = None

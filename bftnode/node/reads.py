@@ -1,7 +1,10 @@
-"""The read façade of `Node` (NodeAPI reads): status, health, net_info, validators, evidence,
+"""The read façade of `Node` (NodeAPI reads): status, net_info, validators, evidence,
 convictions, blocks, txs, app events, application queries, wait_height and subscribe.
 `ReadsMixin` is part of `Node`; it reads the store, the replica (through ReplicaLike) and the
-node's own counters, and writes nothing.
+node's own counters, and writes nothing. Reads of the ledger for RPC callers (`read`, `query`)
+run in a bounded pool of worker threads over a consistent snapshot at a committed height, off
+the task that steps the replica (issue 27: a read flood must not slow consensus); `health` and
+`read_info` are in health.py.
 Imports: stdlib, trio, msgspec, storage, bftnode.app (lazily), bftnode.node.
 """
 
@@ -9,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar
 
 import msgspec
 import trio
@@ -22,6 +26,7 @@ from .ports import PeerStats
 APP_EVENTS_KEPT = 1000  # heights of app events kept for subscribers...
 APP_EVENTS_MAX = 20_000  # ...and at most this many events (the oldest heights go first)
 MIN_REVISION_WAIT_S = 2.0
+T = TypeVar("T")
 
 
 def _jsonable(value: Any) -> Any:
@@ -40,6 +45,28 @@ def _connected(stats: Any) -> bool:
     if "connected" in stats:
         return bool(stats["connected"])
     return bool(stats.get("outbound_connected") or stats.get("inbound_connected"))
+
+
+class _LiveView:
+    """A read view over the node itself, for stores without `read_view` (read on the loop)."""
+
+    def __init__(self, node: Any) -> None:
+        self._node = node
+        self.height = node._height
+        self.time_ms = node.last_block_time_ms
+
+    @property
+    def state(self) -> Any:
+        return self._node.store.state()
+
+    def block(self, height: int) -> StoredBlock | None:
+        return self._node.store.block(height) if height <= self.height else None
+
+    def tx(self, tx_hash: bytes) -> TxResult | None:
+        return self._node.store.tx(tx_hash)
+
+    def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None:
+        return self._node.store.tx_by_client(client_id, request_seq)
 
 
 class ReadsMixin:
@@ -78,18 +105,6 @@ class ReadsMixin:
             return str(self.replica.health().get("why", ""))
         except Exception:  # diagnostics only; never let it break status
             return ""
-
-    def health(self) -> dict:
-        try:
-            info = dict(self.replica.health())
-        except Exception as exc:  # health is diagnostics; never let it break the RPC
-            info = {"error": repr(exc)}
-        peers = self._connected_peers()
-        running = self.started.is_set() and not self.stopped.is_set()
-        ok = running and peers >= self.consensus_config.quorum - 1
-        why = [] if ok else (["not running"] if not running else [f"only {peers} peers connected"])
-        return {"ok": ok, "why": why, "height": self._height, "peers": peers,
-                "replica": _jsonable(info)}
 
     def net_info(self) -> dict:
         stats = self.transport.peer_stats() if isinstance(self.transport, PeerStats) else {}
@@ -136,27 +151,55 @@ class ReadsMixin:
                 self._app_events_total > APP_EVENTS_MAX and len(self._app_events) > 1)):
             self._app_events_total -= len(self._app_events.popitem(last=False)[1])
 
-    async def query(self, method: str, params: dict) -> dict:
-        """Application read at the last committed block, from a consistent snapshot.
-        `min_revision` waits briefly for the state to reach it (else FUTURE_REVISION)."""
+    async def read(self, fn: Callable[[Any], T]) -> T:
+        """`fn(view)` in a read worker thread (at most `read_workers` at once), over a
+        consistent view at the last committed height (storage.read_view.ReadView: height,
+        time_ms, state, block, tx, tx_by_client). Never on the task that steps the replica;
+        `fn` must read only the view (the node's in-memory state is not thread-safe)."""
+        open_view = getattr(self.store, "read_view", None)
+        if open_view is None:  # a store without read views (test doubles): read here
+            return fn(_LiveView(self))
+
+        def run() -> T:
+            with open_view() as view:
+                return fn(view)
+
+        return await trio.to_thread.run_sync(run, limiter=self._read_limiter)
+
+    async def query(self, method: str, params: dict, *,
+                    shape: Callable[[dict], Any] | None = None) -> Any:
+        """Application read at the last committed block, from a consistent snapshot, in a
+        read worker (`read`). `min_revision` waits briefly for the state to reach it (else
+        FUTURE_REVISION). `shape(result)`, if given, also runs in the worker (the RPC turns
+        the answer into JSON there)."""
         params = dict(params)
         min_rev = params.pop("min_revision", None)
         if min_rev:
             with trio.move_on_after(MIN_REVISION_WAIT_S):
-                while self._query_sync("revision", {}).get("revision", 0) < min_rev:
+                while await self._revision() < min_rev:
                     await self.wait_height(self._height + 1, MIN_REVISION_WAIT_S)
-            rev = self._query_sync("revision", {}).get("revision", 0)
+            rev = await self._revision()
             if rev < min_rev:
                 from bftnode.app.errors import FUTURE_REVISION, AppError
 
                 raise AppError(FUTURE_REVISION,
                                f"node is at revision {rev}, below min_revision {min_rev}")
-        return self._query_sync(method, params)
+        return await self.read(partial(self._query_in, method, params, self._tip(), shape))
 
-    def _query_sync(self, method: str, params: dict) -> dict:
-        height, time_ms = self._height, self.last_block_time_ms
-        with self.store.snapshot() as snap:
-            return self.app.query(snap, method, params, height, time_ms)
+    async def _revision(self) -> int:
+        return (await self.read(partial(self._query_in, "revision", {}, self._tip(), None))
+                ).get("revision", 0)
+
+    def _tip(self) -> tuple[int, int]:
+        return self._height, self.last_block_time_ms
+
+    def _query_in(self, method: str, params: dict, tip: tuple[int, int],
+                  shape: Callable[[dict], Any] | None, view: Any) -> Any:
+        # the agreed time of the view's block (the node's own, when it is the same block:
+        # a state-transferred base has no header to read it from)
+        time_ms = tip[1] if view.height == tip[0] else view.time_ms
+        out = self.app.query(view.state, method, params, view.height, time_ms)
+        return out if shape is None else shape(out)
 
     async def wait_height(self, height: int, timeout: float | None = None) -> int:
         """The current height as soon as it is >= `height`, or at `timeout` (maybe lower)."""

@@ -21,6 +21,8 @@ APP_ERROR = -32004  # an application query failed: data = {code, name} (bftnode.
 NOT_FOUND = -32005  # block / tx not found
 TOO_LARGE = -32006  # body or batch over the limit
 OVERLOADED = -32007  # server-side limit (too many subscriptions, queue full)
+RATE_LIMITED = -32008  # this client IP's read bucket is empty: data = {retry_after} (seconds)
+STALE_READ = -32009  # the node cannot serve min_height / max_lag_ms: data = {height, ...}
 
 CODE_NAMES = {
     PARSE_ERROR: "parse_error",
@@ -35,6 +37,8 @@ CODE_NAMES = {
     NOT_FOUND: "not_found",
     TOO_LARGE: "too_large",
     OVERLOADED: "overloaded",
+    RATE_LIMITED: "rate_limited",
+    STALE_READ: "stale_read",
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import time
 import weakref
+from functools import partial
 from typing import Any
 
 import structlog
@@ -21,12 +22,11 @@ import structlog
 from consensus import Ed25519Verifier, Request, request_digest
 from consensus.codec import signing_bytes
 
+from . import read_views as rv
 from .errors import (
     APP_ERROR,
     BAD_SIGNATURE,
     INTERNAL_ERROR,
-    INVALID_PARAMS,
-    NOT_FOUND,
     TIMEOUT,
     TX_REJECTED,
     RPCError,
@@ -46,12 +46,13 @@ from .params import (
     TxStatusParams,
     parse,
 )
+from .read_guard import gate, guarded
 from .registry import CallContext, _call_error, _response, _safe_id, method, parse_call
-from .shapes import block_json, commit_json, jsonable, tx_json
+from .shapes import jsonable, tx_json  # noqa: F401  (tx_json: for importers)
 
 log = structlog.get_logger("bftnode.rpc")
 
-MAX_BLOCKCHAIN_RANGE = 100
+MAX_BLOCKCHAIN_RANGE = rv.MAX_BLOCKCHAIN_RANGE
 _verifier = Ed25519Verifier()
 
 
@@ -71,14 +72,9 @@ def verify_tx(ctx: CallContext, req: Request) -> bytes:
 
 
 def committed_tx_json(ctx: CallContext, res: Any, encoding: str = "utf8") -> dict[str, Any]:
-    """A committed tx with its block's hash/time and commit certificate (the client's proof)."""
-    out = tx_json(res, encoding)
-    block = ctx.node.block(res.height)
-    if block is not None:
-        out["block_hash"] = block.hash.hex()
-        out["block_time"] = block.time_ms
-        out["commit"] = commit_json(block)
-    return out
+    """A committed tx with its block's hash/time and commit certificate (the client's proof):
+    the answer of a submit that saw the commit (reads build it in a read worker)."""
+    return rv.committed_tx_json(res, ctx.node.block(res.height), encoding)
 
 
 # ---------------------------------------------------------------- info methods
@@ -110,45 +106,28 @@ async def on_validators(ctx: CallContext, p: NoParams) -> Any:
 
 @method("block", BlockParams)
 async def on_block(ctx: CallContext, p: BlockParams) -> Any:
-    height = ctx.node.height()
-    h = p.height
-    if h is None:
-        if height == 0:
-            raise RPCError(NOT_FOUND, "no block committed yet (height is 0)")
-        h = height
-    block = ctx.node.block(h)
-    if block is None:
-        raise RPCError(NOT_FOUND, f"block {h} not found (current height is {height})")
-    return block_json(block)
+    return await guarded(ctx, p, lambda budget: rv.in_view(
+        ctx, partial(rv.block_at, p.height, budget)))
 
 
 @method("blockchain", BlockchainParams)
 async def on_blockchain(ctx: CallContext, p: BlockchainParams) -> Any:
     """Headers of [min_height, max_height] (clamped to the current height), newest first, at
-    most MAX_BLOCKCHAIN_RANGE of them (the newest ones)."""
-    height = ctx.node.height()
-    lo, hi = p.min_height, height if p.max_height is None else p.max_height
-    if lo > hi:
-        raise RPCError(INVALID_PARAMS, f"param 'min_height' ({lo}) must be <= max_height ({hi})",
-                       {"param": "min_height"})
-    hi = min(hi, height)
-    lo = max(lo, hi - MAX_BLOCKCHAIN_RANGE + 1)
-    metas = []
-    for h in range(hi, lo - 1, -1):
-        b = ctx.node.block(h)
-        if b is not None:
-            metas.append(block_json(b, with_txs=False))
-    return {"last_height": height, "blocks": metas}
+    most MAX_BLOCKCHAIN_RANGE of them (the newest ones). `min_height` is the range's lower
+    bound here, not freshness (max_lag_ms is)."""
+    return await guarded(ctx, _Lag(p.max_lag_ms), lambda budget: rv.in_view(
+        ctx, partial(rv.blockchain, p.min_height, p.max_height, budget)))
+
+
+class _Lag:
+    def __init__(self, max_lag_ms: int | None) -> None:
+        self.max_lag_ms = max_lag_ms
 
 
 @method("tx", TxParams)
 async def on_tx(ctx: CallContext, p: TxParams) -> Any:
-    res = ctx.node.tx(p.hash)
-    if res is None:
-        raise RPCError(NOT_FOUND, f"tx {p.hash.hex()} not found (not committed, or unknown)")
-    if p.prove:
-        return committed_tx_json(ctx, res, p.encoding)
-    return tx_json(res, p.encoding)
+    return await guarded(ctx, p, lambda budget: rv.in_view(
+        ctx, partial(rv.tx_at, p.hash, p.prove, p.encoding, budget)))
 
 
 # Txs this node has seen through its own RPC (hash -> valid_until, accepted?), per node object,
@@ -198,17 +177,26 @@ async def on_tx_status(ctx: CallContext, p: TxStatusParams) -> Any:
     a node that never saw the tx its expiry height."""
     tx_hash: bytes | None = None
     valid_until = p.valid_until
+    client: tuple[bytes, int] | None = None
     if p.tx is not None:
         tx_hash = verify_tx(ctx, p.tx.request)
         valid_until = p.tx.request.valid_until
-        res = ctx.node.tx(tx_hash)
     elif p.hash is not None:
         tx_hash = p.hash
-        res = ctx.node.tx(tx_hash)
     else:
         assert p.client_id is not None and p.request_seq is not None  # TxStatusParams.check
-        res = ctx.node.tx_by_client(p.client_id, p.request_seq)
-    height = ctx.node.height()
+        client = (p.client_id, p.request_seq)
+
+    async def run(budget: int) -> Any:
+        res, tx_out, size, height = await rv.in_view(
+            ctx, partial(rv.tx_lookup, tx_hash, client, p.encoding, budget))
+        return _tx_status(ctx, res, tx_out, height, tx_hash, valid_until), size, height
+
+    return await guarded(ctx, p, run)
+
+
+def _tx_status(ctx: CallContext, res: Any, tx_out: dict[str, Any] | None, height: int,
+               tx_hash: bytes | None, valid_until: int | None) -> dict[str, Any]:
     if res is None:
         status = tx_state(ctx, tx_hash, valid_until, False) if tx_hash else "UNKNOWN"
         out: dict[str, Any] = {"status": status, "committed": False, "height": height}
@@ -218,7 +206,7 @@ async def on_tx_status(ctx: CallContext, p: TxStatusParams) -> Any:
             out["valid_until"] = valid_until
         return out
     return {"status": "COMMITTED", "committed": True, "height": height,
-            "hash": res.tx_hash.hex(), "tx": committed_tx_json(ctx, res, p.encoding)}
+            "hash": res.tx_hash.hex(), "tx": tx_out}
 
 
 def _convicted(ctx: CallContext) -> list[dict[str, Any]]:
@@ -229,8 +217,12 @@ def _convicted(ctx: CallContext) -> list[dict[str, Any]]:
 
 @method("evidence", NoParams)
 async def on_evidence(ctx: CallContext, p: NoParams) -> Any:
-    ev = ctx.node.evidence()
-    return {"evidence": jsonable(ev), "count": len(ev), "convicted": jsonable(_convicted(ctx))}
+    async def run(budget: int) -> Any:  # the node's own bounded memory: read here
+        ev = ctx.node.evidence()
+        out = {"evidence": jsonable(ev), "count": len(ev), "convicted": jsonable(_convicted(ctx))}
+        return rv.sized(out, budget, None)
+
+    return await guarded(ctx, p, run)
 
 
 @method("consensus_health", NoParams)
@@ -408,19 +400,30 @@ def _app_error(exc: Exception) -> RPCError:
     return RPCError(APP_ERROR, f"{name}: {msg}", {"code": code, "name": name})
 
 
-async def _query(ctx: CallContext, name: str, q: dict[str, Any], p: Any) -> Any:
+async def _query(ctx: CallContext, name: str, q: dict[str, Any], p: Any,
+                 end: bytes | None = None) -> Any:
+    """An application read under the read bounds (read_guard), answered as JSON in the read
+    worker (read_views); kv_range (`name` kv_range) answers a page with a cursor."""
     from bftnode.app.errors import AppError
 
     for opt in ("revision", "min_revision"):  # ReadParams: 0 means current / no wait
         if getattr(p, opt, None):
             q[opt] = getattr(p, opt)
-    try:
-        res = await ctx.node.query(name, q)
-    except AppError as exc:
-        raise _app_error(exc) from None
-    out = jsonable(res, getattr(p, "encoding", "utf8"))
+    enc = getattr(p, "encoding", "utf8")
+
+    async def run(budget: int) -> Any:
+        shape = partial(rv.kv_page, enc, budget, end) if name == "kv_range" else partial(
+            rv.answer, enc, budget)
+        try:
+            if getattr(ctx.node, "read", None) is None:  # a NodeAPI without read workers
+                return shape(await ctx.node.query(name, q))
+            return await ctx.node.query(name, q, shape=shape)  # type: ignore[call-arg]
+        except AppError as exc:
+            raise _app_error(exc) from None
+
+    out = await guarded(ctx, p, run)
     if isinstance(out, dict):
-        out.setdefault("height", ctx.node.height())
+        out.setdefault("height", out["read_height"])
     return out
 
 
@@ -443,8 +446,16 @@ async def on_kv_get(ctx: CallContext, p: KvGetParams) -> Any:
 async def on_kv_range(ctx: CallContext, p: KvRangeParams) -> Any:
     """{key?, prefix? (default true), limit?, revision?, keys_only?, count_only?}; an empty or
     missing key with prefix=true ranges over the whole keyspace."""
-    q = {"key": p.key, **_given(p, "prefix", "keys_only", "count_only", "limit")}
-    return await _query(ctx, "kv_range", q, p)
+    page = gate(ctx.node).limits.page_limit
+    q = {"key": p.key, **_given(p, "prefix", "keys_only", "count_only"),
+         "limit": min(p.limit or page, page)}
+    end = None
+    if p.cursor is not None:  # the next page: [cursor's key, the range's end) at its revision
+        start, end, rev = rv.decode_cursor(p.cursor)
+        q.update(key=start, range_end=end, prefix=False, revision=rev)
+    elif not p.count_only:
+        end = rv.range_end(p.key, p.prefix is not False)
+    return await _query(ctx, "kv_range", q, p, end)
 
 
 @method("lease_ttl", LeaseTtlParams)

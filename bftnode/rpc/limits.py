@@ -53,3 +53,23 @@ class RPCLimits:
 
     def replace(self, **changes: Any) -> RPCLimits:
         return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """The bounds on reads (the node config's `read_*` fields; docs/operations.md, "Reads and
+    rate limits"). A node offers its own as `node.read_limits`; without one, these defaults."""
+
+    page_limit: int = _D["read_page_limit"]  # keys in one kv_range answer
+    answer_bytes: int = _D["read_answer_bytes"]  # about this many bytes in one read answer
+    batch_bytes: int = _D["read_batch_bytes"]  # ... and in the read answers of one request
+    per_connection: int = _D["read_per_connection"]  # reads running at once per connection
+    rate: float = _D["read_rate"]  # tokens per second per client IP
+    burst: int = _D["read_burst"]  # bucket size per client IP
+
+    @classmethod
+    def from_config(cls, config: NodeConfig) -> ReadLimits:
+        return cls(page_limit=config.read_page_limit, answer_bytes=config.read_answer_bytes,
+                   batch_bytes=config.read_batch_bytes,
+                   per_connection=config.read_per_connection, rate=config.read_rate,
+                   burst=config.read_burst)

@@ -117,6 +117,7 @@ async def dispatch(
             return _response(None, error=err)
         if ctx.trace_id is None and _all_sync_submits(ctx, payload):
             return await handlers.submit_sync_batch(ctx, payload)
+        read_guard.start_batch(ctx)  # its read answers share one byte budget
         # concurrently: a batch of broadcast_tx_commit must not wait for commits one by one
         results: list[dict[str, Any] | None] = [None] * len(payload)
 
@@ -201,4 +202,4 @@ __all__ = [
     "b64", "block_json", "commit_json", "jsonable", "result_json", "tx_json",
 ]
 
-from . import handlers  # noqa: E402, F401  (registers every method in .registry)
+from . import handlers, read_guard  # noqa: E402, F401  (handlers register every method)

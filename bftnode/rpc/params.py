@@ -97,21 +97,32 @@ class Encoded(Params, kw_only=True):
     encoding: Encoding = "utf8"
 
 
+class Fresh(Encoded, kw_only=True):
+    """Read freshness (docs/rpc.md): the node must be at `min_height` (it waits briefly), and
+    its last block no older than `max_lag_ms`, or the read fails with stale_read."""
+
+    min_height: U63 | None = None
+    max_lag_ms: U63 | None = None
+
+
 class BlockParams(Params, kw_only=True):
     height: Positive | None = None  # latest when absent
+    min_height: U63 | None = None  # freshness (Fresh)
+    max_lag_ms: U63 | None = None
 
 
 class BlockchainParams(Params, kw_only=True):
-    min_height: Positive = 1
+    min_height: Positive = 1  # the range's lower bound (CometBFT's), not freshness
     max_height: U63 | None = None  # current height when absent
+    max_lag_ms: U63 | None = None  # freshness (Fresh)
 
 
-class TxParams(Encoded, kw_only=True):
+class TxParams(Fresh, kw_only=True):
     hash: TxHash
     prove: bool = False
 
 
-class TxStatusParams(Encoded, kw_only=True):
+class TxStatusParams(Fresh, kw_only=True):
     tx: SignedTx | None = None
     hash: TxHash | None = None
     valid_until: U63 | None = None
@@ -134,7 +145,7 @@ class BroadcastCommitParams(BroadcastParams, kw_only=True):
     timeout: Seconds = DEFAULT_COMMIT_TIMEOUT_S
 
 
-class ReadParams(Encoded, kw_only=True):
+class ReadParams(Fresh, kw_only=True):
     revision: U63 | None = None
     min_revision: U63 | None = None
     consistency: Consistency = "serializable"
@@ -157,20 +168,21 @@ class KvRangeParams(ReadParams, kw_only=True):
     keys_only: bool | None = None
     count_only: bool | None = None
     limit: Limit | None = None
+    cursor: str | None = None  # the `cursor` of the previous page's answer (docs/rpc.md)
 
 
-class LeaseTtlParams(Encoded, kw_only=True):
+class LeaseTtlParams(Fresh, kw_only=True):
     id: Positive
     keys: bool | None = None
 
 
-class LockStatusParams(Encoded, kw_only=True):
+class LockStatusParams(Fresh, kw_only=True):
     name: Data
     token: Positive | None = None
     lease: Positive | None = None
 
 
-class ElectionLeaderParams(Encoded, kw_only=True):
+class ElectionLeaderParams(Fresh, kw_only=True):
     name: Data
     require: bool | None = None
 

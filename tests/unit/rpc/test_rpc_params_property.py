@@ -25,7 +25,7 @@ from .conftest import TxFactory
 
 DOCUMENTED = {E.PARSE_ERROR, E.INVALID_REQUEST, E.METHOD_NOT_FOUND, E.INVALID_PARAMS,
               E.TX_REJECTED, E.TIMEOUT, E.BAD_SIGNATURE, E.APP_ERROR, E.NOT_FOUND,
-              E.TOO_LARGE, E.OVERLOADED}
+              E.TOO_LARGE, E.OVERLOADED, E.RATE_LIMITED, E.STALE_READ}
 TX = TxFactory(AppNode.domain, seed=7)
 CLIENT = TX.signer.public_key.hex()
 BASE: dict[str, dict[str, Any]] = {
