@@ -190,6 +190,7 @@ class Replica(
         self._held_stale: dict[tuple[int, int], PrePrepare] = {}
         self._cp_resent: dict[int, int] = {}
         self._idle_since_ms = -1
+        self._heard_ms: dict[int, int] = {}
         self._vc_resent: dict[tuple[int, int], int] = {}
         self._buffer: deque[tuple[int, Any, int]] = deque()  # (sender, msg, arrival ms)
         self._arrival_ms: int | None = None  # set while replaying buffered messages

@@ -21,7 +21,9 @@ Three rules, each closing one way an idle cluster used to stall for good:
 - **Idle primary watchdog** (`_idle_deadline`, `_on_idle_timeout`). A replica in normal
   mode with heartbeats on expects a block at least every heartbeat + request timeout. If
   none executes (and no request timer is in charge, and we are not merely behind the
-  others), it starts a view change ("idle-timeout"). This is PBFT's request timer applied
+  others), it starts a view change ("idle-timeout") - but only while it hears STATUS from
+  2f peers: a replica cut off from a quorum blames its own links, not the primary, and its
+  watch starts afresh (else it would sit alone in a view change once the links heal). This is PBFT's request timer applied
   to the heartbeat the primary owes: without it, a heartbeat no one else holds, stuck in
   flight, stalls an idle cluster forever. A replica alone in a view change (its VIEW-CHANGE
   below the f+1 join threshold) is not brought back into the lower view - it signed that
@@ -45,6 +47,7 @@ class LivenessMixin(ReplicaState):
     _held_stale: dict[tuple[int, int], PrePrepare]  # (view, seq) -> a stale pre-prepare
     _cp_resent: dict[int, int]  # peer -> when we last sent it our stable checkpoint
     _idle_since_ms: int  # start of the idle watch (first tick, new view); -1 before a tick
+    _heard_ms: dict[int, int]  # peer -> when its last STATUS arrived
 
     # ------------------------------------------------------------ stale but vouched
 
@@ -100,8 +103,14 @@ class LivenessMixin(ReplicaState):
         return max(self._idle_since_ms, self._last_progress_ms) + cfg.heartbeat_ms + \
             cfg.timeout_request_ms
 
+    def _quorum_heard(self) -> bool:
+        """STATUS from 2f peers within the last two status intervals (we reach a quorum)."""
+        recent = self._now - 2 * self.config.status_interval_ms
+        return sum(1 for t in self._heard_ms.values() if t >= recent) >= self.config.quorum - 1
+
     def _on_idle_timeout(self) -> None:
-        if self._weak_target() > self._last_executed:
-            self._idle_since_ms = self._now  # behind the others: block sync, not a new view
+        if self._weak_target() > self._last_executed or not self._quorum_heard():
+            # behind the others (block sync, not a new view) or cut off: watch afresh
+            self._idle_since_ms = self._now
             return
         self._start_view_change(self._view + 1, "idle-timeout")
