@@ -30,7 +30,7 @@ class CatchUpMixin(ReplicaState):
             self._evidence("invalid-message", sender, "negative status fields", st)
             return
         self._peer_executed[sender] = st.last_executed
-        self._heard_ms[sender] = self._now  # the idle watchdog's "we reach a quorum"
+        self._note_heard(sender)  # phases/liveness.py
         if st.view < self._view or (st.view == self._view and st.in_view_change):
             self._maybe_resend_new_view(sender)
         if self._last_executed - st.last_executed > self.config.watermark_window // 2:

@@ -82,6 +82,20 @@ class LivenessMixin(ReplicaState):
         del self._held_stale[(view, seq)]
         self.on_pre_prepare(pp.replica, pp)
 
+    def _note_heard(self, peer: int) -> None:
+        """A STATUS from `peer`: note it; after a silence, stuck slots are resent at once."""
+        last = self._heard_ms.get(peer)
+        if last is not None and self._now - last <= 2 * self.config.status_interval_ms:
+            self._heard_ms[peer] = self._now
+            return
+        regained = not self._quorum_heard()
+        self._heard_ms[peer] = self._now
+        if regained and self._quorum_heard():  # a quorum reachable again: watch afresh
+            self._idle_since_ms = max(self._idle_since_ms, self._now)
+        for slot in self._log.slots():
+            if slot.view == self._view and not slot.committed:
+                slot.next_resend_ms = min(slot.next_resend_ms, self._now)
+
     # ------------------------------------------------------------ stable checkpoints
 
     def _resend_stable_checkpoint(self, to: int, st: Status) -> None:
