@@ -465,7 +465,7 @@ class Replica(
             # no deadline while the pipeline is full: an execution (a message) frees it
             if self._unproposed and self._pipeline_room(self._batch_would_be_full()):
                 cands.append(self._batch_due_at())
-            if self.config.heartbeat_ms > 0 and self._in_flight() == 0:
+            if self.config.heartbeat_ms > 0 and self._in_flight() == 0 and self._quorum_reachable():
                 cands.append(self._last_proposal_ms + self.config.heartbeat_ms)
         if self._fetch_goal > self._last_executed:
             stalled_at = self._last_progress_ms + self.config.status_interval_ms // 2

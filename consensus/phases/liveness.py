@@ -122,6 +122,14 @@ class LivenessMixin(ReplicaState):
         recent = self._now - 2 * self.config.status_interval_ms
         return sum(1 for t in self._heard_ms.values() if t >= recent) >= self.config.quorum - 1
 
+    def _quorum_reachable(self) -> bool:
+        """Not known to be cut off: 2f peers heard recently or never heard yet (just after a
+        start). The primary proposes heartbeats only then: one proposed into a partition goes
+        stale before it can commit, and blocks the idle pipeline until a view change."""
+        recent = self._now - 2 * self.config.status_interval_ms
+        silent = sum(1 for t in self._heard_ms.values() if t < recent)
+        return self.config.n - 1 - silent >= self.config.quorum - 1
+
     def _on_idle_timeout(self) -> None:
         if self._weak_target() > self._last_executed or not self._quorum_heard():
             # behind the others (block sync, not a new view) or cut off: watch afresh

@@ -125,6 +125,7 @@ class SimOptions:
     # checker "no client load, faults heal -> a block within T" (idle.py): every correct
     # replica executes a block above the heal-time height within this many ms; 0 = off
     idle_block_ms: int = 0
+    idle_faulty_extra_ms: int = 10_000  # added to it when a replica's fault never heals
 
     def __post_init__(self) -> None:
         if self.store not in ("sim", "memory"):
