@@ -61,6 +61,7 @@ from .phases.catch_up import CatchUpMixin
 from .phases.checkpoints import CheckpointsMixin
 from .phases.evidence import EvidenceMixin
 from .phases.intake import MAX_FORWARD_REQUESTS, IntakeMixin
+from .phases.liveness import LivenessMixin
 from .phases.normal_case import NormalCaseMixin
 from .phases.proposal import ProposalMixin
 from .phases.restore import RestoreMixin
@@ -91,6 +92,7 @@ class Replica(
     CatchUpMixin,
     EvidenceMixin,
     RestoreMixin,
+    LivenessMixin,
     ReplicaState,
 ):
     """One PBFT replica. Feed it events with `step`; apply each Output in order.
@@ -184,6 +186,11 @@ class Replica(
         self._costly: dict[int, tuple[int, int]] = {}  # peer -> (window start, count)
         self._nv_resent: dict[int, int] = {}
         self._status_answered: dict[int, int] = {}  # peer -> when we last answered its Status
+        # liveness without client traffic (phases/liveness.py)
+        self._held_stale: dict[tuple[int, int], PrePrepare] = {}
+        self._cp_resent: dict[int, int] = {}
+        self._idle_since_ms = -1
+        self._heard_ms: dict[int, int] = {}
         self._vc_resent: dict[tuple[int, int], int] = {}
         self._buffer: deque[tuple[int, Any, int]] = deque()  # (sender, msg, arrival ms)
         self._arrival_ms: int | None = None  # set while replaying buffered messages
@@ -388,6 +395,11 @@ class Replica(
 
     def _on_tick(self, now_ms: int) -> None:
         self._now = max(self._now, now_ms)
+        if self._idle_since_ms < 0:
+            self._idle_since_ms = self._now
+        idle = self._idle_deadline()
+        if idle is not None and self._now >= idle:
+            self._on_idle_timeout()
         if self._rt.deadline is not None and self._now >= self._rt.deadline:
             self._on_request_timeout()
         if self._vc_deadline is not None and self._now >= self._vc_deadline:
@@ -446,11 +458,14 @@ class Replica(
             cands.append(self._rt.deadline)
         if self._vc_deadline is not None:
             cands.append(self._vc_deadline)
+        idle = self._idle_deadline()
+        if idle is not None:
+            cands.append(idle)
         if self._can_propose():
             # no deadline while the pipeline is full: an execution (a message) frees it
             if self._unproposed and self._pipeline_room(self._batch_would_be_full()):
                 cands.append(self._batch_due_at())
-            if self.config.heartbeat_ms > 0 and self._in_flight() == 0:
+            if self.config.heartbeat_ms > 0 and self._in_flight() == 0 and self._quorum_reachable():
                 cands.append(self._last_proposal_ms + self.config.heartbeat_ms)
         if self._fetch_goal > self._last_executed:
             stalled_at = self._last_progress_ms + self.config.status_interval_ms // 2

@@ -129,6 +129,9 @@ class Expect:
     # its byzantine nodes (`--baseline`): p50 and p99 at most this many times theirs (0 = none)
     max_p50_ratio: float = 0.0
     max_p99_ratio: float = 0.0
+    # no client load: heartbeat blocks within this long of every fault and of the heal, judged
+    # before any probe tx is sent (testnet/idle_check.py; 0 = not checked)
+    idle_block_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,8 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
                   ("rate", "duration_s", "commit_timeout_s"))
     expect = _typed(f"{path} [expect]", d.get("expect") or {}, Expect,
                     ("progress_timeout_s", "settle_s", "max_rss_growth_mb",
-                     "max_commit_after_view_change_s", "max_p50_ratio", "max_p99_ratio"))
+                     "max_commit_after_view_change_s", "max_p50_ratio", "max_p99_ratio",
+                     "idle_block_s"))
     if load.batch < 1 or load.value_bytes < 0:
         raise ScenarioError(f"{path} [load]: batch must be >= 1 and value_bytes >= 0")
     perts = []
@@ -1012,6 +1016,11 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
             t.join(launcher.READY_TIMEOUT_S + 5)
         last_t = max((f.t for f in run.faults), default=0.0)
         last_h = max((f.height for f in run.faults), default=0)
+        if sc.expect.idle_block_s > 0:  # before wait_progress: its probe txs are client load
+            from testnet.idle_check import idle_block_checks
+
+            say("checking heartbeat blocks without client load")
+            checks += idle_block_checks(run, sc.expect.idle_block_s, Check)
         say("checking progress after the last perturbation")
         progress_t = run.wait_progress(last_t, last_h, sc.expect.progress_timeout_s)
         run.stop.set()

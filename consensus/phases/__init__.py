@@ -13,6 +13,8 @@ handlers and their helpers from one mixin per phase:
 - `catch_up`: STATUS, FETCH-BLOCKS, BLOCK-SYNC (`on_status`, `on_fetch_blocks`, `on_block_sync`)
 - `evidence`: evidence, the proof exchange (`on_conflict`) and convictions
 - `restore`: persisted votes and prepared certificates re-entering after a restart
+- `liveness`: progress without client traffic (stale-but-vouched pre-prepares, checkpoint
+  resend, the idle-primary watchdog; docs/protocol.md "Liveness rules")
 - `state`: `ReplicaState`, the typed state all of them share, and the send/sign helpers
 
 The pure rules these handlers apply stay one level up, importable and testable alone:

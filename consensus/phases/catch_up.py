@@ -30,10 +30,12 @@ class CatchUpMixin(ReplicaState):
             self._evidence("invalid-message", sender, "negative status fields", st)
             return
         self._peer_executed[sender] = st.last_executed
+        self._note_heard(sender)  # phases/liveness.py
         if st.view < self._view or (st.view == self._view and st.in_view_change):
             self._maybe_resend_new_view(sender)
         if self._last_executed - st.last_executed > self.config.watermark_window // 2:
             self._answer_status(sender)
+        self._resend_stable_checkpoint(sender, st)  # phases/liveness.py
 
     def _answer_status(self, to: int) -> None:
         """A peer far behind (e.g. restarted from nothing) learns at once who is ahead, so its

@@ -53,8 +53,9 @@ class NormalCaseMixin(ReplicaState):
             self.dropped["pre-prepare-without-body"] += 1
             return
         arrival = self._now if self._arrival_ms is None else self._arrival_ms
-        if is_stale(self.config, pp, arrival):
+        if is_stale(self.config, pp, arrival) and not self._stale_vouched(pp):
             self.dropped["pre-prepare-stale"] += 1
+            self._hold_stale(pp)  # taken once f peers' votes vouch for it (phases/liveness.py)
             return
         reason = check_pre_prepare(
             self.config, self.auth, pp, arrival, already_verified=self._is_admitted
@@ -97,6 +98,8 @@ class NormalCaseMixin(ReplicaState):
         if ev:
             self._add_evidence(ev)
             return
+        if slot.pre_prepare is None:
+            self._retry_held_stale(p.view, p.seq)
         self._maybe_reveal(slot, sender, p.digest)
         self._check_slot(slot)
 
@@ -106,6 +109,8 @@ class NormalCaseMixin(ReplicaState):
         if ev:
             self._add_evidence(ev)
             return
+        if slot.pre_prepare is None:
+            self._retry_held_stale(c.view, c.seq)
         self._maybe_reveal(slot, sender, c.digest)
         self._check_slot(slot)
 

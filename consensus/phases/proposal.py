@@ -100,8 +100,11 @@ class ProposalMixin(ReplicaState):
                 if not batch:
                     continue
             elif not (cfg.heartbeat_ms > 0 and self._in_flight() == 0 and
-                      self._now - self._last_proposal_ms >= cfg.heartbeat_ms):
-                break  # heartbeats only on an idle pipeline
+                      self._now - self._last_proposal_ms >= cfg.heartbeat_ms
+                      and self._quorum_reachable()):
+                # heartbeats only on an idle pipeline, and only while a quorum hears us: one
+                # proposed into a partition goes stale before it can commit (liveness.py)
+                break
             self._propose(tuple(batch))
 
     def _propose(self, requests: tuple[Request, ...]) -> None:

@@ -150,6 +150,7 @@ class ViewChangeMixin(ReplicaState):
         self._view, self._in_vc = nv.view, False
         self._persist_view()
         self._vc_deadline = None
+        self._idle_since_ms = self._now  # the idle watchdog starts afresh (phases/liveness.py)
         self._new_view = nv
         self._log.drop_views_below(nv.view)
         self._vcs.forget_below(nv.view + 1)

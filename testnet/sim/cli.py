@@ -48,6 +48,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--delay-max", type=int, default=20, help="ms")
     p.add_argument("--partition", action="store_true",
                    help="split the replicas in two random groups from 0 until --heal-ms")
+    p.add_argument("--isolate", action="append", default=[], metavar="I:FROM_MS:TO_MS",
+                   help="cut replica I off from every other replica from FROM_MS to TO_MS")
+    p.add_argument("--idle-block-ms", type=int, default=0, metavar="T",
+                   help="checker: once faults heal, every correct replica executes a new "
+                        "block within T ms (no client load needed; 0 = off)")
     p.add_argument("--deaf", type=int, action="append", default=[], metavar="I",
                    help="replica I can send but never receive (counts as faulty)")
     p.add_argument("--mute", type=int, action="append", default=[], metavar="I",
@@ -104,6 +109,14 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
         faults.partitions.append(Partition(
             groups=(frozenset(range(cut)), frozenset(range(cut, n))), start_ms=0,
             heal_ms=heal))
+    for spec in args.isolate:
+        parts = spec.split(":")
+        if len(parts) != 3 or not all(x.isdigit() for x in parts) or int(parts[0]) >= n:
+            raise ValueError(f"bad --isolate {spec!r}: expected I:FROM_MS:TO_MS")
+        rid, start, end = (int(x) for x in parts)
+        faults.partitions.append(Partition(
+            groups=(frozenset({rid}), frozenset(set(range(n)) - {rid})), start_ms=start,
+            heal_ms=end))
     for rid in args.deaf:
         faults.one_way.append(OneWay(rid, "deaf"))
     for rid in args.mute:
@@ -124,6 +137,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
         wire=not args.no_wire, planted_bug=args.planted_bug,
         forward_relay_ms=args.relay_ms, max_in_flight=args.max_in_flight,
         memory_bound_mb=args.memory_bound_mb, memory_sample_ms=args.memory_sample_ms,
+        idle_block_ms=args.idle_block_ms,
     )
     if args.f_plus_one:
         opts = f_plus_one_options(opts)
@@ -158,7 +172,7 @@ def replay_command(args: argparse.Namespace, seed: int) -> str:
         if getattr(args, attr):
             parts += [flag, str(getattr(args, attr))]
     for attr, flag in (("twins", "--twins"), ("deaf", "--deaf"), ("mute", "--mute"),
-                       ("crash", "--crash")):
+                       ("crash", "--crash"), ("isolate", "--isolate")):
         for v in getattr(args, attr):
             parts += [flag, str(v)]
     if args.heal_ms is not None:
@@ -181,6 +195,8 @@ def replay_command(args: argparse.Namespace, seed: int) -> str:
         parts += ["--relay-ms", str(args.relay_ms)]
     if args.max_in_flight is not None:
         parts += ["--max-in-flight", str(args.max_in_flight)]
+    if args.idle_block_ms:
+        parts += ["--idle-block-ms", str(args.idle_block_ms)]
     if args.memory_bound_mb != 32.0:
         parts += ["--memory-bound-mb", str(args.memory_bound_mb)]
     if args.memory_sample_ms != 1_000:

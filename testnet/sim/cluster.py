@@ -66,6 +66,7 @@ from testnet.adversary import ByzantineReplica, Collusion
 from testnet.checkers import EquivocationMonitor, find_divergence, find_equivocations
 
 from .footprint import held_bytes
+from .idle import IdleWatch
 from .network import Faults, SimNetwork
 from .stores import SimBlocks, SimRecords
 
@@ -128,6 +129,10 @@ class SimOptions:
     # 8 MiB frames times any count. 0 = not sampled
     memory_bound_mb: float = 32.0
     memory_sample_ms: int = 1_000
+    # checker "no client load, faults heal -> a block within T" (idle.py): every correct
+    # replica executes a block above the heal-time height within this many ms; 0 = off
+    idle_block_ms: int = 0
+    idle_faulty_extra_ms: int = 10_000  # added to it when a replica's fault never heals
 
     def __post_init__(self) -> None:
         if self.store not in ("sim", "memory"):
@@ -734,6 +739,7 @@ class SimCluster:
             self.start(node)
         last_submit = max((e[0] for e in self._queue if e[2] == SUBMIT), default=0)
         self.heal_ms = heal
+        watch = IdleWatch.attach(self, o.idle_block_ms, heal) if o.idle_block_ms else None
         deadline = max(heal, last_submit) + o.liveness_bound_ms
         events = 0
         done_at = None
@@ -773,9 +779,13 @@ class SimCluster:
             if self.violations and o.stop_on_violation:
                 stop_reason = "violation"
                 break
-            if self.submitted == len(self.requests) and self.remaining == 0 and t >= heal:
+            if (self.submitted == len(self.requests) and self.remaining == 0 and t >= heal
+                    and (watch is None or watch.done(t))):
                 done_at = t
                 stop_reason = "done"
+                break
+            if watch is not None and watch.failed(t):
+                stop_reason = "idle-stall"
                 break
             if events >= o.max_events:
                 stop_reason = "max-events"
@@ -796,7 +806,8 @@ class SimCluster:
             liveness=liveness,
             violations=list(self.violations),
             committed={rid: max(nd.blocks.last for nd in nds) for rid, nds in self.by_rid.items()},
-            figures=self._figures(events, cpu, done_at, stop_reason),
+            figures={**self._figures(events, cpu, done_at, stop_reason),
+                     **(watch.figures() if watch is not None else {})},
             trace=self.format_trace(),
             options=self.describe_options(),
         )

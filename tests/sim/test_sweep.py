@@ -3,7 +3,9 @@ strategy, sometimes colluding) and network faults (loss, duplication, reordering
 partitions, one-way links, crash/restart, Twins, clock skew), every 8th seed on real Ed25519.
 
 The default suite runs 300 seeds (200 at n=4, 100 at n=7); the full sweep (2,000 seeds, n=4 and n=7) is
-marked `slow` (`pytest -m slow tests/sim/test_sweep.py`, or the CLI:
+marked `slow`. The idle sweeps run the same mixes with no client load and the checker "faults
+heal -> every correct replica executes a new block within IDLE_BLOCK_MS" (testnet/sim/idle.py):
+300 seeds by default, 2,000 under `slow` (`pytest -m slow tests/sim/test_sweep.py`, or the CLI:
 `python -m testnet sim --seeds 1000 --random-faults --nodes 7 --jobs 2`).
 Failures print every failing seed with its replay command and trace.
 """
@@ -15,18 +17,23 @@ import pytest
 
 from testnet.sim import SimOptions, random_options, run_sim
 
+IDLE_BLOCK_MS = 5_000  # no client load: a block within 5 s of virtual time after the heal
 
-def _one(job: tuple[int, int, str]) -> str | None:
-    n, seed, store = job
-    res = run_sim(random_options(SimOptions(n=n, requests=20, store=store), seed), seed)
+
+def _one(job: tuple[int, int, str, int]) -> str | None:
+    n, seed, store, idle_ms = job
+    requests = 0 if idle_ms else 20
+    res = run_sim(random_options(SimOptions(n=n, requests=requests, store=store,
+                                            idle_block_ms=idle_ms), seed), seed)
     if res.ok:
         return None
+    idle = f"--requests 0 --idle-block-ms {idle_ms} " if idle_ms else ""
     return (f"replay: python -m testnet sim --nodes {n} --seed {seed} --random-faults "
-            f"--store {store}\n" + res.failure_text()[:6000])
+            f"{idle}--store {store}\n" + res.failure_text()[:6000])
 
 
-def _sweep(n: int, seeds: range, jobs: int = 1, store: str = "sim") -> None:
-    work = [(n, s, store) for s in seeds]
+def _sweep(n: int, seeds: range, jobs: int = 1, store: str = "sim", idle_ms: int = 0) -> None:
+    work = [(n, s, store, idle_ms) for s in seeds]
     if jobs > 1:
         with ProcessPoolExecutor(max_workers=jobs) as pool:
             failures = [f for f in pool.map(_one, work, chunksize=16) if f]
@@ -69,7 +76,21 @@ def test_sweep_n4_on_the_real_memory_store():
     _sweep(4, range(1001, 1061), store="memory")
 
 
+def test_sweep_idle_n4_default():
+    _sweep(4, range(1, 201), idle_ms=IDLE_BLOCK_MS)
+
+
+def test_sweep_idle_n7_default():
+    _sweep(7, range(1, 101), idle_ms=IDLE_BLOCK_MS)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("n", [4, 7])
 def test_sweep_full_1000_seeds_each(n):
     _sweep(n, range(1, 1001), jobs=max(1, min(4, os.cpu_count() or 1)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [4, 7])
+def test_sweep_idle_1000_seeds_each(n):
+    _sweep(n, range(1, 1001), jobs=max(1, min(4, os.cpu_count() or 1)), idle_ms=IDLE_BLOCK_MS)

@@ -177,3 +177,30 @@ def test_a_view_change_under_way_at_the_fault_is_timed_from_the_fault():
     f = run.faults[0]
     assert (f.next_view, f.next_commit_s, f.view_change_s) == (2, pytest.approx(1.8), 0.0)
     assert f.commit_after_view_change_s == pytest.approx(1.8)
+
+
+def _idle_run(heights: dict[int, list[tuple[float, int]]], faults: list) -> SimpleNamespace:
+    return SimpleNamespace(lock=threading.Lock(), heights=heights, faults=faults,
+                           honest=[0, 1, 2, 3], live_honest=lambda: [0, 1, 2, 3],
+                           now=lambda: 100.0)
+
+
+def test_the_idle_scenario_runs_without_load_and_judges_heartbeats_within_5_s():
+    sc = load_scenario("idle-partition-restart")
+    assert (sc.load.clients, sc.load.txs, sc.expect.idle_block_s) == (0, 0, 5.0)
+    assert [p.action for p in sc.perturbations] == ["partition", "kill-hard", "restart"]
+
+
+def test_idle_block_checks_flag_a_cluster_stuck_at_one_height():
+    from testnet.attack import Check
+    from testnet.idle_check import idle_block_checks
+
+    faults = [Fault(3.0, "partition", 3, 4), Fault(23.0, "heal", 3, 24),
+              Fault(27.5, "restart", 2, 25)]
+    stuck = {i: [(1.0, 4), (22.0, 24), (23.0, 25), (28.0, 25)] for i in range(4)}
+    got = {c.name: c.result for c in idle_block_checks(_idle_run(stuck, faults), 5.0, Check)}
+    assert got == {"idle heartbeat block after every fault": VIOLATED,
+                   "idle heartbeat blocks on every node after the heal": VIOLATED}
+    live = {i: [(1.0, 4), (4.0, 5), (22.0, 24), (23.5, 25), (28.0, 26)] for i in range(4)}
+    got = {c.name: c.result for c in idle_block_checks(_idle_run(live, faults), 5.0, Check)}
+    assert set(got.values()) == {"ok"}
