@@ -123,7 +123,8 @@ def test_a_replica_that_cannot_receive_does_not_force_view_changes(cluster_cls):
 
 
 def test_view_change_timeout_doubles_and_is_capped(cluster_cls):
-    assert [backoff_ms(Config(), k) for k in range(6)] == [2000, 4000, 8000, 16000, 30000, 30000]
+    assert [backoff_ms(Config(), k) for k in range(7)] == [1000, 2000, 4000, 8000, 16000, 30000,
+                                                           30000]
     c = cluster_cls(timeout_request_ms=100, timeout_view_change_ms=100, timeout_max_ms=500,
                     status_interval_ms=50)
     c.crash(0)
