@@ -67,6 +67,7 @@ from .phases.proposal import ProposalMixin
 from .phases.restore import RestoreMixin
 from .phases.state import Key, ReplicaState
 from .phases.view_change import ViewChangeMixin
+from .primary_watch import PrimaryWatch
 from .request_timer import RequestTimer
 from .types import Config
 from .view_change import ViewChangeVotes, backoff_ms
@@ -175,6 +176,7 @@ class Replica(
         self._vc_resends = 0
         self._vc_next_resend_ms = 0
         self._rt = RequestTimer()  # progress on our oldest pending request (request_timer.py)
+        self._watch = PrimaryWatch(config)  # is the primary silent? (primary_watch.py)
         self._vc_deadline: int | None = None
         self._next_status_ms = 0
         self._peer_executed: dict[int, int] = {}
@@ -402,6 +404,10 @@ class Replica(
             self._on_idle_timeout()
         if self._rt.deadline is not None and self._now >= self._rt.deadline:
             self._on_request_timeout()
+        if (not self._in_vc and not self.is_primary and self._weak_target() <= self._last_executed
+                and self._watch.suspect(self._now, self._view, self.primary, self.id,
+                                        self.config.f)):
+            self._start_view_change(self._view + 1, "primary-silent")  # crashed or cut off
         if self._vc_deadline is not None and self._now >= self._vc_deadline:
             self._on_view_change_timeout()
         if self._now >= self._next_status_ms:
@@ -458,6 +464,9 @@ class Replica(
             cands.append(self._rt.deadline)
         if self._vc_deadline is not None:
             cands.append(self._vc_deadline)
+        elif not self._in_vc and not self.is_primary:
+            silent = self._watch.deadline(self._now, self._view, self.primary)
+            cands += [silent] if silent is not None else []
         idle = self._idle_deadline()
         if idle is not None:
             cands.append(idle)
@@ -495,6 +504,7 @@ class Replica(
         if not self.auth.verify(msg):
             self._evidence("bad-signature", sender, f"bad signature on {type(msg).__name__}")
             return
+        self._watch.heard_from(sender, self._now)
         self._dispatch(sender, msg)
 
     def _dispatch(self, sender: int, msg: Any) -> None:

@@ -71,8 +71,14 @@ class Config:
     # slower machine makes fuller blocks instead of a queue of small ones (measured: p50 at
     # 200 tx/s 76-114 ms vs 153-261 ms with 4, saturated tx/s the same)
     max_in_flight: int = 1
+    # a backup suspects the primary when a request of ours sees no progress this long
+    # (request_timer.py), or at once when the primary falls silent: nothing heard from it for
+    # 1.5 status intervals (primary_watch.py; a dead primary costs ~0.5-1 s, not this timer).
+    # 1 s here made the honest load alone change views under a 2 KB-put burst (burst-kill-primary)
     timeout_request_ms: int = 2_000
-    timeout_view_change_ms: int = 2_000
+    # the first view change's timeout after 2f+1 VIEW-CHANGEs (then doubled per failed one, up
+    # to timeout_max_ms): only a new primary that is faulty too waits for it
+    timeout_view_change_ms: int = 1_000
     timeout_max_ms: int = 30_000
     status_interval_ms: int = 500
     heartbeat_ms: int = 1_000  # primary proposes an empty batch when idle this long (0 = off)

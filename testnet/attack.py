@@ -301,6 +301,10 @@ class Fault:
     view: int = 0  # the lowest view a live honest node was seen in when the fault was applied
     view_change_s: float | None = None  # fault -> an honest node first seen in next_view
     commit_after_view_change_s: float | None = None  # that -> the next commit
+    # the primary killed: a put sent at that moment to a backup (not the next primary) ->
+    # acknowledged by broadcast_tx_commit (committed); the failover a client sees
+    probe_commit_s: float | None = None
+    probe_node: int | None = None
 
 
 @dataclass
@@ -367,6 +371,7 @@ class Run:
         self.faults: list[Fault] = []
         self.mlock = threading.Lock()  # testnet.json read-modify-write (kills vs restarts)
         self.starting: list[threading.Thread] = []
+        self.probes: list[threading.Thread] = []
         self.start_failures: list[str] = []
         self.lock_ops: Counter[str] = Counter()
         self.fake_acks = fake_acks
@@ -377,6 +382,7 @@ class Run:
         self.hostile: Any = None  # testnet.client_attack.HostileClient ([client_attack])
         self.poison: dict[str, Any] = {}  # relay-poison txs on the ledger (poison_checks)
         self.relay: dict[str, Any] = {}  # honest nodes' drops of relayed requests (health)
+        self.view_changes: dict[str, Any] = {}  # live nodes' view changes by reason (health)
         self.ledger_txs = 0  # txs on the longest honest chain read at the end
         self.status0 = self._first_status()
         self.domain = bytes.fromhex(self.status0["domain"])
@@ -757,10 +763,38 @@ class Run:
             elif t - at > 0.5:
                 note = (note + "; " if note else "") + f"planned at {at:.1f}s"
             self.faults.append(Fault(t, p.action, i, h, note=note, view=v))
+            if p.action in ("kill", "kill-hard") and p.node == "primary":
+                probe = threading.Thread(target=self.probe_put, args=(self.faults[-1],),
+                                         daemon=True)
+                probe.start()
+                self.probes.append(probe)
             if p.action in ("pause", "partition") and p.duration_s > 0:
                 back = t + p.duration_s  # the full duration even if this one started late
                 undo = "resume" if p.action == "pause" else "heal"
                 pending.append((back, Perturbation(back, undo, i), i))
+
+    def probe_put(self, fl: Fault) -> None:
+        """The primary was just killed: send one fresh put to a live backup that is not the
+        next primary in the rotation (it would hold the put itself) and time the kill -> its
+        broadcast_tx_commit answer. Only that node is asked (no retry elsewhere)."""
+        n = self.n
+        live = [j for j in self.live_honest() if j != fl.node]
+        others = [j for j in live if j != (fl.node + 1) % n] or live
+        if not others:
+            return
+        fl.probe_node = others[0]
+        signer = NodeKey.from_seed(os.urandom(32)).signer()
+        req = sign_request(self.domain, signer, Request(
+            signer.public_key, 1, ops.put(b"attack/failover-probe", b"x")))
+        timeout = max(10.0, self.sc.load.commit_timeout_s)
+        with httpx.Client() as http:
+            try:
+                call(http, self.urls[fl.probe_node], "broadcast_tx_commit",
+                     {"tx": tx_param(req), "timeout": timeout}, timeout=timeout + 5)
+            except Exception as exc:  # reported as no figure, with why
+                fl.note = (fl.note + "; " if fl.note else "") + f"probe: {exc!r}"[:120]
+                return
+        fl.probe_commit_s = round(self.now() - fl.t, 3)
 
     # -- after the schedule
     def wait_progress(self, after_t: float, after_h: int, timeout: float) -> float | None:
@@ -1014,6 +1048,8 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
             run.resume(p)
         for t in run.starting:  # restarts in flight: wait until they answer (or give up)
             t.join(launcher.READY_TIMEOUT_S + 5)
+        for t in run.probes:
+            t.join(2 * sc.load.commit_timeout_s + 10)
         last_t = max((f.t for f in run.faults), default=0.0)
         last_h = max((f.height for f in run.faults), default=0)
         if sc.expect.idle_block_s > 0:  # before wait_progress: its probe txs are client load
@@ -1029,6 +1065,7 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
 
         checks += heavy_load_checks(run, baseline, Check)
         run.relay = relay_stats(call, {i: run.urls[i] for i in run.live_honest()})
+        run.view_changes = view_change_reasons({i: run.urls[i] for i in run.live_honest()})
         run.sampling.set()
         sampler.join(5)
         checks += usage_checks(run)
@@ -1054,6 +1091,7 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
         "submit_errors": dict(run.submit_errors),
         "lock_ops": dict(run.lock_ops),
         "final_heights": run.report_heights,
+        "view_changes": run.view_changes,
         "views": {str(i): v for i, v in run.views.items()},
         "evidence": run.evidence,
         "resources": {str(i): u.report() for i, u in run.usage.items()},
@@ -1071,6 +1109,19 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
     if run.hostile is not None:
         report["client_attack"] = run.hostile.report()
     return report
+
+
+def view_change_reasons(urls: dict[int, str]) -> dict[str, Any]:
+    """Per live node: the view changes its replica started, by reason (`health`)."""
+    out: dict[str, Any] = {}
+    with httpx.Client() as http:
+        for i, url in urls.items():
+            try:
+                rep = call(http, url, "health", timeout=2.0)
+                out[str(i)] = rep["replica"]["view_change"]["started"]
+            except Exception as exc:
+                out[str(i)] = f"unknown: {exc!r}"[:80]
+    return out
 
 
 def _start_failure(report: dict[str, Any], sc: Scenario, d: Path, remove: bool,
@@ -1346,7 +1397,7 @@ def print_report(rep: dict[str, Any]) -> None:
     if rep["faults"]:
         ft = Table(title="faults: time to the next commit")
         for col in ("t (s)", "fault", "node", "height", "next commit (s)", "at height/view",
-                    "new view seen (s)", "commit after it (s)", "note"):
+                    "new view seen (s)", "commit after it (s)", "put at kill (s)", "note"):
             ft.add_column(col)
         for f in rep["faults"]:
             nxt = f["next_commit_s"]
@@ -1355,7 +1406,9 @@ def print_report(rep: dict[str, Any]) -> None:
                        "-" if nxt is None else f"{nxt:.2f}",
                        f"{f['next_height']}/{f['next_view']}" if f["next_height"] else "-",
                        "-" if vc is None else f"{vc:.2f}",
-                       "-" if after is None else f"{after:.2f}", f["note"])
+                       "-" if after is None else f"{after:.2f}",
+                       "-" if f.get("probe_commit_s") is None else
+                       f"{f['probe_commit_s']:.2f} (node{f['probe_node']})", f["note"])
         con.print(ft)
     con.print(f"submitted {rep['submitted']}, acknowledged {rep['acked']}, rejected "
               f"{sum(rep['rejected'].values())}, elapsed {rep['elapsed_s']}s, final heights "
@@ -1468,13 +1521,14 @@ def run(args: argparse.Namespace) -> int:
 def run_summary(rep: dict[str, Any]) -> dict[str, Any]:
     """One run of a repeated scenario, in brief: the verdict, what failed, the fault timings."""
     keys = ("t", "action", "node", "next_commit_s", "next_view", "view_change_s",
-            "commit_after_view_change_s", "note")
+            "commit_after_view_change_s", "probe_commit_s", "probe_node", "note")
     return {"ok": rep["ok"], "elapsed_s": rep["elapsed_s"], "acked": rep["acked"],
             "submitted": rep["submitted"],
             "violated": [f"{c['name']}: {c['detail']}"[:300] for c in rep["checks"]
                          if c["result"] == VIOLATED],
             "faults": [{k: f.get(k) for k in keys} for f in rep["faults"]],
             "put_latency_ms": rep.get("put_latency_ms"), "max_view": rep.get("max_view"),
+            "view_changes": rep.get("view_changes"),
             "baseline_put_latency_ms": (rep.get("baseline") or {}).get("put_latency_ms")}
 
 
@@ -1489,7 +1543,10 @@ def run_repeated(name: str, once: Any, n: int, as_json: bool, log: Any) -> int:
                 f"{r['acked']}/{r['submitted']}) " + "; ".join(
                     f"{f['action']} node{f['node']}: next commit {f['next_commit_s']}s "
                     f"(view {f['next_view']}, new view seen {f['view_change_s']}s, commit "
-                    f"{f['commit_after_view_change_s']}s after it)" for f in r["faults"])
+                    f"{f['commit_after_view_change_s']}s after it"
+                    + (f"; put to node{f['probe_node']} at the kill committed in "
+                       f"{f['probe_commit_s']}s" if f.get("probe_node") is not None else "")
+                    + ")" for f in r["faults"])
                 + "".join(f"\n    violated {v}" for v in r["violated"]))
         print(line, file=sys.stderr, flush=True)
     passed = sum(r["ok"] for r in runs)

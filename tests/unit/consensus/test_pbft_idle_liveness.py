@@ -66,12 +66,24 @@ def test_a_replica_that_missed_the_checkpoints_gets_them_resent_and_moves_its_wi
     cl.assert_agreement()
 
 
-def test_a_silent_primary_of_an_idle_cluster_is_replaced_by_the_idle_watchdog(cluster_cls):
+def test_a_crashed_primary_of_an_idle_cluster_is_replaced_without_client_traffic(cluster_cls):
     cl = cluster_cls(n=4, heartbeat_ms=1_000)
     cl.crash(0)
     assert cl.run_until(lambda: all(cl.executed[i] for i in (1, 2, 3)), timeout_ms=10_000)
     assert all(cl.replicas[i].view == 1 for i in (1, 2, 3))
-    assert all(cl.replicas[i].view_change_reasons["idle-timeout"] == 1 for i in (1, 2, 3))
+    started = [cl.replicas[i].view_change_reasons for i in (1, 2, 3)]
+    assert all(r["primary-silent"] + r["idle-timeout"] + r["f+1-joined"] == 1 for r in started)
+    cl.assert_agreement()
+
+
+def test_a_live_primary_whose_blocks_never_arrive_is_replaced_by_the_idle_watchdog(cluster_cls):
+    # its STATUS keeps flowing, so the primary watch holds; only the idle watchdog sees no block
+    cl = cluster_cls(n=4, heartbeat_ms=1_000)
+    cl.tamper = lambda s, to, m: [] if s == 0 and isinstance(m, PrePrepare) else None
+    assert cl.run_until(lambda: all(cl.executed[i] for i in (1, 2, 3)), timeout_ms=15_000)
+    reasons = [cl.replicas[i].view_change_reasons for i in (1, 2, 3)]
+    assert all(r["primary-silent"] == 0 for r in reasons)
+    assert sum(r["idle-timeout"] for r in reasons) >= 2  # f + 1 suspected it on their own
     cl.assert_agreement()
 
 
