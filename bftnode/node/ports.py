@@ -21,7 +21,7 @@ from storage.interface import BlockCommit, StateReader
 from storage.interface import Store as _LedgerStore
 
 __all__ = ["Application", "BlockEffects", "BlockSource", "HeldExecutionState", "PeerStats",
-           "ReplicaFactory", "ReplicaLike", "Store", "Transport"]
+           "ReadViews", "ReplicaFactory", "ReplicaLike", "Store", "Transport"]
 
 
 class Store(_LedgerStore, Protocol):
@@ -38,6 +38,14 @@ class HeldExecutionState(Protocol):
     (LevelDBStore: one iterator and snapshot instead of one per read)."""
 
     def execution_state(self) -> AbstractContextManager[StateReader]: ...
+
+
+@runtime_checkable
+class ReadViews(Protocol):
+    """Optional: a store that opens a consistent view at its committed height for a read
+    worker thread (every LedgerStore: storage.read_view.ReadView)."""
+
+    def read_view(self) -> AbstractContextManager[Any]: ...
 
 
 class BlockSource(Protocol):

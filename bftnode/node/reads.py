@@ -21,7 +21,7 @@ import trio
 
 from storage.interface import StoredBlock, TxResult
 
-from .ports import PeerStats
+from .ports import PeerStats, ReadViews
 
 APP_EVENTS_KEPT = 1000  # heights of app events kept for subscribers...
 APP_EVENTS_MAX = 20_000  # ...and at most this many events (the oldest heights go first)
@@ -156,12 +156,12 @@ class ReadsMixin:
         consistent view at the last committed height (storage.read_view.ReadView: height,
         time_ms, state, block, tx, tx_by_client). Never on the task that steps the replica;
         `fn` must read only the view (the node's in-memory state is not thread-safe)."""
-        open_view = getattr(self.store, "read_view", None)
-        if open_view is None:  # a store without read views (test doubles): read here
+        store = self.store
+        if not isinstance(store, ReadViews):  # a store without read views (test doubles)
             return fn(_LiveView(self))
 
         def run() -> T:
-            with open_view() as view:
+            with store.read_view() as view:
                 return fn(view)
 
         return await trio.to_thread.run_sync(run, limiter=self._read_limiter)
