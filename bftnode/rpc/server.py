@@ -119,11 +119,13 @@ def create_app(
 
     def context(conn: HTTPRequest | WebSocket, transport: str, **kw: Any) -> m.CallContext:
         trace = conn.headers.get("x-trace-id")
-        return m.CallContext(node=node, peer=_peer(conn), transport=transport,
-                             on_error=rpc_metrics.on_error,
-                             on_bad_input=lambda reason: rpc_metrics.on_bad_input(transport,
-                                                                                  reason),
-                             trace_id=trace[:64] if trace else None, **kw)
+        ctx = m.CallContext(node=node, peer=_peer(conn), transport=transport,
+                            on_error=rpc_metrics.on_error,
+                            on_bad_input=lambda reason: rpc_metrics.on_bad_input(transport,
+                                                                                 reason),
+                            trace_id=trace[:64] if trace else None, **kw)
+        ctx.extra["on_rate_limited"] = lambda n: rpc_metrics.on_rate_limited(transport, n)
+        return ctx
 
     async def post_root(request: HTTPRequest) -> Response:
         rpc_metrics.calls.labels(transport="http").inc()
