@@ -174,6 +174,7 @@ def refuse_reads(ctx: CallContext, payload: Any) -> tuple[bool, Any]:
         for obj in calls:
             ctx.on_error(obj["method"], RATE_LIMITED)
     note_refused(ctx, len(calls))
+    ctx.extra["refused_retry_after"] = err.data["retry_after"]
     out = [_response(_safe_id(obj), error=err) for obj in calls if "id" in obj]
     if isinstance(payload, list):
         return True, out or None
