@@ -26,6 +26,7 @@ from .errors import (
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
     PARSE_ERROR,
+    RATE_LIMITED,
     TOO_LARGE,
     RPCError,
 )
@@ -90,6 +91,9 @@ async def call_one(ctx: CallContext, obj: Any) -> dict[str, Any] | None:
             result = await handler(ctx, params)
         return None if notify else _response(req_id, result)
     except RPCError as err:
+        if err.code == RATE_LIMITED:  # counted and logged sparsely by read_guard.note_refused
+            _count(ctx, name, err.code)
+            return None if notify else _response(req_id, error=err)
         return _call_error(ctx, name, req_id, notify, err)
     except Exception as exc:  # a bug in a handler or the node: answer, log, keep serving
         _count(ctx, name, INTERNAL_ERROR)
@@ -105,7 +109,8 @@ async def dispatch(
 ) -> dict[str, Any] | list[dict[str, Any]] | None:
     """Run a parsed JSON-RPC payload (one request object or a batch array). Returns what to
     send back: a response, a list of responses, or None (only notifications). Each call of a
-    batch gets its own answer, whatever the others do."""
+    batch gets its own answer, whatever the others do. Reads from a client whose read bucket
+    is empty are refused whole, before any call is parsed (read_guard.refuse_reads)."""
     if isinstance(payload, list):
         if not payload:
             err = RPCError(INVALID_REQUEST, "empty batch array")
@@ -115,6 +120,9 @@ async def dispatch(
             err = RPCError(TOO_LARGE, f"batch of {len(payload)} calls exceeds {MAX_BATCH}")
             _count(ctx, "?", err.code)
             return _response(None, error=err)
+        refused_whole, answer = read_guard.refuse_reads(ctx, payload)
+        if refused_whole:
+            return answer
         if ctx.trace_id is None and _all_sync_submits(ctx, payload):
             return await handlers.submit_sync_batch(ctx, payload)
         read_guard.start_batch(ctx)  # its read answers share one byte budget
@@ -129,6 +137,9 @@ async def dispatch(
                 nursery.start_soon(run, i, obj)
         out = [r for r in results if r is not None]
         return out or None
+    refused_whole, answer = read_guard.refuse_reads(ctx, payload)
+    if refused_whole:
+        return answer
     return await call_one(ctx, payload)
 
 

@@ -1,5 +1,5 @@
 """The RPC server's Prometheus counters and gauges (calls, errors by method and code,
-payloads refused whole by reason, connections, WebSockets, subscriptions, deadlines), in a
+payloads refused whole by reason, read calls rate limited, connections, WebSockets, subscriptions, deadlines), in a
 registry of its own. Every label value is from a closed set, never client text: a method label
 is a registered method name or "?", a code one of ours or "other", a reason one of
 `bftnode.rpc.bounds.REASONS`. Imports: prometheus_client, bftnode.rpc.{bounds,errors,registry}.
@@ -38,6 +38,9 @@ class RPCMetrics:
             "bftnode_rpc_bad_input", "Payloads refused whole before any call ran (not JSON, "
             "over the JSON bounds, a binary WebSocket frame)", ["transport", "reason"],
             registry=r)
+        self.rate_limited = Counter(
+            "bftnode_rpc_rate_limited", "Read calls refused `rate limited` (the client IP's "
+            "read bucket was empty)", ["transport"], registry=r)
         self.timeouts = Counter("bftnode_rpc_timeouts",
                                 "Connections cut at a deadline (body, ws_idle)", ["phase"],
                                 registry=r)
@@ -49,6 +52,10 @@ class RPCMetrics:
     def on_bad_input(self, transport: str, reason: str) -> None:
         self.bad_input.labels(transport=transport if transport in TRANSPORTS else "other",
                               reason=reason if reason in REASONS else "other").inc()
+
+    def on_rate_limited(self, transport: str, n: int) -> None:
+        self.rate_limited.labels(transport=transport if transport in TRANSPORTS else "other"
+                                 ).inc(n)
 
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         v = self.registry.get_sample_value(name, labels or {})

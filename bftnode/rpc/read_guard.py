@@ -7,7 +7,13 @@ what every read answer carries (`read_height`, `catching_up`).
 bytes it may answer (`run(budget)`; the node runs it in a read worker over a snapshot), then
 charge the bucket and the batch by the answer's size. The limits are the node's
 `read_limits` (bftnode.rpc.limits.ReadLimits, from its config), else the defaults.
-Imports: stdlib, trio, bftnode.rpc.
+
+Refusals are cheap: dispatch asks `refuse_reads(ctx, payload)` first, and a payload made only
+of read calls from a client whose bucket is empty is answered whole, one `rate limited` error
+per call, with no per-call parsing or dispatch. Every refusal (there or in `guarded`) goes
+through `note_refused`: counted, and logged at most once per client IP per
+`REFUSAL_LOG_EVERY_S` with the count since the last line (never one line per call).
+Imports: stdlib, structlog, trio, bftnode.rpc.
 """
 
 from __future__ import annotations
@@ -18,16 +24,25 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 import trio
 
 from .errors import RATE_LIMITED, STALE_READ, TOO_LARGE, RPCError
 from .limits import ReadLimits
-from .registry import CallContext
+from .registry import CallContext, _response, _safe_id
+
+log = structlog.get_logger("bftnode.rpc")
 
 MIN_HEIGHT_WAIT_S = 2.0  # a read asking for a height the node is about to reach waits this,
 MIN_HEIGHT_WAIT_BLOCKS = 3  # ... when it is at most this many blocks ahead (else: at once)
 COST_BYTES = 16 * 1024  # a read costs one token, plus one per this many bytes of answer
 MAX_BUCKETS = 10_000  # client IPs tracked; full (idle) buckets are forgotten past this
+REFUSAL_LOG_EVERY_S = 1.0  # at most one `rpc.rate_limited` log line per client IP this often
+# the methods whose every call goes through `guarded` (bftnode.rpc.handlers); a payload made
+# only of these may be refused whole (tests/unit/rpc check the list against the handlers)
+READ_METHODS = frozenset({
+    "block", "blockchain", "tx", "tx_status", "evidence", "kv_get", "kv_range", "lease_ttl",
+    "lock_status", "election_leader", "revision"})
 
 
 class TokenBucket:
@@ -52,6 +67,7 @@ class ReadGate:
         self.limits = limits
         self.clock = clock
         self.buckets: dict[str, TokenBucket] = {}
+        self.refusals: dict[str, list[float]] = {}  # ip -> [last log time, count since]
 
     def _bucket(self, ip: str) -> TokenBucket:
         b = self.buckets.get(ip)
@@ -67,15 +83,37 @@ class ReadGate:
                    if b.refill(lim.rate, lim.burst, now) >= lim.burst]:
             del self.buckets[ip]
 
-    def admit(self, ip: str) -> None:
-        """Raise `rate limited` unless `ip` has a whole token."""
+    def refusal(self, ip: str) -> RPCError | None:
+        """The `rate limited` error (with retry_after) if `ip` has no whole token, else None."""
         lim = self.limits
         tokens = self._bucket(ip).refill(lim.rate, lim.burst, self.clock())
-        if tokens < 1.0:
-            retry = round((1.0 - tokens) / lim.rate, 3)
-            raise RPCError(RATE_LIMITED, f"rate limited: this client address has used its read "
-                           f"budget ({lim.rate:g} tokens/s, burst {lim.burst}); retry after "
-                           f"{retry:g}s", {"retry_after": retry})
+        if tokens >= 1.0:
+            return None
+        retry = round((1.0 - tokens) / lim.rate, 3)
+        return RPCError(RATE_LIMITED, f"rate limited: this client address has used its read "
+                        f"budget ({lim.rate:g} tokens/s, burst {lim.burst}); retry after "
+                        f"{retry:g}s", {"retry_after": retry})
+
+    def admit(self, ip: str) -> None:
+        """Raise `rate limited` unless `ip` has a whole token."""
+        err = self.refusal(ip)
+        if err is not None:
+            raise err
+
+    def note_refused(self, ip: str, peer: str, n: int = 1) -> None:
+        """Log `n` refused calls from `ip`: one line per IP per REFUSAL_LOG_EVERY_S at most,
+        with the count since the last line (the first refusal of a quiet IP logs at once)."""
+        now = self.clock()
+        r = self.refusals.get(ip)
+        if r is None:
+            if len(self.refusals) >= MAX_BUCKETS:
+                self.refusals.clear()
+            r = self.refusals[ip] = [now - REFUSAL_LOG_EVERY_S, 0]
+        r[1] += n
+        if now - r[0] >= REFUSAL_LOG_EVERY_S:
+            log.info("rpc.rate_limited", peer=peer, reason="rate_limited", refused=int(r[1]),
+                     since_s=round(min(now - r[0], 3600.0), 3))
+            r[0], r[1] = now, 0
 
     def charge(self, ip: str, answer_bytes: int) -> None:
         self._bucket(ip).tokens -= 1 + answer_bytes // COST_BYTES
@@ -111,6 +149,36 @@ _batch: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("read_ba
 def start_batch(ctx: CallContext) -> None:
     """Called by dispatch for a batch array: its read answers share `batch_bytes`."""
     _batch.set(_Budget(gate(ctx.node).limits.batch_bytes))
+
+
+def note_refused(ctx: CallContext, n: int) -> None:
+    """Count `n` calls refused `rate limited` (metrics: the ctx's hook) and log them sparsely."""
+    hook = ctx.extra.get("on_rate_limited")
+    if hook is not None:
+        hook(n)
+    gate(ctx.node).note_refused(client_ip(ctx.peer), ctx.peer, n)
+
+
+def refuse_reads(ctx: CallContext, payload: Any) -> tuple[bool, Any]:
+    """(True, answer) if `payload` (one call or a non-empty batch) is only read calls and its
+    client's bucket is empty: one `rate limited` error per call (none for a notification),
+    built without dispatch; counted and logged (note_refused). Else (False, None)."""
+    calls = payload if isinstance(payload, list) else [payload]
+    for obj in calls:
+        if not isinstance(obj, dict) or obj.get("method") not in READ_METHODS:
+            return False, None
+    err = gate(ctx.node).refusal(client_ip(ctx.peer))
+    if err is None:
+        return False, None
+    if ctx.on_error is not None:
+        for obj in calls:
+            ctx.on_error(obj["method"], RATE_LIMITED)
+    note_refused(ctx, len(calls))
+    ctx.extra["refused_retry_after"] = err.data["retry_after"]
+    out = [_response(_safe_id(obj), error=err) for obj in calls if "id" in obj]
+    if isinstance(payload, list):
+        return True, out or None
+    return True, out[0] if out else None
 
 
 def client_ip(peer: str) -> str:
@@ -159,7 +227,10 @@ async def guarded(ctx: CallContext, fresh: Any, run: Callable[[int], Awaitable[A
     bytes, the height it was read at or None)."""
     g = gate(ctx.node)
     ip = client_ip(ctx.peer)
-    g.admit(ip)
+    err = g.refusal(ip)
+    if err is not None:
+        note_refused(ctx, 1)
+        raise err
     await fresh_enough(ctx, getattr(fresh, "min_height", None),
                        getattr(fresh, "max_lag_ms", None))
     batch = _batch.get()

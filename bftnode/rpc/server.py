@@ -104,6 +104,11 @@ async def _read_body(request: HTTPRequest, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+# a POST of reads refused whole (read_guard.refuse_reads) is answered after its retry_after,
+# at most this: answering sooner only invites a retry that would be refused too (issue 27)
+REFUSED_HOLD_MAX_S = 1.0
+
+
 def create_app(
     node: NodeAPI, *, max_body_bytes: int = MAX_BODY_BYTES, ws_queue: int = WS_QUEUE,
     ws_overflow_grace: float = WS_OVERFLOW_GRACE_S, metrics: RPCMetrics | None = None,
@@ -119,11 +124,13 @@ def create_app(
 
     def context(conn: HTTPRequest | WebSocket, transport: str, **kw: Any) -> m.CallContext:
         trace = conn.headers.get("x-trace-id")
-        return m.CallContext(node=node, peer=_peer(conn), transport=transport,
-                             on_error=rpc_metrics.on_error,
-                             on_bad_input=lambda reason: rpc_metrics.on_bad_input(transport,
-                                                                                  reason),
-                             trace_id=trace[:64] if trace else None, **kw)
+        ctx = m.CallContext(node=node, peer=_peer(conn), transport=transport,
+                            on_error=rpc_metrics.on_error,
+                            on_bad_input=lambda reason: rpc_metrics.on_bad_input(transport,
+                                                                                 reason),
+                            trace_id=trace[:64] if trace else None, **kw)
+        ctx.extra["on_rate_limited"] = lambda n: rpc_metrics.on_rate_limited(transport, n)
+        return ctx
 
     async def post_root(request: HTTPRequest) -> Response:
         rpc_metrics.calls.labels(transport="http").inc()
@@ -148,6 +155,9 @@ def create_app(
         except m.BadPayload as err:  # not JSON, or over the JSON bounds: refused whole
             return _json(m.refused(ctx, err), status=400)
         out = await m.dispatch(ctx, payload)
+        retry = ctx.extra.pop("refused_retry_after", None)
+        if retry is not None:  # reads refused whole: answer when a retry could be served
+            await trio.sleep(min(float(retry), REFUSED_HOLD_MAX_S))
         if out is None:  # only notifications
             return Response(status_code=204)
         return _json(out)

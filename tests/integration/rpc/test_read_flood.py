@@ -135,5 +135,7 @@ def test_a_read_flood_on_the_primary_causes_no_view_change(tmp_path):
         assert views1 == views0, f"a view change under the read flood: {figures}"
         assert flood.puts and counts.get("ok", 0) > 0, figures
         assert counts.get("-32008", 0) > 0, f"the per-IP bucket never answered: {figures}"
+        assert figures["put_p50_ms_flood"] <= 2.0 * figures["put_p50_ms_quiet"], (
+            f"the read flood slowed puts more than 2x: {figures}")
     finally:
         launcher.down(d)
