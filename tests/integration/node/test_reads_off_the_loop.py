@@ -49,7 +49,7 @@ async def test_reads_run_in_workers_page_through_cursors_and_are_rate_limited(
         tmp_path, port_base):
     async with trio.open_nursery() as nursery:
         nodes, _ = await _cluster(tmp_path, port_base, nursery, read_page_limit=40,
-                                  read_answer_bytes=16384, read_burst=60, read_rate=1.0)
+                                  read_answer_bytes=131072, read_burst=60, read_rate=1.0)
         node = nodes[0].node
         with trio.fail_after(60):
             async with trio.open_nursery() as puts:
