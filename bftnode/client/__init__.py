@@ -33,7 +33,9 @@ from .errors import (
     BadSignature,
     ClientError,
     NoNodeAvailable,
+    RateLimited,
     RPCCallError,
+    StaleRead,
     SubscriptionClosed,
     TxFailed,
     TxRejected,
@@ -45,7 +47,7 @@ from .sync import Client
 
 __all__ = [
     "DEFAULT_URL", "SEQ_RESERVE", "AppQueryError", "AsyncClient", "BadAnswer", "BadSignature",
-    "ChainInfo", "Client", "ClientError", "NoNodeAvailable", "RPCCallError", "SeqAllocator",
-    "SubscriptionClosed", "TxFailed", "TxRejected", "TxTimeout", "VerificationError",
+    "ChainInfo", "Client", "ClientError", "NoNodeAvailable", "RPCCallError", "RateLimited",
+    "SeqAllocator", "StaleRead", "SubscriptionClosed", "TxFailed", "TxRejected", "TxTimeout", "VerificationError",
     "chain_info_from", "default_key_path", "load_or_create_key", "verify_commit_certificate",
 ]

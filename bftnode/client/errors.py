@@ -47,6 +47,21 @@ class AppQueryError(RPCCallError):
     """An application read failed (data carries the app code/name)."""
 
 
+class RateLimited(RPCCallError):
+    """The node's read budget for this client address is spent; `retry_after` is how many
+    seconds to wait (from the error's data)."""
+
+    @property
+    def retry_after(self) -> float:
+        value = self.data.get("retry_after") if isinstance(self.data, dict) else None
+        return float(value) if isinstance(value, int | float) else 1.0
+
+
+class StaleRead(RPCCallError):
+    """The node cannot serve the read as fresh as asked (`min_height` / `max_lag_ms`); `data`
+    carries its height. Another node, or a later retry, may."""
+
+
 class VerificationError(ClientError):
     """A node's answer could not be verified (bad or missing certificate, disagreeing nodes)."""
 
@@ -70,6 +85,7 @@ class TxFailed(ClientError):
 
 _BY_CODE: dict[int, type[RPCCallError]] = {
     E.TX_REJECTED: TxRejected, E.BAD_SIGNATURE: BadSignature, E.APP_ERROR: AppQueryError,
+    E.RATE_LIMITED: RateLimited, E.STALE_READ: StaleRead,
 }
 
 

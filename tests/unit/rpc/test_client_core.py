@@ -107,3 +107,16 @@ def test_submit_gives_up_at_its_deadline():
     with pytest.raises(TxTimeout, match="not confirmed within 1s"):
         drive(c.submit(Request(c.client_id, 1, b"op")), answer)
     assert clock.t >= 1.0
+
+
+def test_read_refusals_become_their_own_exceptions():
+    from bftnode.client import RateLimited, StaleRead
+    from bftnode.client.errors import rpc_error
+    from bftnode.rpc import errors as E
+
+    limited = rpc_error({"code": E.RATE_LIMITED, "message": "rate limited",
+                         "data": {"retry_after": 2.5}})
+    assert isinstance(limited, RateLimited) and limited.retry_after == 2.5
+    assert rpc_error({"code": E.RATE_LIMITED, "message": "x", "data": "junk"}).retry_after == 1.0
+    stale = rpc_error({"code": E.STALE_READ, "message": "stale", "data": {"height": 3}})
+    assert isinstance(stale, StaleRead) and stale.data == {"height": 3}
