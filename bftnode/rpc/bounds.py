@@ -42,22 +42,22 @@ def check_json_bounds(data: bytes, max_depth: int, max_elements: int) -> None:
     brackets = bare.translate(_SQUARE, _NOT_BRACKET)
     opens = brackets.count(b"[")
     values = bare.count(b",") + opens
+    if opens > max_depth:  # depth first: a deep nest is "too deep", whatever else it is
+        # each pass removes the innermost pairs: a balanced payload is gone after `depth` passes
+        peeled = brackets
+        for _ in range(max_depth):
+            shorter = peeled.replace(b"[]", b"")
+            if len(shorter) == len(peeled):
+                break
+            peeled = shorter
+        if peeled and b"[]" in peeled:
+            raise BadPayload(PARSE_ERROR, f"parse error: JSON nested deeper than {max_depth} "
+                             "levels (rpc_max_json_depth)", "too_deep")
+        if peeled:
+            raise BadPayload(PARSE_ERROR, "parse error: body is not valid JSON (its brackets do "
+                             f"not balance, or it opens more than {max_depth} levels)",
+                             "malformed")
     if values > max_elements:
         raise BadPayload(INVALID_REQUEST, f"invalid request: about {values} JSON values in one "
                          f"message, over the limit of {max_elements} (rpc_max_json_elements)",
                          "too_many_values")
-    if opens <= max_depth:
-        return
-    # each pass removes the innermost pairs: a balanced payload is gone after `depth` passes
-    for _ in range(max_depth):
-        peeled = brackets.replace(b"[]", b"")
-        if len(peeled) == len(brackets):
-            break
-        brackets = peeled
-    if not brackets:
-        return
-    if b"[]" in brackets:
-        raise BadPayload(PARSE_ERROR, f"parse error: JSON nested deeper than {max_depth} "
-                         "levels (rpc_max_json_depth)", "too_deep")
-    raise BadPayload(PARSE_ERROR, "parse error: body is not valid JSON (its brackets do not "
-                     f"balance, or it opens more than {max_depth} levels)", "malformed")
