@@ -23,7 +23,7 @@ import httpx
 
 from . import core as C
 from .core import Flow, Post, Reply, Sleep, TransportFailure
-from .errors import ClientError
+from .errors import ClientError, RateLimited
 from .flows import Front, expose
 
 
@@ -126,20 +126,40 @@ expose(Client, _sync_method)
 
 
 def rpc_call(http: httpx.Client, url: str, method: str, params: dict[str, Any] | None = None,
-             timeout: float | None = None) -> Any:
+             timeout: float | None = None, rate_wait_s: float = 30.0) -> Any:
     """One JSON-RPC call to `url` over `http`; raises httpx errors (no answer) or the
-    RPCCallError of the answer (BadAnswer when it is not JSON-RPC)."""
+    RPCCallError of the answer (BadAnswer when it is not JSON-RPC). A `rate limited` answer
+    is retried after its `retry_after` for up to `rate_wait_s` seconds."""
     extra = {} if timeout is None else {"timeout": timeout}
-    r = http.post(url, content=C.encode_json(C.request(method, params or {})),
-                  headers=C.JSON_HEADERS, **extra)
-    return C.parse_reply(Reply(r.status_code, r.content))
+    give_up = time.monotonic() + rate_wait_s
+    while True:
+        r = http.post(url, content=C.encode_json(C.request(method, params or {})),
+                      headers=C.JSON_HEADERS, **extra)
+        try:
+            return C.parse_reply(Reply(r.status_code, r.content))
+        except RateLimited as exc:
+            if time.monotonic() + exc.retry_after > give_up:
+                raise
+            time.sleep(exc.retry_after)
 
 
 def rpc_batch(http: httpx.Client, url: str, calls: Sequence[tuple[str, dict[str, Any]]],
-              timeout: float | None = None) -> list[Any]:
+              timeout: float | None = None, rate_wait_s: float = 30.0) -> list[Any]:
     """One JSON-RPC batch array to `url` over `http`: per call its result or its
-    RPCCallError, in order. Raises httpx errors, or the RPCCallError of a refused batch."""
-    payload = C.batch_request(calls)
+    RPCCallError, in order. Raises httpx errors, or the RPCCallError of a refused batch.
+    Calls answered `rate limited` are sent again after the longest `retry_after`, for up to
+    `rate_wait_s` seconds."""
     extra = {} if timeout is None else {"timeout": timeout}
-    r = http.post(url, content=C.encode_json(payload), headers=C.JSON_HEADERS, **extra)
-    return C.batch_results(r.content, payload)
+    give_up = time.monotonic() + rate_wait_s
+    answers: list[Any] = [None] * len(calls)
+    todo = list(range(len(calls)))
+    while True:
+        payload = C.batch_request([calls[i] for i in todo])
+        r = http.post(url, content=C.encode_json(payload), headers=C.JSON_HEADERS, **extra)
+        for i, a in zip(todo, C.batch_results(r.content, payload), strict=True):
+            answers[i] = a
+        todo = [i for i in todo if isinstance(answers[i], RateLimited)]
+        wait = max((answers[i].retry_after for i in todo), default=0.0)
+        if not todo or time.monotonic() + wait > give_up:
+            return answers
+        time.sleep(wait)

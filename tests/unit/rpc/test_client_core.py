@@ -120,3 +120,39 @@ def test_read_refusals_become_their_own_exceptions():
     assert rpc_error({"code": E.RATE_LIMITED, "message": "x", "data": "junk"}).retry_after == 1.0
     stale = rpc_error({"code": E.STALE_READ, "message": "stale", "data": {"height": 3}})
     assert isinstance(stale, StaleRead) and stale.data == {"height": 3}
+
+
+def test_the_one_shot_callers_wait_out_a_rate_limit_then_answer():
+    import httpx
+
+    from bftnode.client import RateLimited
+    from bftnode.client.sync import rpc_batch, rpc_call
+    from bftnode.rpc import errors as E
+
+    sent = []
+
+    def node(request):
+        body = json.loads(request.content)
+        sent.append(body)
+        limited = len(sent) == 1
+        def one(c):
+            if limited:
+                return {"jsonrpc": "2.0", "id": c["id"], "error": {
+                    "code": E.RATE_LIMITED, "message": "rate limited",
+                    "data": {"retry_after": 0.01}}}
+            return {"jsonrpc": "2.0", "id": c["id"], "result": c["method"]}
+        return httpx.Response(200, json=[one(c) for c in body] if isinstance(body, list)
+                              else one(body))
+
+    with httpx.Client(transport=httpx.MockTransport(node)) as http:
+        assert rpc_call(http, "http://n", "status") == "status" and len(sent) == 2
+        sent.clear()
+        assert rpc_batch(http, "http://n", [("tx", {}), ("block", {})]) == ["tx", "block"]
+        assert len(sent) == 2 and len(sent[1]) == 2
+        sent.clear()
+        try:
+            rpc_call(http, "http://n", "status", rate_wait_s=0)
+        except RateLimited as exc:
+            assert exc.retry_after == 0.01
+        else:
+            raise AssertionError("a rate limit past rate_wait_s must raise")
