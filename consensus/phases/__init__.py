@@ -15,6 +15,7 @@ handlers and their helpers from one mixin per phase:
 - `restore`: persisted votes and prepared certificates re-entering after a restart
 - `liveness`: progress without client traffic (stale-but-vouched pre-prepares, checkpoint
   resend, the idle-primary watchdog; docs/protocol.md "Liveness rules")
+- `report`: `health()` and its one-line `why` (read-only)
 - `state`: `ReplicaState`, the typed state all of them share, and the send/sign helpers
 
 The pure rules these handlers apply stay one level up, importable and testable alone:

@@ -17,6 +17,7 @@ from ..events import ClientsLoaded, Execute, LoadClients, PreparedCert
 from ..log import Slot
 from ..messages import Checkpoint, Commit, Prepare, PrePrepare
 from ..normal import block_time, check_pre_prepare, is_stale, split_batch
+from ..quorum import VoteSet
 from ..types import request_size
 from .state import ReplicaState, _key
 
@@ -94,24 +95,22 @@ class NormalCaseMixin(ReplicaState):
             self._evidence("invalid-message", sender, "the primary sent a prepare", p)
             return
         slot = self._log.slot(p.view, p.seq)
-        ev = slot.prepares.add(sender, p.digest, p)
-        if ev:
-            self._add_evidence(ev)
-            return
-        if slot.pre_prepare is None:
-            self._retry_held_stale(p.view, p.seq)
-        self._maybe_reveal(slot, sender, p.digest)
-        self._check_slot(slot)
+        self._on_vote(slot, slot.prepares, sender, p)
 
     def on_commit(self, sender: int, c: Commit) -> None:
         slot = self._log.slot(c.view, c.seq)
-        ev = slot.commits.add(sender, c.digest, c)
+        self._on_vote(slot, slot.commits, sender, c)
+
+    def _on_vote(self, slot: Slot, votes: VoteSet, sender: int, vote: Prepare | Commit) -> None:
+        """A PREPARE or COMMIT: a conflicting second vote is evidence; else it may vouch for
+        a held stale pre-prepare, reveal a body, and complete the slot."""
+        ev = votes.add(sender, vote.digest, vote)
         if ev:
             self._add_evidence(ev)
             return
         if slot.pre_prepare is None:
-            self._retry_held_stale(c.view, c.seq)
-        self._maybe_reveal(slot, sender, c.digest)
+            self._retry_held_stale(vote.view, vote.seq)
+        self._maybe_reveal(slot, sender, vote.digest)
         self._check_slot(slot)
 
     def _check_slot(self, slot: Slot) -> None:
