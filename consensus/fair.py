@@ -203,22 +203,36 @@ class SourceRates:
                 max(self.bytes_per_s, k * others_b * 1000 // span) if self.bytes_per_s > 0
                 else 0)
 
-    def take(self, source: int, now_ms: int, size: int, half: bool = False) -> bool:
-        """Admit one request of `size` bytes from `source` now, if its bucket holds it."""
-        if self.off:
-            return True
+    def _level(self, source: int, now_ms: int, half: bool) -> tuple[int, int, int, int, int]:
+        """`source`'s rates and its bucket refilled to now: (rate_r, rate_b, req, bytes, at)."""
         self._roll(now_ms)
         rate_r, rate_b = self.limits(source)
         depth = self.burst_ms // 2 if half else self.burst_ms
         entry = self._buckets.get(source)
         if entry is None:
-            req, nbytes, at = rate_r * depth, rate_b * depth, now_ms
-        else:
-            req, nbytes, at = entry
-            dt = max(0, now_ms - at)
-            req = min(rate_r * depth, req + rate_r * dt)
-            nbytes = min(rate_b * depth, nbytes + rate_b * dt)
-        ok = (rate_r <= 0 or req >= 1000) and (rate_b <= 0 or nbytes >= size * 1000)
+            return rate_r, rate_b, rate_r * depth, rate_b * depth, now_ms
+        req, nbytes, at = entry
+        dt = max(0, now_ms - at)
+        return (rate_r, rate_b, min(rate_r * depth, req + rate_r * dt),
+                min(rate_b * depth, nbytes + rate_b * dt), at)
+
+    @staticmethod
+    def _holds(rate_r: int, rate_b: int, req: int, nbytes: int, size: int) -> bool:
+        return (rate_r <= 0 or req >= 1000) and (rate_b <= 0 or nbytes >= size * 1000)
+
+    def can_take(self, source: int, now_ms: int, size: int) -> bool:
+        """Would `take` admit a request of `size` bytes from `source` now (nothing taken)?"""
+        if self.off:
+            return True
+        rate_r, rate_b, req, nbytes, _ = self._level(source, now_ms, False)
+        return self._holds(rate_r, rate_b, req, nbytes, size)
+
+    def take(self, source: int, now_ms: int, size: int, half: bool = False) -> bool:
+        """Admit one request of `size` bytes from `source` now, if its bucket holds it."""
+        if self.off:
+            return True
+        rate_r, rate_b, req, nbytes, at = self._level(source, now_ms, half)
+        ok = self._holds(rate_r, rate_b, req, nbytes, size)
         if ok:
             req -= 1000 if rate_r > 0 else 0
             nbytes -= size * 1000 if rate_b > 0 else 0

@@ -426,6 +426,8 @@ class Replica(
                 "invalid-message", sender, f"claims replica {msg.replica} but came from {sender}"
             )
             return
+        if isinstance(msg, Forward) and self.forward_over_rate(sender, msg):
+            return
         if not self.auth.verify(msg):
             self._evidence("bad-signature", sender, f"bad signature on {type(msg).__name__}")
             return

@@ -80,6 +80,22 @@ class IntakeMixin(ReplicaState):
         elif reason != "already pending":
             self._out.reply.append(Rejected(req, reason))
 
+    def forward_over_rate(self, sender: int, fwd: Forward) -> bool:
+        """True (and counted) if `sender`'s admission bucket cannot take even the smallest
+        request of this FORWARD now: on_forward would drop every request in it over the rate,
+        so the replica drops the whole FORWARD before checking its signature. A relay flooding
+        at link speed then costs a decode per frame, not a signature check over its bytes."""
+        reqs = fwd.requests
+        if not reqs or len(reqs) > MAX_FORWARD_REQUESTS or self._rates.off:
+            return False
+        # what we hold already costs the relay nothing (a re-forward is no flood)
+        fresh = [len(r.op) for r in reqs if not self._is_admitted(r)]
+        if not fresh or self._rates.can_take(sender, self._now, request_size(min(fresh))):
+            return False
+        self.dropped["forwarded-request-over-rate"] += len(fresh)
+        self.dropped["forwarded-request-already-pending"] += len(reqs) - len(fresh)
+        return True
+
     def on_forward(self, sender: int, fwd: Forward) -> None:
         """All or nothing: one invalid request refuses the whole FORWARD (one fault), checked
         before anything is admitted."""

@@ -6,6 +6,7 @@ restarted later catches up."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import time
 
@@ -178,3 +179,23 @@ def test_cli_status_and_logs_then_up_again_restarts_the_same_chain(testnet):
     assert min(s["height"] for s in statuses(m2, range(4)).values()) >= before
     res = put(m2, 2, b"again", b"1")
     assert res["code"] == 0 and res["height"] > before
+
+
+def test_a_byzantine_node_runs_at_a_lower_cpu_priority(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    monkeypatch.delenv("BFTNODE_BYZANTINE_NICE", raising=False)
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    got = {}
+    for name, byz in (("honest", []), ("byzantine", ["silent"])):
+        node = {"home": str(tmp_path / name), "log": str(tmp_path / f"{name}.log"),
+                "byzantine": byz}
+        pid = launcher.start_node_process(node)  # no home: the process exits on its own
+        try:
+            got[name] = os.getpriority(os.PRIO_PROCESS, pid)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+    assert got == {"honest": ours, "byzantine": min(19, ours + launcher.BYZANTINE_NICE)}

@@ -82,6 +82,40 @@ def test_a_relay_over_its_admission_rate_is_dropped_unverified_and_refills_with_
     assert backup.pending_count == 20
 
 
+def test_a_forward_from_a_relay_with_an_empty_bucket_is_dropped_before_its_signature(
+        cluster_cls):
+    # a flood costs a decode per frame, not a signature check over its bytes; nothing from
+    # it is blamed on the relay either (its signature was never looked at)
+    c = cluster_cls(source_rate_requests=10, source_rate_bytes=1024 * 1024,
+                    source_burst_ms=1_000, forward_relay_ms=0)
+    backup = c.replicas[1]
+    verified = []
+    verify = backup.auth.verifier.verify
+    backup.auth.verifier.verify = lambda *a: verified.append(1) or verify(*a)
+    first = tuple(c.request(100 + i, 1) for i in range(10))
+    backup.step(Receive(3, c.auth(3).sign(Forward(first, 3))))
+    assert backup.pending_count == 10 and len(verified) == 11  # the bucket is now empty
+    flood = tuple(c.request(200 + i, 1) for i in range(30))
+    unsigned = Forward(flood, 3)  # even a bad signature: never checked
+    for fwd in (c.auth(3).sign(Forward(flood, 3)), unsigned):
+        out = backup.step(Receive(3, fwd))
+        assert out.evidence == []
+    assert len(verified) == 11
+    assert backup.dropped["forwarded-request-over-rate"] == 60
+    # a re-forward of what we hold is counted as such, whatever the bucket
+    out = backup.step(Receive(3, c.auth(3).sign(Forward(first, 3))))
+    assert out.evidence == []
+    assert backup.dropped["forwarded-request-already-pending"] == 10
+    assert backup.dropped["forwarded-request-over-rate"] == 60
+    assert backup.pending_count == 10
+    # the bucket refills with time: the next FORWARD is checked and admitted again
+    c.tick(500)
+    out = backup.step(Receive(3, unsigned))
+    assert [e.kind for e in out.evidence] == ["bad-signature"]
+    backup.step(Receive(3, c.auth(3).sign(Forward(flood[:5], 3))))
+    assert backup.pending_count == 15
+
+
 def test_our_clients_over_the_rate_are_refused_rate_limited_within_what_peers_admit(cluster_cls):
     from consensus import Rejected
 
