@@ -594,6 +594,21 @@ class Bench:
                 "failover_s": round(gap, 3) if gap is not None else None,
                 "resumed_at_s": round(resumed - self.t0, 3) if resumed is not None else None}
 
+    async def views(self, http: httpx.AsyncClient) -> dict[str, Any]:
+        """The highest view any reachable node is in, and the view changes the nodes started
+        since they started (on a fresh testnet: during the run), summed by reason (each
+        replica's health()["view_change"]["started"])."""
+        views, started = [], Counter()
+        for url in self.urls:
+            try:
+                rep = (await rpc(http, url, "health"))["replica"]
+            except (httpx.HTTPError, ClientError, ValueError, TypeError, KeyError):
+                continue
+            views.append(int(rep.get("view", 0)))
+            started.update((rep.get("view_change") or {}).get("started") or {})
+        return {"max_view": max(views, default=None),
+                "view_changes_started": dict(started.most_common())}
+
     async def mesh_bytes(self, http: httpx.AsyncClient) -> int | None:
         """Validator-mesh bytes sent so far by all nodes (transport counters), None if unknown."""
         total = 0
@@ -684,6 +699,7 @@ class Bench:
             "anon_warm_dev_pct": max((n["anon_warm_dev_pct"] or 0 for n in nodes), default=None),
             "node_resources": nodes,
             **self.failover(),
+            **await self.views(http),
             **({"view": int((await rpc(http, self.urls[0], "status")).get("view", 0))}
                if self.killed_at is not None else {}),
             "errors": self.errors[:5],
