@@ -24,7 +24,7 @@ machine, unlike tx/s. `--rate R --duration S` offers R tx/s for S seconds.
 with their ratios; `--sweep` runs a bounded grid (nodes 4/7/10, batch_max, tx size, clients) and
 writes a markdown table, JSON and a PNG plot (testnet.bench_plot, matplotlib) to `--sweep-out`.
 
-Imports: stdlib, trio, httpx, httpx_ws, nacl, bftnode (keys, app.ops, client), consensus,
+Imports: stdlib, trio, httpx, httpx_ws, nacl, bftnode (keys, app.ops, client, rpc.errors), consensus,
 testnet.launcher.
 """
 
@@ -54,6 +54,7 @@ from bftnode.client import BadAnswer, ClientError, RPCCallError, SubscriptionClo
 from bftnode.client import core as C
 from bftnode.client.aio import rpc_call
 from bftnode.keys import NodeKey
+from bftnode.rpc.errors import TOO_LARGE
 from consensus import Request, request_digest, sign_request
 
 SETTLE_TIMEOUT_S = 60.0
@@ -641,10 +642,10 @@ class Bench:
         divergent = 0
         for hi in range(top, self.start_height, -100):
             lo = max(self.start_height + 1, hi - 99)
-            a = await rpc(http, check_url, "blockchain", min_height=lo, max_height=hi)
-            b = await rpc(http, self.urls[0], "blockchain", min_height=lo, max_height=hi)
-            hashes_b = {m["height"]: m["hash"] for m in b["blocks"]}
-            for meta in a["blocks"]:
+            a = await headers(http, check_url, lo, hi)
+            b = await headers(http, self.urls[0], lo, hi)
+            hashes_b = {m["height"]: m["hash"] for m in b}
+            for meta in a:
                 for th in meta["tx_hashes"]:
                     seen[bytes.fromhex(th)] += 1
                 if meta["height"] in hashes_b and hashes_b[meta["height"]] != meta["hash"]:
@@ -722,6 +723,18 @@ async def rpc(http: httpx.AsyncClient, url: str, method: str, **params: Any) -> 
     """One JSON-RPC call (the client core's request and parser); raises httpx errors or
     the answer's RPCCallError."""
     return await rpc_call(http, url + "/", method, params)
+
+
+async def headers(http: httpx.AsyncClient, url: str, lo: int, hi: int) -> list[dict[str, Any]]:
+    """`blockchain` headers of [lo, hi]; a range whose answer is over the node's
+    read_answer_bytes (-32006: blocks of many txs list many tx hashes) is read in halves."""
+    try:
+        return (await rpc(http, url, "blockchain", min_height=lo, max_height=hi))["blocks"]
+    except RPCCallError as exc:
+        if exc.code != TOO_LARGE or lo == hi:
+            raise
+    mid = (lo + hi) // 2
+    return [*await headers(http, url, mid + 1, hi), *await headers(http, url, lo, mid)]
 
 
 def _consensus_overrides(items: list[str]) -> dict[str, Any]:
