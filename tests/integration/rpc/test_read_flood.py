@@ -15,7 +15,7 @@ from testnet.ports import free_port_base
 from testnet.read_flood import FloodSpec, measure, seed
 
 pytestmark = pytest.mark.integration
-SPEC = FloodSpec(keys=400, readers=8, kv_batch=10, chain_batch=50, quiet_s=4.0, flood_s=8.0)
+SPEC = FloodSpec(keys=400, readers=8, kv_batch=20, chain_batch=50, quiet_s=4.0, flood_s=8.0)
 
 
 def test_a_read_flood_on_the_primary_causes_no_view_change(tmp_path):
