@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("testnet.sim.cli", "run the deterministic simulator"),
     "attack": ("testnet.attack", "run an attack scenario on a real testnet"),
     "bench": ("testnet.bench", "benchmark a fresh testnet through the public RPC"),
+    "read-flood": ("testnet.read_flood", "a read flood (kv_range + blockchain batches) on the primary"),
     "bench-sim": ("testnet.sim.bench", "simulated consensus throughput (CPU-bound)"),
     "bench-storage": ("testnet.bench_storage", "LevelDB block commit throughput; --mix: a node's write mix"),
     "bench-net": ("testnet.bench_net", "libp2p vs raw TCP frame throughput and latency"),

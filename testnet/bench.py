@@ -24,7 +24,7 @@ machine, unlike tx/s. `--rate R --duration S` offers R tx/s for S seconds.
 with their ratios; `--sweep` runs a bounded grid (nodes 4/7/10, batch_max, tx size, clients) and
 writes a markdown table, JSON and a PNG plot (testnet.bench_plot, matplotlib) to `--sweep-out`.
 
-Imports: stdlib, trio, httpx, httpx_ws, nacl, bftnode (keys, app.ops, client), consensus,
+Imports: stdlib, trio, httpx, httpx_ws, nacl, bftnode (keys, app.ops, client, rpc.errors), consensus,
 testnet.launcher.
 """
 
@@ -54,6 +54,7 @@ from bftnode.client import BadAnswer, ClientError, RPCCallError, SubscriptionClo
 from bftnode.client import core as C
 from bftnode.client.aio import rpc_call
 from bftnode.keys import NodeKey
+from bftnode.rpc.errors import TOO_LARGE
 from consensus import Request, request_digest, sign_request
 
 SETTLE_TIMEOUT_S = 60.0
@@ -594,6 +595,21 @@ class Bench:
                 "failover_s": round(gap, 3) if gap is not None else None,
                 "resumed_at_s": round(resumed - self.t0, 3) if resumed is not None else None}
 
+    async def views(self, http: httpx.AsyncClient) -> dict[str, Any]:
+        """The highest view any reachable node is in, and the view changes the nodes started
+        since they started (on a fresh testnet: during the run), summed by reason (each
+        replica's health()["view_change"]["started"])."""
+        views, started = [], Counter()
+        for url in self.urls:
+            try:
+                rep = (await rpc(http, url, "health"))["replica"]
+            except (httpx.HTTPError, ClientError, ValueError, TypeError, KeyError):
+                continue
+            views.append(int(rep.get("view", 0)))
+            started.update((rep.get("view_change") or {}).get("started") or {})
+        return {"max_view": max(views, default=None),
+                "view_changes_started": dict(started.most_common())}
+
     async def mesh_bytes(self, http: httpx.AsyncClient) -> int | None:
         """Validator-mesh bytes sent so far by all nodes (transport counters), None if unknown."""
         total = 0
@@ -626,10 +642,10 @@ class Bench:
         divergent = 0
         for hi in range(top, self.start_height, -100):
             lo = max(self.start_height + 1, hi - 99)
-            a = await rpc(http, check_url, "blockchain", min_height=lo, max_height=hi)
-            b = await rpc(http, self.urls[0], "blockchain", min_height=lo, max_height=hi)
-            hashes_b = {m["height"]: m["hash"] for m in b["blocks"]}
-            for meta in a["blocks"]:
+            a = await headers(http, check_url, lo, hi)
+            b = await headers(http, self.urls[0], lo, hi)
+            hashes_b = {m["height"]: m["hash"] for m in b}
+            for meta in a:
                 for th in meta["tx_hashes"]:
                     seen[bytes.fromhex(th)] += 1
                 if meta["height"] in hashes_b and hashes_b[meta["height"]] != meta["hash"]:
@@ -684,6 +700,7 @@ class Bench:
             "anon_warm_dev_pct": max((n["anon_warm_dev_pct"] or 0 for n in nodes), default=None),
             "node_resources": nodes,
             **self.failover(),
+            **await self.views(http),
             **({"view": int((await rpc(http, self.urls[0], "status")).get("view", 0))}
                if self.killed_at is not None else {}),
             "errors": self.errors[:5],
@@ -706,6 +723,18 @@ async def rpc(http: httpx.AsyncClient, url: str, method: str, **params: Any) -> 
     """One JSON-RPC call (the client core's request and parser); raises httpx errors or
     the answer's RPCCallError."""
     return await rpc_call(http, url + "/", method, params)
+
+
+async def headers(http: httpx.AsyncClient, url: str, lo: int, hi: int) -> list[dict[str, Any]]:
+    """`blockchain` headers of [lo, hi]; a range whose answer is over the node's
+    read_answer_bytes (-32006: blocks of many txs list many tx hashes) is read in halves."""
+    try:
+        return (await rpc(http, url, "blockchain", min_height=lo, max_height=hi))["blocks"]
+    except RPCCallError as exc:
+        if exc.code != TOO_LARGE or lo == hi:
+            raise
+    mid = (lo + hi) // 2
+    return [*await headers(http, url, mid + 1, hi), *await headers(http, url, lo, mid)]
 
 
 def _consensus_overrides(items: list[str]) -> dict[str, Any]:
