@@ -193,8 +193,9 @@ class LedgerCore:
             auth.discard()
             raise
         auth.landed()
-        log.info("storage.state_tree_built", where=self.where, height=self._height,
-                 keys=len(items))
+        if items:  # not for a new ledger
+            log.info("storage.state_tree_built", where=self.where, height=self._height,
+                     keys=len(items))
 
     # -------------------------------------------------------------- client tops
 
