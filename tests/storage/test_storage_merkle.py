@@ -328,3 +328,31 @@ def test_a_path_deeper_than_the_recursion_limit_updates_and_proves():
     verify_membership(root, deepest, b"w", proof)
     assert root == _built_root(states[-1])
     assert sys.getrecursionlimit() == limit
+
+
+def test_writes_outside_blocks_reach_the_tree(tmp_path):
+    """The two writers of covered keys besides commit_blocks: the fold of legacy window keys
+    into client tops at recovery (a legacy ledger opened with the tree for the first time),
+    and a state import; the tree follows both."""
+    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, True, dedup_window=5)
+    cb = ChainBuilder()
+    for _ in range(4):
+        s.commit_block(cb.next_block(3))
+    legacy = [(keys.client_top(cid), None) for cid in cb.client_seq]
+    legacy += [(keys.client_window(cid, top), keys.u64(1)) for cid, top in cb.client_seq.items()]
+    s._kv.write(legacy, sync=True)
+    s.close()
+    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, False, dedup_window=5,
+                   authenticated_state=True)
+    s.recover()
+    assert any(k[:1] == keys.CLIENT_TOP for k in _covered(s))
+    assert s.state_root() == _built_root(_covered(s))
+    src = MemoryStore(CHAIN_ID, GENESIS_HASH)
+    src_cb = ChainBuilder(seed=5)
+    for i in range(7):
+        src.commit_block(src_cb.next_block(1, ((b"k/%d" % i, b"v"),)))
+    items = [kv for chunk in src.export_state() for kv in chunk.items]
+    s.import_state(7, src_cb.prev_hash, items, src.committed_block(7))
+    assert s.height() == 7 and s.state_root() == _built_root(_covered(s))
+    assert any(k.startswith(keys.state(b"k/")) for k in _covered(s))
+    s.close()
