@@ -2,7 +2,10 @@
 (height, last hash, last time), the client-top cache and the error counters; it checks or
 initialises the meta keys at open. The records, blocks and recovery parts of `LedgerStore`
 (storage.ledger) build on it.
-Imports: stdlib, structlog (lazily), consensus.codec, storage.{keys,kv,interface,records}.
+The state tree (storage.merkle_tree, when `authenticated_state`) is opened here too: rebuilt
+from the covered keyspaces when the ledger has no root at its height.
+Imports: stdlib, structlog (lazily), consensus.codec,
+storage.{keys,kv,interface,records,merkle_tree}.
 """
 
 from __future__ import annotations
