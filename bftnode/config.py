@@ -60,6 +60,11 @@ class NodeConfig:
     # so this caps the part of RSS that grows with the ledger (~65 MB at 1,000 for the main
     # DB, reached after ~9 million txs); lower trades that for slower reads of old data
     max_open_files: int = 1000
+    # keep a Merkle tree over the application state, tx records and client records, updated
+    # in each block's batch, with proofs for the last `state_versions` heights (docs/storage.md,
+    # "Authenticated state"). Off by default: block headers do not carry its root yet
+    authenticated_state: bool = False
+    state_versions: int = 100
     # RPC connection hygiene (docs/rpc.md, "Connections"): a request head must arrive within
     # rpc_header_timeout_s of connecting or of the previous answer (also the keep-alive idle
     # limit), its body within rpc_body_timeout_s; a WebSocket with no subscription and no
@@ -169,6 +174,11 @@ def _validate(c: NodeConfig) -> None:
         raise ConfigError(
             f"field 'compression': must be one of {COMPRESSIONS}, got {c.compression!r}")
     _check_type("max_open_files", c.max_open_files, int)
+    _check_type("authenticated_state", c.authenticated_state, bool)
+    _check_type("state_versions", c.state_versions, int)
+    if not 1 <= c.state_versions <= 1_000_000:
+        raise ConfigError(
+            f"field 'state_versions': must be 1..1000000, got {c.state_versions}")
     if not 74 <= c.max_open_files <= 50_000:
         raise ConfigError(
             f"field 'max_open_files': must be 74..50000, got {c.max_open_files}")

@@ -19,6 +19,8 @@ from .interface import (
 from .ledger import DEFAULT_DEDUP_WINDOW, SCHEMA_VERSION, LedgerStore
 from .leveldb import LevelDBStore, open_store
 from .memory import MemoryStore, SimulatedCrash
+from .merkle_proof import ProofError, verify_absence, verify_membership, verify_range
+from .merkle_tree import StaleVersion
 
 __all__ = [
     "BlockCommit",
@@ -36,4 +38,9 @@ __all__ = [
     "StoredBlock",
     "TxResult",
     "open_store",
+    "ProofError",
+    "StaleVersion",
+    "verify_absence",
+    "verify_membership",
+    "verify_range",
 ]

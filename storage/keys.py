@@ -20,6 +20,8 @@ Keyspaces (first byte):
   P  stable ckpt     P                                     -> StableCheckpoint
   Q  prepared cert   Q + view(8) + seq(8)                  -> PreparedCert
   X  conviction      X + replica(8)                        -> Conviction (first one kept)
+  A  state tree      A + n|r|s|p + ...                     -> the authenticated state tree's
+                     nodes, roots per version, stale marks, pruned-to (storage.merkle_tree)
 """
 
 from __future__ import annotations
@@ -39,11 +41,16 @@ VOTE = b"O"
 CHECKPOINT = b"P"
 PREPARED = b"Q"
 CONVICTION = b"X"
+MERKLE = b"A"
 
 KEYSPACES = (
     META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, CLIENT_TOP, STATE, VIEW, VOTE,
-    CHECKPOINT, PREPARED, CONVICTION,
+    CHECKPOINT, PREPARED, CONVICTION, MERKLE,
 )
+
+# what the authenticated state tree covers: its keys are these ledger keys themselves (the
+# first byte is the namespace): client index, app state, tx records, client tops
+AUTH_KEYSPACES = (CLIENT_INDEX, STATE, TX, CLIENT_TOP)
 
 # consensus records (LevelDBStore keeps them in their own DB: storage.leveldb._PlyvelKV)
 RECORD_KEYSPACES = (VIEW, VOTE, CHECKPOINT, PREPARED, CONVICTION)

@@ -31,7 +31,14 @@ from consensus import CommittedBlock
 from consensus.codec import chain_digest
 
 from . import keys
-from .interface import CorruptionError, StateChunk, StateReader, StoredBlock, TxResult
+from .interface import (
+    CorruptionError,
+    StateChunk,
+    StateReader,
+    StorageError,
+    StoredBlock,
+    TxResult,
+)
 from .kv import KV, KVReader, KVStateReader, Op
 from .ledger_blocks import LedgerBlocks
 from .ledger_core import DEFAULT_DEDUP_WINDOW, SCHEMA_VERSION, WINDOW_CACHE_CLIENTS, log
@@ -211,6 +218,30 @@ class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery):
         ]
         kv.write(ops, sync=True)  # syncs every earlier unsynced chunk too
         self._load_tip()
+        if self.auth is not None:  # a crash before this rebuilds it at the next open
+            self._rebuild_auth()
+
+    # ------------------------------------------------------------------ authenticated state
+
+    def state_root(self, height: int | None = None) -> bytes:
+        """The state tree's root hash at `height` (default: the last block); raises
+        storage.StaleVersion if that height is not retained, StorageError if the tree is off."""
+        if self.auth is None:
+            raise StorageError(f"{self.where}: authenticated state is off")
+        return self.auth.root_hash(self._height if height is None else height)
+
+    def prove(
+        self, lo: bytes, hi: bytes | None, height: int | None = None, limit: int | None = None
+    ) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
+        """(height, root hash, entries with lo <= key < hi up to `limit`, proof) from one
+        snapshot; keys are tree keys (ledger keys: keys.AUTH_KEYSPACES). Check with
+        storage.merkle_proof.verify_range(root, lo, hi, entries, proof, limit)."""
+        if self.auth is None:
+            raise StorageError(f"{self.where}: authenticated state is off")
+        with self._kv.snapshot() as snap:
+            at = self._meta_u64(snap, keys.META_HEIGHT) if height is None else height
+            root, entries, proof = self.auth.prove(at, lo, hi, limit, snap)
+        return at, root, entries, proof
 
     def close(self) -> None:
         self._kv.close()

@@ -1,6 +1,7 @@
 """Blocks into the ledger: `commit_blocks` checks each block against the chain and its results
-against its txs, then writes body, tx records, client index, client tops, state writes and
-headers in ONE batch (meta height first, headers last; see storage.ledger).
+against its txs, then writes body, tx records, client index, client tops, state writes, the
+state tree's new version (when on: storage.merkle_tree) and headers in ONE batch (meta height
+first, headers last; see storage.ledger).
 Imports: stdlib, consensus (events/codec), storage.{keys,kv,interface,records,ledger_core}.
 """
 
@@ -34,6 +35,19 @@ class LedgerBlocks(LedgerCore):
         prefix always lacks the header of the meta height (see the module docstring)."""
         if not commits:
             return
+        try:
+            self._commit_blocks(commits)
+        except BaseException:
+            if self.auth is not None:
+                self.auth.discard()
+            raise
+        if self.auth is not None:
+            self.auth.landed()
+
+    def _commit_blocks(self, commits: Sequence[BlockCommit]) -> None:
+        auth = self.auth
+        root = auth.root(self._height) if auth is not None else None
+        tops: dict[bytes, int | None] = {}  # client tops as of the block being added (tree)
         h, last_hash = self._height, self._last_hash
         ops: list[Op] = [(keys.META_HEIGHT, keys.u64(h + len(commits)))]  # first
         headers: list[Op] = []
@@ -42,6 +56,7 @@ class LedgerBlocks(LedgerCore):
         per_client: dict[bytes, int] = {}  # highest request_seq committed by this group
         for commit in commits:
             ex = commit.execute
+            changes: dict[bytes, bytes | None] = {}  # this block's writes to the tree
             if ex.seq != h + 1:
                 self._fail(
                     "commit", f"{self.where}: block height {ex.seq} but the next is {h + 1}"
@@ -99,22 +114,30 @@ class LedgerBlocks(LedgerCore):
                         "(already committed)",
                     )
                 in_group.add(ck)
-                ops.append(
-                    (
-                        keys.tx(th),
-                        encode(
-                            TxRecord(
-                                res.client_id, res.request_seq, res.height, res.index, res.code,
-                                res.result,
-                            )
-                        ),
+                rec = encode(
+                    TxRecord(
+                        res.client_id, res.request_seq, res.height, res.index, res.code,
+                        res.result,
                     )
                 )
+                ops.append((keys.tx(th), rec))
                 ops.append((ck, th))
+                if auth is not None:
+                    changes[keys.tx(th)] = rec
+                    changes[ck] = th
+                    cid = res.client_id
+                    top = tops[cid] if cid in tops else self._client_top(cid)
+                    if top is None or top < res.request_seq:
+                        tops[cid] = res.request_seq
+                        changes[keys.client_top(cid)] = keys.u64(res.request_seq)
                 if per_client.get(res.client_id, -1) < res.request_seq:
                     per_client[res.client_id] = res.request_seq
             for k, v in commit.state_writes:  # in block order: a later block's write wins
                 state_ops.append((keys.state(k), v))
+                if auth is not None:
+                    changes[keys.state(k)] = v
+            if auth is not None:
+                root = auth.update(ex.seq, root, changes)
             headers.append(
                 (
                     keys.header(ex.seq),
@@ -133,6 +156,9 @@ class LedgerBlocks(LedgerCore):
             if op is not None:
                 ops.append(op)
         ops.extend(state_ops)
+        if auth is not None:
+            ops.extend(auth.take_ops())
+            ops.extend(auth.prune_ops(h, self._kv))
         ops.extend(headers)  # last: the meta height's header proves the whole batch landed
         self._kv.write(ops, sync=self.sync_blocks)
         self._height = h

@@ -2,7 +2,10 @@
 (height, last hash, last time), the client-top cache and the error counters; it checks or
 initialises the meta keys at open. The records, blocks and recovery parts of `LedgerStore`
 (storage.ledger) build on it.
-Imports: stdlib, structlog (lazily), consensus.codec, storage.{keys,kv,interface,records}.
+The state tree (storage.merkle_tree, when `authenticated_state`) is opened here too: rebuilt
+from the covered keyspaces when the ledger has no root at its height.
+Imports: stdlib, structlog (lazily), consensus.codec,
+storage.{keys,kv,interface,records,merkle_tree}.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from consensus.codec import GENESIS_CHAIN_DIGEST
 
 from . import keys
 from .interface import CorruptionError, StorageError
-from .kv import KV, KVReader
+from .kv import KV, KVReader, Op
+from .merkle_tree import DEFAULT_RETAIN, PRUNED_TO, AuthTree, StaleVersion
 from .records import BlockHeader, ChainBase, decode, encode
 
 SCHEMA_VERSION = 1
@@ -50,6 +54,8 @@ class LedgerCore:
         strict_votes: bool = True,
         where: str = "store",
         sync_blocks: bool = True,
+        authenticated_state: bool = False,
+        state_versions: int = DEFAULT_RETAIN,
     ) -> None:
         if dedup_window < 1:
             raise ValueError("dedup_window must be >= 1")
@@ -68,8 +74,11 @@ class LedgerCore:
         self._windows: collections.OrderedDict[bytes, int] = collections.OrderedDict()
         self._live_records: set[bytes] | None = None  # see _record_keys
         self._view: int | None = None  # see _current_view
+        # the authenticated state tree (storage.merkle_tree), updated in each block's batch
+        self.auth = AuthTree(kv, state_versions) if authenticated_state else None
         self._check_or_init_meta(create)
         self._load_tip()
+        self._open_auth()
 
     # -------------------------------------------------------------- open / meta
 
@@ -147,6 +156,9 @@ class LedgerCore:
         the cached record keys and view (re-read from disk when next needed)."""
         self._live_records = None
         self._view = None
+        if self.auth is not None:
+            self.auth.discard()
+            self.auth._cache.clear()  # nodes of batches a crash undid may be in it
         self._height = self._meta_u64(self._kv, keys.META_HEIGHT)
         base = self._base(self._kv)
         hdr = self._header_at(self._kv, self._height)
@@ -156,6 +168,37 @@ class LedgerCore:
         else:
             self._last_hash = hdr.hash
             self._last_time = hdr.time_ms
+
+    # -------------------------------------------------------------- authenticated state
+
+    def _open_auth(self) -> None:
+        """With the tree on, make sure it has the root of the current height: a ledger that
+        ran without it (or a state import cut short) gets the tree rebuilt from its state."""
+        if self.auth is None:
+            return
+        try:
+            self.auth.root(self._height)
+        except StaleVersion:
+            self._rebuild_auth()
+
+    def _rebuild_auth(self) -> None:
+        """Drop the whole tree and build it from the covered keyspaces at the current height."""
+        auth, kv = self.auth, self._kv
+        assert auth is not None
+        ops: list[Op] = [(k, None) for k, _ in kv.items(keys.MERKLE, keys.prefix_end(keys.MERKLE))]
+        items = [kv_ for p in keys.AUTH_KEYSPACES for kv_ in kv.items(p, keys.prefix_end(p))]
+        try:
+            auth.build(self._height, items)
+            ops += auth.take_ops()
+            ops.append((PRUNED_TO, keys.u64(self._height)))
+            kv.write(ops, sync=True)
+        except BaseException:
+            auth.discard()
+            raise
+        auth.landed()
+        if items:  # not for a new ledger
+            log.info("storage.state_tree_built", where=self.where, height=self._height,
+                     keys=len(items))
 
     # -------------------------------------------------------------- client tops
 

@@ -217,6 +217,8 @@ class LedgerRecovery(LedgerCore):
         self._windows.clear()
         log.info("storage.client_window_folded", where=self.where, clients=len(tops),
                  keys=len(ops))
+        if self.auth is not None:  # the tree covers the client tops just written
+            self._rebuild_auth()
 
     def _check_block_complete(self, kv: KVReader, hdr: BlockHeader) -> None:
         """The last block's body decodes and every tx of it is indexed."""

@@ -19,6 +19,7 @@ import plyvel
 from . import keys
 from .interface import COMPRESSIONS, CorruptionError, StorageError
 from .ledger import DEFAULT_DEDUP_WINDOW, KVStateReader, LedgerStore, Op, log
+from .merkle_tree import DEFAULT_RETAIN
 
 
 def _storage_error(exc: Exception) -> StorageError:
@@ -323,6 +324,8 @@ class LevelDBStore(LedgerStore):
         memtable_bytes: int = MAIN_MEMTABLE_BYTES,
         fsync: bool = True,
         max_open_files: int = MAX_OPEN_FILES,
+        authenticated_state: bool = False,
+        state_versions: int = DEFAULT_RETAIN,
     ) -> None:
         if compression not in COMPRESSIONS:
             raise StorageError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
@@ -364,7 +367,8 @@ class LevelDBStore(LedgerStore):
         try:
             super().__init__(
                 kv, chain_id, genesis_hash, create, dedup_window, strict_votes, where=path,
-                sync_blocks=sync_blocks,
+                sync_blocks=sync_blocks, authenticated_state=authenticated_state,
+                state_versions=state_versions,
             )
             moved = kv.move_records()
         except BaseException as exc:
@@ -415,10 +419,15 @@ def open_store(
     memtable_bytes: int = MAIN_MEMTABLE_BYTES,
     fsync: bool = True,
     max_open_files: int = MAX_OPEN_FILES,
+    authenticated_state: bool = False,
+    state_versions: int = DEFAULT_RETAIN,
 ) -> LevelDBStore:
     """Open (or with create=True, initialise) the node's ledger at `path`. `fsync=False`: no
-    write is fsynced (kill -9 still loses nothing; a power cut can lose votes: see _PlyvelKV)."""
+    write is fsynced (kill -9 still loses nothing; a power cut can lose votes: see _PlyvelKV).
+    `authenticated_state`: keep the state tree (storage.merkle_tree) for the last
+    `state_versions` heights."""
     return LevelDBStore(path, chain_id, genesis_hash, create=create, dedup_window=dedup_window,
                         sync_blocks=sync_blocks, compression=compression,
                         memtable_bytes=memtable_bytes, fsync=fsync,
-                        max_open_files=max_open_files)
+                        max_open_files=max_open_files, authenticated_state=authenticated_state,
+                        state_versions=state_versions)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 from .interface import StorageError
 from .ledger import DEFAULT_DEDUP_WINDOW, LedgerStore, Op
+from .merkle_tree import DEFAULT_RETAIN
 
 
 class SimulatedCrash(StorageError):
@@ -140,10 +141,13 @@ class MemoryStore(LedgerStore):
         dedup_window: int = DEFAULT_DEDUP_WINDOW,
         strict_votes: bool = True,
         name: str = "memory",
+        authenticated_state: bool = False,
+        state_versions: int = DEFAULT_RETAIN,
     ) -> None:
         self._mem = _MemoryKV()
         super().__init__(
-            self._mem, chain_id, genesis_hash, True, dedup_window, strict_votes, where=name
+            self._mem, chain_id, genesis_hash, True, dedup_window, strict_votes, where=name,
+            authenticated_state=authenticated_state, state_versions=state_versions,
         )
 
     def crash(self, lose_unsynced: bool = True) -> None:

@@ -109,6 +109,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-open-files", type=int, metavar="N",
                    help="LevelDB table cache per DB of the fresh testnet's nodes "
                         "(config.toml `max_open_files`)")
+    p.add_argument("--authenticated-state", action="store_true",
+                   help="the fresh testnet's nodes keep the state tree (config.toml "
+                        "`authenticated_state = true`)")
     p.add_argument("--consensus", action="append", default=[], metavar="KEY=VALUE",
                    help="consensus override in the genesis of a fresh testnet (e.g. batch_max=400)")
     p.add_argument("--compare", nargs=2, metavar=("ARGS_A", "ARGS_B"),
@@ -777,6 +780,7 @@ def bench_once(args: argparse.Namespace) -> dict[str, Any]:
         result["fsync"] = not getattr(args, "no_fsync", False)
         if getattr(args, "max_open_files", None):
             result["max_open_files"] = args.max_open_files
+        result["authenticated_state"] = bool(getattr(args, "authenticated_state", False))
     return result
 
 
@@ -805,7 +809,9 @@ def _bench_once(args: argparse.Namespace) -> dict[str, Any]:
                             consensus=_consensus_overrides(args.consensus) or None,
                             compression=getattr(args, "compression", None),
                             fsync=False if getattr(args, "no_fsync", False) else None,
-                            max_open_files=getattr(args, "max_open_files", None))
+                            max_open_files=getattr(args, "max_open_files", None),
+                            authenticated_state=True if getattr(
+                                args, "authenticated_state", False) else None)
             started_here = True
             urls = [n["rpc"] for n in m["nodes"]]
             pids = [int(n.get("pid") or 0) for n in m["nodes"]]

@@ -58,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead: replay a backup's write mix for BLOCKS blocks of 100 txs "
                              "and report CPU per tx, LevelDB's background thread apart")
     parser.add_argument("--compression", choices=("snappy", "none"), default="snappy")
+    parser.add_argument("--merkle", action="store_true",
+                        help="instead: the authenticated state tree's cost per candidate "
+                             "(testnet.bench_merkle): --keys, --blocks of --puts")
+    parser.add_argument("--keys", type=int, default=100_000, help="--merkle: keys in the tree")
+    parser.add_argument("--blocks", type=int, default=20, help="--merkle: blocks to time")
+    parser.add_argument("--puts", type=int, default=200, help="--merkle: puts per block")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -199,6 +205,13 @@ def run_mix(blocks: int, where: str | None, compression: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.merkle:
+        from .bench_merkle import run_merkle
+
+        for report in run_merkle(args.keys, args.blocks, args.puts, args.seconds):
+            print(json.dumps(report) if args.json else
+                  " ".join(f"{k}={v}" for k, v in report.items()))
+        return 0
     if args.mix:
         report = run_mix(args.mix, args.dir, args.compression)
         print(json.dumps(report) if args.json else

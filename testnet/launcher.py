@@ -313,10 +313,11 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
        chain_id: str | None = None, consensus: dict[str, Any] | None = None,
        ready_timeout: float = READY_TIMEOUT_S,
        compression: str | None = None, fsync: bool | None = None,
-       max_open_files: int | None = None) -> dict[str, Any]:
+       max_open_files: int | None = None,
+       authenticated_state: bool | None = None) -> dict[str, Any]:
     """Create (or reuse) the testnet in `d`, start every node, wait until all answer RPC and
-    return the manifest. `compression`/`fsync`/`max_open_files` None: keep each node's
-    config. Raises LauncherError."""
+    return the manifest. `compression`/`fsync`/`max_open_files`/`authenticated_state` None:
+    keep each node's config. Raises LauncherError."""
     if manifest_path(d).exists():
         old = read_manifest(d)
         running = [x["index"] for x in old["nodes"] if pid_alive(x.get("pid"), x["home"])]
@@ -337,8 +338,11 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
         comp = compression or c.compression
         fs = c.fsync if fsync is None else fsync
         mof = c.max_open_files if max_open_files is None else max_open_files
-        if c.compression != comp or c.fsync != fs or c.max_open_files != mof:
-            cfgs[i] = dataclasses.replace(c, compression=comp, fsync=fs, max_open_files=mof)
+        auth = c.authenticated_state if authenticated_state is None else authenticated_state
+        if (c.compression, c.fsync, c.max_open_files, c.authenticated_state) != (
+                comp, fs, mof, auth):
+            cfgs[i] = dataclasses.replace(c, compression=comp, fsync=fs, max_open_files=mof,
+                                          authenticated_state=auth)
             write_config(cfgs[i])
     genesis = load_genesis(cfgs[0].genesis_path)
     nodes = []

@@ -121,7 +121,9 @@ def _open_store(config: NodeConfig, genesis: Genesis) -> Store:
                            sync_blocks=config.sync_blocks,
                            compression=config.compression, fsync=config.fsync,
                            max_open_files=config.max_open_files,
-                           memtable_bytes=staggered_memtable_bytes(config.node_index))
+                           memtable_bytes=staggered_memtable_bytes(config.node_index),
+                           authenticated_state=config.authenticated_state,
+                           state_versions=config.state_versions)
     except StorageError as exc:
         raise StartupError(f"cannot open the database {config.data_path}: {exc}") from exc
     if not config.fsync:

@@ -121,6 +121,7 @@ class SimOptions:
     trace_len: int = 200
     max_events: int = 1_000_000  # a storm of events at one instant ends as 'stalled'
     stop_on_violation: bool = True
+    authenticated_state: bool = False  # each store keeps the state tree (storage.merkle_tree)
     # checker "honest memory within bound": every honest replica's held bytes (objects
     # reachable from it, `footprint.held_bytes`), sampled at most every `memory_sample_ms` of
     # virtual time on its ticks and at the end, must stay within `memory_bound_mb` MiB. An
@@ -268,7 +269,8 @@ class SimNode:
     `blocks` are what the checkers saw it persist and execute."""
 
     def __init__(self, slot: int, rid: int, honest: bool, strategies: list[str],
-                 auth: Authenticator, dedup_window: int, offset_ms: int) -> None:
+                 auth: Authenticator, dedup_window: int, offset_ms: int,
+                 authenticated_state: bool = False) -> None:
         self.slot = slot
         self.rid = rid
         self.honest = honest
@@ -291,7 +293,8 @@ class SimNode:
         # strict about conflicting own votes only for honest replicas: a Byzantine one's
         # strategy may persist them
         self.store = MemoryStore(dedup_window=dedup_window, strict_votes=honest,
-                                 name=f"sim-r{rid}/{slot}")
+                                 name=f"sim-r{rid}/{slot}",
+                                 authenticated_state=authenticated_state)
         self.ports: SimPorts | None = None
         self.torn_pending = False
         self.convicted: dict[int, int] = {}  # accused -> height, from its Conviction records
@@ -376,7 +379,7 @@ class SimCluster:
             honest = rid not in o.byzantine and rid not in o.twins
             offset = self.rng.randint(0, o.clock_skew_ms) if o.clock_skew_ms else 0
             node = SimNode(len(self.nodes), rid, honest, byz.get(rid, []), self.auths[rid],
-                           self.config.dedup_window, offset)
+                           self.config.dedup_window, offset, o.authenticated_state)
             node.ports = SimPorts(self, node)
             self.nodes.append(node)
             self.by_rid.setdefault(rid, []).append(node)

@@ -55,6 +55,8 @@ IGNORE_RULE = os.environ.get("CRASH_CHILD_IGNORE_RULE") == "1"
 SYNC_BLOCKS = os.environ.get("CRASH_CHILD_SYNC_BLOCKS") == "1"
 # config `fsync = false`: nothing fsynced, votes included (kill -9 must still lose nothing)
 FSYNC = os.environ.get("CRASH_CHILD_FSYNC", "1") == "1"
+# the authenticated state tree on: it must land with its block (the parent checks its root)
+AUTH = os.environ.get("CRASH_CHILD_AUTH") == "1"
 
 
 def emit(line: str) -> None:
@@ -75,7 +77,7 @@ def slot(msg) -> tuple:
 class Life:
     def __init__(self, path: str, seed: int, life: int) -> None:
         self.store = open_store(path, CHAIN_ID, GENESIS_HASH, create=True,
-                                sync_blocks=SYNC_BLOCKS, fsync=FSYNC)
+                                sync_blocks=SYNC_BLOCKS, fsync=FSYNC, authenticated_state=AUTH)
         assert self.store.fsync == FSYNC
         self.store.strict_votes = not IGNORE_RULE
         rs = self.store.recover()

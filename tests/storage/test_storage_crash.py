@@ -34,7 +34,10 @@ from consensus import (
     ViewChange,
     request_digest,
 )
-from storage import LevelDBStore
+from storage import LevelDBStore, keys, merkle_tree
+from storage.memory import _MemoryKV
+from storage.merkle_proof import EMPTY_ROOT
+from storage.merkle_tree import AuthTree
 from testnet.checkers import find_equivocations
 
 pytestmark = pytest.mark.integration
@@ -43,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD = Path(__file__).with_name("crash_child.py")
 SEEDS = (11, 22, 33, 44)
 NO_FSYNC_SEED = 44
+AUTH_SEEDS = (22, 33)  # the state tree on (one seed fsyncs blocks, one does not)
 KILLS_PER_SEED = 55  # 220 kills in total
 LIFE_DEADLINE_S = 30.0
 MAX_LINES_PER_LIFE = 30  # kill after 1..30 durable steps
@@ -63,6 +67,7 @@ class SeedRun:
     replica_refused: int = 0  # ... for a slot it had already prepared differently
     replica_prepared: int = 0  # ... and it sent a PREPARE
     checked: int = 0  # blocks whose tx index has been verified
+    tree_roots: int = 0  # kills after which the state tree's root was checked
 
     def handle(self, line: bytes, life_votes: list) -> None:
         kind, _, rest = line.partition(b" ")
@@ -82,6 +87,7 @@ class SeedRun:
         # and one seed fsyncs nothing at all (config `fsync = false`): a kill -9 still
         # loses nothing because every batch reaches the OS before the write returns
         env["CRASH_CHILD_FSYNC"] = "0" if self.seed == NO_FSYNC_SEED else "1"
+        env["CRASH_CHILD_AUTH"] = "1" if self.seed in AUTH_SEEDS else "0"
         self.stderr = open(self.path.with_suffix(".stderr"), "wb")  # noqa: SIM115
         self.server = subprocess.Popen(
             [sys.executable, str(CHILD), "--serve"],
@@ -147,6 +153,8 @@ class SeedRun:
                     assert t is not None and (t.height, t.index) == (h, i)
                     assert s.tx_by_client(req.client_id, req.request_seq).tx_hash == th
             self.checked = rs.last_executed
+            if self.seed in AUTH_SEEDS:
+                self.tree_roots += _check_tree_root(s, rs.last_executed)
             if rs.last_executed:
                 assert rs.last_block_hash == s.block(rs.last_executed).hash
             # every reported vote that no Prune may have removed is still there
@@ -213,6 +221,18 @@ class SeedRun:
             s.close()
 
 
+def _check_tree_root(s: LevelDBStore, height: int) -> int:
+    """The tree's root of the recovered height is on disk (written with its block, not rebuilt
+    at open: this store is opened without the tree) and equals a rebuild from the state."""
+    raw = s._kv.get(merkle_tree.ROOT + keys.u64(height))
+    assert raw is not None, f"block {height} landed without its state tree root"
+    items = [kv for p in keys.AUTH_KEYSPACES for kv in s._kv.items(p, keys.prefix_end(p))]
+    fresh = AuthTree(_MemoryKV())
+    fresh.build(0, items)
+    assert (raw[12:] or EMPTY_ROOT) == fresh.root_hash(0), f"tree root {height} != its state"
+    return 1
+
+
 def _run(seed: int, tmp: Path, kills: int, ignore_rule: bool = False) -> SeedRun:
     run = SeedRun(seed, tmp / f"seed{seed}", ignore_rule)
     rng = random.Random(seed)
@@ -235,6 +255,8 @@ def test_sigkill_at_random_points_loses_nothing_and_never_equivocates(tmp_path):
     )
     for r in runs:
         r.final_check()
+        if r.seed in AUTH_SEEDS:
+            assert r.tree_roots >= KILLS_PER_SEED - 1, (r.seed, r.tree_roots)
         assert find_equivocations(r.votes) == [], f"seed {r.seed} equivocated"
     assert sum(r.kills for r in runs) >= 200
     # the test is only meaningful if kills landed between a vote and its block, and views moved
