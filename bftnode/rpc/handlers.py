@@ -116,7 +116,8 @@ async def on_blockchain(ctx: CallContext, p: BlockchainParams) -> Any:
     most MAX_BLOCKCHAIN_RANGE of them (the newest ones). `min_height` is the range's lower
     bound here, not freshness (max_lag_ms is)."""
     return await guarded(ctx, _Lag(p.max_lag_ms), lambda budget: rv.in_view(
-        ctx, partial(rv.blockchain, p.min_height, p.max_height, budget)))
+        ctx, partial(rv.blockchain, p.min_height, p.max_height, budget)),
+        point_reads=lambda out: len(out["blocks"]))  # a whole block read per header
 
 
 class _Lag:

@@ -115,8 +115,10 @@ class ReadGate:
                      since_s=round(min(now - r[0], 3600.0), 3))
             r[0], r[1] = now, 0
 
-    def charge(self, ip: str, answer_bytes: int) -> None:
-        self._bucket(ip).tokens -= 1 + answer_bytes // COST_BYTES
+    def charge(self, ip: str, answer_bytes: int, point_reads: int = 0) -> None:
+        """A read's cost: one token, plus one per COST_BYTES answered, plus one per point read
+        of a whole record beyond the first (`blockchain` reads a block per header)."""
+        self._bucket(ip).tokens -= 1 + answer_bytes // COST_BYTES + max(0, point_reads - 1)
 
 
 _gates: weakref.WeakKeyDictionary[Any, ReadGate] = weakref.WeakKeyDictionary()
@@ -221,10 +223,12 @@ def _info(node: Any) -> dict[str, Any]:
     return {"height": node.height(), "catching_up": False, "lag_ms": None}
 
 
-async def guarded(ctx: CallContext, fresh: Any, run: Callable[[int], Awaitable[Any]]) -> Any:
+async def guarded(ctx: CallContext, fresh: Any, run: Callable[[int], Awaitable[Any]],
+                  point_reads: Callable[[Any], int] | None = None) -> Any:
     """Run one read under the limits (module doc). `fresh`: the params (min_height and
     max_lag_ms are read off it when present). `run(budget)` answers (result, its size in
-    bytes, the height it was read at or None)."""
+    bytes, the height it was read at or None); `point_reads(result)`: how many whole records
+    it read (charged a token each beyond the first; default one)."""
     g = gate(ctx.node)
     ip = client_ip(ctx.peer)
     err = g.refusal(ip)
@@ -241,7 +245,7 @@ async def guarded(ctx: CallContext, fresh: Any, run: Callable[[int], Awaitable[A
                        "request", {"batch_bytes": g.limits.batch_bytes})
     async with _slots(ctx, g.limits.per_connection):
         out, size, height = await run(budget)
-    g.charge(ip, size)
+    g.charge(ip, size, point_reads(out) if point_reads is not None else 1)
     if batch is not None:
         batch.left -= size
     if isinstance(out, dict):

@@ -98,3 +98,26 @@ def test_refusal_log_lines_are_one_per_ip_per_second_with_a_count():
     counts = [(e["peer"], e["refused"]) for e in logs]
     assert counts == [("1.1.1.1:5", 2), ("1.1.1.1:5", 8), ("1.1.1.1:5", 8),
                       ("2.2.2.2:5", 1)], counts
+
+
+async def test_blockchain_costs_a_token_per_block_it_reads():
+    from .fake_node import FakeNode
+
+    node = FakeNode()
+    for _ in range(30):
+        node.commit_pending()  # 30 empty blocks
+    node.read_limits = ReadLimits(rate=0.001, burst=100)
+    ctx = CallContext(node=node, peer="8.8.8.8:1")
+    bucket = rg.gate(node).buckets
+
+    async def call(lo, hi):
+        return await dispatch(ctx, {"jsonrpc": "2.0", "id": 1, "method": "blockchain",
+                                    "params": {"min_height": lo, "max_height": hi}})
+
+    one = await call(5, 5)
+    assert len(one["result"]["blocks"]) == 1
+    left = bucket["8.8.8.8"].tokens
+    assert 98.9 < left <= 99.0  # one header: one token, like any small read
+    many = await call(1, 30)
+    assert len(many["result"]["blocks"]) == 30
+    assert 68.9 < bucket["8.8.8.8"].tokens <= left - 30 + 0.01  # a token per block read
