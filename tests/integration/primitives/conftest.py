@@ -39,17 +39,16 @@ _http: Any = None
 
 def rpc(url: str, method: str, **params: Any) -> Any:
     """One JSON-RPC call (one shared httpx client: a new one per call costs ~0.2 s of TLS
-    setup); a JSON-RPC error raises RuntimeError with its message."""
+    setup) through the client core, which waits out a `rate limited` answer; a JSON-RPC
+    error raises RPCCallError."""
     global _http
     import httpx
 
+    from bftnode.client.sync import rpc_call
+
     if _http is None:
         _http = httpx.Client(timeout=5.0)
-    body = _http.post(url + "/", json={"jsonrpc": "2.0", "id": 1, "method": method,
-                                       "params": params}).json()
-    if "error" in body:
-        raise RuntimeError(f"{method}: {body['error'].get('message')}")
-    return body["result"]
+    return rpc_call(_http, url + "/", method, params, 5.0)
 
 
 def wait_until(cond: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
