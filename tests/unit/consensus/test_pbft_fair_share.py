@@ -41,18 +41,26 @@ def test_a_batch_full_by_bytes_is_proposed_without_waiting_for_the_batch_delay(c
     assert c.now == 0 and len(c.executed_keys(1)) == 2, c.executed_keys(1)
 
 
+def _rate_cluster(cluster_cls):
+    """Floor 10 requests/s, bucket 1 s deep, relays at once: (cluster, backup 1)."""
+    c = cluster_cls(source_rate_requests=10, source_rate_bytes=1024 * 1024,
+                    source_burst_ms=1_000, forward_relay_ms=0)
+    return c, c.replicas[1]
+
+
+def _count_verifies(replica) -> list:
+    """A list that grows by one per signature check the replica makes from now on."""
+    verified: list = []
+    verify = replica.auth.verifier.verify
+    replica.auth.verifier.verify = lambda *a: verified.append(1) or verify(*a)
+    return verified
+
+
 def test_requests_relayed_past_the_relay_pool_share_are_dropped_before_verifying(cluster_cls):
     c = cluster_cls(max_pending_bytes=4 * 2 * (64 * 1024 + 160))  # a share of 2 big requests
     backup = c.replicas[1]
     reqs = tuple(c.request(100 + i, 1, op=b"x" * 60_000) for i in range(10))
-    verified = []
-    verify = backup.auth.verifier.verify
-
-    def counting(*args):
-        verified.append(1)
-        return verify(*args)
-
-    backup.auth.verifier.verify = counting
+    verified = _count_verifies(backup)
     backup.step(Receive(3, c.auth(3).sign(Forward(reqs, 3))))
     assert backup.pending_count == 2
     assert backup.dropped["forwarded-request-over-share"] == 8
@@ -61,12 +69,8 @@ def test_requests_relayed_past_the_relay_pool_share_are_dropped_before_verifying
 
 def test_a_relay_over_its_admission_rate_is_dropped_unverified_and_refills_with_time(cluster_cls):
     # floor 10 requests/s, bucket 1 s deep: a relay sending 50 at once gets 10 admitted
-    c = cluster_cls(source_rate_requests=10, source_rate_bytes=1024 * 1024,
-                    source_burst_ms=1_000, forward_relay_ms=0)
-    backup = c.replicas[1]
-    verified = []
-    verify = backup.auth.verifier.verify
-    backup.auth.verifier.verify = lambda *a: verified.append(1) or verify(*a)
+    c, backup = _rate_cluster(cluster_cls)
+    verified = _count_verifies(backup)
     flood = tuple(c.request(100 + i, 1) for i in range(50))
     backup.step(Receive(3, c.auth(3).sign(Forward(flood, 3))))
     assert backup.pending_count == 10
@@ -86,12 +90,8 @@ def test_a_forward_from_a_relay_with_an_empty_bucket_is_dropped_before_its_signa
         cluster_cls):
     # a flood costs a decode per frame, not a signature check over its bytes; nothing from
     # it is blamed on the relay either (its signature was never looked at)
-    c = cluster_cls(source_rate_requests=10, source_rate_bytes=1024 * 1024,
-                    source_burst_ms=1_000, forward_relay_ms=0)
-    backup = c.replicas[1]
-    verified = []
-    verify = backup.auth.verifier.verify
-    backup.auth.verifier.verify = lambda *a: verified.append(1) or verify(*a)
+    c, backup = _rate_cluster(cluster_cls)
+    verified = _count_verifies(backup)
     first = tuple(c.request(100 + i, 1) for i in range(10))
     backup.step(Receive(3, c.auth(3).sign(Forward(first, 3))))
     assert backup.pending_count == 10 and len(verified) == 11  # the bucket is now empty
