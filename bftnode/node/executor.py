@@ -215,6 +215,7 @@ class ExecutorMixin:
         self.metrics.txs.inc(len(results))
         self.metrics.height.set(ex.seq)
         self._resolve_committed(ex, results)
+        self._feed_executed(ex.seq, ex.block_hash)
         self.log.debug("block committed", height=ex.seq, view=ex.view, txs=len(results),
                        block_hash=ex.block_hash.hex()[:16])
         self._keep_app_events(ex.seq, tuple(effects.events))
