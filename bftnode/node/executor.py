@@ -165,6 +165,7 @@ class ExecutorMixin:
         async for exs, replies in self._exec_recv:
             if exs:
                 await self._execute_group(exs)
+                self._flush_certificates()  # those that formed during the block write
             for r in replies:
                 self._on_reply(r)
             self._exec_done += 1

@@ -157,6 +157,7 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
         self._exec_queued = 0
         self._exec_done = 0
         self._exec_progress = trio.Event()
+        self._certs_pending: list[Any] = []  # StateCertified waiting for a block write to end
         self._ports = _NodePorts(self)
         # reads: worker threads over snapshots (reads.py), their bounds (the RPC applies
         # them) and the health bounds (health.py)

@@ -3,7 +3,10 @@ certificates it forms are stored, a divergence is raised loudly.
 
 `StateRootsMixin` (part of `Node`): `_feed_executed` queues `consensus.Executed` for each block
 the executor stored (stepped by the replica task with its next group, through the loopback);
-`_on_state_certified` stores a `StateCertified` action's votes (`Store.put_state_certificate`);
+`_on_state_certified` stores a `StateCertified` action's votes (`Store.put_state_certificate`)
+at once if no block write is in flight, else right after it (`_flush_certificates`, called by
+the executor task): a small LevelDB write waits for a big batch in flight (measured: p99 16 ms
+behind a block batch), and it runs on the event loop;
 `_on_state_divergence` logs the alarm at error level and counts it; `state_certificate` reads
 one back. Only with `consensus_config.state_votes` on (the store keeps the state tree).
 Imports: stdlib, consensus, storage.interface.
@@ -33,7 +36,16 @@ class StateRootsMixin:
         self._loopback.append(Executed(seq, block_hash, roots[0], roots[1]))
 
     def _on_state_certified(self, c: StateCertified) -> None:
-        self.store.put_state_certificate(c.seq, c.votes)
+        self._certs_pending.append(c)
+        if self._exec_done == self._exec_queued:  # no block write in flight
+            self._flush_certificates()
+
+    def _flush_certificates(self) -> None:
+        if not self._certs_pending:
+            return
+        pending, self._certs_pending = self._certs_pending, []
+        for c in pending:
+            self.store.put_state_certificate(c.seq, c.votes)
         self.metrics.state_certificates.set(self.store.latest_certified())
 
     def _on_state_divergence(self, d: StateDivergence) -> None:
