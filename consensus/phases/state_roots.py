@@ -40,6 +40,8 @@ class StateRootsMixin(ReplicaState):
             if certified != value:
                 self._diverged(ev.seq, value, certified)
             return
+        if self._state_votes.unwanted(ev.seq, self._last_executed) == "state-vote-old":
+            return  # catching up far below what is certified: the peers drop it too
         vote = self.auth.sign(vote)
         self._broadcast(vote)
         self._count_state_vote(vote)

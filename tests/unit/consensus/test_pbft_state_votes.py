@@ -12,6 +12,7 @@ from consensus import (
     FastSigner,
     FastVerifier,
     Receive,
+    RecoveredState,
     Replica,
     StateVote,
     Tick,
@@ -167,3 +168,21 @@ def test_certified_seqs_are_forgotten_a_horizon_later():
     assert len(table._certified) <= table.max_seqs
     assert len(table) == 0
     assert table.unwanted(1, 0) == "state-vote-old"
+
+
+def test_a_replica_catching_up_far_below_the_certified_height_does_not_vote():
+    signers = [FastSigner.from_seed_int(k) for k in range(4)]
+    auths = [Authenticator(DOMAIN, s, FastVerifier(), [x.public_key for x in signers])
+             for s in signers]
+    config = Config(n=4, checkpoint_interval=4, watermark_window=8, state_votes=True,
+                    heartbeat_ms=0)
+    rep = Replica(config, 0, auths[0], RecoveredState(last_executed=200))
+    rep.step(Tick(1))
+    for r in (1, 2, 3):
+        rep.step(Receive(r, _vote(auths, r, 150)))
+    assert rep.certified_height == 150
+    old = 150 - rep._state_votes.max_seqs
+    out = rep.step(Executed(old, H, S, R))
+    assert not [s for s in out.send if isinstance(s.message, StateVote)]
+    out = rep.step(Executed(old + 1, H, S, R))
+    assert [s.message.seq for s in out.send if isinstance(s.message, StateVote)] == [old + 1]
