@@ -25,6 +25,7 @@ from .events import (
     Event,
     Evidence,
     Execute,
+    Executed,
     FetchedBlocks,
     LoadClients,
     Output,
@@ -38,6 +39,8 @@ from .events import (
     Send,
     ServeFetch,
     StableCheckpoint,
+    StateCertified,
+    StateDivergence,
     Tick,
     ViewState,
 )
@@ -56,6 +59,7 @@ from .messages import (
     PreparedProof,
     PrePrepare,
     Request,
+    StateVote,
     Status,
     ViewChange,
 )

@@ -154,6 +154,18 @@ class Conflict(_Msg, tag=14):
     sig: Sig = b""
 
 
+class StateVote(_Msg, tag=15):
+    """A replica's post-execution roots of block `seq` (sent after the block is stored, with
+    `Config.state_votes` on); 2f+1 equal ones certify the roots (consensus.state_votes)."""
+
+    seq: U63
+    block_hash: Digest
+    state_root: Digest
+    results_root: Digest
+    replica: ReplicaNo
+    sig: Sig = b""
+
+
 Message = (
     Request
     | PrePrepare
@@ -167,6 +179,7 @@ Message = (
     | FetchBlocks
     | BlockSync
     | Conflict
+    | StateVote
 )
 
 SIGNED_REPLICA_MESSAGES = (
@@ -181,4 +194,5 @@ SIGNED_REPLICA_MESSAGES = (
     FetchBlocks,
     BlockSync,
     Conflict,
+    StateVote,
 )

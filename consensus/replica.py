@@ -31,6 +31,7 @@ from .events import (
     ClientRequests,
     ClientsLoaded,
     Event,
+    Executed,
     FetchedBlocks,
     Output,
     Receive,
@@ -52,6 +53,7 @@ from .messages import (
     PreparedProof,
     PrePrepare,
     Request,
+    StateVote,
     Status,
     ViewChange,
 )
@@ -67,9 +69,11 @@ from .phases.proposal import ProposalMixin
 from .phases.report import ReportMixin
 from .phases.restore import RestoreMixin
 from .phases.state import Key, ReplicaState
+from .phases.state_roots import StateRootsMixin
 from .phases.view_change import ViewChangeMixin
 from .primary_watch import PrimaryWatch
 from .request_timer import RequestTimer
+from .state_votes import StateVotes
 from .types import Config
 from .view_change import ViewChangeVotes
 
@@ -96,6 +100,7 @@ class Replica(
     RestoreMixin,
     LivenessMixin,
     ReportMixin,
+    StateRootsMixin,
     ReplicaState,
 ):
     """One PBFT replica. Feed it events with `step`; apply each Output in order.
@@ -172,6 +177,8 @@ class Replica(
         # our block hash at each checkpoint seq we executed: from a window below the stable
         # checkpoint up, bounded like the checkpoint votes (judges peers' checkpoints)
         self._own_checkpoints: dict[int, bytes] = {}
+        self._state_votes = StateVotes(config)  # StateVotes and certificates (state_roots)
+        self._own_roots: dict[int, bytes] = {}
         self._vcs = ViewChangeVotes()
         self._new_view: NewView | None = None  # the NEW-VIEW of the current view (sent/accepted)
         self._failed_vcs = 0
@@ -299,6 +306,8 @@ class Replica(
             self._on_fetched_blocks(event)
         elif isinstance(event, ClientsLoaded):
             self._on_clients_loaded(event)
+        elif isinstance(event, Executed):
+            self._on_executed(event)
         else:
             raise LocalProtocolError(f"unknown event {type(event).__name__}")
         self._after_step()
@@ -428,6 +437,8 @@ class Replica(
             return
         if isinstance(msg, Forward) and self.forward_over_rate(sender, msg):
             return
+        if isinstance(msg, StateVote) and not self._state_vote_wanted(msg):
+            return
         if not self.auth.verify(msg):
             self._evidence("bad-signature", sender, f"bad signature on {type(msg).__name__}")
             return
@@ -459,6 +470,8 @@ class Replica(
             self.on_block_sync(sender, msg)
         elif isinstance(msg, Conflict):
             self.on_conflict(sender, msg)
+        elif isinstance(msg, StateVote):
+            self.on_state_vote(sender, msg)
 
     def _normal_gate(self, sender: int, msg: PrePrepare | Prepare | Commit) -> bool:
         """View, mode and window checks shared by pre-prepare, prepare and commit."""

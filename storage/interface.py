@@ -14,7 +14,7 @@ from typing import Protocol
 
 import msgspec
 
-from consensus import CommittedBlock, Execute, Record, RecoveredState
+from consensus import CommittedBlock, Execute, Record, RecoveredState, StateVote
 
 COMPRESSIONS = ("snappy", "none")
 """LevelDB table compressions a store may be opened with (`compression=`)."""
@@ -62,6 +62,19 @@ class BlockCommit:
 
 
 @dataclass(frozen=True, slots=True)
+class StateCertificate:
+    """2f+1 validators' signatures over a block's post-execution roots: `votes` are the
+    StateVotes (exactly 2f+1, sorted by replica) for (seq, block_hash, state_root,
+    results_root). Verify each with consensus.Authenticator.verify against the genesis keys."""
+
+    seq: int
+    block_hash: bytes
+    state_root: bytes
+    results_root: bytes
+    votes: tuple[StateVote, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StoredBlock:
     height: int
     hash: bytes
@@ -72,6 +85,8 @@ class StoredBlock:
     state_root: bytes
     txs: tuple  # tuple[consensus.Request, ...] as executed
     committed: CommittedBlock  # pre-prepare + commit certificate, for sync and client proofs
+    results_root: bytes = bytes(32)  # storage.results_root over the block's tx results
+    state_certificate: StateCertificate | None = None  # None until 2f+1 roots arrive
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +125,17 @@ class Store(Protocol):
     def committed_block(self, height: int) -> CommittedBlock | None: ...
 
     def tx(self, tx_hash: bytes) -> TxResult | None: ...
+
+    def block_roots(self, height: int) -> tuple[bytes, bytes] | None:
+        """(state_root, results_root) in the header of block `height`; None if not stored."""
+
+    def put_state_certificate(self, seq: int, votes: Sequence[StateVote]) -> None:
+        """Store the state certificate of block `seq` (2f+1 StateVotes with equal roots)."""
+
+    def state_certificate(self, seq: int) -> StateCertificate | None: ...
+
+    def latest_certified(self) -> int:
+        """The highest height with a stored state certificate (0 if none)."""
 
     def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None: ...
 

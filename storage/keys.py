@@ -22,6 +22,8 @@ Keyspaces (first byte):
   X  conviction      X + replica(8)                        -> Conviction (first one kept)
   A  state tree      A + n|r|s|p + ...                     -> the authenticated state tree's
                      nodes, roots per version, stale marks, pruned-to (storage.merkle_tree)
+  R  state cert      R + height(8)                         -> StateCert: 2f+1 StateVotes on the
+                                                              block's roots (main DB)
 """
 
 from __future__ import annotations
@@ -42,10 +44,11 @@ CHECKPOINT = b"P"
 PREPARED = b"Q"
 CONVICTION = b"X"
 MERKLE = b"A"
+STATE_CERT = b"R"
 
 KEYSPACES = (
     META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, CLIENT_TOP, STATE, VIEW, VOTE,
-    CHECKPOINT, PREPARED, CONVICTION, MERKLE,
+    CHECKPOINT, PREPARED, CONVICTION, MERKLE, STATE_CERT,
 )
 
 # what the authenticated state tree covers: its keys are these ledger keys themselves (the
@@ -169,6 +172,10 @@ def parse_prepared(key: bytes) -> tuple[int, int]:
     if len(key) != 17 or not key.startswith(PREPARED):
         raise ValueError(f"not a prepared-certificate key: {key!r}")
     return from_u64(key[1:9]), from_u64(key[9:17])
+
+
+def state_certificate(height: int) -> bytes:
+    return STATE_CERT + u64(height)
 
 
 def conviction(replica: int) -> bytes:

@@ -74,6 +74,7 @@ class LedgerCore:
         self._windows: collections.OrderedDict[bytes, int] = collections.OrderedDict()
         self._live_records: set[bytes] | None = None  # see _record_keys
         self._view: int | None = None  # see _current_view
+        self._latest_certified: int | None = None  # highest stored state certificate (lazy)
         # the authenticated state tree (storage.merkle_tree), updated in each block's batch
         self.auth = AuthTree(kv, state_versions) if authenticated_state else None
         self._check_or_init_meta(create)
@@ -156,6 +157,7 @@ class LedgerCore:
         the cached record keys and view (re-read from disk when next needed)."""
         self._live_records = None
         self._view = None
+        self._latest_certified = None
         if self.auth is not None:
             self.auth.discard()
             self.auth._cache.clear()  # nodes of batches a crash undid may be in it

@@ -165,6 +165,7 @@ class ExecutorMixin:
         async for exs, replies in self._exec_recv:
             if exs:
                 await self._execute_group(exs)
+                self._flush_certificates()  # those that formed during the block write
             for r in replies:
                 self._on_reply(r)
             self._exec_done += 1
@@ -215,6 +216,7 @@ class ExecutorMixin:
         self.metrics.txs.inc(len(results))
         self.metrics.height.set(ex.seq)
         self._resolve_committed(ex, results)
+        self._feed_executed(ex.seq, ex.block_hash)
         self.log.debug("block committed", height=ex.seq, view=ex.view, txs=len(results),
                        block_hash=ex.block_hash.hex()[:16])
         self._keep_app_events(ex.seq, tuple(effects.events))

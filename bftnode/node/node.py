@@ -4,7 +4,8 @@ Implements the RPC layer's NodeAPI. Composed of one mixin per job: `DriverMixin`
 task and the ordering rule, driver.py), `ExecutorMixin` (blocks, executor.py),
 `WaitersMixin` (commit waiters, waiters.py), `SubmitMixin` (admission, submit.py),
 `ReadsMixin` (the read façade, reads.py), `HealthMixin` (health and read freshness,
-health.py), `MetricsMixin` (gauges, metrics.py). This module
+health.py), `MetricsMixin` (gauges, metrics.py), `StateRootsMixin` (state certificates,
+state_roots.py). This module
 holds the state they share (set up in `__init__`) and the lifecycle.
 Imports: stdlib, trio, consensus, storage, bftnode.
 """
@@ -12,6 +13,7 @@ Imports: stdlib, trio, consensus, storage, bftnode.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 from collections.abc import Callable
 from functools import partial
@@ -34,6 +36,7 @@ from .health import HealthBounds, HealthMixin
 from .metrics import MetricsMixin
 from .ports import Application, ReplicaFactory, ReplicaLike, Store, Transport
 from .reads import ReadsMixin
+from .state_roots import StateRootsMixin
 from .submit import SubmitMixin
 from .verify_cache import CachingVerifier
 from .waiters import Waiter, WaitersMixin
@@ -69,7 +72,7 @@ def _read_limits(config: NodeConfig | None) -> Any:
 
 
 class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, HealthMixin,
-           MetricsMixin):
+           MetricsMixin, StateRootsMixin):
     """A running (or ready to run) bftnode validator. Implements the RPC layer's NodeAPI."""
 
     def __init__(
@@ -93,6 +96,8 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
         self.chain_id = genesis.chain_id
         self.domain = genesis.domain
         self.consensus_config = genesis.config()
+        if getattr(store, "auth", None) is not None:  # the state tree is on: certify its roots
+            self.consensus_config = dataclasses.replace(self.consensus_config, state_votes=True)
         self.key = key
         self.node_id = key.public_key.hex()
         self.store = store
@@ -152,6 +157,7 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
         self._exec_queued = 0
         self._exec_done = 0
         self._exec_progress = trio.Event()
+        self._certs_pending: list[Any] = []  # StateCertified waiting for a block write to end
         self._ports = _NodePorts(self)
         # reads: worker threads over snapshots (reads.py), their bounds (the RPC applies
         # them) and the health bounds (health.py)

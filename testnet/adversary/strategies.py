@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from .context import Strategy
 from .protocol_attacks import (
     BadCheckpoint,
+    BadRoots,
     BadSync,
     CrashAfter,
     Equivocate,
@@ -42,6 +43,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "fake-view-change": FakeViewChange,
     "invalid-new-view": InvalidNewView,
     "bad-checkpoint": BadCheckpoint,
+    "bad-roots": BadRoots,
     "bad-sync": BadSync,
     "flood": Flood,
     "false-evidence": FalseEvidence,

@@ -68,6 +68,7 @@ from testnet.checkers import EquivocationMonitor, find_divergence, find_equivoca
 from .footprint import held_bytes
 from .idle import IdleWatch
 from .network import Faults, SimNetwork
+from .roots import RootsChecker
 from .stores import SimBlocks, SimRecords
 
 DOMAIN = b"bftnode-sim"
@@ -153,7 +154,8 @@ class SimOptions:
                                    ("source_rate_bytes", self.source_rate_bytes))
                  if v is not None}
         return cls(n=self.n, checkpoint_interval=self.checkpoint_interval,
-                   watermark_window=self.watermark_window, batch_max=self.batch_max, **extra)
+                   watermark_window=self.watermark_window, batch_max=self.batch_max,
+                   state_votes=self.authenticated_state, **extra)
 
     def faulty_ids(self) -> set[int]:
         """Replicas counted against f: byzantine, twinned, permanently one-way or crashed."""
@@ -342,6 +344,7 @@ class SimCluster:
         # a message to it) raised; each is also a safety violation that stops the replica
         self.honest_exceptions: list[dict[str, Any]] = []
         self._submitted_keys: set[tuple[bytes, int]] = set()
+        self.roots = RootsChecker(self)  # with state votes: roots agree, certificates hold
         self._build_nodes()
         self._build_clients()
 
@@ -844,6 +847,7 @@ class SimCluster:
             "events": events,
             "steps": self.counts["steps"],
             "client_loads": self.counts.get("client_loads", 0),
+            "state_certificates": self.counts.get("state_certificates", 0),
             "cpu_s": round(cpu, 4),
             **self._checker_figures(),
         }
@@ -928,10 +932,21 @@ class SimPorts:
 
     async def execute(self, blocks: Any, replies: Any) -> None:
         self.cluster._executed(self.node, blocks, replies)
+        if self.cluster.config.state_votes:  # as the node: each stored block's roots
+            for ex in blocks:
+                executed = self.cluster.roots.stored(self.node, ex.seq, ex.block_hash)
+                if executed is not None:
+                    await apply_output(self.step(executed), self)
 
     def evidence(self, ev: Any) -> None:
         counts = self.cluster.evidence
         counts[ev.kind] = counts.get(ev.kind, 0) + 1
+
+    def certified(self, c: Any) -> None:
+        self.cluster.roots.certified(self.node, c)
+
+    def diverged(self, d: Any) -> None:
+        self.cluster.roots.diverged(self.node, d)
 
     async def client_histories(self, load: Any) -> tuple[int, Any]:
         as_of, hist = self.cluster._store(self.node, self.node.store.client_histories,
