@@ -74,3 +74,17 @@ async def test_every_proven_answer_verifies_against_the_pinned_validators(tmp_pa
         urls = [nd.node.rpc_url for nd in nodes]
         with trio.fail_after(120):
             await trio.to_thread.run_sync(_session, urls, genesis, tmp_path)
+
+
+async def test_the_async_client_verifies_too_and_fails_over_past_a_dead_node(
+        tmp_path, port_base):
+    from bftnode.client import AsyncClient
+
+    async with proven_cluster(tmp_path, port_base) as (nodes, genesis):
+        urls = [nd.node.rpc_url for nd in nodes]
+        async with AsyncClient(["http://127.0.0.1:9", *urls], tmp_path / "a.key",
+                               genesis=genesis) as c:
+            with trio.fail_after(60):
+                put = await c.put("async", "yes")
+                got = await c.get("async")
+        assert put["verified"] == got["verified"] == "proof" and got["value"] == "yes"
