@@ -1446,6 +1446,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="run the scenario N times (fresh testnets) and report each run's "
                         "verdict and fault timings, and how many passed")
+    p.add_argument("--reads", type=int, default=1000, metavar="N",
+                   help="lying-reads: how many reads the verifying client makes")
     p.add_argument("--plant-fake-ack", type=int, default=0, metavar="K",
                    help="self-test: add K never-submitted tx hashes to the acknowledged set "
                         "(the run must then fail)")
@@ -1468,6 +1470,8 @@ def with_overrides(sc: Scenario, duration_s: float = 0.0,
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.scenario == LYING_READS:
+        return run_lying_reads(args)
     if args.list or not args.scenario:
         for name in shipped_scenarios():
             sc = load_scenario(name)
@@ -1515,6 +1519,27 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rep, default=str))
     else:
         print_report(rep)
+    return 0 if rep["ok"] else 1
+
+
+LYING_READS = "lying-reads"  # not a TOML scenario: testnet/lying_check.py
+
+
+def run_lying_reads(args: argparse.Namespace) -> int:
+    """`attack lying-reads`: a client verifying every answer of a lying node."""
+    from testnet import lying_check
+
+    log = None if args.json else (lambda s: print(f"[attack] {s}", file=sys.stderr))
+    try:
+        rep = lying_check.run_lying_reads(args.reads, Path(args.dir) if args.dir else None,
+                                          args.base_port, log)
+    except (launcher.LauncherError, OSError) as exc:
+        print(f"testnet attack: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(rep, default=str))
+    else:
+        lying_check.print_report(rep)
     return 0 if rep["ok"] else 1
 
 

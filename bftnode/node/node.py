@@ -115,6 +115,9 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
         self._serve_rpc = serve_rpc if serve_rpc is not None else (
             config is not None and config.rpc_port != 0
         )
+        # a seam for the testnet's adversary (lying-reads): (method, params, result) -> the
+        # result the RPC answers; None in the product
+        self.answer_hook: Callable[[str, Any, Any], Any] | None = None
         # shared by the RPC layer (verify_tx) and the replica: each signature verified once
         self.tx_verifier = CachingVerifier(Ed25519Verifier())
         self.auth = Authenticator(

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .byzantine_replica import ByzantineReplica
+from .lying_reads import LyingReads, LyingReadsStrategy
 from .strategies import parse_strategy
 
 ADVERSARY_FILE = "adversary.json"
@@ -131,13 +132,24 @@ def node_factory(adversary: Adversary) -> Callable[[Any], Any]:
     def build(config: Any) -> Any:
         from bftnode.node.build import build_node
 
-        return build_node(
+        node = build_node(
             config,
             replica_factory=byzantine_factory(adversary.byzantine) if adversary.byzantine
             else None,
             wrap_transport=link_faults_wrapper(config.path(adversary.link_faults_file))
             if adversary.link_faults_file else None,
         )
+        if config.authenticated_state and getattr(node, "state_certificate", None) is None:
+            from testnet import cert_shim  # TEMPORARY: until validators sign StateVotes
+
+            keys = cert_shim.local_keys(config.home)
+            if keys is not None:
+                cert_shim.install(node, keys)
+        for spec in adversary.byzantine:
+            strategy = parse_strategy(spec)
+            if isinstance(strategy, LyingReadsStrategy):
+                LyingReads(node, config.home, strategy.percent, seed=config.node_index)
+        return node
 
     return build
 
