@@ -10,7 +10,7 @@ VerificationError subclass: ForgedAnswer (a proof or answer that does not check)
 (no proof, or a read outside the proven ranges), StaleAnswer (a height older than one already
 verified, beyond `max_lag_blocks`, or a block time older than `max_stale_s`).
 Imports: stdlib, consensus (codec, auth), storage (keys, merkle_proof), bftnode.app,
-bftnode.genesis, bftnode.proof_compat, bftnode.rpc.shapes, bftnode.client.
+bftnode.genesis, bftnode.rpc.shapes, bftnode.client.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ from typing import Any
 
 from consensus.auth import Ed25519Verifier
 from consensus.codec import signing_bytes
+from consensus.messages import StateVote
 from storage import keys
 from storage.interface import TxResult
 from storage.merkle_proof import ProofError
+from storage.results_root import result_leaf, verify_result
 
 from ..app.proven_state import (
     IncompleteRead,
@@ -38,7 +40,6 @@ from ..app.proven_state import (
     block_time,
     check_ranges,
 )
-from ..proof_compat import StateVote, result_leaf, verify_result
 from .core import ChainInfo
 from .errors import ForgedAnswer, IncompleteAnswer, StaleAnswer, VerificationError
 

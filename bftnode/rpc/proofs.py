@@ -7,7 +7,7 @@ root (`result`). `state_certificate(node, height)` is THE accessor of certificat
 `Node.state_certificate`); everything else here runs in a read worker over one view
 (storage.read_view.ReadView, whose `prove` reads the state tree from the view's snapshot).
 Imports: stdlib, trio, consensus (request_digest), storage (keys), bftnode.app.proven_state,
-bftnode.proof_compat, bftnode.rpc. Must not import bftnode.node.
+bftnode.rpc. Must not import bftnode.node.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import trio
 from consensus import request_digest
 from storage import keys
 from storage.merkle_proof import successor
+from storage.results_root import result_leaf, results_proof, results_root
 
 from ..app.proven_state import IncompleteRead, ProvenRange, RecordingReader, block_time
-from ..proof_compat import result_leaf, results_proof, results_root
 from .errors import INTERNAL_ERROR, INVALID_PARAMS, STALE_READ, RPCError
 
 CERT_WAIT_S = 5.0  # how long an answer waits for its height's certificate

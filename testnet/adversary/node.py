@@ -139,12 +139,6 @@ def node_factory(adversary: Adversary) -> Callable[[Any], Any]:
             wrap_transport=link_faults_wrapper(config.path(adversary.link_faults_file))
             if adversary.link_faults_file else None,
         )
-        if config.authenticated_state and getattr(node, "state_certificate", None) is None:
-            from testnet import cert_shim  # TEMPORARY: until validators sign StateVotes
-
-            keys = cert_shim.local_keys(config.home)
-            if keys is not None:
-                cert_shim.install(node, keys)
         for spec in adversary.byzantine:
             strategy = parse_strategy(spec)
             if isinstance(strategy, LyingReadsStrategy):
