@@ -82,8 +82,9 @@ def pid_alive(pid: int | None, home: str | None = None) -> bool:
         if stat.rsplit(")", 1)[1].split()[0] == "Z":
             return False
         if home is not None:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            return home.encode() in cmd
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+            # empty while a process execs (`ip netns exec` replaces itself by the node): alive
+            return not raw or home.encode() in raw.split(b"\0")
         return True
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
@@ -491,7 +492,8 @@ def down(d: str | os.PathLike) -> list[int]:
             stop_pid(n["pid"], n["home"])
             stopped.append(n["index"])
             n["pid"] = None
-    m.pop("cuts", None)
+    m.pop("cuts", None)  # they go with the namespaces
+    m.pop("links", None)
     write_manifest(d, m)
     if m.get("netns"):
         ns.cleanup(ns.testnet_id(m["dir"]))

@@ -78,23 +78,25 @@ def heal(d: str | os.PathLike) -> None:
     set_link_rules(d, {})
 
 
-def link(d: str | os.PathLike, profile: str, nodes: list[int] | None = None) -> list[int]:
-    """Put link profile `profile` on `nodes` (default all) of a --netns testnet."""
+def link(d: str | os.PathLike, profile: str, nodes: list[int] | None = None,
+         to: list[int] | None = None) -> list[int]:
+    """Put link profile `profile` on the egress of `nodes` (default all) of a --netns testnet,
+    toward `to` only if given (per pair)."""
     m = read_manifest(d)
     if not m.get("netns"):
         raise LauncherError(f"{d} is not a --netns testnet: link profiles need `up --netns`")
     every = [x["index"] for x in m["nodes"]]
     chosen = every if not nodes else nodes
-    for i in chosen:
+    for i in [*chosen, *(to or [])]:
         if i not in every:
-            raise LauncherError(f"--node {i}: nodes are 0..{len(every) - 1}")
-    ns.apply_link(ns.Plan.from_dict(m["netns"]), profile, chosen)
+            raise LauncherError(f"node {i}: nodes are 0..{len(every) - 1}")
+    ns.apply_link(ns.Plan.from_dict(m["netns"]), profile, chosen, to)
     shaped = m.setdefault("links", {})
     for i in chosen:
         if profile == "clear":
             shaped.pop(str(i), None)
         else:
-            shaped[str(i)] = profile
+            shaped[str(i)] = f"{profile} to {sorted(to)}" if to else profile
     write_manifest(d, m)
     return chosen
 
@@ -176,13 +178,16 @@ def add_link_arguments(p: argparse.ArgumentParser) -> None:
                    help="; ".join(f"{k}: {v['doc']}" for k, v in ns.PROFILES.items()))
     p.add_argument("--node", type=int, action="append", default=[], metavar="I",
                    help="only node I's egress (repeatable; default every node)")
+    p.add_argument("--to", type=int, action="append", default=[], metavar="J",
+                   help="only the packets to node J (repeatable): per-pair shaping")
 
 
 def run_link(args: argparse.Namespace) -> int:
     try:
-        nodes = link(args.dir, args.profile, args.node)
+        nodes = link(args.dir, args.profile, args.node, args.to)
     except (LauncherError, ns.NetnsError, OSError) as exc:
         print(f"link: {exc}", file=sys.stderr)
         return 2
-    print(f"link profile {args.profile} on nodes {nodes}")
+    to = f" toward {args.to}" if args.to else ""
+    print(f"link profile {args.profile} on nodes {nodes}{to}")
     return 0

@@ -22,6 +22,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -189,33 +190,42 @@ def needs_netem(name: str) -> bool:
     return "netem" in prof or "geo" in prof
 
 
-def link_commands(p: Plan, name: str, nodes: list[int]) -> list[list[str]]:
-    """tc commands that put profile `name` on the egress of each node in `nodes`."""
+def _leaf(prof: dict[str, Any]) -> list[str]:
+    return ["netem", *prof["netem"]] if "netem" in prof else ["tbf", *prof["tbf"]]
+
+
+def link_commands(p: Plan, name: str, nodes: list[int],
+                  to: list[int] | None = None) -> list[list[str]]:
+    """tc commands that put profile `name` on the egress of each node in `nodes` (replacing
+    its shaping); with `to`, only on its packets to those nodes (an htb class per peer, picked
+    by a u32 filter on the destination address; other packets pass unshaped)."""
     if name not in PROFILES:
         raise NetnsError(f"unknown link profile {name!r}; profiles: {', '.join(PROFILES)}")
     prof = PROFILES[name]
+    if to and ("geo" in prof or name == "clear"):
+        raise NetnsError(f"link profile {name!r} is for whole nodes (no --to)")
     cmds: list[list[str]] = []
     for i in nodes:
         tc = ["tc", "-n", p.ns(i)]
         # start from no qdisc: `del` of a missing root fails, which `apply_link` ignores
         cmds.append([*tc, "qdisc", "del", "dev", "eth0", "root"])
-        if "netem" in prof:
-            cmds.append([*tc, "qdisc", "add", "dev", "eth0", "root", "netem", *prof["netem"]])
-        elif "tbf" in prof:
-            cmds.append([*tc, "qdisc", "add", "dev", "eth0", "root", "tbf", *prof["tbf"]])
-        elif "geo" in prof:
-            cmds.append([*tc, "qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb"])
-            for j in range(p.n):
-                if j == i:
-                    continue
-                cls = f"1:{j + 10}"
-                cmds += [
-                    [*tc, "class", "add", "dev", "eth0", "parent", "1:", "classid", cls,
-                     "htb", "rate", "10gbit"],
-                    [*tc, "qdisc", "add", "dev", "eth0", "parent", cls, "netem", "delay",
-                     f"{_geo_ms(prof, i, j)}ms"],
-                    [*tc, "filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip",
-                     "u32", "match", "ip", "dst", f"{p.addr(j)}/32", "flowid", cls]]
+        if name == "clear":
+            continue
+        if not to and "geo" not in prof:
+            cmds.append([*tc, "qdisc", "add", "dev", "eth0", "root", *_leaf(prof)])
+            continue
+        cmds.append([*tc, "qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb"])
+        for j in (to or range(p.n)):
+            if j == i:
+                continue
+            cls = f"1:{j + 10}"
+            leaf = ["netem", "delay", f"{_geo_ms(prof, i, j)}ms"] if "geo" in prof else _leaf(prof)
+            cmds += [
+                [*tc, "class", "add", "dev", "eth0", "parent", "1:", "classid", cls,
+                 "htb", "rate", "10gbit"],
+                [*tc, "qdisc", "add", "dev", "eth0", "parent", cls, *leaf],
+                [*tc, "filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip",
+                 "u32", "match", "ip", "dst", f"{p.addr(j)}/32", "flowid", cls]]
     return cmds
 
 
@@ -306,9 +316,13 @@ def cleanup(tid: str) -> tuple[list[str], list[str]]:
         run(["ip", "netns", "del", ns])
     for link in links:  # veths died with their namespace's end; the bridge remains
         run(["ip", "link", "del", link], check=False)
-    nss_left, links_left = leftovers(tid)
-    if nss_left or links_left:
-        raise NetnsError(f"could not remove {nss_left + links_left}")
+    deadline = time.monotonic() + 5.0  # a veth goes with its namespace, asynchronously
+    while (left := leftovers(tid)) != ([], []):
+        if time.monotonic() > deadline:
+            raise NetnsError(f"could not remove {left[0] + left[1]}")
+        for link in left[1]:
+            run(["ip", "link", "del", link], check=False)
+        time.sleep(0.05)
     return nss, links
 
 
@@ -323,10 +337,10 @@ def heal(p: Plan) -> None:
         run(cmd)
 
 
-def apply_link(p: Plan, name: str, nodes: list[int]) -> None:
-    """Put profile `name` on `nodes`; NetnsError(NO_NETEM) if the kernel lacks netem (then the
-    nodes are left without shaping)."""
-    for cmd in link_commands(p, name, nodes):
+def apply_link(p: Plan, name: str, nodes: list[int], to: list[int] | None = None) -> None:
+    """Put profile `name` on `nodes` (toward `to` only, if given); NetnsError(NO_NETEM) if the
+    kernel lacks netem (then the nodes are left without shaping)."""
+    for cmd in link_commands(p, name, nodes, to):
         is_del = cmd[3:5] == ["qdisc", "del"]
         r = run(cmd, check=False)
         if r.returncode == 0 or is_del:

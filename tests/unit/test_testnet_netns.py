@@ -105,3 +105,42 @@ def test_link_and_one_way_need_a_netns_testnet(tmp_path, capsys):
     args = p.parse_args(["--dir", str(tmp_path), "--from", "1", "--to", "2", "--one-way"])
     assert links.run_partition(args) == 2
     assert "--one-way needs a --netns testnet" in capsys.readouterr().err
+
+
+def test_transport_cuts_without_netns_write_both_ends_rules(tmp_path, capsys):
+    homes = [tmp_path / f"node{i}" for i in range(4)]
+    for h in homes:
+        h.mkdir()
+    launcher.write_manifest(tmp_path, {"chain_id": "c", "dir": str(tmp_path), "nodes": [
+        {"index": i, "home": str(h)} for i, h in enumerate(homes)]})
+    p = argparse.ArgumentParser()
+    links.add_partition_arguments(p)
+
+    def blocked():
+        return [json.loads((h / launcher.LINK_FAULTS_FILE).read_text())["blocked"]
+                for h in homes]
+
+    assert links.run_partition(p.parse_args(["--dir", str(tmp_path), "--from", "1",
+                                             "--to", "2"])) == 0
+    assert blocked() == [[], [2], [1], []]
+    assert links.run_partition(p.parse_args(["--dir", str(tmp_path), "--isolate", "0"])) == 0
+    assert blocked() == [[1, 2, 3], [0], [0], [0]]  # replaces the cuts in place
+    assert "(in the transports)" in capsys.readouterr().out
+    assert links.run_partition(p.parse_args(["--dir", str(tmp_path), "--isolate", "4"])) == 2
+    assert "--isolate 4: nodes are 0..3" in capsys.readouterr().err
+    links.heal(tmp_path)
+    assert blocked() == [[], [], [], []]
+
+
+def test_a_per_pair_profile_shapes_only_the_packets_to_those_peers():
+    p = netns.Plan("abc123", 5, 4)
+    cmds = [" ".join(c) for c in netns.link_commands(p, "slow", [0], to=[2])]
+    assert cmds[1] == "tc -n bft-abc123-0 qdisc add dev eth0 root handle 1: htb"
+    assert ("tc -n bft-abc123-0 qdisc add dev eth0 parent 1:12 tbf rate 10mbit burst 32kbit "
+            "latency 400ms") in cmds
+    assert cmds[-1].endswith("u32 match ip dst 10.77.5.3/32 flowid 1:12")
+    assert sum("class add" in c for c in cmds) == 1  # only node 2: others pass unshaped
+    wan = [" ".join(c) for c in netns.link_commands(p, "wan", [1], to=[0, 3])]
+    assert sum("netem delay 50ms 10ms" in c for c in wan) == 2
+    with pytest.raises(netns.NetnsError, match="for whole nodes"):
+        netns.link_commands(p, "geo", [0], to=[1])

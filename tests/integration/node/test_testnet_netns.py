@@ -181,3 +181,48 @@ def test_down_after_a_killed_launcher_removes_namespaces_bridge_and_nodes(tmp_pa
         if launcher_proc.poll() is None:
             launcher_proc.kill()
         netns.cleanup(tid)
+
+
+SINK = ("import socket,sys\ns=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+        "s.bind((sys.argv[1],45000)); s.listen(); print('ready',flush=True)\n"
+        "while True:\n c,_=s.accept()\n while c.recv(65536): pass\n c.close()")
+SEND = ("import socket,sys,time\nt=time.monotonic(); c=socket.create_connection((sys.argv[1],45000))\n"
+        "c.sendall(b'x'*int(sys.argv[2])); c.shutdown(socket.SHUT_WR); c.recv(1); c.close()\n"
+        "print(time.monotonic()-t)")
+
+
+def test_link_profiles_a_tbf_rate_applies_per_pair_and_netem_says_if_the_kernel_lacks_it(
+        tmp_path):
+    plan = netns.make_plan(tmp_path, 3, netns.used_octets())
+    sink = None
+    try:
+        netns.setup(plan)
+        sink = subprocess.Popen([*netns.exec_prefix(plan.ns(2)), sys.executable, "-c", SINK,
+                                 plan.addr(2)], stdout=subprocess.PIPE, text=True)
+        assert sink.stdout.readline().strip() == "ready"
+
+        def send_s(src: int, nbytes: int) -> float:
+            r = subprocess.run([*netns.exec_prefix(plan.ns(src)), sys.executable, "-c", SEND,
+                                plan.addr(2), str(nbytes)], capture_output=True, text=True,
+                               timeout=30)
+            return float(r.stdout)
+
+        netns.apply_link(plan, "slow", [0], to=[2])  # 10 Mbit/s from node 0 to node 2 only
+        shaped, free = send_s(0, 1_250_000), send_s(1, 1_250_000)  # 10 Mbit
+        assert shaped > 0.7 and free < 0.3, (shaped, free)
+        netns.apply_link(plan, "clear", [0])
+        assert send_s(0, 1_250_000) < 0.3
+        if "unknown" in netns.run(["tc", "-n", plan.ns(0), "qdisc", "add", "dev", "eth0",
+                                   "root", "netem", "delay", "1ms"], check=False).stderr.lower():
+            with pytest.raises(netns.NetnsError, match="blocked on this kernel: no sch_netem"):
+                netns.apply_link(plan, "wan", [0, 1])
+            assert "netem" not in netns.run(["tc", "-n", plan.ns(0), "qdisc", "show"]).stdout
+        else:
+            netns.apply_link(plan, "wan", [0])
+            assert "delay 50ms" in netns.run(["tc", "-n", plan.ns(0), "qdisc", "show"]).stdout
+    finally:
+        if sink is not None:
+            sink.kill()
+            sink.wait()
+        netns.cleanup(plan.tid)
+    assert_clean(plan.tid)
