@@ -73,18 +73,22 @@ def write_manifest(d: str | os.PathLike, m: dict[str, Any]) -> None:
     os.replace(tmp, p)
 
 
+PF_KTHREAD = 0x00200000  # /proc/<pid>/stat flags: a kernel thread
+
+
 def pid_alive(pid: int | None, home: str | None = None) -> bool:
     """True if `pid` runs (not a zombie) and, when `home` is given, is that node's process."""
     if not pid:
         return False
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if fields[0] == "Z":
             return False
         if home is not None:
             raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-            # empty while a process execs (`ip netns exec` replaces itself by the node): alive
-            return not raw or home.encode() in raw.split(b"\0")
+            if not raw:  # mid-exec (`ip netns exec` replaces itself by the node), or a
+                return not int(fields[6]) & PF_KTHREAD  # kernel thread that took the pid
+            return home.encode() in raw.split(b"\0")
         return True
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
