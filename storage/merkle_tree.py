@@ -21,6 +21,7 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import NamedTuple
 
 from . import keys
 from .kv import KVReader, Op
@@ -37,6 +38,7 @@ from .merkle_proof import (
     internal_hash,
     leaf_hash,
     outside,
+    prefix_interval,
     successor,
     top_bits,
     value_hash,
@@ -46,14 +48,27 @@ NODE = keys.MERKLE + b"n"
 ROOT = keys.MERKLE + b"r"
 STALE = keys.MERKLE + b"s"
 PRUNED_TO = keys.MERKLE + b"p"  # u64: versions <= this are gone
+FORMAT = keys.MERKLE + b"f"  # the node record format; another one: the tree is rebuilt
+FORMAT_VERSION = b"\x02"  # 2: internal nodes carry their subtree's height
 DEFAULT_RETAIN = 100
 CACHE_NODES = 200_000
 _LEAF_HDR = struct.Struct(">BI")
-_INT = struct.Struct(">BI12s12s32s12s32s")
+_INT = struct.Struct(">BII12s12s32s12s32s")
 DEEP = 200_000  # recursion limit while walking the tree (see AuthTree._deep)
 
 # (ref, hash) of a subtree; None = empty
 Sub = tuple[bytes, bytes] | None
+
+
+class Placement(NamedTuple):
+    """Where a new key would go (AuthTree.probe): `bound`, the deepest level the new leaf
+    or a leaf it pushes down would sit at; `path`, the refs of the nodes from the root to
+    the subtree it pushes down (that one included); `inner`, the key interval [lo, hi) of
+    the encoded keys that would sit strictly inside that subtree (None: it is a leaf)."""
+
+    bound: int
+    path: tuple[bytes, ...]
+    inner: tuple[bytes, bytes | None] | None
 
 
 class StaleVersion(LookupError):
@@ -90,14 +105,15 @@ def _leaf_rec(key: bytes, value: bytes) -> bytes:
 
 
 def _decode(rec: bytes) -> tuple:
-    """("L", key, value, ekey) or ("I", bit, wref, lref, lh, rref, rh); wref: the node's
-    first leaf, whose key gives the node's prefix (its first `bit` bits)."""
+    """("L", key, value, ekey) or ("I", bit, wref, lref, lh, rref, rh, height); wref: the
+    node's first leaf, whose key gives the node's prefix (its first `bit` bits); height: the
+    most levels from the node down to a leaf (a leaf's is 0)."""
     if rec[0] == LEAF:
         _, kl = _LEAF_HDR.unpack_from(rec)
         key = rec[5 : 5 + kl]
         return ("L", key, rec[5 + kl :], encode_key(key))
-    _, bit, wref, lref, lh, rref, rh = _INT.unpack(rec)
-    return ("I", bit, wref, lref, lh, rref, rh)
+    _, bit, height, wref, lref, lh, rref, rh = _INT.unpack(rec)
+    return ("I", bit, wref, lref, lh, rref, rh, height)
 
 
 def _shares(ekey: bytes, prefix: bytes, bit: int) -> bool:
@@ -190,8 +206,14 @@ class AuthTree:
         return new
 
     def build(self, version: int, items: Iterable[tuple[bytes, bytes]]) -> Sub:
-        """A whole tree from (key, value) pairs, as version `version` (open or state import)."""
+        """A whole tree from (key, value) pairs, as version `version` (open or state import);
+        the caller deletes every older `A` key in the same batch."""
+        self._ops.append((FORMAT, FORMAT_VERSION))
         return self.update(version, None, dict(items))
+
+    def format_ok(self) -> bool:
+        """False if the stored tree has another node format (then it must be rebuilt)."""
+        return self.kv.get(FORMAT) == FORMAT_VERSION
 
     def take_ops(self) -> list[Op]:
         ops, self._ops = self._ops, []
@@ -236,7 +258,7 @@ class AuthTree:
             items += [(e, 0, kv) for e, kv in merged.items()]
             items.sort(key=lambda it: it[0])
             return self._build(items)
-        _, bit, wref, lref, lh, rref, rh = n
+        _, bit, wref, lref, lh, rref, rh, _ = n
         prefix = self._node(wref)[3]
         if _shares(ch[0][0], prefix, bit) and _shares(ch[-1][0], prefix, bit):
             inside, out = ch, []  # sorted: everything between two keys of a prefix has it
@@ -279,9 +301,11 @@ class AuthTree:
                   right: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
         h = internal_hash(bit, left[1], right[1])
         ln = self._node(left[0])
+        rn = self._node(right[0])
         wref = left[0] if ln[0] == "L" else ln[2]
-        node = ("I", bit, wref, left[0], left[1], right[0], right[1])
-        rec = _INT.pack(INTERNAL, bit, wref, left[0], left[1], right[0], right[1])
+        height = 1 + max(0 if ln[0] == "L" else ln[7], 0 if rn[0] == "L" else rn[7])
+        node = ("I", bit, wref, left[0], left[1], right[0], right[1], height)
+        rec = _INT.pack(INTERNAL, bit, height, wref, left[0], left[1], right[0], right[1])
         return self._new(node, rec, h)
 
     def _build(self, items: list[tuple[bytes, int, object]]) -> Sub:
@@ -304,6 +328,46 @@ class AuthTree:
         left = self._build(items[:i])
         right = self._build(items[i:])
         return self._internal(bit, left, right)
+
+    # ------------------------------------------------------------ depth
+
+    def height(self, version: int) -> int:
+        """The most levels from the root of `version` down to a leaf (0: a leaf or empty)."""
+        sub = self.root(version)
+        if sub is None:
+            return 0
+        n = self._node(sub[0])
+        return 0 if n[0] == "L" else n[7]
+
+    def probe(self, version: int, ekey: bytes) -> Placement | None:
+        """Where the encoded key `ekey` would be inserted in `version` (read-only: one descent
+        through cached nodes); None if the key is in the tree. The crit-bit insertion: follow
+        the key's bits to a leaf, take the first bit where the two differ, and the new node
+        goes above the first node on that path that splits below that bit."""
+        sub = self.root(version)
+        if sub is None:  # every insert of the block goes on the one "edge" of the empty tree
+            return Placement(0, (b"",), None)
+        path: list[tuple[bytes, tuple]] = []
+        ref = sub[0]
+        nbits = len(ekey) * 8
+        while True:
+            n = self._node(ref)
+            path.append((ref, n))
+            if n[0] == "L":
+                break
+            bit = n[1]
+            ref = n[5] if bit < nbits and bit_at(ekey, bit) else n[3]
+        if n[3] == ekey:
+            return None
+        b = crit_bit(ekey, n[3])
+        i = 0
+        while path[i][1][0] != "L" and path[i][1][1] < b:
+            i += 1
+        n = path[i][1]
+        refs = tuple(r for r, _ in path[: i + 1])
+        if n[0] == "L":
+            return Placement(i + 1, refs, None)
+        return Placement(i + 1 + n[7], refs, prefix_interval(self._node(n[2])[3], n[1]))
 
     # ------------------------------------------------------------ pruning
 
@@ -356,7 +420,7 @@ class AuthTree:
                 if lo <= n[1] and (hi is None or n[1] < hi):
                     entries.append((n[1], n[2]))
                 continue
-            _, bit, wref, lref, _, rref, _ = n
+            _, bit, wref, lref, _, rref, _, _ = n
             head = top_bits(self._node(wref, reader)[3], bit)
             if not outside((head << 1) | 1, bit + 1, elo, ehi):
                 stack.append(rref)
@@ -373,7 +437,7 @@ class AuthTree:
         if n[0] == "L":
             out.append((LEAF, n[1], value_hash(n[2])))
             return
-        _, bit, wref, lref, lh, rref, rh = n
+        _, bit, wref, lref, lh, rref, rh, _ = n
         head = top_bits(self._node(wref, reader)[3], bit)
         out.append((INTERNAL, bit))
         mark = len(out)
