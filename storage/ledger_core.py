@@ -159,7 +159,7 @@ class LedgerCore:
         self._view = None
         if self.auth is not None:
             self.auth.discard()
-            self.auth._cache.clear()  # nodes of batches a crash undid may be in it
+            self.auth.forget()  # nodes of batches a crash undid may be in it
         self._height = self._meta_u64(self._kv, keys.META_HEIGHT)
         base = self._base(self._kv)
         hdr = self._header_at(self._kv, self._height)

@@ -85,16 +85,6 @@ def outside(prefix: int, n: int, elo: bytes, ehi: bytes | None) -> bool:
     return ehi is not None and prefix > top_bits(ehi, n)
 
 
-def prefix_interval(ekey: bytes, n: int) -> tuple[bytes, bytes | None]:
-    """[lo, hi): the byte strings whose first n bits are those of `ekey` (hi None: no end)."""
-    nb = (n + 7) >> 3
-    shift = nb * 8 - n
-    top = top_bits(ekey, n)
-    lo = (top << shift).to_bytes(nb, "big")
-    end = (top + 1) << shift
-    return lo, (None if end >> (nb * 8) else end.to_bytes(nb, "big"))
-
-
 def successor(key: bytes) -> bytes:
     """The smallest key greater than `key`."""
     return key + b"\x00"

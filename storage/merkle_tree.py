@@ -21,7 +21,6 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import NamedTuple
 
 from . import keys
 from .kv import KVReader, Op
@@ -38,7 +37,6 @@ from .merkle_proof import (
     internal_hash,
     leaf_hash,
     outside,
-    prefix_interval,
     successor,
     top_bits,
     value_hash,
@@ -51,24 +49,13 @@ PRUNED_TO = keys.MERKLE + b"p"  # u64: versions <= this are gone
 FORMAT = keys.MERKLE + b"f"  # the node record format; another one: the tree is rebuilt
 FORMAT_VERSION = b"\x02"  # 2: internal nodes carry their subtree's height
 DEFAULT_RETAIN = 100
-CACHE_NODES = 200_000
+CACHE_NODES = 200_000  # two generations of at most half each (see AuthTree._cache_put)
 _LEAF_HDR = struct.Struct(">BI")
 _INT = struct.Struct(">BII12s12s32s12s32s")
 DEEP = 200_000  # recursion limit while walking the tree (see AuthTree._deep)
 
 # (ref, hash) of a subtree; None = empty
 Sub = tuple[bytes, bytes] | None
-
-
-class Placement(NamedTuple):
-    """Where a new key would go (AuthTree.probe): `bound`, the deepest level the new leaf
-    or a leaf it pushes down would sit at; `path`, the refs of the nodes from the root to
-    the subtree it pushes down (that one included); `inner`, the key interval [lo, hi) of
-    the encoded keys that would sit strictly inside that subtree (None: it is a leaf)."""
-
-    bound: int
-    path: tuple[bytes, ...]
-    inner: tuple[bytes, bytes | None] | None
 
 
 class StaleVersion(LookupError):
@@ -129,7 +116,8 @@ class AuthTree:
             raise ValueError("retain must be >= 1")
         self.kv = kv
         self.retain = retain
-        self._cache: dict[bytes, tuple] = {}
+        self._cache: dict[bytes, tuple] = {}  # young generation
+        self._old: dict[bytes, tuple] = {}
         self.pending: dict[bytes, tuple] = {}
         self._pending_roots: dict[int, Sub] = {}
         self._version = 0
@@ -143,6 +131,11 @@ class AuthTree:
         n = self.pending.get(ref) or self._cache.get(ref)
         if n is not None:
             return n
+        n = self._old.get(ref)
+        if n is not None:
+            if reader is None:
+                self._cache_put(ref, n)  # still used: into the young generation
+            return n
         rec = (reader or self.kv).get(NODE + ref)
         if rec is None:
             raise StaleVersion(f"tree node {ref.hex()} is missing (pruned?)")
@@ -152,12 +145,19 @@ class AuthTree:
         return n
 
     def _cache_put(self, ref: bytes, n: tuple) -> None:
-        c = self._cache
-        if len(c) >= CACHE_NODES:  # keep the newest three quarters (one O(n) rebuild)
-            keep = list(c.items())[CACHE_NODES // 4 :]
-            c.clear()
-            c.update(keep)
-        c[ref] = n
+        self._cache[ref] = n
+        if len(self._cache) >= CACHE_NODES // 2:
+            self._age()
+
+    def _age(self) -> None:
+        """The young generation becomes the old one, the old one is dropped (O(1); a node
+        read from the old one moves back to the young). Readers in other threads see one
+        dict or the other, never one being rebuilt."""
+        self._old, self._cache = self._cache, {}
+
+    def forget(self) -> None:
+        """Drop every cached node (after a crash: nodes of undone batches may be cached)."""
+        self._cache, self._old = {}, {}
 
     def _new(self, node: tuple, rec: bytes, h: bytes) -> tuple[bytes, bytes]:
         ref = keys.u64(self._version) + self._idx.to_bytes(4, "big")
@@ -221,9 +221,10 @@ class AuthTree:
 
     def landed(self) -> None:
         """The batch with the pending nodes is written: they become ordinary cached nodes."""
-        for ref, n in self.pending.items():
-            self._cache_put(ref, n)
-        self.pending.clear()
+        self._cache.update(self.pending)
+        if len(self._cache) >= CACHE_NODES // 2:
+            self._age()
+        self.pending = {}
         self._pending_roots.clear()
         self._marks.clear()
 
@@ -338,36 +339,6 @@ class AuthTree:
             return 0
         n = self._node(sub[0])
         return 0 if n[0] == "L" else n[7]
-
-    def probe(self, version: int, ekey: bytes) -> Placement | None:
-        """Where the encoded key `ekey` would be inserted in `version` (read-only: one descent
-        through cached nodes); None if the key is in the tree. The crit-bit insertion: follow
-        the key's bits to a leaf, take the first bit where the two differ, and the new node
-        goes above the first node on that path that splits below that bit."""
-        sub = self.root(version)
-        if sub is None:  # every insert of the block goes on the one "edge" of the empty tree
-            return Placement(0, (b"",), None)
-        path: list[tuple[bytes, tuple]] = []
-        ref = sub[0]
-        nbits = len(ekey) * 8
-        while True:
-            n = self._node(ref)
-            path.append((ref, n))
-            if n[0] == "L":
-                break
-            bit = n[1]
-            ref = n[5] if bit < nbits and bit_at(ekey, bit) else n[3]
-        if n[3] == ekey:
-            return None
-        b = crit_bit(ekey, n[3])
-        i = 0
-        while path[i][1][0] != "L" and path[i][1][1] < b:
-            i += 1
-        n = path[i][1]
-        refs = tuple(r for r, _ in path[: i + 1])
-        if n[0] == "L":
-            return Placement(i + 1, refs, None)
-        return Placement(i + 1 + n[7], refs, prefix_interval(self._node(n[2])[3], n[1]))
 
     # ------------------------------------------------------------ pruning
 

@@ -98,7 +98,7 @@ def bench_candidate(name: str, nkeys: int, blocks: int, puts: int, seed: int = 7
                 nops += len(ops)
             present = list(base)
             sample = rnd.sample(present, 200)
-            tree._cache.clear()  # proofs read nodes from LevelDB, as a read worker would
+            tree.forget()  # proofs read nodes from LevelDB, as a read worker would
             msize, mprove, mverify = [], [], []
             for k in sample:
                 p0 = time.perf_counter()
