@@ -18,7 +18,7 @@ from consensus.codec import GENESIS_CHAIN_DIGEST
 from storage import MemoryStore, keys, verify_membership
 from storage.memory import _MemoryKV
 from storage.merkle_depth import MAX_STATE_DEPTH, DepthGuard
-from storage.merkle_proof import encode_key, successor
+from storage.merkle_proof import successor
 from storage.merkle_tree import AuthTree
 
 KEYS = st.binary(min_size=0, max_size=5).map(lambda b: bytes(x % 3 * 0x7F for x in b) + b"k")
