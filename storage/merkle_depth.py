@@ -124,14 +124,27 @@ class DepthGuard:
         bits: list[int] = []
         node: Node = self._root
         nbits = len(ekey) * 8
-        while True:
-            bit, _, leaf = self._info(node)
-            if bit < 0:
+        stored = self._tree._node
+        while True:  # one lookup per level: this runs for every put past the fast path
+            if type(node) is bytes:
+                n = stored(node)
+                if n[0] == "L":
+                    leaf = n[3]
+                    break
+                bit = n[1]
+                side = bit_at(ekey, bit) if bit < nbits else 0
+                path.append((node, side))
+                bits.append(bit)
+                node = n[5] if side else n[3]
+            elif type(node) is _Inner:
+                bit = node.bit
+                side = bit_at(ekey, bit) if bit < nbits else 0
+                path.append((node, side))
+                bits.append(bit)
+                node = node.kids[side]
+            else:
+                leaf = node.ekey  # type: ignore[union-attr]
                 break
-            side = bit_at(ekey, bit) if bit < nbits else 0
-            path.append((node, side))
-            bits.append(bit)
-            node = self._kid(node, side)
         if leaf == ekey:
             return None
         b = crit_bit(ekey, leaf)  # type: ignore[arg-type]
