@@ -120,7 +120,7 @@ class AuthTree:
         self._old: dict[bytes, tuple] = {}
         self.pending: dict[bytes, tuple] = {}
         self._pending_roots: dict[int, Sub] = {}
-        self._version = 0
+        self._vref = keys.u64(0)  # the version being built, as the first 8 bytes of a ref
         self._idx = 0
         self._ops: list[Op] = []
         self._marks: list[bytes] = []  # stale marks of the batch being built
@@ -160,14 +160,14 @@ class AuthTree:
         self._cache, self._old = {}, {}
 
     def _new(self, node: tuple, rec: bytes, h: bytes) -> tuple[bytes, bytes]:
-        ref = keys.u64(self._version) + self._idx.to_bytes(4, "big")
+        ref = self._vref + self._idx.to_bytes(4, "big")
         self._idx += 1
         self.pending[ref] = node
         self._ops.append((NODE + ref, rec))
         return ref, h
 
     def _stale(self, ref: bytes) -> None:
-        mark = STALE + keys.u64(self._version) + ref
+        mark = STALE + self._vref + ref
         self._marks.append(mark)
         self._ops.append((mark, b""))
 
@@ -197,7 +197,7 @@ class AuthTree:
     def update(self, version: int, prev: Sub, changes: Mapping[bytes, bytes | None]) -> Sub:
         """Apply one block's changes (key -> value, None = delete) to the tree `prev`, as
         version `version`; the ops to write accumulate until `take_ops`."""
-        self._version, self._idx = version, 0
+        self._vref, self._idx = keys.u64(version), 0
         ch = sorted((encode_key(k), k, v) for k, v in changes.items())
         with _deep():
             new = self._upd(prev, ch) if ch else prev
