@@ -10,9 +10,10 @@ and tops), then B blocks of P puts (a quarter new keys), each block one LevelDB
 batch; then membership proofs of 200 present keys, absence proofs of 200 absent keys and
 (ordered only) range proofs of 100 consecutive keys. Reports CPU per block and per put, tree
 bytes written per put, depth, proof bytes and prove / verify times. Then the nested-key attack
-against the depth bound (`bench_deep`), and `bench-storage`'s commits of 100-tx blocks with the
-tree off and on, alternated (--seconds each).
-Imports: stdlib, storage.
+against the depth bound (`bench_deep`), `bench-storage`'s commits of 100-tx blocks with the
+tree off and on, alternated (--seconds each), and the executor's execute + commit of 200-tx
+blocks through the real application, off and on, alternated (`bench_execution`).
+Imports: stdlib, storage; bftnode (lazily, for `bench_execution`).
 """
 
 from __future__ import annotations
@@ -219,8 +220,38 @@ def bench_deep(nkeys: int = 10_000, per_block: int = 64, seed: int = 7) -> dict:
     }
 
 
+def bench_execution(authenticated: bool, seconds: float, ntx: int = 200) -> dict:
+    """What a node's executor does per block (bftnode.node.executor.execute_and_commit: the
+    real KVApplication over a LevelDBStore, unsynced, then the block's commit) with the tree
+    on or off: CPU per tx of the whole process (LevelDB's background thread included)."""
+    from bftnode.app import KVApplication
+    from bftnode.node.executor import execute_and_commit
+    from storage import LevelDBStore
+
+    from .bench_storage import CHAIN, _Chain
+
+    with tempfile.TemporaryDirectory(prefix="bench-merkle-exec-") as d:
+        store = LevelDBStore(os.path.join(d, "db"), CHAIN, bytes(32), create=True,
+                             sync_blocks=False, authenticated_state=authenticated)
+        app, chain = KVApplication(), _Chain()
+        cpu, n = 0.0, 0
+        try:
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                ex = chain.block(ntx).execute  # not timed
+                c0 = time.process_time()
+                execute_and_commit(store, app, [ex])
+                cpu += time.process_time() - c0
+                n += ntx
+        finally:
+            store.close()
+    return {"execute_commit": "tree on" if authenticated else "tree off", "txs_per_block": ntx,
+            "txs": n, "cpu_us_per_tx": round(cpu / n * 1e6, 1)}
+
+
 def run_merkle(nkeys: int, blocks: int, puts: int, seconds: float = 3.0) -> list[dict]:
     out = [bench_candidate(c, nkeys, blocks, puts) for c in ("ordered", "hashed")]
     out.append(bench_deep())
     out += [bench_ledger(on, seconds) for on in (False, True, False, True)]  # alternated
+    out += [bench_execution(on, seconds) for on in (False, True, False, True)]
     return out
