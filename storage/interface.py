@@ -7,10 +7,10 @@ and reads. Imports: stdlib, msgspec, consensus (types only).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import msgspec
 
@@ -36,6 +36,25 @@ class StateReader(Protocol):
     def iterate(
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class DepthLimit(Protocol):
+    """One block's bound on the state tree's depth (storage.merkle_depth.DepthGuard)."""
+
+    max_depth: int
+
+    def admit(self, app_keys: Sequence[bytes],
+              exempt: Callable[[bytes], bool] | None = None) -> bytes | None:
+        """Admit the keys a tx puts; the first one refused (none admitted) or None."""
+        ...
+
+
+@runtime_checkable
+class DepthGuarded(Protocol):
+    """Optional on a StateReader: the depth bound of the state tree for executing block
+    `height` (None: no tree, nothing is refused)."""
+
+    def depth_guard(self, height: int) -> DepthLimit | None: ...
 
 
 class TxResult(msgspec.Struct, frozen=True):

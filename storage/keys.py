@@ -52,8 +52,9 @@ KEYSPACES = (
 )
 
 # what the authenticated state tree covers: its keys are these ledger keys themselves (the
-# first byte is the namespace): client index, app state, tx records, client tops
-AUTH_KEYSPACES = (CLIENT_INDEX, STATE, TX, CLIENT_TOP)
+# first byte is the namespace): client index, app state, client tops. Tx records are proven by
+# their block's results root instead (one random key per tx tripled the tree's cost)
+AUTH_KEYSPACES = (CLIENT_INDEX, STATE, CLIENT_TOP)
 
 # consensus records (LevelDBStore keeps them in their own DB: storage.leveldb._PlyvelKV)
 RECORD_KEYSPACES = (VIEW, VOTE, CHECKPOINT, PREPARED, CONVICTION)

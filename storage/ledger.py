@@ -187,7 +187,7 @@ class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery):
         return None if th is None else self.tx(th)
 
     def state(self) -> StateReader:
-        return KVStateReader(self._kv)
+        return KVStateReader(self._kv, guards=self.depth_guard)
 
     @contextmanager
     def snapshot(self) -> Iterator[StateReader]:

@@ -124,8 +124,7 @@ class LedgerBlocks(LedgerCore):
                 )
                 ops.append((keys.tx(th), rec))
                 ops.append((ck, th))
-                if auth is not None:
-                    changes[keys.tx(th)] = rec
+                if auth is not None:  # tx records: in the results root, not the tree
                     changes[ck] = th
                     cid = res.client_id
                     top = tops[cid] if cid in tops else self._client_top(cid)

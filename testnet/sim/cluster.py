@@ -123,6 +123,8 @@ class SimOptions:
     max_events: int = 1_000_000  # a storm of events at one instant ends as 'stalled'
     stop_on_violation: bool = True
     authenticated_state: bool = False  # each store keeps the state tree (storage.merkle_tree)
+    # the op of the i-th request (None: "put k<i> v<i>")
+    request_op: Callable[[int], bytes] | None = None
     # checker "honest memory within bound": every honest replica's held bytes (objects
     # reachable from it, `footprint.held_bytes`), sampled at most every `memory_sample_ms` of
     # virtual time on its ticks and at the end, must stay within `memory_bound_mb` MiB. An
@@ -405,7 +407,8 @@ class SimCluster:
         for i, t in enumerate(times):
             c = self.rng.randrange(o.clients)
             next_seq[c] += 1
-            req = Request(client_id=b"", request_seq=next_seq[c], op=f"put k{i} v{i}".encode())
+            op = f"put k{i} v{i}".encode() if o.request_op is None else o.request_op(i)
+            req = Request(client_id=b"", request_seq=next_seq[c], op=op)
             req = sign_request(DOMAIN, self.clients[c], req)
             self.requests.append(req)
             self._push(t, SUBMIT, i, None, None)
