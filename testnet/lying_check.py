@@ -43,7 +43,7 @@ def _ops(c: Client, setup: dict[str, Any]) -> list[tuple[str, Callable[[], Any]]
         ("election_leader", lambda: c.leader("lr/election")),
         ("tx", lambda: c.tx(setup["tx"])),
         ("tx_status", lambda: c.tx_status(setup["tx"])),
-        ("tx_status_unknown", lambda: c.tx_status(bytes(32))),
+        ("tx_status_unknown", lambda: c.tx_status(setup["unsent"])),
     ]
 
 
@@ -55,7 +55,9 @@ def _setup(urls: list[str], genesis: Path, key: Path) -> dict[str, Any]:
         lease = c.lease_grant(600)
         c.lock_acquire("lr/lock", lease)
         c.campaign("lr/election", lease, "leader-1")
-        return {"tx": put["hash"], "lease": lease, "height": c.status()["height"]}
+        unsent = c.sign(b"\x00")  # signed, never sent: "not committed" is provable for it
+        return {"tx": put["hash"], "lease": lease, "height": c.status()["height"],
+                "unsent": unsent}
 
 
 def _wait_height(url: str, height: int, timeout: float = 120.0) -> None:

@@ -249,12 +249,15 @@ class Core:
         """{status: COMMITTED|PENDING|EXPIRED|UNKNOWN, committed, height, ...} from one node
         (`url`, default failover). Pass the signed Request to let any node judge expiry."""
         if self.proofs is not None:
+            who: tuple[bytes, int] | None = None
             if isinstance(tx, Request):
                 want, vu = request_digest(tx), tx.valid_until or None
+                who = (tx.client_id, tx.request_seq)
             else:
                 want, vu = (tx if isinstance(tx, bytes) else bytes.fromhex(tx)), None
-            return (yield from self.read("tx_status", C.tx_status_params(tx),
-                                         lambda res: self.proofs.tx_status(res, want, vu), url))
+            return (yield from self.read(
+                "tx_status", C.tx_status_params(tx),
+                lambda res: self.proofs.tx_status(res, want, vu, who), url))
         return (yield from self.call_at(url, "tx_status", C.tx_status_params(tx)))
 
     def get(self, key: str | bytes, consistency: str = "serializable",

@@ -276,10 +276,13 @@ class ProofVerifier:
                    verified="proof")
         return out
 
-    def tx_status(self, answer: Any, tx_hash: bytes | None,
-                  valid_until: int | None = None) -> dict[str, Any]:
-        """A tx_status answer: COMMITTED with its proven result, or not committed, proven
-        absent at the certified height (EXPIRED only if that height >= valid_until)."""
+    def tx_status(self, answer: Any, tx_hash: bytes | None, valid_until: int | None = None,
+                  client: tuple[bytes, int] | None = None) -> dict[str, Any]:
+        """A tx_status answer: COMMITTED with its proven result, or not committed: the
+        client index entry (client_id, request_seq) proven absent at the certified height
+        (EXPIRED only if that height >= valid_until). Tx records by hash are not in the state
+        tree, so a not-committed answer is provable only for a tx whose client and seq the
+        caller knows (it passed the signed tx)."""
         if not isinstance(answer, dict):
             raise ForgedAnswer("verification failed: the answer is not an object")
         if answer.get("committed"):
@@ -289,11 +292,13 @@ class ProofVerifier:
             answer["tx"] = self.tx(answer.get("tx"), tx_hash)
             answer["verified"] = "proof"
             return answer
-        if tx_hash is None:
-            raise VerificationError("cannot verify a not-committed answer without the tx hash")
+        if client is None:
+            raise IncompleteAnswer(
+                "verification failed: a not-committed status is provable only for a tx whose "
+                "client and seq are known: pass the signed tx (or --trust-node)")
         proof = answer.get("proof")
         hdr, reader, _ = self._state(proof)
-        tk = keys.tx(tx_hash)
+        tk = keys.client_index(*client)
         try:
             if reader.tree_get(tk) is not None:
                 raise ForgedAnswer("verification failed: the tx IS committed (proof shows it)")

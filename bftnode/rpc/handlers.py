@@ -21,6 +21,7 @@ import structlog
 
 from consensus import Ed25519Verifier, Request, request_digest
 from consensus.codec import signing_bytes
+from storage import keys
 
 from . import proofs as pf
 from . import read_views as rv
@@ -206,6 +207,7 @@ async def on_tx_status(ctx: CallContext, p: TxStatusParams) -> Any:
     if p.tx is not None:
         tx_hash = verify_tx(ctx, p.tx.request)
         valid_until = p.tx.request.valid_until
+        client = (p.tx.request.client_id, p.tx.request.request_seq)
     elif p.hash is not None:
         tx_hash = p.hash
     else:
@@ -226,8 +228,9 @@ async def on_tx_status(ctx: CallContext, p: TxStatusParams) -> Any:
             return rv.sized(out, budget, height)
         # not committed: proven absent at the certified height, and judged at that height
         out = _tx_status(ctx, None, None, cert.seq, tx_hash, valid_until, at=cert.seq)
-        out["proof"] = await rv.in_view(ctx, partial(
-            pf.absence_json, cert=cert, tree_key=pf.tx_absent_key(tx_hash, client)))
+        if client is not None:  # tx records by hash are not in the tree: (client, seq) is
+            out["proof"] = await rv.in_view(ctx, partial(
+                pf.absence_json, cert=cert, tree_key=keys.client_index(*client)))
         return rv.sized(out, budget, cert.seq)
 
     return await guarded(ctx, p, run)

@@ -19,7 +19,6 @@ from typing import Any
 import trio
 
 from consensus import request_digest
-from storage import keys
 from storage.merkle_proof import successor
 from storage.results_root import result_leaf, results_proof, results_root
 
@@ -112,13 +111,6 @@ def absence_json(view: Any, cert: Any, tree_key: bytes) -> dict[str, Any]:
         raise RPCError(INTERNAL_ERROR, "absence proof not built (state moved)")
     ranges = [*rec.ranges, ProvenRange(tree_key, successor(tree_key), None, (), proof)]
     return {**header_json(cert), "state": [range_json(r) for r in ranges]}
-
-
-def tx_absent_key(tx_hash: bytes | None, client: tuple[bytes, int] | None) -> bytes:
-    if tx_hash is not None:
-        return keys.tx(tx_hash)
-    assert client is not None
-    return keys.client_index(*client)
 
 
 def result_proof_json(view: Any, res: Any, cert: Any) -> dict[str, Any]:

@@ -5,9 +5,11 @@ broadcast_tx_commit, and `prove=false` answers bare."""
 from __future__ import annotations
 
 import httpx
+import pytest
 import trio
 
 from bftnode.client import Client, ForgedAnswer, IncompleteAnswer, chain_from_genesis
+from bftnode.client import core as C
 from bftnode.client.verify import ProofVerifier
 
 from .cluster import proven_cluster
@@ -18,6 +20,24 @@ def _rpc(url: str, method: str, **params):
     body = r.json()
     assert "error" not in body, body
     return body["result"]
+
+
+def _no_status_lie_with_a_genuine_absence_proof(urls, genesis, c, put):
+    """A committed tx told as UNKNOWN, with a real absence proof of another entry (or of
+    nothing the client can tie to the tx, by hash alone), is refused."""
+    v = ProofVerifier(chain_from_genesis(genesis))
+    tx = c.tx(put["hash"])
+    mine = (bytes.fromhex(tx["client_id"]), tx["request_seq"])
+    other = _rpc(urls[0], "tx_status", **C.tx_status_params(c.sign(b"\x00")))
+    assert other["committed"] is False and other["proof"]["state"]
+    lie = dict(other, status="UNKNOWN", hash=put["hash"])
+    want = bytes.fromhex(put["hash"])
+    with pytest.raises(IncompleteAnswer):
+        v.tx_status(dict(lie), want, None, mine)
+    with pytest.raises(IncompleteAnswer):  # by hash alone "not committed" is not provable
+        v.tx_status(dict(lie), want, None, None)
+    honest = _rpc(urls[0], "tx_status", hash=put["hash"])
+    assert v.tx_status(honest, want, None, mine)["status"] == "COMMITTED"
 
 
 def _session(urls, genesis, tmp_path):
@@ -44,8 +64,10 @@ def _session(urls, genesis, tmp_path):
         assert tx["verified"] == "proof" and tx["code"] == 0
         status = c.tx_status(put["hash"])
         assert status["status"] == "COMMITTED" and status["verified"] == "proof"
-        absent = c.tx_status(bytes(32))
+        unsent = c.sign(b"\x00")  # signed, never submitted: its (client, seq) is absent
+        absent = c.tx_status(unsent)
         assert absent["committed"] is False and absent["verified"] == "proof"
+        _no_status_lie_with_a_genuine_absence_proof(urls, genesis, c, put)
         assert not c._core.rejected
         chain = chain_from_genesis(genesis)
         raw = _rpc(urls[0], "revision")
