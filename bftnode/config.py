@@ -60,10 +60,11 @@ class NodeConfig:
     # so this caps the part of RSS that grows with the ledger (~65 MB at 1,000 for the main
     # DB, reached after ~9 million txs); lower trades that for slower reads of old data
     max_open_files: int = 1000
-    # keep a Merkle tree over the application state, tx records and client records, updated
-    # in each block's batch, with proofs for the last `state_versions` heights (docs/storage.md,
-    # "Authenticated state"). Off by default: block headers do not carry its root yet
-    authenticated_state: bool = False
+    # keep a Merkle tree over the application state and client records, updated in each
+    # block's batch, with proofs for the last `state_versions` heights (docs/storage.md,
+    # "State tree"); validators certify its root and every read answers with a proof. On by
+    # default: a client then trusts no single node (off: faster, reads must be trusted)
+    authenticated_state: bool = True
     state_versions: int = 100
     # RPC connection hygiene (docs/rpc.md, "Connections"): a request head must arrive within
     # rpc_header_timeout_s of connecting or of the previous answer (also the keep-alive idle

@@ -53,6 +53,7 @@ from bftnode.app import ops
 from bftnode.client import BadAnswer, ClientError, RPCCallError, SubscriptionClosed
 from bftnode.client import core as C
 from bftnode.client.aio import rpc_call
+from bftnode.config import NodeConfig
 from bftnode.keys import NodeKey
 from bftnode.rpc.errors import TOO_LARGE
 from consensus import Request, request_digest, sign_request
@@ -112,9 +113,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-open-files", type=int, metavar="N",
                    help="LevelDB table cache per DB of the fresh testnet's nodes "
                         "(config.toml `max_open_files`)")
-    p.add_argument("--authenticated-state", action="store_true",
-                   help="the fresh testnet's nodes keep the state tree (config.toml "
-                        "`authenticated_state = true`)")
+    p.add_argument("--authenticated-state", action=argparse.BooleanOptionalAction,
+                   default=None,
+                   help="the fresh testnet's nodes keep the state tree and certify its roots "
+                        "(config.toml `authenticated_state`, on by default); "
+                        "--no-authenticated-state turns it off")
     p.add_argument("--consensus", action="append", default=[], metavar="KEY=VALUE",
                    help="consensus override in the genesis of a fresh testnet (e.g. batch_max=400)")
     p.add_argument("--compare", nargs=2, metavar=("ARGS_A", "ARGS_B"),
@@ -783,7 +786,8 @@ def bench_once(args: argparse.Namespace) -> dict[str, Any]:
         result["fsync"] = not getattr(args, "no_fsync", False)
         if getattr(args, "max_open_files", None):
             result["max_open_files"] = args.max_open_files
-        result["authenticated_state"] = bool(getattr(args, "authenticated_state", False))
+        auth = getattr(args, "authenticated_state", None)
+        result["authenticated_state"] = NodeConfig.authenticated_state if auth is None else auth
         if getattr(args, "netns", False):
             result["netns"] = True
     return result
@@ -815,8 +819,7 @@ def _bench_once(args: argparse.Namespace) -> dict[str, Any]:
                             compression=getattr(args, "compression", None),
                             fsync=False if getattr(args, "no_fsync", False) else None,
                             max_open_files=getattr(args, "max_open_files", None),
-                            authenticated_state=True if getattr(
-                                args, "authenticated_state", False) else None,
+                            authenticated_state=getattr(args, "authenticated_state", None),
                             netns=getattr(args, "netns", False))
             started_here = True
             urls = [n["rpc"] for n in m["nodes"]]

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -366,6 +367,7 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
                                           authenticated_state=auth)
             write_config(cfgs[i])
     genesis = load_genesis(cfgs[0].genesis_path)
+    shutil.copyfile(cfgs[0].genesis_path, d / "genesis.json")  # what clients pin
     nodes = []
     for c, adv in zip(cfgs, advs, strict=True):
         nodes.append({

@@ -461,10 +461,14 @@ async def _query(ctx: CallContext, name: str, q: dict[str, Any], p: Any,
             rv.answer, enc, budget)
         try:
             if prove:  # at the latest certified height, over the state tree (proofs.py)
+                # ...that holds what the caller has seen: min_height, or the height at
+                # which the node reached min_revision
+                need = getattr(p, "min_height", None) or 0
                 if q.get("min_revision"):
                     await ctx.node.query("revision", {"min_revision": q["min_revision"]})
+                    need = max(need, ctx.node.height())
                 q.pop("min_revision", None)
-                cert = await pf.certified(ctx.node)
+                cert = await pf.certified(ctx.node, at_least=need)
                 return await rv.in_view(ctx, partial(pf.proven_query, ctx.node.app, name, q,
                                                      cert, shape))
             if getattr(ctx.node, "read", None) is None:  # a NodeAPI without read workers

@@ -53,16 +53,19 @@ def state_certificate(node: Any, height: int | None = None) -> Any:
     return fn(height) if callable(fn) else None
 
 
-async def certified(node: Any, height: int | None = None, wait_s: float = CERT_WAIT_S) -> Any:
-    """The certificate of `height` (latest: None), waiting up to `wait_s` for it (a block's
-    votes follow its execution); stale_read when there is none."""
+async def certified(node: Any, height: int | None = None, wait_s: float = CERT_WAIT_S,
+                    at_least: int = 0) -> Any:
+    """The certificate of `height` (latest: None, and then of a height >= `at_least`),
+    waiting up to `wait_s` for it (a block's votes follow its execution); stale_read when
+    there is none."""
     with trio.move_on_after(wait_s):
         while True:
             cert = state_certificate(node, height)
-            if cert is not None:
+            if cert is not None and (height is not None or cert.seq >= at_least):
                 return cert
             await trio.sleep(CERT_POLL_S)
-    what = "any height" if height is None else f"height {height}"
+    what = f"height {height}" if height is not None else (
+        f"a height >= {at_least}" if at_least else "any height")
     raise RPCError(STALE_READ, f"stale read: no state certificate for {what} yet on this "
                    "node; retry, or ask another node", {"height": node.height()})
 

@@ -47,6 +47,9 @@ def _session(urls, genesis, tmp_path):
         assert put["verified"] == "proof"
         got = c.get("color")
         assert (got["value"], got["verified"]) == ("blue", "proof")
+        for u in urls:  # a session's min_revision holds for proven reads too, on every node
+            seen = _rpc(u, "kv_get", key="color", min_revision=put["result"]["revision"])
+            assert seen["value"] == "blue" and seen["proof"]["height"] >= put["height"], seen
         assert c.get("missing")["found"] is False
         for i in range(20):
             c.put(f"list/{i:02d}", str(i))
