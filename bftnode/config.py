@@ -24,6 +24,7 @@ from storage.interface import COMPRESSIONS
 
 CONFIG_FILE = "config.toml"
 LOG_LEVELS = ("debug", "info", "warning", "error")
+DEFAULT_AUTHENTICATED_STATE = True  # NodeConfig.authenticated_state (docs/operations.md)
 _MULTIADDR = re.compile(r"^/ip[46]/[^/]+/tcp/\d{1,5}(/.*)?$")
 
 
@@ -64,7 +65,7 @@ class NodeConfig:
     # block's batch, with proofs for the last `state_versions` heights (docs/storage.md,
     # "State tree"); validators certify its root and every read answers with a proof. On by
     # default: a client then trusts no single node (off: faster, reads must be trusted)
-    authenticated_state: bool = True
+    authenticated_state: bool = DEFAULT_AUTHENTICATED_STATE
     state_versions: int = 100
     # RPC connection hygiene (docs/rpc.md, "Connections"): a request head must arrive within
     # rpc_header_timeout_s of connecting or of the previous answer (also the keep-alive idle

@@ -53,7 +53,7 @@ from bftnode.app import ops
 from bftnode.client import BadAnswer, ClientError, RPCCallError, SubscriptionClosed
 from bftnode.client import core as C
 from bftnode.client.aio import rpc_call
-from bftnode.config import NodeConfig
+from bftnode.config import DEFAULT_AUTHENTICATED_STATE
 from bftnode.keys import NodeKey
 from bftnode.rpc.errors import TOO_LARGE
 from consensus import Request, request_digest, sign_request
@@ -787,7 +787,7 @@ def bench_once(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, "max_open_files", None):
             result["max_open_files"] = args.max_open_files
         auth = getattr(args, "authenticated_state", None)
-        result["authenticated_state"] = NodeConfig.authenticated_state if auth is None else auth
+        result["authenticated_state"] = DEFAULT_AUTHENTICATED_STATE if auth is None else auth
         if getattr(args, "netns", False):
             result["netns"] = True
     return result

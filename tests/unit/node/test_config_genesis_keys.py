@@ -141,14 +141,14 @@ def test_duplicate_validator_key_is_rejected():
 def test_config_round_trips_through_toml(tmp_path):
     c = NodeConfig(home=tmp_path, node_index=2, chain_id="c1", rpc_port=30000,
                    compression="none", fsync=False, max_open_files=300,
-                   authenticated_state=True, state_versions=7)
+                   authenticated_state=False, state_versions=7)
     write_config(c)
     c2 = load_config(tmp_path)
     assert c2 == NodeConfig(home=tmp_path.resolve(), node_index=2, chain_id="c1",
                             rpc_port=30000, compression="none",
                             fsync=False, max_open_files=300,
-                            authenticated_state=True, state_versions=7)
-    assert not NodeConfig(home=tmp_path, node_index=0, chain_id="c").authenticated_state
+                            authenticated_state=False, state_versions=7)
+    assert NodeConfig(home=tmp_path, node_index=0, chain_id="c").authenticated_state  # on
     assert NodeConfig(home=tmp_path, node_index=0, chain_id="c").fsync  # fsync by default
     assert c2.rpc_host == "127.0.0.1"  # loopback unless the operator says otherwise
     assert c2.key_path == tmp_path.resolve() / "node_key.json"
