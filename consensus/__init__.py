@@ -17,6 +17,7 @@ from .auth import (
 from .codec import batch_digest, chain_digest, decode, digest, encode, request_digest
 from .errors import ConsensusError, DecodeError, InvariantViolation, LocalProtocolError
 from .events import (
+    CheckSnapshotChunk,
     ClientRequest,
     ClientRequests,
     ClientsLoaded,
@@ -37,18 +38,23 @@ from .events import (
     Rejected,
     Send,
     ServeFetch,
+    ServeSnapshot,
+    SnapshotChecked,
+    SnapshotRead,
     StableCheckpoint,
     Tick,
     ViewState,
 )
 from .evidence import EvidenceOp, parse_evidence_op, verify_proof
 from .messages import (
+    BlocksPruned,
     BlockSync,
     Checkpoint,
     Commit,
     CommittedBlock,
     Conflict,
     FetchBlocks,
+    FetchSnapshot,
     Forward,
     Message,
     NewView,
@@ -56,6 +62,8 @@ from .messages import (
     PreparedProof,
     PrePrepare,
     Request,
+    SnapshotChunk,
+    StateVote,
     Status,
     ViewChange,
 )

@@ -20,6 +20,7 @@ from .messages import (
     PreparedProof,
     PrePrepare,
     Request,
+    SnapshotChunk,
     ViewChange,
 )
 
@@ -54,6 +55,10 @@ class FetchedBlocks:
 
     to: int
     blocks: tuple[CommittedBlock, ...]
+    # the shell's lowest kept block, when the fetch started below it (else 0), and the
+    # height it serves a snapshot at: the replica answers BLOCKS-PRUNED
+    base: int = 0
+    snapshot_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +78,27 @@ class ClientsLoaded:
     clients: tuple[tuple[bytes, tuple[int, ...]], ...]
 
 
-Event = Tick | Receive | ClientRequest | ClientRequests | FetchedBlocks | ClientsLoaded
+@dataclass(frozen=True, slots=True)
+class SnapshotRead:
+    """The shell's answer to `ServeSnapshot`: the page to send (unsigned; `replica` is ours)."""
+
+    to: int
+    chunk: SnapshotChunk
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChecked:
+    """The shell's verdict on a `CheckSnapshotChunk`: `error` (the page or its certificate is
+    bad), else the next page's first key, or None: the snapshot is installed."""
+
+    peer: int
+    height: int
+    next_key: bytes | None
+    error: str = ""
+
+
+Event = (Tick | Receive | ClientRequest | ClientRequests | FetchedBlocks | ClientsLoaded
+         | SnapshotRead | SnapshotChecked)
 
 # ---------------------------------------------------------------- persisted records
 
@@ -203,6 +228,25 @@ class LoadClients:
     through: int
 
 
+@dataclass(frozen=True, slots=True)
+class ServeSnapshot:
+    """Read the page of our snapshot at `height` (0: the latest we serve) from `after_key` for
+    replica `to`, then step `SnapshotRead` (or nothing, if we serve none)."""
+
+    to: int
+    height: int
+    after_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSnapshotChunk:
+    """Verify a page of the snapshot we fetch (certificate, range proof), stage it, install the
+    snapshot after its last page; then step `SnapshotChecked`."""
+
+    sender: int
+    chunk: SnapshotChunk
+
+
 @dataclass(slots=True)
 class Output:
     persist: list[Record] = field(default_factory=list)
@@ -212,6 +256,7 @@ class Output:
     evidence: list[Evidence] = field(default_factory=list)
     fetch: list[ServeFetch] = field(default_factory=list)
     load_clients: list[LoadClients] = field(default_factory=list)
+    snapshot: list[ServeSnapshot | CheckSnapshotChunk] = field(default_factory=list)
     next_deadline_ms: int | None = None
 
     def extend(self, other: Output) -> None:
@@ -222,6 +267,7 @@ class Output:
         self.evidence.extend(other.evidence)
         self.fetch.extend(other.fetch)
         self.load_clients.extend(other.load_clients)
+        self.snapshot.extend(other.snapshot)
         if other.next_deadline_ms is not None and (
             self.next_deadline_ms is None or other.next_deadline_ms < self.next_deadline_ms
         ):

@@ -154,6 +154,59 @@ class Conflict(_Msg, tag=14):
     sig: Sig = b""
 
 
+class StateVote(_Msg, tag=15):
+    """A replica's signature over a block's post-execution roots (issue 28's contract; the
+    roots under certificates). 2f+1 equal ones certify the roots at `seq`."""
+
+    seq: U63
+    block_hash: Digest
+    state_root: Digest
+    results_root: Digest
+    replica: ReplicaNo
+    sig: Sig = b""
+
+
+MAX_SNAPSHOT_KEY = 8192  # a tree key: an app key (<= 4 KiB) with its namespace, or a tx hash
+MAX_SNAPSHOT_ITEMS = 4096  # entries in a SNAPSHOT-CHUNK
+SnapshotKey = Annotated[bytes, msgspec.Meta(max_length=MAX_SNAPSHOT_KEY)]
+
+
+class BlocksPruned(_Msg, tag=16):
+    """Answer to a FETCH-BLOCKS below the sender's lowest kept block: fetch a snapshot."""
+
+    base: U63  # the lowest block the sender keeps
+    snapshot_seq: U63  # the height it serves a snapshot at (0: none)
+    replica: ReplicaNo
+    sig: Sig = b""
+
+
+class FetchSnapshot(_Msg, tag=17):
+    """Ask for the page of the state at `height` (0: the peer's choice) from `after_key`."""
+
+    height: U63
+    after_key: SnapshotKey
+    replica: ReplicaNo
+    sig: Sig = b""
+
+
+class SnapshotChunk(_Msg, tag=18):
+    """One page of a certified snapshot (storage.snapshot): tree entries from `after_key` in
+    key order and their range proof; the first page (after_key b"") also carries the block at
+    `height` with its commit certificate, its prev hash and the roots' certificate."""
+
+    height: U63
+    after_key: SnapshotKey
+    items: Annotated[tuple[tuple[SnapshotKey, bytes], ...],
+                     msgspec.Meta(max_length=MAX_SNAPSHOT_ITEMS)]
+    proof: bytes
+    more: bool
+    block: CommittedBlock | None
+    prev_hash: bytes
+    certificate: Annotated[tuple[StateVote, ...], msgspec.Meta(max_length=MAX_REPLICAS)]
+    replica: ReplicaNo
+    sig: Sig = b""
+
+
 Message = (
     Request
     | PrePrepare
@@ -167,6 +220,10 @@ Message = (
     | FetchBlocks
     | BlockSync
     | Conflict
+    | StateVote
+    | BlocksPruned
+    | FetchSnapshot
+    | SnapshotChunk
 )
 
 SIGNED_REPLICA_MESSAGES = (
@@ -181,4 +238,8 @@ SIGNED_REPLICA_MESSAGES = (
     FetchBlocks,
     BlockSync,
     Conflict,
+    StateVote,
+    BlocksPruned,
+    FetchSnapshot,
+    SnapshotChunk,
 )
