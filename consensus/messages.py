@@ -167,7 +167,7 @@ class StateVote(_Msg, tag=15):
 
 
 MAX_SNAPSHOT_KEY = 8192  # a tree key: an app key (<= 4 KiB) with its namespace, or a tx hash
-MAX_SNAPSHOT_ITEMS = 4096  # entries in a SNAPSHOT-CHUNK
+MAX_SNAPSHOT_ITEMS = 16_384  # entries in a SNAPSHOT-CHUNK
 SnapshotKey = Annotated[bytes, msgspec.Meta(max_length=MAX_SNAPSHOT_KEY)]
 
 

@@ -35,6 +35,7 @@ class HeldSnapshot:
     def __init__(self, store: LedgerSnapshot) -> None:
         self._stack = ExitStack()
         self.reader: KVReader = self._stack.enter_context(store._kv.snapshot())
+        self.item_bytes = 0  # the last page's mean entry size: sizes the next page
 
     def close(self) -> None:
         self._stack.close()
@@ -59,6 +60,8 @@ class LedgerSnapshot(LedgerCore):
         storage.StaleVersion if the held snapshot has no tree at `height`."""
         auth = self.auth
         assert auth is not None
+        if held.item_bytes:  # one proof per page, not two, while entry sizes stay alike
+            max_items = max(1, min(max_items, max_bytes // held.item_bytes))
         _, entries, proof = auth.prove(height, after_key, None, max_items + 1, held.reader)
         more = len(entries) > max_items
         entries = entries[:max_items]
@@ -72,6 +75,8 @@ class LedgerSnapshot(LedgerCore):
         if more:
             entries = entries[:cut]
             _, entries, proof = auth.prove(height, after_key, None, cut, held.reader)
+        if entries:
+            held.item_bytes = max(1, sum(len(k) + len(v) for k, v in entries) // len(entries))
         return SnapshotPage(height, after_key, tuple(entries), proof, more)
 
     # ------------------------------------------------------------------ import

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from . import keys
 from .merkle_proof import ProofError, verify_range
 
-SNAPSHOT_PAGE_BYTES = 256 * 1024  # key + value bytes per page (a page's proof adds ~25 %)
-SNAPSHOT_PAGE_ITEMS = 4096
+SNAPSHOT_PAGE_BYTES = 1024 * 1024  # key + value bytes per page (its proof adds ~25 %; frames
+# are at most 8 MiB)
+SNAPSHOT_PAGE_ITEMS = 16_384  # = consensus.messages.MAX_SNAPSHOT_ITEMS
 
 
 @dataclass(frozen=True, slots=True)

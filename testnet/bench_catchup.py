@@ -42,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="afterwards, offer --flat-rate tx/s this long and sample the ledger "
                         "directory sizes every --sample-seconds")
     p.add_argument("--flat-rate", type=float, default=900.0)
+    p.add_argument("--flat-retain", type=int, default=1000,
+                   help="retain_blocks of every node during the --flat-seconds run")
     p.add_argument("--sample-seconds", type=float, default=30.0)
     p.add_argument("--json", action="store_true")
 
@@ -162,6 +164,7 @@ def _flat(d: Path, m: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
     """Ledger directory sizes (bytes) of every node every `sample_seconds` under load."""
     homes = [load_config(n["home"]).data_path for n in m["nodes"]]
     urls = [n["rpc"] for n in m["nodes"]]
+    _set_retain(d, m, [0, 1, 2, 3], args.flat_retain)
     samples: list[dict[str, Any]] = []
     stop = threading.Event()
 
@@ -182,7 +185,8 @@ def _flat(d: Path, m: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
         stop.set()
         th.join()
     samples.append({"t": "end", "bytes": [_du(h) for h in homes], "height": _height(urls[0])})
-    out = {"rate": args.flat_rate, "seconds": args.flat_seconds, "samples": samples,
+    out = {"rate": args.flat_rate, "seconds": args.flat_seconds,
+           "retain_blocks": args.flat_retain, "samples": samples,
            "tx_per_s": load.get("tx_per_s"), "lost": load.get("lost")}
     after = _rejoin(d, m, 3, args.timeout)  # a wiped node still rejoins
     out["rejoin_after"] = after

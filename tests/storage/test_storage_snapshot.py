@@ -189,8 +189,12 @@ def test_a_page_with_a_dropped_altered_or_extra_entry_is_refused(data):
     items = list(page.items)
     how = data.draw(st.sampled_from(["drop", "alter", "extra", "swap", "last", "root"]))
     more = page.more
-    if how == "drop":
-        del items[data.draw(st.integers(0, len(items) - 1))]
+    if how == "drop":  # (dropping a page's LAST entry with more=True only ends it earlier:
+        # the next page starts there, nothing is lost, and the proof still holds)
+        last = len(items) - (2 if more else 1)
+        if last < 0:
+            return
+        del items[data.draw(st.integers(0, last))]
     elif how == "alter":
         j = data.draw(st.integers(0, len(items) - 1))
         k, v = items[j]
