@@ -42,7 +42,7 @@ from .health import HealthBounds, HealthMixin
 from .metrics import MetricsMixin
 from .ports import Application, ReplicaFactory, ReplicaLike, Store, Transport
 from .reads import ReadsMixin
-from .snapshot import CertificateSource, SnapshotShell
+from .snapshot import CertificateSource, SnapshotShell, snapshot_convictions
 from .submit import SubmitMixin
 from .verify_cache import CachingVerifier
 from .waiters import Waiter, WaitersMixin
@@ -209,6 +209,9 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
         await self._drain_executor()  # nothing commits while pages are checked or installed
         verdict, installed = await trio.to_thread.run_sync(self.snapshots.check, act)
         if installed:
+            convictions = snapshot_convictions(self.app, self.store)
+            if convictions:
+                await trio.to_thread.run_sync(self.store.persist, convictions)
             restored = await trio.to_thread.run_sync(
                 partial(self.store.recover, max_clients=self.consensus_config.max_clients))
             self.replica = self._replica_factory(self.consensus_config, self.index, self.auth,

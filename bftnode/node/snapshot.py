@@ -7,8 +7,9 @@ certified height this node can serve, read page by page (storage.ledger_snapshot
 `SnapshotShell.check` answers `CheckSnapshotChunk`: the first page's block and roots
 certificate (consensus.phases.snapshot.check_first_page), each page's range proof against the
 certified root (storage.snapshot.verify_page), staged; after the last page the import is
-finished (the tree rebuilt and compared with the certified root) and the caller restores the
-replica from storage. `prune_step` deletes old blocks in one bounded step per commit.
+finished (the tree rebuilt and compared with the certified root); the caller persists the
+convictions the snapshot's state records (`snapshot_convictions`) and restores the replica
+from storage. `prune_step` deletes old blocks in one bounded step per commit.
 
 Certificates come from ONE source, `certificates()` -> the latest certificate (an object with
 seq, block_hash, state_root, results_root, votes: storage.interface.StateCertificate once the
@@ -28,6 +29,7 @@ from consensus import (
     Authenticator,
     CheckSnapshotChunk,
     Config,
+    Conviction,
     ServeSnapshot,
     SnapshotChecked,
     SnapshotChunk,
@@ -91,6 +93,13 @@ def signing_certificates(store: Any, config: Config, auths: list[Authenticator],
         return StateCert(h, block.hash, root, bytes(32), votes)
 
     return latest
+
+
+def snapshot_convictions(app: Any, store: Any) -> list[Conviction]:
+    """The convictions an installed snapshot's state records (the app's `convictions`), as the
+    records a node persists so that its replica (`recover()`) knows them."""
+    read = getattr(app, "convictions", None)
+    return [] if read is None else [Conviction(r, h, k) for r, h, k in read(store.state())]
 
 
 @dataclass(slots=True)

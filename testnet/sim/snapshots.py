@@ -1,7 +1,8 @@
 """Snapshot catch-up and block pruning in the simulator: each replica's `SnapshotShell`
 (bftnode.node.snapshot, the node's own code) over its MemoryStore, certifying roots with the
 cluster's keys (the stand-in for the protocol's certificates); wiping a replica's disk; and,
-after a replica installs a snapshot, rebuilding it from its store and telling the checkers
+after a replica installs a snapshot, persisting the convictions its state records, rebuilding
+it from its store and telling the checkers
 which blocks and requests the snapshot covered.
 Imports: stdlib, bftnode.node.snapshot, storage, testnet.sim.stores.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bftnode.node.snapshot import SnapshotShell, signing_certificates
+from bftnode.node.snapshot import SnapshotShell, signing_certificates, snapshot_convictions
 from storage.memory import MemoryStore
 
 from .stores import SimBlocks, SimRecords
@@ -53,6 +54,10 @@ def installed(cluster: Any, node: Any) -> None:
     """After a snapshot install: the replica restarts from its store; its executed log gets
     the snapshot's block; requests the snapshot holds count as executed by it."""
     store = node.store
+    convictions = snapshot_convictions(cluster.app, store)
+    if convictions:
+        node.records.apply(convictions)
+        store.persist(convictions)
     node.replica = cluster.factory(cluster.config, node.rid, node.auth,
                                    store.recover(max_clients=cluster.config.max_clients))
     h = store.height()

@@ -38,3 +38,18 @@ def test_without_pruning_the_wiped_replica_replays_every_block():
     assert res.ok, res.failure_text()
     assert cluster.counts.get("snapshots_installed", 0) == 0
     assert cluster.by_rid[3][0].store.base_height() == 1
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_replica_that_rejoins_by_snapshot_learns_the_convictions_below_it(seed):
+    cluster = SimCluster(_opts(byzantine={0: ["equivocate"]}, requests=160), seed)
+    res = cluster.run()
+    assert res.ok, res.failure_text()
+    assert cluster.counts.get("snapshots_installed", 0) >= 1
+    wiped = cluster.by_rid[3][0]
+    honest = [cluster.by_rid[i][0] for i in (1, 2)]
+    convicted = {r: seq for r, (seq, _kind) in honest[0].replica.convicted.items()}
+    assert list(convicted) == [0]
+    assert convicted[0] < wiped.store.base_height()  # convicted in a block it never executed
+    assert {r: seq for r, (seq, _kind) in wiped.replica.convicted.items()} == convicted
+    assert [c.replica for c in wiped.store.recover().convicted] == [0]
