@@ -20,6 +20,7 @@ Imports: stdlib, consensus, storage.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,6 +133,8 @@ class SnapshotShell:
         self.certificates = certificates or store_certificates(store)
         self.clock = clock
         self._sessions: dict[int, _Session] = {}
+        # serve (the replica's worker thread) and prune_step (the executor's) both expire
+        self._lock = threading.Lock()
         self._fetch: _Fetch | None = None
         self.installed = 0  # snapshots installed
         self.served_pages = 0
@@ -165,16 +168,21 @@ class SnapshotShell:
     # ------------------------------------------------------------------ serving
 
     def _expire(self) -> None:
-        now = self.clock()
-        for peer, s in list(self._sessions.items()):
-            if now - s.used > SESSION_IDLE_S:
-                s.held.close()
-                del self._sessions[peer]
+        with self._lock:
+            now = self.clock()
+            for peer, s in list(self._sessions.items()):
+                if now - s.used > SESSION_IDLE_S:
+                    s.held.close()
+                    del self._sessions[peer]
 
     def serve(self, act: ServeSnapshot) -> SnapshotRead | None:
         """The page asked for, or None (no snapshot to serve, too many sessions, a page of a
         session that is gone): the fetching peer then gives up on us and asks another."""
         self._expire()
+        with self._lock:
+            return self._serve(act)
+
+    def _serve(self, act: ServeSnapshot) -> SnapshotRead | None:
         s = self._sessions.get(act.to)
         if act.after_key == b"":
             if s is not None:
@@ -212,9 +220,10 @@ class SnapshotShell:
         return s
 
     def close(self) -> None:
-        for s in self._sessions.values():
-            s.held.close()
-        self._sessions.clear()
+        with self._lock:
+            for s in self._sessions.values():
+                s.held.close()
+            self._sessions.clear()
 
     # ------------------------------------------------------------------ fetching
 
