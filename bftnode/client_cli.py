@@ -2,8 +2,9 @@
 
 Owns the client subcommands and their output: human text by default, exactly one JSON object
 on stdout with `--json` (errors too: {"error": {...}}). Common options (`--rpc URL`, repeatable
-for failover; `--key FILE`, created on first use; `--json`; `--timeout`) may be given before or
-after the subcommand. Exit codes: 0 ok, 1 failed (node error, rejected/failed tx, timeout),
+for failover; `--key FILE`, created on first use; `--json`; `--timeout`; `--genesis FILE`, the
+pinned validator set; `--trust-node`) may be given before or after the subcommand. Reads are
+verified against the pinned set, and refused without one unless `--trust-node`. Exit codes: 0 ok, 1 failed (node error, rejected/failed tx, timeout),
 2 usage. Imports: stdlib, bftnode.client, bftnode.app.ops (lazily). Must not import trio.
 """
 
@@ -34,6 +35,14 @@ def _common(p: argparse.ArgumentParser, top: bool) -> None:
     p.add_argument("--timeout", type=float, metavar="SECONDS",
                    help="how long to wait for a commit (default 10)",
                    **({"default": 10.0} if top else d))
+    p.add_argument("--genesis", metavar="FILE",
+                   help="the chain's genesis file: pins the validator set every answer is "
+                        "verified against (default $BFTNODE_GENESIS, or genesis.json in the "
+                        "client home: $BFTNODE_HOME or ~/.bftnode)",
+                   **({"default": None} if top else d))
+    p.add_argument("--trust-node", action="store_true",
+                   help="read without verifying proofs (trusts the node that answers)",
+                   **({"default": False} if top else d))
 
 
 def add_client_arguments(subparsers: Any) -> argparse.ArgumentParser:
@@ -141,6 +150,9 @@ def add_client_arguments(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--token", type=int, required=True)
 
     p = leaf("tx", cmd_tx, "a committed tx by hash (with its commit certificate)")
+    p.add_argument("hash")
+    p = leaf("tx-status", cmd_tx_status, "is tx HASH committed? (COMMITTED, PENDING, "
+             "EXPIRED or UNKNOWN)")
     p.add_argument("hash")
     p = leaf("block", cmd_block, "a committed block (latest if no HEIGHT)")
     p.add_argument("height", nargs="?", type=int)
@@ -265,6 +277,14 @@ def cmd_tx(c: Any, a: argparse.Namespace) -> tuple[dict, str]:
     return r, text
 
 
+def cmd_tx_status(c: Any, a: argparse.Namespace) -> tuple[dict, str]:
+    r = c.tx_status(a.hash)
+    tx = r.get("tx") or {}
+    text = f"{r.get('status')} height={r.get('height')}" + (
+        f" code={tx.get('code')} ({tx.get('code_name')})" if r.get("committed") else "")
+    return r, text
+
+
 def cmd_block(c: Any, a: argparse.Namespace) -> tuple[dict, str]:
     r = c.block(a.height)
     text = (f"block {r['height']} hash={r['hash']}\nprev_hash={r['prev_hash']} time={r['time']} "
@@ -360,11 +380,19 @@ def run_client(args: argparse.Namespace) -> int:
     if func is None:
         print("error: give a client command (see `bftnode client --help`)", file=sys.stderr)
         return EXIT_USAGE
-    from .client import Client, ClientError
+    from .client import Client, ClientError, find_genesis
     from .keys import KeyFileError
 
+    trust = bool(getattr(args, "trust_node", False))
+    genesis = find_genesis(getattr(args, "genesis", None))
+    if genesis is None and not trust and func in READS:
+        print("error: refusing to read unverified: pin the validator set with --genesis FILE "
+              "(or $BFTNODE_GENESIS, or genesis.json in the client home), or pass "
+              "--trust-node to trust the node that answers", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        with Client(_urls(args), args.key_file, timeout=args.timeout) as c:
+        with Client(_urls(args), args.key_file, timeout=args.timeout, genesis=genesis,
+                    trust_node=trust) as c:
             out = func(c, args)
     except (ClientError, KeyFileError, ValueError) as exc:
         code = getattr(exc, "code", None)
@@ -384,6 +412,10 @@ def run_client(args: argparse.Namespace) -> int:
     obj, text = out
     print(json.dumps(obj) if as_json else text)
     return EXIT_OK
+
+
+# commands whose answers are proven (docs/rpc.md "Proofs"): never read unverified by default
+READS = (cmd_get, cmd_range, cmd_lease_ttl, cmd_lock_status, cmd_leader, cmd_tx, cmd_tx_status)
 
 
 def main(argv: list[str] | None = None) -> int:

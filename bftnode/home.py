@@ -39,6 +39,7 @@ def init_home(
     p2p_port: int | None = None,
     rpc_port: int | None = None,
     rpc_host: str = "127.0.0.1",
+    p2p_host: str = "127.0.0.1",
     log_level: str = "info",
     overrides: dict[str, Any] | None = None,
 ) -> NodeConfig:
@@ -60,7 +61,7 @@ def init_home(
             node_index < len(genesis.validators)) else 26656
     cfg = NodeConfig(
         home=h, node_index=node_index, chain_id=genesis.chain_id,
-        p2p_listen=f"/ip4/127.0.0.1/tcp/{p2p_port}",
+        p2p_listen=f"/ip4/{p2p_host}/tcp/{p2p_port}",
         rpc_host=rpc_host, rpc_port=26657 if rpc_port is None else rpc_port,
         log_level=log_level, **(overrides or {}),
     )
@@ -77,9 +78,11 @@ def create_local_chain(
     chain_id: str | None = None,
     consensus: dict[str, Any] | None = None,
     log_level: str = "info",
+    hosts: list[str] | None = None,
 ) -> list[NodeConfig]:
-    """Create `root/node0..node{n-1}` homes for one new chain on 127.0.0.1. If the homes already
-    exist for the same n, their configs are returned unchanged (same chain: a restart)."""
+    """Create `root/node0..node{n-1}` homes for one new chain, node i listening (p2p and RPC)
+    on `hosts[i]` (default 127.0.0.1). If the homes already exist for the same n, their
+    configs are returned unchanged (same chain: a restart)."""
     r = Path(root).resolve()
     homes = [r / f"node{i}" for i in range(n)]
     if all((h / CONFIG_FILE).exists() for h in homes):
@@ -92,10 +95,13 @@ def create_local_chain(
         homes[0] / CONFIG_FILE
     ).exists():
         raise HomeError(f"{r} holds a partial or different testnet; remove it or use another dir")
+    if hosts is not None and len(hosts) != n:
+        raise HomeError(f"{len(hosts)} hosts for {n} nodes")
+    hosts = hosts or ["127.0.0.1"] * n
     keys = [NodeKey.generate() for _ in range(n)]
     genesis = make_genesis(
         chain_id or f"bftnode-local-{secrets.token_hex(3)}",
-        [(k.public_key, f"/ip4/127.0.0.1/tcp/{ports_for(i, base_port)[0]}")
+        [(k.public_key, f"/ip4/{hosts[i]}/tcp/{ports_for(i, base_port)[0]}")
          for i, k in enumerate(keys)],
         genesis_time_ms=time.time_ns() // 1_000_000,
         consensus=consensus,
@@ -104,5 +110,6 @@ def create_local_chain(
     for i, (h, k) in enumerate(zip(homes, keys, strict=True)):
         p2p, rpc = ports_for(i, base_port)
         cfgs.append(init_home(h, genesis=genesis, node_index=i, key=k, p2p_port=p2p,
-                              rpc_port=rpc, log_level=log_level))
+                              rpc_port=rpc, rpc_host=hosts[i], p2p_host=hosts[i],
+                              log_level=log_level))
     return cfgs

@@ -36,6 +36,12 @@ class NodeMetrics:
         self.evidence = Counter(
             "bftnode_evidence", "Misbehaviour evidence by kind", ["kind", "replica"], registry=r
         )
+        self.state_certificates = Gauge(
+            "bftnode_certified_height", "Highest block with a stored state certificate",
+            registry=r)
+        self.state_divergences = Counter(
+            "bftnode_state_divergences",
+            "Blocks whose roots 2f+1 validators certify differently from ours", registry=r)
         self.step_seconds = Histogram(
             "bftnode_step_seconds", "Replica.step + applying its Output", registry=r,
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),

@@ -26,6 +26,7 @@ from .events import (
     Event,
     Evidence,
     Execute,
+    Executed,
     FetchedBlocks,
     LoadClients,
     Output,
@@ -42,6 +43,8 @@ from .events import (
     SnapshotChecked,
     SnapshotRead,
     StableCheckpoint,
+    StateCertified,
+    StateDivergence,
     Tick,
     ViewState,
 )

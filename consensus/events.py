@@ -21,6 +21,7 @@ from .messages import (
     PrePrepare,
     Request,
     SnapshotChunk,
+    StateVote,
     ViewChange,
 )
 
@@ -97,8 +98,21 @@ class SnapshotChecked:
     error: str = ""
 
 
-Event = (Tick | Receive | ClientRequest | ClientRequests | FetchedBlocks | ClientsLoaded
-         | SnapshotRead | SnapshotChecked)
+@dataclass(frozen=True, slots=True)
+class Executed:
+    """Block `seq` is stored with these post-execution roots (the shell, after the commit).
+    With `Config.state_votes` on, the replica signs and broadcasts them as a StateVote."""
+
+    seq: int
+    block_hash: bytes
+    state_root: bytes
+    results_root: bytes
+
+
+Event = (
+    Tick | Receive | ClientRequest | ClientRequests | FetchedBlocks | ClientsLoaded | Executed
+    | SnapshotRead | SnapshotChecked
+)
 
 # ---------------------------------------------------------------- persisted records
 
@@ -247,6 +261,26 @@ class CheckSnapshotChunk:
     chunk: SnapshotChunk
 
 
+@dataclass(frozen=True, slots=True)
+class StateCertified:
+    """2f+1 StateVotes (exactly, sorted by replica) with equal roots for block `seq`: the
+    shell stores them as the block's state certificate."""
+
+    seq: int
+    votes: tuple[StateVote, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StateDivergence:
+    """Alarm: 2f+1 replicas certify other roots for block `seq` than this replica computed.
+    Its state differs from the quorum's (a bug or a corrupted disk): the shell logs it at
+    error level and counts it; the simulator reports it as a violation."""
+
+    seq: int
+    ours: tuple[bytes, bytes, bytes]  # (block_hash, state_root, results_root)
+    certified: tuple[bytes, bytes, bytes]
+
+
 @dataclass(slots=True)
 class Output:
     persist: list[Record] = field(default_factory=list)
@@ -257,6 +291,8 @@ class Output:
     fetch: list[ServeFetch] = field(default_factory=list)
     load_clients: list[LoadClients] = field(default_factory=list)
     snapshot: list[ServeSnapshot | CheckSnapshotChunk] = field(default_factory=list)
+    certified: list[StateCertified] = field(default_factory=list)
+    divergence: list[StateDivergence] = field(default_factory=list)
     next_deadline_ms: int | None = None
 
     def extend(self, other: Output) -> None:
@@ -268,6 +304,8 @@ class Output:
         self.fetch.extend(other.fetch)
         self.load_clients.extend(other.load_clients)
         self.snapshot.extend(other.snapshot)
+        self.certified.extend(other.certified)
+        self.divergence.extend(other.divergence)
         if other.next_deadline_ms is not None and (
             self.next_deadline_ms is None or other.next_deadline_ms < self.next_deadline_ms
         ):

@@ -155,8 +155,8 @@ class Conflict(_Msg, tag=14):
 
 
 class StateVote(_Msg, tag=15):
-    """A replica's signature over a block's post-execution roots (issue 28's contract; the
-    roots under certificates). 2f+1 equal ones certify the roots at `seq`."""
+    """A replica's post-execution roots of block `seq` (sent after the block is stored, with
+    `Config.state_votes` on); 2f+1 equal ones certify the roots (consensus.state_votes)."""
 
     seq: U63
     block_hash: Digest
@@ -166,7 +166,7 @@ class StateVote(_Msg, tag=15):
     sig: Sig = b""
 
 
-MAX_SNAPSHOT_KEY = 8192  # a tree key: an app key (<= 4 KiB) with its namespace, or a tx hash
+MAX_SNAPSHOT_KEY = 8192  # a tree key: an app key (<= 4 KiB) with its keyspace and namespace
 MAX_SNAPSHOT_ITEMS = 16_384  # entries in a SNAPSHOT-CHUNK
 SnapshotKey = Annotated[bytes, msgspec.Meta(max_length=MAX_SNAPSHOT_KEY)]
 

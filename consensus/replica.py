@@ -31,6 +31,7 @@ from .events import (
     ClientRequests,
     ClientsLoaded,
     Event,
+    Executed,
     FetchedBlocks,
     Output,
     Receive,
@@ -57,6 +58,7 @@ from .messages import (
     PrePrepare,
     Request,
     SnapshotChunk,
+    StateVote,
     Status,
     ViewChange,
 )
@@ -73,9 +75,11 @@ from .phases.report import ReportMixin
 from .phases.restore import RestoreMixin
 from .phases.snapshot import SnapshotMixin
 from .phases.state import Key, ReplicaState
+from .phases.state_roots import StateRootsMixin
 from .phases.view_change import ViewChangeMixin
 from .primary_watch import PrimaryWatch
 from .request_timer import RequestTimer
+from .state_votes import StateVotes
 from .types import Config
 from .view_change import ViewChangeVotes
 
@@ -103,6 +107,7 @@ class Replica(
     RestoreMixin,
     LivenessMixin,
     ReportMixin,
+    StateRootsMixin,
     ReplicaState,
 ):
     """One PBFT replica. Feed it events with `step`; apply each Output in order.
@@ -179,6 +184,8 @@ class Replica(
         # our block hash at each checkpoint seq we executed: from a window below the stable
         # checkpoint up, bounded like the checkpoint votes (judges peers' checkpoints)
         self._own_checkpoints: dict[int, bytes] = {}
+        self._state_votes = StateVotes(config)  # StateVotes and certificates (state_roots)
+        self._own_roots: dict[int, bytes] = {}
         self._vcs = ViewChangeVotes()
         self._new_view: NewView | None = None  # the NEW-VIEW of the current view (sent/accepted)
         self._failed_vcs = 0
@@ -311,6 +318,8 @@ class Replica(
             self._on_snapshot_checked(event)
         elif isinstance(event, ClientsLoaded):
             self._on_clients_loaded(event)
+        elif isinstance(event, Executed):
+            self._on_executed(event)
         else:
             raise LocalProtocolError(f"unknown event {type(event).__name__}")
         self._after_step()
@@ -441,6 +450,8 @@ class Replica(
             return
         if isinstance(msg, Forward) and self.forward_over_rate(sender, msg):
             return
+        if isinstance(msg, StateVote) and not self._state_vote_wanted(msg):
+            return
         if not self.auth.verify(msg):
             self._evidence("bad-signature", sender, f"bad signature on {type(msg).__name__}")
             return
@@ -478,6 +489,8 @@ class Replica(
             self.on_fetch_snapshot(sender, msg)
         elif isinstance(msg, SnapshotChunk):
             self.on_snapshot_chunk(sender, msg)
+        elif isinstance(msg, StateVote):
+            self.on_state_vote(sender, msg)
 
     def _normal_gate(self, sender: int, msg: PrePrepare | Prepare | Commit) -> bool:
         """View, mode and window checks shared by pre-prepare, prepare and commit."""

@@ -107,6 +107,10 @@ class Config:
     # clients kept in the dedup table (~0.6 KB each at window 4,096); the least recently
     # executed are evicted and loaded back from storage when they return (LoadClients)
     max_clients: int = 16_384
+    # sign each executed block's post-execution roots (StateVote) and collect 2f+1 of them
+    # into state certificates (consensus.state_votes); the node turns it on with
+    # authenticated_state. Not part of genesis: a replica with it off ignores StateVotes
+    state_votes: bool = False
 
     def __post_init__(self) -> None:
         if self.n < 4 or (self.n - 1) % 3 != 0:

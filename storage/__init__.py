@@ -9,6 +9,7 @@ Imports: stdlib, plyvel, msgspec, structlog and consensus (types/codec/messages/
 from .interface import (
     BlockCommit,
     CorruptionError,
+    StateCertificate,
     StateChunk,
     StateReader,
     StorageError,
@@ -21,6 +22,7 @@ from .leveldb import LevelDBStore, open_store
 from .memory import MemoryStore, SimulatedCrash
 from .merkle_proof import ProofError, verify_absence, verify_membership, verify_range
 from .merkle_tree import StaleVersion
+from .results_root import result_leaf, results_proof, results_root, verify_result
 
 __all__ = [
     "BlockCommit",
@@ -31,6 +33,7 @@ __all__ = [
     "MemoryStore",
     "SCHEMA_VERSION",
     "SimulatedCrash",
+    "StateCertificate",
     "StateChunk",
     "StateReader",
     "StorageError",
@@ -43,4 +46,8 @@ __all__ = [
     "verify_absence",
     "verify_membership",
     "verify_range",
+    "result_leaf",
+    "results_proof",
+    "results_root",
+    "verify_result",
 ]

@@ -7,14 +7,14 @@ and reads. Imports: stdlib, msgspec, consensus (types only).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
-from consensus import CommittedBlock, Execute, Record, RecoveredState
+from consensus import CommittedBlock, Execute, Record, RecoveredState, StateVote
 
 COMPRESSIONS = ("snappy", "none")
 """LevelDB table compressions a store may be opened with (`compression=`)."""
@@ -36,6 +36,25 @@ class StateReader(Protocol):
     def iterate(
         self, prefix: bytes, start: bytes | None = None, reverse: bool = False
     ) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class DepthLimit(Protocol):
+    """One block's bound on the state tree's depth (storage.merkle_depth.DepthGuard)."""
+
+    max_depth: int
+
+    def admit(self, app_keys: Sequence[bytes],
+              exempt: Callable[[bytes], bool] | None = None) -> bytes | None:
+        """Admit the keys a tx puts; the first one refused (none admitted) or None."""
+        ...
+
+
+@runtime_checkable
+class DepthGuarded(Protocol):
+    """Optional on a StateReader: the depth bound of the state tree for executing block
+    `height` (None: no tree, nothing is refused)."""
+
+    def depth_guard(self, height: int) -> DepthLimit | None: ...
 
 
 class TxResult(msgspec.Struct, frozen=True):
@@ -62,6 +81,19 @@ class BlockCommit:
 
 
 @dataclass(frozen=True, slots=True)
+class StateCertificate:
+    """2f+1 validators' signatures over a block's post-execution roots: `votes` are the
+    StateVotes (exactly 2f+1, sorted by replica) for (seq, block_hash, state_root,
+    results_root). Verify each with consensus.Authenticator.verify against the genesis keys."""
+
+    seq: int
+    block_hash: bytes
+    state_root: bytes
+    results_root: bytes
+    votes: tuple[StateVote, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StoredBlock:
     height: int
     hash: bytes
@@ -72,6 +104,8 @@ class StoredBlock:
     state_root: bytes
     txs: tuple  # tuple[consensus.Request, ...] as executed
     committed: CommittedBlock  # pre-prepare + commit certificate, for sync and client proofs
+    results_root: bytes = bytes(32)  # storage.results_root over the block's tx results
+    state_certificate: StateCertificate | None = None  # None until 2f+1 roots arrive
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +144,17 @@ class Store(Protocol):
     def committed_block(self, height: int) -> CommittedBlock | None: ...
 
     def tx(self, tx_hash: bytes) -> TxResult | None: ...
+
+    def block_roots(self, height: int) -> tuple[bytes, bytes] | None:
+        """(state_root, results_root) in the header of block `height`; None if not stored."""
+
+    def put_state_certificate(self, seq: int, votes: Sequence[StateVote]) -> None:
+        """Store the state certificate of block `seq` (2f+1 StateVotes with equal roots)."""
+
+    def state_certificate(self, seq: int) -> StateCertificate | None: ...
+
+    def latest_certified(self) -> int:
+        """The highest height with a stored state certificate (0 if none)."""
 
     def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None: ...
 
@@ -156,7 +201,8 @@ class Store(Protocol):
     def import_page(self, items: tuple[tuple[bytes, bytes], ...]) -> None: ...
 
     def finish_import(self, height: int, block_hash: bytes, committed_block: CommittedBlock,
-                      prev_hash: bytes, state_root: bytes) -> None:
+                      prev_hash: bytes, state_root: bytes,
+                      results_root: bytes = ...) -> None:
         """Install the staged snapshot; CorruptionError if it does not hash to `state_root`."""
 
     def close(self) -> None: ...

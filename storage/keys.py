@@ -24,6 +24,8 @@ Keyspaces (first byte):
                      nodes, roots per version, stale marks, pruned-to (storage.merkle_tree)
   Z  snapshot pages  Z + tree key                          -> value: a snapshot import's
                      verified pages, moved into place when the import finishes
+  R  state cert      R + height(8)                         -> StateCert: 2f+1 StateVotes on the
+                                                              block's roots (main DB)
 """
 
 from __future__ import annotations
@@ -45,15 +47,17 @@ PREPARED = b"Q"
 CONVICTION = b"X"
 MERKLE = b"A"
 STAGING = b"Z"
+STATE_CERT = b"R"
 
 KEYSPACES = (
     META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, CLIENT_TOP, STATE, VIEW, VOTE,
-    CHECKPOINT, PREPARED, CONVICTION, MERKLE, STAGING,
+    CHECKPOINT, PREPARED, CONVICTION, MERKLE, STAGING, STATE_CERT,
 )
 
 # what the authenticated state tree covers: its keys are these ledger keys themselves (the
-# first byte is the namespace): client index, app state, tx records, client tops
-AUTH_KEYSPACES = (CLIENT_INDEX, STATE, TX, CLIENT_TOP)
+# first byte is the namespace): client index, app state, client tops. Tx records are proven by
+# their block's results root instead (one random key per tx tripled the tree's cost)
+AUTH_KEYSPACES = (CLIENT_INDEX, STATE, CLIENT_TOP)
 
 # consensus records (LevelDBStore keeps them in their own DB: storage.leveldb._PlyvelKV)
 RECORD_KEYSPACES = (VIEW, VOTE, CHECKPOINT, PREPARED, CONVICTION)
@@ -172,6 +176,10 @@ def parse_prepared(key: bytes) -> tuple[int, int]:
     if len(key) != 17 or not key.startswith(PREPARED):
         raise ValueError(f"not a prepared-certificate key: {key!r}")
     return from_u64(key[1:9]), from_u64(key[9:17])
+
+
+def state_certificate(height: int) -> bytes:
+    return STATE_CERT + u64(height)
 
 
 def conviction(replica: int) -> bytes:

@@ -8,11 +8,14 @@ Imports: stdlib, storage.keys.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from . import keys
+
+if TYPE_CHECKING:
+    from .interface import DepthLimit
 
 Op = tuple[bytes, bytes | None]  # (key, value); None = delete
 
@@ -39,11 +42,19 @@ class KV(KVReader, Protocol):
 
 
 class KVStateReader:
-    """StateReader over the S keyspace of a KV reader (live view or snapshot)."""
+    """StateReader over the S keyspace of a KV reader (live view or snapshot). `guards`:
+    the ledger's depth bound per height (LedgerCore.depth_guard), for the readers blocks
+    execute on."""
 
-    def __init__(self, reader: KVReader, prefix: bytes = keys.STATE) -> None:
+    def __init__(self, reader: KVReader, prefix: bytes = keys.STATE,
+                 guards: Callable[[int], DepthLimit | None] | None = None) -> None:
         self._r = reader
         self._p = prefix
+        self._guards = guards
+
+    def depth_guard(self, height: int) -> DepthLimit | None:
+        """The state tree's depth bound for executing block `height` (None: no tree)."""
+        return None if self._guards is None else self._guards(height)
 
     def get(self, key: bytes) -> bytes | None:
         return self._r.get(self._p + key)

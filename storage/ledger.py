@@ -25,15 +25,16 @@ Imports: stdlib, msgspec, structlog, consensus (messages/events/codec only).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
-from consensus import CommittedBlock
+from consensus import CommittedBlock, StateVote
 from consensus.codec import chain_digest
 
 from . import keys
 from .interface import (
     CorruptionError,
+    StateCertificate,
     StateChunk,
     StateReader,
     StorageError,
@@ -48,7 +49,7 @@ from .ledger_records import LedgerRecords
 from .ledger_recovery import LedgerRecovery
 from .ledger_snapshot import LedgerSnapshot
 from .read_view import ReadView
-from .records import BlockBody, BlockHeader, ChainBase, TxRecord, decode, encode
+from .records import BlockBody, BlockHeader, ChainBase, StateCert, TxRecord, decode, encode
 
 __all__ = [
     "DEFAULT_DEDUP_WINDOW",
@@ -103,6 +104,8 @@ class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery, LedgerPrune, Ledg
             state_root=hdr.state_root,
             txs=body.executed(),
             committed=body.committed,
+            results_root=hdr.results_root,
+            state_certificate=self._certificate_at(reader, hdr.height),
         )
 
     def block(self, height: int) -> StoredBlock | None:
@@ -130,6 +133,50 @@ class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery, LedgerPrune, Ledg
     def tx(self, tx_hash: bytes) -> TxResult | None:
         return self._tx_at(self._kv, tx_hash)
 
+    def block_roots(self, height: int) -> tuple[bytes, bytes] | None:
+        """(state_root, results_root) of block `height` from its header alone."""
+        if not 0 < height <= self._height:
+            return None
+        hdr = self._header_at(self._kv, height)
+        return None if hdr is None else (hdr.state_root, hdr.results_root)
+
+    # -------------------------------------------------------------- state certificates
+
+    def put_state_certificate(self, seq: int, votes: Sequence[StateVote]) -> None:
+        """Store block `seq`'s state certificate (not synced: a lost one is only a height
+        less to prove, and the next block's comes one block interval later)."""
+        if not votes or len({(v.seq, v.block_hash, v.state_root, v.results_root)
+                             for v in votes}) != 1 or votes[0].seq != seq:
+            self._fail("certificate", f"{self.where}: state certificate for {seq} must be "
+                       "votes with one seq and equal roots")
+        self._kv.write([(keys.state_certificate(seq), encode(StateCert(tuple(votes))))],
+                       sync=False)
+        self._latest_certified = max(self._latest_certified_height(), seq)
+
+    def state_certificate(self, seq: int) -> StateCertificate | None:
+        return self._certificate_at(self._kv, seq)
+
+    def _certificate_at(self, reader: KVReader, seq: int) -> StateCertificate | None:
+        key = keys.state_certificate(seq)
+        raw = reader.get(key)
+        if raw is None:
+            return None
+        votes = decode(StateCert, raw, key).votes
+        if not votes:
+            raise CorruptionError(f"{self.where}: empty state certificate at {seq}")
+        v = votes[0]
+        return StateCertificate(v.seq, v.block_hash, v.state_root, v.results_root, votes)
+
+    def latest_certified(self) -> int:
+        return self._latest_certified_height()
+
+    def _latest_certified_height(self) -> int:
+        if self._latest_certified is None:
+            last = next(iter(self._kv.items(keys.STATE_CERT, keys.prefix_end(keys.STATE_CERT),
+                                            reverse=True)), None)
+            self._latest_certified = 0 if last is None else keys.from_u64(last[0][1:])
+        return self._latest_certified
+
     def _tx_at(self, reader: KVReader, tx_hash: bytes) -> TxResult | None:
         raw = reader.get(keys.tx(tx_hash))
         return None if raw is None else _tx_result(tx_hash, decode(TxRecord, raw, keys.tx(tx_hash)))
@@ -143,7 +190,7 @@ class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery, LedgerPrune, Ledg
         return None if th is None else self.tx(th)
 
     def state(self) -> StateReader:
-        return KVStateReader(self._kv)
+        return KVStateReader(self._kv, guards=self.depth_guard)
 
     @contextmanager
     def snapshot(self) -> Iterator[StateReader]:

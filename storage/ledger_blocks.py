@@ -1,7 +1,8 @@
 """Blocks into the ledger: `commit_blocks` checks each block against the chain and its results
 against its txs, then writes body, tx records, client index, client tops, state writes, the
 state tree's new version (when on: storage.merkle_tree) and headers in ONE batch (meta height
-first, headers last; see storage.ledger).
+first, headers last; see storage.ledger). Each header holds the block's roots: the state tree's
+root (with the tree on) and the results root (storage.results_root, always).
 Imports: stdlib, consensus (events/codec), storage.{keys,kv,interface,records,ledger_core}.
 """
 
@@ -17,6 +18,7 @@ from .interface import BlockCommit
 from .kv import Op
 from .ledger_core import WINDOW_CACHE_CLIENTS, LedgerCore
 from .records import BlockHeader, TxRecord, body_for, encode
+from .results_root import result_leaf, results_root
 
 
 class LedgerBlocks(LedgerCore):
@@ -122,8 +124,7 @@ class LedgerBlocks(LedgerCore):
                 )
                 ops.append((keys.tx(th), rec))
                 ops.append((ck, th))
-                if auth is not None:
-                    changes[keys.tx(th)] = rec
+                if auth is not None:  # tx records: in the results root, not the tree
                     changes[ck] = th
                     cid = res.client_id
                     top = tops[cid] if cid in tops else self._client_top(cid)
@@ -136,15 +137,17 @@ class LedgerBlocks(LedgerCore):
                 state_ops.append((keys.state(k), v))
                 if auth is not None:
                     changes[keys.state(k)] = v
+            state_root = commit.state_root
             if auth is not None:
                 root = auth.update(ex.seq, root, changes)
+                state_root = auth.root_hash(ex.seq)
             headers.append(
                 (
                     keys.header(ex.seq),
                     encode(
                         BlockHeader(
                             ex.seq, ex.block_hash, ex.prev_hash, ex.digest, ex.time_ms, ex.view,
-                            commit.state_root,
+                            state_root, results_root([result_leaf(r) for r in commit.results]),
                         )
                     ),
                 )

@@ -17,6 +17,7 @@ from consensus.codec import GENESIS_CHAIN_DIGEST
 from . import keys
 from .interface import CorruptionError, StorageError
 from .kv import KV, KVReader, Op
+from .merkle_depth import DepthGuard
 from .merkle_tree import DEFAULT_RETAIN, PRUNED_TO, AuthTree, StaleVersion
 from .records import BlockHeader, ChainBase, decode, encode
 
@@ -74,6 +75,7 @@ class LedgerCore:
         self._windows: collections.OrderedDict[bytes, int] = collections.OrderedDict()
         self._live_records: set[bytes] | None = None  # see _record_keys
         self._view: int | None = None  # see _current_view
+        self._latest_certified: int | None = None  # highest stored state certificate (lazy)
         # the authenticated state tree (storage.merkle_tree), updated in each block's batch
         self.auth = AuthTree(kv, state_versions) if authenticated_state else None
         self._check_or_init_meta(create)
@@ -156,9 +158,10 @@ class LedgerCore:
         the cached record keys and view (re-read from disk when next needed)."""
         self._live_records = None
         self._view = None
+        self._latest_certified = None
         if self.auth is not None:
             self.auth.discard()
-            self.auth._cache.clear()  # nodes of batches a crash undid may be in it
+            self.auth.forget()  # nodes of batches a crash undid may be in it
         self._height = self._meta_u64(self._kv, keys.META_HEIGHT)
         base = self._base(self._kv)
         hdr = self._header_at(self._kv, self._height)
@@ -180,6 +183,21 @@ class LedgerCore:
             self.auth.root(self._height)
         except StaleVersion:
             self._rebuild_auth()
+            return
+        if not self.auth.format_ok():  # written by an older version of storage.merkle_tree
+            self._rebuild_auth()
+
+    def depth_guard(self, height: int) -> DepthGuard | None:
+        """The depth bound for executing block `height` over the tree of `height - 1`
+        (storage.StaleVersion if that version is not there: blocks are committed one by one
+        while the tree is on). None with the tree off."""
+        return None if self.auth is None else DepthGuard(self.auth, height - 1)
+
+    @property
+    def authenticated_state(self) -> bool:
+        """True if this ledger keeps the state tree (then blocks commit one by one: the depth
+        bound of each block's execution reads the tree of the block before)."""
+        return self.auth is not None
 
     def _rebuild_auth(self) -> None:
         """Drop the whole tree and build it from the covered keyspaces at the current height."""

@@ -1,12 +1,12 @@
 """Block pruning (`retain_blocks`): `prune_blocks` deletes the oldest blocks (header, body with
-its certificate, and — when the state tree is off — their tx records and the client-index
-entries below each client's dedup window) in bounded steps, and `base_height` answers the
-lowest block kept.
+its certificate, their tx records and — when the state tree is off — the client-index entries
+below each client's dedup window) in bounded steps, and `base_height` answers the lowest block
+kept.
 
 Each step is one unsynced batch that also moves the chain base (META base + verified marker)
 to the last block it deleted, so `recover()` and `verify_chain()` check the chain from there.
-With the state tree on, tx records and the client index are tree state (the same on every
-replica, whatever it prunes), so they stay: only headers and bodies go.
+With the state tree on, the client index is tree state (the same on every replica, whatever it
+prunes), so it stays; tx records are not in the tree (storage.keys.AUTH_KEYSPACES) and go.
 Imports: stdlib, consensus.codec, storage.{keys,kv,records,ledger_core}.
 """
 
@@ -58,8 +58,8 @@ class LedgerPrune(LedgerCore):
             ops.append((keys.header(h), None))
             raw = kv.get(keys.body(h))
             if raw is not None:
-                if self.auth is None:
-                    ops.extend(self._tx_index_ops(decode(BlockBody, raw, keys.body(h))))
+                ops.extend(self._tx_index_ops(decode(BlockBody, raw, keys.body(h)),
+                                              client_index=self.auth is None))
                 ops.append((keys.body(h), None))
         base = self._base(kv)
         if last_hash is not None and stop - 1 > base.height:
@@ -70,12 +70,15 @@ class LedgerPrune(LedgerCore):
         self._base_cache = stop
         return stop
 
-    def _tx_index_ops(self, body: BlockBody) -> list[Op]:
-        """Deletes of a pruned block's tx records, and of its client-index entries that lie
-        below their client's dedup window (recovery reads the window back from them)."""
+    def _tx_index_ops(self, body: BlockBody, client_index: bool) -> list[Op]:
+        """Deletes of a pruned block's tx records, and (`client_index`) of its client-index
+        entries that lie below their client's dedup window (recovery reads the window back
+        from them)."""
         ops: list[Op] = []
         for req in body.executed():
             ops.append((keys.tx(request_digest(req)), None))
+            if not client_index:
+                continue
             top = self._client_top(req.client_id)
             if top is not None and req.request_seq <= top - self.dedup_window:
                 ops.append((keys.client_index(req.client_id, req.request_seq), None))

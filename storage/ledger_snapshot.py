@@ -114,9 +114,11 @@ class LedgerSnapshot(LedgerCore):
         kv.write(ops, sync=False)
 
     def finish_import(self, height: int, block_hash: bytes, committed_block: CommittedBlock,
-                      prev_hash: bytes, state_root: bytes) -> None:
+                      prev_hash: bytes, state_root: bytes,
+                      results_root: bytes = bytes(32)) -> None:
         """Make the imported state the ledger's state at `height`: the block's certificate
-        and header become the chain base, the tree is rebuilt and must hash to `state_root`."""
+        and header (with the certified roots) become the chain base, the tree is rebuilt and
+        must hash to `state_root`."""
         pp = committed_block.pre_prepare
         if pp.seq != height or chain_digest(prev_hash, height, pp.digest) != block_hash:
             self._fail("import", f"{self.where}: the block does not match snapshot height "
@@ -137,7 +139,7 @@ class LedgerSnapshot(LedgerCore):
         self._windows.clear()
         self._live_records = None
         hdr = BlockHeader(height, block_hash, prev_hash, pp.digest, pp.time_ms, pp.view,
-                          state_root)
+                          state_root, results_root=results_root)
         kv.write([
             (keys.body(height), encode(BlockBody((), (), committed_block))),
             (keys.header(height), encode(hdr)),

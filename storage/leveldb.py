@@ -382,7 +382,7 @@ class LevelDBStore(LedgerStore):
         self._state_reader = _SeekReader(kv.state_db)
 
     def state(self) -> KVStateReader:
-        return KVStateReader(self._state_reader, prefix=b"")
+        return KVStateReader(self._state_reader, prefix=b"", guards=self.depth_guard)
 
     @contextmanager
     def execution_state(self) -> Iterator[KVStateReader]:
@@ -391,7 +391,7 @@ class LevelDBStore(LedgerStore):
         the group's writes after leaving this context or only after its last read."""
         reader = _HeldSeekReader(self._kv.state_db)
         try:
-            yield KVStateReader(reader, prefix=b"")
+            yield KVStateReader(reader, prefix=b"", guards=self.depth_guard)
         finally:
             reader.close()
 

@@ -46,10 +46,12 @@ NODE = keys.MERKLE + b"n"
 ROOT = keys.MERKLE + b"r"
 STALE = keys.MERKLE + b"s"
 PRUNED_TO = keys.MERKLE + b"p"  # u64: versions <= this are gone
+FORMAT = keys.MERKLE + b"f"  # the node record format; another one: the tree is rebuilt
+FORMAT_VERSION = b"\x02"  # 2: internal nodes carry their subtree's height
 DEFAULT_RETAIN = 100
-CACHE_NODES = 200_000
+CACHE_NODES = 200_000  # two generations of at most half each (see AuthTree._cache_put)
 _LEAF_HDR = struct.Struct(">BI")
-_INT = struct.Struct(">BI12s12s32s12s32s")
+_INT = struct.Struct(">BII12s12s32s12s32s")
 DEEP = 200_000  # recursion limit while walking the tree (see AuthTree._deep)
 
 # (ref, hash) of a subtree; None = empty
@@ -90,14 +92,15 @@ def _leaf_rec(key: bytes, value: bytes) -> bytes:
 
 
 def _decode(rec: bytes) -> tuple:
-    """("L", key, value, ekey) or ("I", bit, wref, lref, lh, rref, rh); wref: the node's
-    first leaf, whose key gives the node's prefix (its first `bit` bits)."""
+    """("L", key, value, ekey) or ("I", bit, wref, lref, lh, rref, rh, height); wref: the
+    node's first leaf, whose key gives the node's prefix (its first `bit` bits); height: the
+    most levels from the node down to a leaf (a leaf's is 0)."""
     if rec[0] == LEAF:
         _, kl = _LEAF_HDR.unpack_from(rec)
         key = rec[5 : 5 + kl]
         return ("L", key, rec[5 + kl :], encode_key(key))
-    _, bit, wref, lref, lh, rref, rh = _INT.unpack(rec)
-    return ("I", bit, wref, lref, lh, rref, rh)
+    _, bit, height, wref, lref, lh, rref, rh = _INT.unpack(rec)
+    return ("I", bit, wref, lref, lh, rref, rh, height)
 
 
 def _shares(ekey: bytes, prefix: bytes, bit: int) -> bool:
@@ -113,10 +116,11 @@ class AuthTree:
             raise ValueError("retain must be >= 1")
         self.kv = kv
         self.retain = retain
-        self._cache: dict[bytes, tuple] = {}
+        self._cache: dict[bytes, tuple] = {}  # young generation
+        self._old: dict[bytes, tuple] = {}
         self.pending: dict[bytes, tuple] = {}
         self._pending_roots: dict[int, Sub] = {}
-        self._version = 0
+        self._vref = keys.u64(0)  # the version being built, as the first 8 bytes of a ref
         self._idx = 0
         self._ops: list[Op] = []
         self._marks: list[bytes] = []  # stale marks of the batch being built
@@ -127,6 +131,11 @@ class AuthTree:
         n = self.pending.get(ref) or self._cache.get(ref)
         if n is not None:
             return n
+        n = self._old.get(ref)
+        if n is not None:
+            if reader is None:
+                self._cache_put(ref, n)  # still used: into the young generation
+            return n
         rec = (reader or self.kv).get(NODE + ref)
         if rec is None:
             raise StaleVersion(f"tree node {ref.hex()} is missing (pruned?)")
@@ -136,22 +145,29 @@ class AuthTree:
         return n
 
     def _cache_put(self, ref: bytes, n: tuple) -> None:
-        c = self._cache
-        if len(c) >= CACHE_NODES:  # keep the newest three quarters (one O(n) rebuild)
-            keep = list(c.items())[CACHE_NODES // 4 :]
-            c.clear()
-            c.update(keep)
-        c[ref] = n
+        self._cache[ref] = n
+        if len(self._cache) >= CACHE_NODES // 2:
+            self._age()
+
+    def _age(self) -> None:
+        """The young generation becomes the old one, the old one is dropped (O(1); a node
+        read from the old one moves back to the young). Readers in other threads see one
+        dict or the other, never one being rebuilt."""
+        self._old, self._cache = self._cache, {}
+
+    def forget(self) -> None:
+        """Drop every cached node (after a crash: nodes of undone batches may be cached)."""
+        self._cache, self._old = {}, {}
 
     def _new(self, node: tuple, rec: bytes, h: bytes) -> tuple[bytes, bytes]:
-        ref = keys.u64(self._version) + self._idx.to_bytes(4, "big")
+        ref = self._vref + self._idx.to_bytes(4, "big")
         self._idx += 1
         self.pending[ref] = node
         self._ops.append((NODE + ref, rec))
         return ref, h
 
     def _stale(self, ref: bytes) -> None:
-        mark = STALE + keys.u64(self._version) + ref
+        mark = STALE + self._vref + ref
         self._marks.append(mark)
         self._ops.append((mark, b""))
 
@@ -181,7 +197,7 @@ class AuthTree:
     def update(self, version: int, prev: Sub, changes: Mapping[bytes, bytes | None]) -> Sub:
         """Apply one block's changes (key -> value, None = delete) to the tree `prev`, as
         version `version`; the ops to write accumulate until `take_ops`."""
-        self._version, self._idx = version, 0
+        self._vref, self._idx = keys.u64(version), 0
         ch = sorted((encode_key(k), k, v) for k, v in changes.items())
         with _deep():
             new = self._upd(prev, ch) if ch else prev
@@ -190,8 +206,14 @@ class AuthTree:
         return new
 
     def build(self, version: int, items: Iterable[tuple[bytes, bytes]]) -> Sub:
-        """A whole tree from (key, value) pairs, as version `version` (open or state import)."""
+        """A whole tree from (key, value) pairs, as version `version` (open or state import);
+        the caller deletes every older `A` key in the same batch."""
+        self._ops.append((FORMAT, FORMAT_VERSION))
         return self.update(version, None, dict(items))
+
+    def format_ok(self) -> bool:
+        """False if the stored tree has another node format (then it must be rebuilt)."""
+        return self.kv.get(FORMAT) == FORMAT_VERSION
 
     def take_ops(self) -> list[Op]:
         ops, self._ops = self._ops, []
@@ -199,9 +221,10 @@ class AuthTree:
 
     def landed(self) -> None:
         """The batch with the pending nodes is written: they become ordinary cached nodes."""
-        for ref, n in self.pending.items():
-            self._cache_put(ref, n)
-        self.pending.clear()
+        self._cache.update(self.pending)
+        if len(self._cache) >= CACHE_NODES // 2:
+            self._age()
+        self.pending = {}
         self._pending_roots.clear()
         self._marks.clear()
 
@@ -236,7 +259,7 @@ class AuthTree:
             items += [(e, 0, kv) for e, kv in merged.items()]
             items.sort(key=lambda it: it[0])
             return self._build(items)
-        _, bit, wref, lref, lh, rref, rh = n
+        _, bit, wref, lref, lh, rref, rh, _ = n
         prefix = self._node(wref)[3]
         if _shares(ch[0][0], prefix, bit) and _shares(ch[-1][0], prefix, bit):
             inside, out = ch, []  # sorted: everything between two keys of a prefix has it
@@ -279,9 +302,11 @@ class AuthTree:
                   right: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
         h = internal_hash(bit, left[1], right[1])
         ln = self._node(left[0])
+        rn = self._node(right[0])
         wref = left[0] if ln[0] == "L" else ln[2]
-        node = ("I", bit, wref, left[0], left[1], right[0], right[1])
-        rec = _INT.pack(INTERNAL, bit, wref, left[0], left[1], right[0], right[1])
+        height = 1 + max(0 if ln[0] == "L" else ln[7], 0 if rn[0] == "L" else rn[7])
+        node = ("I", bit, wref, left[0], left[1], right[0], right[1], height)
+        rec = _INT.pack(INTERNAL, bit, height, wref, left[0], left[1], right[0], right[1])
         return self._new(node, rec, h)
 
     def _build(self, items: list[tuple[bytes, int, object]]) -> Sub:
@@ -304,6 +329,16 @@ class AuthTree:
         left = self._build(items[:i])
         right = self._build(items[i:])
         return self._internal(bit, left, right)
+
+    # ------------------------------------------------------------ depth
+
+    def height(self, version: int) -> int:
+        """The most levels from the root of `version` down to a leaf (0: a leaf or empty)."""
+        sub = self.root(version)
+        if sub is None:
+            return 0
+        n = self._node(sub[0])
+        return 0 if n[0] == "L" else n[7]
 
     # ------------------------------------------------------------ pruning
 
@@ -356,7 +391,7 @@ class AuthTree:
                 if lo <= n[1] and (hi is None or n[1] < hi):
                     entries.append((n[1], n[2]))
                 continue
-            _, bit, wref, lref, _, rref, _ = n
+            _, bit, wref, lref, _, rref, _, _ = n
             head = top_bits(self._node(wref, reader)[3], bit)
             if not outside((head << 1) | 1, bit + 1, elo, ehi):
                 stack.append(rref)
@@ -373,7 +408,7 @@ class AuthTree:
         if n[0] == "L":
             out.append((LEAF, n[1], value_hash(n[2])))
             return
-        _, bit, wref, lref, lh, rref, rh = n
+        _, bit, wref, lref, lh, rref, rh, _ = n
         head = top_bits(self._node(wref, reader)[3], bit)
         out.append((INTERNAL, bit))
         mark = len(out)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import keys
-from .interface import StateReader, StoredBlock, TxResult
+from .interface import StateReader, StorageError, StoredBlock, TxResult
 from .kv import KVReader, KVStateReader
 
 
@@ -48,6 +48,17 @@ class ReadView:
 
     def tx(self, tx_hash: bytes) -> TxResult | None:
         return self._store._tx_at(self._reader, tx_hash)
+
+    def prove(self, version: int, lo: bytes, hi: bytes | None, limit: int | None = None
+              ) -> tuple[bytes, list[tuple[bytes, bytes]], bytes]:
+        """(root, entries of [lo, hi) up to `limit`, range proof) of the state tree at
+        `version` (tree keys: ledger keys), read from this view's snapshot. Raises
+        StorageError when the store keeps no tree, storage.StaleVersion when `version` is
+        not retained."""
+        auth = self._store.auth
+        if auth is None:
+            raise StorageError("authenticated state is off on this node")
+        return auth.prove(version, lo, hi, limit, self._reader)
 
     def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None:
         if len(client_id) > 255 or request_seq < 0:

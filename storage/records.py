@@ -18,6 +18,7 @@ from consensus import (
     PreparedCert,
     Request,
     StableCheckpoint,
+    StateVote,
     ViewState,
 )
 from consensus.codec import encode_raw
@@ -32,7 +33,10 @@ class BlockHeader(msgspec.Struct, frozen=True, array_like=True):
     digest: bytes
     time_ms: int
     view: int
-    state_root: bytes
+    state_root: bytes  # the state tree's root after the block (32 zero bytes with it off)
+    # Merkle root of the block's tx results (storage.results_root); headers written before
+    # this field decode with 32 zero bytes
+    results_root: bytes = bytes(32)
 
 
 class BlockBody(msgspec.Struct, frozen=True, array_like=True):
@@ -81,6 +85,12 @@ class TxRecord(msgspec.Struct, frozen=True, array_like=True):
     result: bytes
 
 
+class StateCert(msgspec.Struct, frozen=True, array_like=True):
+    """A block's state certificate: 2f+1 StateVotes with equal roots, sorted by replica."""
+
+    votes: tuple[StateVote, ...]
+
+
 class ChainBase(msgspec.Struct, frozen=True, array_like=True):
     """Where the stored chain starts: (0, genesis prev hash) or an imported state's block."""
 
@@ -95,6 +105,7 @@ _DECODERS: dict[type, msgspec.msgpack.Decoder] = {
         BlockBody,
         TxRecord,
         ChainBase,
+        StateCert,
         ViewState,
         OwnVote,
         StableCheckpoint,

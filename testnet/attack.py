@@ -60,9 +60,10 @@ from bftnode.client.sync import rpc_batch, rpc_call
 from bftnode.keys import NodeKey
 from bftnode.rpc.errors import TIMEOUT as RPC_TIMEOUT
 from consensus import Request, request_digest, sign_request
-from testnet import launcher
+from testnet import launcher, links
 from testnet.bench import proc_cpu_s, proc_rss_mb
 from testnet.checkers import find_divergence
+from testnet.netns import NetnsError
 from testnet.ports import free_port_base
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -718,10 +719,10 @@ class Run:
             with self.lock:
                 self.paused.add(i)  # unreachable: no load, no progress expected from it
                 self.cut_off.add(i)
-            launcher.partition(self.d, [[i], others])
+            links.partition(self.d, [[i], others])
             return f"node{i} cut off from {others}"
         elif p.action == "heal":
-            launcher.heal(self.d)
+            links.heal(self.d)
             with self.lock:
                 self.paused -= self.cut_off
                 self.cut_off.clear()
@@ -987,11 +988,12 @@ def check_lock_safety(url: str | None, upto: int, lock_ops: Counter) -> Check:
 
 def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None = None,
                  keep: bool = False, fake_acks: int = 0, log=None,
-                 baseline: dict[str, Any] | None = None) -> dict[str, Any]:
+                 baseline: dict[str, Any] | None = None, netns: bool = False) -> dict[str, Any]:
     """Run `sc` on a fresh testnet in `d` (a temp dir by default) and return the report dict
     (`ok`, `checks`, `faults`, ...). `fake_acks` plants hashes that were never submitted among
     the acknowledged txs (to show the checker fails when it should). `baseline`: the report of
-    the same scenario without its byzantine nodes (honest put latency is judged against it)."""
+    the same scenario without its byzantine nodes (honest put latency is judged against it).
+    `netns`: each node in its own network namespace; partitions are then kernel cuts."""
     say = log or (lambda s: None)
     own_dir = d is None
     d = Path(tempfile.mkdtemp(prefix=f"attack-{sc.name}-")) if d is None else Path(d).resolve()
@@ -1002,10 +1004,10 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
     report: dict[str, Any] = {"scenario": sc.name, "description": sc.description,
                               "nodes": sc.nodes, "byzantine": {str(k): v for k, v in
                                                                sc.byzantine.items()},
-                              "dir": str(d)}
+                              "dir": str(d), "netns": netns}
     try:
         m = launcher.up(d, sc.nodes, base_port=base_port, byzantine=sc.byzantine,
-                        consensus=sc.consensus, log_level="info")
+                        consensus=sc.consensus, log_level="info", netns=netns)
         run = Run(sc, d, m, fake_acks=fake_acks)
     except (launcher.LauncherError, httpx.HTTPError) as exc:
         # a node died before the run could start: peers' traffic killed it (a byzantine
@@ -1446,6 +1448,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="run the scenario N times (fresh testnets) and report each run's "
                         "verdict and fault timings, and how many passed")
+    p.add_argument("--reads", type=int, default=1000, metavar="N",
+                   help="lying-reads: how many reads the verifying client makes")
+    p.add_argument("--netns", action="store_true",
+                   help="each node in its own network namespace (root): partitions are cut in "
+                        "the kernel, not in the transports")
     p.add_argument("--plant-fake-ack", type=int, default=0, metavar="K",
                    help="self-test: add K never-submitted tx hashes to the acknowledged set "
                         "(the run must then fail)")
@@ -1468,6 +1475,8 @@ def with_overrides(sc: Scenario, duration_s: float = 0.0,
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.scenario == LYING_READS:
+        return run_lying_reads(args)
     if args.list or not args.scenario:
         for name in shipped_scenarios():
             sc = load_scenario(name)
@@ -1500,21 +1509,44 @@ def run(args: argparse.Namespace) -> int:
         if args.baseline:
             from testnet.heavy_load import without_byzantine
 
-            base = run_scenario(without_byzantine(sc), None, base_port=args.base_port, log=log)
+            base = run_scenario(without_byzantine(sc), None, base_port=args.base_port, log=log,
+                                netns=args.netns)
         return run_scenario(sc, d, base_port=args.base_port, keep=args.keep,
-                            fake_acks=args.plant_fake_ack, log=log, baseline=base)
+                            fake_acks=args.plant_fake_ack, log=log, baseline=base,
+                            netns=args.netns)
 
     try:
         if args.repeat > 1:
             return run_repeated(sc.name, once, args.repeat, args.json, log)
         rep = once()
-    except (launcher.LauncherError, ScenarioError, OSError) as exc:
+    except (launcher.LauncherError, NetnsError, ScenarioError, OSError) as exc:
         print(f"testnet attack: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(rep, default=str))
     else:
         print_report(rep)
+    return 0 if rep["ok"] else 1
+
+
+LYING_READS = "lying-reads"  # not a TOML scenario: testnet/lying_check.py
+
+
+def run_lying_reads(args: argparse.Namespace) -> int:
+    """`attack lying-reads`: a client verifying every answer of a lying node."""
+    from testnet import lying_check
+
+    log = None if args.json else (lambda s: print(f"[attack] {s}", file=sys.stderr))
+    try:
+        rep = lying_check.run_lying_reads(args.reads, Path(args.dir) if args.dir else None,
+                                          args.base_port, log)
+    except (launcher.LauncherError, OSError) as exc:
+        print(f"testnet attack: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(rep, default=str))
+    else:
+        lying_check.print_report(rep)
     return 0 if rep["ok"] else 1
 
 

@@ -82,6 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dir", help="testnet directory (default: a fresh temporary one)")
     p.add_argument("--base-port", type=int, default=27600)
     p.add_argument("--keep", action="store_true", help="leave the testnet running")
+    p.add_argument("--netns", action="store_true",
+                   help="the fresh testnet's nodes each in its own network namespace (root; "
+                        "docs/operations.md)")
     p.add_argument("--url", action="append", default=[],
                    help="bench an already-running testnet at these RPC URLs instead")
     p.add_argument("--timeout", type=float, default=SETTLE_TIMEOUT_S,
@@ -781,6 +784,8 @@ def bench_once(args: argparse.Namespace) -> dict[str, Any]:
         if getattr(args, "max_open_files", None):
             result["max_open_files"] = args.max_open_files
         result["authenticated_state"] = bool(getattr(args, "authenticated_state", False))
+        if getattr(args, "netns", False):
+            result["netns"] = True
     return result
 
 
@@ -811,7 +816,8 @@ def _bench_once(args: argparse.Namespace) -> dict[str, Any]:
                             fsync=False if getattr(args, "no_fsync", False) else None,
                             max_open_files=getattr(args, "max_open_files", None),
                             authenticated_state=True if getattr(
-                                args, "authenticated_state", False) else None)
+                                args, "authenticated_state", False) else None,
+                            netns=getattr(args, "netns", False))
             started_here = True
             urls = [n["rpc"] for n in m["nodes"]]
             pids = [int(n.get("pid") or 0) for n in m["nodes"]]
@@ -933,7 +939,7 @@ def run(args: argparse.Namespace) -> int:
     except launcher.LauncherError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 1
-    except ValueError as exc:
+    except (ValueError, launcher.ns.NetnsError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     if args.json:

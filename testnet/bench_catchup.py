@@ -2,9 +2,8 @@
 replay and by a certified snapshot; and, with `--flat-seconds`, the ledger directory sizes of
 nodes that prune (`retain_blocks`) under a steady load.
 
-A fresh 4-node testnet with the state tree on (`authenticated_state`) and the test seam that
-certifies each node's roots with every validator's key (BFTNODE_TEST_CERTIFY=1: the stand-in
-for the protocol's roots certificates, bftnode.node.snapshot.signing_certificates). Steps:
+A fresh 4-node testnet with the state tree on (`authenticated_state`, which turns on the
+StateVotes that certify each block's roots: the snapshots' certificates). Steps:
 commit `--txs` puts (`testnet bench --url`); wipe node 3 and time its rejoin (height reaches
 the others' height at the wipe) while every peer keeps all blocks: block replay; set
 `retain_blocks` on nodes 0-2 and restart them, wait until they pruned, wipe node 3 again and
@@ -18,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -122,7 +120,6 @@ def _wait_pruned(urls: list[str], nodes: list[int], retain: int, timeout: float)
 def run(args: argparse.Namespace) -> int:
     from testnet import launcher
 
-    os.environ["BFTNODE_TEST_CERTIFY"] = "1"
     d = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bftnode-catchup-"))
     out: dict[str, Any] = {"txs": args.txs, "retain_blocks": args.retain}
     try:

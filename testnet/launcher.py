@@ -5,7 +5,8 @@ data/, node.log, plus the testnet's adversary.json: the node's byzantine strateg
 link rules file link-faults.json) and DIR/testnet.json (chain id and, per node: index, node_id,
 pid, rpc URL, p2p multiaddr, home dir, log file, byzantine strategies). Every node is
 `python -m testnet node --home DIR/node<i>` (testnet/adversary/node.py: `bftnode start` with
-the home's adversary) on 127.0.0.1, in its own session so a Ctrl-C in
+the home's adversary) on 127.0.0.1, or with `--netns` inside its own network namespace on its
+own address (testnet/netns.py; the manifest's `netns` names them), in its own session so a Ctrl-C in
 the launcher's terminal reaches only the launcher, which then stops the nodes (SIGTERM, then
 SIGKILL after a grace period). Re-running `up` on an existing DIR restarts the same chain.
 Imports: stdlib, httpx, rich, bftnode, testnet.adversary.
@@ -29,6 +30,7 @@ from typing import Any
 from bftnode.config import ConfigError, write_config
 from bftnode.genesis import load_genesis
 from bftnode.home import DEFAULT_BASE_PORT, HomeError, create_local_chain
+from testnet import netns as ns
 from testnet.adversary.node import (
     Adversary,
     AdversaryError,
@@ -71,17 +73,22 @@ def write_manifest(d: str | os.PathLike, m: dict[str, Any]) -> None:
     os.replace(tmp, p)
 
 
+PF_KTHREAD = 0x00200000  # /proc/<pid>/stat flags: a kernel thread
+
+
 def pid_alive(pid: int | None, home: str | None = None) -> bool:
     """True if `pid` runs (not a zombie) and, when `home` is given, is that node's process."""
     if not pid:
         return False
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        if fields[0] == "Z":
             return False
         if home is not None:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            return home.encode() in cmd
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if not raw:  # mid-exec (`ip netns exec` replaces itself by the node), or a
+                return not int(fields[6]) & PF_KTHREAD  # kernel thread that took the pid
+            return home.encode() in raw.split(b"\0")
         return True
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
@@ -123,9 +130,10 @@ def start_node_process(node: dict[str, Any]) -> int:
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.setdefault("PYTHONUNBUFFERED", "1")
     log = open(node["log"], "ab")  # noqa: SIM115 - handed to the child
+    prefix = ns.exec_prefix(node["netns"]) if node.get("netns") else []
     try:
         p = subprocess.Popen(
-            [sys.executable, "-m", "testnet", "node", "--home", node["home"]],
+            [*prefix, sys.executable, "-m", "testnet", "node", "--home", node["home"]],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=str(ROOT),
             env=env, start_new_session=True,
         )
@@ -259,6 +267,9 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
                         "nothing, a power cut can lose votes; for dev testnets and slow disks")
     p.add_argument("--max-open-files", type=int, metavar="N",
                    help="LevelDB table cache per DB of every node (config.toml `max_open_files`)")
+    p.add_argument("--netns", action="store_true",
+                   help="each node in its own network namespace on its own 10.77.x.y address "
+                        "(needs root; docs/operations.md)")
 
 
 def _parse_byzantine(specs: list[str], n: int) -> dict[int, list[str]]:
@@ -282,7 +293,10 @@ def run_up(args: argparse.Namespace) -> int:
         m = up(d, args.nodes, base_port=args.base_port, byzantine=byz,
                log_level=args.log_level, chain_id=args.chain_id, consensus=consensus or None,
                compression=args.compression, fsync=False if args.no_fsync else None,
-               max_open_files=args.max_open_files)
+               max_open_files=args.max_open_files, netns=args.netns)
+    except ns.NetnsError as exc:
+        print(f"testnet up: {exc}", file=sys.stderr)
+        return 2
     except (LauncherError, HomeError, ConfigError, ValueError) as exc:
         print(f"testnet up: {exc}", file=sys.stderr)
         return 1
@@ -314,19 +328,26 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
        ready_timeout: float = READY_TIMEOUT_S,
        compression: str | None = None, fsync: bool | None = None,
        max_open_files: int | None = None,
-       authenticated_state: bool | None = None) -> dict[str, Any]:
+       authenticated_state: bool | None = None, netns: bool = False) -> dict[str, Any]:
     """Create (or reuse) the testnet in `d`, start every node, wait until all answer RPC and
     return the manifest. `compression`/`fsync`/`max_open_files`/`authenticated_state` None:
-    keep each node's config. Raises LauncherError."""
-    if manifest_path(d).exists():
-        old = read_manifest(d)
-        running = [x["index"] for x in old["nodes"] if pid_alive(x.get("pid"), x["home"])]
+    keep each node's config. `netns`: every node in its own network namespace (root only).
+    Raises LauncherError, or NetnsError for a namespace problem."""
+    d = Path(d).resolve()
+    old_m = read_manifest(d) if manifest_path(d).exists() else None
+    if old_m is not None:
+        running = [x["index"] for x in old_m["nodes"] if pid_alive(x.get("pid"), x["home"])]
         if running:
             raise LauncherError(f"testnet in {d} is already running (nodes {running}); "
                                 "use `status`, `down` or `restart`")
+    plan = None
+    if netns:
+        plan = ns.plan_for(d, n, old_m.get("netns") if old_m else None)
     d.mkdir(parents=True, exist_ok=True)
     cfgs = create_local_chain(d, n, base_port=base_port, log_level=log_level,
-                              chain_id=chain_id, consensus=consensus)
+                              chain_id=chain_id, consensus=consensus,
+                              hosts=[plan.addr(i) for i in range(n)] if plan else None)
+    ns.check_hosts(d, [c.p2p_listen for c in cfgs], plan)
     advs = []
     for i, c in enumerate(cfgs):
         # a restart may change who misbehaves; every testnet node accepts link faults
@@ -359,6 +380,12 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
         })
     m = {"chain_id": genesis.chain_id, "dir": str(d), "genesis_hash": genesis.hash().hex(),
          "nodes": nodes}
+    if plan is not None:
+        m["netns"] = plan.to_dict()
+        for node in nodes:
+            node["netns"], node["addr"] = plan.ns(node["index"]), plan.addr(node["index"])
+        write_manifest(d, m)  # first: `down` finds the namespaces even if setup dies midway
+        ns.setup(plan)
     for node in nodes:
         node["pid"] = start_node_process(node)
     write_manifest(d, m)
@@ -457,6 +484,8 @@ def add_down_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def down(d: str | os.PathLike) -> list[int]:
+    """Stop every node; on a --netns testnet also remove its namespaces and bridge (and
+    whatever a crashed run of the same directory left, found by name)."""
     m = read_manifest(d)
     stopped = []
     for n in m["nodes"]:  # SIGTERM everyone first, then wait: parallel shutdown
@@ -467,13 +496,25 @@ def down(d: str | os.PathLike) -> list[int]:
             stop_pid(n["pid"], n["home"])
             stopped.append(n["index"])
             n["pid"] = None
+    m.pop("cuts", None)  # they go with the namespaces
+    m.pop("links", None)
     write_manifest(d, m)
+    if m.get("netns"):
+        ns.cleanup(ns.testnet_id(m["dir"]))
     return stopped
 
 
 def run_down(args: argparse.Namespace) -> int:
     try:
+        if not manifest_path(args.dir).exists():
+            nss, links = ns.cleanup(ns.testnet_id(args.dir))
+            if nss or links:
+                print(f"removed what a crashed run left: namespaces {nss}, links {links}")
+                return 0
         stopped = down(args.dir)
+    except ns.NetnsError as exc:
+        print(f"testnet down: {exc}", file=sys.stderr)
+        return 2
     except LauncherError as exc:
         print(f"testnet down: {exc}", file=sys.stderr)
         return 1
@@ -572,73 +613,4 @@ def run_logs(args: argparse.Namespace) -> int:
                         time.sleep(0.2)
         except KeyboardInterrupt:
             pass
-    return 0
-
-
-# ---------------------------------------------------------------- link faults
-
-
-def set_link_rules(d: str | os.PathLike, rules: dict[int, Any]) -> None:
-    """Write each node's link rules file (link_faults.LinkRules); nodes apply them live."""
-    from testnet.adversary.link_faults import LinkRules, write_rules
-
-    m = read_manifest(d)
-    for node in m["nodes"]:
-        r = rules.get(node["index"]) or LinkRules()
-        write_rules(Path(node["home"]) / LINK_FAULTS_FILE, r)
-
-
-def partition(d: str | os.PathLike, groups: list[list[int]]) -> None:
-    """Cut every link between different groups (nodes in no group are isolated from all)."""
-    from testnet.adversary.link_faults import LinkRules
-
-    m = read_manifest(d)
-    every = [x["index"] for x in m["nodes"]]
-    side = {i: gi for gi, g in enumerate(groups) for i in g}
-    rules = {}
-    for i in every:
-        blocked = frozenset(j for j in every if j != i and (
-            i not in side or j not in side or side[i] != side[j]))
-        rules[i] = LinkRules(blocked=blocked)
-    set_link_rules(d, rules)
-
-
-def heal(d: str | os.PathLike) -> None:
-    set_link_rules(d, {})
-
-
-def _parse_groups(text: str) -> list[list[int]]:
-    try:
-        return [[int(x) for x in g.split(",") if x.strip()] for g in text.split("/")]
-    except ValueError:
-        raise LauncherError(f"bad --groups {text!r}: expected e.g. 0,1/2,3") from None
-
-
-def add_partition_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dir", default="./testnet-data", help="testnet directory")
-    p.add_argument("--groups", required=True, help="node groups that can still talk, e.g. 0,1/2,3")
-
-
-def run_partition(args: argparse.Namespace) -> int:
-    try:
-        groups = _parse_groups(args.groups)
-        partition(args.dir, groups)
-    except (LauncherError, OSError) as exc:
-        print(f"partition: {exc}", file=sys.stderr)
-        return 2
-    print(f"partitioned {args.dir} into {groups}")
-    return 0
-
-
-def add_heal_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dir", default="./testnet-data", help="testnet directory")
-
-
-def run_heal(args: argparse.Namespace) -> int:
-    try:
-        heal(args.dir)
-    except (LauncherError, OSError) as exc:
-        print(f"heal: {exc}", file=sys.stderr)
-        return 2
-    print(f"healed every link of {args.dir}")
     return 0

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from consensus import Request
 from consensus.evidence import PROOF_KINDS
-from storage.interface import StateReader
+from storage.interface import DepthGuarded, DepthLimit, StateReader
 
 from . import budgets, compaction, kv, lease_end, leases, locks
 from . import layout as L
@@ -27,6 +27,7 @@ from . import ops as O
 from .errors import (
     BAD_OP,
     CODE_NAMES,
+    DEPTH_LIMIT,
     INTERNAL,
     NOT_FOUND,
     PERMISSION,
@@ -96,11 +97,15 @@ class KVApplication:
             raise AppInvariantError(f"block time {time_ms} < previous block time {last_time}")
         rev = kv.current_revision(state)
         events: list[AppEvent] = []
+        # the state tree's depth bound (storage.merkle_depth): None with the tree off
+        guard = state.depth_guard(height) if isinstance(state, DepthGuarded) else None
 
         # Expiries are state transitions at the start of the block, one revision each.
         for lease_id in leases.due(block, time_ms, budgets.LEASE_EXPIRIES_PER_BLOCK):
             ctx = TxContext(Overlay(block), rev + 1, height, time_ms, b"", -1)
             lease_end.expire(ctx, lease_id)
+            if guard is not None:  # never refused, but counted
+                guard.admit(ctx.state.puts(), _always)
             ctx.state.merge_into(block)
             rev += 1
             events.extend(ctx.events)
@@ -111,6 +116,10 @@ class KVApplication:
             meter = spent.meter()
             ctx = TxContext(Overlay(block, meter), rev + 1, height, time_ms, tx.client_id, i)
             code, result = self._run(ctx, tx.op, spent.result_cap())
+            if not code and guard is not None:
+                refused = _admit(guard, ctx.state, block)
+                if refused is not None:
+                    code, result = refused
             spent.spend(meter, len(result))
             if code:
                 results.append((code, result))
@@ -188,6 +197,41 @@ class KVApplication:
             return fn(Overlay(state, budgets.Meter()), params, _info(state, height, time_ms))
         except (KeyError, TypeError, ValueError) as exc:
             raise AppError(BAD_OP, f"bad params for {method}: {exc}") from exc
+
+
+# ---------------------------------------------------------------- depth bound
+
+
+def _always(_key: bytes) -> bool:
+    return True
+
+
+def _admit(guard: DepthLimit, tx: Overlay, block: Overlay) -> tuple[int, bytes] | None:
+    """None if the state tree may take the new keys the tx puts, else its DEPTH_LIMIT
+    result (its writes are then dropped). An op on a key that exists (overwrite, delete,
+    lease attach) is never refused: the history record or lease index key it adds sits
+    next to that key's own (their paths are those of existing keys, plus at most the
+    revision's 64 bits), so it is admitted past the bound (docs/storage.md)."""
+    puts = tx.puts()
+    if not puts:
+        return None
+
+    def existing(key: bytes) -> bool:
+        if key.startswith(L.HIST):
+            user = L.parse_hist_key(key)[0]
+        elif key.startswith(L.LEASE_KEYS):
+            user = key[len(L.LEASE_KEYS) + 8 :]
+        else:
+            return False
+        return block.get(L.KV + user) is not None  # the state before this tx
+
+    refused = guard.admit(puts, existing)
+    if refused is None:
+        return None
+    return DEPTH_LIMIT, _error(
+        DEPTH_LIMIT,
+        f"state key {refused[:64]!r} would sit deeper than {guard.max_depth} levels in the "
+        "state tree (keys that share long prefixes)")
 
 
 # ---------------------------------------------------------------- tx dispatch

@@ -16,6 +16,7 @@ LIMIT = 7  # a size or queue limit was hit
 UNKNOWN_METHOD = 8  # query method not known
 BUDGET_EXCEEDED = 9  # the tx read or would return more than its budget (bftnode.app.budgets)
 INTERNAL = 10  # a bug: executing the op raised an unexpected exception (logged)
+DEPTH_LIMIT = 11  # a new key would sit too deep in the state tree (storage.merkle_depth)
 
 CODE_NAMES = {
     OK: "ok",
@@ -29,6 +30,7 @@ CODE_NAMES = {
     UNKNOWN_METHOD: "unknown_method",
     BUDGET_EXCEEDED: "budget_exceeded",
     INTERNAL: "internal_error",
+    DEPTH_LIMIT: "depth_limit",
 }
 
 

@@ -17,7 +17,7 @@ import bisect
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from storage.interface import StateReader
+from storage.interface import DepthGuarded, DepthLimit, StateReader
 
 if TYPE_CHECKING:
     from .budgets import Meter
@@ -60,6 +60,15 @@ class Overlay:
 
     def writes(self) -> tuple[tuple[bytes, bytes | None], ...]:
         return tuple(sorted(self._pending.items()))
+
+    def puts(self) -> list[bytes]:
+        """The keys this overlay puts (not those it deletes), in the order first written."""
+        return [k for k, v in self._pending.items() if v is not None]
+
+    def depth_guard(self, height: int) -> DepthLimit | None:
+        """The base reader's depth bound (storage.interface.DepthGuarded), if it has one."""
+        base = self._base
+        return base.depth_guard(height) if isinstance(base, DepthGuarded) else None
 
     def dirty(self) -> bool:
         return bool(self._pending)

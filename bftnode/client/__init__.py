@@ -13,9 +13,10 @@ Layout: `errors` (exceptions), `keys` (key and seq files), `core` (request build
 answer parser, failover and retry decisions, certificate checks: pure), `flows` (every
 operation once, as a generator over `core` yielding Post/Sleep), `sync` (`Client`) and `aio`
 (`AsyncClient`): each only performs Post and Sleep, and gets its methods generated from
-`flows`. Imports: stdlib, httpx, httpx_ws, anyio, msgspec, consensus, bftnode.keys,
-bftnode.app.ops (lazily), bftnode.rpc.errors. Must not import trio, storage, network or the
-node.
+`flows`; `verify` checks proven answers (docs/rpc.md "Proofs") against the validator set
+pinned by a genesis file. Imports: stdlib, httpx, httpx_ws, anyio, msgspec, consensus,
+bftnode.keys, bftnode.app (the pure queries the verifier re-runs), bftnode.rpc.errors, storage
+only for its pure proof code (merkle_proof, keys). Must not import trio, network or the node.
 """
 
 from __future__ import annotations
@@ -32,9 +33,12 @@ from .errors import (
     BadAnswer,
     BadSignature,
     ClientError,
+    ForgedAnswer,
+    IncompleteAnswer,
     NoNodeAvailable,
     RateLimited,
     RPCCallError,
+    StaleAnswer,
     StaleRead,
     SubscriptionClosed,
     TxFailed,
@@ -44,10 +48,13 @@ from .errors import (
 )
 from .keys import SEQ_RESERVE, SeqAllocator, default_key_path, load_or_create_key
 from .sync import Client
+from .verify import ProofVerifier, chain_from_genesis, find_genesis
 
 __all__ = [
     "DEFAULT_URL", "SEQ_RESERVE", "AppQueryError", "AsyncClient", "BadAnswer", "BadSignature",
     "ChainInfo", "Client", "ClientError", "NoNodeAvailable", "RPCCallError", "RateLimited",
     "SeqAllocator", "StaleRead", "SubscriptionClosed", "TxFailed", "TxRejected", "TxTimeout", "VerificationError",
     "chain_info_from", "default_key_path", "load_or_create_key", "verify_commit_certificate",
+    "ForgedAnswer", "IncompleteAnswer", "StaleAnswer", "ProofVerifier", "chain_from_genesis",
+    "find_genesis",
 ]

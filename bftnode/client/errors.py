@@ -66,6 +66,19 @@ class VerificationError(ClientError):
     """A node's answer could not be verified (bad or missing certificate, disagreeing nodes)."""
 
 
+class ForgedAnswer(VerificationError):
+    """The answer or its proof does not check against the pinned validators' certificate."""
+
+
+class IncompleteAnswer(VerificationError):
+    """The answer carries no proof, or its proof does not cover what the query reads."""
+
+
+class StaleAnswer(VerificationError):
+    """The proven state is older than the client accepts (a height below one already
+    verified, or a block time beyond the staleness bound)."""
+
+
 class NoNodeAvailable(ClientError):
     """Every node URL failed at the transport level."""
 

@@ -24,13 +24,16 @@ from ..keys import NodeKey
 from . import core as C
 from .core import ChainInfo, Flow, Post, Sleep, TransportFailure
 from .errors import (
+    AppQueryError,
     ClientError,
     NoNodeAvailable,
     RPCCallError,
     TxFailed,
     TxTimeout,
+    VerificationError,
 )
 from .keys import SeqAllocator, key_and_seq_path
+from .verify import MAX_STALE_S, ProofVerifier, chain_from_genesis, find_genesis
 
 VERIFY_MODES = ("certificate", "replies", "none")
 
@@ -48,6 +51,7 @@ class Core:
         self, urls: str | Sequence[str] | None, key: str | os.PathLike | NodeKey | None, *,
         timeout: float, verify: str, seq_file: str | os.PathLike | None | bool,
         chain: ChainInfo | None, retries: int, clock: Callable[[], float] = time.monotonic,
+        proofs: ProofVerifier | None = None,
     ) -> None:
         self.endpoints = C.Endpoints(urls)
         if verify not in VERIFY_MODES:
@@ -60,6 +64,8 @@ class Core:
         self.chain = chain
         self.retries = retries
         self.clock = clock
+        self.proofs = proofs  # verify every read's proof (a pinned validator set), or None
+        self.rejected: list[tuple[str, VerificationError]] = []  # answers that failed it
         self._ids = 0
 
     @property
@@ -98,6 +104,41 @@ class Core:
             if attempt + 1 < rounds:
                 yield Sleep(C.backoff(attempt))
         raise NoNodeAvailable(f"no node answered {method!r}: {last}")
+
+    def read(self, method: str, params: dict[str, Any],
+             check: Callable[[Any], Any] | None = None, url: str | None = None) -> Flow:
+        """A read; with `proofs`, its answer verified by `check` (default: the app query
+        re-run over the proof), failing over to the next node when a node's answer does not
+        verify (or it cannot prove it: no certificate yet, an internal error). Raises the
+        last VerificationError when no node's answer verified."""
+        if self.proofs is None:
+            return (yield from self.call_at(url, method, params))
+        proofs = self.proofs
+        check = check or (lambda res: proofs.app_read(method, params, res))
+        last: ClientError | None = None
+        for attempt in range(self.retries + 1):
+            for u in [url] if url else self.endpoints.order():
+                try:
+                    res = yield from self.call_at(u, method, {**params, "prove": True}, 0)
+                    out = check(res)
+                except VerificationError as exc:
+                    self.rejected.append((u, exc))
+                    last = exc
+                    continue
+                except AppQueryError:
+                    raise
+                except (NoNodeAvailable, RPCCallError) as exc:
+                    if isinstance(exc, RPCCallError) and exc.code == -32602:  # bad params
+                        raise
+                    last = exc if not isinstance(last, VerificationError) else last
+                    continue
+                if not url:
+                    self.endpoints.worked(u)
+                return out
+            if attempt < self.retries and not isinstance(last, VerificationError):
+                yield Sleep(C.backoff(attempt))
+        assert last is not None
+        raise last
 
     def batch(self, calls: Sequence[tuple[str, dict[str, Any]]], url: str | None = None
               ) -> Flow:
@@ -140,6 +181,8 @@ class Core:
                 if left <= 0:
                     break
                 params = {"tx": C.tx_param(req), "timeout": max(0.1, min(left, 60.0))}
+                if self.proofs is not None:
+                    params["prove"] = True
                 try:
                     res = yield from self.call_at(u, "broadcast_tx_commit", params, retries=0)
                 except (NoNodeAvailable, RPCCallError) as exc:
@@ -147,12 +190,23 @@ class Core:
                         raise
                     last = exc
                     continue
+                if self.proofs is not None:
+                    try:
+                        ok = self.proofs.tx(res, tx_hash)
+                    except VerificationError as exc:  # the same signed tx to the next node
+                        self.rejected.append((u, exc))
+                        last = exc
+                        continue
+                    self.endpoints.worked(u)
+                    return ok
                 ok = C.accept_commit(self.verify, self.chain, tx_hash, res)
                 if ok is None:
                     ok = yield from self._confirm_by_replies(tx_hash, res)
                 self.endpoints.worked(u)
                 return ok
             yield Sleep(max(0.0, min(0.2, deadline - self.clock())))  # no node answered
+        if isinstance(last, VerificationError):
+            raise last
         raise TxTimeout(f"tx {tx_hash.hex()} not confirmed within {timeout:g}s: {last}",
                         data={"hash": tx_hash.hex()})
 
@@ -185,11 +239,25 @@ class Core:
 
     def tx(self, tx_hash: str | bytes, prove: bool = False) -> Flow:
         h = tx_hash.hex() if isinstance(tx_hash, bytes) else tx_hash
+        if self.proofs is not None:
+            want = bytes.fromhex(h)
+            return (yield from self.read("tx", {"hash": h},
+                                         lambda res: self.proofs.tx(res, want)))
         return (yield from self.call("tx", hash=h, prove=prove))
 
     def tx_status(self, tx: str | bytes | Request, url: str | None = None) -> Flow:
         """{status: COMMITTED|PENDING|EXPIRED|UNKNOWN, committed, height, ...} from one node
         (`url`, default failover). Pass the signed Request to let any node judge expiry."""
+        if self.proofs is not None:
+            who: tuple[bytes, int] | None = None
+            if isinstance(tx, Request):
+                want, vu = request_digest(tx), tx.valid_until or None
+                who = (tx.client_id, tx.request_seq)
+            else:
+                want, vu = (tx if isinstance(tx, bytes) else bytes.fromhex(tx)), None
+            return (yield from self.read(
+                "tx_status", C.tx_status_params(tx),
+                lambda res: self.proofs.tx_status(res, want, vu, who), url))
         return (yield from self.call_at(url, "tx_status", C.tx_status_params(tx)))
 
     def get(self, key: str | bytes, consistency: str = "serializable",
@@ -199,12 +267,12 @@ class Core:
         if consistency == "linearizable":
             op = _ops().range_(C.as_bytes(key), revision=revision or 0)
             return C.read_result((yield from self.commit_op(op)))
-        return (yield from self.call("kv_get", **C.kv_params(
+        return (yield from self.read("kv_get", C.kv_params(
             key, min_revision=min_revision, revision=revision)))
 
     def range(self, prefix: str | bytes = b"", limit: int = 0, keys_only: bool = False,
               revision: int | None = None) -> Flow:
-        return (yield from self.call("kv_range", **C.kv_params(
+        return (yield from self.read("kv_range", C.kv_params(
             prefix, prefix=True, limit=limit or None, keys_only=keys_only or None,
             revision=revision)))
 
@@ -232,7 +300,7 @@ class Core:
         return (yield from self.commit_op(_ops().lease_revoke(lease_id)))
 
     def lease_ttl(self, lease_id: int) -> Flow:
-        return (yield from self.call("lease_ttl", id=lease_id))
+        return (yield from self.read("lease_ttl", {"id": lease_id}))
 
     def keep_lease(self, lease_id: int) -> Flow:
         """One keepalive of a `lease()` block's lease: False once the lease is gone (nothing
@@ -260,7 +328,7 @@ class Core:
             raise TxFailed(f"lock {name!r} is held", 6, res)
         deadline = self.clock() + timeout
         while self.clock() < deadline:  # queued: wait until the chain grants it to us
-            st = yield from self.call("lock_status", **C.named(name, lease=lease))
+            st = yield from self.read("lock_status", C.named(name, lease=lease))
             if st.get("held_by_lease"):
                 return int(st["holder"]["token"])
             if not st.get("position"):
@@ -276,7 +344,7 @@ class Core:
         return (yield from self.commit_op(_ops().lock_release(C.as_bytes(name), token)))
 
     def lock_status(self, name: str | bytes, token: int | None = None) -> Flow:
-        return (yield from self.call("lock_status", **C.named(name, token=token)))
+        return (yield from self.read("lock_status", C.named(name, token=token)))
 
     # -- elections
     def campaign(self, name: str | bytes, lease: int, value: str | bytes = b"",
@@ -288,7 +356,7 @@ class Core:
         token = C.lock_token(res)
         deadline = self.clock() + timeout
         while token is None and self.clock() < deadline:
-            st = yield from self.call("election_leader", **C.named(name))
+            st = yield from self.read("election_leader", C.named(name))
             if st.get("lease") == lease:
                 return int(st["token"])
             yield Sleep(0.05)
@@ -304,7 +372,7 @@ class Core:
         return (yield from self.commit_op(_ops().resign(C.as_bytes(name), token)))
 
     def leader(self, name: str | bytes) -> Flow:
-        return (yield from self.call("election_leader", **C.named(name)))
+        return (yield from self.read("election_leader", C.named(name)))
 
 
 # The operations both fronts expose, each generated from the Core generator of that name.
@@ -339,9 +407,18 @@ class Front:
         None, *, timeout: float = 10.0, verify: str = "certificate",
         seq_file: str | os.PathLike | None | bool = None, chain: ChainInfo | None = None,
         retries: int = 2, max_connections: int = 100,
+        genesis: str | os.PathLike | ChainInfo | None = None, trust_node: bool = False,
+        max_stale_s: float = MAX_STALE_S,
     ) -> None:
+        proofs = None
+        if not trust_node:
+            pinned = genesis if isinstance(genesis, ChainInfo) else (
+                None if (path := find_genesis(genesis)) is None else chain_from_genesis(path))
+            if pinned is not None:
+                proofs = ProofVerifier(pinned, max_stale_s=max_stale_s)
+                chain = chain or pinned
         self._core = Core(urls, key, timeout=timeout, verify=verify, seq_file=seq_file,
-                          chain=chain, retries=retries)
+                          chain=chain, retries=retries, proofs=proofs)
         self._http = self._open_http(timeout, max_connections)
 
     def _open_http(self, timeout: float, max_connections: int) -> Any:
@@ -350,6 +427,11 @@ class Front:
     @property
     def client_id(self) -> bytes:
         return self._core.client_id
+
+    @property
+    def verifying(self) -> bool:
+        """Are answers verified against a pinned validator set (a genesis was found)?"""
+        return self._core.proofs is not None
 
     retries = property(lambda self: self._core.retries,
                        lambda self, value: setattr(self._core, "retries", value),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
-from typing import Any
 
 from storage.interface import StorageError
 
@@ -65,13 +64,11 @@ def build_node(config: NodeConfig, *, app: Application | None = None,
                transport: Transport | None = None, store: Store | None = None,
                replica_factory: ReplicaFactory | None = None,
                wrap_transport: Callable[[Transport], Transport] | None = None,
-               client_key: NodeKey | None = None,
-               certificates: Callable[[Store], Any] | None = None) -> Node:
+               client_key: NodeKey | None = None) -> Node:
     """Every start-up check, then the real parts (LevelDB store, libp2p transport, KV app).
     `wrap_transport` wraps the default transport once it is built (a given `transport` is
     used as is). Raises StartupError with a clear message; nothing is written unless all
-    checks pass. `certificates(store)`, if given, builds the roots certificates' source
-    (bftnode.node.snapshot; a test seam until certificates come from the protocol)."""
+    checks pass."""
     key, genesis = load_startup_files(config)
     if transport is None:
         host, port = _multiaddr_host_port(config.p2p_listen)
@@ -101,8 +98,7 @@ def build_node(config: NodeConfig, *, app: Application | None = None,
     try:
         return Node(index=config.node_index, genesis=genesis, key=key, store=store,
                     transport=transport, app=app, config=config, client_key=client_key,
-                    replica_factory=replica_factory, tick_ms=config.tick_ms,
-                    certificates=None if certificates is None else certificates(store))
+                    replica_factory=replica_factory, tick_ms=config.tick_ms)
     except StorageError as exc:
         if opened_here:
             store.close()

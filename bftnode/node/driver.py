@@ -1,8 +1,9 @@
 """The replica task and the ONE implementation of the Output ordering rule.
 
 `apply_output(out, ports)` applies a replica's Output in the order every shell must keep:
-persist -> send -> execute (and, behind the blocks, reply) -> evidence -> fetch -> snapshot ->
-load_clients, stepping the replica again for the answers to fetch and load_clients. The node
+persist -> send -> execute (and, behind the blocks, reply) -> evidence -> state certificates
+and divergence alarms -> fetch -> snapshot -> load_clients, stepping the replica again for the
+answers to fetch, snapshot and load_clients. The node
 (`Node`, through `_NodePorts`), the simulator (testnet/sim) and the consensus tests' cluster
 all drive it; they differ only in their `OutputPorts` (store, transport, executor, replies).
 A synchronous shell's ports never suspend, so `run_sync` runs it without an event loop.
@@ -49,6 +50,8 @@ from consensus import (
     Request,
     Send,
     StableCheckpoint,
+    StateCertified,
+    StateDivergence,
     Tick,
     ViewState,
     decode,
@@ -108,6 +111,14 @@ class OutputPorts(Protocol):
 
     def evidence(self, ev: Evidence) -> None: ...
 
+    def certified(self, c: StateCertified) -> None:
+        """Store a block's state certificate."""
+        ...
+
+    def diverged(self, d: StateDivergence) -> None:
+        """Raise the alarm: 2f+1 replicas certify other roots than this replica's."""
+        ...
+
     async def client_histories(self, load: LoadClients) -> tuple[int, Any] | None:
         """storage's answer to LoadClients: (as of height, each client's dedup window); None
         if the shell answers later (it then steps ClientsLoaded itself)."""
@@ -133,6 +144,10 @@ async def apply_output(out: Output, ports: OutputPorts) -> None:
         await ports.execute(out.execute, out.reply)
     for ev in out.evidence:
         ports.evidence(ev)
+    for c in out.certified:
+        ports.certified(c)
+    for d in out.divergence:
+        ports.diverged(d)
     # optional ports (bftnode.node.snapshot): a shell without them serves no snapshot
     pruned = getattr(ports, "pruned_answer", None)
     for f in out.fetch:
@@ -229,6 +244,12 @@ class _NodePorts:
 
     async def snapshot(self, act: Any) -> Any:
         return await self.node._snapshot_action(act)
+
+    def certified(self, c: StateCertified) -> None:
+        self.node._on_state_certified(c)
+
+    def diverged(self, d: StateDivergence) -> None:
+        self.node._on_state_divergence(d)
 
     async def client_histories(self, load: LoadClients) -> tuple[int, Any]:
         node = self.node

@@ -21,7 +21,14 @@ from consensus import CommittedBlock, Execute, InvariantViolation, request_diges
 from consensus.types import request_size
 from storage.interface import BlockCommit, StateReader, TxResult
 
-from .ports import Application, BlockEffects, BlockSource, HeldExecutionState, Store
+from .ports import (
+    Application,
+    AuthenticatedState,
+    BlockEffects,
+    BlockSource,
+    HeldExecutionState,
+    Store,
+)
 
 FETCH_MAX_BLOCKS = 64
 # request bytes per BlockSync answer (past its first block): 64 blocks of 100 txs with 1-KB
@@ -71,7 +78,10 @@ def blocks_for_fetch(store: BlockSource, from_seq: int, to_seq: int,
 
 def execute_and_commit(store: Store, app: Application, exs: Sequence[Execute]) -> list[Executed]:
     """The app over the live state (plus the writes of the earlier blocks of this group,
-    through an overlay), then ONE atomic synced commit of them all."""
+    through an overlay), then ONE atomic synced commit of them all. With the state tree on,
+    one commit per block: each block's depth bound reads the tree of the block before."""
+    if len(exs) > 1 and isinstance(store, AuthenticatedState) and store.authenticated_state:
+        return [d for ex in exs for d in execute_and_commit(store, app, (ex,))]
     if isinstance(store, HeldExecutionState):
         with store.execution_state() as state:  # its reads end before commit_blocks writes
             return _execute_and_commit_on(store, app, state, exs)
@@ -167,6 +177,7 @@ class ExecutorMixin:
         async for exs, replies in self._exec_recv:
             if exs:
                 await self._execute_group(exs)
+                self._flush_certificates()  # those that formed during the block write
             for r in replies:
                 self._on_reply(r)
             self._exec_done += 1
@@ -221,6 +232,7 @@ class ExecutorMixin:
         self.metrics.txs.inc(len(results))
         self.metrics.height.set(ex.seq)
         self._resolve_committed(ex, results)
+        self._feed_executed(ex.seq, ex.block_hash)
         self.log.debug("block committed", height=ex.seq, view=ex.view, txs=len(results),
                        block_hash=ex.block_hash.hex()[:16])
         self._keep_app_events(ex.seq, tuple(effects.events))

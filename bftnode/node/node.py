@@ -4,7 +4,8 @@ Implements the RPC layer's NodeAPI. Composed of one mixin per job: `DriverMixin`
 task and the ordering rule, driver.py), `ExecutorMixin` (blocks, executor.py),
 `WaitersMixin` (commit waiters, waiters.py), `SubmitMixin` (admission, submit.py),
 `ReadsMixin` (the read façade, reads.py), `HealthMixin` (health and read freshness,
-health.py), `MetricsMixin` (gauges, metrics.py). This module
+health.py), `MetricsMixin` (gauges, metrics.py), `StateRootsMixin` (state certificates,
+state_roots.py). This module
 holds the state they share (set up in `__init__`) and the lifecycle.
 Imports: stdlib, trio, consensus, storage, bftnode.
 """
@@ -12,6 +13,7 @@ Imports: stdlib, trio, consensus, storage, bftnode.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import time
 from collections.abc import Callable
 from functools import partial
@@ -42,7 +44,8 @@ from .health import HealthBounds, HealthMixin
 from .metrics import MetricsMixin
 from .ports import Application, ReplicaFactory, ReplicaLike, Store, Transport
 from .reads import ReadsMixin
-from .snapshot import CertificateSource, SnapshotShell, snapshot_convictions
+from .snapshot import SnapshotShell, snapshot_convictions
+from .state_roots import StateRootsMixin
 from .submit import SubmitMixin
 from .verify_cache import CachingVerifier
 from .waiters import Waiter, WaitersMixin
@@ -78,7 +81,7 @@ def _read_limits(config: NodeConfig | None) -> Any:
 
 
 class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, HealthMixin,
-           MetricsMixin):
+           MetricsMixin, StateRootsMixin):
     """A running (or ready to run) bftnode validator. Implements the RPC layer's NodeAPI."""
 
     def __init__(
@@ -96,13 +99,14 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
         clock_ms: Callable[[], int] = wall_ms,
         tick_ms: int = 10,
         serve_rpc: bool | None = None,
-        certificates: CertificateSource | None = None,
     ) -> None:
         self.index = index
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.domain = genesis.domain
         self.consensus_config = genesis.config()
+        if getattr(store, "auth", None) is not None:  # the state tree is on: certify its roots
+            self.consensus_config = dataclasses.replace(self.consensus_config, state_votes=True)
         self.key = key
         self.node_id = key.public_key.hex()
         self.store = store
@@ -120,6 +124,9 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
         self._serve_rpc = serve_rpc if serve_rpc is not None else (
             config is not None and config.rpc_port != 0
         )
+        # a seam for the testnet's adversary (lying-reads): (method, params, result) -> the
+        # result the RPC answers; None in the product
+        self.answer_hook: Callable[[str, Any, Any], Any] | None = None
         # shared by the RPC layer (verify_tx) and the replica: each signature verified once
         self.tx_verifier = CachingVerifier(Ed25519Verifier())
         self.auth = Authenticator(
@@ -129,10 +136,8 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
         factory = replica_factory or default_replica_factory
         self._replica_factory = factory
         self.replica: ReplicaLike = factory(self.consensus_config, index, self.auth, restored)
-        # snapshot catch-up and pruning (snapshot.py); `certificates` is the roots
-        # certificates' source (default: the store's)
-        self.snapshots = SnapshotShell(store, self.consensus_config, self.auth, index,
-                                       certificates)
+        # snapshot catch-up and pruning (snapshot.py), serving the store's certificates
+        self.snapshots = SnapshotShell(store, self.consensus_config, self.auth, index)
         self._height = restored.last_executed
         self.last_block_hash = restored.last_block_hash
         self.last_block_time_ms = restored.last_time_ms
@@ -167,6 +172,7 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
         self._exec_queued = 0
         self._exec_done = 0
         self._exec_progress = trio.Event()
+        self._certs_pending: list[Any] = []  # StateCertified waiting for a block write to end
         self._ports = _NodePorts(self)
         # reads: worker threads over snapshots (reads.py), their bounds (the RPC applies
         # them) and the health bounds (health.py)

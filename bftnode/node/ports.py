@@ -20,7 +20,8 @@ from consensus.core import ReplicaCore
 from storage.interface import BlockCommit, StateReader
 from storage.interface import Store as _LedgerStore
 
-__all__ = ["Application", "BlockEffects", "BlockSource", "HeldExecutionState", "PeerStats",
+__all__ = ["Application", "AuthenticatedState", "BlockEffects", "BlockSource",
+           "HeldExecutionState", "PeerStats",
            "ReadViews", "ReplicaFactory", "ReplicaLike", "Store", "Transport"]
 
 
@@ -38,6 +39,16 @@ class HeldExecutionState(Protocol):
     (LevelDBStore: one iterator and snapshot instead of one per read)."""
 
     def execution_state(self) -> AbstractContextManager[StateReader]: ...
+
+
+@runtime_checkable
+class AuthenticatedState(Protocol):
+    """Optional: a store that may keep the state tree (every LedgerStore). With it on, a
+    block's execution reads the tree of the block before (the depth bound,
+    storage.merkle_depth), so blocks are executed and committed one by one."""
+
+    @property
+    def authenticated_state(self) -> bool: ...
 
 
 @runtime_checkable

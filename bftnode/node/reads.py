@@ -92,6 +92,7 @@ class ReadsMixin:
             "last_block_time_ms": self.last_block_time_ms,
             "stable_checkpoint": r.stable_seq,
             "base_height": self.store.base_height(),
+            "certified_height": r.certified_height,  # 0 unless the state tree is on
             "validators": self.consensus_config.n,
             "peers": self._connected_peers(),
             "txs_committed": int(self.metrics.value("bftnode_txs_committed_total")),

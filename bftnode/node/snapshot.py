@@ -11,10 +11,11 @@ finished (the tree rebuilt and compared with the certified root); the caller per
 convictions the snapshot's state records (`snapshot_convictions`) and restores the replica
 from storage. `prune_step` deletes old blocks in one bounded step per commit.
 
-Certificates come from ONE source, `certificates()` -> the latest certificate (an object with
-seq, block_hash, state_root, results_root, votes: storage.interface.StateCertificate once the
-roots are certified by the protocol); `store_certificates(store)` reads it from the store
-(`latest_certified` / `state_certificate`), None if the store has none.
+Certificates come from ONE source, `certificates()` -> the latest
+storage.interface.StateCertificate (the protocol's StateVotes, stored by
+bftnode.node.state_roots); `store_certificates(store)` reads it from the store
+(`latest_certified` / `state_certificate`), None if it has none yet. An installed snapshot's
+certificate is stored too, so the node serves and proves that height.
 Imports: stdlib, consensus, storage.
 """
 
@@ -35,10 +36,10 @@ from consensus import (
     SnapshotChecked,
     SnapshotChunk,
     SnapshotRead,
-    StateVote,
 )
 from consensus.phases.snapshot import check_first_page
 from storage import ProofError, StaleVersion, StorageError
+from storage.interface import StateCertificate
 from storage.ledger_prune import PRUNE_STEP_BLOCKS, prune_below
 from storage.snapshot import verify_page
 
@@ -46,52 +47,15 @@ MAX_SESSIONS = 2  # peers served at once (each holds a LevelDB snapshot: pinned 
 SESSION_IDLE_S = 30.0
 
 
-@dataclass(frozen=True, slots=True)
-class StateCert:
-    """A roots certificate: the shape of storage.interface.StateCertificate (issue 28)."""
-
-    seq: int
-    block_hash: bytes
-    state_root: bytes
-    results_root: bytes
-    votes: tuple[StateVote, ...]
-
-
-CertificateSource = Callable[[], Any]
+CertificateSource = Callable[[], StateCertificate | None]
 
 
 def store_certificates(store: Any) -> CertificateSource:
-    """The latest roots certificate the store holds (None: none, or a store without them)."""
+    """The latest state certificate the store holds (None: none yet)."""
 
-    def latest() -> Any:
-        latest_certified = getattr(store, "latest_certified", None)
-        if latest_certified is None:
-            return None
-        h = latest_certified()
+    def latest() -> StateCertificate | None:
+        h = store.latest_certified()
         return store.state_certificate(h) if h else None
-
-    return latest
-
-
-def signing_certificates(store: Any, config: Config, auths: list[Authenticator],
-                         every: int = 16) -> CertificateSource:
-    """TEST SEAM (testnet, simulator): certify the store's own roots at the last multiple of
-    `every` with 2f+1 validators' keys. Stands in for the protocol's certificates."""
-
-    def latest() -> Any:
-        h = store.height() // every * every
-        if h == 0:
-            return None
-        block = store.block(h)
-        try:
-            root = store.state_root(h)
-        except (StaleVersion, StorageError):
-            return None
-        if block is None:
-            return None
-        votes = tuple(a.sign(StateVote(h, block.hash, root, bytes(32), i))
-                      for i, a in enumerate(auths[:config.quorum]))
-        return StateCert(h, block.hash, root, bytes(32), votes)
 
     return latest
 
@@ -117,6 +81,7 @@ class _Fetch:
     height: int
     block_hash: bytes
     state_root: bytes
+    results_root: bytes
     chunk: SnapshotChunk  # the first page
 
 
@@ -246,7 +211,7 @@ class SnapshotShell:
             if reason:
                 return refuse(f"snapshot certificate: {reason}")
             v = m.certificate[0]
-            self._fetch = _Fetch(peer, m.height, v.block_hash, v.state_root, m)
+            self._fetch = _Fetch(peer, m.height, v.block_hash, v.state_root, v.results_root, m)
             self.store.begin_import(m.height)
         f = self._fetch
         if f is None or f.peer != peer or f.height != m.height:
@@ -262,9 +227,10 @@ class SnapshotShell:
         assert first.block is not None
         try:
             self.store.finish_import(f.height, f.block_hash, first.block, first.prev_hash,
-                                     f.state_root)
+                                     f.state_root, f.results_root)
         except StorageError as exc:
             return refuse(f"snapshot import: {exc}")
+        self.store.put_state_certificate(f.height, first.certificate)
         self._fetch = None
         self.installed += 1
         return SnapshotChecked(peer, m.height, None), True

@@ -21,12 +21,15 @@ import structlog
 
 from consensus import Ed25519Verifier, Request, request_digest
 from consensus.codec import signing_bytes
+from storage import keys
 
+from . import proofs as pf
 from . import read_views as rv
 from .errors import (
     APP_ERROR,
     BAD_SIGNATURE,
     INTERNAL_ERROR,
+    NOT_FOUND,
     TIMEOUT,
     TX_REJECTED,
     RPCError,
@@ -42,6 +45,7 @@ from .params import (
     LeaseTtlParams,
     LockStatusParams,
     NoParams,
+    RevisionParams,
     TxParams,
     TxStatusParams,
     parse,
@@ -127,8 +131,28 @@ class _Lag:
 
 @method("tx", TxParams)
 async def on_tx(ctx: CallContext, p: TxParams) -> Any:
-    return await guarded(ctx, p, lambda budget: rv.in_view(
-        ctx, partial(rv.tx_at, p.hash, p.prove, p.encoding, budget)))
+    """The committed tx; with `prove` its commit certificate, and with authenticated_state
+    its result's path to the certified results root (docs/rpc.md "Proofs")."""
+    if not (pf.proofs_on(ctx.node) and p.prove is not False):
+        return await guarded(ctx, p, lambda budget: rv.in_view(
+            ctx, partial(rv.tx_at, p.hash, bool(p.prove), p.encoding, budget)))
+
+    async def run(budget: int) -> Any:
+        res, tx_out, size, height = await rv.in_view(
+            ctx, partial(rv.tx_lookup, p.hash, None, p.encoding, budget))
+        if res is None:
+            raise RPCError(NOT_FOUND, f"tx {p.hash.hex()} not found (not committed, or unknown)")
+        return rv.sized(await _with_result_proof(ctx, res, tx_out), budget, height)
+
+    return await guarded(ctx, p, run)
+
+
+async def _with_result_proof(ctx: CallContext, res: Any, out: dict[str, Any]
+                             ) -> dict[str, Any]:
+    """`out` (a committed tx's JSON) with the proof of its result at its certified height."""
+    cert = await pf.certified(ctx.node, res.height)
+    out["proof"] = await rv.in_view(ctx, partial(pf.result_proof_json, res=res, cert=cert))
+    return out
 
 
 # Txs this node has seen through its own RPC (hash -> valid_until, accepted?), per node object,
@@ -155,16 +179,17 @@ def remember_tx(ctx: CallContext, req: Request, tx_hash: bytes, accepted: bool) 
 
 
 def tx_state(ctx: CallContext, tx_hash: bytes, valid_until: int | None,
-             committed: bool) -> str:
+             committed: bool, at: int | None = None) -> str:
     """COMMITTED | EXPIRED (height > valid_until and not in the ledger: consensus never
     executes a request at a seq past its valid_until, so it can never commit) | PENDING
-    (accepted here, may still commit) | UNKNOWN (this node knows nothing about it)."""
+    (accepted here, may still commit) | UNKNOWN (this node knows nothing about it).
+    `at`: the height it was proven absent at (then EXPIRED needs at >= valid_until)."""
     if committed:
         return "COMMITTED"
     seen = _seen_txs(ctx.node).get(tx_hash)
     if valid_until is None and seen is not None:
         valid_until = seen[0]
-    if valid_until and ctx.node.height() > valid_until:
+    if valid_until and (ctx.node.height() > valid_until if at is None else at >= valid_until):
         return "EXPIRED"
     if seen is not None and seen[1]:
         return "PENDING"
@@ -182,24 +207,40 @@ async def on_tx_status(ctx: CallContext, p: TxStatusParams) -> Any:
     if p.tx is not None:
         tx_hash = verify_tx(ctx, p.tx.request)
         valid_until = p.tx.request.valid_until
+        client = (p.tx.request.client_id, p.tx.request.request_seq)
     elif p.hash is not None:
         tx_hash = p.hash
     else:
         assert p.client_id is not None and p.request_seq is not None  # TxStatusParams.check
         client = (p.client_id, p.request_seq)
 
+    prove = pf.want_proof(ctx.node, p.prove)
+
     async def run(budget: int) -> Any:
+        cert = await pf.certified(ctx.node) if prove else None
         res, tx_out, size, height = await rv.in_view(
             ctx, partial(rv.tx_lookup, tx_hash, client, p.encoding, budget))
-        return _tx_status(ctx, res, tx_out, height, tx_hash, valid_until), size, height
+        if not prove:
+            return _tx_status(ctx, res, tx_out, height, tx_hash, valid_until), size, height
+        if res is not None:
+            out = _tx_status(ctx, res, tx_out, height, tx_hash, valid_until)
+            await _with_result_proof(ctx, res, out["tx"])
+            return rv.sized(out, budget, height)
+        # not committed: proven absent at the certified height, and judged at that height
+        out = _tx_status(ctx, None, None, cert.seq, tx_hash, valid_until, at=cert.seq)
+        if client is not None:  # tx records by hash are not in the tree: (client, seq) is
+            out["proof"] = await rv.in_view(ctx, partial(
+                pf.absence_json, cert=cert, tree_key=keys.client_index(*client)))
+        return rv.sized(out, budget, cert.seq)
 
     return await guarded(ctx, p, run)
 
 
 def _tx_status(ctx: CallContext, res: Any, tx_out: dict[str, Any] | None, height: int,
-               tx_hash: bytes | None, valid_until: int | None) -> dict[str, Any]:
+               tx_hash: bytes | None, valid_until: int | None, at: int | None = None
+               ) -> dict[str, Any]:
     if res is None:
-        status = tx_state(ctx, tx_hash, valid_until, False) if tx_hash else "UNKNOWN"
+        status = tx_state(ctx, tx_hash, valid_until, False, at) if tx_hash else "UNKNOWN"
         out: dict[str, Any] = {"status": status, "committed": False, "height": height}
         if tx_hash is not None:
             out["hash"] = tx_hash.hex()
@@ -324,10 +365,9 @@ async def on_broadcast_tx_commit(ctx: CallContext, p: BroadcastCommitParams) -> 
     if res.status == "rejected":
         raise RPCError(TX_REJECTED, f"tx rejected: {res.reason}", {"hash": tx_hash.hex()})
     if res.status == "committed" and res.result is not None:
-        out = committed_tx_json(ctx, res.result, p.encoding)
-        out["replayed"] = True
-        return out
-    committed = await ctx.node.wait_commit(tx_hash, p.timeout)
+        committed, replayed = res.result, True
+    else:
+        committed, replayed = await ctx.node.wait_commit(tx_hash, p.timeout), False
     if committed is None:
         raise RPCError(
             TIMEOUT,
@@ -336,7 +376,9 @@ async def on_broadcast_tx_commit(ctx: CallContext, p: BroadcastCommitParams) -> 
             {"hash": tx_hash.hex()},
         )
     out = committed_tx_json(ctx, committed, p.encoding)
-    out["replayed"] = False
+    out["replayed"] = replayed
+    if pf.want_proof(ctx.node, p.prove):
+        await _with_result_proof(ctx, committed, out)
     return out
 
 
@@ -412,10 +454,19 @@ async def _query(ctx: CallContext, name: str, q: dict[str, Any], p: Any,
             q[opt] = getattr(p, opt)
     enc = getattr(p, "encoding", "utf8")
 
+    prove = pf.want_proof(ctx.node, getattr(p, "prove", None))
+
     async def run(budget: int) -> Any:
         shape = partial(rv.kv_page, enc, budget, end) if name == "kv_range" else partial(
             rv.answer, enc, budget)
         try:
+            if prove:  # at the latest certified height, over the state tree (proofs.py)
+                if q.get("min_revision"):
+                    await ctx.node.query("revision", {"min_revision": q["min_revision"]})
+                q.pop("min_revision", None)
+                cert = await pf.certified(ctx.node)
+                return await rv.in_view(ctx, partial(pf.proven_query, ctx.node.app, name, q,
+                                                     cert, shape))
             if getattr(ctx.node, "read", None) is None:  # a NodeAPI without read workers
                 return shape(await ctx.node.query(name, q))
             return await ctx.node.query(name, q, shape=shape)  # type: ignore[call-arg]
@@ -476,6 +527,6 @@ async def on_election_leader(ctx: CallContext, p: ElectionLeaderParams) -> Any:
     return await _query(ctx, "election_leader", {"name": p.name, **_given(p, "require")}, p)
 
 
-@method("revision", NoParams)
-async def on_revision(ctx: CallContext, p: NoParams) -> Any:
+@method("revision", RevisionParams)
+async def on_revision(ctx: CallContext, p: RevisionParams) -> Any:
     return await _query(ctx, "revision", {}, p)

@@ -103,6 +103,11 @@ class Fresh(Encoded, kw_only=True):
 
     min_height: U63 | None = None
     max_lag_ms: U63 | None = None
+    prove: bool | None = None  # a proof with the answer (default: on with authenticated_state)
+
+
+class RevisionParams(Fresh, kw_only=True):
+    pass
 
 
 class BlockParams(Params, kw_only=True):
@@ -119,7 +124,6 @@ class BlockchainParams(Params, kw_only=True):
 
 class TxParams(Fresh, kw_only=True):
     hash: TxHash
-    prove: bool = False
 
 
 class TxStatusParams(Fresh, kw_only=True):
@@ -143,6 +147,7 @@ class BroadcastParams(Encoded, kw_only=True):
 
 class BroadcastCommitParams(BroadcastParams, kw_only=True):
     timeout: Seconds = DEFAULT_COMMIT_TIMEOUT_S
+    prove: bool | None = None
 
 
 class ReadParams(Fresh, kw_only=True):

@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from consensus import encode, request_digest
-from storage.interface import StoredBlock, TxResult
+from storage.interface import StateCertificate, StoredBlock, TxResult
 
 
 def b64(data: bytes) -> str:
@@ -57,6 +57,21 @@ def commit_json(block: StoredBlock) -> dict[str, Any]:
     }
 
 
+def state_certificate_json(cert: StateCertificate | None) -> dict[str, Any] | None:
+    """A block's state certificate: the roots and 2f+1 validators' signatures over them. A
+    client rebuilds each consensus.StateVote(height, block_hash, state_root, results_root,
+    replica, sig) and verifies it against the genesis keys (docs/protocol.md)."""
+    if cert is None:
+        return None
+    return {
+        "height": cert.seq,
+        "block_hash": cert.block_hash.hex(),
+        "state_root": cert.state_root.hex(),
+        "results_root": cert.results_root.hex(),
+        "certificate": [{"replica": v.replica, "sig": v.sig.hex()} for v in cert.votes],
+    }
+
+
 def block_json(block: StoredBlock, with_txs: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {
         "height": block.height,
@@ -67,6 +82,8 @@ def block_json(block: StoredBlock, with_txs: bool = True) -> dict[str, Any]:
         "view": block.view,
         "digest": block.digest.hex(),
         "state_root": block.state_root.hex(),
+        "results_root": block.results_root.hex(),
+        "state_certificate": state_certificate_json(block.state_certificate),
         "num_txs": len(block.txs),
         "tx_hashes": [request_digest(r).hex() for r in block.txs],
     }

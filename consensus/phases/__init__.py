@@ -15,11 +15,13 @@ handlers and their helpers from one mixin per phase:
 - `restore`: persisted votes and prepared certificates re-entering after a restart
 - `liveness`: progress without client traffic (stale-but-vouched pre-prepares, checkpoint
   resend, the idle-primary watchdog; docs/protocol.md "Liveness rules")
+- `state_roots`: our StateVote per executed block, peers' StateVotes, state certificates and
+  the divergence alarm (`_on_executed`, `on_state_vote`)
 - `report`: `health()` and its one-line `why` (read-only)
 - `state`: `ReplicaState`, the typed state all of them share, and the send/sign helpers
 
 The pure rules these handlers apply stay one level up, importable and testable alone:
 `normal` (request and pre-prepare checks, client table, batch split), `checkpoint`
-(checkpoint votes), `view_change` (view-change votes, NEW-VIEW construction, backoff),
+(checkpoint votes), `state_votes` (state votes and certificates), `view_change` (view-change votes, NEW-VIEW construction, backoff),
 `certificates`, `evidence`, `log`, `quorum`, `fair`.
 """

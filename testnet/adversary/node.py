@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .byzantine_replica import ByzantineReplica
+from .lying_reads import LyingReads, LyingReadsStrategy
 from .strategies import parse_strategy
 
 ADVERSARY_FILE = "adversary.json"
@@ -125,46 +126,24 @@ def link_faults_wrapper(rules_file: str | os.PathLike) -> Callable[[Any], Any]:
     return lambda transport: FaultyTransport(transport, rules_file=rules_file)
 
 
-TEST_CERTIFY_ENV = "BFTNODE_TEST_CERTIFY"
-
-
-def test_certificates(config: Any) -> Callable[[Any], Any] | None:
-    """With BFTNODE_TEST_CERTIFY=1: the node certifies its own state roots with every
-    testnet validator's key (read from the sibling homes), so snapshots can be served before
-    the protocol certifies roots (bftnode.node.snapshot.signing_certificates)."""
-    if os.environ.get(TEST_CERTIFY_ENV) != "1":
-        return None
-    from bftnode.genesis import load_genesis
-    from bftnode.keys import load_key_file
-    from bftnode.node.snapshot import signing_certificates
-    from consensus import Authenticator, Ed25519Signer, Ed25519Verifier
-
-    genesis = load_genesis(config.genesis_path)
-    seeds = {}
-    for path in sorted(Path(config.home).parent.glob("*/node_key.json")):
-        key = load_key_file(path)
-        seeds[key.public_key] = key.seed
-    auths = [Authenticator(genesis.domain, Ed25519Signer(seeds[pk]), Ed25519Verifier(),
-                           genesis.replica_keys())
-             for pk in genesis.replica_keys() if pk in seeds]
-    cfg = genesis.config()
-    return lambda store: signing_certificates(store, cfg, auths, cfg.checkpoint_interval)
-
-
 def node_factory(adversary: Adversary) -> Callable[[Any], Any]:
     """`node_factory(config) -> Node` for `bftnode.cli.run_start`."""
 
     def build(config: Any) -> Any:
         from bftnode.node.build import build_node
 
-        return build_node(
+        node = build_node(
             config,
-            certificates=test_certificates(config),
             replica_factory=byzantine_factory(adversary.byzantine) if adversary.byzantine
             else None,
             wrap_transport=link_faults_wrapper(config.path(adversary.link_faults_file))
             if adversary.link_faults_file else None,
         )
+        for spec in adversary.byzantine:
+            strategy = parse_strategy(spec)
+            if isinstance(strategy, LyingReadsStrategy):
+                LyingReads(node, config.home, strategy.percent, seed=config.node_index)
+        return node
 
     return build
 

@@ -27,6 +27,7 @@ from consensus.messages import (
     PreparedProof,
     PrePrepare,
     Request,
+    StateVote,
     Status,
     ViewChange,
 )
@@ -388,6 +389,24 @@ class BadCheckpoint(Strategy):
             m = s.message
             if isinstance(m, Checkpoint) and m.replica == ctx.replica_id:
                 m = ctx.sign(msgspec.structs.replace(m, state_digest=ctx.rng.bytes(32)))
+            sends.append(Send(s.to, m))
+        out.send = sends
+        return out
+
+
+class BadRoots(Strategy):
+    """StateVotes with wrong roots (re-signed, so they verify): certificates must still form
+    from the honest votes, and no honest replica may raise a divergence."""
+
+    name = "bad-roots"
+
+    def rewrite(self, ctx, event, out):
+        sends = []
+        for s in out.send:
+            m = s.message
+            if isinstance(m, StateVote) and m.replica == ctx.replica_id:
+                m = ctx.sign(msgspec.structs.replace(m, state_root=ctx.rng.bytes(32),
+                                                     results_root=ctx.rng.bytes(32)))
             sends.append(Send(s.to, m))
         out.send = sends
         return out

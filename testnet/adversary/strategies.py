@@ -7,8 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from .context import Strategy
+from .lying_reads import LyingReadsStrategy
 from .protocol_attacks import (
     BadCheckpoint,
+    BadRoots,
     BadSync,
     CrashAfter,
     Equivocate,
@@ -42,6 +44,7 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "fake-view-change": FakeViewChange,
     "invalid-new-view": InvalidNewView,
     "bad-checkpoint": BadCheckpoint,
+    "bad-roots": BadRoots,
     "bad-sync": BadSync,
     "flood": Flood,
     "false-evidence": FalseEvidence,
@@ -52,13 +55,15 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "forward-junk": ForwardJunk,
     "relay-poison": RelayPoison,
     "relay-flood": RelayFlood,
+    "lying-reads": LyingReadsStrategy,  # lies in RPC answers (testnet node); honest in sim
 }
 """Strategy names accepted by `--byzantine I:NAME` (`crash-after:K` takes a parameter; the
 periodic ones a second, their period: `bloat:KIB:MS`)."""
 
 _PARAMETRIZED = {"crash-after": int, "slow": float, "flood": int, "false-evidence": int,
                  "poison-ints": int, "deep-nest": int, "checkpoint-flood": int, "bloat": int,
-                 "forward-junk": int, "relay-poison": int, "relay-flood": int}
+                 "forward-junk": int, "relay-poison": int, "relay-flood": int,
+                 "lying-reads": int}
 _PERIODIC = {"deep-nest", "checkpoint-flood", "bloat", "forward-junk", "relay-poison",
              "relay-flood"}  # NAME:P:MS too
 

@@ -66,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-faults", action="store_true",
                    help="per seed: random mix of up to f byzantine strategies and faults")
     p.add_argument("--crypto", choices=["fast", "ed25519"], default="fast")
+    p.add_argument("--authenticated-state", action="store_true",
+                   help="stores keep the state tree and replicas certify each block's roots "
+                   "with StateVotes (checker: honest roots agree at every height)")
     p.add_argument("--store", choices=["sim", "memory"], default="sim",
                    help="each replica's disk is a storage.MemoryStore; sim: a crash keeps "
                    "every write, memory: a crash drops unsynced writes")
@@ -138,6 +141,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
         forward_relay_ms=args.relay_ms, max_in_flight=args.max_in_flight,
         memory_bound_mb=args.memory_bound_mb, memory_sample_ms=args.memory_sample_ms,
         idle_block_ms=args.idle_block_ms,
+        authenticated_state=args.authenticated_state,
     )
     if args.f_plus_one:
         opts = f_plus_one_options(opts)
@@ -166,7 +170,8 @@ def replay_command(args: argparse.Namespace, seed: int) -> str:
     for b in args.byzantine:
         parts += ["--byzantine", b]
     flags = {"collude": "--collude", "f_plus_one": "--f-plus-one", "partition": "--partition",
-             "random_faults": "--random-faults", "no_wire": "--no-wire", "torn": "--torn"}
+             "random_faults": "--random-faults", "no_wire": "--no-wire", "torn": "--torn",
+             "authenticated_state": "--authenticated-state"}
     parts += [flag for attr, flag in flags.items() if getattr(args, attr)]
     for attr, flag in (("loss", "--loss"), ("dup", "--dup"), ("reorder", "--reorder")):
         if getattr(args, attr):

@@ -70,6 +70,7 @@ from . import snapshots
 from .footprint import held_bytes
 from .idle import IdleWatch
 from .network import Faults, SimNetwork
+from .roots import RootsChecker
 from .stores import SimBlocks, SimRecords
 
 DOMAIN = b"bftnode-sim"
@@ -128,6 +129,8 @@ class SimOptions:
     # `wipe_on_restart` lose their whole disk at their restart (snapshot catch-up: snapshots.py)
     retain_blocks: int = 0
     wipe_on_restart: list[int] = field(default_factory=list)
+    # the op of the i-th request (None: "put k<i> v<i>")
+    request_op: Callable[[int], bytes] | None = None
     # checker "honest memory within bound": every honest replica's held bytes (objects
     # reachable from it, `footprint.held_bytes`), sampled at most every `memory_sample_ms` of
     # virtual time on its ticks and at the end, must stay within `memory_bound_mb` MiB. An
@@ -159,7 +162,8 @@ class SimOptions:
                                    ("source_rate_bytes", self.source_rate_bytes))
                  if v is not None}
         return cls(n=self.n, checkpoint_interval=self.checkpoint_interval,
-                   watermark_window=self.watermark_window, batch_max=self.batch_max, **extra)
+                   watermark_window=self.watermark_window, batch_max=self.batch_max,
+                   state_votes=self.authenticated_state, **extra)
 
     def faulty_ids(self) -> set[int]:
         """Replicas counted against f: byzantine, twinned, permanently one-way or crashed."""
@@ -349,6 +353,7 @@ class SimCluster:
         # a message to it) raised; each is also a safety violation that stops the replica
         self.honest_exceptions: list[dict[str, Any]] = []
         self._submitted_keys: set[tuple[bytes, int]] = set()
+        self.roots = RootsChecker(self)  # with state votes: roots agree, certificates hold
         self._build_nodes()
         self._build_clients()
 
@@ -410,7 +415,8 @@ class SimCluster:
         for i, t in enumerate(times):
             c = self.rng.randrange(o.clients)
             next_seq[c] += 1
-            req = Request(client_id=b"", request_seq=next_seq[c], op=f"put k{i} v{i}".encode())
+            op = f"put k{i} v{i}".encode() if o.request_op is None else o.request_op(i)
+            req = Request(client_id=b"", request_seq=next_seq[c], op=op)
             req = sign_request(DOMAIN, self.clients[c], req)
             self.requests.append(req)
             self._push(t, SUBMIT, i, None, None)
@@ -857,6 +863,7 @@ class SimCluster:
             "events": events,
             "steps": self.counts["steps"],
             "client_loads": self.counts.get("client_loads", 0),
+            "state_certificates": self.counts.get("state_certificates", 0),
             "cpu_s": round(cpu, 4),
             **self._checker_figures(),
         }
@@ -941,10 +948,21 @@ class SimPorts:
 
     async def execute(self, blocks: Any, replies: Any) -> None:
         self.cluster._executed(self.node, blocks, replies)
+        if self.cluster.config.state_votes:  # as the node: each stored block's roots
+            for ex in blocks:
+                executed = self.cluster.roots.stored(self.node, ex.seq, ex.block_hash)
+                if executed is not None:
+                    await apply_output(self.step(executed), self)
 
     def evidence(self, ev: Any) -> None:
         counts = self.cluster.evidence
         counts[ev.kind] = counts.get(ev.kind, 0) + 1
+
+    def certified(self, c: Any) -> None:
+        self.cluster.roots.certified(self.node, c)
+
+    def diverged(self, d: Any) -> None:
+        self.cluster.roots.diverged(self.node, d)
 
     async def client_histories(self, load: Any) -> tuple[int, Any]:
         as_of, hist = self.cluster._store(self.node, self.node.store.client_histories,

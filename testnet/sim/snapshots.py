@@ -1,6 +1,6 @@
 """Snapshot catch-up and block pruning in the simulator: each replica's `SnapshotShell`
-(bftnode.node.snapshot, the node's own code) over its MemoryStore, certifying roots with the
-cluster's keys (the stand-in for the protocol's certificates); wiping a replica's disk; and,
+(bftnode.node.snapshot, the node's own code) over its MemoryStore, serving the state
+certificates the replicas' StateVotes formed (SimOptions.authenticated_state); wiping a replica's disk; and,
 after a replica installs a snapshot, persisting the convictions its state records, rebuilding
 it from its store and telling the checkers
 which blocks and requests the snapshot covered.
@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bftnode.node.snapshot import SnapshotShell, signing_certificates, snapshot_convictions
+from bftnode.node.snapshot import SnapshotShell, snapshot_convictions
+from storage import keys
 from storage.memory import MemoryStore
 
 from .stores import SimBlocks, SimRecords
@@ -31,8 +32,6 @@ class SnapshotMark:
 def make_shell(cluster: Any, node: Any) -> SnapshotShell:
     cfg = cluster.config
     return SnapshotShell(node.store, cfg, node.auth, node.rid,
-                         signing_certificates(node.store, cfg, cluster.auths,
-                                              cfg.checkpoint_interval),
                          clock=lambda: cluster.now / 1000)
 
 
@@ -71,7 +70,8 @@ def installed(cluster: Any, node: Any) -> None:
         block.time_ms
     live = node in cluster.live_nodes
     for key in list(cluster.submitted_keys):
-        if key not in node.executed and store.tx_by_client(*key) is not None:
+        # the snapshot holds the client index (tree state), not the tx records
+        if key not in node.executed and store._kv.get(keys.client_index(*key)) is not None:
             node.executed.add(key)
             if live:
                 cluster.remaining -= 1

@@ -23,7 +23,7 @@ import pytest
 
 from bftnode.client import Client
 from bftnode.config import load_config, write_config
-from testnet import launcher
+from testnet import launcher, links
 from testnet.adversary.link_faults import LinkRules
 from testnet.ports import free_port_base
 
@@ -108,18 +108,18 @@ def test_health_is_503_in_each_condition_and_200_once_healed(net, tmp_path):
         _wait_health(u, _healthy)
     with _Puts(urls[0], tmp_path / "c.key"):
         # stalled: peers ahead (their STATUS), no commit here for over 2 s
-        launcher.set_link_rules(d, _lossy(2))
+        links.set_link_rules(d, _lossy(2))
         code, h = _wait_health(urls[2], _only("stalled"))
         assert h["peer_height"] > h["height"] and h["since_commit_s"] > 2.0, h
         assert any("no commit for" in w for w in h["why"]), h
-        launcher.heal(d)
+        links.heal(d)
         _wait_health(urls[2], _healthy)
 
         # behind: more than 5 blocks behind a peer
-        launcher.set_link_rules(d, _lossy(3))
+        links.set_link_rules(d, _lossy(3))
         code, h = _wait_health(urls[3], _only("behind"))
         assert h["peer_height"] - h["height"] > 5 and h["catching_up"] is True, h
-        launcher.heal(d)
+        links.heal(d)
         _wait_health(urls[3], _healthy)
 
     # no quorum at once, then a view change longer than 2 s: the primary and another die

@@ -2,8 +2,8 @@
 nodes 0-2 keep only their last 16 blocks (`retain_blocks`); node 3 is SIGKILLed, its data
 directory deleted, and restarted. It cannot replay from genesis (its FETCH-BLOCKS are answered
 BLOCKS-PRUNED), so it installs a certified snapshot from one peer, then syncs the blocks after
-it, and serves the early state. Roots are certified by the test seam BFTNODE_TEST_CERTIFY
-(every validator's key signs each node's roots) until the protocol certifies them.
+it, and serves the early state. Roots are certified by the protocol's StateVotes (on with
+`authenticated_state`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import pytest
 from bftnode.client import Client
 from bftnode.config import load_config, write_config
 from testnet import launcher
-from testnet.adversary.node import TEST_CERTIFY_ENV
 from testnet.ports import free_port_base
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -47,8 +46,7 @@ def _wait(cond, what: str, timeout: float = 90.0):
         time.sleep(0.2)
 
 
-def test_a_wiped_node_rejoins_by_snapshot_from_peers_that_pruned(tmp_path, monkeypatch):
-    monkeypatch.setenv(TEST_CERTIFY_ENV, "1")
+def test_a_wiped_node_rejoins_by_snapshot_from_peers_that_pruned(tmp_path):
     d = tmp_path / "net"
     m = launcher.up(d, 4, base_port=free_port_base(8), log_level="info",
                     authenticated_state=True)

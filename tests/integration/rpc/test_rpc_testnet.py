@@ -184,7 +184,7 @@ def test_sync_watch_yields_events_from_a_past_height(urls, tmp_path):
 def _cli(urls: list[str], home: Path, *argv: str) -> dict:
     env = dict(os.environ, BFTNODE_HOME=str(home))
     out = subprocess.run(
-        [sys.executable, "-m", "bftnode", "client", *argv, "--json",
+        [sys.executable, "-m", "bftnode", "client", *argv, "--json", "--trust-node",
          *[a for u in urls for a in ("--rpc", u)]],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )

@@ -27,6 +27,7 @@ from consensus import (
     Ed25519Signer,
     Ed25519Verifier,
     Execute,
+    Executed,
     FastSigner,
     FastVerifier,
     OwnVote,
@@ -66,6 +67,8 @@ class Cluster:
         self.executed: dict[int, dict[int, Execute]] = {i: {} for i in range(n)}
         self.records: dict[int, list[Any]] = {i: [] for i in range(n)}
         self.evidence: dict[int, list[Any]] = {i: [] for i in range(n)}
+        self.certified: dict[int, list[Any]] = {i: [] for i in range(n)}  # StateCertified
+        self.diverged: dict[int, list[Any]] = {i: [] for i in range(n)}  # StateDivergence
         self.loads: dict[int, int] = {i: 0 for i in range(n)}  # clients loaded (LoadClients)
         self.hold_loads: set[int] = set()
         self.held_loads: dict[int, list[Any]] = {i: [] for i in range(n)}
@@ -277,9 +280,20 @@ class _Ports:
         if blocks:
             execute_and_commit(c.stores[rid], c.app, blocks)
         c.replies[rid].extend(replies)
+        if c.config.state_votes:  # as the node: each stored block's roots
+            for ex in blocks:
+                sr, rr = c.stores[rid].block_roots(ex.seq)
+                await apply_output(self.step(Executed(ex.seq, ex.block_hash, sr, rr)), self)
 
     def evidence(self, ev) -> None:
         self.c.evidence[self.rid].append(ev)
+
+    def certified(self, c) -> None:
+        self.c.certified[self.rid].append(c)
+        self.c.stores[self.rid].put_state_certificate(c.seq, c.votes)
+
+    def diverged(self, d) -> None:
+        self.c.diverged[self.rid].append(d)
 
     async def client_histories(self, load):
         c, rid = self.c, self.rid

@@ -71,12 +71,14 @@ from tests.unit.consensus.conftest import DOMAIN, Cluster
 
 MESSAGE_TYPES: tuple[type, ...] = typing.get_args(Message)  # what decode may return
 WIRE_TYPES = (Request, PrePrepare, Prepare, Commit, Checkpoint, PreparedProof, ViewChange,
-              NewView, Forward, Status, CommittedBlock, FetchBlocks, BlockSync, Conflict)
+              NewView, Forward, Status, CommittedBlock, FetchBlocks, BlockSync, Conflict,
+              StateVote)
 BY_TAG: dict[int, type] = {cls.__struct_config__.tag: cls for cls in WIRE_TYPES}
 _DECODERS = {cls: msgspec.msgpack.Decoder(cls) for cls in WIRE_TYPES}
 # small clusters reach checkpoints, window edges and garbage collection in a few blocks
 CONFIG = {"checkpoint_interval": 4, "watermark_window": 8, "batch_max": 2,
-          "timeout_request_ms": 200, "timeout_view_change_ms": 200, "status_interval_ms": 50}
+          "timeout_request_ms": 200, "timeout_view_change_ms": 200, "status_interval_ms": 50,
+          "state_votes": True}
 N_CLIENTS = 3
 
 
@@ -696,9 +698,8 @@ def conflict_tree(draw, w: World, sender: int) -> list:
 
 @st.composite
 def state_vote_tree(draw, w: World, sender: int) -> list:
-    seq = _int(draw, st.integers(0, w.replica.last_executed + 3))
-    return [tag(StateVote), seq, _digest(draw, w), _digest(draw, w), _digest(draw, w),
-            _replica_id(draw, w, sender), b""]
+    return [tag(StateVote), _seq(draw, w), _digest(draw, w), _digest(draw, w),
+            _digest(draw, w), _replica_id(draw, w, sender), b""]
 
 
 @st.composite

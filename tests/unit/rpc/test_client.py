@@ -3,6 +3,7 @@ certificates, f+1 matching replies as the fallback, failover, safe retries, key 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import stat
@@ -93,9 +94,8 @@ def weaken(node) -> None:
     def commit_pending() -> int:
         h = orig()
         b = node.blocks[h]
-        node.blocks[h] = type(b)(*[getattr(b, f) for f in b.__slots__[:-1]],
-                                 CommittedBlock(b.committed.pre_prepare,
-                                                b.committed.commits[:2]))
+        node.blocks[h] = dataclasses.replace(b, committed=CommittedBlock(
+            b.committed.pre_prepare, b.committed.commits[:2]))
         return h
 
     node.commit_pending = commit_pending

@@ -12,7 +12,8 @@ from bftnode.client_cli import main
 
 
 async def cli(capsys, *argv: str) -> tuple[int, str, str]:
-    code = await trio.to_thread.run_sync(main, list(argv))
+    """The CLI against the fake node, which serves no proofs: --trust-node."""
+    code = await trio.to_thread.run_sync(main, [*argv, "--trust-node"])
     out, err = capsys.readouterr()
     return code, cli_lines(out), err
 
@@ -63,3 +64,13 @@ async def test_bftnode_console_script_delegates_to_the_client(url, tmp_path, cap
         bftnode_main, ["client", "--rpc", url, "--key", str(tmp_path / "c.key"), "--json",
                        "status"])
     assert code == 0 and json.loads(cli_lines(capsys.readouterr().out))["height"] == 0
+
+
+async def test_reads_are_refused_unverified_without_a_pinned_validator_set(url, tmp_path,
+                                                                          capsys, monkeypatch):
+    monkeypatch.delenv("BFTNODE_GENESIS", raising=False)
+    monkeypatch.setenv("BFTNODE_HOME", str(tmp_path))  # a client home without genesis.json
+    key = str(tmp_path / "c.key")
+    code = await trio.to_thread.run_sync(main, ["get", "k", "--rpc", url, "--key", key])
+    err = capsys.readouterr().err
+    assert code == 2 and "refusing to read unverified" in err and "--trust-node" in err
