@@ -66,7 +66,7 @@ class NodeConfig:
     authenticated_state: bool = False
     state_versions: int = 100
     # keep only the last `retain_blocks` blocks (0: all); older ones (headers, bodies with their
-    # certificates, and without the state tree their tx records) are deleted in small steps
+    # certificates, their tx records) are deleted in small steps
     # after commits, never at or above the snapshot height this node serves (docs/operations.md)
     retain_blocks: int = 0
     # RPC connection hygiene (docs/rpc.md, "Connections"): a request head must arrive within
