@@ -67,6 +67,10 @@ class NodeConfig:
     # default: a client then trusts no single node (off: faster, reads must be trusted)
     authenticated_state: bool = DEFAULT_AUTHENTICATED_STATE
     state_versions: int = 100
+    # keep only the last `retain_blocks` blocks (0: all); older ones (headers, bodies with their
+    # certificates, their tx records) are deleted in small steps
+    # after commits, never at or above the snapshot height this node serves (docs/operations.md)
+    retain_blocks: int = 0
     # RPC connection hygiene (docs/rpc.md, "Connections"): a request head must arrive within
     # rpc_header_timeout_s of connecting or of the previous answer (also the keep-alive idle
     # limit), its body within rpc_body_timeout_s; a WebSocket with no subscription and no
@@ -181,6 +185,10 @@ def _validate(c: NodeConfig) -> None:
     if not 1 <= c.state_versions <= 1_000_000:
         raise ConfigError(
             f"field 'state_versions': must be 1..1000000, got {c.state_versions}")
+    _check_type("retain_blocks", c.retain_blocks, int)
+    if not (c.retain_blocks == 0 or 16 <= c.retain_blocks <= 10**12):
+        raise ConfigError(
+            f"field 'retain_blocks': must be 0 (keep all) or at least 16, got {c.retain_blocks}")
     if not 74 <= c.max_open_files <= 50_000:
         raise ConfigError(
             f"field 'max_open_files': must be 74..50000, got {c.max_open_files}")

@@ -17,6 +17,7 @@ from .auth import (
 from .codec import batch_digest, chain_digest, decode, digest, encode, request_digest
 from .errors import ConsensusError, DecodeError, InvariantViolation, LocalProtocolError
 from .events import (
+    CheckSnapshotChunk,
     ClientRequest,
     ClientRequests,
     ClientsLoaded,
@@ -38,6 +39,9 @@ from .events import (
     Rejected,
     Send,
     ServeFetch,
+    ServeSnapshot,
+    SnapshotChecked,
+    SnapshotRead,
     StableCheckpoint,
     StateCertified,
     StateDivergence,
@@ -46,12 +50,14 @@ from .events import (
 )
 from .evidence import EvidenceOp, parse_evidence_op, verify_proof
 from .messages import (
+    BlocksPruned,
     BlockSync,
     Checkpoint,
     Commit,
     CommittedBlock,
     Conflict,
     FetchBlocks,
+    FetchSnapshot,
     Forward,
     Message,
     NewView,
@@ -59,6 +65,7 @@ from .messages import (
     PreparedProof,
     PrePrepare,
     Request,
+    SnapshotChunk,
     StateVote,
     Status,
     ViewChange,

@@ -20,6 +20,7 @@ from .messages import (
     PreparedProof,
     PrePrepare,
     Request,
+    SnapshotChunk,
     StateVote,
     ViewChange,
 )
@@ -55,6 +56,10 @@ class FetchedBlocks:
 
     to: int
     blocks: tuple[CommittedBlock, ...]
+    # the shell's lowest kept block, when the fetch started below it (else 0), and the
+    # height it serves a snapshot at: the replica answers BLOCKS-PRUNED
+    base: int = 0
+    snapshot_seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,25 @@ class ClientsLoaded:
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotRead:
+    """The shell's answer to `ServeSnapshot`: the page to send (unsigned; `replica` is ours)."""
+
+    to: int
+    chunk: SnapshotChunk
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChecked:
+    """The shell's verdict on a `CheckSnapshotChunk`: `error` (the page or its certificate is
+    bad), else the next page's first key, or None: the snapshot is installed."""
+
+    peer: int
+    height: int
+    next_key: bytes | None
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Executed:
     """Block `seq` is stored with these post-execution roots (the shell, after the commit).
     With `Config.state_votes` on, the replica signs and broadcasts them as a StateVote."""
@@ -87,6 +111,7 @@ class Executed:
 
 Event = (
     Tick | Receive | ClientRequest | ClientRequests | FetchedBlocks | ClientsLoaded | Executed
+    | SnapshotRead | SnapshotChecked
 )
 
 # ---------------------------------------------------------------- persisted records
@@ -218,6 +243,25 @@ class LoadClients:
 
 
 @dataclass(frozen=True, slots=True)
+class ServeSnapshot:
+    """Read the page of our snapshot at `height` (0: the latest we serve) from `after_key` for
+    replica `to`, then step `SnapshotRead` (or nothing, if we serve none)."""
+
+    to: int
+    height: int
+    after_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSnapshotChunk:
+    """Verify a page of the snapshot we fetch (certificate, range proof), stage it, install the
+    snapshot after its last page; then step `SnapshotChecked`."""
+
+    sender: int
+    chunk: SnapshotChunk
+
+
+@dataclass(frozen=True, slots=True)
 class StateCertified:
     """2f+1 StateVotes (exactly, sorted by replica) with equal roots for block `seq`: the
     shell stores them as the block's state certificate."""
@@ -246,6 +290,7 @@ class Output:
     evidence: list[Evidence] = field(default_factory=list)
     fetch: list[ServeFetch] = field(default_factory=list)
     load_clients: list[LoadClients] = field(default_factory=list)
+    snapshot: list[ServeSnapshot | CheckSnapshotChunk] = field(default_factory=list)
     certified: list[StateCertified] = field(default_factory=list)
     divergence: list[StateDivergence] = field(default_factory=list)
     next_deadline_ms: int | None = None
@@ -258,6 +303,7 @@ class Output:
         self.evidence.extend(other.evidence)
         self.fetch.extend(other.fetch)
         self.load_clients.extend(other.load_clients)
+        self.snapshot.extend(other.snapshot)
         self.certified.extend(other.certified)
         self.divergence.extend(other.divergence)
         if other.next_deadline_ms is not None and (

@@ -166,6 +166,47 @@ class StateVote(_Msg, tag=15):
     sig: Sig = b""
 
 
+MAX_SNAPSHOT_KEY = 8192  # a tree key: an app key (<= 4 KiB) with its keyspace and namespace
+MAX_SNAPSHOT_ITEMS = 16_384  # entries in a SNAPSHOT-CHUNK
+SnapshotKey = Annotated[bytes, msgspec.Meta(max_length=MAX_SNAPSHOT_KEY)]
+
+
+class BlocksPruned(_Msg, tag=16):
+    """Answer to a FETCH-BLOCKS below the sender's lowest kept block: fetch a snapshot."""
+
+    base: U63  # the lowest block the sender keeps
+    snapshot_seq: U63  # the height it serves a snapshot at (0: none)
+    replica: ReplicaNo
+    sig: Sig = b""
+
+
+class FetchSnapshot(_Msg, tag=17):
+    """Ask for the page of the state at `height` (0: the peer's choice) from `after_key`."""
+
+    height: U63
+    after_key: SnapshotKey
+    replica: ReplicaNo
+    sig: Sig = b""
+
+
+class SnapshotChunk(_Msg, tag=18):
+    """One page of a certified snapshot (storage.snapshot): tree entries from `after_key` in
+    key order and their range proof; the first page (after_key b"") also carries the block at
+    `height` with its commit certificate, its prev hash and the roots' certificate."""
+
+    height: U63
+    after_key: SnapshotKey
+    items: Annotated[tuple[tuple[SnapshotKey, bytes], ...],
+                     msgspec.Meta(max_length=MAX_SNAPSHOT_ITEMS)]
+    proof: bytes
+    more: bool
+    block: CommittedBlock | None
+    prev_hash: bytes
+    certificate: Annotated[tuple[StateVote, ...], msgspec.Meta(max_length=MAX_REPLICAS)]
+    replica: ReplicaNo
+    sig: Sig = b""
+
+
 Message = (
     Request
     | PrePrepare
@@ -180,6 +221,9 @@ Message = (
     | BlockSync
     | Conflict
     | StateVote
+    | BlocksPruned
+    | FetchSnapshot
+    | SnapshotChunk
 )
 
 SIGNED_REPLICA_MESSAGES = (
@@ -195,4 +239,7 @@ SIGNED_REPLICA_MESSAGES = (
     BlockSync,
     Conflict,
     StateVote,
+    BlocksPruned,
+    FetchSnapshot,
+    SnapshotChunk,
 )

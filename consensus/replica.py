@@ -36,23 +36,28 @@ from .events import (
     Output,
     Receive,
     RecoveredState,
+    SnapshotChecked,
+    SnapshotRead,
     Tick,
 )
 from .fair import FairQueue, SourceRates
 from .log import MessageLog
 from .messages import (
     SIGNED_REPLICA_MESSAGES,
+    BlocksPruned,
     BlockSync,
     Checkpoint,
     Commit,
     Conflict,
     FetchBlocks,
+    FetchSnapshot,
     Forward,
     NewView,
     Prepare,
     PreparedProof,
     PrePrepare,
     Request,
+    SnapshotChunk,
     StateVote,
     Status,
     ViewChange,
@@ -68,6 +73,7 @@ from .phases.normal_case import NormalCaseMixin
 from .phases.proposal import ProposalMixin
 from .phases.report import ReportMixin
 from .phases.restore import RestoreMixin
+from .phases.snapshot import SnapshotMixin
 from .phases.state import Key, ReplicaState
 from .phases.state_roots import StateRootsMixin
 from .phases.view_change import ViewChangeMixin
@@ -96,6 +102,7 @@ class Replica(
     CheckpointsMixin,
     ViewChangeMixin,
     CatchUpMixin,
+    SnapshotMixin,
     EvidenceMixin,
     RestoreMixin,
     LivenessMixin,
@@ -194,6 +201,7 @@ class Replica(
         self._fetch_asked: dict[int, int] = {}  # FetchBlocks sent per peer, this catch-up
         self._last_progress_ms = 0
         self._serves: dict[int, tuple[int, int]] = {}  # peer -> (window start, count)
+        self._snapshot_serves: dict[int, tuple[int, int]] = {}  # the same, for snapshot pages
         self._costly: dict[int, tuple[int, int]] = {}  # peer -> (window start, count)
         self._nv_resent: dict[int, int] = {}
         self._status_answered: dict[int, int] = {}  # peer -> when we last answered its Status
@@ -304,6 +312,10 @@ class Replica(
                 self._on_client_request(req)
         elif isinstance(event, FetchedBlocks):
             self._on_fetched_blocks(event)
+        elif isinstance(event, SnapshotRead):
+            self._on_snapshot_read(event)
+        elif isinstance(event, SnapshotChecked):
+            self._on_snapshot_checked(event)
         elif isinstance(event, ClientsLoaded):
             self._on_clients_loaded(event)
         elif isinstance(event, Executed):
@@ -374,6 +386,7 @@ class Replica(
 
     def _on_status_timeout(self) -> None:
         self._next_status_ms = self._now + self.config.status_interval_ms
+        self._snapshot_timeout()
         self._broadcast(self._status())
         if self._in_vc:
             if self._now >= self._vc_next_resend_ms:  # lossy networks: keep asking, backing off
@@ -470,6 +483,12 @@ class Replica(
             self.on_block_sync(sender, msg)
         elif isinstance(msg, Conflict):
             self.on_conflict(sender, msg)
+        elif isinstance(msg, BlocksPruned):
+            self.on_blocks_pruned(sender, msg)
+        elif isinstance(msg, FetchSnapshot):
+            self.on_fetch_snapshot(sender, msg)
+        elif isinstance(msg, SnapshotChunk):
+            self.on_snapshot_chunk(sender, msg)
         elif isinstance(msg, StateVote):
             self.on_state_vote(sender, msg)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -179,5 +179,30 @@ class Store(Protocol):
         prev_hash: bytes | None = None,
     ) -> None:
         """Replace the application state with a transferred one at `height` (state transfer)."""
+
+    # pruning and certified snapshots (storage.ledger_prune, storage.ledger_snapshot)
+
+    def base_height(self) -> int:
+        """The lowest height whose block is stored (height + 1 when none is)."""
+
+    def prune_blocks(self, below: int, max_blocks: int = 64) -> int:
+        """Delete up to `max_blocks` of the oldest blocks below `below` (never the last one);
+        returns the new base height."""
+
+    def open_snapshot(self) -> Any:
+        """A held consistent view to serve snapshot pages from (close() it when done)."""
+
+    def snapshot_page(self, held: Any, height: int, after_key: bytes, max_items: int = ...,
+                      max_bytes: int = ...) -> Any:
+        """The state tree's page at `height` from `after_key` (storage.snapshot.SnapshotPage)."""
+
+    def begin_import(self, height: int) -> None: ...
+
+    def import_page(self, items: tuple[tuple[bytes, bytes], ...]) -> None: ...
+
+    def finish_import(self, height: int, block_hash: bytes, committed_block: CommittedBlock,
+                      prev_hash: bytes, state_root: bytes,
+                      results_root: bytes = ...) -> None:
+        """Install the staged snapshot; CorruptionError if it does not hash to `state_root`."""
 
     def close(self) -> None: ...

@@ -22,6 +22,8 @@ Keyspaces (first byte):
   X  conviction      X + replica(8)                        -> Conviction (first one kept)
   A  state tree      A + n|r|s|p + ...                     -> the authenticated state tree's
                      nodes, roots per version, stale marks, pruned-to (storage.merkle_tree)
+  Z  snapshot pages  Z + tree key                          -> value: a snapshot import's
+                     verified pages, moved into place when the import finishes
   R  state cert      R + height(8)                         -> StateCert: 2f+1 StateVotes on the
                                                               block's roots (main DB)
 """
@@ -44,11 +46,12 @@ CHECKPOINT = b"P"
 PREPARED = b"Q"
 CONVICTION = b"X"
 MERKLE = b"A"
+STAGING = b"Z"
 STATE_CERT = b"R"
 
 KEYSPACES = (
     META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, CLIENT_TOP, STATE, VIEW, VOTE,
-    CHECKPOINT, PREPARED, CONVICTION, MERKLE, STATE_CERT,
+    CHECKPOINT, PREPARED, CONVICTION, MERKLE, STAGING, STATE_CERT,
 )
 
 # what the authenticated state tree covers: its keys are these ledger keys themselves (the

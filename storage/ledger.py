@@ -17,7 +17,8 @@ reads may run concurrently from other threads (plyvel reads and snapshots are th
 
 Split by job: storage.kv (the engine interface and batch builder), storage.ledger_core (open
 checks, cached tip), storage.ledger_records (`persist`), storage.ledger_blocks
-(`commit_blocks`), storage.ledger_recovery (`recover`); this module assembles `LedgerStore`
+(`commit_blocks`), storage.ledger_recovery (`recover`), storage.ledger_prune (`prune_blocks`),
+storage.ledger_snapshot (snapshot pages and their import); this module assembles `LedgerStore`
 and holds its reads and state transfer.
 Imports: stdlib, msgspec, structlog, consensus (messages/events/codec only).
 """
@@ -43,8 +44,10 @@ from .interface import (
 from .kv import KV, KVReader, KVStateReader, Op
 from .ledger_blocks import LedgerBlocks
 from .ledger_core import DEFAULT_DEDUP_WINDOW, SCHEMA_VERSION, WINDOW_CACHE_CLIENTS, log
+from .ledger_prune import LedgerPrune
 from .ledger_records import LedgerRecords
 from .ledger_recovery import LedgerRecovery
+from .ledger_snapshot import LedgerSnapshot
 from .read_view import ReadView
 from .records import BlockBody, BlockHeader, ChainBase, StateCert, TxRecord, decode, encode
 
@@ -73,7 +76,7 @@ def _tx_result(tx_hash: bytes, rec: TxRecord) -> TxResult:
     )
 
 
-class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery):
+class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery, LedgerPrune, LedgerSnapshot):
     """Implements storage.Store over a KV engine. Subclasses open the engine."""
 
     # -------------------------------------------------------------- reads

@@ -23,7 +23,7 @@ class ReadView:
     """The ledger as of `height` (the last block committed when the view was taken).
     `store`: the storage.ledger.LedgerStore it was taken from (its decoding helpers)."""
 
-    __slots__ = ("_reader", "_store", "height", "time_ms")
+    __slots__ = ("_reader", "_store", "base", "height", "time_ms")
 
     def __init__(self, store: Any, reader: KVReader) -> None:
         self._store = store
@@ -31,6 +31,9 @@ class ReadView:
         self.height = store._meta_u64(reader, keys.META_HEIGHT)
         hdr = store._header_at(reader, self.height) if self.height else None
         self.time_ms = hdr.time_ms if hdr is not None else 0
+        # the lowest block kept (read after the snapshot: pruning only raises it, so every
+        # block the view misses below it was pruned)
+        self.base = store.base_height()
 
     @property
     def state(self) -> StateReader:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("testnet.bench", "benchmark a fresh testnet through the public RPC"),
     "read-flood": ("testnet.read_flood", "a read flood (kv_range + blockchain batches) on the primary"),
     "bench-sim": ("testnet.sim.bench", "simulated consensus throughput (CPU-bound)"),
+    "bench-catchup": ("testnet.bench_catchup", "wiped-node rejoin: block replay vs snapshot; pruned ledger sizes"),
     "bench-storage": ("testnet.bench_storage", "LevelDB block commit throughput; --mix: a node's write mix"),
     "bench-net": ("testnet.bench_net", "libp2p vs raw TCP frame throughput and latency"),
     "bench-locks": ("testnet.bench_locks", "lock acquire/release throughput and latency"),

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from consensus import Request
+from consensus.evidence import PROOF_KINDS
 from storage.interface import DepthGuarded, DepthLimit, StateReader
 
 from . import budgets, compaction, kv, lease_end, leases, locks
@@ -147,7 +148,7 @@ class KVApplication:
         try:
             op = O.decode_op(op_bytes)
             if isinstance(op, O.Evidence):
-                result = self._evidence(ctx.client_id, op)
+                result = self._evidence(ctx, op)
             else:
                 result = _EXECUTORS[type(op)](ctx, op)
             result.setdefault("revision", ctx.revision if ctx.mutated else ctx.revision - 1)
@@ -165,11 +166,23 @@ class KVApplication:
             return INTERNAL, _error(INTERNAL, f"internal error ({type(exc).__name__})")
         return 0, encoded
 
-    def _evidence(self, client_id: bytes, op: O.Evidence) -> dict:
-        """Record an evidence tx (no state change): the same result on every replica."""
-        if self.validators is not None and client_id not in self.validators:
+    def _evidence(self, ctx: TxContext, op: O.Evidence) -> dict:
+        """Record an evidence tx: the same result on every replica. Consensus executes only
+        valid proofs, a first one per accused replica (consensus/phases/evidence.py), so a
+        proof kind here convicts: its record `x/<accused>` is state (no revision), carried
+        by snapshots and proven like any state."""
+        if self.validators is not None and ctx.client_id not in self.validators:
             raise AppError(PERMISSION, "evidence must be signed by a validator key")
+        key = L.conviction_key(op.accused)
+        if (op.kind in PROOF_KINDS and ctx.state.get(key) is None
+                and (self.validators is None or op.accused < len(self.validators))):
+            ctx.state.put(key, L.u64(ctx.height) + op.kind.encode())
         return {"evidence": "recorded", "accused": op.accused, "kind": op.kind}
+
+    def convictions(self, state: StateReader) -> list[tuple[int, int, str]]:
+        """(replica, height, kind) of the convictions recorded in `state` (a node that
+        installed a snapshot learns them here)."""
+        return L.convictions(state)
 
     def query(
         self, state: StateReader, method: str, params: dict, height: int, time_ms: int

@@ -11,6 +11,8 @@
     lk/<id8><key>              keys attached to a lease
     ll/<id8><kind><name>       locks (kind L) and elections (kind E) a lease holds or waits on
     L/<name>, E/<name>         lock / election record: holder and FIFO queue
+    x/<replica8>               conviction: height(8) + kind, written by the evidence tx that
+                               convicts (the first per replica), so snapshots carry it
 
 Big-endian fixed-width integers keep byte order = numeric order. `esc` doubles NUL bytes so the
 history of one key is contiguous and prefix scans still work. Imports: stdlib, msgspec.
@@ -34,6 +36,8 @@ LEASE_LOCKS = b"ll/"
 LOCK_KIND = b"L"
 ELECTION_KIND = b"E"
 
+CONVICTION = b"x/"
+
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()
 
@@ -44,6 +48,18 @@ def u64(n: int) -> bytes:
 
 def from_u64(b: bytes | None) -> int:
     return int.from_bytes(b, "big") if b else 0
+
+
+def conviction_key(replica: int) -> bytes:
+    return CONVICTION + u64(replica)
+
+
+def convictions(state) -> list[tuple[int, int, str]]:
+    """(replica, height, kind) of every conviction recorded in the state, by replica."""
+    out = []
+    for k, v in state.iterate(CONVICTION):
+        out.append((from_u64(k[len(CONVICTION):]), from_u64(v[:8]), v[8:].decode()))
+    return out
 
 
 def esc(key: bytes) -> bytes:

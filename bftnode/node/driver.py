@@ -2,7 +2,8 @@
 
 `apply_output(out, ports)` applies a replica's Output in the order every shell must keep:
 persist -> send -> execute (and, behind the blocks, reply) -> evidence -> state certificates
-and divergence alarms -> fetch -> load_clients, stepping the replica again for the answers to fetch and load_clients. The node
+and divergence alarms -> fetch -> snapshot -> load_clients, stepping the replica again for the
+answers to fetch, snapshot and load_clients. The node
 (`Node`, through `_NodePorts`), the simulator (testnet/sim) and the consensus tests' cluster
 all drive it; they differ only in their `OutputPorts` (store, transport, executor, replies).
 A synchronous shell's ports never suspend, so `run_sync` runs it without an event loop.
@@ -147,9 +148,17 @@ async def apply_output(out: Output, ports: OutputPorts) -> None:
         ports.certified(c)
     for d in out.divergence:
         ports.diverged(d)
+    # optional ports (bftnode.node.snapshot): a shell without them serves no snapshot
+    pruned = getattr(ports, "pruned_answer", None)
     for f in out.fetch:
         blocks = blocks_for_fetch(ports.blocks, f.from_seq, f.to_seq)
-        await apply_output(ports.step(FetchedBlocks(f.to, blocks)), ports)
+        base, floor = (0, 0) if blocks or pruned is None else pruned(f.from_seq)
+        await apply_output(ports.step(FetchedBlocks(f.to, blocks, base, floor)), ports)
+    snapshot = getattr(ports, "snapshot", None)
+    for act in out.snapshot if snapshot is not None else ():
+        answer = await snapshot(act)
+        if answer is not None:
+            await apply_output(ports.step(answer), ports)
     for lc in out.load_clients:
         # the bounded client table left these out: read them once every block the
         # replica executed is stored (rare: after an eviction or a capped restore)
@@ -229,6 +238,12 @@ class _NodePorts:
 
     def evidence(self, ev: Evidence) -> None:
         self.node._on_evidence(ev)
+
+    def pruned_answer(self, from_seq: int) -> tuple[int, int]:
+        return self.node.snapshots.pruned_answer(from_seq)
+
+    async def snapshot(self, act: Any) -> Any:
+        return await self.node._snapshot_action(act)
 
     def certified(self, c: StateCertified) -> None:
         self.node._on_state_certified(c)

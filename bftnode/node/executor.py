@@ -53,6 +53,8 @@ INLINE_MAX_REQUESTS = 20
 # with nothing waiting in the inbox they stay inline (see Node._inbox_idle).
 INLINE_MAX_SECONDS = 0.001
 
+PRUNE_SLACK_BLOCKS = 16  # with retain_blocks: prune once this many blocks are past the bound
+
 Executed = tuple[tuple[TxResult, ...], BlockEffects]
 
 
@@ -207,6 +209,10 @@ class ExecutorMixin:
             self.metrics.blocks_per_commit.observe(len(run))
             for ex, (results, effects) in zip(run, done, strict=True):
                 self._after_execute(ex, results, effects)
+        retain = self.config.retain_blocks if self.config is not None else 0
+        if retain and self.store.base_height() <= self._height - retain - PRUNE_SLACK_BLOCKS:
+            stable = getattr(self.replica, "stable_seq", 0)
+            await trio.to_thread.run_sync(self.snapshots.prune_step, retain, stable)
 
     async def _execute(self, ex: Execute) -> None:
         await self._execute_group([ex])

@@ -21,7 +21,15 @@ from typing import Any
 
 import trio
 
-from consensus import Authenticator, Config, Ed25519Signer, Ed25519Verifier, RecoveredState, digest
+from consensus import (
+    Authenticator,
+    Config,
+    Ed25519Signer,
+    Ed25519Verifier,
+    RecoveredState,
+    ServeSnapshot,
+    digest,
+)
 
 from ..config import NodeConfig
 from ..genesis import Genesis
@@ -36,6 +44,7 @@ from .health import HealthBounds, HealthMixin
 from .metrics import MetricsMixin
 from .ports import Application, ReplicaFactory, ReplicaLike, Store, Transport
 from .reads import ReadsMixin
+from .snapshot import SnapshotShell, snapshot_convictions
 from .state_roots import StateRootsMixin
 from .submit import SubmitMixin
 from .verify_cache import CachingVerifier
@@ -125,7 +134,10 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
         )
         restored = store.recover(max_clients=self.consensus_config.max_clients)
         factory = replica_factory or default_replica_factory
+        self._replica_factory = factory
         self.replica: ReplicaLike = factory(self.consensus_config, index, self.auth, restored)
+        # snapshot catch-up and pruning (snapshot.py), serving the store's certificates
+        self.snapshots = SnapshotShell(store, self.consensus_config, self.auth, index)
         self._height = restored.last_executed
         self.last_block_hash = restored.last_block_hash
         self.last_block_time_ms = restored.last_time_ms
@@ -195,6 +207,32 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
             self.close()
             self.stopped.set()
 
+    async def _snapshot_action(self, act: Any) -> Any:
+        """A snapshot action of the replica (consensus.phases.snapshot), in a worker thread;
+        after the last page the replica is rebuilt from the store at the snapshot height."""
+        if isinstance(act, ServeSnapshot):
+            return await trio.to_thread.run_sync(self.snapshots.serve, act)
+        await self._drain_executor()  # nothing commits while pages are checked or installed
+        verdict, installed = await trio.to_thread.run_sync(self.snapshots.check, act)
+        if installed:
+            convictions = snapshot_convictions(self.app, self.store)
+            if convictions:
+                await trio.to_thread.run_sync(self.store.persist, convictions)
+            restored = await trio.to_thread.run_sync(
+                partial(self.store.recover, max_clients=self.consensus_config.max_clients))
+            self.replica = self._replica_factory(self.consensus_config, self.index, self.auth,
+                                                 restored)
+            self._height = restored.last_executed
+            self.last_block_hash = restored.last_block_hash
+            self.last_block_time_ms = restored.last_time_ms
+            self.metrics.height.set(self._height)
+            old, self._height_changed = self._height_changed, trio.Event()
+            old.set()
+            self.log.info("snapshot installed", height=self._height, peer=act.sender)
+        elif verdict.error:
+            self.log.warning("snapshot refused", peer=act.sender, reason=verdict.error)
+        return verdict
+
     def stop(self) -> None:
         if self._cancel is not None:
             self._cancel.cancel()
@@ -202,6 +240,7 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self.snapshots.close()
             self.store.close()
             self.log.info("node stopped", height=self._height)
 

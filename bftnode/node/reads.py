@@ -91,6 +91,7 @@ class ReadsMixin:
             "last_block_hash": self.last_block_hash.hex(),
             "last_block_time_ms": self.last_block_time_ms,
             "stable_checkpoint": r.stable_seq,
+            "base_height": self.store.base_height(),
             "certified_height": r.certified_height,  # 0 unless the state tree is on
             "validators": self.consensus_config.n,
             "peers": self._connected_peers(),

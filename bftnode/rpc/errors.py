@@ -23,6 +23,7 @@ TOO_LARGE = -32006  # body or batch over the limit
 OVERLOADED = -32007  # server-side limit (too many subscriptions, queue full)
 RATE_LIMITED = -32008  # this client IP's read bucket is empty: data = {retry_after} (seconds)
 STALE_READ = -32009  # the node cannot serve min_height / max_lag_ms: data = {height, ...}
+PRUNED = -32010  # the block (or tx's block) is below the lowest height kept: data = {base_height}
 
 CODE_NAMES = {
     PARSE_ERROR: "parse_error",
@@ -39,6 +40,7 @@ CODE_NAMES = {
     OVERLOADED: "overloaded",
     RATE_LIMITED: "rate_limited",
     STALE_READ: "stale_read",
+    PRUNED: "pruned",
 }
 
 

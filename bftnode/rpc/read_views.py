@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from .errors import INVALID_PARAMS, NOT_FOUND, TOO_LARGE, RPCError
+from .errors import INVALID_PARAMS, NOT_FOUND, PRUNED, TOO_LARGE, RPCError
 from .registry import CallContext
 from .shapes import block_json, commit_json, jsonable, tx_json
 
@@ -36,6 +36,8 @@ class _NodeView:
     def __init__(self, node: Any) -> None:
         self._node = node
         self.height = node.height()
+        base = getattr(node, "base_height", None)
+        self.base = base() if base is not None else 1
 
     def block(self, height: int) -> Any:
         return self._node.block(height)
@@ -84,8 +86,16 @@ def block_at(height: int | None, budget: int, view: Any) -> Sized:
         h = view.height
     block = view.block(h)
     if block is None:
+        _refuse_pruned(h, view)
         raise RPCError(NOT_FOUND, f"block {h} not found (current height is {view.height})")
     return sized(block_json(block), budget, view.height)
+
+
+def _refuse_pruned(h: int, view: Any) -> None:
+    base = getattr(view, "base", 1)
+    if 0 < h < base:
+        raise RPCError(PRUNED, f"block {h} was pruned: the lowest height this node keeps is "
+                       f"{base}", {"base_height": base})
 
 
 def blockchain(lo: int, hi: int | None, budget: int, view: Any) -> Sized:
@@ -109,7 +119,11 @@ def blockchain(lo: int, hi: int | None, budget: int, view: Any) -> Sized:
 def tx_at(tx_hash: bytes, prove: bool, encoding: str, budget: int, view: Any) -> Sized:
     res = view.tx(tx_hash)
     if res is None:
-        raise RPCError(NOT_FOUND, f"tx {tx_hash.hex()} not found (not committed, or unknown)")
+        base = getattr(view, "base", 1)
+        older = f", or in a block below {base}, the lowest height kept" if base > 1 else ""
+        raise RPCError(NOT_FOUND, f"tx {tx_hash.hex()} not found (not committed, or "
+                       f"unknown{older})", {"base_height": base} if older else None)
+    _refuse_pruned(res.height, view)
     out = committed_tx_json(res, view.block(res.height), encoding) if prove else tx_json(
         res, encoding)
     return sized(out, budget, view.height)

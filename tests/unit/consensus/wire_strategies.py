@@ -34,6 +34,7 @@ import msgspec
 from hypothesis import strategies as st
 
 from consensus import (
+    BlocksPruned,
     BlockSync,
     Checkpoint,
     ClientRequest,
@@ -44,6 +45,7 @@ from consensus import (
     DecodeError,
     FetchBlocks,
     FetchedBlocks,
+    FetchSnapshot,
     Forward,
     Message,
     NewView,
@@ -53,6 +55,7 @@ from consensus import (
     Receive,
     Replica,
     Request,
+    SnapshotChunk,
     StateVote,
     Status,
     Tick,
@@ -700,6 +703,29 @@ def state_vote_tree(draw, w: World, sender: int) -> list:
 
 
 @st.composite
+def blocks_pruned_tree(draw, w: World, sender: int) -> list:
+    last = w.replica.last_executed
+    return [tag(BlocksPruned), _int(draw, st.integers(0, last + 40)),
+            _int(draw, st.integers(0, last + 40)), _replica_id(draw, w, sender), b""]
+
+
+@st.composite
+def fetch_snapshot_tree(draw, w: World, sender: int) -> list:
+    return [tag(FetchSnapshot), _int(draw, st.integers(0, w.replica.last_executed + 2)),
+            draw(st.binary(max_size=40)), _replica_id(draw, w, sender), b""]
+
+
+@st.composite
+def snapshot_chunk_tree(draw, w: World, sender: int) -> list:
+    items = draw(st.lists(st.tuples(st.binary(max_size=20), st.binary(max_size=20)).map(list),
+                          max_size=3))
+    block = draw(st.one_of(st.none(), committed_block_tree(w)))
+    return [tag(SnapshotChunk), _int(draw, st.integers(0, w.replica.last_executed + 40)),
+            draw(st.binary(max_size=20)), items, draw(st.binary(max_size=64)),
+            draw(st.booleans()), block, _digest(draw, w), [], _replica_id(draw, w, sender), b""]
+
+
+@st.composite
 def bare_request_tree(draw, w: World, sender: int) -> list:
     return draw(request_tree(w))
 
@@ -718,6 +744,9 @@ MESSAGE_BUILDERS: dict[str, Callable[[World, int], st.SearchStrategy[list]]] = {
     "BlockSync": block_sync_tree,
     "Conflict": conflict_tree,
     "StateVote": state_vote_tree,
+    "BlocksPruned": blocks_pruned_tree,
+    "FetchSnapshot": fetch_snapshot_tree,
+    "SnapshotChunk": snapshot_chunk_tree,
 }
 
 
