@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh
-exec .venv/bin/python -m testnet up --nodes 4 --dir ./testnet-data "$@"
+exec .venv/bin/python -m testnet up --nodes 4 --dir ./testnet-data --authenticated-state "$@"

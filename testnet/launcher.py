@@ -268,6 +268,10 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
                         "nothing, a power cut can lose votes; for dev testnets and slow disks")
     p.add_argument("--max-open-files", type=int, metavar="N",
                    help="LevelDB table cache per DB of every node (config.toml `max_open_files`)")
+    p.add_argument("--authenticated-state", action=argparse.BooleanOptionalAction,
+                   default=None,
+                   help="the nodes keep the state tree, certify its roots and answer reads "
+                        "with proofs (config.toml `authenticated_state`; default: the node's)")
     p.add_argument("--netns", action="store_true",
                    help="each node in its own network namespace on its own 10.77.x.y address "
                         "(needs root; docs/operations.md)")
@@ -294,7 +298,8 @@ def run_up(args: argparse.Namespace) -> int:
         m = up(d, args.nodes, base_port=args.base_port, byzantine=byz,
                log_level=args.log_level, chain_id=args.chain_id, consensus=consensus or None,
                compression=args.compression, fsync=False if args.no_fsync else None,
-               max_open_files=args.max_open_files, netns=args.netns)
+               max_open_files=args.max_open_files, netns=args.netns,
+               authenticated_state=args.authenticated_state)
     except ns.NetnsError as exc:
         print(f"testnet up: {exc}", file=sys.stderr)
         return 2

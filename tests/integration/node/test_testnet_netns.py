@@ -91,7 +91,8 @@ def assert_clean(tid: str) -> None:
 def net(tmp_path):
     d = tmp_path / "tn"
     try:
-        tn("up", "--netns", "--detach", "--dir", d, "--log-level", "warning", *CONSENSUS)
+        tn("up", "--netns", "--detach", "--dir", d, "--log-level", "warning",
+           "--authenticated-state", *CONSENSUS)
         m = json.loads((d / "testnet.json").read_text())
         yield d, m
     finally:

@@ -7,7 +7,13 @@ import stat
 
 import pytest
 
-from bftnode.config import ConfigError, NodeConfig, load_config, write_config
+from bftnode.config import (
+    DEFAULT_AUTHENTICATED_STATE,
+    ConfigError,
+    NodeConfig,
+    load_config,
+    write_config,
+)
 from bftnode.genesis import Genesis, GenesisError, load_genesis, make_genesis
 from bftnode.keys import KeyFileError, NodeKey, generate_key_file, load_key_file
 
@@ -148,7 +154,8 @@ def test_config_round_trips_through_toml(tmp_path):
                             rpc_port=30000, compression="none",
                             fsync=False, max_open_files=300,
                             authenticated_state=False, state_versions=7)
-    assert NodeConfig(home=tmp_path, node_index=0, chain_id="c").authenticated_state  # on
+    assert NodeConfig(home=tmp_path, node_index=0, chain_id="c").authenticated_state is (
+        DEFAULT_AUTHENTICATED_STATE)
     assert NodeConfig(home=tmp_path, node_index=0, chain_id="c").fsync  # fsync by default
     assert c2.rpc_host == "127.0.0.1"  # loopback unless the operator says otherwise
     assert c2.key_path == tmp_path.resolve() / "node_key.json"
