@@ -89,6 +89,9 @@ class Result:
     grants: list[dict] = field(default_factory=list)  # client view: lock, lease, token, client
     releases: list[dict] = field(default_factory=list)
     fence_rejected: int = 0  # fenced writes refused because a newer token had written
+    # ...of which the writer's lock was then seen lost (lock_status: its token not the holder);
+    # a refusal while the writer still holds its lock would break mutual exclusion
+    fence_rejected_after_loss: int = 0
     release_conflicts: int = 0  # release refused: the lock had been lost meanwhile
     lease_losses: int = 0
     errors: list[str] = field(default_factory=list)
@@ -284,7 +287,10 @@ async def _lock_rounds(i: int, c: AsyncClient, w: Workload, res: Result, clock: 
             continue
         res.acquire_ms.append((time.monotonic() - t0) * 1000)
         res.grants.append({"client": i, "lock": name, "lease": lease, "token": token})
+        refused = res.fence_rejected
         await fenced_write(i, c, name, token, res, clock)
+        if res.fence_rejected > refused and await _lost(c, name, token):
+            res.fence_rejected_after_loss += 1
         await trio.sleep(rng.uniform(0.5, 1.5) * w.hold_ms / 1000)
         t1 = time.monotonic()
         try:
@@ -298,6 +304,17 @@ async def _lock_rounds(i: int, c: AsyncClient, w: Workload, res: Result, clock: 
             res.errors.append(f"c{i} release {name} token {token}: {exc}")
         except ClientError as exc:
             res.errors.append(f"c{i} release {name} token {token}: {exc}")
+
+
+async def _lost(c: AsyncClient, name: str, token: int, tries: int = 20) -> bool:
+    """True once lock_status shows `token` no longer holds `name` (False if it still does,
+    or if no answer came in `tries` attempts)."""
+    for _ in range(tries):
+        try:
+            return not (await c.lock_status(name, token=token)).get("held", False)
+        except ClientError:  # e.g. rate limited: ask again
+            await trio.sleep(0.25)
+    return False
 
 
 async def fenced_write(i: int, c: AsyncClient, name: str, token: int, res: Result,
@@ -491,7 +508,9 @@ def summary(w: Workload, res: Result, check: dict | None) -> dict:
         "release_p99_ms": round(pct(res.release_ms, 99), 1),
         "fenced_write_p50_ms": round(pct(res.fenced_write_ms, 50), 1),
         "kv_ops": len(res.kv_ops),
-        "fence_rejected": res.fence_rejected, "release_conflicts": res.release_conflicts,
+        "fence_rejected": res.fence_rejected,
+        "fence_rejected_after_loss": res.fence_rejected_after_loss,
+        "release_conflicts": res.release_conflicts,
         "lease_losses": res.lease_losses, "errors": len(res.errors),
         "check": None if check is None else check.get("result"),
     }

@@ -95,8 +95,11 @@ def assert_acceptance(run: dict[str, Any], min_grants: int) -> None:
     released = {(e["key"], e["token"]) for e in events if e["kind"] == "lock_released"}
     for r in res.releases:
         assert (r["lock"], r["token"]) in released, r
-    # a fenced write can only be refused when the writer's lock was lost
-    assert res.fence_rejected == 0 or res.lease_losses > 0, (res.fence_rejected, res.errors)
+    # a fenced write can only be refused when the writer's lock was lost (its lease may expire
+    # unnoticed while its keepalives are rate limited: lock_status is the judge, not the
+    # client's own lease-loss count)
+    assert res.fence_rejected == res.fence_rejected_after_loss, (
+        res.fence_rejected, res.fence_rejected_after_loss, res.errors)
 
     # the staller: lost its lock AFTER its lease's agreed deadline, at the first block past
     # it (not later), and the next holder got a larger token
