@@ -24,6 +24,7 @@ from storage.results_root import result_leaf, results_proof, results_root
 
 from ..app.proven_state import IncompleteRead, ProvenRange, RecordingReader, block_time
 from .errors import INTERNAL_ERROR, INVALID_PARAMS, STALE_READ, RPCError
+from .shapes import state_certificate_json
 
 CERT_WAIT_S = 5.0  # how long an answer waits for its height's certificate
 CERT_POLL_S = 0.02
@@ -71,13 +72,11 @@ async def certified(node: Any, height: int | None = None, wait_s: float = CERT_W
 
 
 def header_json(cert: Any) -> dict[str, Any]:
-    return {
-        "height": cert.seq,
-        "block_hash": cert.block_hash.hex(),
-        "state_root": cert.state_root.hex(),
-        "results_root": cert.results_root.hex(),
-        "certificate": [{"replica": v.replica, "sig": v.sig.hex()} for v in cert.votes],
-    }
+    """The proof's certified header: the same JSON as the `block` answer's
+    `state_certificate`."""
+    out = state_certificate_json(cert)
+    assert out is not None
+    return out
 
 
 def range_json(r: ProvenRange) -> dict[str, Any]:
