@@ -44,6 +44,8 @@ class Genesis:
     genesis_time_ms: int
     validators: tuple[Validator, ...]
     consensus: dict[str, Any] = field(default_factory=dict)  # overrides of consensus.Config
+    # application parameters (bftnode.app): admins, permission checks, quotas; {} = defaults
+    app: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -73,13 +75,15 @@ class Genesis:
             "genesis_time_ms": self.genesis_time_ms,
             "validators": [dataclasses.asdict(v) for v in self.validators],
             "consensus": dict(self.consensus),
+            # omitted when empty, so a genesis without app parameters keeps its hash
+            **({"app": dict(self.app)} if self.app else {}),
         }
 
     @classmethod
     def from_dict(cls, obj: Any, where: str = "genesis") -> Genesis:
         if not isinstance(obj, dict):
             raise GenesisError(f"{where}: expected a JSON object")
-        unknown = set(obj) - {"chain_id", "genesis_time_ms", "validators", "consensus"}
+        unknown = set(obj) - {"chain_id", "genesis_time_ms", "validators", "consensus", "app"}
         if unknown:
             raise GenesisError(f"{where}: unknown field(s) {sorted(unknown)}")
         vals = obj.get("validators")
@@ -103,6 +107,7 @@ class Genesis:
                 genesis_time_ms=obj.get("genesis_time_ms", 0),
                 validators=tuple(validators),
                 consensus=obj.get("consensus") or {},
+                app=obj.get("app") or {},
             )
         except GenesisError as exc:
             raise GenesisError(f"{where}: {exc}") from None
@@ -173,6 +178,8 @@ def _validate(g: Genesis) -> None:
             raise GenesisError(f"field 'consensus.{k}': unknown consensus parameter")
         if not isinstance(val, int) or isinstance(val, bool):
             raise GenesisError(f"field 'consensus.{k}': must be an integer, got {val!r}")
+    if not isinstance(g.app, dict):
+        raise GenesisError("field 'app': must be an object")
     try:
         g.config()
     except ValueError as exc:
