@@ -288,8 +288,8 @@ async def _lock_rounds(i: int, c: AsyncClient, w: Workload, res: Result, clock: 
         res.acquire_ms.append((time.monotonic() - t0) * 1000)
         res.grants.append({"client": i, "lock": name, "lease": lease, "token": token})
         refused = res.fence_rejected
-        await fenced_write(i, c, name, token, res, clock)
-        if res.fence_rejected > refused and await _lost(c, name, token):
+        height = await fenced_write(i, c, name, token, res, clock)
+        if res.fence_rejected > refused and await _lost(c, name, token, height):
             res.fence_rejected_after_loss += 1
         await trio.sleep(rng.uniform(0.5, 1.5) * w.hold_ms / 1000)
         t1 = time.monotonic()
@@ -306,20 +306,25 @@ async def _lock_rounds(i: int, c: AsyncClient, w: Workload, res: Result, clock: 
             res.errors.append(f"c{i} release {name} token {token}: {exc}")
 
 
-async def _lost(c: AsyncClient, name: str, token: int, tries: int = 20) -> bool:
-    """True once lock_status shows `token` no longer holds `name` (False if it still does,
-    or if no answer came in `tries` attempts)."""
+async def _lost(c: AsyncClient, name: str, token: int, height: int | None,
+                tries: int = 20) -> bool:
+    """True once lock_status, read at `height` (the refused write's) or later, shows `token`
+    no longer holds `name` (False if it still does, or if no answer came in `tries`
+    attempts). The height matters: a node still catching up (the restarted one) would
+    answer from before the loss."""
     for _ in range(tries):
         try:
-            return not (await c.lock_status(name, token=token)).get("held", False)
+            st = await c.lock_status(name, token=token, min_height=height)
+            return not st.get("held", False)
         except ClientError:  # e.g. rate limited: ask again
             await trio.sleep(0.25)
     return False
 
 
 async def fenced_write(i: int, c: AsyncClient, name: str, token: int, res: Result,
-                       clock: _Clock) -> bool:
-    """txn: if fence < token then fence = token, data = value. The protected write."""
+                       clock: _Clock) -> int | None:
+    """txn: if fence < token then fence = token, data = value. The protected write; returns
+    the height it committed at (written or refused), None if its outcome is unknown."""
     value = f"c{i}-t{token}"
     tb = token_bytes(token)
     op = ops.txn([ops.compare(fence_key(name), "value", "<", tb)],
@@ -334,15 +339,16 @@ async def fenced_write(i: int, c: AsyncClient, name: str, token: int, res: Resul
                            "key": data_key(name), "value": value, "invoke": inv,
                            "complete": None})
         res.errors.append(f"c{i} fenced write {name}: {exc}")
-        return False
+        return None
     res.fenced_write_ms.append((time.monotonic() - t0) * 1000)
-    res.max_height = max(res.max_height, int(r.get("height") or 0))
+    height = int(r.get("height") or 0) or None
+    res.max_height = max(res.max_height, height or 0)
     if not r["result"]["succeeded"]:
         res.fence_rejected += 1
-        return False
+        return height
     res.kv_ops.append({"type": "kv", "process": f"c{i}", "op": "put", "key": data_key(name),
                        "value": value, "invoke": inv, "complete": clock.ms()})
-    return True
+    return height
 
 
 async def kv_client(i: int, c: AsyncClient, w: Workload, res: Result, clock: _Clock,

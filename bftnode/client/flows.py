@@ -343,8 +343,11 @@ class Core:
     def lock_release(self, name: str | bytes, token: int) -> Flow:
         return (yield from self.commit_op(_ops().lock_release(C.as_bytes(name), token)))
 
-    def lock_status(self, name: str | bytes, token: int | None = None) -> Flow:
-        return (yield from self.read("lock_status", C.named(name, token=token)))
+    def lock_status(self, name: str | bytes, token: int | None = None,
+                    min_height: int | None = None) -> Flow:
+        """The lock's holder and queue; `min_height`: from a node that has reached it."""
+        return (yield from self.read("lock_status", C.named(name, token=token,
+                                                             min_height=min_height)))
 
     # -- elections
     def campaign(self, name: str | bytes, lease: int, value: str | bytes = b"",
