@@ -366,10 +366,12 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
         fs = c.fsync if fsync is None else fsync
         mof = c.max_open_files if max_open_files is None else max_open_files
         auth = c.authenticated_state if authenticated_state is None else authenticated_state
-        if (c.compression, c.fsync, c.max_open_files, c.authenticated_state) != (
-                comp, fs, mof, auth):
+        # a --netns node binds its RPC on the namespace bridge's private address
+        insecure = c.insecure_rpc or plan is not None
+        if (c.compression, c.fsync, c.max_open_files, c.authenticated_state,
+                c.insecure_rpc) != (comp, fs, mof, auth, insecure):
             cfgs[i] = dataclasses.replace(c, compression=comp, fsync=fs, max_open_files=mof,
-                                          authenticated_state=auth)
+                                          authenticated_state=auth, insecure_rpc=insecure)
             write_config(cfgs[i])
     genesis = load_genesis(cfgs[0].genesis_path)
     shutil.copyfile(cfgs[0].genesis_path, d / "genesis.json")  # what clients pin
