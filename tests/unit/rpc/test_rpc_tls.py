@@ -183,3 +183,26 @@ async def test_a_connection_over_the_cap_is_refused_in_tls(nursery, certs):
             assert (await held.get(url + "/status")).status_code == 200  # kept alive
             r = await other.get(url + "/status")
             assert r.status_code == 503 and "per address" in r.json()["error"]["message"]
+
+
+def test_bftnode_start_refuses_a_public_plain_rpc_naming_the_fix(tmp_path):
+    import subprocess
+    import sys
+
+    from testnet.ports import free_port_base
+
+    root = Path(__file__).resolve().parents[3]
+
+    def bftnode(*args: object) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "bftnode", *map(str, args)], cwd=root,
+                              capture_output=True, text=True, timeout=60)
+
+    r = bftnode("init", "--home", tmp_path, "--base-port", free_port_base(8))
+    assert r.returncode == 0, r.stderr
+    cfg = tmp_path / "node0" / "config.toml"
+    cfg.write_text(cfg.read_text().replace('rpc_host = "127.0.0.1"', 'rpc_host = "0.0.0.0"'))
+    before = {str(p) for p in (tmp_path / "node0").rglob("*")}
+    r = bftnode("start", "--home", tmp_path / "node0")
+    assert r.returncode == 2
+    assert "plain HTTP on 0.0.0.0" in r.stderr and "--insecure-rpc" in r.stderr
+    assert {str(p) for p in (tmp_path / "node0").rglob("*")} == before  # nothing written
