@@ -33,6 +33,7 @@ from .errors import (
     VerificationError,
 )
 from .keys import SeqAllocator, key_and_seq_path
+from .tls import http_verify
 from .verify import MAX_STALE_S, ProofVerifier, chain_from_genesis, find_genesis
 
 VERIFY_MODES = ("certificate", "replies", "none")
@@ -403,7 +404,8 @@ def expose(cls: type, make_method: Callable[[Callable[..., Flow]], Callable]) ->
 
 class Front:
     """What Client and AsyncClient share besides the generated methods: the constructor
-    (state lives in `self._core`) and the properties. `_open_http` makes the httpx client."""
+    (state lives in `self._core`) and the properties. `_open_http` makes the httpx client
+    (verifying https:// nodes with `self._tls_verify`)."""
 
     def __init__(
         self, urls: str | Sequence[str] | None = None, key: str | os.PathLike | NodeKey | None =
@@ -411,7 +413,7 @@ class Front:
         seq_file: str | os.PathLike | None | bool = None, chain: ChainInfo | None = None,
         retries: int = 2, max_connections: int = 100,
         genesis: str | os.PathLike | ChainInfo | None = None, trust_node: bool = False,
-        max_stale_s: float = MAX_STALE_S,
+        max_stale_s: float = MAX_STALE_S, ca_file: str | os.PathLike | None = None,
     ) -> None:
         proofs = None
         if not trust_node:
@@ -422,6 +424,8 @@ class Front:
                 chain = chain or pinned
         self._core = Core(urls, key, timeout=timeout, verify=verify, seq_file=seq_file,
                           chain=chain, retries=retries, proofs=proofs)
+        self._ca_file = ca_file  # https:// nodes are checked against it (None: system CAs)
+        self._tls_verify = http_verify(ca_file)
         self._http = self._open_http(timeout, max_connections)
 
     def _open_http(self, timeout: float, max_connections: int) -> Any:
