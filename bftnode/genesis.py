@@ -2,7 +2,8 @@
 
 Owns `Genesis` (JSON on disk, validated once with messages naming the bad field), its hash
 (BLAKE2b-256 of the canonical JSON) and the signature domain derived from the chain id.
-Imports: stdlib, consensus. Must not import trio, storage or network.
+Imports: stdlib, consensus; bftnode.app's param validators only for a genesis with `app`.
+Must not import trio, storage or network otherwise.
 """
 
 from __future__ import annotations
@@ -180,6 +181,13 @@ def _validate(g: Genesis) -> None:
             raise GenesisError(f"field 'consensus.{k}': must be an integer, got {val!r}")
     if not isinstance(g.app, dict):
         raise GenesisError("field 'app': must be an object")
+    if g.app:  # lazily: the app's modules are needed only by a genesis with app params
+        from bftnode.app import auth
+
+        try:
+            auth.check_params(g.app)
+        except ValueError as exc:
+            raise GenesisError(str(exc)) from None
     try:
         g.config()
     except ValueError as exc:
