@@ -5,7 +5,7 @@ on stdout with `--json` (errors too: {"error": {...}}). Common options (`--rpc U
 for failover; `--key FILE`, created on first use; `--json`; `--timeout`; `--genesis FILE`, the
 pinned validator set; `--trust-node`) may be given before or after the subcommand. Reads are
 verified against the pinned set, and refused without one unless `--trust-node`. Exit codes: 0 ok, 1 failed (node error, rejected/failed tx, timeout),
-2 usage. Imports: stdlib, bftnode.client, bftnode.app.ops (lazily). Must not import trio.
+2 usage. `auth …`: bftnode.client_cli_auth. Imports: stdlib, bftnode.client, bftnode.app.ops (lazily). Must not import trio.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import os
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from .client_cli_auth import add_auth_arguments
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TARGETS = ("value", "version", "create", "mod", "lease")
@@ -162,6 +164,7 @@ def add_client_arguments(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--from-revision", type=int)
     p.add_argument("--from-height", type=int)
     p.add_argument("--count", type=int, default=0, help="stop after N events")
+    add_auth_arguments(sub, _common, run_client)
     client.set_defaults(func=run_client, client_func=None)
     return client
 
