@@ -199,8 +199,10 @@ def make_genesis(
     validators: list[tuple[bytes, str]],
     genesis_time_ms: int = 0,
     consensus: dict[str, Any] | None = None,
+    app: dict[str, Any] | None = None,
 ) -> Genesis:
-    """Build a genesis from (public_key, multiaddr) pairs in index order."""
+    """Build a genesis from (public_key, multiaddr) pairs in index order; `app`: application
+    parameters (admins, permission checks, quotas)."""
     return Genesis(
         chain_id=chain_id,
         genesis_time_ms=genesis_time_ms,
@@ -209,4 +211,5 @@ def make_genesis(
             for i, (pk, addr) in enumerate(validators)
         ),
         consensus=dict(consensus or {}),
+        app=dict(app or {}),
     )
