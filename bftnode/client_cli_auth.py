@@ -117,12 +117,18 @@ def cmd_status(c: Any, a: argparse.Namespace) -> tuple[dict, str]:
     lines = [f"checks {'on' if r.get('enabled') else 'off'}; admins: "
              f"{', '.join(k[:16] + '…' for k in r.get('admins', [])) or 'none'}"]
     for role in r.get("roles", []):
-        perms = ", ".join(f"{p['perm']} {p['key']!r}..{p['range_end']!r}"
+        perms = ", ".join(f"{p['perm']} {_shown(p['key'], p['range_end'])}"
                           for p in role.get("permissions", []))
         lines.append(f"role {role['role']}: {perms or 'no permissions'}")
     for b in r.get("bindings", []):
         lines.append(f"client {b['client']}: {', '.join(b['roles'])}")
     return r, "\n".join(lines)
+
+
+def _shown(key: Any, end: Any) -> str:
+    if not end:
+        return f"key {key!r}"
+    return f"keys >= {key!r}" if end == "\x00" else f"[{key!r}, {end!r})"
 
 
 def cmd_whoami(c: Any, a: argparse.Namespace) -> tuple[dict, str]:
