@@ -6,7 +6,7 @@ for failover, http:// or https://; `--key FILE`, created on first use; `--json`;
 `--genesis FILE`, the pinned validator set; `--ca-file FILE`, the CAs an https:// node is
 checked against; `--trust-node`) may be given before or after the subcommand. Reads are
 verified against the pinned set, and refused without one unless `--trust-node`. Exit codes: 0 ok, 1 failed (node error, rejected/failed tx, timeout),
-2 usage. Imports: stdlib, bftnode.client, bftnode.app.ops (lazily). Must not import trio.
+2 usage. `auth …`: bftnode.client_cli_auth. Imports: stdlib, bftnode.client, bftnode.app.ops (lazily). Must not import trio.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import os
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from .client_cli_auth import add_auth_arguments
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TARGETS = ("value", "version", "create", "mod", "lease")
@@ -167,6 +169,7 @@ def add_client_arguments(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--from-revision", type=int)
     p.add_argument("--from-height", type=int)
     p.add_argument("--count", type=int, default=0, help="stop after N events")
+    add_auth_arguments(sub, _common, run_client)
     client.set_defaults(func=run_client, client_func=None)
     return client
 

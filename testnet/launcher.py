@@ -30,9 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bftnode.config import ConfigError, write_config
+from bftnode.config import CONFIG_FILE, ConfigError, write_config
 from bftnode.genesis import load_genesis
 from bftnode.home import DEFAULT_BASE_PORT, HomeError, create_local_chain
+from bftnode.keys import generate_key_file, load_key_file
 from testnet import netns as ns
 from testnet.adversary.node import (
     Adversary,
@@ -42,6 +43,7 @@ from testnet.adversary.node import (
 )
 
 MANIFEST = "testnet.json"
+ADMIN_KEY = "admin.key"  # DIR/admin.key: the client key the genesis names admin (app.admins)
 READY_TIMEOUT_S = 60.0
 LINK_FAULTS_FILE = "link-faults.json"  # per node home; see testnet/adversary/link_faults.py
 STOP_GRACE_S = 10.0
@@ -284,6 +286,9 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--netns", action="store_true",
                    help="each node in its own network namespace on its own 10.77.x.y address "
                         "(needs root; docs/operations.md)")
+    p.add_argument("--open", action="store_true",
+                   help="dev only: a new testnet without permission checks or admin key "
+                        "(any client key may write anything; docs/consistency.md)")
 
 
 def _parse_byzantine(specs: list[str], n: int) -> dict[int, list[str]]:
@@ -308,7 +313,8 @@ def run_up(args: argparse.Namespace) -> int:
                log_level=args.log_level, chain_id=args.chain_id, consensus=consensus or None,
                compression=args.compression, fsync=False if args.no_fsync else None,
                max_open_files=args.max_open_files, netns=args.netns,
-               authenticated_state=args.authenticated_state, tls=args.tls)
+               authenticated_state=args.authenticated_state, tls=args.tls,
+               open_chain=args.open)
     except ns.NetnsError as exc:
         print(f"testnet up: {exc}", file=sys.stderr)
         return 2
@@ -322,6 +328,7 @@ def run_up(args: argparse.Namespace) -> int:
     ca = m["nodes"][0].get("ca_file")
     if ca:
         print(f"RPC over TLS: clients trust {ca} (--ca-file / ca_file=)")
+    print(_auth_note(m))
     if args.detach:
         print(f"stop with: python -m testnet down --dir {args.dir}")
         return 0
@@ -347,12 +354,14 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
        compression: str | None = None, fsync: bool | None = None,
        max_open_files: int | None = None,
        authenticated_state: bool | None = None, netns: bool = False,
-       tls: bool = False) -> dict[str, Any]:
+       tls: bool = False, open_chain: bool = False) -> dict[str, Any]:
     """Create (or reuse) the testnet in `d`, start every node, wait until all answer RPC and
     return the manifest. `compression`/`fsync`/`max_open_files`/`authenticated_state` None:
     keep each node's config. `netns`: every node in its own network namespace (root only).
     `tls`: every RPC over TLS (`tls_certs.write_testnet_tls`; a restart keeps the configs).
-    Raises LauncherError, or NetnsError for a namespace problem."""
+    A new testnet's genesis names DIR/admin.key its admin with permission checks on (the
+    manifest's `admin_key`); `open_chain` (dev only, `--open`): no admin, checks off. A reused
+    DIR keeps its genesis. Raises LauncherError, or NetnsError for a namespace problem."""
     d = Path(d).resolve()
     old_m = read_manifest(d) if manifest_path(d).exists() else None
     if old_m is not None:
@@ -364,9 +373,11 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
     if netns:
         plan = ns.plan_for(d, n, old_m.get("netns") if old_m else None)
     d.mkdir(parents=True, exist_ok=True)
+    new = not (d / "node0" / CONFIG_FILE).exists()
     cfgs = create_local_chain(d, n, base_port=base_port, log_level=log_level,
                               chain_id=chain_id, consensus=consensus,
-                              hosts=[plan.addr(i) for i in range(n)] if plan else None)
+                              hosts=[plan.addr(i) for i in range(n)] if plan else None,
+                              app=_admin_app(d) if new and not open_chain else None)
     ns.check_hosts(d, [c.p2p_listen for c in cfgs], plan)
     if tls:
         cfgs = _with_tls(d, cfgs)
@@ -404,8 +415,10 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
             "log": str(c.home / "node.log"),
             "byzantine": list(adv.byzantine),
         })
+    admin = d / ADMIN_KEY
     m = {"chain_id": genesis.chain_id, "dir": str(d), "genesis_hash": genesis.hash().hex(),
-         "nodes": nodes}
+         "nodes": nodes, "auth_enabled": bool(genesis.app.get("auth_enabled")),
+         "admin_key": str(admin) if genesis.app.get("admins") and admin.exists() else None}
     if plan is not None:
         m["netns"] = plan.to_dict()
         for node in nodes:
@@ -442,6 +455,22 @@ def _with_tls(d: Path, cfgs: list[Any]) -> list[Any]:
             write_config(c)
         out.append(c)
     return out
+
+
+def _admin_app(d: Path) -> dict[str, Any]:
+    """The genesis `app` of a new testnet: DIR/admin.key (kept if there) is the admin and
+    permission checks are on."""
+    p = d / ADMIN_KEY
+    key = load_key_file(p) if p.exists() else generate_key_file(p)
+    return {"admins": [key.public_key.hex()], "auth_enabled": True}
+
+
+def _auth_note(m: dict[str, Any]) -> str:
+    if m.get("admin_key"):
+        return (f"admin key: {m['admin_key']} (permission checks "
+                f"{'on' if m.get('auth_enabled') else 'off'}: other client keys need a role; "
+                f"bftnode client --key {m['admin_key']} auth ...)")
+    return "permission checks off: any client key may write anything (dev only)"
 
 
 # ---------------------------------------------------------------- live table

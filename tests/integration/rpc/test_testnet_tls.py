@@ -22,7 +22,8 @@ def test_up_tls_serves_https_with_the_testnet_ca_and_a_restart_keeps_it(tmp_path
         assert all(n["rpc"].startswith("https://127.0.0.1:") and n["ca_file"] == str(ca)
                    for n in m["nodes"])
         urls = [n["rpc"] for n in m["nodes"]]
-        with Client(urls, tmp_path / "c.key", genesis=d / "genesis.json", ca_file=ca) as c:
+        admin = m["admin_key"]  # permission checks are on: the testnet's admin writes
+        with Client(urls, admin, genesis=d / "genesis.json", ca_file=ca) as c:
             assert c.put("k", "v")["verified"] == "proof"
             assert c.get("k")["value"] == "v"
         with Client(urls[0].replace("https://", "http://"), tmp_path / "p.key",
@@ -32,7 +33,7 @@ def test_up_tls_serves_https_with_the_testnet_ca_and_a_restart_keeps_it(tmp_path
         launcher.down(d)
         m = launcher.up(d, 4, fsync=False)  # a restart without --tls keeps the configs
         assert all(n["rpc"].startswith("https://") for n in m["nodes"])
-        with Client(m["nodes"][2]["rpc"], tmp_path / "c.key", genesis=d / "genesis.json",
+        with Client(m["nodes"][2]["rpc"], admin, genesis=d / "genesis.json",
                     ca_file=ca) as c:
             assert c.get("k")["value"] == "v"
     finally:
