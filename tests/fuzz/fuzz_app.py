@@ -112,6 +112,7 @@ def seeds() -> list[bytes]:
         ops.lease_revoke(2), ops.lock_acquire(b"lock", 1), ops.lock_try_acquire(b"m", 1),
         ops.lock_release(b"lock", 4), ops.lock_cancel(b"lock", 2),
         ops.campaign(b"e", 1, b"v"), ops.proclaim(b"lock", 6, b"w"), ops.resign(b"lock", 6), ev,
+        ops.auth_grant("r", "read", b"k/", prefix=True), ops.auth_bind(b"B" * 32, "r"),
     ]
     return [bytes([i % 32]) + op for i, op in enumerate(op_list)]
 

@@ -9,11 +9,13 @@ import itertools
 from app_chain import Chain
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from op_strategies import op_bytes
 
 from bftnode.app import KVApplication, MemoryState, ops
 from bftnode.app.auth import WRITE, _covered
 from bftnode.app.auth_ops import prefix_end
-from bftnode.app.errors import PERMISSION
+from bftnode.app.errors import INTERNAL, PERMISSION
+from consensus import Request
 
 ALPHABET = [b"a", b"b", b"\xff"]
 KEYS = [b"".join(p) for n in range(0, 4) for p in itertools.product(ALPHABET, repeat=n)]
@@ -77,3 +79,20 @@ def test_refused_ops_never_apply_and_the_chain_replays(grants, txs):
     for height, time_ms, reqs in chain.log:
         state.apply(app.execute_block(state, height, time_ms, reqs).writes)
     assert state.items() == chain.state.items()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([ADMIN, BOB, b"\x03" * 32]), op_bytes()), min_size=1,
+                max_size=6))
+def test_any_op_bytes_under_checks_run_alike_and_never_reach_the_guard(txs):
+    params = {"admins": [ADMIN.hex()], "auth_enabled": True}
+    base = Chain(app=KVApplication(params=params))
+    base.block((ADMIN, ops.auth_role_add("r")), (ADMIN, ops.auth_bind(BOB, "r")),
+               (ADMIN, ops.auth_grant("r", "readwrite", b"k", prefix=True)),
+               (ADMIN, ops.put(b"key/1", b"v")), (BOB, ops.lease_grant(ttl_ms=60_000)))
+    reqs = [Request(c, i + 100, op) for i, (c, op) in enumerate(txs)]
+    one, two = (KVApplication(params=params).execute_block(base.state, base.height + 1,
+                                                           base.time_ms + 1, reqs)
+                for _ in range(2))
+    assert one == two
+    assert all(code != INTERNAL for code, _ in one.results)
