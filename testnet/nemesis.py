@@ -22,6 +22,7 @@ EventRecorder, history, history_cas, protected, nemesis_*).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import sys
 import time
@@ -226,7 +227,10 @@ def judge(res: dict[str, Any], m: dict, w: Workload) -> dict[str, Any]:
     mutex = protected.check_resource(res["resource"], grants)
     checker_s = time.perf_counter() - t0
     top = res["final_height"]
-    chains = [_chain(n["rpc"], top) for n in m["nodes"]]
+    t1 = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(len(m["nodes"])) as pool:
+        chains = list(pool.map(lambda n: _chain(n["rpc"], top), m["nodes"]))
+    progress(f"read {top} headers from each node in {time.perf_counter() - t1:.1f} s")
     acked = [o["tx"] for o in rec.ops if o["type"] == "ok" and o.get("tx")]
     agreement, once = check_chain(chains, acked)
     return {"linearizable": lin, "lost_writes": lost, "mutual_exclusion": mutex,
@@ -258,6 +262,7 @@ def execute(opts: argparse.Namespace) -> dict[str, Any]:
         progress(f"healed {res['healed']}, settled {res['settled']}; checking")
         verdicts = judge(res, launcher.read_manifest(d), w)
     finally:
+        progress("stopping the testnet")
         launcher.down(d)
     rec: Recorder = res["rec"]
     applied = [a.to_json() for a in res["injector"].log]
