@@ -38,6 +38,7 @@ from testnet import nemesis_faults as NF
 from testnet import nemesis_report as NR
 from testnet import netns as ns
 from testnet import protected
+from testnet.bench_locks import EventRecorder, as_app_events
 from testnet.nemesis_clients import Recorder, Workload, prepare, run_clients
 
 
@@ -126,6 +127,20 @@ async def _final_reads(urls: list[str], keys_dir: Path, w: Workload, rec: Record
     return sets, height
 
 
+class FailoverRecorder(EventRecorder):
+    """An EventRecorder that resubscribes at the next node after a failure (a restarted node
+    no longer holds the app events of the heights before its restart)."""
+
+    def __init__(self, urls: list[str], from_height: int) -> None:
+        super().__init__(urls[0], from_height)
+        self.urls = urls
+
+    def _resume_height(self) -> int:
+        if self.reconnects:  # the connection after this one goes to the next node
+            self.url = self.urls[self.reconnects % len(self.urls)].rstrip("/")
+        return super()._resume_height()
+
+
 async def _all_events(urls: list[str], keys_dir: Path, w: Workload, recorders: list[Any],
                       height: int) -> tuple[int, list[dict] | None]:
     """A sentinel put after everything; the events of the first recorder that streams up to
@@ -154,7 +169,6 @@ async def _all_events(urls: list[str], keys_dir: Path, w: Workload, recorders: l
 async def _workload(m: dict, out: Path, w: Workload, opts: argparse.Namespace,
                     faults: list[NF.Fault]) -> dict[str, Any]:
     from bftnode.client import AsyncClient
-    from testnet.bench_locks import EventRecorder
 
     urls = [n["rpc"] for n in m["nodes"]]
     keys_dir = out / "keys"
@@ -165,7 +179,8 @@ async def _workload(m: dict, out: Path, w: Workload, opts: argparse.Namespace,
     t0 = time.monotonic()
     rec = Recorder(lambda: time.monotonic() - t0)
     injector = NF.Injector(m["dir"], faults, rec.clock)
-    recorders = [EventRecorder(u, start_height) for u in urls]
+    recorders = [FailoverRecorder(urls[i:] + urls[:i], start_height)
+                 for i in range(len(urls))]
     result: dict[str, Any] = {"start_height": start_height}
     with protected.ProtectedServer(rec.clock) as server:
         async with trio.open_nursery() as outer:
@@ -219,8 +234,6 @@ def judge(res: dict[str, Any], m: dict, w: Workload) -> dict[str, Any]:
     if events is not None:
         grants = [{"lock": e["key"], "token": e["token"], "client": rec.leases.get(e["lease"])}
                   for e in events if e["kind"] == "lock_granted" and e.get("key") in locks]
-        from testnet.bench_locks import as_app_events
-
         lines = [ln for ln in H.events_to_history(as_app_events(events))
                  if ln["type"] == "lease" or ln["lock"] in locks]
         chain_locks = H.check_locks(lines)
