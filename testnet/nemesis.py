@@ -297,7 +297,7 @@ def execute(opts: argparse.Namespace) -> dict[str, Any]:
     }
     NR.write_history(out, rec.ops, applied)
     title = (f"nemesis seed {opts.seed}: {report['result']}, {len(rec.ops)} ops, "
-             f"faults {by_kind}")
+             f"{report['faults_total']} faults")
     report["plot"] = str(NR.plot(out, rec.ops, applied, title, res["clients_end_s"] + 2))
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report

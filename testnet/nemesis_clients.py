@@ -37,7 +37,7 @@ class Workload:
     lock_clients: int = 3
     keys: int = 6
     locks: int = 2
-    op_timeout_s: float = 8.0
+    op_timeout_s: float = 4.0  # shorter than most faults: ops left open (info) get checked
     lease_ttl_s: float = 3.0
     hold_s: tuple[float, float] = (0.05, 0.3)
     prefix: str = "nm"
@@ -110,6 +110,7 @@ async def kv_client(i: int, c: AsyncClient, w: Workload, rec: Recorder, end: flo
             continue
         except ClientError as exc:
             rec.unknown(op, exc)
+            await trio.sleep(rng.uniform(0.05, 0.2))  # a refusal comes back at once: back off
             continue
         result = res.get("result") or {}
         kw: dict[str, Any] = {"tx": res.get("hash"), "height": res.get("height")}
@@ -177,6 +178,7 @@ async def _lock_round(proc: str, c: AsyncClient, w: Workload, rec: Recorder,
         return
     except ClientError as exc:
         rec.unknown(op, exc)
+        await trio.sleep(rng.uniform(0.05, 0.2))
         return
     rec.done(op, "ok", value=token)
     for part in ("begin", "end"):

@@ -105,3 +105,18 @@ def test_chain_checks_find_forks_and_duplicates():
     dup = {1: a[1], 2: hdr(2, "h2", ["t1"])}
     assert check_chain([dup], ["t1"])[1]["twice"] == ["t1"]
     assert check_chain([a], ["t9"])[1]["acknowledged_missing"] == ["t9"]
+
+
+def test_without_root_the_run_exits_2_with_the_reason(monkeypatch, capsys, tmp_path):
+    import argparse
+
+    from testnet import nemesis
+    from testnet import netns as ns
+
+    monkeypatch.setattr(ns.os, "geteuid", lambda: 1000)
+    p = argparse.ArgumentParser()
+    nemesis.add_arguments(p)
+    args = p.parse_args(["--duration", "5", "--out", str(tmp_path / "out")])
+    assert nemesis.run(args) == 2
+    assert "needs root" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
