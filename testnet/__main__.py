@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench-net": ("testnet.bench_net", "libp2p vs raw TCP frame throughput and latency"),
     "bench-locks": ("testnet.bench_locks", "lock acquire/release throughput and latency"),
     "history": ("testnet.history", "check a recorded KV/lock history (JSON lines)"),
+    "nemesis": ("testnet.nemesis", "faults under concurrent clients on a --netns testnet, "
+                "then linearizability, locks, lost writes, agreement"),
 }
 
 

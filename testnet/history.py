@@ -29,7 +29,7 @@ import argparse
 import json
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,9 +82,11 @@ def _register_step(state: Any, op: KvOp) -> tuple[bool, Any]:
 
 
 def check_register(
-    ops: Sequence[KvOp], initial: Any = None, max_steps: int = DEFAULT_MAX_STEPS
+    ops: Sequence[KvOp], initial: Any = None, max_steps: int = DEFAULT_MAX_STEPS,
+    step: Callable[[Any, KvOp], tuple[bool, Any]] = _register_step,
 ) -> KeyResult:
-    """Is this single-key register history linearizable? ok / violation / unknown."""
+    """Is this single-key history linearizable? ok / violation / unknown. `step(state, op)`
+    is the object's model: (op legal in `state`, state after it); default a register."""
     key = ops[0].key if ops else None
     # Calls sort before returns at equal times: touching intervals count as concurrent.
     entries = [(o.invoke, 0, i) for i, o in enumerate(ops)] + [
@@ -136,7 +138,7 @@ def check_register(
                              f"search budget of {max_steps} steps exhausted", best)
         assert entry is not None
         if entry.is_call:
-            ok, new_state = _register_step(state, entry.op)
+            ok, new_state = step(state, entry.op)
             if ok:
                 bit = 1 << index[entry.op.id]
                 new_lin = linearized | bit

@@ -16,7 +16,7 @@ from ..genesis import Genesis, GenesisError, load_genesis
 from ..keys import KeyFileError, NodeKey, load_key_file
 from ..logging import get_logger
 from .errors import StartupError
-from .node import Node, _resolve_replica_class
+from .node import Node, _resolve_replica_class, wall_ms
 from .ports import Application, ReplicaFactory, Store, Transport
 from .rpc_security import rpc_tls_context
 
@@ -65,11 +65,13 @@ def build_node(config: NodeConfig, *, app: Application | None = None,
                transport: Transport | None = None, store: Store | None = None,
                replica_factory: ReplicaFactory | None = None,
                wrap_transport: Callable[[Transport], Transport] | None = None,
-               client_key: NodeKey | None = None) -> Node:
+               client_key: NodeKey | None = None,
+               clock_ms: Callable[[], int] | None = None) -> Node:
     """Every start-up check, then the real parts (LevelDB store, libp2p transport, KV app).
     `wrap_transport` wraps the default transport once it is built (a given `transport` is
     used as is). Raises StartupError with a clear message; nothing is written unless all
-    checks pass."""
+    checks pass. `clock_ms`: the node's wall clock (default: the system's; a seam for the
+    testnet's clock-skew faults)."""
     key, genesis = load_startup_files(config)
     if transport is None:
         host, port = _multiaddr_host_port(config.p2p_listen)
@@ -100,7 +102,8 @@ def build_node(config: NodeConfig, *, app: Application | None = None,
     try:
         return Node(index=config.node_index, genesis=genesis, key=key, store=store,
                     transport=transport, app=app, config=config, client_key=client_key,
-                    replica_factory=replica_factory, tick_ms=config.tick_ms)
+                    replica_factory=replica_factory, tick_ms=config.tick_ms,
+                    clock_ms=clock_ms or wall_ms)
     except StorageError as exc:
         if opened_here:
             store.close()

@@ -4,7 +4,8 @@ Runs the node of home H the way `bftnode start --home H` does (`bftnode.cli.run_
 start-up checks, signals, exit codes and `BFTNODE_PROFILE`), but builds it through
 `build_node`'s seams with the testnet's adversary: `replica_factory` wraps the honest replica
 in a `ByzantineReplica` running the node's strategies, `wrap_transport` puts a
-`FaultyTransport` reading the node's link rules file around its libp2p transport.
+`FaultyTransport` reading the node's link rules file around its libp2p transport, and
+`clock_ms` a `SkewedClock` reading HOME/clock-offset (clock-skew faults; adversary/clock.py).
 
 What a node gets: H/adversary.json (written by `testnet up`, see `write_adversary`) plus the
 flags. Strategies: the file's, then the flags' (applied in that order); `--link-faults`
@@ -132,12 +133,15 @@ def node_factory(adversary: Adversary) -> Callable[[Any], Any]:
     def build(config: Any) -> Any:
         from bftnode.node.build import build_node
 
+        from .clock import CLOCK_OFFSET_FILE, SkewedClock
+
         node = build_node(
             config,
             replica_factory=byzantine_factory(adversary.byzantine) if adversary.byzantine
             else None,
             wrap_transport=link_faults_wrapper(config.path(adversary.link_faults_file))
             if adversary.link_faults_file else None,
+            clock_ms=SkewedClock(config.path(CLOCK_OFFSET_FILE)),
         )
         for spec in adversary.byzantine:
             strategy = parse_strategy(spec)
