@@ -261,7 +261,8 @@ def execute(opts: argparse.Namespace) -> dict[str, Any]:
     w = Workload(clients=opts.clients, lock_clients=opts.lock_clients, keys=opts.keys,
                  locks=opts.locks)
     progress(f"starting a {opts.nodes}-node --netns testnet in {d}")
-    m = launcher.up(d, opts.nodes, netns=True, log_level="warning", consensus=CONSENSUS)
+    m = launcher.up(d, opts.nodes, netns=True, log_level="warning", consensus=CONSENSUS,
+                    open_chain=True)  # clients write with keys of their own
     try:
         skew = load_genesis(d / "genesis.json").config().max_clock_skew_ms * 3 // 4
         kinds = [k for k in opts.faults.split(",") if k] if opts.faults else list(NF.KINDS)
