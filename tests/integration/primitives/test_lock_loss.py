@@ -1,0 +1,97 @@
+"""A lock whose lease is lost says so (docs/consistency.md "Losing a lock"), on a real 4-node
+testnet: the holder's keepalive is stalled, so no keepalive is confirmed after the grant. The
+sync holder's next client call raises LockLost, and its `on_lost` callback runs, no earlier
+than the client's deadline (grant SENT + TTL) and within LOSS_BOUND_S after it; the async
+holder's body is cancelled within the same bound and its block's exit raises LockLost. Then
+the chain gives the lock to another client with a larger token, and the protected resource (a
+fenced txn on a fence key) refuses the stale holder's token."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import trio
+
+from bftnode.app import ops
+from bftnode.client import AsyncClient, Client, LockLost
+from testnet.bench_locks import data_key, fence_key, token_bytes
+
+pytestmark = pytest.mark.integration
+
+TTL_S = 2.0
+STALLED = 3600.0  # keepalive_every: no keepalive is ever sent inside the test
+LOSS_BOUND_S = 0.5  # the sync body polls every 50 ms; async: the watchdog wakes at the deadline
+
+
+def fenced_write(c: Client, name: str, token: int, value: str) -> bool:
+    """The protected write: if fence < token then fence = token, data = value."""
+    tb = token_bytes(token)
+    op = ops.txn([ops.compare(fence_key(name), "value", "<", tb)],
+                 [ops.put_op(fence_key(name), tb), ops.put_op(data_key(name).encode(),
+                                                                value.encode())])
+    return bool(c.commit_op(op)["result"]["succeeded"])
+
+
+def next_holder_fences_out(c: Client, name: str, stale: int) -> int:
+    """Another client takes the lock (granted once the chain expired the stale lease), writes
+    with its token, and the stale token's write is then refused."""
+    lease = c.lease_grant(10.0)
+    fresh = c.lock_acquire(name, lease, timeout=20.0)
+    assert fresh > stale
+    assert fenced_write(c, name, fresh, "fresh")
+    assert not fenced_write(c, name, stale, "stale"), "the stale token was not fenced out"
+    assert c.get(data_key(name))["value"] == "fresh"
+    c.lease_revoke(lease)
+    return fresh
+
+
+def test_sync_holder_with_a_stalled_keepalive_raises_on_its_next_call(urls, tmp_path):
+    name = f"loss-sync-{os.getpid()}"
+    with Client(urls, tmp_path / "a.key") as a, Client(urls, tmp_path / "b.key") as b:
+        a.put(fence_key(name), token_bytes(0))
+        called: list[LockLost] = []
+        calls_while_held = 0
+        with pytest.raises(LockLost) as info:
+            with a.lock(name, ttl=TTL_S, keepalive_every=STALLED,
+                        on_lost=called.append) as token:
+                deadline = token.lease.hold.deadline
+                assert token.held() and fenced_write(a, name, token, "held")
+                while True:  # the body keeps using the client until a call refuses
+                    a.get(data_key(name))
+                    calls_while_held += 1
+                    time.sleep(0.05)
+        raised_at = time.monotonic()
+        # the call that raised came after the deadline, and not much later
+        assert deadline <= raised_at <= deadline + LOSS_BOUND_S, raised_at - deadline
+        assert calls_while_held > 0 and not token.held()
+        assert called == [info.value] or (called and called[0] is info.value)
+        assert info.value.data["token"] == token and info.value.data["lease"] == token.lease
+        assert a.get(data_key(name))["value"] == "held"  # outside the block: calls work
+        next_holder_fences_out(b, name, token)
+
+
+def test_async_holder_with_a_stalled_keepalive_has_its_body_cancelled(urls, tmp_path):
+    name = f"loss-async-{os.getpid()}"
+    with Client(urls, tmp_path / "b.key") as b:
+        b.put(fence_key(name), token_bytes(0))
+
+    async def hold() -> tuple[int, float, float, bool]:
+        finished = False
+        async with AsyncClient(urls, tmp_path / "a.key") as a:
+            with pytest.raises(LockLost):
+                async with a.lock(name, ttl=TTL_S, keepalive_every=STALLED) as token:
+                    deadline = token.lease.hold.deadline
+                    try:
+                        await trio.sleep(10 * TTL_S)  # the body: cancelled, not finished
+                        finished = True
+                    finally:
+                        cancelled_at = time.monotonic()
+            return token, deadline, cancelled_at, finished
+
+    token, deadline, cancelled_at, finished = trio.run(hold)
+    assert not finished
+    assert deadline <= cancelled_at <= deadline + LOSS_BOUND_S, cancelled_at - deadline
+    with Client(urls, tmp_path / "b.key") as b:
+        next_holder_fences_out(b, name, token)
