@@ -212,6 +212,8 @@ class Core:
                         continue
                     self.endpoints.worked(u)
                     return ok
+                if self.verify == "certificate":  # a tx signed elsewhere: learn the chain
+                    yield from self.chain_info()
                 ok = C.accept_commit(self.verify, self.chain, tx_hash, res)
                 if ok is None:
                     ok = yield from self._confirm_by_replies(tx_hash, res)
