@@ -60,21 +60,24 @@ class AsyncClient(Front):
 
     @contextlib.asynccontextmanager
     async def lease(self, ttl: float, keepalive_every: float | None = None,
-                    on_lost: Callback | None = None) -> AsyncIterator[HeldLease]:
+                    on_lost: Callback | None = None, watch_events: bool = False
+                    ) -> AsyncIterator[HeldLease]:
         """Grant a lease and keep it alive from a background task until the block exits
         (then revoke it, even when cancelled). Once it is lost (docs/consistency.md "Losing
         a lock") the body is cancelled, `on_lost` runs and the block's exit raises
-        LeaseLost; `HeldLease` (the id) also has `held()` and `on_lost(cb)`."""
-        async with hold_async(self, ttl, keepalive_every, on_lost) as lease:
+        LeaseLost; `HeldLease` (the id) also has `held()` and `on_lost(cb)`. `watch_events`:
+        also subscribe to the chain's `events` (every app event: costly under load) and
+        treat our lease's `lease_expired` / `lease_revoked` / `lock_lost` as a loss."""
+        async with hold_async(self, ttl, keepalive_every, on_lost, watch_events) as lease:
             yield lease
 
     @contextlib.asynccontextmanager
     async def lock(self, name: str | bytes, ttl: float = 10.0, timeout: float = 30.0,
-                   on_lost: Callback | None = None, keepalive_every: float | None = None
-                   ) -> AsyncIterator[HeldLock]:
+                   on_lost: Callback | None = None, keepalive_every: float | None = None,
+                   watch_events: bool = False) -> AsyncIterator[HeldLock]:
         """As `Client.lock` (a lost lock cancels the body, then its exit raises LockLost);
         the release runs even when the block is cancelled."""
-        async with self.lease(ttl, keepalive_every, on_lost) as lease:
+        async with self.lease(ttl, keepalive_every, on_lost, watch_events) as lease:
             token = await self.lock_acquire(name, lease, timeout=timeout)
             lease.hold.locked(C.as_bytes(name), token)
             try:

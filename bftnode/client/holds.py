@@ -28,6 +28,7 @@ from . import core as C
 from .errors import ClientError, LeaseLost, LockLost, TxFailed
 
 Callback = Callable[[LeaseLost], Any]
+LOSS_EVENTS = ("lease_expired", "lease_revoked", "lock_lost")
 
 
 class Hold:
@@ -102,9 +103,9 @@ class Hold:
         return self.lost
 
     def event(self, ev: dict[str, Any]) -> None:
-        """Feed an app event (`events` subscription): lease_expired / lock_lost of ours."""
-        if ev.get("type") in ("lease_expired", "lock_lost") and ev.get("lease") == self.lease_id:
-            self.lose(f"the chain reported {ev['type']}")
+        """Feed an app event (`events` subscription): our lease's end, or our lock lost."""
+        if ev.get("kind") in LOSS_EVENTS and ev.get("lease") == self.lease_id:
+            self.lose(f"the chain reported {ev['kind']} at revision {ev.get('revision')}")
 
 
 class Holds:
@@ -273,15 +274,30 @@ class AsyncLeaseClient(Protocol):
 
     async def lease_revoke(self, lease_id: int) -> Any: ...
 
+    def watch(self, prefix: Any, from_revision: int | None = None,
+              from_height: int | None = None, topic: str = "kv"
+              ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[dict[str, Any]]]: ...
+
     @property
     def _core(self) -> Any: ...
 
 
+async def _feed_events(client: AsyncLeaseClient, hold: Hold) -> None:
+    """Feed the chain's `events` subscription to `hold`; a broken subscription only ends
+    this signal (keepalive and TTL still judge)."""
+    with contextlib.suppress(Exception):  # whatever the WebSocket raised
+        async with client.watch(None, topic="events") as events:
+            async for ev in events:
+                hold.event(ev)
+
+
 @contextlib.asynccontextmanager
 async def hold_async(client: AsyncLeaseClient, ttl: float, keepalive_every: float | None,
-                     on_lost: Callback | None) -> AsyncIterator[HeldLease]:
-    """The async `lease()` block: keepalive and watchdog tasks in a task group whose cancel
-    scope holds the body; a loss cancels it, and the block's exit raises the loss."""
+                     on_lost: Callback | None, watch_events: bool = False
+                     ) -> AsyncIterator[HeldLease]:
+    """The async `lease()` block: keepalive and watchdog tasks (and with `watch_events` an
+    `events` subscription) in a task group whose cancel scope holds the body; a loss cancels
+    it, and the block's exit raises the loss."""
     hold: Hold = await client._run(grant(client._core, ttl))
     lease = HeldLease(hold)
     if on_lost is not None:
@@ -303,6 +319,8 @@ async def hold_async(client: AsyncLeaseClient, ttl: float, keepalive_every: floa
             hold.on_lost(lambda _exc: tg.cancel_scope.cancel())  # runs in one of our tasks
             tg.start_soon(keep)
             tg.start_soon(watchdog)
+            if watch_events:
+                tg.start_soon(_feed_events, client, hold)
             try:
                 yield lease
             finally:

@@ -95,3 +95,32 @@ def test_async_holder_with_a_stalled_keepalive_has_its_body_cancelled(urls, tmp_
     assert deadline <= cancelled_at <= deadline + LOSS_BOUND_S, cancelled_at - deadline
     with Client(urls, tmp_path / "b.key") as b:
         next_holder_fences_out(b, name, token)
+
+
+def test_async_holder_watching_events_is_cancelled_when_the_chain_ends_its_lease(urls,
+                                                                                 tmp_path):
+    # the TTL is long and keepalives run: only the chain's event can say the lease is gone
+    name = f"loss-event-{os.getpid()}"
+    with Client(urls, tmp_path / "b.key") as b:
+        b.put(fence_key(name), token_bytes(0))
+
+    def revoke(lease: int) -> float:  # the same client key elsewhere (it owns the lease)
+        with Client(urls, tmp_path / "a.key") as twin:
+            twin.lease_revoke(lease)
+        return time.monotonic()
+
+    async def hold() -> tuple[int, float, float]:
+        async with AsyncClient(urls, tmp_path / "a.key") as a:
+            with pytest.raises(LockLost, match="lease_revoked|lock_lost"):
+                async with a.lock(name, ttl=30.0, watch_events=True) as token:
+                    revoked_at = await trio.to_thread.run_sync(revoke, int(token.lease))
+                    try:
+                        await trio.sleep(30.0)
+                    finally:
+                        cancelled_at = time.monotonic()
+            return token, revoked_at, cancelled_at
+
+    token, revoked_at, cancelled_at = trio.run(hold)
+    assert cancelled_at - revoked_at <= 2.0, cancelled_at - revoked_at
+    with Client(urls, tmp_path / "b.key") as b:
+        next_holder_fences_out(b, name, token)
