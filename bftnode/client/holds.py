@@ -18,6 +18,8 @@ errors}; the client object is typed by the `LeaseClient` Protocols (no flows/syn
 from __future__ import annotations
 
 import contextlib
+import json
+import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
@@ -217,11 +219,31 @@ class SyncLeaseClient(Protocol):
     def _core(self) -> Any: ...
 
 
+def _feed_events_sync(client: SyncLeaseClient, hold: Hold, stop: threading.Event) -> None:
+    """Feed the chain's `events` subscription to `hold` until `stop` (polled: a blocking
+    receive could not be stopped); a broken subscription only ends this signal."""
+    from httpx_ws import connect_ws
+
+    with contextlib.suppress(Exception), client._twin() as twin:  # whatever the socket raised
+        url = C.ws_url(twin._core.endpoints.order()[0])
+        with connect_ws(url, twin._http, max_message_size_bytes=8 * 1024 * 1024) as ws:
+            ws.send_text(C.subscribe_request("events"))
+            while not stop.is_set() and hold.lost is None:
+                try:
+                    text = ws.receive_text(timeout=0.2)
+                except queue.Empty:
+                    continue
+                ev = C.sub_message(json.loads(text))
+                if ev is not None:
+                    hold.event(ev)
+
+
 @contextlib.contextmanager
 def hold_sync(client: SyncLeaseClient, ttl: float, keepalive_every: float | None,
-              on_lost: Callback | None) -> Iterator[HeldLease]:
+              on_lost: Callback | None, watch_events: bool = False) -> Iterator[HeldLease]:
     """The sync `lease()` block: a keepalive thread (its own connection, so a slow body call
-    never delays it) and a watchdog thread that loses the hold at its deadline."""
+    never delays it), a watchdog thread that loses the hold at its deadline, and with
+    `watch_events` a thread reading the `events` subscription."""
     hold: Hold = client._run(grant(client._core, ttl))
     lease = HeldLease(hold)
     if on_lost is not None:
@@ -244,8 +266,12 @@ def hold_sync(client: SyncLeaseClient, ttl: float, keepalive_every: float | None
         if not stop.is_set():
             hold.check()
 
+    def events() -> None:
+        _feed_events_sync(client, hold, stop)
+
     workers = [threading.Thread(target=fn, name=f"lease-{hold.lease_id}-{fn.__name__}",
-                                daemon=True) for fn in (keep, watchdog)]
+                                daemon=True)
+               for fn in [keep, watchdog] + ([events] if watch_events else [])]
     for t in workers:
         t.start()
     client._holds.add(hold)

@@ -72,22 +72,25 @@ class Client(Front):
 
     @contextlib.contextmanager
     def lease(self, ttl: float, keepalive_every: float | None = None,
-              on_lost: Callback | None = None) -> Iterator[HeldLease]:
+              on_lost: Callback | None = None, watch_events: bool = False
+              ) -> Iterator[HeldLease]:
         """Grant a lease and keep it alive in a background thread until the block exits
         (then revoke it). Yields the lease id (`HeldLease`: also `held()`, `on_lost(cb)`).
         Once it is lost (docs/consistency.md "Losing a lock"), `on_lost` runs, every later
-        call of this client raises LeaseLost, and so does the block's exit."""
-        with hold_sync(self, ttl, keepalive_every, on_lost) as lease:
+        call of this client raises LeaseLost, and so does the block's exit. `watch_events`:
+        also read the chain's `events` subscription (every app event: costly under load) and
+        treat our lease's `lease_expired` / `lease_revoked` / `lock_lost` as a loss."""
+        with hold_sync(self, ttl, keepalive_every, on_lost, watch_events) as lease:
             yield lease
 
     @contextlib.contextmanager
     def lock(self, name: str | bytes, ttl: float = 10.0, timeout: float = 30.0,
-             on_lost: Callback | None = None, keepalive_every: float | None = None
-             ) -> Iterator[HeldLock]:
+             on_lost: Callback | None = None, keepalive_every: float | None = None,
+             watch_events: bool = False) -> Iterator[HeldLock]:
         """Hold lock `name` under a kept-alive lease; yields the fencing token (`HeldLock`:
         also `held()`, `on_lost(cb)`). Pass the token to whatever the lock protects: a stale
         holder's writes are then refused. Loss raises LockLost, as `lease` does."""
-        with self.lease(ttl, keepalive_every, on_lost) as lease:
+        with self.lease(ttl, keepalive_every, on_lost, watch_events) as lease:
             token = self.lock_acquire(name, lease, timeout=timeout)
             lease.hold.locked(C.as_bytes(name), token)
             try:

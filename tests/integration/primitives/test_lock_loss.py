@@ -18,6 +18,8 @@ from bftnode.app import ops
 from bftnode.client import AsyncClient, Client, LockLost
 from testnet.bench_locks import data_key, fence_key, token_bytes
 
+from .conftest import wait_until
+
 pytestmark = pytest.mark.integration
 
 TTL_S = 2.0
@@ -63,6 +65,7 @@ def test_sync_holder_with_a_stalled_keepalive_raises_on_its_next_call(urls, tmp_
                     calls_while_held += 1
                     time.sleep(0.05)
         raised_at = time.monotonic()
+        print(f"sync: LockLost {raised_at - deadline:.3f}s after the client deadline")
         # the call that raised came after the deadline, and not much later
         assert deadline <= raised_at <= deadline + LOSS_BOUND_S, raised_at - deadline
         assert calls_while_held > 0 and not token.held()
@@ -92,6 +95,7 @@ def test_async_holder_with_a_stalled_keepalive_has_its_body_cancelled(urls, tmp_
 
     token, deadline, cancelled_at, finished = trio.run(hold)
     assert not finished
+    print(f"async: body cancelled {cancelled_at - deadline:.3f}s after the client deadline")
     assert deadline <= cancelled_at <= deadline + LOSS_BOUND_S, cancelled_at - deadline
     with Client(urls, tmp_path / "b.key") as b:
         next_holder_fences_out(b, name, token)
@@ -121,6 +125,27 @@ def test_async_holder_watching_events_is_cancelled_when_the_chain_ends_its_lease
             return token, revoked_at, cancelled_at
 
     token, revoked_at, cancelled_at = trio.run(hold)
+    print(f"event: body cancelled {cancelled_at - revoked_at:.3f}s after the revoke committed")
     assert cancelled_at - revoked_at <= 2.0, cancelled_at - revoked_at
     with Client(urls, tmp_path / "b.key") as b:
+        next_holder_fences_out(b, name, token)
+
+
+def test_sync_holder_watching_events_fails_its_next_call_once_the_chain_ends_its_lease(
+        urls, tmp_path):
+    name = f"loss-event-sync-{os.getpid()}"
+    with Client(urls, tmp_path / "a.key") as a, Client(urls, tmp_path / "b.key") as b:
+        b.put(fence_key(name), token_bytes(0))
+        called: list[LockLost] = []
+        with pytest.raises(LockLost, match="lease_revoked|lock_lost"):
+            with a.lock(name, ttl=30.0, watch_events=True, on_lost=called.append) as token:
+                time.sleep(0.5)  # the subscription is up (it is opened with the lease)
+                with Client(urls, tmp_path / "a.key") as twin:  # same key: owns the lease
+                    twin.lease_revoke(int(token.lease))
+                revoked_at = time.monotonic()
+                wait_until(lambda: called, 2.0, "the on_lost callback")
+                print(f"sync event: on_lost {time.monotonic() - revoked_at:.3f}s after the "
+                      "revoke committed")
+                assert not token.held()
+                a.get(data_key(name))  # raises: the lease is gone
         next_holder_fences_out(b, name, token)
