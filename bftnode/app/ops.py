@@ -244,7 +244,14 @@ Op = (
     | AuthEnable
 )
 
-_encoder = msgspec.msgpack.Encoder()
+def _plain_int(obj: Any) -> int:
+    """An int subclass (a client's HeldLease / HeldLock) encodes as the int it is."""
+    if isinstance(obj, int):
+        return int(obj)
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+_encoder = msgspec.msgpack.Encoder(enc_hook=_plain_int)
 _op_decoder = msgspec.msgpack.Decoder(Op)
 _any_decoder = msgspec.msgpack.Decoder()
 

@@ -33,8 +33,11 @@ from .errors import (
     BadAnswer,
     BadSignature,
     ClientError,
+    ConflictingRequest,
     ForgedAnswer,
     IncompleteAnswer,
+    LeaseLost,
+    LockLost,
     NoNodeAvailable,
     RateLimited,
     RPCCallError,
@@ -46,7 +49,9 @@ from .errors import (
     TxTimeout,
     VerificationError,
 )
+from .holds import HeldLease, HeldLock
 from .keys import SEQ_RESERVE, SeqAllocator, default_key_path, load_or_create_key
+from .outcomes import DEFAULT_VALID_BLOCKS
 from .sync import Client
 from .verify import ProofVerifier, chain_from_genesis, find_genesis
 
@@ -56,5 +61,6 @@ __all__ = [
     "SeqAllocator", "StaleRead", "SubscriptionClosed", "TxFailed", "TxRejected", "TxTimeout", "VerificationError",
     "chain_info_from", "default_key_path", "load_or_create_key", "verify_commit_certificate",
     "ForgedAnswer", "IncompleteAnswer", "StaleAnswer", "ProofVerifier", "chain_from_genesis",
-    "find_genesis",
+    "find_genesis", "ConflictingRequest", "LeaseLost", "LockLost", "HeldLease", "HeldLock",
+    "DEFAULT_VALID_BLOCKS",
 ]

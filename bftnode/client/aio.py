@@ -23,6 +23,7 @@ from . import core as C
 from .core import Flow, Post, Reply, Sleep, TransportFailure
 from .errors import ClientError
 from .flows import Front, expose
+from .holds import Callback, HeldLease, HeldLock, hold_async
 
 
 class AsyncClient(Front):
@@ -58,41 +59,33 @@ class AsyncClient(Front):
             return TransportFailure(exc)
         return Reply(r.status_code, r.content)
 
-    async def _keep(self, lease_id: int, every: float) -> None:
-        while True:
-            await anyio.sleep(every)
-            if not await self._run(self._core.keep_lease(lease_id)):
-                return
-
     @contextlib.asynccontextmanager
-    async def lease(self, ttl: float, keepalive_every: float | None = None
-                    ) -> AsyncIterator[int]:
+    async def lease(self, ttl: float, keepalive_every: float | None = None,
+                    on_lost: Callback | None = None, watch_events: bool = False
+                    ) -> AsyncIterator[HeldLease]:
         """Grant a lease and keep it alive from a background task until the block exits
-        (then revoke it, even when cancelled). A failed keepalive is retried until the lease
-        is gone."""
-        lease_id = await self.lease_grant(ttl)
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._keep, lease_id, C.keepalive_interval(ttl, keepalive_every))
-                try:
-                    yield lease_id
-                finally:
-                    tg.cancel_scope.cancel()
-        finally:
-            with anyio.CancelScope(shield=True), contextlib.suppress(ClientError):
-                await self.lease_revoke(lease_id)
+        (then revoke it, even when cancelled). Once it is lost (docs/consistency.md "Losing
+        a lock") the body is cancelled, `on_lost` runs and the block's exit raises
+        LeaseLost; `HeldLease` (the id) also has `held()` and `on_lost(cb)`. `watch_events`:
+        also subscribe to the chain's `events` (every app event: costly under load) and
+        treat our lease's `lease_expired` / `lease_revoked` / `lock_lost` as a loss."""
+        async with hold_async(self, ttl, keepalive_every, on_lost, watch_events) as lease:
+            yield lease
 
     @contextlib.asynccontextmanager
-    async def lock(self, name: str | bytes, ttl: float = 10.0, timeout: float = 30.0
-                   ) -> AsyncIterator[int]:
-        """As `Client.lock`; the release runs even when the block is cancelled."""
-        async with self.lease(ttl) as lease_id:
-            token = await self.lock_acquire(name, lease_id, timeout=timeout)
+    async def lock(self, name: str | bytes, ttl: float = 10.0, timeout: float = 30.0,
+                   on_lost: Callback | None = None, keepalive_every: float | None = None,
+                   watch_events: bool = False) -> AsyncIterator[HeldLock]:
+        """As `Client.lock` (a lost lock cancels the body, then its exit raises LockLost);
+        the release runs even when the block is cancelled."""
+        async with self.lease(ttl, keepalive_every, on_lost, watch_events) as lease:
+            token = await self.lock_acquire(name, lease, timeout=timeout)
+            lease.hold.locked(C.as_bytes(name), token)
             try:
-                yield token
+                yield HeldLock(token, lease)
             finally:
                 with anyio.CancelScope(shield=True), contextlib.suppress(ClientError):
-                    await self.lock_release(name, token)
+                    await self._run(self._core.lock_release(name, token))
 
     @contextlib.asynccontextmanager
     async def watch(self, prefix: str | bytes, from_revision: int | None = None,
@@ -119,6 +112,7 @@ class AsyncClient(Front):
 def _async_method(flow: Callable[..., Flow]) -> Callable[..., Any]:
     @functools.wraps(flow)
     async def method(self: AsyncClient, *args: Any, **kwargs: Any) -> Any:
+        self._holds.check()  # inside a lease()/lock() block that lost its lease: raise
         return await self._run(flow(self._core, *args, **kwargs))
 
     return method

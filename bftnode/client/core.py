@@ -116,7 +116,14 @@ def step(flow: Flow, outcome: Reply | TransportFailure | None) -> Post | Sleep |
 
 
 def encode_json(obj: Any) -> bytes:
-    return msgspec.json.encode(obj)
+    return msgspec.json.encode(obj, enc_hook=_plain_int)
+
+
+def _plain_int(obj: Any) -> int:
+    """A HeldLease / HeldLock (int subclasses) in params encodes as its int."""
+    if isinstance(obj, int):
+        return int(obj)
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 
 def request(method: str, params: dict[str, Any], id_: int = 1) -> dict[str, Any]:

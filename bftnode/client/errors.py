@@ -35,6 +35,22 @@ class TxRejected(RPCCallError):
     """The node refused the tx before ordering (bad op, stale request_seq, pool full...)."""
 
 
+class ConflictingRequest(TxRejected):
+    """This client's request_seq is already pending or committed with different content
+    (`data["hash"]`: the refused tx); sign the new content with a new request_seq."""
+
+
+class LeaseLost(ClientError):
+    """The lease of a `lease()` block is gone or may be gone: a keepalive was refused (the
+    lease is unknown), its TTL ran out by this client's clock before a keepalive was
+    confirmed, or the chain reported it expired. `data`: {lease, reason}."""
+
+
+class LockLost(LeaseLost):
+    """The lease under a `lock()` block is lost, so the lock may be held by another client;
+    `data` adds {lock, token}."""
+
+
 class TxTimeout(ClientError):
     """No node confirmed the commit in time; the tx may still commit (check with `tx`)."""
 
@@ -99,6 +115,7 @@ class TxFailed(ClientError):
 _BY_CODE: dict[int, type[RPCCallError]] = {
     E.TX_REJECTED: TxRejected, E.BAD_SIGNATURE: BadSignature, E.APP_ERROR: AppQueryError,
     E.RATE_LIMITED: RateLimited, E.STALE_READ: StaleRead,
+    E.CONFLICTING_REQUEST: ConflictingRequest,
 }
 
 

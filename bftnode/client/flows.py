@@ -32,7 +32,9 @@ from .errors import (
     TxTimeout,
     VerificationError,
 )
+from .holds import Holds
 from .keys import SeqAllocator, key_and_seq_path
+from .outcomes import DEFAULT_VALID_BLOCKS, Horizon, wait_outcome
 from .tls import http_verify
 from .verify import MAX_STALE_S, ProofVerifier, chain_from_genesis, find_genesis
 
@@ -52,8 +54,9 @@ class Core:
         self, urls: str | Sequence[str] | None, key: str | os.PathLike | NodeKey | None, *,
         timeout: float, verify: str, seq_file: str | os.PathLike | None | bool,
         chain: ChainInfo | None, retries: int, clock: Callable[[], float] = time.monotonic,
-        proofs: ProofVerifier | None = None,
+        proofs: ProofVerifier | None = None, valid_blocks: int = DEFAULT_VALID_BLOCKS,
     ) -> None:
+        self.horizon = Horizon(valid_blocks)  # default valid_until (docs/client.md)
         self.endpoints = C.Endpoints(urls)
         if verify not in VERIFY_MODES:
             raise ValueError("verify must be 'certificate', 'replies' or 'none'")
@@ -162,10 +165,20 @@ class Core:
         return self.chain
 
     # -- txs
-    def sign(self, op: bytes, valid_until: int = 0) -> Flow:
+    def sign(self, op: bytes, valid_until: int | None = None) -> Flow:
+        """Sign `op` with the next request_seq. `valid_until` (the last height it may commit
+        at; 0 = never expires) defaults to the latest known height + `valid_blocks`."""
         chain = yield from self.chain_info()
+        if valid_until is None:
+            valid_until = yield from self.horizon.valid_until(self)
         req = Request(self.client_id, self.seqs.next(), op, valid_until)
+        self.horizon.signed(req)
         return sign_request(chain.domain, self.signer, req)
+
+    def outcome(self, req: Request, timeout: float = 120.0) -> Flow:
+        """Wait for the definitive outcome of a signed tx: the `tx_status` answer once it is
+        COMMITTED or EXPIRED, from any node (outcomes.wait_outcome)."""
+        return (yield from wait_outcome(self, req, timeout))
 
     def submit(self, req: Request, timeout: float | None = None) -> Flow:
         """broadcast_tx_commit with failover; retries send the SAME signed tx (same
@@ -200,9 +213,12 @@ class Core:
                         continue
                     self.endpoints.worked(u)
                     return ok
+                if self.verify == "certificate":  # a tx signed elsewhere: learn the chain
+                    yield from self.chain_info()
                 ok = C.accept_commit(self.verify, self.chain, tx_hash, res)
                 if ok is None:
                     ok = yield from self._confirm_by_replies(tx_hash, res)
+                self.horizon.saw(ok.get("height"), self.clock())
                 self.endpoints.worked(u)
                 return ok
             yield Sleep(max(0.0, min(0.2, deadline - self.clock())))  # no node answered
@@ -259,7 +275,11 @@ class Core:
             return (yield from self.read(
                 "tx_status", C.tx_status_params(tx),
                 lambda res: self.proofs.tx_status(res, want, vu, who), url))
-        return (yield from self.call_at(url, "tx_status", C.tx_status_params(tx)))
+        params = C.tx_status_params(tx)
+        if "hash" in params and (vu := self.horizon.valid_until_of(bytes.fromhex(
+                params["hash"]))) is not None:  # one of ours: any node can judge its expiry
+            params["valid_until"] = vu
+        return (yield from self.call_at(url, "tx_status", params))
 
     def get(self, key: str | bytes, consistency: str = "serializable",
             min_revision: int | None = None, revision: int | None = None) -> Flow:
@@ -302,17 +322,6 @@ class Core:
 
     def lease_ttl(self, lease_id: int) -> Flow:
         return (yield from self.read("lease_ttl", {"id": lease_id}))
-
-    def keep_lease(self, lease_id: int) -> Flow:
-        """One keepalive of a `lease()` block's lease: False once the lease is gone (nothing
-        left to keep alive), True otherwise (a failed keepalive is tried again next time)."""
-        try:
-            yield from self.lease_keepalive(lease_id)
-        except TxFailed:
-            return False
-        except ClientError:
-            pass
-        return True
 
     # -- locks
     def lock_acquire(self, name: str | bytes, lease: int, wait: bool = True,
@@ -381,7 +390,7 @@ class Core:
 
 # The operations both fronts expose, each generated from the Core generator of that name.
 PUBLIC = (
-    "call", "batch", "chain_info", "sign", "submit", "commit_op", "broadcast",
+    "call", "batch", "chain_info", "sign", "outcome", "submit", "commit_op", "broadcast",
     "status", "block", "tx", "tx_status", "get", "range", "put", "delete", "txn",
     "lease_grant", "lease_keepalive", "lease_revoke", "lease_ttl",
     "lock_acquire", "lock_release", "lock_status",
@@ -414,6 +423,7 @@ class Front:
         retries: int = 2, max_connections: int = 100,
         genesis: str | os.PathLike | ChainInfo | None = None, trust_node: bool = False,
         max_stale_s: float = MAX_STALE_S, ca_file: str | os.PathLike | None = None,
+        valid_blocks: int = DEFAULT_VALID_BLOCKS,
     ) -> None:
         proofs = None
         if not trust_node:
@@ -423,10 +433,12 @@ class Front:
                 proofs = ProofVerifier(pinned, max_stale_s=max_stale_s)
                 chain = chain or pinned
         self._core = Core(urls, key, timeout=timeout, verify=verify, seq_file=seq_file,
-                          chain=chain, retries=retries, proofs=proofs)
+                          chain=chain, retries=retries, proofs=proofs,
+                          valid_blocks=valid_blocks)
         self._ca_file = ca_file  # https:// nodes are checked against it (None: system CAs)
         self._tls_verify = http_verify(ca_file)
         self._http = self._open_http(timeout, max_connections)
+        self._holds = Holds()  # open lease()/lock() blocks: a lost one fails every call
 
     def _open_http(self, timeout: float, max_connections: int) -> Any:
         raise NotImplementedError

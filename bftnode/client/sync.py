@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from . import core as C
 from .core import Flow, Post, Reply, Sleep, TransportFailure
 from .errors import ClientError, RateLimited
 from .flows import Front, expose
+from .holds import Callback, HeldLease, HeldLock, hold_sync
 
 
 class Client(Front):
@@ -63,44 +63,45 @@ class Client(Front):
             return TransportFailure(exc)
         return Reply(r.status_code, r.content)
 
+    def _twin(self) -> Client:
+        """A second client with its own connection, the same key, seqs and known height (a
+        lease's keepalive thread)."""
+        core = self._core
+        twin = Client(core.urls, core.key, timeout=core.timeout, verify=core.verify,
+                      chain=core.chain, valid_blocks=core.horizon.valid_blocks,
+                      ca_file=self._ca_file)
+        twin._core.seqs = core.seqs  # one monotonic seq space per key
+        twin._core.horizon = core.horizon
+        return twin
+
     @contextlib.contextmanager
-    def lease(self, ttl: float, keepalive_every: float | None = None) -> Iterator[int]:
+    def lease(self, ttl: float, keepalive_every: float | None = None,
+              on_lost: Callback | None = None, watch_events: bool = False
+              ) -> Iterator[HeldLease]:
         """Grant a lease and keep it alive in a background thread until the block exits
-        (then revoke it). A failed keepalive is retried until the lease is gone."""
-        lease_id = self.lease_grant(ttl)
-        stop = threading.Event()
-        every = C.keepalive_interval(ttl, keepalive_every)
-
-        def keep() -> None:
-            core = self._core
-            with Client(core.urls, core.key, timeout=core.timeout, verify=core.verify,
-                        chain=core.chain, ca_file=self._ca_file) as c:
-                c._core.seqs = core.seqs  # one monotonic seq space per key
-                while not stop.wait(every) and c._run(c._core.keep_lease(lease_id)):
-                    pass
-
-        t = threading.Thread(target=keep, name=f"lease-{lease_id}-keepalive", daemon=True)
-        t.start()
-        try:
-            yield lease_id
-        finally:
-            stop.set()
-            t.join()
-            with contextlib.suppress(ClientError):
-                self.lease_revoke(lease_id)
+        (then revoke it). Yields the lease id (`HeldLease`: also `held()`, `on_lost(cb)`).
+        Once it is lost (docs/consistency.md "Losing a lock"), `on_lost` runs, every later
+        call of this client raises LeaseLost, and so does the block's exit. `watch_events`:
+        also read the chain's `events` subscription (every app event: costly under load) and
+        treat our lease's `lease_expired` / `lease_revoked` / `lock_lost` as a loss."""
+        with hold_sync(self, ttl, keepalive_every, on_lost, watch_events) as lease:
+            yield lease
 
     @contextlib.contextmanager
-    def lock(self, name: str | bytes, ttl: float = 10.0, timeout: float = 30.0
-             ) -> Iterator[int]:
-        """Hold lock `name` under a kept-alive lease; yields the fencing token. Pass the token
-        to whatever the lock protects: a stale holder's writes are then refused."""
-        with self.lease(ttl) as lease_id:
-            token = self.lock_acquire(name, lease_id, timeout=timeout)
+    def lock(self, name: str | bytes, ttl: float = 10.0, timeout: float = 30.0,
+             on_lost: Callback | None = None, keepalive_every: float | None = None,
+             watch_events: bool = False) -> Iterator[HeldLock]:
+        """Hold lock `name` under a kept-alive lease; yields the fencing token (`HeldLock`:
+        also `held()`, `on_lost(cb)`). Pass the token to whatever the lock protects: a stale
+        holder's writes are then refused. Loss raises LockLost, as `lease` does."""
+        with self.lease(ttl, keepalive_every, on_lost, watch_events) as lease:
+            token = self.lock_acquire(name, lease, timeout=timeout)
+            lease.hold.locked(C.as_bytes(name), token)
             try:
-                yield token
+                yield HeldLock(token, lease)
             finally:
-                with contextlib.suppress(ClientError):
-                    self.lock_release(name, token)
+                with contextlib.suppress(ClientError):  # unchecked: lost or not, let it go
+                    self._run(self._core.lock_release(name, token))
 
     def watch(self, prefix: str | bytes, from_revision: int | None = None,
               from_height: int | None = None, topic: str = "kv") -> Iterator[dict[str, Any]]:
@@ -120,6 +121,7 @@ class Client(Front):
 def _sync_method(flow: Callable[..., Flow]) -> Callable[..., Any]:
     @functools.wraps(flow)
     def method(self: Client, *args: Any, **kwargs: Any) -> Any:
+        self._holds.check()  # inside a lease()/lock() block that lost its lease: raise
         return self._run(flow(self._core, *args, **kwargs))
 
     return method

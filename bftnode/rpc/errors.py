@@ -24,6 +24,8 @@ OVERLOADED = -32007  # server-side limit (too many subscriptions, queue full)
 RATE_LIMITED = -32008  # this client IP's read bucket is empty: data = {retry_after} (seconds)
 STALE_READ = -32009  # the node cannot serve min_height / max_lag_ms: data = {height, ...}
 PRUNED = -32010  # the block (or tx's block) is below the lowest height kept: data = {base_height}
+# this client's request_seq is pending or committed with other content: data = {hash, ...}
+CONFLICTING_REQUEST = -32012
 
 CODE_NAMES = {
     PARSE_ERROR: "parse_error",
@@ -41,6 +43,7 @@ CODE_NAMES = {
     RATE_LIMITED: "rate_limited",
     STALE_READ: "stale_read",
     PRUNED: "pruned",
+    CONFLICTING_REQUEST: "conflicting_request",
 }
 
 

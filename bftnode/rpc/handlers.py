@@ -28,6 +28,7 @@ from . import read_views as rv
 from .errors import (
     APP_ERROR,
     BAD_SIGNATURE,
+    CONFLICTING_REQUEST,
     INTERNAL_ERROR,
     NOT_FOUND,
     TIMEOUT,
@@ -313,11 +314,18 @@ def _after_submit(ctx: CallContext, req: Request, tx_hash: bytes, res: Any) -> N
     if res.status == "committed" and res.result is not None and res.result.tx_hash != tx_hash:
         # same (client_id, request_seq), different content: never report the other tx's result
         raise RPCError(
-            TX_REJECTED,
-            f"tx rejected: request_seq {req.request_seq} of this client was already used by tx "
+            CONFLICTING_REQUEST,
+            f"conflicting request: request_seq {req.request_seq} of this client was already used by tx "
             f"{res.result.tx_hash.hex()} (different content); sign with a new request_seq",
             {"hash": tx_hash.hex(), "committed_hash": res.result.tx_hash.hex()},
         )
+
+
+def rejected_error(tx_hash: bytes, reason: str) -> RPCError:
+    """The JSON-RPC error of a refused tx: CONFLICTING_REQUEST when its (client_id,
+    request_seq) is pending with other content, TX_REJECTED otherwise."""
+    code = CONFLICTING_REQUEST if reason.startswith("conflicting request") else TX_REJECTED
+    return RPCError(code, f"tx rejected: {reason}", {"hash": tx_hash.hex()})
 
 
 @method("broadcast_tx_async", BroadcastParams)
@@ -351,7 +359,7 @@ async def on_broadcast_tx_sync(ctx: CallContext, p: BroadcastParams) -> Any:
 
 def _sync_result(ctx: CallContext, tx_hash: bytes, res: Any, enc: str) -> dict[str, Any]:
     if res.status == "rejected":
-        raise RPCError(TX_REJECTED, f"tx rejected: {res.reason}", {"hash": tx_hash.hex()})
+        raise rejected_error(tx_hash, res.reason)
     out: dict[str, Any] = {"hash": tx_hash.hex(), "status": res.status}
     if res.status == "committed" and res.result is not None:
         out["tx"] = committed_tx_json(ctx, res.result, enc)
@@ -364,7 +372,7 @@ async def on_broadcast_tx_commit(ctx: CallContext, p: BroadcastCommitParams) -> 
     replayed tx (same client_id and request_seq) gets its ORIGINAL result."""
     tx_hash, res = await _submit(ctx, p.tx.request)
     if res.status == "rejected":
-        raise RPCError(TX_REJECTED, f"tx rejected: {res.reason}", {"hash": tx_hash.hex()})
+        raise rejected_error(tx_hash, res.reason)
     if res.status == "committed" and res.result is not None:
         committed, replayed = res.result, True
     else:

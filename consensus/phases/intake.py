@@ -19,6 +19,7 @@ from ..types import request_size
 from .state import Key, ReplicaState, _key
 
 MAX_FORWARD_REQUESTS = 10_000
+CONFLICTING = "conflicting request: this request_seq is pending with different content"
 REFORWARD_MAX = 32  # waiting requests relayed again per status interval
 FORWARD_MAX_BYTES = 1024 * 1024  # a FORWARD is split beyond this many request bytes
 
@@ -37,8 +38,9 @@ class IntakeMixin(ReplicaState):
         if expired(req, self._last_executed + 1):
             return "expired"
         key = _key(req)
-        if key in self._pending:
-            return "already pending"
+        if key in self._pending:  # the same (client, seq) with other content can never be
+            held = self._pending[key][0]  # ordered too: say so rather than drop it silently
+            return "already pending" if held == req else CONFLICTING
         if len(self._pending) >= self.config.max_pending_requests:
             return "pool full"
         src = self.id if source is None else source

@@ -216,6 +216,19 @@ def test_bad_client_requests_are_rejected_with_a_reason(cluster_cls):
     assert rep.pending_count == 0
 
 
+def test_other_content_for_a_pending_request_seq_is_refused_not_dropped(cluster_cls):
+    c = cluster_cls()
+    rep = c.replicas[1]
+    first = c.request(0, 7, op=b"first")
+    assert rep.step(ClientRequest(first)).reply == []
+    assert rep.step(ClientRequest(first)).reply == []  # the same tx again: nothing to say
+    other = c.request(0, 7, op=b"other")
+    (refused,) = rep.step(ClientRequest(other)).reply
+    assert isinstance(refused, Rejected) and refused.request == other
+    assert refused.reason.startswith("conflicting request")
+    assert rep.pending_count == 1
+
+
 def test_pending_pool_is_bounded(cluster_cls):
     c = cluster_cls(max_pending_requests=2)
     rep = c.replicas[1]

@@ -229,7 +229,7 @@ async def test_a_tx_larger_than_the_body_limit_is_too_large(http, txs):
 async def test_reusing_a_request_seq_for_different_content_is_rejected(http, txs):
     first = (await rpc(http, "broadcast_tx_commit", tx=txs.put("k", "v", seq=5)))["result"]
     r = await rpc(http, "broadcast_tx_commit", tx=txs.put("k", "other", seq=5))
-    assert r["error"]["code"] == E.TX_REJECTED and "already used" in r["error"]["message"]
+    assert r["error"]["code"] == E.CONFLICTING_REQUEST and "already used" in r["error"]["message"]
     assert r["error"]["data"]["committed_hash"] == first["hash"]
 
 
@@ -279,6 +279,6 @@ async def test_a_batch_of_sync_submits_goes_to_the_node_at_once_with_the_same_an
     assert by_id[1]["result"]["status"] == by_id[5]["result"]["status"] == "committed"
     assert by_id[2]["error"]["code"] == E.INVALID_PARAMS
     assert by_id[3]["error"]["code"] == E.BAD_SIGNATURE
-    assert by_id[6]["error"]["code"] == E.TX_REJECTED and "already used" in by_id[6]["error"]["message"]
+    assert by_id[6]["error"]["code"] == E.CONFLICTING_REQUEST and "already used" in by_id[6]["error"]["message"]
     assert by_id[7]["error"]["code"] == E.TX_REJECTED
     assert by_id[8]["error"]["code"] == E.INVALID_REQUEST
