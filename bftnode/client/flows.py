@@ -41,6 +41,13 @@ from .verify import MAX_STALE_S, ProofVerifier, chain_from_genesis, find_genesis
 VERIFY_MODES = ("certificate", "replies", "none")
 
 
+def _client_key(client: str | bytes) -> bytes:
+    raw = bytes.fromhex(client) if isinstance(client, str) else bytes(client)
+    if len(raw) != 32:
+        raise ValueError("client must be a 32-byte public key (or 64 hex chars)")
+    return raw
+
+
 def _ops() -> Any:
     from ..app import ops  # deferred: importing the app is not needed to read the chain
 
@@ -387,6 +394,50 @@ class Core:
     def leader(self, name: str | bytes) -> Flow:
         return (yield from self.read("election_leader", C.named(name)))
 
+    # -- permissions (bftnode.app.auth): admin ops, signed by this client's key (the chain
+    # refuses them with permission_denied unless it is one of the genesis `app.admins`)
+    def auth_role_add(self, role: str) -> Flow:
+        return (yield from self.commit_op(_ops().auth_role_add(role)))
+
+
+    def auth_role_delete(self, role: str) -> Flow:
+        """Delete a role (and unbind it from every client)."""
+        return (yield from self.commit_op(_ops().auth_role_delete(role)))
+
+
+    def auth_grant(self, role: str, perm: str, key: str | bytes, prefix: bool = False,
+                   range_end: str | bytes = b"") -> Flow:
+        """Grant `perm` ("read" | "write" | "readwrite") on `key`, the prefix `key` (`prefix`;
+        an empty key = every key) or [key, range_end) to `role`."""
+        return (yield from self.commit_op(_ops().auth_grant(
+            role, perm, C.as_bytes(key), prefix, C.as_bytes(range_end))))
+
+
+    def auth_revoke(self, role: str, perm: str, key: str | bytes, prefix: bool = False,
+                    range_end: str | bytes = b"") -> Flow:
+        """Take back `perm` on exactly what a grant named (same key, prefix, range_end)."""
+        return (yield from self.commit_op(_ops().auth_revoke(
+            role, perm, C.as_bytes(key), prefix, C.as_bytes(range_end))))
+
+
+    def auth_bind(self, client: str | bytes, role: str) -> Flow:
+        """Bind `role` to a client public key (hex or 32 bytes)."""
+        return (yield from self.commit_op(_ops().auth_bind(_client_key(client), role)))
+
+
+    def auth_unbind(self, client: str | bytes, role: str) -> Flow:
+        return (yield from self.commit_op(_ops().auth_unbind(_client_key(client), role)))
+
+
+    def auth_enable(self, enabled: bool = True) -> Flow:
+        """Turn permission checks on (or off with enabled=False)."""
+        return (yield from self.commit_op(_ops().auth_enable(enabled)))
+
+
+    def auth_status(self) -> Flow:
+        """{enabled, admins, roles, bindings} of a node's committed state (answered unproven)."""
+        return (yield from self.call("auth_status"))
+
 
 # The operations both fronts expose, each generated from the Core generator of that name.
 PUBLIC = (
@@ -395,6 +446,8 @@ PUBLIC = (
     "lease_grant", "lease_keepalive", "lease_revoke", "lease_ttl",
     "lock_acquire", "lock_release", "lock_status",
     "campaign", "proclaim", "resign", "leader",
+    "auth_role_add", "auth_role_delete", "auth_grant", "auth_revoke", "auth_bind",
+    "auth_unbind", "auth_enable", "auth_status",
 )
 
 
@@ -455,66 +508,3 @@ class Front:
     retries = property(lambda self: self._core.retries,
                        lambda self, value: setattr(self._core, "retries", value),
                        doc="Extra failover rounds of a call (after the first).")
-
-
-
-# ---------------------------------------------------------------- permissions (bftnode.app.auth)
-# Admin ops, signed by this client's key (the chain refuses them with permission_denied
-# unless the key is one of the genesis `app.admins`).
-
-
-def _client_key(client: str | bytes) -> bytes:
-    raw = bytes.fromhex(client) if isinstance(client, str) else bytes(client)
-    if len(raw) != 32:
-        raise ValueError("client must be a 32-byte public key (or 64 hex chars)")
-    return raw
-
-
-def auth_role_add(self: Core, role: str) -> Flow:
-    return (yield from self.commit_op(_ops().auth_role_add(role)))
-
-
-def auth_role_delete(self: Core, role: str) -> Flow:
-    """Delete a role (and unbind it from every client)."""
-    return (yield from self.commit_op(_ops().auth_role_delete(role)))
-
-
-def auth_grant(self: Core, role: str, perm: str, key: str | bytes, prefix: bool = False,
-               range_end: str | bytes = b"") -> Flow:
-    """Grant `perm` ("read" | "write" | "readwrite") on `key`, the prefix `key` (`prefix`;
-    an empty key = every key) or [key, range_end) to `role`."""
-    return (yield from self.commit_op(_ops().auth_grant(
-        role, perm, C.as_bytes(key), prefix, C.as_bytes(range_end))))
-
-
-def auth_revoke(self: Core, role: str, perm: str, key: str | bytes, prefix: bool = False,
-                range_end: str | bytes = b"") -> Flow:
-    """Take back `perm` on exactly what a grant named (same key, prefix, range_end)."""
-    return (yield from self.commit_op(_ops().auth_revoke(
-        role, perm, C.as_bytes(key), prefix, C.as_bytes(range_end))))
-
-
-def auth_bind(self: Core, client: str | bytes, role: str) -> Flow:
-    """Bind `role` to a client public key (hex or 32 bytes)."""
-    return (yield from self.commit_op(_ops().auth_bind(_client_key(client), role)))
-
-
-def auth_unbind(self: Core, client: str | bytes, role: str) -> Flow:
-    return (yield from self.commit_op(_ops().auth_unbind(_client_key(client), role)))
-
-
-def auth_enable(self: Core, enabled: bool = True) -> Flow:
-    """Turn permission checks on (or off with enabled=False)."""
-    return (yield from self.commit_op(_ops().auth_enable(enabled)))
-
-
-def auth_status(self: Core) -> Flow:
-    """{enabled, admins, roles, bindings} of a node's committed state (answered unproven)."""
-    return (yield from self.call("auth_status"))
-
-
-AUTH_PUBLIC = ("auth_role_add", "auth_role_delete", "auth_grant", "auth_revoke", "auth_bind",
-               "auth_unbind", "auth_enable", "auth_status")
-for _name in AUTH_PUBLIC:  # Core's methods, exposed on both fronts like the others
-    setattr(Core, _name, globals()[_name])
-PUBLIC += AUTH_PUBLIC
