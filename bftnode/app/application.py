@@ -35,7 +35,7 @@ from .errors import (
     AppError,
     AppInvariantError,
 )
-from .events import AppEvent, TxContext
+from .events import AppEvent, TxContext, decode_events
 from .overlay import Overlay
 
 _log = logging.getLogger(__name__)
@@ -72,6 +72,10 @@ class KVApplication:
 
     def __init__(self, validators: Iterable[bytes] | None = None) -> None:
         self.validators = None if validators is None else frozenset(validators)
+
+    def decode_events(self, raw: bytes) -> list[AppEvent]:
+        """A block's events from their stored form (bftnode.node.app_events)."""
+        return decode_events(raw)
 
     def check_tx(self, op: bytes) -> str | None:
         """Stateless validation: None if `op` parses and is well-formed, else the reason.

@@ -66,6 +66,14 @@ class AppEvent(msgspec.Struct, frozen=True):
         }
 
 
+_DECODER = msgspec.msgpack.Decoder(list[AppEvent])
+
+
+def decode_events(raw: bytes) -> list[AppEvent]:
+    """Events stored as msgpack (the node's bftnode.node.app_events.encode) back as structs."""
+    return _DECODER.decode(raw)
+
+
 @dataclass(slots=True)
 class TxContext:
     """Scratch state of one tx: its overlay, the revision it would commit at, its events."""
