@@ -209,6 +209,17 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
             anyio.EndOfStream, TimeoutError)
 
 
+def _retryable(exc: Exception, transport: tuple[type[BaseException], ...]) -> BaseException:
+    """The failure to try another node after (a WebSocket's task group wraps it in an
+    exception group); anything else is raised."""
+    leaf: BaseException = exc
+    while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+        leaf = leaf.exceptions[0]
+    if isinstance(leaf, (_Resubscribe, *transport)):
+        return leaf
+    raise leaf if leaf is not exc and isinstance(leaf, Exception) else exc
+
+
 # ---------------------------------------------------------------- async driver
 
 
@@ -265,8 +276,8 @@ async def _pump(http: httpx.AsyncClient, plan: Failover, session: Session,
                             plan.subscribed(url)
                         if ev is not None:
                             await send.send(ev)
-            except (_Resubscribe, *transport) as exc:
-                plan.failed(url, exc)
+            except Exception as exc:  # noqa: BLE001 - sorted by _retryable
+                plan.failed(url, _retryable(exc, transport))
         await anyio.sleep(plan.pause())
 
 
@@ -297,8 +308,8 @@ def watch_sync(http: httpx.Client, endpoints: C.Endpoints, topic: str,
                             plan.subscribed(url)
                         if ev is not None:
                             yield ev
-            except (_Resubscribe, *transport) as exc:
-                plan.failed(url, exc)
+            except Exception as exc:  # noqa: BLE001 - sorted by _retryable
+                plan.failed(url, _retryable(exc, transport))
         time.sleep(plan.pause())
 
 
