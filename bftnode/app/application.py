@@ -35,7 +35,7 @@ from .errors import (
     AppError,
     AppInvariantError,
 )
-from .events import AppEvent, TxContext, decode_events
+from .events import AppEvent, TxContext, decode_events, encode_events
 from .overlay import Overlay
 
 _log = logging.getLogger(__name__)
@@ -73,8 +73,11 @@ class KVApplication:
     def __init__(self, validators: Iterable[bytes] | None = None) -> None:
         self.validators = None if validators is None else frozenset(validators)
 
+    def encode_events(self, events: Sequence[AppEvent]) -> bytes:
+        """A block's events as the node stores them (bftnode.node.app_events)."""
+        return encode_events(events)
+
     def decode_events(self, raw: bytes) -> list[AppEvent]:
-        """A block's events from their stored form (bftnode.node.app_events)."""
         return decode_events(raw)
 
     def check_tx(self, op: bytes) -> str | None:

@@ -1,12 +1,13 @@
 """App events kept with their block: the encoding the node stores (`encode`) and reads back
 (`decode`), so a subscriber resumes from any retained height, across restarts.
 
-The executor encodes a block's events (msgpack: msgspec Structs as maps) into
-`BlockCommit.events`; storage writes them in the block's own batch and prunes them with it
-(storage.keys `N`). An application that offers `decode_events(raw)` (`EventDecoder`; the KV
-application does: AppEvent structs) gets its own types back; any other gets plain msgpack
-values (dicts, lists). Events that msgpack cannot encode are not stored (`encode` -> None):
-those blocks' events are then served from memory only, as before.
+The executor encodes a block's events into `BlockCommit.events`; storage writes them in the
+block's own batch and prunes them with it (storage.keys `N`). An application that offers
+`encode_events` / `decode_events` (`EventCodec`; the KV application does: AppEvent fields as
+msgpack arrays) chooses the stored form and gets its own types back; any other application's
+events are stored as plain msgpack (msgspec Structs as maps) and come back as plain values
+(dicts, lists). Events that cannot be encoded are not stored (`encode` -> None): those
+blocks' events are then served from memory only.
 Imports: stdlib, msgspec, structlog.
 """
 
@@ -23,8 +24,10 @@ EMPTY = msgspec.msgpack.encode([])
 
 
 @runtime_checkable
-class EventDecoder(Protocol):
-    """Optional on an Application: its events from the bytes `encode` made of them."""
+class EventCodec(Protocol):
+    """Optional on an Application: the stored form of its events, and back."""
+
+    def encode_events(self, events: Sequence[Any]) -> bytes: ...
 
     def decode_events(self, raw: bytes) -> Sequence[Any]: ...
 
@@ -39,13 +42,15 @@ class StoredEvents(Protocol):
 _warned = False
 
 
-def encode(events: Sequence[Any]) -> bytes | None:
-    """The stored form of one block's events; None if msgpack cannot encode them."""
+def encode(app: Any, events: Sequence[Any]) -> bytes | None:
+    """The stored form of one block's events; None if they cannot be encoded."""
     if not events:
         return EMPTY
     try:
+        if isinstance(app, EventCodec):
+            return app.encode_events(events)
         return msgspec.msgpack.encode(events)
-    except (TypeError, msgspec.EncodeError) as exc:
+    except (TypeError, ValueError, msgspec.EncodeError) as exc:
         global _warned
         if not _warned:  # once: an application's event type, not a per-block condition
             _warned = True
@@ -57,7 +62,7 @@ def decode(app: Any, raw: bytes) -> Sequence[Any]:
     """Stored events back: the application's own types when it decodes them."""
     if raw == EMPTY:
         return ()
-    if isinstance(app, EventDecoder):
+    if isinstance(app, EventCodec):
         return app.decode_events(raw)
     return msgspec.msgpack.decode(raw)
 

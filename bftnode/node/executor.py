@@ -121,7 +121,7 @@ def _execute_and_commit_on(store: Store, app: Application, state: StateReader,
                 else:
                     overlay.put(k, v)
         commits.append(BlockCommit(ex, results, writes,
-                                   events=app_events.encode(effects.events)))
+                                   events=app_events.encode(app, effects.events)))
         done.append((results, effects))
     store.commit_blocks(commits)
     return done

@@ -52,3 +52,42 @@ def test_asyncio_node_submits_and_reads(three_processes):
             await node.close()
 
     asyncio.run(main())
+
+
+def test_sync_node_subscribe_yields_committed_blocks_in_order(three_processes):
+    home = three_processes["nodes"][3]["home"]
+    with SyncNode(home) as node:
+        first = node.submit(ops.put(b"sub/sync", b"1"), timeout=60)
+        blocks = node.subscribe(from_height=first["height"])
+        got = [next(blocks)]
+        second = node.submit(ops.put(b"sub/sync", b"2"), timeout=60)
+        while got[-1]["height"] < second["height"]:
+            got.append(next(blocks))  # pulled one by one: the node queues nothing for us
+        blocks.close()
+    heights = [b["height"] for b in got]
+    assert heights == list(range(first["height"], second["height"] + 1))
+    assert ops.put(b"sub/sync", b"1") in got[0]["txs"]
+    assert ops.put(b"sub/sync", b"2") in got[-1]["txs"]
+
+
+def test_asyncio_node_subscribe_yields_committed_blocks_in_order(three_processes):
+    home = three_processes["nodes"][3]["home"]
+
+    async def main():
+        node = await AsyncioNode.start(home)
+        try:
+            first = await asyncio.wait_for(node.submit(ops.put(b"sub/aio", b"1")), 60)
+            blocks = node.subscribe(from_height=first["height"])
+            got = [await asyncio.wait_for(anext(blocks), 30)]
+            second = await asyncio.wait_for(node.submit(ops.put(b"sub/aio", b"2")), 60)
+            while got[-1]["height"] < second["height"]:
+                got.append(await asyncio.wait_for(anext(blocks), 30))
+            await blocks.aclose()
+        finally:
+            await node.close()
+        return first, second, got
+
+    first, second, got = asyncio.run(main())
+    assert [b["height"] for b in got] == list(range(first["height"], second["height"] + 1))
+    assert ops.put(b"sub/aio", b"1") in got[0]["txs"]
+    assert ops.put(b"sub/aio", b"2") in got[-1]["txs"]
