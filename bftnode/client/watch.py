@@ -168,31 +168,39 @@ def _node_behind(err: RPCCallError) -> bool:
 
 
 class Failover:
-    """Which node to try next; the pause after a round in which none served the watch;
+    """Which node to try next; the pause after a round in which no node delivered an event;
     WatchGap when every node said the events are pruned."""
 
     def __init__(self, endpoints: C.Endpoints, cursor: Cursor) -> None:
         self.endpoints, self.cursor = endpoints, cursor
         self.attempt = 0
         self._pruned: set[str] = set()
-        self.served = False  # a node took the subscription in this round
+        self._progress = False  # an event was delivered in this round
+        self._url: str | None = None  # the node serving the current subscription
 
     def urls(self) -> list[str]:
-        self.served = False
+        self._progress = False
         return self.endpoints.order()
 
     def subscribed(self, url: str) -> None:
-        self.endpoints.worked(url)
-        self.attempt, self.served = 0, True
-        self._pruned.clear()
+        """A node took the subscription: it is tried first next time."""
+        if url != self._url:
+            self._url = url
+            self.endpoints.worked(url)
+
+    def delivered(self) -> None:
+        if not self._progress:
+            self.attempt, self._progress = 0, True
+            self._pruned.clear()
 
     def failed(self, url: str, exc: BaseException) -> None:
+        self._url = None
         if isinstance(exc, _Resubscribe) and exc.pruned:
             self._pruned.add(url)
 
     def pause(self) -> float:
-        """Seconds to wait before the next round (0 when a node served in this one)."""
-        if self.served:
+        """Seconds to wait before the next round (0 after a round that delivered events)."""
+        if self._progress:
             return 0.0
         if self._pruned >= set(self.endpoints.urls):
             raise WatchGap("every node has pruned the events this watch needs next "
@@ -272,9 +280,10 @@ async def _pump(http: httpx.AsyncClient, plan: Failover, session: Session,
                     await ws.send_text(session.request())
                     while True:
                         ev = session.on_message(json.loads(await ws.receive_text()))
-                        if session.sid is not None and not plan.served:
+                        if session.sid is not None:
                             plan.subscribed(url)
                         if ev is not None:
+                            plan.delivered()
                             await send.send(ev)
             except Exception as exc:  # noqa: BLE001 - sorted by _retryable
                 plan.failed(url, _retryable(exc, transport))
@@ -304,9 +313,10 @@ def watch_sync(http: httpx.Client, endpoints: C.Endpoints, topic: str,
                     ws.send_text(session.request())
                     while True:
                         ev = session.on_message(json.loads(ws.receive_text()))
-                        if session.sid is not None and not plan.served:
+                        if session.sid is not None:
                             plan.subscribed(url)
                         if ev is not None:
+                            plan.delivered()
                             yield ev
             except Exception as exc:  # noqa: BLE001 - sorted by _retryable
                 plan.failed(url, _retryable(exc, transport))

@@ -118,7 +118,14 @@ def test_failover_gives_up_only_when_every_node_said_pruned():
         plan.failed(u, _Resubscribe("gone", pruned=True))
     with pytest.raises(WatchGap):
         plan.pause()
+    plan.urls()
+    plan.subscribed("http://b")  # took it, then closed it as pruned: no progress
+    plan.failed("http://b", _Resubscribe("gone", pruned=True))
+    with pytest.raises(WatchGap):
+        plan.pause()
+    plan.urls()
     plan.subscribed("http://b")
+    plan.delivered()
     assert plan.pause() == 0 and eps.order()[0] == "http://b"
 
 
