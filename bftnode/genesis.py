@@ -2,7 +2,8 @@
 
 Owns `Genesis` (JSON on disk, validated once with messages naming the bad field), its hash
 (BLAKE2b-256 of the canonical JSON) and the signature domain derived from the chain id.
-Imports: stdlib, consensus. Must not import trio, storage or network.
+Imports: stdlib, consensus; bftnode.app's param validators only for a genesis with `app`.
+Must not import trio, storage or network otherwise.
 """
 
 from __future__ import annotations
@@ -180,6 +181,13 @@ def _validate(g: Genesis) -> None:
             raise GenesisError(f"field 'consensus.{k}': must be an integer, got {val!r}")
     if not isinstance(g.app, dict):
         raise GenesisError("field 'app': must be an object")
+    if g.app:  # lazily: the app's modules are needed only by a genesis with app params
+        from bftnode.app import auth
+
+        try:
+            auth.check_params(g.app)
+        except ValueError as exc:
+            raise GenesisError(str(exc)) from None
     try:
         g.config()
     except ValueError as exc:
@@ -191,8 +199,10 @@ def make_genesis(
     validators: list[tuple[bytes, str]],
     genesis_time_ms: int = 0,
     consensus: dict[str, Any] | None = None,
+    app: dict[str, Any] | None = None,
 ) -> Genesis:
-    """Build a genesis from (public_key, multiaddr) pairs in index order."""
+    """Build a genesis from (public_key, multiaddr) pairs in index order; `app`: application
+    parameters (admins, permission checks, quotas)."""
     return Genesis(
         chain_id=chain_id,
         genesis_time_ms=genesis_time_ms,
@@ -201,4 +211,5 @@ def make_genesis(
             for i, (pk, addr) in enumerate(validators)
         ),
         consensus=dict(consensus or {}),
+        app=dict(app or {}),
     )

@@ -54,7 +54,7 @@ async def _async_watch(urls: list[str], key_file, out: list[dict], **kw) -> None
 async def test_watches_across_a_restart_and_a_failover_see_every_event_once(tmp_path):
     d = tmp_path / "tn"
     m = await trio.to_thread.run_sync(lambda: launcher.up(
-        d, 4, base_port=free_port_base(8), log_level="warning",
+        d, 4, open_chain=True, base_port=free_port_base(8), log_level="warning",
         consensus={"heartbeat_ms": 300}))
     urls = [n["rpc"] for n in m["nodes"]]
     key = tmp_path / "c.key"
