@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +67,13 @@ class EmbeddedNode:
         """Committed blocks, in order, forever (from `from_height`, default: the next one)."""
         async for b in self.node.subscribe(from_height):
             yield _block_dict(b)
+
+    async def next_block(self, height: int) -> dict[str, Any]:
+        """The first stored committed block at `height` or above, once there is one (pull:
+        what `SyncNode.subscribe` / `AsyncioNode.subscribe` call once per block)."""
+        async for b in self.node.subscribe(height):
+            return _block_dict(b)
+        raise AssertionError("unreachable: Node.subscribe never ends")
 
     def status(self) -> dict[str, Any]:
         return self.node.status()
@@ -162,6 +169,16 @@ class SyncNode:
         assert self._node is not None
         return self._run(self._node.wait_height, height, timeout)
 
+    def subscribe(self, from_height: int | None = None) -> Iterator[dict[str, Any]]:
+        """Committed blocks, in order, forever (from `from_height`, default: the next one).
+        Pulled one block per step from the store: nothing queues up behind a slow reader."""
+        assert self._node is not None
+        h = self.status()["height"] + 1 if from_height is None else max(1, from_height)
+        while True:
+            block = self._run(self._node.next_block, h)
+            yield block
+            h = block["height"] + 1
+
     def close(self) -> None:
         if self._thread.is_alive() and self._stop is not None:
             trio.from_thread.run_sync(self._stop.set, trio_token=self._token)
@@ -251,6 +268,15 @@ class AsyncioNode:
     async def wait_height(self, height: int, timeout: float | None = None) -> int:
         assert self._node is not None
         return await self._call(self._node.wait_height, height, timeout)
+
+    async def subscribe(self, from_height: int | None = None) -> AsyncIterator[dict[str, Any]]:
+        """As `SyncNode.subscribe`, awaited (one block pulled per step)."""
+        assert self._node is not None
+        h = self.status()["height"] + 1 if from_height is None else max(1, from_height)
+        while True:
+            block = await self._call(self._node.next_block, h)
+            yield block
+            h = block["height"] + 1
 
     def status(self) -> dict[str, Any]:
         assert self._node is not None

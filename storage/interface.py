@@ -78,6 +78,7 @@ class BlockCommit:
     results: tuple[TxResult, ...]
     state_writes: tuple[tuple[bytes, bytes | None], ...]  # app state puts (None = delete)
     state_root: bytes = bytes(32)
+    events: bytes | None = None  # the block's app events, encoded by the node (None: not kept)
 
 
 @dataclass(frozen=True, slots=True)

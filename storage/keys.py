@@ -26,6 +26,9 @@ Keyspaces (first byte):
                      verified pages, moved into place when the import finishes
   R  state cert      R + height(8)                         -> StateCert: 2f+1 StateVotes on the
                                                               block's roots (main DB)
+  N  app events      N + height(8)                         -> the block's application events,
+                     encoded by the node (opaque here); written with the block, pruned with it
+                     (LevelDB: in the bodies/ DB, like K)
 """
 
 from __future__ import annotations
@@ -48,10 +51,11 @@ CONVICTION = b"X"
 MERKLE = b"A"
 STAGING = b"Z"
 STATE_CERT = b"R"
+EVENTS = b"N"
 
 KEYSPACES = (
     META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, CLIENT_TOP, STATE, VIEW, VOTE,
-    CHECKPOINT, PREPARED, CONVICTION, MERKLE, STAGING, STATE_CERT,
+    CHECKPOINT, PREPARED, CONVICTION, MERKLE, STAGING, STATE_CERT, EVENTS,
 )
 
 # what the authenticated state tree covers: its keys are these ledger keys themselves (the
@@ -103,6 +107,10 @@ def header(height: int) -> bytes:
 
 def body(height: int) -> bytes:
     return BODY + u64(height)
+
+
+def events(height: int) -> bytes:
+    return EVENTS + u64(height)
 
 
 def tx(tx_hash: bytes) -> bytes:

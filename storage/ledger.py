@@ -133,6 +133,14 @@ class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery, LedgerPrune, Ledg
     def tx(self, tx_hash: bytes) -> TxResult | None:
         return self._tx_at(self._kv, tx_hash)
 
+    def app_events(self, height: int) -> bytes | None:
+        """The app events the node stored with block `height` (its own encoding); None when
+        the block is not stored (pruned, not yet committed) or was stored without them (a
+        state-transfer base, a ledger from before events were kept)."""
+        if not 0 < height <= self._height:
+            return None
+        return self._kv.get(keys.events(height))
+
     def block_roots(self, height: int) -> tuple[bytes, bytes] | None:
         """(state_root, results_root) of block `height` from its header alone."""
         if not 0 < height <= self._height:

@@ -1,5 +1,5 @@
 """Blocks into the ledger: `commit_blocks` checks each block against the chain and its results
-against its txs, then writes body, tx records, client index, client tops, state writes, the
+against its txs, then writes body, app events (opaque bytes from the node), tx records, client index, client tops, state writes, the
 state tree's new version (when on: storage.merkle_tree) and headers in ONE batch (meta height
 first, headers last; see storage.ledger). Each header holds the block's roots: the state tree's
 root (with the tree on) and the results root (storage.results_root, always).
@@ -91,6 +91,8 @@ class LedgerBlocks(LedgerCore):
                     ),
                 )
             )
+            if commit.events is not None:  # before the header, like the body
+                ops.append((keys.events(ex.seq), commit.events))
             for i, (req, res) in enumerate(zip(ex.requests, commit.results, strict=True)):
                 th = request_digest(req)
                 if (

@@ -133,6 +133,7 @@ class _RoutedReader:
         records_reader = _PlyvelReader(records)
         self._route = {p: records_reader for p in keys.RECORD_KEYSPACES}
         self._route[keys.BODY] = self._bodies
+        self._route[keys.EVENTS] = self._bodies
 
     def get(self, key: bytes) -> bytes | None:
         p = key[:1]
@@ -189,6 +190,7 @@ class _PlyvelKV(_RoutedReader):
         self._order = (bodies, records, db)
         self._slot = {p: 1 for p in keys.RECORD_KEYSPACES}
         self._slot[keys.BODY] = 0
+        self._slot[keys.EVENTS] = 0  # like bodies: written once, only-growing keys
         # the app-state keyspace, for its live reader (keys without the prefix byte)
         self.state_db = db.prefixed_db(keys.STATE)
 

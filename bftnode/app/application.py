@@ -35,7 +35,7 @@ from .errors import (
     AppError,
     AppInvariantError,
 )
-from .events import AppEvent, TxContext
+from .events import AppEvent, TxContext, decode_events, encode_events
 from .overlay import Overlay
 
 _log = logging.getLogger(__name__)
@@ -77,6 +77,13 @@ class KVApplication:
         self.validators = None if validators is None else frozenset(validators)
         self.params = dict(params or {})
         self.auth = auth.Auth(self.params)
+
+    def encode_events(self, events: Sequence[AppEvent]) -> bytes:
+        """A block's events as the node stores them (bftnode.node.app_events)."""
+        return encode_events(events)
+
+    def decode_events(self, raw: bytes) -> list[AppEvent]:
+        return decode_events(raw)
 
     def check_tx(self, op: bytes) -> str | None:
         """Stateless validation: None if `op` parses and is well-formed, else the reason.

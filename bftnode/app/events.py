@@ -6,6 +6,7 @@ one expiry transition. Imports: stdlib, msgspec, bftnode.app.overlay.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgspec
@@ -64,6 +65,22 @@ class AppEvent(msgspec.Struct, frozen=True):
             "time_ms": self.time_ms,
             "scope": self.scope,
         }
+
+
+_DECODER = msgspec.msgpack.Decoder(list[tuple])
+
+
+def encode_events(events: Sequence[AppEvent]) -> bytes:
+    """A block's events as stored with it (bftnode.node.app_events): msgpack arrays of the
+    fields in declaration order (78 B for a put with a 32-byte value, maps took 184). New
+    fields go last, with defaults, so older stored events still decode."""
+    astuple = msgspec.structs.astuple
+    return msgspec.msgpack.encode([astuple(e) for e in events])
+
+
+def decode_events(raw: bytes) -> list[AppEvent]:
+    """The events `encode_events` stored, back as structs."""
+    return [AppEvent(*t) for t in _DECODER.decode(raw)]
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ trusting a commit only with a verified commit certificate (2f+1 valid Commits ov
 that contains the tx, against the validator set from `validators`) or, failing that, f+1
 matching replies from different nodes. High-level helpers: put/get/delete/range/txn, leases
 (with a keepalive context manager), locks (context manager yielding the fencing token),
-elections, watch over WebSocket.
+elections, watches over WebSocket that resume by themselves (`watch`: docs/client.md).
 
 Layout: `errors` (exceptions), `keys` (key and seq files), `core` (request building, THE
 answer parser, failover and retry decisions, certificate checks: pure), `flows` (every
@@ -54,6 +54,7 @@ from .keys import SEQ_RESERVE, SeqAllocator, default_key_path, load_or_create_ke
 from .outcomes import DEFAULT_VALID_BLOCKS
 from .sync import Client
 from .verify import ProofVerifier, chain_from_genesis, find_genesis
+from .watch import WatchGap
 
 __all__ = [
     "DEFAULT_URL", "SEQ_RESERVE", "AppQueryError", "AsyncClient", "BadAnswer", "BadSignature",
@@ -64,3 +65,4 @@ __all__ = [
     "find_genesis", "ConflictingRequest", "LeaseLost", "LockLost", "HeldLease", "HeldLock",
     "DEFAULT_VALID_BLOCKS",
 ]
+__all__ += ["WatchGap"]

@@ -3,7 +3,8 @@
 Every operation in `flows.PUBLIC` is generated from the `flows.Core` generator of that name
 and awaited through `_run`, which only performs the effects: POST a body (`core.Post`) or
 sleep (`core.Sleep`, anyio). Written here: `lease` (a keepalive task in an anyio task group),
-`lock`, and `watch` (WebSocket, a context manager: its background tasks end with the block).
+`lock`, and `watch` / `observe` (WebSocket, resuming: bftnode.client.watch; context
+managers: their background tasks end with the block).
 `rpc_call` is a one-shot call over a caller's own httpx.AsyncClient (testnet tools).
 Imports: stdlib, anyio, httpx, httpx_ws (lazily), bftnode.client.{core,flows,errors}.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -20,6 +20,7 @@ import anyio
 import httpx
 
 from . import core as C
+from . import watch as W
 from .core import Flow, Post, Reply, Sleep, TransportFailure
 from .errors import ClientError
 from .flows import Front, expose
@@ -88,25 +89,23 @@ class AsyncClient(Front):
                     await self._run(self._core.lock_release(name, token))
 
     @contextlib.asynccontextmanager
-    async def watch(self, prefix: str | bytes, from_revision: int | None = None,
+    async def watch(self, prefix: str | bytes | None, from_revision: int | None = None,
                     from_height: int | None = None, topic: str = "kv"
                     ) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
-        """`async with client.watch("jobs/") as events: async for ev in events: ...` — a
-        context manager because the WebSocket runs background tasks (structured concurrency:
-        they end with the block, not whenever a generator is garbage-collected)."""
-        from httpx_ws import aconnect_ws
+        """`async with client.watch("jobs/") as events: async for ev in events: ...` — resumes
+        by itself after a disconnect or a failover, with no gap and no duplicate
+        (bftnode.client.watch). A context manager: its connection task ends with the block."""
+        async with W.awatch(self._http, self._core.endpoints, topic, prefix, from_revision,
+                            from_height) as events:
+            yield events
 
-        url = C.ws_url(self._core.endpoints.order()[0])
-        async with aconnect_ws(url, self._http, max_message_size_bytes=8 * 1024 * 1024) as ws:
-            await ws.send_text(C.subscribe_request(topic, prefix, from_revision, from_height))
-
-            async def events() -> AsyncIterator[dict[str, Any]]:
-                while True:
-                    ev = C.sub_message(json.loads(await ws.receive_text()))
-                    if ev is not None:
-                        yield ev
-
-            yield events()
+    @contextlib.asynccontextmanager
+    async def observe(self, name: str | bytes) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:
+        """Election `name`'s leader now, then every change: {name, leader, lease, token,
+        revision, height} (bftnode.client.watch.observe)."""
+        async with W.observe(self._http, self._core.endpoints, name,
+                             await self.leader(name)) as changes:
+            yield changes
 
 
 def _async_method(flow: Callable[..., Flow]) -> Callable[..., Any]:

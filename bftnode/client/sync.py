@@ -3,7 +3,8 @@
 Every operation in `flows.PUBLIC` (put, get, submit, lock_acquire, ...) is generated from the
 `flows.Core` generator of that name and run by `_run`, which only performs the effects:
 POST a body (`core.Post`) or sleep (`core.Sleep`). Written here: the context managers that
-need a background worker (`lease`: a keepalive thread), `lock`, and `watch` (WebSocket).
+need a background worker (`lease`: a keepalive thread), `lock`, and `watch` / `observe` (WebSocket,
+resuming: bftnode.client.watch).
 `rpc_call` / `rpc_batch` are one-shot calls over a caller's own httpx.Client (testnet tools),
 with the core's request building and parser. Imports: stdlib, httpx, httpx_ws (lazily),
 bftnode.client.{core,flows,errors}.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from . import core as C
+from . import watch as W
 from .core import Flow, Post, Reply, Sleep, TransportFailure
 from .errors import ClientError, RateLimited
 from .flows import Front, expose
@@ -103,19 +104,18 @@ class Client(Front):
                 with contextlib.suppress(ClientError):  # unchecked: lost or not, let it go
                     self._run(self._core.lock_release(name, token))
 
-    def watch(self, prefix: str | bytes, from_revision: int | None = None,
+    def watch(self, prefix: str | bytes | None, from_revision: int | None = None,
               from_height: int | None = None, topic: str = "kv") -> Iterator[dict[str, Any]]:
-        """Yield app events for keys under `prefix` (over WebSocket). Raises ClientError when
-        the server closes the subscription (e.g. this reader was too slow)."""
-        from httpx_ws import connect_ws
+        """Yield app events for keys under `prefix` (over WebSocket); resumes by itself after a
+        disconnect or a failover, with no gap and no duplicate (bftnode.client.watch). Raises
+        WatchGap when every node has pruned the events it needs next."""
+        return W.watch_sync(self._http, self._core.endpoints, topic, prefix, from_revision,
+                            from_height)
 
-        url = C.ws_url(self._core.endpoints.order()[0])
-        with connect_ws(url, self._http, max_message_size_bytes=8 * 1024 * 1024) as ws:
-            ws.send_text(C.subscribe_request(topic, prefix, from_revision, from_height))
-            while True:
-                ev = C.sub_message(json.loads(ws.receive_text()))
-                if ev is not None:
-                    yield ev
+    def observe(self, name: str | bytes) -> Iterator[dict[str, Any]]:
+        """Election `name`'s leader now, then every change: {name, leader, lease, token,
+        revision, height}."""
+        return W.observe_sync(self._http, self._core.endpoints, name, self.leader(name))
 
 
 def _sync_method(flow: Callable[..., Flow]) -> Callable[..., Any]:

@@ -21,6 +21,7 @@ from consensus import CommittedBlock, Execute, InvariantViolation, request_diges
 from consensus.types import request_size
 from storage.interface import BlockCommit, StateReader, TxResult
 
+from . import app_events
 from .ports import (
     Application,
     AuthenticatedState,
@@ -119,7 +120,8 @@ def _execute_and_commit_on(store: Store, app: Application, state: StateReader,
                     overlay.delete(k)
                 else:
                     overlay.put(k, v)
-        commits.append(BlockCommit(ex, results, writes))
+        commits.append(BlockCommit(ex, results, writes,
+                                   events=app_events.encode(app, effects.events)))
         done.append((results, effects))
     store.commit_blocks(commits)
     return done

@@ -21,6 +21,7 @@ import trio
 
 from storage.interface import StoredBlock, TxResult
 
+from . import app_events
 from .ports import PeerStats, ReadViews
 
 APP_EVENTS_KEPT = 1000  # heights of app events kept for subscribers...
@@ -143,7 +144,12 @@ class ReadsMixin:
         return self.store.tx_by_client(client_id, request_seq)
 
     def app_events(self, height: int) -> Sequence[Any] | None:
-        return self._app_events.get(height)
+        """Block `height`'s app events: recent ones from memory, older ones from the store
+        (kept with their block: bftnode.node.app_events); None when neither has them."""
+        evs = self._app_events.get(height)
+        if evs is None and height <= self._height:
+            evs = app_events.stored(self.store, self.app, height)
+        return evs
 
     def _keep_app_events(self, height: int, evs: tuple) -> None:
         self._app_events[height] = evs

@@ -30,6 +30,7 @@ from .errors import (
     INVALID_REQUEST,
     NOT_FOUND,
     OVERLOADED,
+    PRUNED,
     RPCError,
 )
 from .limits import RPCLimits
@@ -195,15 +196,13 @@ class WSConnection:
         height = self.node.height()
         start = p.from_height
         if start is None:
-            start = self._find_revision_start(p.from_revision, height) if p.from_revision else (
-                height + 1
-            )
+            start = (await self._find_revision_start(p.from_revision, height)
+                     if p.from_revision and p.topic in ("kv", "events") else height + 1)
         if start > height + 1:
             raise RPCError(INVALID_PARAMS, f"param 'from_height' ({start}) is beyond the next "
                                            f"height {height + 1}", {"param": "from_height"})
         if start <= height and self.node.block(start) is None:
-            raise RPCError(NOT_FOUND, f"block {start} is no longer stored; resubscribe from a "
-                                      "later height")
+            raise self._pruned(f"block {start}")
         sid = f"s{next(self._ids)}"
         scope = trio.CancelScope()
         self.subs[sid] = scope
@@ -214,18 +213,31 @@ class WSConnection:
         self.nursery.start_soon(self._run_subscription, sid, scope, spec, start)
         return {"subscription": sid, "topic": p.topic, "from_height": start}
 
-    def _find_revision_start(self, from_revision: int, height: int) -> int:
-        """First retained height whose app events may include `from_revision`."""
+    async def _find_revision_start(self, from_revision: int, height: int) -> int:
+        """The height to replay from so that no event with revision >= `from_revision` is
+        missed: walking down from the tip to a block holding an older revision (events are
+        in revision order). PRUNED when the walk reaches heights whose events are gone first."""
+        if from_revision > (await self.node.query("revision", {})).get("revision", 0):
+            return height + 1  # nothing at or above it has happened yet
         h = height
         while h >= 1:
             evs = self.node.app_events(h)
             if evs is None:
-                return h + 1
+                raise self._pruned(f"the events of block {h} (which may hold revision "
+                                   f"{from_revision})")
             revs = [r for r in (_field(e, "revision") for e in evs) if isinstance(r, int)]
             if revs and min(revs) < from_revision:
                 return h
             h -= 1
+            if h % 256 == 0:
+                await trio.lowlevel.checkpoint()  # a long walk must not stall the loop
         return 1
+
+    def _pruned(self, what: str) -> RPCError:
+        base = self.node.status().get("base_height", 1)
+        return RPCError(PRUNED, f"{what} is no longer stored: the lowest height this node "
+                                f"keeps is {base}; re-read with kv_range and resubscribe from "
+                                "there", {"base_height": base})
 
     def _unsubscribe(self, params: dict[str, Any]) -> dict[str, Any]:
         sid = parse(UnsubscribeParams, params).subscription
@@ -264,7 +276,7 @@ class WSConnection:
                     while h <= cur:
                         block = self.node.block(h)
                         if block is None:
-                            reason, code = f"block {h} is not stored", NOT_FOUND
+                            reason, code = f"block {h} is not stored", PRUNED
                             return
                         await self._emit(sid, spec, block)
                         h += 1
@@ -275,7 +287,7 @@ class WSConnection:
                 log.warning("rpc.subscription_overflow", peer=self.ctx.peer, subscription=sid,
                             resume_from_height=h)
             except _EventsGone as exc:
-                reason, code = str(exc), NOT_FOUND
+                reason, code = str(exc), PRUNED
             except Exception as exc:  # a failing node read: close this subscription, loudly
                 log.exception("rpc.subscription_failed", peer=self.ctx.peer, subscription=sid)
                 reason = f"internal error: {type(exc).__name__}: {exc}"
@@ -312,9 +324,9 @@ class WSConnection:
                     key = _field(ev, "key")
                     if not isinstance(key, bytes) or not key.startswith(spec["prefix"]):
                         continue
-                    rev = _field(ev, "revision")
-                    if isinstance(rev, int) and rev < spec["from_revision"]:
-                        continue
+                rev = _field(ev, "revision")
+                if isinstance(rev, int) and rev < spec["from_revision"]:
+                    continue
                 await self._notify(sid, topic, block.height, jsonable(ev, enc))
 
 

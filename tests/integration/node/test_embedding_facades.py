@@ -37,18 +37,57 @@ def test_sync_node_submits_and_reads(three_processes):
         assert node.status()["validator_index"] == 3
 
 
-def test_asyncio_node_submits_and_reads(three_processes):
-    home = three_processes["nodes"][3]["home"]
-
+def _on_asyncio_node(home, body):
+    """`await body(node)` on an AsyncioNode of `home`, closed afterwards."""
     async def main():
         node = await AsyncioNode.start(home)
         try:
-            res = await asyncio.wait_for(node.submit(ops.put(b"aio", b"yes")), 60)
-            assert res["code"] == 0
-            got = await node.read("kv_get", {"key": b"aio"})
-            assert got["value"] == b"yes"
-            assert node.status()["height"] >= res["height"]
+            return await body(node)
         finally:
             await node.close()
 
-    asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_asyncio_node_submits_and_reads(three_processes):
+    async def body(node):
+        res = await asyncio.wait_for(node.submit(ops.put(b"aio", b"yes")), 60)
+        assert res["code"] == 0
+        got = await node.read("kv_get", {"key": b"aio"})
+        assert got["value"] == b"yes"
+        assert node.status()["height"] >= res["height"]
+
+    _on_asyncio_node(three_processes["nodes"][3]["home"], body)
+
+
+def test_sync_node_subscribe_yields_committed_blocks_in_order(three_processes):
+    home = three_processes["nodes"][3]["home"]
+    with SyncNode(home) as node:
+        first = node.submit(ops.put(b"sub/sync", b"1"), timeout=60)
+        blocks = node.subscribe(from_height=first["height"])
+        got = [next(blocks)]
+        second = node.submit(ops.put(b"sub/sync", b"2"), timeout=60)
+        while got[-1]["height"] < second["height"]:
+            got.append(next(blocks))  # pulled one by one: the node queues nothing for us
+        blocks.close()
+    heights = [b["height"] for b in got]
+    assert heights == list(range(first["height"], second["height"] + 1))
+    assert ops.put(b"sub/sync", b"1") in got[0]["txs"]
+    assert ops.put(b"sub/sync", b"2") in got[-1]["txs"]
+
+
+def test_asyncio_node_subscribe_yields_committed_blocks_in_order(three_processes):
+    async def body(node):
+        first = await asyncio.wait_for(node.submit(ops.put(b"sub/aio", b"1")), 60)
+        blocks = node.subscribe(from_height=first["height"])
+        got = [await asyncio.wait_for(anext(blocks), 30)]
+        second = await asyncio.wait_for(node.submit(ops.put(b"sub/aio", b"2")), 60)
+        while got[-1]["height"] < second["height"]:
+            got.append(await asyncio.wait_for(anext(blocks), 30))
+        await blocks.aclose()
+        return first, second, got
+
+    first, second, got = _on_asyncio_node(three_processes["nodes"][3]["home"], body)
+    assert [b["height"] for b in got] == list(range(first["height"], second["height"] + 1))
+    assert ops.put(b"sub/aio", b"1") in got[0]["txs"]
+    assert ops.put(b"sub/aio", b"2") in got[-1]["txs"]
