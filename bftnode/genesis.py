@@ -2,7 +2,8 @@
 
 Owns `Genesis` (JSON on disk, validated once with messages naming the bad field), its hash
 (BLAKE2b-256 of the canonical JSON) and the signature domain derived from the chain id.
-Imports: stdlib, consensus. Must not import trio, storage or network.
+Imports: stdlib, consensus, bftnode.app.quotas. Must not import trio, storage or network
+(beyond the app's state types).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from consensus import Config, digest
+
+from .app import quotas
 
 _CHAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CONFIG_FIELDS = {f.name: f.type for f in dataclasses.fields(Config)}
@@ -52,7 +55,9 @@ class Genesis:
 
     # -- derived values
     def config(self) -> Config:
-        return Config(n=len(self.validators), **self.consensus)
+        # the pool's per-client bound is an application quota (app.quotas.max_pending)
+        pending = (self.app.get("quotas") or {}).get("max_pending", quotas.Limits().max_pending)
+        return Config(n=len(self.validators), max_pending_per_client=pending, **self.consensus)
 
     def canonical_bytes(self) -> bytes:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
@@ -174,12 +179,19 @@ def _validate(g: Genesis) -> None:
     for k, val in g.consensus.items():
         if k == "n":
             raise GenesisError("field 'consensus.n': n is the number of validators; remove it")
+        if k == "max_pending_per_client":
+            raise GenesisError("field 'consensus.max_pending_per_client': set it as "
+                               "'app.quotas.max_pending'")
         if k not in _CONFIG_FIELDS:
             raise GenesisError(f"field 'consensus.{k}': unknown consensus parameter")
         if not isinstance(val, int) or isinstance(val, bool):
             raise GenesisError(f"field 'consensus.{k}': must be an integer, got {val!r}")
     if not isinstance(g.app, dict):
         raise GenesisError("field 'app': must be an object")
+    try:
+        quotas.validate(g.app.get("quotas"))
+    except ValueError as exc:
+        raise GenesisError(str(exc)) from None
     try:
         g.config()
     except ValueError as exc:

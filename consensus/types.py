@@ -90,6 +90,9 @@ class Config:
     # replica at once
     forward_relay_ms: int = 500
     max_pending_requests: int = 100_000
+    # requests one client id may hold in the pool (any source); 0 = no bound. Set by the node
+    # from the genesis `app.quotas.max_pending` (Genesis.config), not from `consensus`
+    max_pending_per_client: int = 0
     # request bytes (plus per-object overhead) in the pending pool; each source (our clients,
     # each relaying replica) may hold 1/n of it, so one relay cannot fill the pool
     max_pending_bytes: int = 64 * 1024 * 1024
@@ -147,6 +150,8 @@ class Config:
                 self.max_request_bytes):
             raise ValueError("source_rate_bytes * source_burst_ms / 2 s must hold a request of "
                              "max_request_bytes")
+        if self.max_pending_per_client < 0:
+            raise ValueError("max_pending_per_client must be >= 0 (0 = no bound)")
         if self.dedup_window < 1:
             raise ValueError(f"dedup_window must be >= 1, got {self.dedup_window}")
         if self.max_clients < 1:

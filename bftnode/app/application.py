@@ -13,15 +13,15 @@ Imports: stdlib, msgspec, consensus (Request), storage.interface (StateReader), 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from consensus import Request
 from consensus.evidence import PROOF_KINDS
 from storage.interface import DepthGuarded, DepthLimit, StateReader
 
-from . import budgets, compaction, kv, lease_end, leases, locks
+from . import budgets, compaction, kv, lease_end, leases, locks, quotas
 from . import layout as L
 from . import ops as O
 from .errors import (
@@ -68,10 +68,15 @@ class KVApplication:
     `validators`: the chain's validator public keys (genesis). Evidence txs signed by one of
     them are recorded; others fail with PERMISSION. None = validator set not given: every
     well-formed evidence tx is recorded (it changes no state either way; convictions are
-    decided by consensus, which knows the keys)."""
+    decided by consensus, which knows the keys).
+    `params`: the genesis `app` object (quotas.py reads `quotas`; other keys are other
+    modules')."""
 
-    def __init__(self, validators: Iterable[bytes] | None = None) -> None:
+    def __init__(self, validators: Iterable[bytes] | None = None,
+                 params: Mapping[str, Any] | None = None) -> None:
         self.validators = None if validators is None else frozenset(validators)
+        self.params = dict(params or {})  # genesis `app`: each module reads its own keys
+        self.quotas = quotas.Limits.from_params(self.params)
 
     def check_tx(self, op: bytes) -> str | None:
         """Stateless validation: None if `op` parses and is well-formed, else the reason.
@@ -104,6 +109,7 @@ class KVApplication:
         for lease_id in leases.due(block, time_ms, budgets.LEASE_EXPIRIES_PER_BLOCK):
             ctx = TxContext(Overlay(block), rev + 1, height, time_ms, b"", -1)
             lease_end.expire(ctx, lease_id)
+            quotas.settle(ctx, None)  # only credits
             if guard is not None:  # never refused, but counted
                 guard.admit(ctx.state.puts(), _always)
             ctx.state.merge_into(block)
@@ -151,6 +157,7 @@ class KVApplication:
                 result = self._evidence(ctx, op)
             else:
                 result = _EXECUTORS[type(op)](ctx, op)
+            quotas.settle(ctx, self.quotas)
             result.setdefault("revision", ctx.revision if ctx.mutated else ctx.revision - 1)
             encoded = O.encode_result(result)
             budgets.check_result(len(encoded), result_cap)

@@ -4,13 +4,15 @@
     m/compact                  compacted revision
     m/compact_pass             a running compaction pass (compaction.py), absent when none
     m/height, m/time           last executed height and agreed block time
-    k/<key>                    live key:   msgpack [value, create_rev, mod_rev, version, lease]
+    k/<key>                    live key:   msgpack [value, create_rev, mod_rev, version, lease,
+                               owner] (owner: the client charged for it, quotas.py)
     h/<esc(key)>\\0\\0<rev8>     history:    same record; value nil = tombstone (deleted)
     l/<id8>                    lease:      msgpack map
     le/<deadline8><id8>        expiry index (processed in deadline, then id, order)
     lk/<id8><key>              keys attached to a lease
     ll/<id8><kind><name>       locks (kind L) and elections (kind E) a lease holds or waits on
     L/<name>, E/<name>         lock / election record: holder and FIFO queue
+    q/<client_id>              quota usage: msgpack [keys, bytes, leases] (quotas.py); absent = 0
     x/<replica8>               conviction: height(8) + kind, written by the evidence tx that
                                convicts (the first per replica), so snapshots carry it
 
@@ -37,6 +39,7 @@ LOCK_KIND = b"L"
 ELECTION_KIND = b"E"
 
 CONVICTION = b"x/"
+QUOTA = b"q/"
 
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()

@@ -80,7 +80,7 @@ def build_node(config: NodeConfig, *, app: Application | None = None,
             from bftnode.app import KVApplication
         except ImportError as exc:
             raise StartupError(f"bftnode.app.KVApplication is not available: {exc}") from exc
-        app = KVApplication(validators=genesis.replica_keys())
+        app = KVApplication(validators=genesis.replica_keys(), params=genesis.app)
     if transport is None:
         try:
             from network import Libp2pTransport, PeerSpec

@@ -28,7 +28,7 @@ _REJECTION_CODES = (
     ("bad client signature", "tx:bad-signature"), ("request_seq too old", "tx:seq-too-old"),
     ("rate limited", "tx:rate-limited"), ("expired", "tx:expired"),
     ("already pending", "tx:already-pending"), ("pool full", "tx:pool-full"),
-    ("duplicate", "tx:duplicate"),
+    ("duplicate", "tx:duplicate"), ("client quota", "tx:client-quota"),
 )
 
 

@@ -24,6 +24,8 @@ OVERLOADED = -32007  # server-side limit (too many subscriptions, queue full)
 RATE_LIMITED = -32008  # this client IP's read bucket is empty: data = {retry_after} (seconds)
 STALE_READ = -32009  # the node cannot serve min_height / max_lag_ms: data = {height, ...}
 PRUNED = -32010  # the block (or tx's block) is below the lowest height kept: data = {base_height}
+# the tx's client already has genesis app.quotas.max_pending requests in this node's pool
+CLIENT_QUOTA = -32013
 
 CODE_NAMES = {
     PARSE_ERROR: "parse_error",
@@ -41,7 +43,13 @@ CODE_NAMES = {
     RATE_LIMITED: "rate_limited",
     STALE_READ: "stale_read",
     PRUNED: "pruned",
+    CLIENT_QUOTA: "client_quota",
 }
+
+
+def rejection_code(reason: str) -> int:
+    """The code of a tx the node refused before ordering, by the pool's reason."""
+    return CLIENT_QUOTA if reason.startswith("client quota") else TX_REJECTED
 
 
 class RPCError(Exception):

@@ -33,6 +33,7 @@ from .errors import (
     TIMEOUT,
     TX_REJECTED,
     RPCError,
+    rejection_code,
 )
 from .params import (
     BlockchainParams,
@@ -350,7 +351,8 @@ async def on_broadcast_tx_sync(ctx: CallContext, p: BroadcastParams) -> Any:
 
 def _sync_result(ctx: CallContext, tx_hash: bytes, res: Any, enc: str) -> dict[str, Any]:
     if res.status == "rejected":
-        raise RPCError(TX_REJECTED, f"tx rejected: {res.reason}", {"hash": tx_hash.hex()})
+        raise RPCError(rejection_code(res.reason), f"tx rejected: {res.reason}",
+                       {"hash": tx_hash.hex()})
     out: dict[str, Any] = {"hash": tx_hash.hex(), "status": res.status}
     if res.status == "committed" and res.result is not None:
         out["tx"] = committed_tx_json(ctx, res.result, enc)
@@ -363,7 +365,8 @@ async def on_broadcast_tx_commit(ctx: CallContext, p: BroadcastCommitParams) -> 
     replayed tx (same client_id and request_seq) gets its ORIGINAL result."""
     tx_hash, res = await _submit(ctx, p.tx.request)
     if res.status == "rejected":
-        raise RPCError(TX_REJECTED, f"tx rejected: {res.reason}", {"hash": tx_hash.hex()})
+        raise RPCError(rejection_code(res.reason), f"tx rejected: {res.reason}",
+                       {"hash": tx_hash.hex()})
     if res.status == "committed" and res.result is not None:
         committed, replayed = res.result, True
     else:

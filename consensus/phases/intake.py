@@ -41,12 +41,17 @@ class IntakeMixin(ReplicaState):
             return "already pending"
         if len(self._pending) >= self.config.max_pending_requests:
             return "pool full"
+        cap = self.config.max_pending_per_client
+        if cap and self._pool_clients[req.client_id] >= cap:
+            return (f"client quota: this client already has {cap} requests pending "
+                    "(max_pending); wait for some to commit")
         src = self.id if source is None else source
         size = held_bytes(req)
         if self._pool_bytes[src] + size > self.pool_share_bytes:
             return "pool full"
         self._pool_bytes[src] += size
         self._pool_entry[key] = (src, size)
+        self._pool_clients[req.client_id] += 1
         self._pending[key] = (req, self._now)
         self._forwarded_ms[key] = self._now
         if req.valid_until:
@@ -219,6 +224,11 @@ class IntakeMixin(ReplicaState):
         if self._pending.pop(key, None) is not None:
             src, size = self._pool_entry.pop(key)
             self._pool_bytes[src] -= size
+            left = self._pool_clients[key[0]] - 1
+            if left:
+                self._pool_clients[key[0]] = left
+            else:
+                del self._pool_clients[key[0]]
         self._relay_due.pop(key, None)
         self._forwarded_ms.pop(key, None)
         self._expiring.discard(key)

@@ -1,0 +1,43 @@
+"""The per-client bound on the pending pool (Config.max_pending_per_client, from the genesis
+`app.quotas.max_pending`): a client with that many requests pending is refused `client quota`
+whatever source brings its requests, and gets room back as its requests leave the pool; other
+clients are not affected."""
+
+from __future__ import annotations
+
+from consensus import ClientRequest, Receive, Rejected
+from consensus.messages import Forward
+
+
+def test_a_client_at_its_pending_bound_is_refused_and_others_are_not(cluster_cls):
+    c = cluster_cls(max_pending_per_client=3, source_rate_requests=0, source_rate_bytes=0)
+    rep = c.replicas[1]
+    outs = [rep.step(ClientRequest(c.request(0, k))) for k in range(1, 5)]
+    assert all(not o.reply for o in outs[:3])
+    (refused,) = outs[3].reply
+    assert isinstance(refused, Rejected) and refused.reason.startswith("client quota")
+    assert "max_pending" in refused.reason and "3" in refused.reason
+    assert rep.pending_count == 3
+    # another client still gets in
+    assert not rep.step(ClientRequest(c.request(1, 1))).reply
+    assert rep.pending_count == 4
+
+
+def test_the_bound_counts_requests_relayed_by_peers_too(cluster_cls):
+    c = cluster_cls(max_pending_per_client=2, source_rate_requests=0, source_rate_bytes=0,
+                    forward_relay_ms=0)
+    backup = c.replicas[1]
+    reqs = tuple(c.request(7, k) for k in range(1, 6))
+    backup.step(Receive(3, c.auth(3).sign(Forward(reqs, 3))))
+    assert backup.pending_count == 2
+    assert backup.dropped["forwarded-request-not-admitted"] == 3
+
+
+def test_room_comes_back_as_the_clients_requests_commit(cluster_cls):
+    c = cluster_cls(max_pending_per_client=2, source_rate_requests=0, source_rate_bytes=0)
+    for k in range(1, 3):
+        c.submit(c.request(0, k), to=0)
+    assert c.run_until(lambda: len(c.executed_keys(0)) == 2)
+    assert c.replicas[0].pending_count == 0
+    out = c.replicas[0].step(ClientRequest(c.request(0, 3)))
+    assert not out.reply  # admitted: the first two left the pool
