@@ -69,7 +69,8 @@ class IntakeMixin(ReplicaState):
         reason = check_request(self.config, self.auth, req)
         if reason is None and not self._is_admitted(req):
             size = request_size(len(req.op))
-            if not self._rates.take(self.id, self._now, size, half=True):
+            light = not self._pool_clients[req.client_id]
+            if not self._rates.take(self.id, self._now, size, half=True, light=light):
                 self.dropped["client-request-over-rate"] += 1
                 reason = "rate limited"
             else:
@@ -95,7 +96,12 @@ class IntakeMixin(ReplicaState):
             return False
         # what we hold already costs the relay nothing (a re-forward is no flood)
         smallest = min((len(r.op) for r in reqs if not self._is_admitted(r)), default=None)
-        if smallest is None or self._rates.can_take(sender, self._now, request_size(smallest)):
+        if smallest is None or self._rates.can_take(sender, self._now, request_size(smallest),
+                                                    light=False):
+            return False
+        light = min((len(r.op) for r in reqs if not self._pool_clients[r.client_id]),
+                    default=None)
+        if light is not None and self._rates.can_take(sender, self._now, request_size(light)):
             return False
         held = sum(1 for r in reqs if self._is_admitted(r))  # only on the (cheap) drop path
         self.dropped["forwarded-request-over-rate"] += len(reqs) - held
@@ -110,7 +116,7 @@ class IntakeMixin(ReplicaState):
             return
         fresh = []
         room = self.pool_share_bytes - self._pool_bytes[sender]
-        for i, req in enumerate(fwd.requests):
+        for i, (req, light) in enumerate(self._light_first(fwd.requests)):
             if self._is_admitted(req):
                 self.dropped["forwarded-request-already-pending"] += 1
                 continue  # a relay of what we hold: no need to verify it again
@@ -118,7 +124,7 @@ class IntakeMixin(ReplicaState):
             if size > room:  # over the relay's pool share: dropped unverified (no CPU spent)
                 self.dropped["forwarded-request-over-share"] += 1
                 continue
-            if not self._rates.take(sender, self._now, request_size(len(req.op))):
+            if not self._rates.take(sender, self._now, request_size(len(req.op)), light=light):
                 # unverified, like the rest of this FORWARD: the bucket refills with time only
                 self.dropped["forwarded-request-over-rate"] += len(fwd.requests) - i
                 break
@@ -131,6 +137,22 @@ class IntakeMixin(ReplicaState):
         for req in fresh:
             if self._admit(req, sender) is not None:
                 self.dropped["forwarded-request-not-admitted"] += 1
+
+    def _light_first(self, reqs: tuple[Request, ...]) -> list[tuple[Request, bool]]:
+        """A FORWARD's requests, the first of each client with nothing pending here ("light")
+        ahead of the rest, each in relay order: the relay's admission rate goes to clients
+        that wait for one request before a flood's backlog (a flood's clients hold many)."""
+        seen: set[bytes] = set()
+        light: list[tuple[Request, bool]] = []
+        heavy: list[tuple[Request, bool]] = []
+        for req in reqs:
+            cid = req.client_id
+            if cid not in seen and not self._pool_clients[cid]:
+                seen.add(cid)
+                light.append((req, True))
+            else:
+                heavy.append((req, False))
+        return light + heavy
 
     def _forward_new(self, reqs: list[Request]) -> None:
         """Requests our clients just gave us. PBFT's relay: a backup sends them to the
