@@ -71,6 +71,9 @@ class Config:
     # slower machine makes fuller blocks instead of a queue of small ones (measured: p50 at
     # 200 tx/s 76-114 ms vs 153-261 ms with 4, saturated tx/s the same)
     max_in_flight: int = 1
+    # full batches in flight at most (0 = up to the high watermark): a new request waits for
+    # every batch in flight ahead of it, so a deep pipeline is latency under a backlog
+    max_full_in_flight: int = 0
     # a backup suspects the primary when a request of ours sees no progress this long
     # (request_timer.py), or at once when the primary falls silent: nothing heard from it for
     # 1.5 status intervals (primary_watch.py; a dead primary costs ~0.5-1 s, not this timer).
@@ -156,6 +159,8 @@ class Config:
             raise ValueError(f"dedup_window must be >= 1, got {self.dedup_window}")
         if self.max_clients < 1:
             raise ValueError(f"max_clients must be >= 1, got {self.max_clients}")
+        if self.max_full_in_flight < 0:
+            raise ValueError("max_full_in_flight must be >= 0 (0 = up to the high watermark)")
         if self.max_in_flight < 0:
             raise ValueError(f"max_in_flight must be >= 0 (0 = no cap), got {self.max_in_flight}")
 

@@ -42,11 +42,11 @@ PUT_P50_RATIO = 2.0
 @dataclass(frozen=True)
 class FloodSpec:
     flooders: int = 10  # client keys flooding
-    txs: int = 10_000  # pre-signed puts per flooding key (enough to last the flood)
+    txs: int = 20_000  # pre-signed puts per flooding key (enough to last the flood)
     batch: int = 50  # puts per JSON-RPC batch array
     value_bytes: int = 64
-    quiet_s: float = 15.0
-    flood_s: float = 30.0
+    quiet_s: float = 10.0
+    flood_s: float = 20.0
     honest_node: int = 1  # the node the well-behaved client talks to (0 = view 0's primary)
 
 
@@ -294,6 +294,8 @@ def add_client_flood_arguments(p: argparse.ArgumentParser) -> None:
                    help="the node the well-behaved client talks to (0 = the first primary)")
     p.add_argument("--max-pending", type=int, default=0, metavar="N",
                    help="genesis app.quotas.max_pending (0 = the default)")
+    p.add_argument("--consensus", action="append", default=[], metavar="NAME=INT",
+                   help="a genesis consensus parameter, e.g. max_full_in_flight=4 (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -307,10 +309,11 @@ def run_client_flood(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="client-flood-") as tmp:
         d = Path(tmp) / "net"
         base = free_port_base(8)
+        consensus = {k: int(v) for k, v in (c.split("=", 1) for c in args.consensus)}
         if args.max_pending:
-            create_local_chain(d, 4, base_port=base, log_level="warning")
+            create_local_chain(d, 4, base_port=base, log_level="warning", consensus=consensus)
             set_app_params(d, {"quotas": {"max_pending": args.max_pending}})
-        m = launcher.up(d, 4, base_port=base, log_level="warning")
+        m = launcher.up(d, 4, base_port=base, log_level="warning", consensus=consensus or None)
         try:
             urls = [n["rpc"] for n in m["nodes"]]
             with httpx.Client(timeout=30) as http:

@@ -41,3 +41,36 @@ def test_room_comes_back_as_the_clients_requests_commit(cluster_cls):
     assert c.replicas[0].pending_count == 0
     out = c.replicas[0].step(ClientRequest(c.request(0, 3)))
     assert not out.reply  # admitted: the first two left the pool
+
+
+# ---------------------------------------------------------------- light requests
+
+
+def test_heavy_requests_leave_the_bottom_of_a_bucket_to_light_ones():
+    from consensus.fair import SourceRates
+
+    rates = SourceRates(per_s=80, bytes_per_s=0, burst_ms=1_000, n=4)
+    heavy = 0
+    while rates.take(1, 0, 100, light=False):
+        heavy += 1
+    assert heavy == 70  # 80 tokens, the bottom eighth (10) kept
+    light = 0
+    while rates.take(1, 0, 100, light=True):
+        light += 1
+    assert light == 10
+    assert not rates.can_take(1, 0, 100, light=True)
+
+
+def test_a_flooding_clients_relay_still_passes_a_light_clients_request(cluster_cls):
+    # floor 8 requests/s, bucket 1 s deep: 7 for heavy requests, 1 kept for light ones
+    c = cluster_cls(source_rate_requests=8, source_rate_bytes=1024 * 1024,
+                    source_burst_ms=1_000, forward_relay_ms=0)
+    backup = c.replicas[1]
+    first = c.request(50, 1)
+    backup.step(Receive(3, c.auth(3).sign(Forward((first,), 3))))  # client 50 now pending
+    flood = tuple(c.request(50, k) for k in range(2, 40))
+    honest = c.request(60, 1)
+    # the honest request rides last in the relay's FORWARD, behind the flood
+    backup.step(Receive(3, c.auth(3).sign(Forward(flood + (honest,), 3))))
+    assert backup._is_admitted(honest)
+    assert backup.pending_count == 1 + 1 + 5  # the honest one first, the flood down to the reserve
