@@ -33,6 +33,7 @@ from .errors import (
     BadAnswer,
     BadSignature,
     ClientError,
+    ClientQuotaExceeded,
     ForgedAnswer,
     IncompleteAnswer,
     NoNodeAvailable,
@@ -56,5 +57,5 @@ __all__ = [
     "SeqAllocator", "StaleRead", "SubscriptionClosed", "TxFailed", "TxRejected", "TxTimeout", "VerificationError",
     "chain_info_from", "default_key_path", "load_or_create_key", "verify_commit_certificate",
     "ForgedAnswer", "IncompleteAnswer", "StaleAnswer", "ProofVerifier", "chain_from_genesis",
-    "find_genesis",
+    "find_genesis", "ClientQuotaExceeded",
 ]
