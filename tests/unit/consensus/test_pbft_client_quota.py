@@ -74,3 +74,23 @@ def test_a_flooding_clients_relay_still_passes_a_light_clients_request(cluster_c
     backup.step(Receive(3, c.auth(3).sign(Forward(flood + (honest,), 3))))
     assert backup._is_admitted(honest)
     assert backup.pending_count == 1 + 1 + 5  # the honest one first, the flood down to the reserve
+
+
+# ---------------------------------------------------------------- pipeline depth
+
+
+def _proposed(c) -> set[int]:
+    from consensus.messages import PrePrepare
+
+    return {m.seq for s, _, m in c.queue if s == 0 and isinstance(m, PrePrepare)}
+
+
+def test_max_full_in_flight_caps_the_full_batches_a_backlog_puts_in_flight(cluster_cls):
+    for cap, want in ((0, 5), (2, 2)):
+        c = cluster_cls(batch_max=2, max_full_in_flight=cap, source_rate_requests=0,
+                        source_rate_bytes=0)
+        for k in range(10):  # 5 full batches' worth, nothing delivered yet
+            c.step(0, ClientRequest(c.request(k, 1)))
+        assert len(_proposed(c)) == want, (cap, _proposed(c))
+        c.deliver_all()
+        assert c.run_until(lambda c=c: len(c.executed_keys(0)) == 10)  # the backlog drains
