@@ -126,6 +126,9 @@ def _add_start(sub: Any) -> None:
     p = sub.add_parser("start", help="run a validator until SIGINT/SIGTERM")
     p.add_argument("--home", required=True, type=Path)
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--insecure-rpc", action="store_true",
+                   help="serve the RPC in plain HTTP even on a non-loopback rpc_host (as "
+                        "insecure_rpc = true in the config; prefer rpc_tls_cert/rpc_tls_key)")
     p.set_defaults(func=run_start)
 
 
@@ -150,6 +153,10 @@ def run_start(args: argparse.Namespace,
     except ConfigError as exc:
         _err("start", str(exc))
         return EXIT_USAGE
+    if getattr(args, "insecure_rpc", False):  # `python -m testnet node` has no such flag
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, insecure_rpc=True)
     configure_logging(args.log_level or cfg.log_level, node_id=f"node{cfg.node_index}",
                       fmt=cfg.log_format)
     log = get_logger(node=cfg.node_index)
@@ -231,16 +238,25 @@ def _add_status(sub: Any) -> None:
     p.add_argument("--rpc", default="http://127.0.0.1:26657")
     p.add_argument("--json", action="store_true")
     p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--ca-file", metavar="FILE",
+                   help="PEM file of the CA(s) an https:// node is checked against")
     p.set_defaults(func=run_status)
 
 
-def rpc_call(url: str, method: str, params: dict | None = None, timeout: float = 5.0) -> Any:
+def rpc_call(url: str, method: str, params: dict | None = None, timeout: float = 5.0,
+             ca_file: str | None = None) -> Any:
     """One JSON-RPC 2.0 call; raises RuntimeError with a clear message."""
     import httpx
 
+    from .client.tls import http_verify
+
     body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params or {}}
     try:
-        r = httpx.post(url, json=body, timeout=timeout)
+        verify = http_verify(ca_file)
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
+    try:
+        r = httpx.post(url, json=body, timeout=timeout, verify=verify)
     except httpx.HTTPError as exc:
         raise RuntimeError(f"cannot reach {url}: {exc}") from exc
     try:
@@ -255,7 +271,7 @@ def rpc_call(url: str, method: str, params: dict | None = None, timeout: float =
 
 def run_status(args: argparse.Namespace) -> int:
     try:
-        st = rpc_call(args.rpc, "status", timeout=args.timeout)
+        st = rpc_call(args.rpc, "status", timeout=args.timeout, ca_file=args.ca_file)
     except RuntimeError as exc:
         _err("status", str(exc))
         return EXIT_FAIL

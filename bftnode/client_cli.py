@@ -2,10 +2,11 @@
 
 Owns the client subcommands and their output: human text by default, exactly one JSON object
 on stdout with `--json` (errors too: {"error": {...}}). Common options (`--rpc URL`, repeatable
-for failover; `--key FILE`, created on first use; `--json`; `--timeout`; `--genesis FILE`, the
-pinned validator set; `--trust-node`) may be given before or after the subcommand. Reads are
+for failover, http:// or https://; `--key FILE`, created on first use; `--json`; `--timeout`;
+`--genesis FILE`, the pinned validator set; `--ca-file FILE`, the CAs an https:// node is
+checked against; `--trust-node`) may be given before or after the subcommand. Reads are
 verified against the pinned set, and refused without one unless `--trust-node`. Exit codes: 0 ok, 1 failed (node error, rejected/failed tx, timeout),
-2 usage. Imports: stdlib, bftnode.client, bftnode.app.ops (lazily). Must not import trio.
+2 usage. `auth …`: bftnode.client_cli_auth. Imports: stdlib, bftnode.client, bftnode.app.ops (lazily). Must not import trio.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import os
 import sys
 from collections.abc import Callable
 from typing import Any
+
+from .client_cli_auth import add_auth_arguments
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 TARGETS = ("value", "version", "create", "mod", "lease")
@@ -39,6 +42,10 @@ def _common(p: argparse.ArgumentParser, top: bool) -> None:
                    help="the chain's genesis file: pins the validator set every answer is "
                         "verified against (default $BFTNODE_GENESIS, or genesis.json in the "
                         "client home: $BFTNODE_HOME or ~/.bftnode)",
+                   **({"default": None} if top else d))
+    p.add_argument("--ca-file", metavar="FILE",
+                   help="PEM file of the CA(s) an https:// node's certificate is checked "
+                        "against (default: the system's trust store)",
                    **({"default": None} if top else d))
     p.add_argument("--trust-node", action="store_true",
                    help="read without verifying proofs (trusts the node that answers)",
@@ -162,6 +169,7 @@ def add_client_arguments(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--from-revision", type=int)
     p.add_argument("--from-height", type=int)
     p.add_argument("--count", type=int, default=0, help="stop after N events")
+    add_auth_arguments(sub, _common, run_client)
     client.set_defaults(func=run_client, client_func=None)
     return client
 
@@ -392,7 +400,7 @@ def run_client(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         with Client(_urls(args), args.key_file, timeout=args.timeout, genesis=genesis,
-                    trust_node=trust) as c:
+                    trust_node=trust, ca_file=args.ca_file) as c:
             out = func(c, args)
     except (ClientError, KeyFileError, ValueError) as exc:
         code = getattr(exc, "code", None)

@@ -1,8 +1,9 @@
 """Node configuration: one TOML file per node home directory, validated once.
 
 Owns `NodeConfig` (home dir, node index, chain id, p2p listen multiaddr, RPC host/port, log
-level, key/genesis/data paths, storage and RPC limits), `load_config` / `write_config`. A bad
-field gives `ConfigError` naming the file and the field. A node config knows nothing of
+level, key/genesis/data paths, storage and RPC limits, RPC TLS files), `load_config` /
+`write_config`. A bad field gives `ConfigError` naming the file and the field (the TLS files
+themselves are checked at start-up: bftnode.node.rpc_security). A node config knows nothing of
 Byzantine strategies or link faults: those are testnet-only, given to `python -m testnet node`.
 Imports: stdlib, tomli_w. Must not import trio, consensus internals or network; from storage only the
 constants of storage.interface (COMPRESSIONS).
@@ -109,6 +110,11 @@ class NodeConfig:
     health_view_change_s: float = 10.0
     health_stall_s: float = 10.0
     health_max_behind_blocks: int = 50
+    # RPC over TLS (docs/operations.md, "TLS"): PEM certificate chain and private key ("" =
+    # plain HTTP). Plain HTTP binds only a loopback rpc_host unless insecure_rpc is set
+    rpc_tls_cert: str = ""
+    rpc_tls_key: str = ""
+    insecure_rpc: bool = False
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -128,6 +134,13 @@ class NodeConfig:
     @property
     def data_path(self) -> Path:
         return self.path(self.data_dir)
+
+    @property
+    def rpc_tls(self) -> tuple[Path, Path] | None:
+        """(certificate, key) paths when the RPC serves TLS, else None."""
+        if not self.rpc_tls_cert:
+            return None
+        return self.path(self.rpc_tls_cert), self.path(self.rpc_tls_key)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -207,6 +220,14 @@ def _validate_rpc(c: NodeConfig) -> None:
         _check_type(name, getattr(c, name), int)
         if not 1 <= getattr(c, name) <= 1_000_000:
             raise ConfigError(f"field '{name}': must be 1..1000000, got {getattr(c, name)}")
+    for name in ("rpc_tls_cert", "rpc_tls_key"):
+        _check_type(name, getattr(c, name), str)
+    _check_type("insecure_rpc", c.insecure_rpc, bool)
+    if bool(c.rpc_tls_cert) != bool(c.rpc_tls_key):
+        given, missing = (("rpc_tls_cert", "rpc_tls_key") if c.rpc_tls_cert
+                          else ("rpc_tls_key", "rpc_tls_cert"))
+        raise ConfigError(f"field '{missing}': must be set too when '{given}' is (TLS needs "
+                          "both the certificate and its private key)")
     _validate_reads(c)
 
 

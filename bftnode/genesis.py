@@ -2,8 +2,8 @@
 
 Owns `Genesis` (JSON on disk, validated once with messages naming the bad field), its hash
 (BLAKE2b-256 of the canonical JSON) and the signature domain derived from the chain id.
-Imports: stdlib, consensus, bftnode.app.quotas. Must not import trio, storage or network
-(beyond the app's state types).
+Imports: stdlib, consensus; bftnode.app's param validators only for a genesis with `app`.
+Must not import trio, storage or network otherwise.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from consensus import Config, digest
-
-from .app import quotas
 
 _CHAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CONFIG_FIELDS = {f.name: f.type for f in dataclasses.fields(Config)}
@@ -55,8 +53,10 @@ class Genesis:
 
     # -- derived values
     def config(self) -> Config:
+        from bftnode.app.quotas import Limits  # lazily, as in _validate
+
         # the pool's per-client bound is an application quota (app.quotas.max_pending)
-        pending = (self.app.get("quotas") or {}).get("max_pending", quotas.Limits().max_pending)
+        pending = (self.app.get("quotas") or {}).get("max_pending", Limits().max_pending)
         return Config(n=len(self.validators), max_pending_per_client=pending, **self.consensus)
 
     def canonical_bytes(self) -> bytes:
@@ -188,10 +188,14 @@ def _validate(g: Genesis) -> None:
             raise GenesisError(f"field 'consensus.{k}': must be an integer, got {val!r}")
     if not isinstance(g.app, dict):
         raise GenesisError("field 'app': must be an object")
-    try:
-        quotas.validate(g.app.get("quotas"))
-    except ValueError as exc:
-        raise GenesisError(str(exc)) from None
+    if g.app:  # lazily: the app's modules are needed only by a genesis with app params
+        from bftnode.app import auth, quotas
+
+        try:
+            auth.check_params(g.app)
+            quotas.validate(g.app.get("quotas"))
+        except ValueError as exc:
+            raise GenesisError(str(exc)) from None
     try:
         g.config()
     except ValueError as exc:
@@ -203,8 +207,10 @@ def make_genesis(
     validators: list[tuple[bytes, str]],
     genesis_time_ms: int = 0,
     consensus: dict[str, Any] | None = None,
+    app: dict[str, Any] | None = None,
 ) -> Genesis:
-    """Build a genesis from (public_key, multiaddr) pairs in index order."""
+    """Build a genesis from (public_key, multiaddr) pairs in index order; `app`: application
+    parameters (admins, permission checks, quotas)."""
     return Genesis(
         chain_id=chain_id,
         genesis_time_ms=genesis_time_ms,
@@ -213,4 +219,5 @@ def make_genesis(
             for i, (pk, addr) in enumerate(validators)
         ),
         consensus=dict(consensus or {}),
+        app=dict(app or {}),
     )

@@ -79,10 +79,12 @@ def create_local_chain(
     consensus: dict[str, Any] | None = None,
     log_level: str = "info",
     hosts: list[str] | None = None,
+    app: dict[str, Any] | None = None,
 ) -> list[NodeConfig]:
     """Create `root/node0..node{n-1}` homes for one new chain, node i listening (p2p and RPC)
-    on `hosts[i]` (default 127.0.0.1). If the homes already exist for the same n, their
-    configs are returned unchanged (same chain: a restart)."""
+    on `hosts[i]` (default 127.0.0.1), its genesis carrying `app` (application parameters).
+    If the homes already exist for the same n, their configs are returned unchanged (same
+    chain: a restart)."""
     r = Path(root).resolve()
     homes = [r / f"node{i}" for i in range(n)]
     if all((h / CONFIG_FILE).exists() for h in homes):
@@ -105,6 +107,7 @@ def create_local_chain(
          for i, k in enumerate(keys)],
         genesis_time_ms=time.time_ns() // 1_000_000,
         consensus=consensus,
+        app=app,
     )
     cfgs = []
     for i, (h, k) in enumerate(zip(homes, keys, strict=True)):

@@ -52,7 +52,12 @@ DEFAULT_RETAIN = 100
 CACHE_NODES = 200_000  # two generations of at most half each (see AuthTree._cache_put)
 _LEAF_HDR = struct.Struct(">BI")
 _INT = struct.Struct(">BII12s12s32s12s32s")
-DEEP = 200_000  # recursion limit while walking the tree (see AuthTree._deep)
+# Recursion limit while walking the tree (see _deep). Walks recurse once per level, at most
+# merkle_depth.MAX_STATE_DEPTH (256). The limit is process-wide and C decoders (msgspec)
+# recurse on the C stack up to it, so it must stay where a hostile nested frame decoded in
+# another thread still ends in RecursionError, not a segfault (5,000 measured safe on 8 MB
+# thread stacks; 200,000 is not).
+DEEP = 3_000
 
 # (ref, hash) of a subtree; None = empty
 Sub = tuple[bytes, bytes] | None
@@ -69,9 +74,8 @@ _deep_saved = 0
 
 @contextmanager
 def _deep() -> Iterator[None]:
-    """Walks recurse once per tree level, and keys that share long prefixes (up to 4 KiB
-    app keys: ~65,000 bits) can make a path that deep: the recursion limit is raised while
-    any walk runs (Python-to-Python calls do not use the C stack since 3.11)."""
+    """Walks recurse once per tree level: at most MAX_STATE_DEPTH (256) levels plus the
+    caller's frames. The limit is raised to DEEP while any walk runs, for headroom only."""
     global _deep_users, _deep_saved
     with _deep_lock:
         if _deep_users == 0:

@@ -1006,7 +1006,7 @@ def run_scenario(sc: Scenario, d: Path | None = None, *, base_port: int | None =
                                                                sc.byzantine.items()},
                               "dir": str(d), "netns": netns}
     try:
-        m = launcher.up(d, sc.nodes, base_port=base_port, byzantine=sc.byzantine,
+        m = launcher.up(d, sc.nodes, open_chain=True, base_port=base_port, byzantine=sc.byzantine,
                         consensus=sc.consensus, log_level="info", netns=netns)
         run = Run(sc, d, m, fake_acks=fake_acks)
     except (launcher.LauncherError, httpx.HTTPError) as exc:

@@ -814,7 +814,7 @@ def _bench_once(args: argparse.Namespace) -> dict[str, Any]:
             tmp = d if not args.dir else None
             if not args.json:
                 print(f"starting {args.nodes} nodes in {d} ...", file=sys.stderr)
-            m = launcher.up(d, args.nodes, base_port=args.base_port, log_level="warning",
+            m = launcher.up(d, args.nodes, open_chain=True, base_port=args.base_port, log_level="warning",
                             consensus=_consensus_overrides(args.consensus) or None,
                             compression=getattr(args, "compression", None),
                             fsync=False if getattr(args, "no_fsync", False) else None,

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     d = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="bftnode-catchup-"))
     out: dict[str, Any] = {"txs": args.txs, "retain_blocks": args.retain}
     try:
-        m = launcher.up(d, 4, base_port=args.base_port, log_level="warning",
+        m = launcher.up(d, 4, open_chain=True, base_port=args.base_port, log_level="warning",
                         authenticated_state=True)
         urls = [n["rpc"] for n in m["nodes"]]
         t0 = time.monotonic()

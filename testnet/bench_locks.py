@@ -558,7 +558,7 @@ def run(args: argparse.Namespace) -> int:
             from testnet import launcher
 
             kw = {"base_port": args.base_port} if args.base_port else {}
-            m = launcher.up(d, args.nodes, log_level="warning", **kw)
+            m = launcher.up(d, args.nodes, open_chain=True, log_level="warning", **kw)
             urls = [n["rpc"] for n in m["nodes"]]
         else:
             urls = args.url

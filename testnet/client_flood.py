@@ -17,7 +17,6 @@ testnet.launcher, testnet.ports.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import multiprocessing
 import tempfile
@@ -271,17 +270,6 @@ def failures(fig: dict[str, Any]) -> list[str]:
     return out
 
 
-def set_app_params(d: Path, app: dict[str, Any]) -> None:
-    """Give a testnet created in `d` (not started yet) genesis application parameters."""
-    from bftnode.config import load_config
-    from bftnode.genesis import load_genesis
-
-    homes = sorted(p for p in d.iterdir() if p.is_dir() and p.name.startswith("node"))
-    for h in homes:
-        path = load_config(h).genesis_path
-        dataclasses.replace(load_genesis(path), app=app).write(path)
-
-
 def add_client_flood_arguments(p: argparse.ArgumentParser) -> None:
     d = FloodSpec()
     p.add_argument("--flooders", type=int, default=d.flooders, help="flooding client keys")
@@ -310,10 +298,11 @@ def run_client_flood(args: argparse.Namespace) -> int:
         d = Path(tmp) / "net"
         base = free_port_base(8)
         consensus = {k: int(v) for k, v in (c.split("=", 1) for c in args.consensus)}
-        if args.max_pending:
-            create_local_chain(d, 4, base_port=base, log_level="warning", consensus=consensus)
-            set_app_params(d, {"quotas": {"max_pending": args.max_pending}})
-        m = launcher.up(d, 4, base_port=base, log_level="warning", consensus=consensus or None)
+        if args.max_pending:  # an open chain (no permission checks) with that bound
+            create_local_chain(d, 4, base_port=base, log_level="warning", consensus=consensus,
+                               app={"quotas": {"max_pending": args.max_pending}})
+        m = launcher.up(d, 4, base_port=base, log_level="warning", consensus=consensus or None,
+                        open_chain=True)
         try:
             urls = [n["rpc"] for n in m["nodes"]]
             with httpx.Client(timeout=30) as http:

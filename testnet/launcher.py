@@ -9,7 +9,9 @@ the home's adversary) on 127.0.0.1, or with `--netns` inside its own network nam
 own address (testnet/netns.py; the manifest's `netns` names them), in its own session so a Ctrl-C in
 the launcher's terminal reaches only the launcher, which then stops the nodes (SIGTERM, then
 SIGKILL after a grace period). Re-running `up` on an existing DIR restarts the same chain.
-Imports: stdlib, httpx, rich, bftnode, testnet.adversary.
+`up --tls` serves every RPC over TLS with DIR/tls/ (testnet/tls_certs.py: a CA, ca.pem, and a
+certificate per node); the manifest's nodes then carry https URLs and `ca_file`.
+Imports: stdlib, httpx, rich, bftnode, testnet.adversary, testnet.tls_certs (lazily).
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bftnode.config import ConfigError, write_config
+from bftnode.config import CONFIG_FILE, ConfigError, write_config
 from bftnode.genesis import load_genesis
 from bftnode.home import DEFAULT_BASE_PORT, HomeError, create_local_chain
+from bftnode.keys import generate_key_file, load_key_file
 from testnet import netns as ns
 from testnet.adversary.node import (
     Adversary,
@@ -40,6 +43,7 @@ from testnet.adversary.node import (
 )
 
 MANIFEST = "testnet.json"
+ADMIN_KEY = "admin.key"  # DIR/admin.key: the client key the genesis names admin (app.admins)
 READY_TIMEOUT_S = 60.0
 LINK_FAULTS_FILE = "link-faults.json"  # per node home; see testnet/adversary/link_faults.py
 STOP_GRACE_S = 10.0
@@ -175,11 +179,15 @@ def stop_pid(pid: int | None, home: str | None, hard: bool = False,
     return False
 
 
-def rpc(url: str, method: str, params: dict | None = None, timeout: float = 2.0) -> Any:
+def rpc(url: str, method: str, params: dict | None = None, timeout: float = 2.0,
+        ca_file: str | None = None) -> Any:
     import httpx
 
+    from bftnode.client.tls import http_verify
+
     r = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method,
-                              "params": params or {}}, timeout=timeout)
+                              "params": params or {}}, timeout=timeout,
+                   verify=http_verify(ca_file))
     data = r.json()
     if "error" in data:
         raise LauncherError(f"{method}: {data['error'].get('message')}")
@@ -192,7 +200,7 @@ def node_status(node: dict[str, Any], timeout: float = 1.0) -> dict[str, Any]:
                            "alive": alive, "rpc": node["rpc"]}
     if alive:
         try:
-            st = rpc(node["rpc"], "status", timeout=timeout)
+            st = rpc(node["rpc"], "status", timeout=timeout, ca_file=node.get("ca_file"))
             row.update({k: st.get(k) for k in ("height", "view", "primary", "peers",
                                                "in_view_change", "last_block_hash",
                                                "txs_committed", "why")})
@@ -221,7 +229,7 @@ def wait_ready(m: dict[str, Any], indices: list[int] | None = None,
                 _reap()
                 raise LauncherError(f"node {i} exited during start-up:\n{tail(n['log'], 15)}")
             try:
-                st = rpc(n["rpc"], "status", timeout=0.5)
+                st = rpc(n["rpc"], "status", timeout=0.5, ca_file=n.get("ca_file"))
             except Exception:
                 continue
             if n.get("node_id") and st.get("node_id") not in (None, n["node_id"]):
@@ -272,9 +280,15 @@ def add_up_arguments(p: argparse.ArgumentParser) -> None:
                    default=None,
                    help="the nodes keep the state tree, certify its roots and answer reads "
                         "with proofs (config.toml `authenticated_state`; default: the node's)")
+    p.add_argument("--tls", action="store_true",
+                   help="serve every RPC over TLS with certificates of a new testnet CA "
+                        "(DIR/tls/ca.pem: give clients --ca-file; docs/operations.md)")
     p.add_argument("--netns", action="store_true",
                    help="each node in its own network namespace on its own 10.77.x.y address "
                         "(needs root; docs/operations.md)")
+    p.add_argument("--open", action="store_true",
+                   help="dev only: a new testnet without permission checks or admin key "
+                        "(any client key may write anything; docs/consistency.md)")
 
 
 def _parse_byzantine(specs: list[str], n: int) -> dict[int, list[str]]:
@@ -299,7 +313,8 @@ def run_up(args: argparse.Namespace) -> int:
                log_level=args.log_level, chain_id=args.chain_id, consensus=consensus or None,
                compression=args.compression, fsync=False if args.no_fsync else None,
                max_open_files=args.max_open_files, netns=args.netns,
-               authenticated_state=args.authenticated_state)
+               authenticated_state=args.authenticated_state, tls=args.tls,
+               open_chain=args.open)
     except ns.NetnsError as exc:
         print(f"testnet up: {exc}", file=sys.stderr)
         return 2
@@ -310,6 +325,10 @@ def run_up(args: argparse.Namespace) -> int:
     for n in m["nodes"]:
         byz_note = f"  byzantine: {','.join(n['byzantine'])}" if n["byzantine"] else ""
         print(f"  node{n['index']}  pid {n['pid']}  rpc {n['rpc']}  p2p {n['p2p']}{byz_note}")
+    ca = m["nodes"][0].get("ca_file")
+    if ca:
+        print(f"RPC over TLS: clients trust {ca} (--ca-file / ca_file=)")
+    print(_auth_note(m))
     if args.detach:
         print(f"stop with: python -m testnet down --dir {args.dir}")
         return 0
@@ -334,11 +353,15 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
        ready_timeout: float = READY_TIMEOUT_S,
        compression: str | None = None, fsync: bool | None = None,
        max_open_files: int | None = None,
-       authenticated_state: bool | None = None, netns: bool = False) -> dict[str, Any]:
+       authenticated_state: bool | None = None, netns: bool = False,
+       tls: bool = False, open_chain: bool = False) -> dict[str, Any]:
     """Create (or reuse) the testnet in `d`, start every node, wait until all answer RPC and
     return the manifest. `compression`/`fsync`/`max_open_files`/`authenticated_state` None:
     keep each node's config. `netns`: every node in its own network namespace (root only).
-    Raises LauncherError, or NetnsError for a namespace problem."""
+    `tls`: every RPC over TLS (`tls_certs.write_testnet_tls`; a restart keeps the configs).
+    A new testnet's genesis names DIR/admin.key its admin with permission checks on (the
+    manifest's `admin_key`); `open_chain` (dev only, `--open`): no admin, checks off. A reused
+    DIR keeps its genesis. Raises LauncherError, or NetnsError for a namespace problem."""
     d = Path(d).resolve()
     old_m = read_manifest(d) if manifest_path(d).exists() else None
     if old_m is not None:
@@ -350,10 +373,14 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
     if netns:
         plan = ns.plan_for(d, n, old_m.get("netns") if old_m else None)
     d.mkdir(parents=True, exist_ok=True)
+    new = not (d / "node0" / CONFIG_FILE).exists()
     cfgs = create_local_chain(d, n, base_port=base_port, log_level=log_level,
                               chain_id=chain_id, consensus=consensus,
-                              hosts=[plan.addr(i) for i in range(n)] if plan else None)
+                              hosts=[plan.addr(i) for i in range(n)] if plan else None,
+                              app=_admin_app(d) if new and not open_chain else None)
     ns.check_hosts(d, [c.p2p_listen for c in cfgs], plan)
+    if tls:
+        cfgs = _with_tls(d, cfgs)
     advs = []
     for i, c in enumerate(cfgs):
         # a restart may change who misbehaves; every testnet node accepts link faults
@@ -366,10 +393,12 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
         fs = c.fsync if fsync is None else fsync
         mof = c.max_open_files if max_open_files is None else max_open_files
         auth = c.authenticated_state if authenticated_state is None else authenticated_state
-        if (c.compression, c.fsync, c.max_open_files, c.authenticated_state) != (
-                comp, fs, mof, auth):
+        # a --netns node binds its RPC on the namespace bridge's private address
+        insecure = c.insecure_rpc or plan is not None
+        if (c.compression, c.fsync, c.max_open_files, c.authenticated_state,
+                c.insecure_rpc) != (comp, fs, mof, auth, insecure):
             cfgs[i] = dataclasses.replace(c, compression=comp, fsync=fs, max_open_files=mof,
-                                          authenticated_state=auth)
+                                          authenticated_state=auth, insecure_rpc=insecure)
             write_config(cfgs[i])
     genesis = load_genesis(cfgs[0].genesis_path)
     shutil.copyfile(cfgs[0].genesis_path, d / "genesis.json")  # what clients pin
@@ -379,14 +408,17 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
             "index": c.node_index,
             "node_id": genesis.validators[c.node_index].public_key,
             "pid": None,
-            "rpc": f"http://{c.rpc_host}:{c.rpc_port}",
+            "rpc": f"{'https' if c.rpc_tls else 'http'}://{c.rpc_host}:{c.rpc_port}",
+            "ca_file": str(d / TLS_CA) if c.rpc_tls else None,
             "p2p": c.p2p_listen,
             "home": str(c.home),
             "log": str(c.home / "node.log"),
             "byzantine": list(adv.byzantine),
         })
+    admin = d / ADMIN_KEY
     m = {"chain_id": genesis.chain_id, "dir": str(d), "genesis_hash": genesis.hash().hex(),
-         "nodes": nodes}
+         "nodes": nodes, "auth_enabled": bool(genesis.app.get("auth_enabled")),
+         "admin_key": str(admin) if genesis.app.get("admins") and admin.exists() else None}
     if plan is not None:
         m["netns"] = plan.to_dict()
         for node in nodes:
@@ -402,6 +434,43 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
         down(d)
         raise
     return m
+
+
+TLS_CA = "tls/ca.pem"  # of a `--tls` testnet, under DIR (testnet.tls_certs)
+
+
+def _with_tls(d: Path, cfgs: list[Any]) -> list[Any]:
+    """The configs serving TLS with DIR/tls's certificates (made on the first `--tls`)."""
+    from testnet.tls_certs import CA_FILE, write_testnet_tls
+
+    tls_dir = d / "tls"
+    assert d / TLS_CA == tls_dir / CA_FILE
+    if not (tls_dir / CA_FILE).exists():
+        write_testnet_tls(d, [c.rpc_host for c in cfgs])
+    out = []
+    for i, c in enumerate(cfgs):
+        cert, key = str(tls_dir / f"node{i}.pem"), str(tls_dir / f"node{i}.key")
+        if (c.rpc_tls_cert, c.rpc_tls_key) != (cert, key):
+            c = dataclasses.replace(c, rpc_tls_cert=cert, rpc_tls_key=key)
+            write_config(c)
+        out.append(c)
+    return out
+
+
+def _admin_app(d: Path) -> dict[str, Any]:
+    """The genesis `app` of a new testnet: DIR/admin.key (kept if there) is the admin and
+    permission checks are on."""
+    p = d / ADMIN_KEY
+    key = load_key_file(p) if p.exists() else generate_key_file(p)
+    return {"admins": [key.public_key.hex()], "auth_enabled": True}
+
+
+def _auth_note(m: dict[str, Any]) -> str:
+    if m.get("admin_key"):
+        return (f"admin key: {m['admin_key']} (permission checks "
+                f"{'on' if m.get('auth_enabled') else 'off'}: other client keys need a role; "
+                f"bftnode client --key {m['admin_key']} auth ...)")
+    return "permission checks off: any client key may write anything (dev only)"
 
 
 # ---------------------------------------------------------------- live table

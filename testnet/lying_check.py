@@ -99,7 +99,7 @@ def run_lying_reads(reads: int = 1000, d: Path | None = None, base_port: int | N
     d = Path(tempfile.mkdtemp(prefix="lying-reads-")) if d is None else d
     kw = {} if base_port is None else {"base_port": base_port}
     say(f"starting a 4-node testnet in {d} (node {LIAR}: lying-reads)")
-    m = launcher.up(d, 4, byzantine={LIAR: ["lying-reads"]}, authenticated_state=True, **kw)
+    m = launcher.up(d, 4, open_chain=True, byzantine={LIAR: ["lying-reads"]}, authenticated_state=True, **kw)
     try:
         urls = [n["rpc"] for n in m["nodes"]]
         homes = [Path(n["home"]) for n in m["nodes"]]

@@ -263,7 +263,7 @@ def run_read_flood(args: argparse.Namespace) -> int:
                      chain_batch=args.chain_batch, quiet_s=args.quiet, flood_s=args.duration)
     with tempfile.TemporaryDirectory(prefix="read-flood-") as tmp:
         d = Path(tmp) / "net"
-        m = launcher.up(d, 4, base_port=free_port_base(8), log_level="warning")
+        m = launcher.up(d, 4, open_chain=True, base_port=free_port_base(8), log_level="warning")
         try:
             urls = [n["rpc"] for n in m["nodes"]]
             seed(urls[0], Path(tmp), spec.keys, spec.value_bytes)

@@ -21,7 +21,7 @@ from consensus import Request
 from consensus.evidence import PROOF_KINDS
 from storage.interface import DepthGuarded, DepthLimit, StateReader
 
-from . import budgets, compaction, kv, lease_end, leases, locks, quotas
+from . import auth, auth_ops, budgets, compaction, kv, lease_end, leases, locks, quotas
 from . import layout as L
 from . import ops as O
 from .errors import (
@@ -69,13 +69,14 @@ class KVApplication:
     them are recorded; others fail with PERMISSION. None = validator set not given: every
     well-formed evidence tx is recorded (it changes no state either way; convictions are
     decided by consensus, which knows the keys).
-    `params`: the genesis `app` object (quotas.py reads `quotas`; other keys are other
-    modules')."""
+    `params`: genesis `app` (admins and permission checks: auth.py; per-client limits:
+    quotas.py; other keys are for their own modules)."""
 
     def __init__(self, validators: Iterable[bytes] | None = None,
                  params: Mapping[str, Any] | None = None) -> None:
         self.validators = None if validators is None else frozenset(validators)
-        self.params = dict(params or {})  # genesis `app`: each module reads its own keys
+        self.params = dict(params or {})
+        self.auth = auth.Auth(self.params)
         self.quotas = quotas.Limits.from_params(self.params)
 
     def check_tx(self, op: bytes) -> str | None:
@@ -153,6 +154,7 @@ class KVApplication:
         the same code on the same state, so they all answer alike)."""
         try:
             op = O.decode_op(op_bytes)
+            self.auth.check(ctx, op)  # PERMISSION before anything runs
             if isinstance(op, O.Evidence):
                 result = self._evidence(ctx, op)
             else:
@@ -186,6 +188,9 @@ class KVApplication:
             ctx.state.put(key, L.u64(ctx.height) + op.kind.encode())
         return {"evidence": "recorded", "accused": op.accused, "kind": op.kind}
 
+    def _q_auth_status(self, state: StateReader, p: dict, info: dict) -> dict:
+        return self.auth.status(state, info)
+
     def convictions(self, state: StateReader) -> list[tuple[int, int, str]]:
         """(replica, height, kind) of the convictions recorded in `state` (a node that
         installed a snapshot learns them here)."""
@@ -197,6 +202,8 @@ class KVApplication:
         """Read-only queries over one consistent state; raises AppError(code, message).
         A query reads within the tx budget (budgets.py): a larger read fails BUDGET_EXCEEDED."""
         fn = _QUERIES.get(method)
+        if method == "auth_status":
+            fn = self._q_auth_status
         if fn is None:
             raise AppError(UNKNOWN_METHOD, f"unknown query method {method!r}")
         try:
@@ -286,6 +293,7 @@ _EXECUTORS: dict[type, Callable[[TxContext, object], dict]] = {
     ),
     O.Proclaim: lambda ctx, op: locks.proclaim(ctx, op.name, op.token, op.value),
     O.Resign: lambda ctx, op: locks.release(ctx, L.ELECTION_KIND, op.name, op.token),
+    **auth_ops.EXECUTORS,
 }
 
 
@@ -401,4 +409,4 @@ _QUERIES: dict[str, Callable[[StateReader, dict, dict], dict]] = {
     "election_leader": _q_election_leader,
     "revision": _q_revision,
 }
-QUERY_METHODS = tuple(_QUERIES)
+QUERY_METHODS = (*_QUERIES, "auth_status")  # auth_status: KVApplication._q_auth_status

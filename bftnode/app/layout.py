@@ -13,6 +13,9 @@
     ll/<id8><kind><name>       locks (kind L) and elections (kind E) a lease holds or waits on
     L/<name>, E/<name>         lock / election record: holder and FIFO queue
     q/<client_id>              quota usage: msgpack [keys, bytes, leases] (quotas.py); absent = 0
+    a/r/<role>                 permission role: msgpack [[perm bits, key, range_end], ...]
+    a/u/<client32>             roles bound to a client key: msgpack sorted [role, ...]
+    a/on                       permission checks on (1) / off (0); absent = genesis default
     x/<replica8>               conviction: height(8) + kind, written by the evidence tx that
                                convicts (the first per replica), so snapshots carry it
 
@@ -40,6 +43,9 @@ ELECTION_KIND = b"E"
 
 CONVICTION = b"x/"
 QUOTA = b"q/"
+AUTH_ROLE = b"a/r/"
+AUTH_USER = b"a/u/"
+AUTH_ON = b"a/on"
 
 _enc = msgspec.msgpack.Encoder()
 _dec = msgspec.msgpack.Decoder()

@@ -149,6 +149,62 @@ class Resign(_Op, tag="resign"):
     token: Positive
 
 
+# ---------------------------------------------------------------- permissions (auth.py)
+
+RoleName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+ClientKey = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+Perm = Literal["read", "write", "readwrite"]
+AnyKey = Annotated[bytes, msgspec.Meta(max_length=MAX_KEY_BYTES)]
+
+
+class AuthRoleAdd(_Op, tag="auth_role_add"):
+    role: RoleName
+
+
+class AuthRoleDelete(_Op, tag="auth_role_delete"):
+    """Deletes the role and unbinds it from every client."""
+
+    role: RoleName
+
+
+class _Permission(_Op):
+    """`perm` on one key, a prefix (`prefix`; an empty key = every key) or etcd's
+    [key, range_end) (b"\\x00" = every key >= key)."""
+
+    role: RoleName
+    perm: Perm
+    key: AnyKey
+    prefix: bool = False
+    range_end: AnyKey = b""
+
+
+class AuthGrant(_Permission, tag="auth_grant"):
+    pass
+
+
+class AuthRevoke(_Permission, tag="auth_revoke"):
+    """Takes `perm` away on exactly the key/prefix/range a grant named."""
+
+
+class AuthBind(_Op, tag="auth_bind"):
+    client: ClientKey
+    role: RoleName
+
+
+class AuthUnbind(_Op, tag="auth_unbind"):
+    client: ClientKey
+    role: RoleName
+
+
+class AuthEnable(_Op, tag="auth_enable"):
+    """Turns permission checks on (or off with enabled=False)."""
+
+    enabled: bool = True
+
+
+AUTH_OPS = (AuthRoleAdd, AuthRoleDelete, AuthGrant, AuthRevoke, AuthBind, AuthUnbind, AuthEnable)
+
+
 # ---------------------------------------------------------------- evidence
 
 
@@ -179,6 +235,13 @@ Op = (
     | Proclaim
     | Resign
     | Evidence
+    | AuthRoleAdd
+    | AuthRoleDelete
+    | AuthGrant
+    | AuthRevoke
+    | AuthBind
+    | AuthUnbind
+    | AuthEnable
 )
 
 _encoder = msgspec.msgpack.Encoder()
@@ -216,6 +279,8 @@ def decode_op(data: bytes) -> Op:
         raise OpError(str(exc)) from exc
     if isinstance(op, Range) and not op.key and not op.prefix and not op.range_end:
         raise OpError("an exact range needs a non-empty key")
+    if isinstance(op, _Permission) and not op.key and not op.prefix and not op.range_end:
+        raise OpError("a permission on one key needs a non-empty key")
     if isinstance(op, Txn):
         for sub in op.success + op.failure:
             if isinstance(sub, Range) and not sub.key and not sub.prefix and not sub.range_end:
@@ -327,6 +392,37 @@ def proclaim(name: bytes, token: int, value: bytes) -> bytes:
 
 def resign(name: bytes, token: int) -> bytes:
     return encode_op(Resign(name, token))
+
+
+def auth_role_add(role: str) -> bytes:
+    return encode_op(AuthRoleAdd(role))
+
+
+def auth_role_delete(role: str) -> bytes:
+    return encode_op(AuthRoleDelete(role))
+
+
+def auth_grant(role: str, perm: str, key: bytes, prefix: bool = False,
+               range_end: bytes = b"") -> bytes:
+    return encode_op(AuthGrant(role, perm, key, prefix, range_end))  # type: ignore[arg-type]
+
+
+def auth_revoke(role: str, perm: str, key: bytes, prefix: bool = False,
+                range_end: bytes = b"") -> bytes:
+    """The same arguments as the `auth_grant` it undoes."""
+    return encode_op(AuthRevoke(role, perm, key, prefix, range_end))  # type: ignore[arg-type]
+
+
+def auth_bind(client: bytes, role: str) -> bytes:
+    return encode_op(AuthBind(client, role))
+
+
+def auth_unbind(client: bytes, role: str) -> bytes:
+    return encode_op(AuthUnbind(client, role))
+
+
+def auth_enable(enabled: bool = True) -> bytes:
+    return encode_op(AuthEnable(enabled))
 
 
 # ---------------------------------------------------------------- results

@@ -31,6 +31,7 @@ class AsyncClient(Front):
 
     def _open_http(self, timeout: float, max_connections: int) -> httpx.AsyncClient:
         return httpx.AsyncClient(timeout=httpx.Timeout(timeout + 5.0, connect=3.0),
+                                 verify=self._tls_verify,
                                  limits=httpx.Limits(max_connections=max_connections))
 
     async def __aenter__(self) -> AsyncClient:

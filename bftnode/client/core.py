@@ -79,8 +79,19 @@ class TransportFailure(Exception):
     """No HTTP answer (connect error, timeout...); `cause` is the transport's exception."""
 
     def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
+        super().__init__(str(cause) or _first_reason(cause))
         self.cause = cause
+
+
+def _first_reason(exc: BaseException | None) -> str:
+    """The first non-empty message down `exc`'s causes (httpx under anyio may wrap a TLS
+    verification failure in an empty ConnectError)."""
+    name = type(exc).__name__
+    while exc is not None:
+        if str(exc):
+            return f"{type(exc).__name__}: {exc}"
+        exc = exc.__cause__ or exc.__context__
+    return name
 
 
 Flow = Generator["Post | Sleep", "Reply | None", Any]

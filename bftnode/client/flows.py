@@ -33,6 +33,7 @@ from .errors import (
     VerificationError,
 )
 from .keys import SeqAllocator, key_and_seq_path
+from .tls import http_verify
 from .verify import MAX_STALE_S, ProofVerifier, chain_from_genesis, find_genesis
 
 VERIFY_MODES = ("certificate", "replies", "none")
@@ -403,7 +404,8 @@ def expose(cls: type, make_method: Callable[[Callable[..., Flow]], Callable]) ->
 
 class Front:
     """What Client and AsyncClient share besides the generated methods: the constructor
-    (state lives in `self._core`) and the properties. `_open_http` makes the httpx client."""
+    (state lives in `self._core`) and the properties. `_open_http` makes the httpx client
+    (verifying https:// nodes with `self._tls_verify`)."""
 
     def __init__(
         self, urls: str | Sequence[str] | None = None, key: str | os.PathLike | NodeKey | None =
@@ -411,7 +413,7 @@ class Front:
         seq_file: str | os.PathLike | None | bool = None, chain: ChainInfo | None = None,
         retries: int = 2, max_connections: int = 100,
         genesis: str | os.PathLike | ChainInfo | None = None, trust_node: bool = False,
-        max_stale_s: float = MAX_STALE_S,
+        max_stale_s: float = MAX_STALE_S, ca_file: str | os.PathLike | None = None,
     ) -> None:
         proofs = None
         if not trust_node:
@@ -422,6 +424,8 @@ class Front:
                 chain = chain or pinned
         self._core = Core(urls, key, timeout=timeout, verify=verify, seq_file=seq_file,
                           chain=chain, retries=retries, proofs=proofs)
+        self._ca_file = ca_file  # https:// nodes are checked against it (None: system CAs)
+        self._tls_verify = http_verify(ca_file)
         self._http = self._open_http(timeout, max_connections)
 
     def _open_http(self, timeout: float, max_connections: int) -> Any:
@@ -440,3 +444,65 @@ class Front:
                        lambda self, value: setattr(self._core, "retries", value),
                        doc="Extra failover rounds of a call (after the first).")
 
+
+
+# ---------------------------------------------------------------- permissions (bftnode.app.auth)
+# Admin ops, signed by this client's key (the chain refuses them with permission_denied
+# unless the key is one of the genesis `app.admins`).
+
+
+def _client_key(client: str | bytes) -> bytes:
+    raw = bytes.fromhex(client) if isinstance(client, str) else bytes(client)
+    if len(raw) != 32:
+        raise ValueError("client must be a 32-byte public key (or 64 hex chars)")
+    return raw
+
+
+def auth_role_add(self: Core, role: str) -> Flow:
+    return (yield from self.commit_op(_ops().auth_role_add(role)))
+
+
+def auth_role_delete(self: Core, role: str) -> Flow:
+    """Delete a role (and unbind it from every client)."""
+    return (yield from self.commit_op(_ops().auth_role_delete(role)))
+
+
+def auth_grant(self: Core, role: str, perm: str, key: str | bytes, prefix: bool = False,
+               range_end: str | bytes = b"") -> Flow:
+    """Grant `perm` ("read" | "write" | "readwrite") on `key`, the prefix `key` (`prefix`;
+    an empty key = every key) or [key, range_end) to `role`."""
+    return (yield from self.commit_op(_ops().auth_grant(
+        role, perm, C.as_bytes(key), prefix, C.as_bytes(range_end))))
+
+
+def auth_revoke(self: Core, role: str, perm: str, key: str | bytes, prefix: bool = False,
+                range_end: str | bytes = b"") -> Flow:
+    """Take back `perm` on exactly what a grant named (same key, prefix, range_end)."""
+    return (yield from self.commit_op(_ops().auth_revoke(
+        role, perm, C.as_bytes(key), prefix, C.as_bytes(range_end))))
+
+
+def auth_bind(self: Core, client: str | bytes, role: str) -> Flow:
+    """Bind `role` to a client public key (hex or 32 bytes)."""
+    return (yield from self.commit_op(_ops().auth_bind(_client_key(client), role)))
+
+
+def auth_unbind(self: Core, client: str | bytes, role: str) -> Flow:
+    return (yield from self.commit_op(_ops().auth_unbind(_client_key(client), role)))
+
+
+def auth_enable(self: Core, enabled: bool = True) -> Flow:
+    """Turn permission checks on (or off with enabled=False)."""
+    return (yield from self.commit_op(_ops().auth_enable(enabled)))
+
+
+def auth_status(self: Core) -> Flow:
+    """{enabled, admins, roles, bindings} of a node's committed state (answered unproven)."""
+    return (yield from self.call("auth_status"))
+
+
+AUTH_PUBLIC = ("auth_role_add", "auth_role_delete", "auth_grant", "auth_revoke", "auth_bind",
+               "auth_unbind", "auth_enable", "auth_status")
+for _name in AUTH_PUBLIC:  # Core's methods, exposed on both fronts like the others
+    setattr(Core, _name, globals()[_name])
+PUBLIC += AUTH_PUBLIC

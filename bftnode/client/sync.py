@@ -30,10 +30,13 @@ from .flows import Front, expose
 class Client(Front):
     """Synchronous client. `urls`: one URL or several (failover). `key`: key file path
     (created on first use; default $BFTNODE_HOME/client.key or ~/.bftnode/client.key) or a
-    NodeKey. `verify`: "certificate" (default), "replies" (f+1 matching) or "none"."""
+    NodeKey. `verify`: "certificate" (default), "replies" (f+1 matching) or "none".
+    `ca_file`: PEM file of the CAs https:// (and wss://) nodes are checked against (default:
+    the system's trust store)."""
 
     def _open_http(self, timeout: float, max_connections: int) -> httpx.Client:
         return httpx.Client(timeout=httpx.Timeout(timeout + 5.0, connect=3.0),
+                            verify=self._tls_verify,
                             limits=httpx.Limits(max_connections=max_connections))
 
     def __enter__(self) -> Client:
@@ -71,7 +74,7 @@ class Client(Front):
         def keep() -> None:
             core = self._core
             with Client(core.urls, core.key, timeout=core.timeout, verify=core.verify,
-                        chain=core.chain) as c:
+                        chain=core.chain, ca_file=self._ca_file) as c:
                 c._core.seqs = core.seqs  # one monotonic seq space per key
                 while not stop.wait(every) and c._run(c._core.keep_lease(lease_id)):
                     pass

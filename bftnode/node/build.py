@@ -18,6 +18,7 @@ from ..logging import get_logger
 from .errors import StartupError
 from .node import Node, _resolve_replica_class
 from .ports import Application, ReplicaFactory, Store, Transport
+from .rpc_security import rpc_tls_context
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
@@ -75,6 +76,7 @@ def build_node(config: NodeConfig, *, app: Application | None = None,
         check_port_free(host, port, "p2p")
     if config.rpc_port:
         check_port_free(config.rpc_host, config.rpc_port, "RPC")
+        rpc_tls_context(config)  # TLS files and the plain-HTTP rule: fail before any write
     if app is None:
         try:
             from bftnode.app import KVApplication

@@ -252,10 +252,14 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
             self.log.warning("rpc server not available", reason=str(exc))
             return
         assert self.config is not None
+        from .rpc_security import rpc_tls_context
+
         host, port = self.config.rpc_host, self.config.rpc_port
+        tls = rpc_tls_context(self.config)
         try:
             url = await nursery.start(partial(serve_rpc, self, host, port,
-                                              limits=RPCLimits.from_config(self.config)))
+                                              limits=RPCLimits.from_config(self.config),
+                                              tls=tls, insecure=self.config.insecure_rpc))
         except (OSError, RPCStartupError) as exc:
             raise StartupError(f"cannot serve RPC on {host}:{port}: {exc}") from exc
         self.rpc_url = url if isinstance(url, str) else f"http://{host}:{port}"

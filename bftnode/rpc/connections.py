@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import json
 import resource
+import ssl
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -28,6 +29,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState
 
 from .errors import OVERLOADED
+from .tls import wrap_connection
 
 log = structlog.get_logger("bftnode.rpc")
 
@@ -89,13 +91,22 @@ def _refusal_bytes(message: str) -> bytes:
     return head + body
 
 
-async def _refuse(stream: trio.SocketStream, message: str) -> None:
-    """Answer 503 and close, without waiting on the client longer than REFUSAL_GRACE_S."""
+async def _refuse(stream: trio.SocketStream, message: str,
+                  tls: ssl.SSLContext | None = None) -> None:
+    """Answer 503 (over TLS with `tls`) and close, without waiting on the client longer than
+    REFUSAL_GRACE_S."""
     with trio.move_on_after(REFUSAL_GRACE_S):
         try:
-            await stream.send_all(_refusal_bytes(message))
-            await stream.send_eof()
-            while await stream.receive_some(65536):  # let the client read before the close
+            out: trio.abc.Stream = stream
+            if tls is not None:
+                wrapped = await wrap_connection(stream, tls, REFUSAL_GRACE_S)
+                if wrapped is None:
+                    return
+                out = wrapped
+            await out.send_all(_refusal_bytes(message))
+            if isinstance(out, trio.abc.HalfCloseableStream):
+                await out.send_eof()
+            while await out.receive_some(65536):  # let the client read before the close
                 pass
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
@@ -132,13 +143,21 @@ class _EofWatch(trio.abc.HalfCloseableStream):
 
 
 async def _serve_one(app: AppWrapper, config: HypercornConfig, context: WorkerContext,
-                     stream: trio.SocketStream) -> None:
-    """hypercorn's server for one connection, cut short EOF_GRACE_S after the client's EOF."""
+                     stream: trio.SocketStream, tls: ssl.SSLContext | None = None) -> None:
+    """hypercorn's server for one connection (over TLS with `tls`: hypercorn runs the
+    handshake), cut short EOF_GRACE_S after the client's EOF."""
     watched = _EofWatch(stream)
     async with trio.open_nursery() as nursery:
 
         async def serve() -> None:
-            await TCPServer(app, config, context, ConnectionState({}), watched)
+            served: trio.abc.Stream = watched
+            if tls is not None:
+                wrapped = await wrap_connection(watched, tls, config.ssl_handshake_timeout)
+                if wrapped is None:  # not TLS (answered) or silent
+                    nursery.cancel_scope.cancel()
+                    return
+                served = wrapped
+            await TCPServer(app, config, context, ConnectionState({}), served)
             nursery.cancel_scope.cancel()
 
         async def reap() -> None:
@@ -165,12 +184,14 @@ async def serve_app(
     limiter: ConnectionLimiter,
     metrics: Any,
     *,
+    tls: ssl.SSLContext | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `app` on `listener` until cancelled, or until `shutdown_trigger()` returns: then
-    stop accepting and give open connections `config.graceful_timeout` seconds to finish.
-    `metrics` is the server's RPCMetrics."""
+    """Serve `app` on `listener` (over TLS with `tls`, from `bftnode.rpc.tls.server_context`)
+    until cancelled, or until `shutdown_trigger()` returns: then stop accepting and give open
+    connections `config.graceful_timeout` seconds to finish. `metrics` is the server's
+    RPCMetrics."""
     context = WorkerContext(None)
 
     async def handle(stream: trio.SocketStream) -> None:
@@ -180,11 +201,11 @@ async def serve_app(
             metrics.connections_refused.labels(reason=reason).inc()
             log.info("rpc.connection_refused", peer=address, reason=reason,
                      open=limiter.open)
-            await _refuse(stream, limiter.refusal(reason))
+            await _refuse(stream, limiter.refusal(reason), tls)
             return
         metrics.connections.inc()
         try:
-            await _serve_one(app, config, context, stream)
+            await _serve_one(app, config, context, stream, tls)
         finally:
             limiter.release(address)
             metrics.connections.dec()

@@ -36,6 +36,7 @@ from .errors import (
     rejection_code,
 )
 from .params import (
+    AuthStatusParams,
     BlockchainParams,
     BlockParams,
     BroadcastCommitParams,
@@ -537,3 +538,10 @@ async def on_election_leader(ctx: CallContext, p: ElectionLeaderParams) -> Any:
 @method("revision", RevisionParams)
 async def on_revision(ctx: CallContext, p: RevisionParams) -> Any:
     return await _query(ctx, "revision", {}, p)
+
+
+@method("auth_status", AuthStatusParams)
+async def on_auth_status(ctx: CallContext, p: AuthStatusParams) -> Any:
+    """{} -> enabled, admins, roles, bindings (bftnode.app.auth); answered without a proof."""
+    p.prove = False
+    return await _query(ctx, "auth_status", {}, p)

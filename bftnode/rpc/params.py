@@ -110,6 +110,12 @@ class RevisionParams(Fresh, kw_only=True):
     pass
 
 
+class AuthStatusParams(Fresh, kw_only=True):
+    def check(self) -> None:
+        if self.prove:
+            raise ValueError("param 'prove': auth_status is answered without a proof")
+
+
 class BlockParams(Params, kw_only=True):
     height: Positive | None = None  # latest when absent
     min_height: U63 | None = None  # freshness (Fresh)

@@ -42,7 +42,7 @@ REFUSAL_LOG_EVERY_S = 1.0  # at most one `rpc.rate_limited` log line per client 
 # only of these may be refused whole (tests/unit/rpc check the list against the handlers)
 READ_METHODS = frozenset({
     "block", "blockchain", "tx", "tx_status", "evidence", "kv_get", "kv_range", "lease_ttl",
-    "lock_status", "election_leader", "revision"})
+    "lock_status", "election_leader", "revision", "auth_status"})
 
 
 class TokenBucket:

@@ -5,8 +5,9 @@ Owns the transport side: `POST /` (single and batch calls, body size limit and d
 `GET /<method>` (CometBFT-style URI calls for curl), `/websocket` (`bftnode.rpc.websocket`)
 and serving it all under the connection limits of `RPCLimits` (deadlines on the request head,
 the body and idle WebSockets; caps on connections in total and per client address; see
-`bftnode.rpc.connections`). A client that drops mid-request is an info line. Method semantics
-live in `bftnode.rpc.methods` and `bftnode.rpc.handlers`.
+`bftnode.rpc.connections`), in TLS when given a context (`bftnode.rpc.tls`; plain HTTP is
+refused beyond loopback unless insecure). A client that drops mid-request is an info line.
+Method semantics live in `bftnode.rpc.methods` and `bftnode.rpc.handlers`.
 
 Imports: stdlib, trio, starlette, hypercorn, prometheus_client, structlog, bftnode.rpc. Must
 not import bftnode.node, storage internals or network.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import errno
 import math
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,6 +41,7 @@ from .limits import RPCLimits
 from .metrics import RPCMetrics
 from .node_api import NodeAPI
 from .params import TOPICS
+from .tls import exposure_error
 from .websocket import (
     WS_MAX_INFLIGHT,
     WS_MAX_SUBSCRIPTIONS,
@@ -249,6 +252,7 @@ def hypercorn_config(limits: RPCLimits, max_body_bytes: int) -> HypercornConfig:
     # hypercorn's idle timer runs from the connection's start (and from each answer) until a
     # complete request head has arrived: our head deadline, and the keep-alive idle limit
     config.keep_alive_timeout = limits.header_timeout_s
+    config.ssl_handshake_timeout = limits.header_timeout_s  # the first bytes, then the handshake
     config.read_timeout = None  # per receive; a subscriber may rightly send nothing for long
     return config
 
@@ -263,12 +267,19 @@ async def serve_rpc(
     ws_overflow_grace: float = WS_OVERFLOW_GRACE_S,
     metrics: RPCMetrics | None = None,
     limits: RPCLimits | None = None,
+    tls: ssl.SSLContext | None = None,
+    insecure: bool = False,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the RPC until cancelled. `task_status.started(url)` reports the bound URL (use
-    port=0 for a free port). Raises RPCStartupError if the address cannot be bound. `limits`
-    default to those of RPCLimits (a node passes `RPCLimits.from_config(its config)`)."""
+    port=0 for a free port; https:// with `tls`, a context from
+    `bftnode.rpc.tls.server_context`). Raises RPCStartupError if the address cannot be bound,
+    or is beyond loopback without `tls` and without `insecure`. `limits` default to those of
+    RPCLimits (a node passes `RPCLimits.from_config(its config)`)."""
+    refusal = exposure_error(host, tls is not None, insecure)
+    if refusal:
+        raise RPCStartupError(refusal)
     limits = limits or RPCLimits()
     total = open_file_cap(limits.max_connections)
     if total < limits.max_connections:
@@ -280,17 +291,18 @@ async def serve_rpc(
     config = hypercorn_config(limits, max_body_bytes)
     app = create_app(node, max_body_bytes=max_body_bytes, ws_queue=ws_queue,
                      ws_overflow_grace=ws_overflow_grace, metrics=metrics, limits=limits)
-    url = f"http://{bound_host}:{bound_port}" if ":" not in bound_host else (
-        f"http://[{bound_host}]:{bound_port}")
+    scheme = "https" if tls is not None else "http"
+    url = f"{scheme}://{bound_host}:{bound_port}" if ":" not in bound_host else (
+        f"{scheme}://[{bound_host}]:{bound_port}")
     listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
     limiter = ConnectionLimiter(total, limits.max_connections_per_address)
-    log.info("rpc.listening", url=url, max_connections=total,
+    log.info("rpc.listening", url=url, tls=tls is not None, max_connections=total,
              max_connections_per_address=limits.max_connections_per_address)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(lambda task_status: serve_app(
                 wrap_app(app, config.wsgi_max_body_size, "asgi"), config, listener, limiter,
-                metrics, shutdown_trigger=shutdown_trigger, task_status=task_status))
+                metrics, tls=tls, shutdown_trigger=shutdown_trigger, task_status=task_status))
             task_status.started(url)
     finally:
         sock.close()

@@ -125,6 +125,7 @@ class SimOptions:
     max_events: int = 1_000_000  # a storm of events at one instant ends as 'stalled'
     stop_on_violation: bool = True
     authenticated_state: bool = False  # each store keeps the state tree (storage.merkle_tree)
+    app_params: dict = field(default_factory=dict)  # a genesis `app` (admins, checks, quotas)
     # each replica prunes blocks older than this many (0: keeps all); replicas in
     # `wipe_on_restart` lose their whole disk at their restart (snapshot catch-up: snapshots.py)
     retain_blocks: int = 0
@@ -372,7 +373,7 @@ class SimCluster:
         keys = [s.public_key for s in signers]
         self.auths = [Authenticator(DOMAIN, signers[i], self._verifier(), keys)
                       for i in range(o.n)]
-        self.app = KVApplication(validators=keys)  # stateless: its state is each store's
+        self.app = KVApplication(validators=keys, params=o.app_params)  # stateless: its state is each store's
         if o.planted_bug == "no-signature-check":
             for i in range(o.n):
                 if i not in o.byzantine:

@@ -147,3 +147,32 @@ def test_nested_keys_stop_at_the_bound_and_replicas_agree():
     _, root, entries, proof = s.prove(tk, successor(tk))
     verify_membership(root, tk, entries[0][1], proof)
     assert len(proof) < (MAX_STATE_DEPTH + 80) * 40 + 2 * len(tk)
+
+
+
+def test_a_tree_walk_never_lifts_the_recursion_limit_past_what_a_decoder_survives():
+    """The limit a walk raises is process-wide, and C decoders recurse on the C stack up to
+    it: bytes nested 190,000 deep, decoded untyped in another thread meanwhile, must end in
+    RecursionError (with the limit at 200,000 the process died of SIGSEGV)."""
+    import sys
+    import threading
+
+    import msgspec
+
+    from storage import merkle_tree
+
+    outcome: list[str] = []
+
+    def decode_hostile() -> None:
+        for data in (b"\x91" * 190_000 + b"\xc0", b"\x81\xc0" * 190_000 + b"\xc0"):
+            try:
+                msgspec.msgpack.decode(data)
+            except RecursionError:
+                outcome.append("refused")
+
+    with merkle_tree._deep():
+        assert merkle_tree.DEEP <= sys.getrecursionlimit() <= 5_000
+        t = threading.Thread(target=decode_hostile)
+        t.start()
+        t.join(timeout=30)
+    assert outcome == ["refused", "refused"]

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def three_processes(tmp_path_factory):
     d = tmp_path_factory.mktemp("tn")
-    m = launcher.up(d, 4, base_port=free_port_base(8), consensus={"heartbeat_ms": 300})
+    m = launcher.up(d, 4, open_chain=True, base_port=free_port_base(8), consensus={"heartbeat_ms": 300})
     launcher.kill(d, 3)  # validator 3 will run inside this test process instead
     try:
         yield m

@@ -59,7 +59,7 @@ def _lossy(i: int, n: int = 4, p: float = 0.95) -> dict[int, LinkRules]:
 @pytest.fixture
 def net(tmp_path):
     d = tmp_path / "net"
-    m = launcher.up(d, 4, base_port=free_port_base(8), log_level="warning")
+    m = launcher.up(d, 4, open_chain=True, base_port=free_port_base(8), log_level="warning")
     try:
         for i, bounds in BOUNDS.items():
             home = m["nodes"][i]["home"]

@@ -45,7 +45,7 @@ def _rpc_batch(url: str, calls: list[tuple[str, dict]], timeout: float = 30.0) -
 @pytest.fixture(scope="module")
 def testnet(tmp_path_factory):
     d = tmp_path_factory.mktemp("tn-accept")
-    m = launcher.up(d, 4, base_port=free_port_base(8))  # default timeouts on purpose
+    m = launcher.up(d, 4, open_chain=True, base_port=free_port_base(8))  # default timeouts on purpose
     try:
         yield d, m
     finally:

@@ -48,7 +48,7 @@ def _wait(cond, what: str, timeout: float = 90.0):
 
 def test_a_wiped_node_rejoins_by_snapshot_from_peers_that_pruned(tmp_path):
     d = tmp_path / "net"
-    m = launcher.up(d, 4, base_port=free_port_base(8), log_level="info",
+    m = launcher.up(d, 4, open_chain=True, base_port=free_port_base(8), log_level="info",
                     authenticated_state=True)
     try:
         urls = [n["rpc"] for n in m["nodes"]]

@@ -44,7 +44,7 @@ def test_every_node_serves_the_same_certified_roots_at_every_height(tmp_path):
     from testnet import launcher
 
     d = tmp_path / "net"
-    m = launcher.up(d, 4, base_port=free_port_base(8), log_level="warning",
+    m = launcher.up(d, 4, open_chain=True, base_port=free_port_base(8), log_level="warning",
                     authenticated_state=True)
     try:
         urls = [n["rpc"] for n in m["nodes"]]

@@ -91,7 +91,7 @@ def assert_clean(tid: str) -> None:
 def net(tmp_path):
     d = tmp_path / "tn"
     try:
-        tn("up", "--netns", "--detach", "--dir", d, "--log-level", "warning",
+        tn("up", "--netns", "--detach", "--open", "--dir", d, "--log-level", "warning",
            "--authenticated-state", *CONSENSUS)
         m = json.loads((d / "testnet.json").read_text())
         yield d, m

@@ -69,7 +69,7 @@ def same_chain(m, nodes, height):
 @pytest.fixture(scope="module")
 def testnet(tmp_path_factory):
     d = tmp_path_factory.mktemp("tn")
-    m = launcher.up(d, 4, base_port=free_port_base(8),
+    m = launcher.up(d, 4, open_chain=True, base_port=free_port_base(8),
                     consensus={"timeout_request_ms": 1000, "timeout_view_change_ms": 1000,
                                "heartbeat_ms": 200})
     try:
@@ -172,7 +172,7 @@ def test_cli_status_and_logs_then_up_again_restarts_the_same_chain(testnet):
     before = max(n["height"] for n in st["nodes"])
     launcher.down(d)
     # same DIR: same keys, genesis and ledgers; a config override reaches every node
-    m2 = launcher.up(d, 4, max_open_files=80)
+    m2 = launcher.up(d, 4, open_chain=True, max_open_files=80)
     assert m2["chain_id"] == m["chain_id"] and m2["genesis_hash"] == m["genesis_hash"]
     from bftnode.config import load_config
     assert {load_config(n["home"]).max_open_files for n in m2["nodes"]} == {80}

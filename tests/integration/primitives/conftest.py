@@ -20,7 +20,7 @@ def primitives_testnet(tmp_path_factory) -> Iterator[dict[str, Any]]:
     from testnet import launcher
 
     d = tmp_path_factory.mktemp("primitives-testnet")
-    m = launcher.up(d, 4, base_port=free_port_base(8), log_level="warning",
+    m = launcher.up(d, 4, open_chain=True, base_port=free_port_base(8), log_level="warning",
                     consensus={"heartbeat_ms": HEARTBEAT_MS})
     m["dir"] = str(d)
     try:

@@ -4,6 +4,7 @@ real port; the validators certify each block's roots with their StateVotes."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -11,14 +12,19 @@ from typing import Any
 import trio
 
 from bftnode.api import open_node
+from bftnode.config import NodeConfig
 from bftnode.home import create_local_chain
 from network import MemoryNetwork
 
 
 @asynccontextmanager
-async def proven_cluster(tmp_path: Path, port_base: int, n: int = 4):
+async def proven_cluster(tmp_path: Path, port_base: int, n: int = 4,
+                         configure: Callable[[list[NodeConfig]], list[NodeConfig]] | None = None):
+    """`configure` may change the node configs before the nodes start."""
     cfgs = create_local_chain(tmp_path, n, base_port=port_base)
     cfgs = [dataclasses.replace(c, authenticated_state=True) for c in cfgs]
+    if configure is not None:
+        cfgs = configure(cfgs)
     net = MemoryNetwork(n, seed=1)
     nodes: list[Any] = [None] * n
     started = trio.Event()

@@ -16,7 +16,6 @@ from bftnode.keys import NodeKey
 from bftnode.rpc.errors import CLIENT_QUOTA
 from consensus import Request, sign_request
 from testnet import launcher
-from testnet.client_flood import set_app_params
 from testnet.ports import free_port_base
 
 pytestmark = pytest.mark.integration
@@ -31,8 +30,8 @@ def _call(http: httpx.Client, url: str, method: str, params: dict) -> dict:
 def test_quota_hits_are_refused_alike_on_every_node(tmp_path):
     d = tmp_path / "net"
     base = free_port_base(8)
-    create_local_chain(d, 4, base_port=base, log_level="warning")
-    set_app_params(d, {"quotas": QUOTAS})
+    # an open chain (no permission checks): only the quotas refuse
+    create_local_chain(d, 4, base_port=base, log_level="warning", app={"quotas": QUOTAS})
     m = launcher.up(d, 4, base_port=base, log_level="warning")
     try:
         urls = [n["rpc"] for n in m["nodes"]]

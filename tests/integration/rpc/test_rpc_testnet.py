@@ -29,7 +29,7 @@ def testnet(tmp_path_factory):
     from testnet import launcher
 
     d = tmp_path_factory.mktemp("rpc-testnet")
-    m = launcher.up(d, 4, base_port=free_port_base(8), log_level="warning")
+    m = launcher.up(d, 4, open_chain=True, base_port=free_port_base(8), log_level="warning")
     try:
         yield m
     finally:

@@ -138,6 +138,8 @@ txn_map = st.fixed_dictionaries(
     optional={"compare": st.lists(compare_map, max_size=3),
               "success": st.lists(sub_ops, max_size=4), "failure": st.lists(sub_ops, max_size=3)},
 )
+roles = st.sampled_from(["r1", "reader", "w-2", "", "-bad", "x" * 65])
+perms = st.sampled_from(["read", "write", "readwrite", "all"])
 OP_MAPS = {
     "put": put_map,
     "delete": delete_map,
@@ -158,6 +160,15 @@ OP_MAPS = {
     "evidence": st.fixed_dictionaries(
         {"op": st.just("evidence"), "accused": st.integers(0, 5), "kind": texts},
         optional={"reason": texts, "proof": st.binary(max_size=8)}),
+    **{tag: _m(tag, role=roles) for tag in ("auth_role_add", "auth_role_delete")},
+    **{tag: st.fixed_dictionaries(
+        {"op": st.just(tag), "role": roles, "perm": perms, "key": keys},
+        optional={"prefix": bools, "range_end": st.sampled_from([b"", b"\x00", b"key/2"])})
+       for tag in ("auth_grant", "auth_revoke")},
+    **{tag: _m(tag, client=st.sampled_from([b"A" * 32, b"B" * 32, b"C" * 31]), role=roles)
+       for tag in ("auth_bind", "auth_unbind")},
+    "auth_enable": st.fixed_dictionaries({"op": st.just("auth_enable")},
+                                         optional={"enabled": bools}),
 }
 assert set(OP_MAPS) == {t.__struct_config__.tag for t in ops.Op.__args__}  # every op type
 
