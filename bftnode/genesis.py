@@ -53,7 +53,11 @@ class Genesis:
 
     # -- derived values
     def config(self) -> Config:
-        return Config(n=len(self.validators), **self.consensus)
+        from bftnode.app.quotas import Limits  # lazily, as in _validate
+
+        # the pool's per-client bound is an application quota (app.quotas.max_pending)
+        pending = (self.app.get("quotas") or {}).get("max_pending", Limits().max_pending)
+        return Config(n=len(self.validators), max_pending_per_client=pending, **self.consensus)
 
     def canonical_bytes(self) -> bytes:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
@@ -175,6 +179,9 @@ def _validate(g: Genesis) -> None:
     for k, val in g.consensus.items():
         if k == "n":
             raise GenesisError("field 'consensus.n': n is the number of validators; remove it")
+        if k == "max_pending_per_client":
+            raise GenesisError("field 'consensus.max_pending_per_client': set it as "
+                               "'app.quotas.max_pending'")
         if k not in _CONFIG_FIELDS:
             raise GenesisError(f"field 'consensus.{k}': unknown consensus parameter")
         if not isinstance(val, int) or isinstance(val, bool):
@@ -182,10 +189,11 @@ def _validate(g: Genesis) -> None:
     if not isinstance(g.app, dict):
         raise GenesisError("field 'app': must be an object")
     if g.app:  # lazily: the app's modules are needed only by a genesis with app params
-        from bftnode.app import auth
+        from bftnode.app import auth, quotas
 
         try:
             auth.check_params(g.app)
+            quotas.validate(g.app.get("quotas"))
         except ValueError as exc:
             raise GenesisError(str(exc)) from None
     try:

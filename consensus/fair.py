@@ -153,6 +153,7 @@ class SourceRates:
     stays inside what its peers admit from it)."""
 
     SHARE_FACTOR = 2
+    LIGHT_RESERVE = 8  # 1/8 of each bucket is for requests of clients with none pending
 
     __slots__ = ("per_s", "bytes_per_s", "burst_ms", "window_ms", "n", "_buckets", "_window",
                  "_counts",
@@ -216,23 +217,31 @@ class SourceRates:
         return (rate_r, rate_b, min(rate_r * depth, req + rate_r * dt),
                 min(rate_b * depth, nbytes + rate_b * dt), at)
 
-    @staticmethod
-    def _holds(rate_r: int, rate_b: int, req: int, nbytes: int, size: int) -> bool:
+    def _holds(self, rate_r: int, rate_b: int, req: int, nbytes: int, size: int,
+               light: bool, half: bool) -> bool:
+        if not light:  # the bottom of the bucket is kept for light requests
+            depth = (self.burst_ms // 2 if half else self.burst_ms) // self.LIGHT_RESERVE
+            req -= rate_r * depth
+            nbytes -= rate_b * depth
         return (rate_r <= 0 or req >= 1000) and (rate_b <= 0 or nbytes >= size * 1000)
 
-    def can_take(self, source: int, now_ms: int, size: int) -> bool:
+    def can_take(self, source: int, now_ms: int, size: int, light: bool = True) -> bool:
         """Would `take` admit a request of `size` bytes from `source` now (nothing taken)?"""
         if self.off:
             return True
         rate_r, rate_b, req, nbytes, _ = self._level(source, now_ms, False)
-        return self._holds(rate_r, rate_b, req, nbytes, size)
+        return self._holds(rate_r, rate_b, req, nbytes, size, light, False)
 
-    def take(self, source: int, now_ms: int, size: int, half: bool = False) -> bool:
-        """Admit one request of `size` bytes from `source` now, if its bucket holds it."""
+    def take(self, source: int, now_ms: int, size: int, half: bool = False,
+             light: bool = True) -> bool:
+        """Admit one request of `size` bytes from `source` now, if its bucket holds it. A
+        request that is not `light` (its client has requests pending already) leaves the
+        bottom 1/LIGHT_RESERVE of the bucket to light ones: a few flooding clients that drain a
+        source's bucket do not shut out its other clients' requests, one at a time each."""
         if self.off:
             return True
         rate_r, rate_b, req, nbytes, at = self._level(source, now_ms, half)
-        ok = self._holds(rate_r, rate_b, req, nbytes, size)
+        ok = self._holds(rate_r, rate_b, req, nbytes, size, light, half)
         if ok:
             req -= 1000 if rate_r > 0 else 0
             nbytes -= size * 1000 if rate_b > 0 else 0

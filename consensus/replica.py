@@ -160,6 +160,7 @@ class Replica(
         self._pool_bytes: Counter[int] = Counter()
         self._pool_entry: dict[Key, tuple[int, int]] = {}  # key -> (source, bytes)
         self.pool_share_bytes = config.max_pending_bytes // config.n
+        self._pool_clients: Counter[bytes] = Counter()  # pending requests per client id
         # admission rate per source (fair.py): relays' at the full burst, our clients' at half
         # of it, so what we relay stays inside what our peers admit from us
         self._rates = SourceRates(config.source_rate_requests, config.source_rate_bytes,
@@ -558,6 +559,9 @@ class Replica(
             raise InvariantViolation("primary would propose below the stable checkpoint")
         if len(self._pending) > self.config.max_pending_requests:
             raise InvariantViolation("pending pool exceeds its bound")
+        cap = self.config.max_pending_per_client
+        if cap and any(c > cap for c in self._pool_clients.values()):
+            raise InvariantViolation("a client's pending requests exceed max_pending_per_client")
         if any(b > self.pool_share_bytes for b in self._pool_bytes.values()):
             raise InvariantViolation("a source's pending bytes exceed its share")
         if len(self._buffer) > self._buffer_max:

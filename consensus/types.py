@@ -71,6 +71,9 @@ class Config:
     # slower machine makes fuller blocks instead of a queue of small ones (measured: p50 at
     # 200 tx/s 76-114 ms vs 153-261 ms with 4, saturated tx/s the same)
     max_in_flight: int = 1
+    # full batches in flight at most (0 = up to the high watermark): a new request waits for
+    # every batch in flight ahead of it, so a deep pipeline is latency under a backlog
+    max_full_in_flight: int = 0
     # a backup suspects the primary when a request of ours sees no progress this long
     # (request_timer.py), or at once when the primary falls silent: nothing heard from it for
     # 1.5 status intervals (primary_watch.py; a dead primary costs ~0.5-1 s, not this timer).
@@ -90,6 +93,9 @@ class Config:
     # replica at once
     forward_relay_ms: int = 500
     max_pending_requests: int = 100_000
+    # requests one client id may hold in the pool (any source); 0 = no bound. Set by the node
+    # from the genesis `app.quotas.max_pending` (Genesis.config), not from `consensus`
+    max_pending_per_client: int = 0
     # request bytes (plus per-object overhead) in the pending pool; each source (our clients,
     # each relaying replica) may hold 1/n of it, so one relay cannot fill the pool
     max_pending_bytes: int = 64 * 1024 * 1024
@@ -147,10 +153,14 @@ class Config:
                 self.max_request_bytes):
             raise ValueError("source_rate_bytes * source_burst_ms / 2 s must hold a request of "
                              "max_request_bytes")
+        if self.max_pending_per_client < 0:
+            raise ValueError("max_pending_per_client must be >= 0 (0 = no bound)")
         if self.dedup_window < 1:
             raise ValueError(f"dedup_window must be >= 1, got {self.dedup_window}")
         if self.max_clients < 1:
             raise ValueError(f"max_clients must be >= 1, got {self.max_clients}")
+        if self.max_full_in_flight < 0:
+            raise ValueError("max_full_in_flight must be >= 0 (0 = up to the high watermark)")
         if self.max_in_flight < 0:
             raise ValueError(f"max_in_flight must be >= 0 (0 = no cap), got {self.max_in_flight}")
 

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "attack": ("testnet.attack", "run an attack scenario on a real testnet"),
     "bench": ("testnet.bench", "benchmark a fresh testnet through the public RPC"),
     "read-flood": ("testnet.read_flood", "a read flood (kv_range + blockchain batches) on the primary"),
+    "client-flood": ("testnet.client_flood", "10 client keys flood puts; a well-behaved client's put latency"),
     "bench-sim": ("testnet.sim.bench", "simulated consensus throughput (CPU-bound)"),
     "bench-catchup": ("testnet.bench_catchup", "wiped-node rejoin: block replay vs snapshot; pruned ledger sizes"),
     "bench-storage": ("testnet.bench_storage", "LevelDB block commit throughput; --mix: a node's write mix"),

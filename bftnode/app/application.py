@@ -21,7 +21,7 @@ from consensus import Request
 from consensus.evidence import PROOF_KINDS
 from storage.interface import DepthGuarded, DepthLimit, StateReader
 
-from . import auth, auth_ops, budgets, compaction, kv, lease_end, leases, locks
+from . import auth, auth_ops, budgets, compaction, kv, lease_end, leases, locks, quotas
 from . import layout as L
 from . import ops as O
 from .errors import (
@@ -69,14 +69,15 @@ class KVApplication:
     them are recorded; others fail with PERMISSION. None = validator set not given: every
     well-formed evidence tx is recorded (it changes no state either way; convictions are
     decided by consensus, which knows the keys).
-    `params`: genesis `app` (admins and permission checks: auth.py; other keys are for their
-    own modules)."""
+    `params`: genesis `app` (admins and permission checks: auth.py; per-client limits:
+    quotas.py; other keys are for their own modules)."""
 
     def __init__(self, validators: Iterable[bytes] | None = None,
                  params: Mapping[str, Any] | None = None) -> None:
         self.validators = None if validators is None else frozenset(validators)
         self.params = dict(params or {})
         self.auth = auth.Auth(self.params)
+        self.quotas = quotas.Limits.from_params(self.params)
 
     def encode_events(self, events: Sequence[AppEvent]) -> bytes:
         """A block's events as the node stores them (bftnode.node.app_events)."""
@@ -116,6 +117,7 @@ class KVApplication:
         for lease_id in leases.due(block, time_ms, budgets.LEASE_EXPIRIES_PER_BLOCK):
             ctx = TxContext(Overlay(block), rev + 1, height, time_ms, b"", -1)
             lease_end.expire(ctx, lease_id)
+            quotas.settle(ctx, None)  # only credits
             if guard is not None:  # never refused, but counted
                 guard.admit(ctx.state.puts(), _always)
             ctx.state.merge_into(block)
@@ -164,6 +166,7 @@ class KVApplication:
                 result = self._evidence(ctx, op)
             else:
                 result = _EXECUTORS[type(op)](ctx, op)
+            quotas.settle(ctx, self.quotas)
             result.setdefault("revision", ctx.revision if ctx.mutated else ctx.revision - 1)
             encoded = O.encode_result(result)
             budgets.check_result(len(encoded), result_cap)

@@ -17,6 +17,7 @@ UNKNOWN_METHOD = 8  # query method not known
 BUDGET_EXCEEDED = 9  # the tx read or would return more than its budget (bftnode.app.budgets)
 INTERNAL = 10  # a bug: executing the op raised an unexpected exception (logged)
 DEPTH_LIMIT = 11  # a new key would sit too deep in the state tree (storage.merkle_depth)
+QUOTA = 12  # the signing client would hold more keys, bytes or leases than allowed (quotas.py)
 
 CODE_NAMES = {
     OK: "ok",
@@ -31,6 +32,7 @@ CODE_NAMES = {
     BUDGET_EXCEEDED: "budget_exceeded",
     INTERNAL: "internal_error",
     DEPTH_LIMIT: "depth_limit",
+    QUOTA: "quota_exceeded",
 }
 
 

@@ -95,6 +95,8 @@ class TxContext:
     tx_index: int
     mutated: bool = False
     events: list[AppEvent] = field(default_factory=list)
+    # quota usage changes of this tx: client -> [keys, bytes, leases] (quotas.py settles them)
+    usage: dict[bytes, list[int]] = field(default_factory=dict)
 
     def emit(self, kind: str, key: bytes, **fields) -> None:
         self.events.append(

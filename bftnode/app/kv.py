@@ -2,7 +2,7 @@
 
 Every key carries create_revision, mod_revision and version; history entries keep old
 revisions readable until compaction (compaction.py). Pure: operates on a TxContext / StateReader only.
-Imports: stdlib, msgspec, bftnode.app.{layout,events,errors,ops}, storage.interface (types).
+Imports: stdlib, msgspec, bftnode.app.{layout,events,errors,ops,leases,quotas}, storage.interface (types).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import msgspec
 from storage.interface import StateReader
 
 from . import layout as L
-from . import leases
+from . import leases, quotas
 from .errors import BUDGET_EXCEEDED, COMPACTED, FUTURE_REVISION, NOT_FOUND, AppError
 from .events import DELETE, PUT, TxContext
 from .ops import MAX_RANGE_LIMIT, Compare, Delete, Put, Range, Txn
@@ -25,6 +25,7 @@ class KeyValue(msgspec.Struct, frozen=True):  # one per read or updated key: bui
     mod_revision: int
     version: int
     lease: int
+    owner: bytes = b""  # the client charged for the key (quotas.py); b"" in history reads
 
     def to_dict(self, keys_only: bool = False) -> dict:
         d = {
@@ -44,10 +45,11 @@ def _pack_record(value: bytes, create: int, mod: int, version: int, lease: int) 
 
 
 def _from_record(key: bytes, data: bytes) -> KeyValue | None:
-    value, create, mod, version, lease = L.unpack(data)
-    if value is None:
+    # a live record carries its owner as a 6th field; history records (and older ones) do not
+    rec = L.unpack(data)
+    if rec[0] is None:
         return None
-    return KeyValue(key, value, create, mod, version, lease)
+    return KeyValue(key, rec[0], rec[1], rec[2], rec[3], rec[4], rec[5] if len(rec) > 5 else b"")
 
 
 def current_revision(state: StateReader) -> int:
@@ -76,11 +78,15 @@ def put(ctx: TxContext, key: bytes, value: bytes, lease: int) -> KeyValue | None
     if prev is not None and prev.lease and prev.lease != lease:
         ctx.state.delete(L.LEASE_KEYS + L.u64(prev.lease) + key)
     create, version = (prev.create_revision, prev.version + 1) if prev else (rev, 1)
-    rec = _pack_record(value, create, rev, version, lease)  # no KeyValue built per put
-    ctx.state.put(L.KV + key, rec)
-    ctx.state.put(L.hist_key(key, rev), rec)
+    # no KeyValue built per put; the live record also names its owner, history does not
+    ctx.state.put(L.KV + key, L.pack([value, create, rev, version, lease, ctx.client_id]))
+    ctx.state.put(L.hist_key(key, rev), _pack_record(value, create, rev, version, lease))
     if lease:
         ctx.state.put(L.LEASE_KEYS + L.u64(lease) + key, b"")
+    if prev is None:
+        quotas.key_written(ctx, key, value, b"", None)
+    else:
+        quotas.key_written(ctx, key, value, prev.owner, prev.value)
     ctx.mutated = True
     ctx.emit(PUT, key, value=value, create_revision=create, version=version, lease=lease)
     return prev
@@ -94,6 +100,7 @@ def delete_key(ctx: TxContext, key: bytes) -> KeyValue | None:
     ctx.state.put(L.hist_key(key, ctx.revision), L.pack([None, 0, ctx.revision, 0, 0]))
     if prev.lease:
         ctx.state.delete(L.LEASE_KEYS + L.u64(prev.lease) + key)
+    quotas.key_deleted(ctx, key, prev.owner, prev.value)
     ctx.mutated = True
     ctx.emit(DELETE, key, value=prev.value, lease=prev.lease)
     return prev

@@ -4,13 +4,15 @@
     m/compact                  compacted revision
     m/compact_pass             a running compaction pass (compaction.py), absent when none
     m/height, m/time           last executed height and agreed block time
-    k/<key>                    live key:   msgpack [value, create_rev, mod_rev, version, lease]
+    k/<key>                    live key:   msgpack [value, create_rev, mod_rev, version, lease,
+                               owner] (owner: the client charged for it, quotas.py)
     h/<esc(key)>\\0\\0<rev8>     history:    same record; value nil = tombstone (deleted)
     l/<id8>                    lease:      msgpack map
     le/<deadline8><id8>        expiry index (processed in deadline, then id, order)
     lk/<id8><key>              keys attached to a lease
     ll/<id8><kind><name>       locks (kind L) and elections (kind E) a lease holds or waits on
     L/<name>, E/<name>         lock / election record: holder and FIFO queue
+    q/<client_id>              quota usage: msgpack [keys, bytes, leases] (quotas.py); absent = 0
     a/r/<role>                 permission role: msgpack [[perm bits, key, range_end], ...]
     a/u/<client32>             roles bound to a client key: msgpack sorted [role, ...]
     a/on                       permission checks on (1) / off (0); absent = genesis default
@@ -40,6 +42,7 @@ LOCK_KIND = b"L"
 ELECTION_KIND = b"E"
 
 CONVICTION = b"x/"
+QUOTA = b"q/"
 AUTH_ROLE = b"a/r/"
 AUTH_USER = b"a/u/"
 AUTH_ON = b"a/on"

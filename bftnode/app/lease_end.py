@@ -1,12 +1,12 @@
 """The end of a lease - revoked by its owner or expired at the start of a block - and its
 cascade: the lease's locks are released first (watchers see "lock lost" before the holder's keys
 vanish; the next waiter is granted in the same transition), then its keys are deleted.
-Pure. Imports: storage.interface (types), bftnode.app.{layout,events,kv,leases,locks}.
+Pure. Imports: storage.interface (types), bftnode.app.{layout,events,kv,leases,locks,quotas}.
 """
 
 from __future__ import annotations
 
-from . import kv, locks
+from . import kv, locks, quotas
 from . import layout as L
 from .events import LEASE_EXPIRED, LEASE_REVOKED, TxContext
 from .leases import get, require_owned
@@ -35,6 +35,7 @@ def _remove(ctx: TxContext, lease: dict, kind: str) -> int:
     for key in keys:
         kv.delete_key(ctx, key)
     ctx.state.delete(L.LEASE + lid)
+    quotas.charge(ctx, lease["owner"], leases=-1)
     ctx.state.delete(L.LEASE_EXPIRY + L.u64(lease["deadline_ms"]) + lid)
     ctx.mutated = True
     ctx.emit(kind, b"", lease=lease_id, owner=lease["owner"], deadline_ms=lease["deadline_ms"])

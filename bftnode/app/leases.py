@@ -8,7 +8,7 @@ budgets.LEASE_EXPIRIES_PER_BLOCK per block (the rest at the start of the next bl
 past its deadline that is not removed yet is already dead to every op (`live`).
 This module holds the lease records (the bottom of the app: kv and locks read it); the end of
 a lease, which cascades into locks and keys, is lease_end.py.
-Pure. Imports: stdlib, storage.interface (types), bftnode.app.{layout,events,errors}.
+Pure. Imports: stdlib, storage.interface (types), bftnode.app.{layout,events,errors,quotas}.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 from storage.interface import StateReader
 
 from . import layout as L
+from . import quotas
 from .errors import NOT_FOUND, PERMISSION, AppError
 from .events import LEASE_GRANTED, LEASE_RENEWED, TxContext
 
@@ -57,6 +58,7 @@ def grant(ctx: TxContext, ttl_ms: int) -> dict:
     }
     ctx.state.put(L.LEASE + L.u64(lease_id), L.pack(lease))
     ctx.state.put(L.LEASE_EXPIRY + L.u64(deadline) + L.u64(lease_id), b"")
+    quotas.charge(ctx, ctx.client_id, leases=1)
     ctx.mutated = True
     ctx.emit(LEASE_GRANTED, b"", lease=lease_id, owner=ctx.client_id, deadline_ms=deadline)
     return {"id": lease_id, "ttl_ms": ttl_ms, "deadline_ms": deadline}

@@ -33,6 +33,7 @@ from .errors import (
     BadAnswer,
     BadSignature,
     ClientError,
+    ClientQuotaExceeded,
     ConflictingRequest,
     ForgedAnswer,
     IncompleteAnswer,
@@ -63,6 +64,5 @@ __all__ = [
     "chain_info_from", "default_key_path", "load_or_create_key", "verify_commit_certificate",
     "ForgedAnswer", "IncompleteAnswer", "StaleAnswer", "ProofVerifier", "chain_from_genesis",
     "find_genesis", "ConflictingRequest", "LeaseLost", "LockLost", "HeldLease", "HeldLock",
-    "DEFAULT_VALID_BLOCKS",
+    "DEFAULT_VALID_BLOCKS", "ClientQuotaExceeded", "WatchGap",
 ]
-__all__ += ["WatchGap"]

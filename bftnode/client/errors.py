@@ -51,6 +51,11 @@ class LockLost(LeaseLost):
     `data` adds {lock, token}."""
 
 
+class ClientQuotaExceeded(TxRejected):
+    """The node's pool already holds this client's `max_pending` requests (genesis
+    app.quotas): wait for some to commit, then send again."""
+
+
 class TxTimeout(ClientError):
     """No node confirmed the commit in time; the tx may still commit (check with `tx`)."""
 
@@ -115,7 +120,7 @@ class TxFailed(ClientError):
 _BY_CODE: dict[int, type[RPCCallError]] = {
     E.TX_REJECTED: TxRejected, E.BAD_SIGNATURE: BadSignature, E.APP_ERROR: AppQueryError,
     E.RATE_LIMITED: RateLimited, E.STALE_READ: StaleRead,
-    E.CONFLICTING_REQUEST: ConflictingRequest,
+    E.CONFLICTING_REQUEST: ConflictingRequest, E.CLIENT_QUOTA: ClientQuotaExceeded,
 }
 
 

@@ -29,6 +29,7 @@ _REJECTION_CODES = (
     ("rate limited", "tx:rate-limited"), ("expired", "tx:expired"),
     ("already pending", "tx:already-pending"), ("pool full", "tx:pool-full"),
     ("duplicate", "tx:duplicate"), ("conflicting request", "tx:conflicting"),
+    ("client quota", "tx:client-quota"),
 )
 
 

@@ -26,6 +26,8 @@ STALE_READ = -32009  # the node cannot serve min_height / max_lag_ms: data = {he
 PRUNED = -32010  # the block (or tx's block) is below the lowest height kept: data = {base_height}
 # this client's request_seq is pending or committed with other content: data = {hash, ...}
 CONFLICTING_REQUEST = -32012
+# the tx's client already has genesis app.quotas.max_pending requests in this node's pool
+CLIENT_QUOTA = -32013
 
 CODE_NAMES = {
     PARSE_ERROR: "parse_error",
@@ -44,7 +46,17 @@ CODE_NAMES = {
     STALE_READ: "stale_read",
     PRUNED: "pruned",
     CONFLICTING_REQUEST: "conflicting_request",
+    CLIENT_QUOTA: "client_quota",
 }
+
+
+def rejection_code(reason: str) -> int:
+    """The code of a tx the node refused before ordering, by the pool's reason."""
+    if reason.startswith("client quota"):
+        return CLIENT_QUOTA
+    if reason.startswith("conflicting request"):
+        return CONFLICTING_REQUEST
+    return TX_REJECTED
 
 
 class RPCError(Exception):

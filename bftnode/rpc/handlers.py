@@ -34,6 +34,7 @@ from .errors import (
     TIMEOUT,
     TX_REJECTED,
     RPCError,
+    rejection_code,
 )
 from .params import (
     AuthStatusParams,
@@ -322,10 +323,8 @@ def _after_submit(ctx: CallContext, req: Request, tx_hash: bytes, res: Any) -> N
 
 
 def rejected_error(tx_hash: bytes, reason: str) -> RPCError:
-    """The JSON-RPC error of a refused tx: CONFLICTING_REQUEST when its (client_id,
-    request_seq) is pending with other content, TX_REJECTED otherwise."""
-    code = CONFLICTING_REQUEST if reason.startswith("conflicting request") else TX_REJECTED
-    return RPCError(code, f"tx rejected: {reason}", {"hash": tx_hash.hex()})
+    """The JSON-RPC error of a refused tx, its code by the pool's reason (rejection_code)."""
+    return RPCError(rejection_code(reason), f"tx rejected: {reason}", {"hash": tx_hash.hex()})
 
 
 @method("broadcast_tx_async", BroadcastParams)

@@ -43,12 +43,17 @@ class IntakeMixin(ReplicaState):
             return "already pending" if held == req else CONFLICTING
         if len(self._pending) >= self.config.max_pending_requests:
             return "pool full"
+        cap = self.config.max_pending_per_client
+        if cap and self._pool_clients[req.client_id] >= cap:
+            return (f"client quota: this client already has {cap} requests pending "
+                    "(max_pending); wait for some to commit")
         src = self.id if source is None else source
         size = held_bytes(req)
         if self._pool_bytes[src] + size > self.pool_share_bytes:
             return "pool full"
         self._pool_bytes[src] += size
         self._pool_entry[key] = (src, size)
+        self._pool_clients[req.client_id] += 1
         self._pending[key] = (req, self._now)
         self._forwarded_ms[key] = self._now
         if req.valid_until:
@@ -66,7 +71,8 @@ class IntakeMixin(ReplicaState):
         reason = check_request(self.config, self.auth, req)
         if reason is None and not self._is_admitted(req):
             size = request_size(len(req.op))
-            if not self._rates.take(self.id, self._now, size, half=True):
+            light = not self._pool_clients[req.client_id]
+            if not self._rates.take(self.id, self._now, size, half=True, light=light):
                 self.dropped["client-request-over-rate"] += 1
                 reason = "rate limited"
             else:
@@ -92,7 +98,12 @@ class IntakeMixin(ReplicaState):
             return False
         # what we hold already costs the relay nothing (a re-forward is no flood)
         smallest = min((len(r.op) for r in reqs if not self._is_admitted(r)), default=None)
-        if smallest is None or self._rates.can_take(sender, self._now, request_size(smallest)):
+        if smallest is None or self._rates.can_take(sender, self._now, request_size(smallest),
+                                                    light=False):
+            return False
+        light = min((len(r.op) for r in reqs if not self._pool_clients[r.client_id]),
+                    default=None)
+        if light is not None and self._rates.can_take(sender, self._now, request_size(light)):
             return False
         held = sum(1 for r in reqs if self._is_admitted(r))  # only on the (cheap) drop path
         self.dropped["forwarded-request-over-rate"] += len(reqs) - held
@@ -107,7 +118,7 @@ class IntakeMixin(ReplicaState):
             return
         fresh = []
         room = self.pool_share_bytes - self._pool_bytes[sender]
-        for i, req in enumerate(fwd.requests):
+        for i, (req, light) in enumerate(self._light_first(fwd.requests)):
             if self._is_admitted(req):
                 self.dropped["forwarded-request-already-pending"] += 1
                 continue  # a relay of what we hold: no need to verify it again
@@ -115,7 +126,7 @@ class IntakeMixin(ReplicaState):
             if size > room:  # over the relay's pool share: dropped unverified (no CPU spent)
                 self.dropped["forwarded-request-over-share"] += 1
                 continue
-            if not self._rates.take(sender, self._now, request_size(len(req.op))):
+            if not self._rates.take(sender, self._now, request_size(len(req.op)), light=light):
                 # unverified, like the rest of this FORWARD: the bucket refills with time only
                 self.dropped["forwarded-request-over-rate"] += len(fwd.requests) - i
                 break
@@ -128,6 +139,22 @@ class IntakeMixin(ReplicaState):
         for req in fresh:
             if self._admit(req, sender) is not None:
                 self.dropped["forwarded-request-not-admitted"] += 1
+
+    def _light_first(self, reqs: tuple[Request, ...]) -> list[tuple[Request, bool]]:
+        """A FORWARD's requests, the first of each client with nothing pending here ("light")
+        ahead of the rest, each in relay order: the relay's admission rate goes to clients
+        that wait for one request before a flood's backlog (a flood's clients hold many)."""
+        seen: set[bytes] = set()
+        light: list[tuple[Request, bool]] = []
+        heavy: list[tuple[Request, bool]] = []
+        for req in reqs:
+            cid = req.client_id
+            if cid not in seen and not self._pool_clients[cid]:
+                seen.add(cid)
+                light.append((req, True))
+            else:
+                heavy.append((req, False))
+        return light + heavy
 
     def _forward_new(self, reqs: list[Request]) -> None:
         """Requests our clients just gave us. PBFT's relay: a backup sends them to the
@@ -221,6 +248,11 @@ class IntakeMixin(ReplicaState):
         if self._pending.pop(key, None) is not None:
             src, size = self._pool_entry.pop(key)
             self._pool_bytes[src] -= size
+            left = self._pool_clients[key[0]] - 1
+            if left:
+                self._pool_clients[key[0]] = left
+            else:
+                del self._pool_clients[key[0]]
         self._relay_due.pop(key, None)
         self._forwarded_ms.pop(key, None)
         self._expiring.discard(key)

@@ -44,7 +44,10 @@ class ProposalMixin(ReplicaState):
         0 = no cap."""
         cap = self.config.max_in_flight
         in_flight = self._in_flight()
-        if full or cap == 0 or in_flight < cap:
+        if full:
+            full_cap = self.config.max_full_in_flight
+            return full_cap == 0 or in_flight < full_cap
+        if cap == 0 or in_flight < cap:
             return True
         # a source with nothing in flight does not wait behind the others' batches: it gets a
         # batch of its own now (one more in flight per such source), so a relay's steady load

@@ -75,6 +75,7 @@ class ReplicaState:
     _pending: dict[Key, tuple[Request, int]]
     _pool_bytes: Counter[int]
     _pool_entry: dict[Key, tuple[int, int]]
+    _pool_clients: Counter[bytes]
     pool_share_bytes: int
     _rates: SourceRates
     _forwarded_ms: dict[Key, int]
