@@ -33,7 +33,6 @@ from typing import Any
 from bftnode.config import CONFIG_FILE, ConfigError, write_config
 from bftnode.genesis import load_genesis
 from bftnode.home import DEFAULT_BASE_PORT, HomeError, create_local_chain
-from bftnode.keys import generate_key_file, load_key_file
 from testnet import netns as ns
 from testnet.adversary.node import (
     Adversary,
@@ -41,9 +40,9 @@ from testnet.adversary.node import (
     read_adversary,
     write_adversary,
 )
+from testnet.chain_access import ADMIN_KEY, TLS_CA, admin_app, auth_note, with_tls
 
 MANIFEST = "testnet.json"
-ADMIN_KEY = "admin.key"  # DIR/admin.key: the client key the genesis names admin (app.admins)
 READY_TIMEOUT_S = 60.0
 LINK_FAULTS_FILE = "link-faults.json"  # per node home; see testnet/adversary/link_faults.py
 STOP_GRACE_S = 10.0
@@ -328,7 +327,7 @@ def run_up(args: argparse.Namespace) -> int:
     ca = m["nodes"][0].get("ca_file")
     if ca:
         print(f"RPC over TLS: clients trust {ca} (--ca-file / ca_file=)")
-    print(_auth_note(m))
+    print(auth_note(m))
     if args.detach:
         print(f"stop with: python -m testnet down --dir {args.dir}")
         return 0
@@ -377,10 +376,10 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
     cfgs = create_local_chain(d, n, base_port=base_port, log_level=log_level,
                               chain_id=chain_id, consensus=consensus,
                               hosts=[plan.addr(i) for i in range(n)] if plan else None,
-                              app=_admin_app(d) if new and not open_chain else None)
+                              app=admin_app(d) if new and not open_chain else None)
     ns.check_hosts(d, [c.p2p_listen for c in cfgs], plan)
     if tls:
-        cfgs = _with_tls(d, cfgs)
+        cfgs = with_tls(d, cfgs)
     advs = []
     for i, c in enumerate(cfgs):
         # a restart may change who misbehaves; every testnet node accepts link faults
@@ -434,43 +433,6 @@ def up(d: Path, n: int = 4, *, base_port: int = DEFAULT_BASE_PORT,
         down(d)
         raise
     return m
-
-
-TLS_CA = "tls/ca.pem"  # of a `--tls` testnet, under DIR (testnet.tls_certs)
-
-
-def _with_tls(d: Path, cfgs: list[Any]) -> list[Any]:
-    """The configs serving TLS with DIR/tls's certificates (made on the first `--tls`)."""
-    from testnet.tls_certs import CA_FILE, write_testnet_tls
-
-    tls_dir = d / "tls"
-    assert d / TLS_CA == tls_dir / CA_FILE
-    if not (tls_dir / CA_FILE).exists():
-        write_testnet_tls(d, [c.rpc_host for c in cfgs])
-    out = []
-    for i, c in enumerate(cfgs):
-        cert, key = str(tls_dir / f"node{i}.pem"), str(tls_dir / f"node{i}.key")
-        if (c.rpc_tls_cert, c.rpc_tls_key) != (cert, key):
-            c = dataclasses.replace(c, rpc_tls_cert=cert, rpc_tls_key=key)
-            write_config(c)
-        out.append(c)
-    return out
-
-
-def _admin_app(d: Path) -> dict[str, Any]:
-    """The genesis `app` of a new testnet: DIR/admin.key (kept if there) is the admin and
-    permission checks are on."""
-    p = d / ADMIN_KEY
-    key = load_key_file(p) if p.exists() else generate_key_file(p)
-    return {"admins": [key.public_key.hex()], "auth_enabled": True}
-
-
-def _auth_note(m: dict[str, Any]) -> str:
-    if m.get("admin_key"):
-        return (f"admin key: {m['admin_key']} (permission checks "
-                f"{'on' if m.get('auth_enabled') else 'off'}: other client keys need a role; "
-                f"bftnode client --key {m['admin_key']} auth ...)")
-    return "permission checks off: any client key may write anything (dev only)"
 
 
 # ---------------------------------------------------------------- live table
