@@ -559,9 +559,6 @@ class Replica(
             raise InvariantViolation("primary would propose below the stable checkpoint")
         if len(self._pending) > self.config.max_pending_requests:
             raise InvariantViolation("pending pool exceeds its bound")
-        cap = self.config.max_pending_per_client
-        if cap and any(c > cap for c in self._pool_clients.values()):
-            raise InvariantViolation("a client's pending requests exceed max_pending_per_client")
         if any(b > self.pool_share_bytes for b in self._pool_bytes.values()):
             raise InvariantViolation("a source's pending bytes exceed its share")
         if len(self._buffer) > self._buffer_max:
