@@ -249,6 +249,18 @@ def require_root() -> None:
             raise NetnsError(f"--netns needs the `{tool}` command (iproute2)")
 
 
+def unusable() -> str | None:
+    """Why a `--netns` testnet cannot run here (None: it can): require_root, and `ip netns`
+    must work (a kernel or sandbox may refuse namespaces)."""
+    try:
+        require_root()
+    except NetnsError as exc:
+        return str(exc)
+    if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
+        return "`ip netns` does not work here"
+    return None
+
+
 def used_octets() -> set[int]:
     """Third octets of the 10.77.x.0/24 subnets that have an address in the root namespace."""
     r = run(["ip", "-j", "-4", "addr"], check=False)

@@ -6,28 +6,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from testnet import netns
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _netns_usable() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, bridge, veth)"
-    if shutil.which("ip") is None or shutil.which("tc") is None:
-        return "needs iproute2 (`ip`, `tc`)"
-    if subprocess.run(["ip", "netns", "list"], capture_output=True).returncode != 0:
-        return "`ip netns` does not work here"
-    return None
-
-
 pytestmark = [pytest.mark.slow, pytest.mark.integration,
-              pytest.mark.skipif(_netns_usable() is not None, reason=str(_netns_usable()))]
+              pytest.mark.skipif(netns.unusable() is not None, reason=str(netns.unusable()))]
 
 
 def test_a_40s_nemesis_run_keeps_every_guarantee(tmp_path):
