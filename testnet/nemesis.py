@@ -326,10 +326,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         ns.require_root()
         report = execute(args)
-    except ns.NetnsError as exc:
-        print(f"nemesis: {exc}", file=sys.stderr)
-        return 2
-    except ValueError as exc:
+    except (ns.NetnsError, ValueError) as exc:  # cannot run here / bad arguments
         print(f"nemesis: {exc}", file=sys.stderr)
         return 2
     if args.json:
