@@ -306,6 +306,7 @@ async def on_consensus_health(ctx: CallContext, p: NoParams) -> Any:
 async def _submit(ctx: CallContext, req: Request) -> tuple[bytes, Any]:
     tx_hash = verify_tx(ctx, req)
     res = await ctx.node.submit(req)
+    hold_refused_writes(ctx, [res])
     _after_submit(ctx, req, tx_hash, res)
     return tx_hash, res
 
@@ -322,9 +323,27 @@ def _after_submit(ctx: CallContext, req: Request, tx_hash: bytes, res: Any) -> N
         )
 
 
+# A write refused for load (the pool, its rates, the client's quota) is answered after this
+# long when nothing in its call was accepted: an answer at once only invites the same refused
+# retry, and a client that retries at once (a flood in a loop) then costs the node a parse and
+# a signature check per try instead of the waiting a held answer costs (a sleeping task).
+WRITE_HOLD_S = 0.25
+_LOAD_REASONS = ("rate limited", "pool full", "client quota")
+
+
 def rejected_error(tx_hash: bytes, reason: str) -> RPCError:
     """The JSON-RPC error of a refused tx, its code by the pool's reason (rejection_code)."""
-    return RPCError(rejection_code(reason), f"tx rejected: {reason}", {"hash": tx_hash.hex()})
+    data: dict[str, Any] = {"hash": tx_hash.hex()}
+    if reason.startswith(_LOAD_REASONS):
+        data["retry_after"] = WRITE_HOLD_S
+    return RPCError(rejection_code(reason), f"tx rejected: {reason}", data)
+
+
+def hold_refused_writes(ctx: CallContext, results: list[Any]) -> None:
+    """Hold the HTTP answer (server.post_root) when every tx of the call was refused for load."""
+    if results and all(getattr(r, "status", None) == "rejected"
+                       and str(r.reason).startswith(_LOAD_REASONS) for r in results):
+        ctx.extra["refused_retry_after"] = WRITE_HOLD_S
 
 
 @method("broadcast_tx_async", BroadcastParams)
@@ -406,6 +425,7 @@ async def submit_sync_batch(ctx: CallContext, payload: list[Any]) -> list[dict[s
         except RPCError as err:
             responses[i] = _call_error(ctx, name, req_id, notify, err)
     results = await _submit_all(ctx, [t[3] for t in todo]) if todo else []
+    hold_refused_writes(ctx, results)
     for (i, req_id, notify, req, tx_hash, enc), res in zip(todo, results, strict=True):
         try:
             if isinstance(res, Exception):  # a bug in the node, for this request only

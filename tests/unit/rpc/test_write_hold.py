@@ -1,0 +1,96 @@
+"""Writes refused for load are answered late (issue 30, fair admission): a call whose every tx
+the pool refused for its rate, its fullness or the client's quota gets its errors (with
+`retry_after`) after WRITE_HOLD_S, so a client that retries at once cannot make the node parse
+and verify the same refused txs in a tight loop; a call with any tx accepted, or refused for
+another reason, is answered at once."""
+
+from __future__ import annotations
+
+import json
+
+import trio
+
+from bftnode.rpc import errors as E
+from bftnode.rpc.handlers import WRITE_HOLD_S
+from bftnode.rpc.methods import CallContext, handle_body
+from bftnode.rpc.node_api import SubmitResult
+from bftnode.rpc.server import serve_rpc
+from consensus import request_digest
+
+from .conftest import TxFactory
+from .fake_node import FakeNode
+
+QUOTA = "client quota: this client already has 2 requests pending (max_pending); wait"
+
+
+class LoadedNode(FakeNode):
+    """Refuses the txs whose key starts with `refuse/` for `reason`; the rest as FakeNode."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__()
+        self.reason = reason
+
+    async def submit(self, request):
+        if b"refuse/" in request.op:
+            return SubmitResult("rejected", request_digest(request), reason=self.reason)
+        return await super().submit(request)
+
+    async def submit_many(self, requests):
+        return [await self.submit(r) for r in requests]
+
+
+def _calls(t: TxFactory, keys: list[str], method: str = "broadcast_tx_sync") -> bytes:
+    return json.dumps([{"jsonrpc": "2.0", "id": i, "method": method,
+                        "params": {"tx": t.put(k, "v")}} for i, k in enumerate(keys)]).encode()
+
+
+async def test_a_batch_refused_whole_for_load_is_held_with_retry_after():
+    for reason in ("rate limited", "pool full", QUOTA):
+        node = LoadedNode(reason)
+        ctx = CallContext(node)
+        got = await handle_body(ctx, _calls(TxFactory(node.domain), ["refuse/1", "refuse/2"]))
+        assert ctx.extra["refused_retry_after"] == WRITE_HOLD_S, reason
+        for r in got:
+            assert r["error"]["data"]["retry_after"] == WRITE_HOLD_S
+        want = E.CLIENT_QUOTA if reason == QUOTA else E.TX_REJECTED
+        assert {r["error"]["code"] for r in got} == {want}
+
+
+async def test_a_batch_with_one_tx_accepted_is_not_held():
+    node = LoadedNode("rate limited")
+    ctx = CallContext(node)
+    got = await handle_body(ctx, _calls(TxFactory(node.domain), ["refuse/1", "ok/2"]))
+    assert "refused_retry_after" not in ctx.extra
+    assert "error" in got[0] and got[1]["result"]["status"] in ("accepted", "committed")
+
+
+async def test_other_refusals_and_single_calls_follow_the_same_rule():
+    bad = LoadedNode("bad op: unknown op")  # not a load reason: a retry will not help
+    ctx = CallContext(bad)
+    got = await handle_body(ctx, _calls(TxFactory(bad.domain), ["refuse/1"]))
+    assert "refused_retry_after" not in ctx.extra and "retry_after" not in got[0]["error"]["data"]
+    for method in ("broadcast_tx_sync", "broadcast_tx_commit"):
+        node = LoadedNode("rate limited")
+        ctx = CallContext(node)
+        body = json.loads(_calls(TxFactory(node.domain), ["refuse/1"], method))[0]
+        await handle_body(ctx, json.dumps(body).encode())
+        assert ctx.extra["refused_retry_after"] == WRITE_HOLD_S, method
+
+
+async def test_the_http_answer_waits_the_hold(nursery):
+    import httpx
+
+    node = LoadedNode("pool full")
+    url = await nursery.start(serve_rpc, node, "127.0.0.1", 0)
+    t = TxFactory(node.domain)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        t0 = trio.current_time()
+        r = await http.post("/", content=_calls(t, ["refuse/1", "refuse/2"]))
+        held = trio.current_time() - t0
+        t0 = trio.current_time()
+        ok = await http.post("/", content=_calls(t, ["fine/1"]))
+        quick = trio.current_time() - t0
+    assert r.status_code == 200 and all("error" in a for a in r.json())
+    assert held >= WRITE_HOLD_S
+    assert ok.json()[0]["result"]["status"] in ("accepted", "committed")
+    assert quick < WRITE_HOLD_S
