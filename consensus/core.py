@@ -31,6 +31,10 @@ class ReplicaCore(Protocol):
         """Replicas convicted by committed evidence: replica -> (block height, kind)."""
         ...
 
+    def quota_refusal(self, client_id: bytes) -> str | None:
+        """Why a request of this client would be refused for its pending quota now, or None."""
+        ...
+
     def health(self) -> dict:
         """Why the replica is (not) making progress: diagnostics for status pages."""
         ...

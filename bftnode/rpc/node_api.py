@@ -94,6 +94,11 @@ class NodeAPI(Protocol):
         has already decoded it and verified the client signature against `domain`."""
         ...
 
+    def quota_refusal(self, client_id: bytes) -> str | None:
+        """Why a tx of `client_id` would be refused at admission for its pending quota now
+        (`client quota: ...`), or None; asked before the tx's signature is checked."""
+        ...
+
     async def wait_commit(self, tx_hash: bytes, timeout: float) -> TxResult | None:
         """The tx's result once committed (immediately if it already is); None on timeout.
         Must not miss a commit that happens between `submit` and this call."""

@@ -43,10 +43,9 @@ class IntakeMixin(ReplicaState):
             return "already pending" if held == req else CONFLICTING
         if len(self._pending) >= self.config.max_pending_requests:
             return "pool full"
-        cap = self.config.max_pending_per_client
-        if cap and self._pool_clients[req.client_id] >= cap:
-            return (f"client quota: this client already has {cap} requests pending "
-                    "(max_pending); wait for some to commit")
+        quota = self.quota_refusal(req.client_id)
+        if quota is not None:
+            return quota
         src = self.id if source is None else source
         size = held_bytes(req)
         if self._pool_bytes[src] + size > self.pool_share_bytes:
@@ -61,6 +60,16 @@ class IntakeMixin(ReplicaState):
         if key not in self._proposed:
             self._unproposed.add(key, src, request_size(len(req.op)))
         self._arm_request_timer()
+        return None
+
+    def quota_refusal(self, client_id: bytes) -> str | None:
+        """Why a request of `client_id` would be refused for its pending quota now, or None.
+        Only verified requests are counted, so the node may ask before checking a signature:
+        nobody can fill another client's quota."""
+        cap = self.config.max_pending_per_client
+        if cap and self._pool_clients[client_id] >= cap:
+            return (f"client quota: this client already has {cap} requests pending "
+                    "(max_pending); wait for some to commit")
         return None
 
     def _is_admitted(self, req: Request) -> bool:

@@ -112,6 +112,9 @@ class FakeNode:
         return self.events.get(height)
 
     # -- NodeAPI: writes
+    def quota_refusal(self, client_id: bytes) -> str | None:
+        return None
+
     async def submit(self, request: Request) -> SubmitResult:
         self.submitted += 1
         h = request_digest(request)

@@ -77,6 +77,32 @@ async def test_other_refusals_and_single_calls_follow_the_same_rule():
         assert ctx.extra["refused_retry_after"] == WRITE_HOLD_S, method
 
 
+class QuotaNode(FakeNode):
+    """A node whose every client is at its pending quota."""
+
+    async def submit(self, request):
+        raise AssertionError("a tx over its client's quota must not reach the node")
+
+    async def submit_many(self, requests):
+        raise AssertionError("a tx over its client's quota must not reach the node")
+
+    def quota_refusal(self, client_id):
+        return QUOTA
+
+
+async def test_a_client_at_its_quota_is_refused_before_its_signature_is_checked():
+    node = QuotaNode()
+    other = TxFactory(b"another chain")  # signatures that would not verify here
+    for method in ("broadcast_tx_sync", "broadcast_tx_commit", "broadcast_tx_async"):
+        ctx = CallContext(node)
+        got = await handle_body(ctx, _calls(other, ["a", "b"], method))
+        assert [r["error"]["code"] for r in got] == [E.CLIENT_QUOTA] * 2, method
+        assert ctx.extra["refused_retry_after"] == WRITE_HOLD_S
+    ctx = CallContext(node)  # the batch path (only broadcast_tx_sync) too, held the same
+    got = await handle_body(ctx, _calls(other, ["c"]))
+    assert got[0]["error"]["data"]["retry_after"] == WRITE_HOLD_S
+
+
 async def test_the_http_answer_waits_the_hold(nursery):
     import httpx
 
