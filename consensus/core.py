@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from .events import Event, Output
+from .messages import Request
 from .normal import ClientTable
 
 
@@ -31,8 +32,8 @@ class ReplicaCore(Protocol):
         """Replicas convicted by committed evidence: replica -> (block height, kind)."""
         ...
 
-    def quota_refusal(self, client_id: bytes) -> str | None:
-        """Why a request of this client would be refused for its pending quota now, or None."""
+    def quota_refusal(self, req: Request) -> str | None:
+        """Why `req` would be refused for its client's pending quota now, or None."""
         ...
 
     def health(self) -> dict:

@@ -47,12 +47,15 @@ class SubmitMixin:
                     await self._inbox_send.send(e)
         return [e if isinstance(e, SubmitResult) else await self._submitted(e) for e in early]
 
-    def quota_refusal(self, client_id: bytes) -> str | None:
-        """The replica's pending-quota refusal for this client now (asked by the RPC before a
-        signature check: a flood past its quota costs a lookup per tx, not a verify)."""
-        reason = self.replica.quota_refusal(client_id)
-        if reason is not None:
-            self.metrics.rejected.labels("tx:client-quota").inc()
+    def quota_refusal(self, request: Request) -> str | None:
+        """The replica's pending-quota refusal of this request now (asked by the RPC before a
+        signature check: a flood past its quota costs a lookup per tx, not a verify). None for
+        a committed request: its submit answers with its result."""
+        reason = self.replica.quota_refusal(request)
+        if reason is None or self.store.tx_by_client(request.client_id,
+                                                     request.request_seq) is not None:
+            return None
+        self.metrics.rejected.labels("tx:client-quota").inc()
         return reason
 
     def _precheck(self, request: Request) -> SubmitResult | Submitted:

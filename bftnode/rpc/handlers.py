@@ -354,7 +354,7 @@ def hold_refused_writes(ctx: CallContext, results: list[Any], early: int = 0) ->
 def over_quota(ctx: CallContext, req: Request) -> RPCError | None:
     """The refusal of a tx whose client is at its pending quota, decided before its signature
     is checked (a flood past its quota then costs a lookup per tx, not a verify)."""
-    reason = ctx.node.quota_refusal(req.client_id)
+    reason = ctx.node.quota_refusal(req)
     return None if reason is None else rejected_error(request_digest(req), reason)
 
 

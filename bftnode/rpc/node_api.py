@@ -94,9 +94,10 @@ class NodeAPI(Protocol):
         has already decoded it and verified the client signature against `domain`."""
         ...
 
-    def quota_refusal(self, client_id: bytes) -> str | None:
-        """Why a tx of `client_id` would be refused at admission for its pending quota now
-        (`client quota: ...`), or None; asked before the tx's signature is checked."""
+    def quota_refusal(self, request: Request) -> str | None:
+        """Why this tx would be refused at admission for its client's pending quota now
+        (`client quota: ...`), or None (also for a tx pending or committed already: `submit`
+        answers those); asked before the tx's signature is checked."""
         ...
 
     async def wait_commit(self, tx_hash: bytes, timeout: float) -> TxResult | None:

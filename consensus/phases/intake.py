@@ -43,7 +43,7 @@ class IntakeMixin(ReplicaState):
             return "already pending" if held == req else CONFLICTING
         if len(self._pending) >= self.config.max_pending_requests:
             return "pool full"
-        quota = self.quota_refusal(req.client_id)
+        quota = self._over_quota(req.client_id)
         if quota is not None:
             return quota
         src = self.id if source is None else source
@@ -62,10 +62,17 @@ class IntakeMixin(ReplicaState):
         self._arm_request_timer()
         return None
 
-    def quota_refusal(self, client_id: bytes) -> str | None:
-        """Why a request of `client_id` would be refused for its pending quota now, or None.
-        Only verified requests are counted, so the node may ask before checking a signature:
-        nobody can fill another client's quota."""
+    def quota_refusal(self, req: Request) -> str | None:
+        """Why `req` would be refused for its client's pending quota now, or None; None too for
+        a request this pool holds or the client table knows (its own answer comes first:
+        already pending, duplicate, too old). Only verified requests are counted, so the node
+        may ask before checking the signature: nobody can fill another client's quota."""
+        reason = self._over_quota(req.client_id)
+        if reason is None or _key(req) in self._pending:
+            return None
+        return reason if self._clients.status(req.client_id, req.request_seq) is None else None
+
+    def _over_quota(self, client_id: bytes) -> str | None:
         cap = self.config.max_pending_per_client
         if cap and self._pool_clients[client_id] >= cap:
             return (f"client quota: this client already has {cap} requests pending "

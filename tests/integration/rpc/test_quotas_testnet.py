@@ -67,5 +67,13 @@ def test_quota_hits_are_refused_alike_on_every_node(tmp_path):
             assert codes.count(CLIENT_QUOTA) >= 12 - 2 - 2, answers  # 2 pending (+ 2 done)
             refused = next(a["error"] for a in answers if "error" in a)
             assert "max_pending" in refused["message"], refused
+            assert refused["data"]["retry_after"] > 0
+            # the admitted ones sent again are answered as pending or committed, not refused,
+            # while the client is still at its quota
+            again = [answers.index(a) for a in answers if "result" in a]
+            assert again, answers
+            resent = http.post(urls[1], json=[payload[i] for i in again]).json()
+            assert all(a.get("result", {}).get("status") in ("accepted", "committed")
+                       for a in resent), resent
     finally:
         launcher.down(d)

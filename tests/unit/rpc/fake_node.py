@@ -112,7 +112,7 @@ class FakeNode:
         return self.events.get(height)
 
     # -- NodeAPI: writes
-    def quota_refusal(self, client_id: bytes) -> str | None:
+    def quota_refusal(self, request: Request) -> str | None:
         return None
 
     async def submit(self, request: Request) -> SubmitResult:

@@ -86,7 +86,7 @@ class QuotaNode(FakeNode):
     async def submit_many(self, requests):
         raise AssertionError("a tx over its client's quota must not reach the node")
 
-    def quota_refusal(self, client_id):
+    def quota_refusal(self, request):
         return QUOTA
 
 
