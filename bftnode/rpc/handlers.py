@@ -304,10 +304,7 @@ async def on_consensus_health(ctx: CallContext, p: NoParams) -> Any:
 
 
 async def _submit(ctx: CallContext, req: Request) -> tuple[bytes, Any]:
-    refused = over_quota(ctx, req)
-    if refused is not None:
-        hold_refused_writes(ctx, [], early=1)
-        raise refused
+    refuse_over_quota(ctx, req)
     tx_hash = verify_tx(ctx, req)
     res = await ctx.node.submit(req)
     hold_refused_writes(ctx, [res])
@@ -351,6 +348,14 @@ def hold_refused_writes(ctx: CallContext, results: list[Any], early: int = 0) ->
         ctx.extra["refused_retry_after"] = WRITE_HOLD_S
 
 
+def refuse_over_quota(ctx: CallContext, req: Request) -> None:
+    """One call's tx: raise (and hold the answer) if its client is at its pending quota."""
+    refused = over_quota(ctx, req)
+    if refused is not None:
+        hold_refused_writes(ctx, [], early=1)
+        raise refused
+
+
 def over_quota(ctx: CallContext, req: Request) -> RPCError | None:
     """The refusal of a tx whose client is at its pending quota, decided before its signature
     is checked (a flood past its quota then costs a lookup per tx, not a verify)."""
@@ -362,10 +367,7 @@ def over_quota(ctx: CallContext, req: Request) -> RPCError | None:
 async def on_broadcast_tx_async(ctx: CallContext, p: BroadcastParams) -> Any:
     """Checks decoding and signature, hands the tx to the node without waiting for check_tx."""
     req = p.tx.request
-    refused = over_quota(ctx, req)
-    if refused is not None:
-        hold_refused_writes(ctx, [], early=1)
-        raise refused
+    refuse_over_quota(ctx, req)
     tx_hash = verify_tx(ctx, req)
     if ctx.spawn is None:
         res = await ctx.node.submit(req)
