@@ -221,6 +221,16 @@ def retry_submit(exc: ClientError) -> bool:
     return isinstance(exc, RPCCallError) and exc.code == E.TIMEOUT
 
 
+def load_refusal_wait(exc: ClientError) -> float | None:
+    """Seconds to wait before sending the SAME signed tx again when the node refused it for
+    load (its pool, its rates or this client's pending quota: `data.retry_after`), else None.
+    The tx was not admitted, so sending it again cannot execute it twice."""
+    if not isinstance(exc, RPCCallError) or exc.code not in (E.TX_REJECTED, E.CLIENT_QUOTA):
+        return None
+    wait = exc.data.get("retry_after") if isinstance(exc.data, dict) else None
+    return float(wait) if isinstance(wait, int | float) and 0 < wait <= 60 else None
+
+
 def keepalive_interval(ttl: float, every: float | None) -> float:
     return every or max(ttl / 3, 0.05)
 

@@ -191,11 +191,14 @@ class Core:
         """broadcast_tx_commit with failover; retries send the SAME signed tx (same
         request_seq), so the chain executes it at most once. Returns a verified answer.
         No answer, or a node that did not see the commit in time: the next node; a refusal
-        (TxRejected, BadSignature) or any other RPC error: raised at once."""
+        for load (pool, rates, pending quota: `retry_after`): the next node after that wait,
+        and raised if every try until the deadline was one; another refusal (TxRejected,
+        BadSignature) or any other RPC error: raised at once."""
         timeout = self.timeout if timeout is None else timeout
         tx_hash = request_digest(req)
         deadline = self.clock() + timeout
         last: Exception | None = None
+        maybe_admitted = False  # some node may hold it: the deadline is a TxTimeout
         while deadline - self.clock() > 0:
             for u in self.endpoints.order():
                 left = deadline - self.clock()
@@ -204,12 +207,18 @@ class Core:
                 params = {"tx": C.tx_param(req), "timeout": max(0.1, min(left, 60.0))}
                 if self.proofs is not None:
                     params["prove"] = True
+                sent = self.clock()
                 try:
                     res = yield from self.call_at(u, "broadcast_tx_commit", params, retries=0)
                 except (NoNodeAvailable, RPCCallError) as exc:
+                    wait = C.load_refusal_wait(exc)
+                    if wait is not None:  # from the send: a node holds such answers that long
+                        last = exc
+                        yield Sleep(max(0.0, min(sent + wait, deadline) - self.clock()))
+                        continue
                     if not C.retry_submit(exc):
                         raise
-                    last = exc
+                    last, maybe_admitted = exc, True
                     continue
                 if self.proofs is not None:
                     try:
@@ -231,6 +240,8 @@ class Core:
             yield Sleep(max(0.0, min(0.2, deadline - self.clock())))  # no node answered
         if isinstance(last, VerificationError):
             raise last
+        if isinstance(last, RPCCallError) and not maybe_admitted and C.load_refusal_wait(last):
+            raise last  # every node refused it for load until the deadline: never admitted
         raise TxTimeout(f"tx {tx_hash.hex()} not confirmed within {timeout:g}s: {last}",
                         data={"hash": tx_hash.hex()})
 
