@@ -17,9 +17,7 @@ testnet.launcher, testnet.ports.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -289,26 +287,19 @@ def add_client_flood_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_client_flood(args: argparse.Namespace) -> int:
     from bftnode.home import create_local_chain
-    from testnet import launcher
-    from testnet.ports import free_port_base
+    from testnet.fresh import fresh_testnet, print_figures
 
     spec = FloodSpec(flooders=args.flooders, txs=args.txs, batch=args.batch,
                      quiet_s=args.quiet, flood_s=args.duration, honest_node=args.honest_node)
-    with tempfile.TemporaryDirectory(prefix="client-flood-") as tmp:
-        d = Path(tmp) / "net"
-        base = free_port_base(8)
-        consensus = {k: int(v) for k, v in (c.split("=", 1) for c in args.consensus)}
-        if args.max_pending:  # an open chain (no permission checks) with that bound
-            create_local_chain(d, 4, base_port=base, log_level="warning", consensus=consensus,
-                               app={"quotas": {"max_pending": args.max_pending}})
-        m = launcher.up(d, 4, base_port=base, log_level="warning", consensus=consensus or None,
-                        open_chain=True)
-        try:
-            urls = [n["rpc"] for n in m["nodes"]]
-            with httpx.Client(timeout=30) as http:
-                domain = _call(http, urls[0], "validators")["chain_id"].encode()
-            fig = measure(urls, domain, Path(tmp), spec)
-        finally:
-            launcher.down(d)
-    print(json.dumps(fig) if args.json else "\n".join(f"{k}: {v}" for k, v in fig.items()))
-    return 1 if fig["failures"] else 0
+    consensus = {k: int(v) for k, v in (c.split("=", 1) for c in args.consensus)}
+
+    def quotas(d: Path, base: int) -> None:  # an open chain (no permission checks), that bound
+        create_local_chain(d, 4, base_port=base, log_level="warning", consensus=consensus,
+                           app={"quotas": {"max_pending": args.max_pending}})
+
+    with fresh_testnet("client-flood-", quotas if args.max_pending else None,
+                       consensus=consensus or None) as (tmp, urls):
+        with httpx.Client(timeout=30) as http:
+            domain = _call(http, urls[0], "validators")["chain_id"].encode()
+        fig = measure(urls, domain, tmp, spec)
+    return print_figures(fig, args.json)

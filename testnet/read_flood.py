@@ -17,10 +17,8 @@ Imports: stdlib, httpx, msgspec, bftnode.client, bftnode.rpc (limits), testnet.l
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import statistics
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -256,19 +254,11 @@ def add_read_flood_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_read_flood(args: argparse.Namespace) -> int:
-    from testnet import launcher
-    from testnet.ports import free_port_base
+    from testnet.fresh import fresh_testnet, print_figures
 
     spec = FloodSpec(keys=args.keys, readers=args.readers, kv_batch=args.kv_batch,
                      chain_batch=args.chain_batch, quiet_s=args.quiet, flood_s=args.duration)
-    with tempfile.TemporaryDirectory(prefix="read-flood-") as tmp:
-        d = Path(tmp) / "net"
-        m = launcher.up(d, 4, open_chain=True, base_port=free_port_base(8), log_level="warning")
-        try:
-            urls = [n["rpc"] for n in m["nodes"]]
-            seed(urls[0], Path(tmp), spec.keys, spec.value_bytes)
-            fig = measure(urls, Path(tmp), spec)
-        finally:
-            launcher.down(d)
-    print(json.dumps(fig) if args.json else "\n".join(f"{k}: {v}" for k, v in fig.items()))
-    return 1 if fig["failures"] else 0
+    with fresh_testnet("read-flood-") as (tmp, urls):
+        seed(urls[0], tmp, spec.keys, spec.value_bytes)
+        fig = measure(urls, tmp, spec)
+    return print_figures(fig, args.json)
