@@ -19,6 +19,7 @@ Pure. Imports: stdlib, bftnode.app.{auth_ops,errors,events,layout,leases,ops}.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -79,8 +80,12 @@ class Auth:
         if not needs:
             return
         perms = A.permissions_of(ctx.state, ctx.client_id)
+        covers: dict[int, Cover] = {}  # merged once per bit: a txn has up to 384 needs
         for bit, start, stop, what in needs:
-            if not _covered(perms, bit, start, stop):
+            cover = covers.get(bit)
+            if cover is None:
+                cover = covers[bit] = _cover(perms, bit)
+            if not _in_cover(cover, start, stop):
                 kind = "read" if bit == READ else "write"
                 raise _deny(f"no {kind} permission on {what} for client "
                             f"{ctx.client_id.hex()[:16]}")
@@ -154,19 +159,38 @@ def _leases(op: object) -> Iterable[int]:
                 yield sub.lease
 
 
+Cover = tuple[list[bytes], list[bytes | None]]  # disjoint intervals: starts, ends (ascending)
+
+
+def _cover(perms: list[tuple[int, bytes, bytes | None]], bit: int) -> Cover:
+    """The union of the intervals carrying `bit`, merged into disjoint, non-touching ones."""
+    starts: list[bytes] = []
+    ends: list[bytes | None] = []
+    for _bit, s, e in sorted((p for p in perms if p[0] & bit), key=lambda p: p[1]):
+        if e is not None and e <= s:
+            continue  # an empty grant covers nothing
+        if starts and (ends[-1] is None or s <= ends[-1]):
+            if ends[-1] is not None and (e is None or e > ends[-1]):
+                ends[-1] = e
+            continue
+        starts.append(s)
+        ends.append(e)
+    return starts, ends
+
+
+def _in_cover(cover: Cover, start: bytes, stop: bytes | None) -> bool:
+    """Whether [start, stop) lies inside the cover: inside the one interval holding `start`."""
+    if stop is not None and stop <= start:
+        return True  # an empty range touches no key
+    starts, ends = cover
+    i = bisect.bisect_right(starts, start) - 1
+    if i < 0:
+        return False
+    end = ends[i]
+    return end is None or (stop is not None and stop <= end)
+
+
 def _covered(perms: list[tuple[int, bytes, bytes | None]], bit: int, start: bytes,
              stop: bytes | None) -> bool:
     """Whether the union of the intervals carrying `bit` covers [start, stop)."""
-    if stop is not None and stop <= start:
-        return True  # an empty range touches no key
-    cur = start
-    for _bit, s, e in sorted((p for p in perms if p[0] & bit), key=lambda p: p[1]):
-        if s > cur:
-            return False  # sorted by start: nothing later reaches back to cur
-        if e is None:
-            return True
-        if e > cur:
-            cur = e
-            if stop is not None and cur >= stop:
-                return True
-    return False
+    return _in_cover(_cover(perms, bit), start, stop)
