@@ -5,7 +5,8 @@ Owns the genesis params `admins` / `auth_enabled` (validated here), the check ev
 before it runs (`Auth.check`: PERMISSION, nothing applied, when the signer lacks a permission)
 and the `auth_status` query. The records and the admin ops live in auth_ops.py.
 What each op needs (docs/consistency.md "Permissions"):
-  put, delete                write on the key; a prefix delete: write on the whole prefix
+  put, delete                write on the key; a prefix delete: write on the whole prefix;
+                             with prev_kv also read on the same
   range (a read tx)          read on the range
   txn                        read on every compared key, and what each op of BOTH branches needs
   compact                    admin
@@ -136,8 +137,12 @@ def _span(bit: int, key: bytes, prefix: bool, range_end: bytes) -> Need:
 def _needs(op: object) -> Iterable[Need]:
     if isinstance(op, O.Put):
         yield _key(WRITE, op.key)
+        if op.prev_kv:  # the answer carries the value it replaced: a read (etcd's rule too)
+            yield _key(READ, op.key)
     elif isinstance(op, O.Delete):
         yield _span(WRITE, op.key, op.prefix, b"")
+        if op.prev_kv:
+            yield _span(READ, op.key, op.prefix, b"")
     elif isinstance(op, O.Range):
         yield _span(READ, op.key, op.prefix, op.range_end)
     elif isinstance(op, O.Txn):

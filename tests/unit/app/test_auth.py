@@ -101,6 +101,18 @@ def test_read_and_write_are_separate_and_a_range_grant_must_cover_a_prefix_delet
     assert chain.block((BOB, ops.delete(b"data/", prefix=True))).ok()["deleted"] == 2
 
 
+def test_a_write_only_client_cannot_read_values_through_prev_kv():
+    chain = _chain()
+    _admin(chain, ops.auth_role_add("w"), ops.auth_grant("w", "write", b"data/", prefix=True),
+           ops.auth_bind(BOB, "w"))
+    _refused(chain, BOB, ops.put(b"data/0", b"x", prev_kv=True))
+    _refused(chain, BOB, ops.delete(b"data/", prefix=True, prev_kv=True))
+    _refused(chain, BOB, ops.txn(success=[ops.put_op(b"data/1", b"x", prev_kv=True)]))
+    chain.block((BOB, ops.put(b"data/0", b"x"))).ok()  # without prev_kv: a plain write
+    _admin(chain, ops.auth_grant("w", "read", b"data/", prefix=True))
+    assert chain.block((BOB, ops.put(b"data/0", b"y", prev_kv=True))).ok()["prev"]["value"] == b"x"
+
+
 def test_revoke_unbind_and_role_delete_take_permissions_away():
     chain = _chain()
     _admin(chain, ops.auth_role_add("w"), ops.auth_grant("w", "readwrite", b"data/", prefix=True),
