@@ -8,7 +8,7 @@ from app_chain import Chain
 
 from bftnode.app import KVApplication, MemoryState, auth_ops, ops
 from bftnode.app.auth import check_params
-from bftnode.app.errors import NOT_FOUND, PERMISSION
+from bftnode.app.errors import BAD_OP, NOT_FOUND, PERMISSION
 from bftnode.genesis import Genesis, GenesisError
 
 ADMIN, BOB, EVE = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
@@ -140,6 +140,14 @@ def test_auth_ops_need_an_admin_even_with_checks_off():
     _refused(chain, BOB, ops.put(b"data/0", b"x"))
     _admin(chain, ops.auth_enable(False))
     chain.block((BOB, ops.put(b"data/0", b"x"))).ok()
+
+
+@pytest.mark.parametrize("role", ["r\n", "r\r", "", "-r", "r" * 65, "r/x"])
+def test_a_role_name_outside_the_pattern_is_a_bad_op(role):
+    chain = _chain()
+    code, res = chain.block((ADMIN, ops.encode_op(ops.AuthRoleAdd(role)))).results[0]
+    assert code == BAD_OP, res
+    assert chain.query("auth_status")["roles"] == []
 
 
 def test_admin_passes_every_check_and_status_lists_everything():
