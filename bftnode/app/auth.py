@@ -12,7 +12,8 @@ What each op needs (docs/consistency.md "Permissions"):
   compact                    admin
   put with a lease           the lease is the signer's (with checks on)
   lock / election ops        write on the name (lease and holder ownership as always)
-  lease ops                  none (a lease is its owner's, checked with checks off too)
+  lease_revoke               write on every key attached to the lease (it deletes them)
+  other lease ops            none (a lease is its owner's, checked with checks off too)
   auth_* ops                 admin, whether checks are on or not
 Admins pass every check. With checks off everything runs as without auth.
 Pure. Imports: stdlib, bftnode.app.{auth_ops,errors,events,layout,leases,ops}.
@@ -25,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import auth_ops as A
+from . import layout as L
 from . import leases
 from . import ops as O
 from .errors import PERMISSION, AppError
@@ -78,6 +80,8 @@ class Auth:
         if isinstance(op, O.Compact):
             raise _deny("compact needs an admin key (genesis app.admins)")
         needs = list(_needs(op))
+        if isinstance(op, O.LeaseRevoke):
+            needs.extend(_revoked_keys(ctx, op.id))
         if not needs:
             return
         perms = A.permissions_of(ctx.state, ctx.client_id)
@@ -153,6 +157,17 @@ def _needs(op: object) -> Iterable[Need]:
     elif isinstance(op, O.LockAcquire | O.LockRelease | O.LockCancel | O.Campaign | O.Proclaim
                      | O.Resign):
         yield WRITE, op.name, op.name + b"\x00", f"lock/election name {op.name[:64]!r}"
+
+
+def _revoked_keys(ctx: TxContext, lease_id: int) -> Iterable[Need]:
+    """Revoking deletes the lease's keys: write on each (etcd's rule). A key may sit on the
+    lease from before the signer lost its write permission, or from an admin's put."""
+    rec = leases.live(ctx.state, lease_id, ctx.time_ms)
+    if rec is None or rec["owner"] != ctx.client_id:
+        return  # lease_end.revoke refuses it
+    lid = L.LEASE_KEYS + L.u64(lease_id)
+    for k, _ in ctx.state.iterate(lid):
+        yield _key(WRITE, k[len(lid):])
 
 
 def _leases(op: object) -> Iterable[int]:

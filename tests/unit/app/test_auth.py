@@ -174,6 +174,24 @@ def test_locks_need_write_on_the_name_and_puts_need_their_own_lease():
     chain.block((BOB, ops.put(b"jobs/k", b"v", lease=lease))).ok()
 
 
+def test_a_lease_revoke_needs_write_on_the_keys_it_would_delete():
+    chain = _chain()
+    _admin(chain, ops.auth_role_add("w"), ops.auth_grant("w", "write", b"jobs/", prefix=True),
+           ops.auth_bind(BOB, "w"))
+    lease = chain.block((BOB, ops.lease_grant(ttl_ms=60_000))).ok()["id"]
+    chain.block((BOB, ops.put(b"jobs/k", b"v", lease=lease))).ok()
+    _admin(chain, ops.auth_revoke("w", "write", b"jobs/", prefix=True))
+    _refused(chain, BOB, ops.lease_revoke(lease))  # BOB may no longer delete jobs/k
+    assert chain.query("kv_get", key=b"jobs/k")["found"]
+    _admin(chain, ops.auth_grant("w", "write", b"jobs/k"))
+    assert chain.block((BOB, ops.lease_revoke(lease))).ok()["deleted_keys"] == 1
+    # a lease without keys, or another client's lease, is decided as before
+    own = chain.block((BOB, ops.lease_grant(ttl_ms=60_000))).ok()["id"]
+    chain.block((BOB, ops.lease_revoke(own))).ok()
+    code, _ = chain.block((EVE, ops.lease_revoke(own))).results[0]
+    assert code == NOT_FOUND
+
+
 def test_no_admins_means_exactly_todays_behaviour():
     plain, params = Chain(), Chain(app=KVApplication(params={"quotas": {}}))
     for c in (plain, params):
