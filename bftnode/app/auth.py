@@ -5,13 +5,15 @@ Owns the genesis params `admins` / `auth_enabled` (validated here), the check ev
 before it runs (`Auth.check`: PERMISSION, nothing applied, when the signer lacks a permission)
 and the `auth_status` query. The records and the admin ops live in auth_ops.py.
 What each op needs (docs/consistency.md "Permissions"):
-  put, delete                write on the key; a prefix delete: write on the whole prefix
+  put, delete                write on the key; a prefix delete: write on the whole prefix;
+                             with prev_kv also read on the same
   range (a read tx)          read on the range
   txn                        read on every compared key, and what each op of BOTH branches needs
   compact                    admin
   put with a lease           the lease is the signer's (with checks on)
   lock / election ops        write on the name (lease and holder ownership as always)
-  lease ops                  none (a lease is its owner's, checked with checks off too)
+  lease_revoke               write on every key attached to the lease (it deletes them)
+  other lease ops            none (a lease is its owner's, checked with checks off too)
   auth_* ops                 admin, whether checks are on or not
 Admins pass every check. With checks off everything runs as without auth.
 Pure. Imports: stdlib, bftnode.app.{auth_ops,errors,events,layout,leases,ops}.
@@ -19,10 +21,12 @@ Pure. Imports: stdlib, bftnode.app.{auth_ops,errors,events,layout,leases,ops}.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import auth_ops as A
+from . import layout as L
 from . import leases
 from . import ops as O
 from .errors import PERMISSION, AppError
@@ -76,11 +80,17 @@ class Auth:
         if isinstance(op, O.Compact):
             raise _deny("compact needs an admin key (genesis app.admins)")
         needs = list(_needs(op))
+        if isinstance(op, O.LeaseRevoke):
+            needs.extend(_revoked_keys(ctx, op.id))
         if not needs:
             return
         perms = A.permissions_of(ctx.state, ctx.client_id)
+        covers: dict[int, Cover] = {}  # merged once per bit: a txn has up to 384 needs
         for bit, start, stop, what in needs:
-            if not _covered(perms, bit, start, stop):
+            cover = covers.get(bit)
+            if cover is None:
+                cover = covers[bit] = _cover(perms, bit)
+            if not _in_cover(cover, start, stop):
                 kind = "read" if bit == READ else "write"
                 raise _deny(f"no {kind} permission on {what} for client "
                             f"{ctx.client_id.hex()[:16]}")
@@ -131,8 +141,12 @@ def _span(bit: int, key: bytes, prefix: bool, range_end: bytes) -> Need:
 def _needs(op: object) -> Iterable[Need]:
     if isinstance(op, O.Put):
         yield _key(WRITE, op.key)
+        if op.prev_kv:  # the answer carries the value it replaced: a read (etcd's rule too)
+            yield _key(READ, op.key)
     elif isinstance(op, O.Delete):
         yield _span(WRITE, op.key, op.prefix, b"")
+        if op.prev_kv:
+            yield _span(READ, op.key, op.prefix, b"")
     elif isinstance(op, O.Range):
         yield _span(READ, op.key, op.prefix, op.range_end)
     elif isinstance(op, O.Txn):
@@ -145,6 +159,17 @@ def _needs(op: object) -> Iterable[Need]:
         yield WRITE, op.name, op.name + b"\x00", f"lock/election name {op.name[:64]!r}"
 
 
+def _revoked_keys(ctx: TxContext, lease_id: int) -> Iterable[Need]:
+    """Revoking deletes the lease's keys: write on each (etcd's rule). A key may sit on the
+    lease from before the signer lost its write permission, or from an admin's put."""
+    rec = leases.live(ctx.state, lease_id, ctx.time_ms)
+    if rec is None or rec["owner"] != ctx.client_id:
+        return  # lease_end.revoke refuses it
+    lid = L.LEASE_KEYS + L.u64(lease_id)
+    for k, _ in ctx.state.iterate(lid):
+        yield _key(WRITE, k[len(lid):])
+
+
 def _leases(op: object) -> Iterable[int]:
     if isinstance(op, O.Put) and op.lease:
         yield op.lease
@@ -154,19 +179,38 @@ def _leases(op: object) -> Iterable[int]:
                 yield sub.lease
 
 
+Cover = tuple[list[bytes], list[bytes | None]]  # disjoint intervals: starts, ends (ascending)
+
+
+def _cover(perms: list[tuple[int, bytes, bytes | None]], bit: int) -> Cover:
+    """The union of the intervals carrying `bit`, merged into disjoint, non-touching ones."""
+    starts: list[bytes] = []
+    ends: list[bytes | None] = []
+    for _bit, s, e in sorted((p for p in perms if p[0] & bit), key=lambda p: p[1]):
+        if e is not None and e <= s:
+            continue  # an empty grant covers nothing
+        if starts and (ends[-1] is None or s <= ends[-1]):
+            if ends[-1] is not None and (e is None or e > ends[-1]):
+                ends[-1] = e
+            continue
+        starts.append(s)
+        ends.append(e)
+    return starts, ends
+
+
+def _in_cover(cover: Cover, start: bytes, stop: bytes | None) -> bool:
+    """Whether [start, stop) lies inside the cover: inside the one interval holding `start`."""
+    if stop is not None and stop <= start:
+        return True  # an empty range touches no key
+    starts, ends = cover
+    i = bisect.bisect_right(starts, start) - 1
+    if i < 0:
+        return False
+    end = ends[i]
+    return end is None or (stop is not None and stop <= end)
+
+
 def _covered(perms: list[tuple[int, bytes, bytes | None]], bit: int, start: bytes,
              stop: bytes | None) -> bool:
     """Whether the union of the intervals carrying `bit` covers [start, stop)."""
-    if stop is not None and stop <= start:
-        return True  # an empty range touches no key
-    cur = start
-    for _bit, s, e in sorted((p for p in perms if p[0] & bit), key=lambda p: p[1]):
-        if s > cur:
-            return False  # sorted by start: nothing later reaches back to cur
-        if e is None:
-            return True
-        if e > cur:
-            cur = e
-            if stop is not None and cur >= stop:
-                return True
-    return False
+    return _in_cover(_cover(perms, bit), start, stop)

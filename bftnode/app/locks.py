@@ -4,7 +4,10 @@ A lock (kind L) or election (kind E) record holds the holder {lease, owner, toke
 since_ms} and a FIFO queue of waiters. Every grant's fencing token is the revision of the
 granting transition, so tokens strictly increase per lock (one grant per lock per revision).
 An election is a lock whose holder carries a value (the leader's proclamation).
-Pure. Imports: stdlib, storage.interface (types), bftnode.app.{layout,events,errors,leases}.
+Each holder and waiter is charged to its client's quota (quotas.py) as one key of
+len(name) + len(value) bytes, from the op that queues or grants it until it leaves.
+Pure. Imports: stdlib, storage.interface (types),
+bftnode.app.{layout,events,errors,leases,quotas}.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from storage.interface import StateReader
 
 from . import layout as L
-from . import leases
+from . import leases, quotas
 from .errors import CONFLICT, LIMIT, NOT_FOUND, PERMISSION, AppError
 from .events import (
     LEADER_CHANGED,
@@ -52,6 +55,11 @@ def _index(ctx: TxContext, kind: bytes, name: bytes, lease: int, present: bool) 
         ctx.state.delete(k)
 
 
+def _charge(ctx: TxContext, owner: bytes, name: bytes, value: bytes, n: int) -> None:
+    """A holder or waiter entry comes (n = 1) or goes (n = -1): its client's quota."""
+    quotas.charge(ctx, owner, n, n * (len(name) + len(value)))
+
+
 def _scope(kind: bytes) -> str:
     return "election" if kind == L.ELECTION_KIND else "lock"
 
@@ -82,6 +90,7 @@ def _vacate(ctx: TxContext, kind: bytes, name: bytes, rec: dict, lost: bool) -> 
     old = rec["holder"]
     rec["holder"] = None
     _index(ctx, kind, name, old["lease"], False)
+    _charge(ctx, old["owner"], name, old["value"], -1)
     ctx.emit(LOCK_LOST if lost else LOCK_RELEASED, name, lease=old["lease"], token=old["token"],
              owner=old["owner"], scope=_scope(kind))
     if rec["queue"]:
@@ -104,6 +113,7 @@ def acquire(ctx: TxContext, kind: bytes, name: bytes, lease_id: int, value: byte
     waiter = {"lease": lease_id, "owner": ctx.client_id, "value": value}
     if holder is None:
         assert not rec["queue"], "a free lock has no waiters"
+        _charge(ctx, ctx.client_id, name, value, 1)
         _grant(ctx, kind, name, rec, waiter)
         _index(ctx, kind, name, lease_id, True)
         _save(ctx, kind, name, rec)
@@ -113,6 +123,7 @@ def acquire(ctx: TxContext, kind: bytes, name: bytes, lease_id: int, value: byte
     if len(rec["queue"]) >= MAX_WAITERS:
         raise AppError(LIMIT, f"lock has {MAX_WAITERS} waiters already")
     rec["queue"].append(waiter)
+    _charge(ctx, ctx.client_id, name, value, 1)
     _index(ctx, kind, name, lease_id, True)
     ctx.emit(LOCK_QUEUED, name, lease=lease_id, owner=ctx.client_id, scope=_scope(kind))
     _save(ctx, kind, name, rec)
@@ -144,6 +155,7 @@ def release(ctx: TxContext, kind: bytes, name: bytes, token: int) -> dict:
 def proclaim(ctx: TxContext, name: bytes, token: int, value: bytes) -> dict:
     kind = L.ELECTION_KIND
     rec = _holder_rec(ctx, kind, name, token)
+    quotas.charge(ctx, ctx.client_id, 0, len(value) - len(rec["holder"]["value"]))
     rec["holder"]["value"] = value
     ctx.emit(LEADER_CHANGED, name, value=value, lease=rec["holder"]["lease"], token=token,
              owner=ctx.client_id, scope="election")
@@ -164,6 +176,7 @@ def _dequeue(ctx: TxContext, kind: bytes, name: bytes, rec: dict, lease_id: int)
     w = next(w for w in rec["queue"] if w["lease"] == lease_id)
     rec["queue"].remove(w)
     _index(ctx, kind, name, lease_id, False)
+    _charge(ctx, w["owner"], name, w["value"], -1)
     ctx.emit(LOCK_DEQUEUED, name, lease=lease_id, owner=w["owner"], scope=_scope(kind))
     _save(ctx, kind, name, rec)
 

@@ -151,7 +151,8 @@ class Resign(_Op, tag="resign"):
 
 # ---------------------------------------------------------------- permissions (auth.py)
 
-RoleName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+# \Z, not $: $ also matches before a final "\n" (msgspec searches with Python's re)
+RoleName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")]
 ClientKey = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 Perm = Literal["read", "write", "readwrite"]
 AnyKey = Annotated[bytes, msgspec.Meta(max_length=MAX_KEY_BYTES)]

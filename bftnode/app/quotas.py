@@ -6,7 +6,8 @@ Who is charged: a live key is charged to its owner, the client that wrote its cu
 writer, deleting it (by anyone, or by its lease ending) credits the owner. A live lease is
 charged to the client that granted it until it is revoked or expires. Bytes stored are
 len(key) + len(value) of each live key. Keys written before records carried an owner are
-charged to nobody.
+charged to nobody. A lock or election holder or waiter counts as one key of len(name) +
+len(value) bytes, charged to its client while it holds or waits (locks.py).
 Accounting: the ops note changes in `TxContext.usage` (`charge`); `settle` writes them into the
 usage records after the op ran, and refuses (QUOTA, the tx's writes dropped) when the signing
 client's usage of a resource grows past its limit. Only the signer can grow: an op never
@@ -93,7 +94,8 @@ def all_usage(state: StateReader) -> dict[bytes, tuple[int, int, int]]:
 
 
 def recount(state: StateReader) -> dict[bytes, tuple[int, int, int]]:
-    """What the usage records must say, counted from the live keys and leases (tests, audits)."""
+    """What the usage records must say, counted from the live keys, lock and election entries
+    and leases (tests, audits)."""
     out: dict[bytes, list[int]] = {}
     for k, v in state.iterate(L.KV):
         rec = L.unpack(v)
@@ -102,6 +104,13 @@ def recount(state: StateReader) -> dict[bytes, tuple[int, int, int]]:
         u = out.setdefault(rec[5], [0, 0, 0])
         u[0] += 1
         u[1] += len(k) - len(L.KV) + len(rec[0])
+    for kind in (L.LOCK_KIND, L.ELECTION_KIND):
+        for k, v in state.iterate(kind + b"/"):
+            rec = L.unpack(v)
+            for entry in ([rec["holder"]] if rec["holder"] else []) + rec["queue"]:
+                u = out.setdefault(entry["owner"], [0, 0, 0])
+                u[0] += 1
+                u[1] += len(k) - 2 + len(entry["value"])
     for _, v in state.iterate(L.LEASE):
         out.setdefault(L.unpack(v)["owner"], [0, 0, 0])[2] += 1
     return {c: (u[0], u[1], u[2]) for c, u in out.items() if any(u)}

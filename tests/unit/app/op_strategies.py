@@ -138,7 +138,7 @@ txn_map = st.fixed_dictionaries(
     optional={"compare": st.lists(compare_map, max_size=3),
               "success": st.lists(sub_ops, max_size=4), "failure": st.lists(sub_ops, max_size=3)},
 )
-roles = st.sampled_from(["r1", "reader", "w-2", "", "-bad", "x" * 65])
+roles = st.sampled_from(["r1", "reader", "w-2", "", "-bad", "x" * 65, "r1\n"])
 perms = st.sampled_from(["read", "write", "readwrite", "all"])
 OP_MAPS = {
     "put": put_map,

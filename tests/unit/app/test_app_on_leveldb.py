@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bftnode.app import KVApplication, MemoryState, ops
+from bftnode.app import KVApplication, MemoryState, ops, quotas
+from bftnode.app.errors import INTERNAL, PERMISSION, QUOTA
 from bftnode.app.overlay import Overlay
 from consensus import Request
 from storage.ledger import KVStateReader
@@ -91,6 +92,86 @@ def test_identical_effects_on_leveldb_and_in_memory(tmp_path):
             nonzero += sum(1 for code, _ in on_disk.results if code == 0)
         assert list(db.iterator()) == mem.items()
         assert nonzero > 200  # a good share of the ~750 txs did real work
+    finally:
+        db.close()
+
+
+ADMIN = b"\x01" * 32
+_NAMES = [b"a", b"a\x00", b"ab", b"b", b"c\x00\xff"]
+
+
+def _hostile_op(rng: random.Random, leases: list[int], tokens: dict) -> tuple[bytes, bytes]:
+    """Permission, quota and election ops mixed into the KV ops, from admin and others."""
+    if rng.random() < 0.6:
+        client, op = _random_op(rng, leases, tokens)
+        return rng.choice([client, b"B" * 32, b"C" * 32]), op
+    key, role = rng.choice(_NAMES), rng.choice(["r1", "r2"])
+    lease = rng.choice(leases) if leases else 77
+    kind = rng.randrange(9)
+    if kind < 4:  # admin: roles, grants on keys, prefixes and ranges (empty, "\0"), bindings
+        end = rng.choice([b"", b"\x00", b"b", b"a"])
+        return ADMIN, rng.choice([
+            ops.auth_role_add(role), ops.auth_role_delete(role),
+            ops.auth_grant(role, rng.choice(["read", "write", "readwrite"]), key,
+                           prefix=rng.random() < 0.5, range_end=end),
+            ops.auth_revoke(role, "write", key, range_end=end),
+            ops.auth_bind(rng.choice([b"B", b"C"]) * 32, role),
+            ops.auth_unbind(b"B" * 32, role), ops.auth_enable(rng.random() < 0.8)])
+    client = rng.choice([b"B", b"C"]) * 32
+    value = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 40)))
+    return client, [
+        lambda: ops.campaign(key, lease, value),
+        lambda: ops.proclaim(key, tokens.get(b"E" + key, 1), value),
+        lambda: ops.resign(key, tokens.get(b"E" + key, 1)),
+        lambda: ops.put(key, value, prev_kv=True),
+        lambda: ops.delete(key, prefix=True, prev_kv=True),
+    ][kind - 4]()
+
+
+@pytest.mark.integration
+def test_identical_effects_with_permissions_quotas_and_elections(tmp_path):
+    db = plyvel.DB(str(tmp_path / "state"), create_if_missing=True)
+    try:
+        disk = KVStateReader(_Plyvel(db), prefix=b"")
+        mem = MemoryState()
+        params = {"admins": [ADMIN.hex()], "auth_enabled": True,
+                  "quotas": {"max_keys": 2, "max_bytes": 40, "max_leases": 2}}
+        one, two = KVApplication(params=params), KVApplication(params=params)
+        rng = random.Random(20261207)
+        leases: list[int] = []
+        tokens: dict = {}
+        time_ms, seq, codes = 1000, 0, set()
+        for height in range(1, 301):
+            time_ms += rng.choice([50, 100, 400, 1200])
+            reqs = []
+            if height == 1:  # C may write everywhere (until a random op takes it away)
+                reqs = [Request(ADMIN, 1, op) for op in (
+                    ops.auth_role_add("all"), ops.auth_bind(b"C" * 32, "all"),
+                    ops.auth_grant("all", "readwrite", b"", prefix=True))]
+                seq = 1
+            for _ in range(rng.randrange(0, 8)):
+                seq += 1
+                client, op = _hostile_op(rng, leases, tokens)
+                reqs.append(Request(client, seq, op))
+            on_disk = one.execute_block(disk, height, time_ms, reqs)
+            in_mem = two.execute_block(mem, height, time_ms, reqs)
+            assert on_disk == in_mem, f"block {height} differs"
+            with db.write_batch(sync=False) as wb:
+                for k, v in on_disk.writes:
+                    if v is None:
+                        wb.delete(k)
+                    else:
+                        wb.put(k, v)
+            mem.apply(in_mem.writes)
+            for e in on_disk.events:
+                if e.kind == "lease_granted":
+                    leases.append(e.lease)
+                if e.kind == "lock_granted":
+                    tokens[b"E" + e.key if e.scope == "election" else "L"] = e.token
+            codes.update(code for code, _ in on_disk.results)
+            assert quotas.all_usage(mem) == quotas.recount(mem)
+        assert list(db.iterator()) == mem.items()
+        assert {0, PERMISSION, QUOTA} <= codes and INTERNAL not in codes
     finally:
         db.close()
 

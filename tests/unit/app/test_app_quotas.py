@@ -1,7 +1,8 @@
 """Quotas (bftnode.app.quotas): the usage records always equal a recount of the live keys and
 leases, whatever ops run (puts, overwrites by another client, deletes by anyone, prefix
 deletes, txns, lease grant/revoke/expiry with attached keys); each limit refuses with code 12
-QUOTA and changes nothing; the genesis validates `app.quotas`."""
+QUOTA and changes nothing; lock and election entries count as keys; the genesis validates
+`app.quotas`."""
 
 from __future__ import annotations
 
@@ -117,6 +118,28 @@ def test_a_client_over_a_limit_may_still_delete():
     assert chain.block((A, ops.put(b"b", b"2"))).results[0][0] == 0  # takes B's key over
 
 
+def test_lock_and_election_entries_count_as_keys_of_their_client():
+    # a lock or election record holds its holder's and waiters' values (a campaign value up
+    # to 1 MiB), one record per name, however many names one lease takes
+    chain = limited(max_keys=2, max_bytes=100)
+    a, b = (chain.block((c, ops.lease_grant(ttl_ms=60_000))).ok()["id"] for c in (A, B))
+    chain.block((A, ops.campaign(b"e1", a, b"x" * 60))).ok()
+    assert usage(chain, A) == (1, 62, 1)
+    assert "bytes" in _refused(chain.block((A, ops.campaign(b"e2", a, b"y" * 60))))
+    assert chain.block((A, ops.lock_acquire(b"lk", a))).ok()["acquired"]
+    assert "keys" in _refused(chain.block((A, ops.lock_acquire(b"l2", a))))
+    chain.block((B, ops.campaign(b"e1", b, b"zz"))).ok()  # B waits: charged to B
+    assert usage(chain, B) == (1, 4, 1)
+    token = chain.query("election_leader", name=b"e1")["token"]
+    assert "bytes" in _refused(chain.block((A, ops.proclaim(b"e1", token, b"x" * 97))))
+    chain.block((A, ops.proclaim(b"e1", token, b"short"))).ok()
+    assert usage(chain, A) == (2, 2 + 5 + 2, 1)
+    chain.block((A, ops.lease_revoke(a))).ok()  # A's entries go; B is granted e1
+    assert usage(chain, A) == (0, 0, 0)
+    assert usage(chain, B) == (1, 4, 1)
+    assert quotas.all_usage(chain.state) == quotas.recount(chain.state)
+
+
 # ---------------------------------------------------------------- usage = recount
 
 
@@ -158,6 +181,45 @@ def test_usage_always_equals_a_recount_of_the_state(blocks, max_keys):
         assert quotas.all_usage(chain.state) == quotas.recount(chain.state)
         for client, (keys, _, leases) in quotas.all_usage(chain.state).items():
             assert keys <= max_keys and leases <= 2, client
+
+
+_LOCK_STEP = st.tuples(
+    st.sampled_from([A, B]),
+    st.sampled_from(["lock", "lock", "campaign", "campaign", "campaign", "release", "proclaim",
+                     "proclaim", "resign", "cancel", "revoke", "wait"]),
+    st.sampled_from([b"a", b"b"]),  # the name (a lock and an election of each)
+    st.binary(max_size=5),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_LOCK_STEP, max_size=30), st.integers(1, 4))
+def test_lock_and_election_usage_always_equals_a_recount(steps, max_keys):
+    """Each op is built from the state (the signer's own lease, the holder's token), so
+    grants, queues, hand-overs, proclaims, cancels, revokes and expiries all happen."""
+    chain = limited(max_keys=max_keys, max_bytes=12)
+    lease: dict[bytes, int] = {}
+    for c, kind, name, value in steps:
+        if c not in lease:
+            lease[c] = chain.block((c, ops.lease_grant(ttl_ms=60_000))).ok()["id"]
+        holder = chain.query("election_leader" if kind in ("proclaim", "resign")
+                             else "lock_status", name=name)
+        token = holder["token"] if "token" in holder else holder["last_token"]
+        op = {"lock": ops.lock_acquire(name, lease[c]),
+              "campaign": ops.campaign(name, lease[c], value),
+              "release": ops.lock_release(name, token or 1),
+              "proclaim": ops.proclaim(name, token or 1, value),
+              "resign": ops.resign(name, token or 1),
+              "cancel": ops.lock_cancel(name, lease[c]),
+              "revoke": ops.lease_revoke(lease[c])}.get(kind)
+        blk = chain.block((c, op)) if op else chain.block(dt=61_000)  # "wait": leases expire
+        if kind == "revoke":
+            lease.pop(c)
+        elif kind == "wait":
+            lease.clear()
+        assert quotas.all_usage(chain.state) == quotas.recount(chain.state)
+        for client, (keys, nbytes, _) in quotas.all_usage(chain.state).items():
+            assert keys <= max_keys and nbytes <= 12, (client, blk.results)
 
 
 # ---------------------------------------------------------------- genesis

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from app_chain import Chain
 
-from bftnode.app import KVApplication, MemoryState, ops
+from bftnode.app import KVApplication, MemoryState, auth_ops, ops
 from bftnode.app.auth import check_params
-from bftnode.app.errors import NOT_FOUND, PERMISSION
+from bftnode.app.errors import BAD_OP, NOT_FOUND, PERMISSION
 from bftnode.genesis import Genesis, GenesisError
 
 ADMIN, BOB, EVE = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
@@ -101,6 +101,18 @@ def test_read_and_write_are_separate_and_a_range_grant_must_cover_a_prefix_delet
     assert chain.block((BOB, ops.delete(b"data/", prefix=True))).ok()["deleted"] == 2
 
 
+def test_a_write_only_client_cannot_read_values_through_prev_kv():
+    chain = _chain()
+    _admin(chain, ops.auth_role_add("w"), ops.auth_grant("w", "write", b"data/", prefix=True),
+           ops.auth_bind(BOB, "w"))
+    _refused(chain, BOB, ops.put(b"data/0", b"x", prev_kv=True))
+    _refused(chain, BOB, ops.delete(b"data/", prefix=True, prev_kv=True))
+    _refused(chain, BOB, ops.txn(success=[ops.put_op(b"data/1", b"x", prev_kv=True)]))
+    chain.block((BOB, ops.put(b"data/0", b"x"))).ok()  # without prev_kv: a plain write
+    _admin(chain, ops.auth_grant("w", "read", b"data/", prefix=True))
+    assert chain.block((BOB, ops.put(b"data/0", b"y", prev_kv=True))).ok()["prev"]["value"] == b"x"
+
+
 def test_revoke_unbind_and_role_delete_take_permissions_away():
     chain = _chain()
     _admin(chain, ops.auth_role_add("w"), ops.auth_grant("w", "readwrite", b"data/", prefix=True),
@@ -130,6 +142,14 @@ def test_auth_ops_need_an_admin_even_with_checks_off():
     chain.block((BOB, ops.put(b"data/0", b"x"))).ok()
 
 
+@pytest.mark.parametrize("role", ["r\n", "r\r", "", "-r", "r" * 65, "r/x"])
+def test_a_role_name_outside_the_pattern_is_a_bad_op(role):
+    chain = _chain()
+    code, res = chain.block((ADMIN, ops.encode_op(ops.AuthRoleAdd(role)))).results[0]
+    assert code == BAD_OP, res
+    assert chain.query("auth_status")["roles"] == []
+
+
 def test_admin_passes_every_check_and_status_lists_everything():
     chain = _chain()
     _admin(chain, ops.compact(1), ops.delete(b"data/", prefix=True),
@@ -152,6 +172,24 @@ def test_locks_need_write_on_the_name_and_puts_need_their_own_lease():
     _refused(chain, BOB, ops.lock_acquire(b"data/a", lease))
     _refused(chain, EVE, ops.put(b"jobs/k", b"v", lease=lease))  # BOB's lease
     chain.block((BOB, ops.put(b"jobs/k", b"v", lease=lease))).ok()
+
+
+def test_a_lease_revoke_needs_write_on_the_keys_it_would_delete():
+    chain = _chain()
+    _admin(chain, ops.auth_role_add("w"), ops.auth_grant("w", "write", b"jobs/", prefix=True),
+           ops.auth_bind(BOB, "w"))
+    lease = chain.block((BOB, ops.lease_grant(ttl_ms=60_000))).ok()["id"]
+    chain.block((BOB, ops.put(b"jobs/k", b"v", lease=lease))).ok()
+    _admin(chain, ops.auth_revoke("w", "write", b"jobs/", prefix=True))
+    _refused(chain, BOB, ops.lease_revoke(lease))  # BOB may no longer delete jobs/k
+    assert chain.query("kv_get", key=b"jobs/k")["found"]
+    _admin(chain, ops.auth_grant("w", "write", b"jobs/k"))
+    assert chain.block((BOB, ops.lease_revoke(lease))).ok()["deleted_keys"] == 1
+    # a lease without keys, or another client's lease, is decided as before
+    own = chain.block((BOB, ops.lease_grant(ttl_ms=60_000))).ok()["id"]
+    chain.block((BOB, ops.lease_revoke(own))).ok()
+    code, _ = chain.block((EVE, ops.lease_revoke(own))).results[0]
+    assert code == NOT_FOUND
 
 
 def test_no_admins_means_exactly_todays_behaviour():
@@ -190,3 +228,30 @@ def test_bad_genesis_params_are_refused_naming_the_field(app, message):
         Genesis.from_dict({"chain_id": "c", "validators": [
             {"index": 0, "public_key": "aa" * 32, "p2p_multiaddr": "/ip4/127.0.0.1/tcp/1"}],
             "app": app})
+
+
+class _CountingPerms(list):
+    walks = 0
+
+    def __iter__(self):
+        _CountingPerms.walks += 1
+        return super().__iter__()
+
+
+def test_a_txn_of_many_keys_walks_the_grants_once_per_permission_kind(monkeypatch):
+    # a txn names up to 384 keys and a client may hold 64 x 256 grants: walking every grant
+    # for every key cost ~0.5 s of every replica's block time per such txn
+    chain = _chain()
+    _admin(chain, ops.auth_role_add("w"), ops.auth_bind(BOB, "w"),
+           *[ops.auth_grant("w", "readwrite", b"k%03d" % i) for i in range(100)])
+    real = auth_ops.permissions_of
+    monkeypatch.setattr(auth_ops, "permissions_of", lambda s, c: _CountingPerms(real(s, c)))
+    keys = [b"k%03d" % i for i in range(100)]
+    op = ops.txn(compare=[ops.compare(k, "version", "=", 0) for k in keys],
+                 success=[ops.put_op(k, b"v") for k in keys],
+                 failure=[ops.range_op(k) for k in keys])
+    _CountingPerms.walks = 0
+    assert chain.block((BOB, op)).ok()["succeeded"]
+    assert _CountingPerms.walks <= 2  # once for read, once for write
+    _refused(chain, BOB, ops.txn(success=[*(ops.put_op(k, b"w") for k in keys),
+                                          ops.put_op(b"k100", b"w")]))

@@ -23,7 +23,9 @@ NONEMPTY = KEYS[1:]
 ADMIN, BOB = b"\x01" * 32, b"\x02" * 32
 
 
-def _interval(key: bytes, kind: str) -> tuple[bytes, bytes | None]:
+def _interval(key: bytes, kind: str | bytes) -> tuple[bytes, bytes | None]:
+    if isinstance(kind, bytes):
+        return key, kind  # [key, kind): empty when kind <= key
     if kind == "key":
         return key, key + b"\x00"
     if kind == "prefix":
@@ -36,10 +38,11 @@ def _inside(k: bytes, iv: tuple[bytes, bytes | None]) -> bool:
 
 
 spans = st.tuples(st.sampled_from(KEYS), st.sampled_from(["key", "prefix", "from"]))
+ranges = st.tuples(st.sampled_from(KEYS), st.sampled_from(NONEMPTY))  # [key, end), maybe empty
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(spans, max_size=5), spans)
+@given(st.lists(spans | ranges, max_size=6), spans | ranges)
 def test_coverage_by_a_union_of_grants_matches_brute_force(grants, want):
     perms = [(WRITE, *_interval(k, kind)) for k, kind in grants]
     target = _interval(*want)
