@@ -80,6 +80,7 @@ class WSConnection:
         self.send_ch, self.recv_ch = trio.open_memory_channel[bytes](queue)
         self.queue_bytes = queue_bytes
         self.queued = 0  # bytes queued or being sent
+        self.waiting = 0  # bytes of call answers waiting for room in the queue
         self._room = trio.Event()  # set when the writer has sent a message
         self.subs: dict[str, trio.CancelScope] = {}
         self.inflight = trio.Semaphore(WS_MAX_INFLIGHT)
@@ -171,6 +172,12 @@ class WSConnection:
         finally:
             self.inflight.release()
 
+    def _close_unread(self) -> None:
+        log.warning("rpc.ws_unread_closed", peer=self.ctx.peer, queued_bytes=self.queued,
+                    waiting_bytes=self.waiting)
+        self.metrics.timeouts.labels(phase="ws_unread").inc()
+        self.nursery.cancel_scope.cancel()
+
     async def _send(self, obj: Any) -> None:
         try:
             await self._put(m.encode_answer(obj))
@@ -180,13 +187,25 @@ class WSConnection:
     def _fits(self, n: int) -> bool:
         return not self.queued or self.queued + n <= self.queue_bytes  # one big one alone
 
-    async def _put(self, msg: bytes) -> None:
-        """Queue `msg` once it fits the queue's message count and byte budget."""
-        while not self._fits(len(msg)):
-            if self._room.is_set():
-                self._room = trio.Event()
-            await self._room.wait()
-        self.queued += len(msg)
+    async def _put(self, msg: bytes, answer: bool = True) -> None:
+        """Queue `msg` once it fits the queue's message count and byte budget. Call answers
+        waiting for room may hold another budget's worth; past that the client sends calls
+        without reading their answers, and the connection is closed."""
+        n = len(msg)
+        if answer:
+            self.waiting += n
+        try:
+            if answer and not self._fits(n) and self.waiting > self.queue_bytes:
+                self._close_unread()
+                raise trio.ClosedResourceError
+            while not self._fits(n):
+                if self._room.is_set():
+                    self._room = trio.Event()
+                await self._room.wait()
+        finally:
+            if answer:
+                self.waiting -= n
+        self.queued += n
         try:
             await self.send_ch.send(msg)
         except BaseException:
@@ -306,7 +325,7 @@ class WSConnection:
             except trio.WouldBlock:
                 pass
         with trio.move_on_after(self.overflow_grace):
-            await self._put(msg)
+            await self._put(msg, answer=False)  # one per subscription: bounded already
             return len(msg)
         raise _Overflow
 

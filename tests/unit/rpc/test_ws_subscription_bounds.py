@@ -52,7 +52,7 @@ class FakeWS:
     """The server side of a WebSocket; sends block until `taking` is set."""
 
     def __init__(self) -> None:
-        self.inbox, self._inbox = trio.open_memory_channel[dict](16)
+        self.inbox, self._inbox = trio.open_memory_channel[dict](128)
         self.taking = trio.Event()
         self.sent: list[dict] = []
 
@@ -136,3 +136,24 @@ async def test_a_reader_that_takes_nothing_holds_at_most_the_queue_byte_budget(n
     assert closed["resume_from_height"] <= 12  # ~1 MB of 100 KB messages, not 256 of them
     heights = [x["params"]["height"] for x in ws.sent if x.get("method") == "subscription"]
     assert heights == list(range(1, closed["resume_from_height"]))
+
+
+class BigStatus(FakeNode):
+    def status(self) -> dict[str, Any]:
+        return {**super().status(), "pad": "x" * 100_000}
+
+
+async def test_a_client_that_sends_calls_and_reads_no_answer_is_disconnected():
+    ws = FakeWS()  # not taking anything
+    conn = connection(BigStatus(), ws, queue_bytes=1_000_000)
+    most = 0
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn.run)
+            for _ in range(60):  # ~6 MB of answers
+                await ws.call("status")
+            while not conn.metrics.value("bftnode_rpc_timeouts_total", {"phase": "ws_unread"}):
+                most = max(most, conn.queued + conn.waiting)
+                await trio.sleep(0)
+    # run() returned: the connection is closed, and it never held much over two budgets
+    assert most <= 2_000_000 + 200_000
