@@ -302,7 +302,8 @@ async def serve_rpc(
         async with trio.open_nursery() as nursery:
             await nursery.start(lambda task_status: serve_app(
                 wrap_app(app, config.wsgi_max_body_size, "asgi"), config, listener, limiter,
-                metrics, tls=tls, shutdown_trigger=shutdown_trigger, task_status=task_status))
+                metrics, tls=tls, shutdown_trigger=shutdown_trigger,
+                send_stall_s=limits.send_stall_s, task_status=task_status))
             task_status.started(url)
     finally:
         sock.close()
