@@ -112,6 +112,14 @@ async def _read_body(request: HTTPRequest, limit: int) -> bytes:
 REFUSED_HOLD_MAX_S = 1.0
 
 
+async def _hold_refused(ctx: m.CallContext) -> None:
+    """Wait before answering an HTTP call refused whole for load (reads: read_guard; writes:
+    handlers.hold_refused_writes): an answer at once only invites the same refused retry."""
+    retry = ctx.extra.pop("refused_retry_after", None)
+    if retry is not None:
+        await trio.sleep(min(float(retry), REFUSED_HOLD_MAX_S))
+
+
 def create_app(
     node: NodeAPI, *, max_body_bytes: int = MAX_BODY_BYTES, ws_queue: int = WS_QUEUE,
     ws_overflow_grace: float = WS_OVERFLOW_GRACE_S, metrics: RPCMetrics | None = None,
@@ -158,9 +166,7 @@ def create_app(
         except m.BadPayload as err:  # not JSON, or over the JSON bounds: refused whole
             return _json(m.refused(ctx, err), status=400)
         out = await m.dispatch(ctx, payload)
-        retry = ctx.extra.pop("refused_retry_after", None)
-        if retry is not None:  # reads refused whole: answer when a retry could be served
-            await trio.sleep(min(float(retry), REFUSED_HOLD_MAX_S))
+        await _hold_refused(ctx)
         if out is None:  # only notifications
             return Response(status_code=204)
         return _json(out)
@@ -196,6 +202,7 @@ def create_app(
         ctx = context(request, "http")
         out = await m.call_one(ctx, {"jsonrpc": "2.0", "id": -1, "method": name,
                                      "params": params})
+        await _hold_refused(ctx)  # GET is a way to retry at once too
         assert out is not None
         status = 200
         if "error" in out:
