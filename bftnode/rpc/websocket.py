@@ -39,7 +39,7 @@ from .errors import (
 from .limits import RPCLimits
 from .node_api import NodeAPI
 from .params import SubscribeParams, UnsubscribeParams, parse
-from .registry import _valid_id
+from .registry import _valid_id, log_error
 from .shapes import block_json, jsonable, tx_json
 
 if TYPE_CHECKING:
@@ -226,8 +226,8 @@ class WSConnection:
         except Exception as exc:  # RPCError, or a failing node: answer and keep the socket
             if isinstance(exc, RPCError):
                 err = exc
-                log.info("rpc.error", peer=self.ctx.peer, method=obj.get("method"),
-                         code=err.code, reason=err.message)
+                log_error("rpc.error", self.ctx.peer, method=obj.get("method"),
+                          code=err.code, reason=err.message)
             else:
                 log.exception("rpc.internal_error", peer=self.ctx.peer, method=obj.get("method"))
                 err = RPCError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
