@@ -30,6 +30,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState
 
 from .errors import OVERLOADED
+from .registry import log_error
 from .tls import wrap_connection
 
 log = structlog.get_logger("bftnode.rpc")
@@ -221,8 +222,7 @@ async def serve_app(
         reason = limiter.admit(address)
         if reason is not None:
             metrics.connections_refused.labels(reason=reason).inc()
-            log.info("rpc.connection_refused", peer=address, reason=reason,
-                     open=limiter.open)
+            log_error("rpc.connection_refused", address, reason=reason, open=limiter.open)
             await _refuse(stream, limiter.refusal(reason), tls)
             return
         metrics.connections.inc()

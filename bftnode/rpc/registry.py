@@ -139,7 +139,7 @@ _error_lines: dict[str, list[float]] = {}  # client ip -> [second it counts, lin
 
 
 def log_error(event: str, peer: str, clock: Callable[[], float] = time.monotonic,
-              **fields: Any) -> bool:
+              level: str = "info", **fields: Any) -> bool:
     """Log `event` for a client's error, unless its address already had ERROR_LOG_PER_S lines
     this second (then it is counted, and the next line logged says `unlogged`). True if
     logged."""
@@ -157,5 +157,5 @@ def log_error(event: str, peer: str, clock: Callable[[], float] = time.monotonic
     r[1] += 1
     if r[2]:
         fields["unlogged"], r[2] = int(r[2]), 0
-    log.info(event, peer=peer, **fields)
+    getattr(log, level)(event, peer=peer, **fields)
     return True

@@ -41,6 +41,7 @@ from .limits import RPCLimits
 from .metrics import RPCMetrics
 from .node_api import NodeAPI
 from .params import TOPICS
+from .registry import log_error
 from .tls import exposure_error
 from .websocket import (
     WS_MAX_INFLIGHT,
@@ -151,15 +152,15 @@ def create_app(
                 body = await _read_body(request, max_body_bytes)
         except RPCError as err:
             rpc_metrics.on_error("?", err.code)
-            log.info("rpc.body_too_large", peer=ctx.peer, reason=err.message)
+            log_error("rpc.body_too_large", ctx.peer, reason=err.message)
             return _error(err, 413)
         except trio.TooSlowError:
             rpc_metrics.timeouts.labels(phase="body").inc()
-            log.info("rpc.body_timeout", peer=ctx.peer, timeout_s=body_timeout)
+            log_error("rpc.body_timeout", ctx.peer, timeout_s=body_timeout)
             err = RPCError(TIMEOUT, f"request body not received within {body_timeout:g}s")
             return _error(err, 408, {"connection": "close"})
         except ClientDisconnect:
-            log.info("rpc.client_gone", peer=ctx.peer, phase="body")
+            log_error("rpc.client_gone", ctx.peer, phase="body")
             return Response(status_code=400)  # nobody is left to read it
         try:
             payload = m.parse_json(body, json_limits)

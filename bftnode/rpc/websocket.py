@@ -358,8 +358,8 @@ class WSConnection:
                 reason = (f"slow reader: the connection's queue ({self.queue_size} messages, "
                           f"{self.queue_bytes} bytes) stayed full for {self.overflow_grace:g}s; "
                           f"resubscribe with from_height={h}")
-                log.warning("rpc.subscription_overflow", peer=self.ctx.peer, subscription=sid,
-                            resume_from_height=h)
+                log_error("rpc.subscription_overflow", self.ctx.peer, level="warning",
+                          subscription=sid, resume_from_height=h)
             except _EventsGone as exc:
                 reason, code = str(exc), PRUNED
             except Exception as exc:  # a failing node read: close this subscription, loudly
