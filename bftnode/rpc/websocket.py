@@ -173,6 +173,8 @@ class WSConnection:
             self.inflight.release()
 
     def _close_unread(self) -> None:
+        if self.nursery.cancel_scope.cancel_called:  # closing already
+            return
         log.warning("rpc.ws_unread_closed", peer=self.ctx.peer, queued_bytes=self.queued,
                     waiting_bytes=self.waiting)
         self.metrics.timeouts.labels(phase="ws_unread").inc()
