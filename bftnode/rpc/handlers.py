@@ -54,15 +54,7 @@ from .params import (
     parse,
 )
 from .read_guard import gate, guarded
-from .registry import (
-    CallContext,
-    _call_error,
-    _response,
-    _safe_id,
-    log_error,
-    method,
-    parse_call,
-)
+from .registry import CallContext, _call_error, _response, _safe_id, log_error, method, parse_call
 from .shapes import jsonable, tx_json  # noqa: F401  (tx_json: for importers)
 
 log = structlog.get_logger("bftnode.rpc")
