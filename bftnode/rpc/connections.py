@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import resource
 import ssl
 from collections.abc import Awaitable, Callable
@@ -29,12 +30,14 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState
 
 from .errors import OVERLOADED
+from .registry import log_error
 from .tls import wrap_connection
 
 log = structlog.get_logger("bftnode.rpc")
 
 REFUSAL_GRACE_S = 0.5  # a refused client gets this long to take the 503 before the close
 EOF_GRACE_S = 0.5  # after the client's EOF, hypercorn gets this long to finish on its own
+SEND_CHUNK = 64 * 1024  # an answer is sent in pieces of this size, each under the stall deadline
 
 
 class ConnectionLimiter:
@@ -114,14 +117,19 @@ async def _refuse(stream: trio.SocketStream, message: str,
 
 
 class _EofWatch(trio.abc.HalfCloseableStream):
-    """The accepted stream, noting the client's EOF. hypercorn's TCPServer keeps a connection
-    whose client left before sending a request head until its idle timer fires (the head
-    deadline), so without this such a connection would hold its slot that long."""
+    """The accepted stream, noting the client's EOF, and closing it when the client takes no
+    part of an answer for `send_stall_s`. hypercorn's TCPServer keeps a connection whose
+    client left before sending a request head until its idle timer fires (the head deadline),
+    so without the EOF watch such a connection would hold its slot that long; and it sends
+    under a shielded cancel scope with no deadline, so a client that never reads would hold
+    its connection (and the answer) for ever."""
 
-    def __init__(self, inner: trio.SocketStream) -> None:
+    def __init__(self, inner: trio.SocketStream, send_stall_s: float = math.inf) -> None:
         self.inner = inner
         self.socket = inner.socket  # TCPServer reads the addresses from it
         self.eof = trio.Event()
+        self.send_stall_s = send_stall_s
+        self.stalled = False
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         data = await self.inner.receive_some(max_bytes)
@@ -130,7 +138,17 @@ class _EofWatch(trio.abc.HalfCloseableStream):
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.inner.send_all(data)
+        view = memoryview(data)
+        for at in range(0, len(view), SEND_CHUNK):
+            # a deadline inside hypercorn's shield still fires
+            with trio.move_on_after(self.send_stall_s):
+                await self.inner.send_all(view[at:at + SEND_CHUNK])
+                continue
+            self.stalled = True
+            self.eof.set()  # the reaper ends the connection
+            await trio.aclose_forcefully(self.inner)
+            raise trio.BrokenResourceError(
+                f"the client took no data for {self.send_stall_s:g}s")
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.inner.wait_send_all_might_not_block()
@@ -143,10 +161,12 @@ class _EofWatch(trio.abc.HalfCloseableStream):
 
 
 async def _serve_one(app: AppWrapper, config: HypercornConfig, context: WorkerContext,
-                     stream: trio.SocketStream, tls: ssl.SSLContext | None = None) -> None:
+                     stream: trio.SocketStream, tls: ssl.SSLContext | None = None,
+                     send_stall_s: float = math.inf) -> bool:
     """hypercorn's server for one connection (over TLS with `tls`: hypercorn runs the
-    handshake), cut short EOF_GRACE_S after the client's EOF."""
-    watched = _EofWatch(stream)
+    handshake), cut short EOF_GRACE_S after the client's EOF or after it took nothing of an
+    answer for `send_stall_s` (then it returns True)."""
+    watched = _EofWatch(stream, send_stall_s)
     async with trio.open_nursery() as nursery:
 
         async def serve() -> None:
@@ -168,6 +188,7 @@ async def _serve_one(app: AppWrapper, config: HypercornConfig, context: WorkerCo
         nursery.start_soon(serve)
         nursery.start_soon(reap)
     await trio.aclose_forcefully(stream)
+    return watched.stalled
 
 
 def _address(stream: trio.SocketStream) -> str:
@@ -186,11 +207,13 @@ async def serve_app(
     *,
     tls: ssl.SSLContext | None = None,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    send_stall_s: float = math.inf,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `app` on `listener` (over TLS with `tls`, from `bftnode.rpc.tls.server_context`)
     until cancelled, or until `shutdown_trigger()` returns: then stop accepting and give open
-    connections `config.graceful_timeout` seconds to finish. `metrics` is the server's
+    connections `config.graceful_timeout` seconds to finish. A connection whose client takes
+    nothing of an answer for `send_stall_s` is closed. `metrics` is the server's
     RPCMetrics."""
     context = WorkerContext(None)
 
@@ -199,13 +222,14 @@ async def serve_app(
         reason = limiter.admit(address)
         if reason is not None:
             metrics.connections_refused.labels(reason=reason).inc()
-            log.info("rpc.connection_refused", peer=address, reason=reason,
-                     open=limiter.open)
+            log_error("rpc.connection_refused", address, reason=reason, open=limiter.open)
             await _refuse(stream, limiter.refusal(reason), tls)
             return
         metrics.connections.inc()
         try:
-            await _serve_one(app, config, context, stream, tls)
+            if await _serve_one(app, config, context, stream, tls, send_stall_s):
+                metrics.timeouts.labels(phase="send").inc()
+                log.info("rpc.send_stalled", peer=address, stall_s=send_stall_s)
         finally:
             limiter.release(address)
             metrics.connections.dec()

@@ -54,7 +54,7 @@ from .params import (
     parse,
 )
 from .read_guard import gate, guarded
-from .registry import CallContext, _call_error, _response, _safe_id, method, parse_call
+from .registry import CallContext, _call_error, _response, _safe_id, log_error, method, parse_call
 from .shapes import jsonable, tx_json  # noqa: F401  (tx_json: for importers)
 
 log = structlog.get_logger("bftnode.rpc")
@@ -378,7 +378,7 @@ async def on_broadcast_tx_async(ctx: CallContext, p: BroadcastParams) -> Any:
         res = await ctx.node.submit(req)
         remember_tx(ctx, req, tx_hash, res.status == "accepted")
         if res.status == "rejected":
-            log.info("rpc.tx_rejected", peer=ctx.peer, tx=tx_hash.hex(), reason=res.reason)
+            log_error("rpc.tx_rejected", ctx.peer, tx=tx_hash.hex(), reason=res.reason)
             if ctx.on_error:
                 ctx.on_error("broadcast_tx_async", TX_REJECTED)
 

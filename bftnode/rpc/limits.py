@@ -32,9 +32,11 @@ class RPCLimits:
     # and object members) in the whole payload; checked before it is decoded
     max_json_depth: int = _D["rpc_max_json_depth"]
     max_json_elements: int = _D["rpc_max_json_elements"]
+    # a client that takes no 64 KiB piece of an answer this long is not reading: closed
+    send_stall_s: float = 30.0
 
     def __post_init__(self) -> None:
-        for f in ("header_timeout_s", "body_timeout_s", "ws_idle_timeout_s"):
+        for f in ("header_timeout_s", "body_timeout_s", "ws_idle_timeout_s", "send_stall_s"):
             assert getattr(self, f) > 0, f"{f} must be > 0"
         assert self.max_connections >= 1 and self.max_connections_per_address >= 1
         assert self.max_json_depth >= 1 and self.max_json_elements >= 1

@@ -41,6 +41,7 @@ from .registry import (
     _response,
     _safe_id,
     clip,
+    log_error,
     method,
     parse_call,
 )
@@ -194,8 +195,8 @@ def refused(ctx: CallContext, err: BadPayload) -> dict[str, Any]:
     _count(ctx, "?", err.code)
     if ctx.on_bad_input is not None:
         ctx.on_bad_input(err.reason)
-    log.info("rpc.bad_input", peer=ctx.peer, transport=ctx.transport, reason=err.reason,
-             message=err.message)
+    log_error("rpc.bad_input", ctx.peer, transport=ctx.transport, reason=err.reason,
+              message=err.message)
     return _response(None, error=err)
 
 

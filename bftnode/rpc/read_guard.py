@@ -29,7 +29,7 @@ import trio
 
 from .errors import RATE_LIMITED, STALE_READ, TOO_LARGE, RPCError
 from .limits import ReadLimits
-from .registry import CallContext, _response, _safe_id
+from .registry import CallContext, _response, _safe_id, client_ip
 
 log = structlog.get_logger("bftnode.rpc")
 
@@ -181,11 +181,6 @@ def refuse_reads(ctx: CallContext, payload: Any) -> tuple[bool, Any]:
     if isinstance(payload, list):
         return True, out or None
     return True, out[0] if out else None
-
-
-def client_ip(peer: str) -> str:
-    host = peer.rsplit(":", 1)[0] if ":" in peer else peer
-    return host.strip("[]") or "?"
 
 
 def _slots(ctx: CallContext, per_connection: int) -> trio.CapacityLimiter:

@@ -1,12 +1,14 @@
 """The JSON-RPC method registry and the shape of one call: `method` registers a handler with
 its params schema (`METHODS`, `SCHEMAS`), `parse_call` validates one request object, and
 `_response` / `_call_error` build answers. The handlers (bftnode.rpc.handlers) register here;
-dispatch (bftnode.rpc.methods) reads the table.
+dispatch (bftnode.rpc.methods) reads the table. Error lines are logged at most
+ERROR_LOG_PER_S a second per client address (`log_error`), the rest counted into the next.
 Imports: stdlib, structlog, bftnode.rpc.{errors,node_api,params}.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -120,5 +122,40 @@ def _count(ctx: CallContext, name: str, code: int) -> None:
 def _call_error(ctx: CallContext, name: str, req_id: Any, notify: bool,
                 err: RPCError) -> dict[str, Any] | None:
     _count(ctx, name, err.code)
-    log.info("rpc.error", peer=ctx.peer, method=clip(name), code=err.code, reason=clip(err.message))
+    log_error("rpc.error", ctx.peer, method=clip(name), code=err.code, reason=clip(err.message))
     return None if notify else _response(req_id, error=err)
+
+
+def client_ip(peer: str) -> str:
+    host = peer.rsplit(":", 1)[0] if ":" in peer else peer
+    return host.strip("[]") or "?"
+
+
+# a client's bad calls are its to send, not ours to log each: a batch of 1,000 bad calls (or a
+# WebSocket sending them in a loop) would otherwise write a log line per call
+ERROR_LOG_PER_S = 10
+_MAX_TRACKED = 10_000
+_error_lines: dict[str, list[float]] = {}  # client ip -> [second it counts, lines, unlogged]
+
+
+def log_error(event: str, peer: str, clock: Callable[[], float] = time.monotonic,
+              level: str = "info", **fields: Any) -> bool:
+    """Log `event` for a client's error, unless its address already had ERROR_LOG_PER_S lines
+    this second (then it is counted, and the next line logged says `unlogged`). True if
+    logged."""
+    ip, now = client_ip(peer), clock()
+    r = _error_lines.get(ip)
+    if r is None:
+        if len(_error_lines) >= _MAX_TRACKED:
+            _error_lines.clear()
+        r = _error_lines[ip] = [now, 0, 0]
+    if now - r[0] >= 1.0:
+        r[0], r[1] = now, 0
+    if r[1] >= ERROR_LOG_PER_S:
+        r[2] += 1
+        return False
+    r[1] += 1
+    if r[2]:
+        fields["unlogged"], r[2] = int(r[2]), 0
+    getattr(log, level)(event, peer=peer, **fields)
+    return True

@@ -41,6 +41,7 @@ from .limits import RPCLimits
 from .metrics import RPCMetrics
 from .node_api import NodeAPI
 from .params import TOPICS
+from .registry import log_error
 from .tls import exposure_error
 from .websocket import (
     WS_MAX_INFLIGHT,
@@ -112,6 +113,14 @@ async def _read_body(request: HTTPRequest, limit: int) -> bytes:
 REFUSED_HOLD_MAX_S = 1.0
 
 
+async def _hold_refused(ctx: m.CallContext) -> None:
+    """Wait before answering an HTTP call refused whole for load (reads: read_guard; writes:
+    handlers.hold_refused_writes): an answer at once only invites the same refused retry."""
+    retry = ctx.extra.pop("refused_retry_after", None)
+    if retry is not None:
+        await trio.sleep(min(float(retry), REFUSED_HOLD_MAX_S))
+
+
 def create_app(
     node: NodeAPI, *, max_body_bytes: int = MAX_BODY_BYTES, ws_queue: int = WS_QUEUE,
     ws_overflow_grace: float = WS_OVERFLOW_GRACE_S, metrics: RPCMetrics | None = None,
@@ -143,24 +152,22 @@ def create_app(
                 body = await _read_body(request, max_body_bytes)
         except RPCError as err:
             rpc_metrics.on_error("?", err.code)
-            log.info("rpc.body_too_large", peer=ctx.peer, reason=err.message)
+            log_error("rpc.body_too_large", ctx.peer, reason=err.message)
             return _error(err, 413)
         except trio.TooSlowError:
             rpc_metrics.timeouts.labels(phase="body").inc()
-            log.info("rpc.body_timeout", peer=ctx.peer, timeout_s=body_timeout)
+            log_error("rpc.body_timeout", ctx.peer, timeout_s=body_timeout)
             err = RPCError(TIMEOUT, f"request body not received within {body_timeout:g}s")
             return _error(err, 408, {"connection": "close"})
         except ClientDisconnect:
-            log.info("rpc.client_gone", peer=ctx.peer, phase="body")
+            log_error("rpc.client_gone", ctx.peer, phase="body")
             return Response(status_code=400)  # nobody is left to read it
         try:
             payload = m.parse_json(body, json_limits)
         except m.BadPayload as err:  # not JSON, or over the JSON bounds: refused whole
             return _json(m.refused(ctx, err), status=400)
         out = await m.dispatch(ctx, payload)
-        retry = ctx.extra.pop("refused_retry_after", None)
-        if retry is not None:  # reads refused whole: answer when a retry could be served
-            await trio.sleep(min(float(retry), REFUSED_HOLD_MAX_S))
+        await _hold_refused(ctx)
         if out is None:  # only notifications
             return Response(status_code=204)
         return _json(out)
@@ -196,6 +203,7 @@ def create_app(
         ctx = context(request, "http")
         out = await m.call_one(ctx, {"jsonrpc": "2.0", "id": -1, "method": name,
                                      "params": params})
+        await _hold_refused(ctx)  # GET is a way to retry at once too
         assert out is not None
         status = 200
         if "error" in out:
@@ -302,7 +310,8 @@ async def serve_rpc(
         async with trio.open_nursery() as nursery:
             await nursery.start(lambda task_status: serve_app(
                 wrap_app(app, config.wsgi_max_body_size, "asgi"), config, listener, limiter,
-                metrics, tls=tls, shutdown_trigger=shutdown_trigger, task_status=task_status))
+                metrics, tls=tls, shutdown_trigger=shutdown_trigger,
+                send_stall_s=limits.send_stall_s, task_status=task_status))
             task_status.started(url)
     finally:
         sock.close()

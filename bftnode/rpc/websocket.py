@@ -2,7 +2,9 @@
 `unsubscribe`, with a bounded outgoing queue and an idle deadline.
 
 Owns the WebSocket side (docs/rpc.md, "WebSocket"): a reader loop, a writer task draining a
-bounded queue, a task per call and a task per subscription. A subscriber that falls behind
+queue bounded in messages and bytes, a task per call and a task per subscription. A replay of
+stored blocks is paid for from the client address's read bucket (bftnode.rpc.read_guard) and
+yields to the loop between blocks. A subscriber that falls behind
 gets an explicit `subscription_closed` notice naming the height to resume from (never a
 silent drop); a connection that sends nothing for `idle_timeout` seconds while it has no
 subscription and no call in flight is closed.
@@ -24,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from consensus import request_digest
 
 from . import methods as m
+from . import read_guard
 from .errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -36,7 +39,7 @@ from .errors import (
 from .limits import RPCLimits
 from .node_api import NodeAPI
 from .params import SubscribeParams, UnsubscribeParams, parse
-from .registry import _valid_id
+from .registry import _valid_id, log_error
 from .shapes import block_json, jsonable, tx_json
 
 if TYPE_CHECKING:
@@ -44,7 +47,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("bftnode.rpc")
 
-WS_QUEUE = 256  # outgoing messages buffered per WebSocket connection
+WS_QUEUE = 256  # outgoing messages buffered per WebSocket connection...
+WS_QUEUE_BYTES = 16 * 1024 * 1024  # ...and at most about this many bytes of them
 WS_MAX_INFLIGHT = 512  # concurrent calls per WebSocket connection (then we stop reading)
 WS_OVERFLOW_GRACE_S = 2.0  # a full queue must make room within this, else the reader is slow
 WS_MAX_SUBSCRIPTIONS = 32
@@ -63,7 +67,8 @@ class WSConnection:
 
     def __init__(self, node: NodeAPI, ws: WebSocket, ctx: m.CallContext, metrics: RPCMetrics,
                  queue: int = WS_QUEUE, overflow_grace: float = WS_OVERFLOW_GRACE_S,
-                 idle_timeout: float = math.inf, limits: RPCLimits | None = None) -> None:
+                 idle_timeout: float = math.inf, limits: RPCLimits | None = None,
+                 queue_bytes: int = WS_QUEUE_BYTES) -> None:
         self.node = node
         self.ws = ws
         self.ctx = ctx
@@ -73,6 +78,10 @@ class WSConnection:
         self.idle_timeout = idle_timeout
         self.limits = limits or RPCLimits()
         self.send_ch, self.recv_ch = trio.open_memory_channel[bytes](queue)
+        self.queue_bytes = queue_bytes
+        self.queued = 0  # bytes queued or being sent
+        self.waiting = 0  # bytes of call answers waiting for room in the queue
+        self._room = trio.Event()  # set when the writer has sent a message
         self.subs: dict[str, trio.CancelScope] = {}
         self.inflight = trio.Semaphore(WS_MAX_INFLIGHT)
 
@@ -96,7 +105,11 @@ class WSConnection:
     async def _writer(self) -> None:
         try:
             async for data in self.recv_ch:
-                await self.ws.send_text(data.decode())
+                try:
+                    await self.ws.send_text(data.decode())
+                finally:
+                    self.queued -= len(data)
+                    self._room.set()
         except (WebSocketDisconnect, RuntimeError, OSError):
             self.nursery.cancel_scope.cancel()
 
@@ -159,11 +172,47 @@ class WSConnection:
         finally:
             self.inflight.release()
 
+    def _close_unread(self) -> None:
+        if self.nursery.cancel_scope.cancel_called:  # closing already
+            return
+        log.warning("rpc.ws_unread_closed", peer=self.ctx.peer, queued_bytes=self.queued,
+                    waiting_bytes=self.waiting)
+        self.metrics.timeouts.labels(phase="ws_unread").inc()
+        self.nursery.cancel_scope.cancel()
+
     async def _send(self, obj: Any) -> None:
         try:
-            await self.send_ch.send(m.encode_answer(obj))
+            await self._put(m.encode_answer(obj))
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
+
+    def _fits(self, n: int) -> bool:
+        return not self.queued or self.queued + n <= self.queue_bytes  # one big one alone
+
+    async def _put(self, msg: bytes, answer: bool = True) -> None:
+        """Queue `msg` once it fits the queue's message count and byte budget. Call answers
+        waiting for room may hold another budget's worth; past that the client sends calls
+        without reading their answers, and the connection is closed."""
+        n = len(msg)
+        if answer:
+            self.waiting += n
+        try:
+            if answer and not self._fits(n) and self.waiting > self.queue_bytes:
+                self._close_unread()
+                raise trio.ClosedResourceError
+            while not self._fits(n):
+                if self._room.is_set():
+                    self._room = trio.Event()
+                await self._room.wait()
+        finally:
+            if answer:
+                self.waiting -= n
+        self.queued += n
+        try:
+            await self.send_ch.send(msg)
+        except BaseException:
+            self.queued -= len(msg)
+            raise
 
     # -- subscribe / unsubscribe
 
@@ -179,8 +228,8 @@ class WSConnection:
         except Exception as exc:  # RPCError, or a failing node: answer and keep the socket
             if isinstance(exc, RPCError):
                 err = exc
-                log.info("rpc.error", peer=self.ctx.peer, method=obj.get("method"),
-                         code=err.code, reason=err.message)
+                log_error("rpc.error", self.ctx.peer, method=obj.get("method"),
+                          code=err.code, reason=err.message)
             else:
                 log.exception("rpc.internal_error", peer=self.ctx.peer, method=obj.get("method"))
                 err = RPCError(INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
@@ -210,7 +259,7 @@ class WSConnection:
         prefix = p.prefix if p.prefix is not None else p.key  # Data: bytes by now
         spec = {"topic": p.topic, "prefix": prefix, "client_id": p.client_id,
                 "from_revision": p.from_revision, "full": p.full, "encoding": p.encoding}
-        self.nursery.start_soon(self._run_subscription, sid, scope, spec, start)
+        self.nursery.start_soon(self._run_subscription, sid, scope, spec, start, height)
         return {"subscription": sid, "topic": p.topic, "from_height": start}
 
     async def _find_revision_start(self, from_revision: int, height: int) -> int:
@@ -221,7 +270,9 @@ class WSConnection:
             return height + 1  # nothing at or above it has happened yet
         h = height
         while h >= 1:
+            await self._stored_read_turn()
             evs = self.node.app_events(h)
+            self._charge(0)
             if evs is None:
                 raise self._pruned(f"the events of block {h} (which may hold revision "
                                    f"{from_revision})")
@@ -229,9 +280,22 @@ class WSConnection:
             if revs and min(revs) < from_revision:
                 return h
             h -= 1
-            if h % 256 == 0:
-                await trio.lowlevel.checkpoint()  # a long walk must not stall the loop
         return 1
+
+    async def _stored_read_turn(self) -> None:
+        """Before each stored block a replay (or a revision walk) reads: a whole token in the
+        client address's read bucket, waiting for its refill (the same budget as its other
+        reads: a replay is not free), and a turn for the loop's other tasks (a replay of a
+        long chain must not hold the loop)."""
+        g = read_guard.gate(self.node)
+        ip = read_guard.client_ip(self.ctx.peer)
+        while (err := g.refusal(ip)) is not None:
+            await trio.sleep(err.data["retry_after"])
+        await trio.lowlevel.checkpoint()
+
+    def _charge(self, answer_bytes: int, point_reads: int = 1) -> None:
+        read_guard.gate(self.node).charge(read_guard.client_ip(self.ctx.peer), answer_bytes,
+                                          point_reads)
 
     def _pruned(self, what: str) -> RPCError:
         base = self.node.status().get("base_height", 1)
@@ -248,24 +312,29 @@ class WSConnection:
         self.metrics.subscriptions.dec()
         return {"unsubscribed": sid}
 
-    async def _notify(self, sid: str, topic: str, height: int, result: Any) -> None:
-        """Queue a notification. A full queue gets `overflow_grace` seconds to drain; a reader
-        that cannot take one message in that time is too slow (its subscription is closed)."""
+    async def _notify(self, sid: str, topic: str, height: int, result: Any) -> int:
+        """Queue a notification; its size. A full queue (in messages or bytes) gets
+        `overflow_grace` seconds to drain; a reader that cannot take one message in that time
+        is too slow (its subscription is closed)."""
         msg = m.encode_answer({"jsonrpc": "2.0", "method": "subscription",
                       "params": {"subscription": sid, "topic": topic, "height": height,
                                  "result": result}})
-        try:
-            self.send_ch.send_nowait(msg)
-            return
-        except trio.WouldBlock:
-            pass
+        if self._fits(len(msg)):
+            try:
+                self.send_ch.send_nowait(msg)
+                self.queued += len(msg)
+                return len(msg)
+            except trio.WouldBlock:
+                pass
         with trio.move_on_after(self.overflow_grace):
-            await self.send_ch.send(msg)
-            return
+            await self._put(msg, answer=False)  # one per subscription: bounded already
+            return len(msg)
         raise _Overflow
 
     async def _run_subscription(self, sid: str, scope: trio.CancelScope, spec: dict[str, Any],
-                                start: int) -> None:
+                                start: int, replay_to: int) -> None:
+        """Notify from `start` on; blocks up to `replay_to` (the height when subscribed) are a
+        replay, paid for from the client address's read bucket."""
         h = start
         reason = None
         code = OVERLOADED
@@ -274,18 +343,25 @@ class WSConnection:
                 while True:
                     cur = await self.node.wait_height(h, SUB_WAIT_S)
                     while h <= cur:
+                        if h <= replay_to:
+                            await self._stored_read_turn()
+                        else:
+                            await trio.lowlevel.checkpoint()
                         block = self.node.block(h)
                         if block is None:
                             reason, code = f"block {h} is not stored", PRUNED
                             return
-                        await self._emit(sid, spec, block)
+                        sent, reads = await self._emit(sid, spec, block)
+                        if h <= replay_to:
+                            self._charge(sent, reads)
                         h += 1
             except _Overflow:
                 self.metrics.sub_overflows.inc()
-                reason = (f"slow reader: {self.queue_size} messages queued and none taken for "
-                          f"{self.overflow_grace:g}s; resubscribe with from_height={h}")
-                log.warning("rpc.subscription_overflow", peer=self.ctx.peer, subscription=sid,
-                            resume_from_height=h)
+                reason = (f"slow reader: the connection's queue ({self.queue_size} messages, "
+                          f"{self.queue_bytes} bytes) stayed full for {self.overflow_grace:g}s; "
+                          f"resubscribe with from_height={h}")
+                log_error("rpc.subscription_overflow", self.ctx.peer, level="warning",
+                          subscription=sid, resume_from_height=h)
             except _EventsGone as exc:
                 reason, code = str(exc), PRUNED
             except Exception as exc:  # a failing node read: close this subscription, loudly
@@ -302,18 +378,21 @@ class WSConnection:
                                          "code": code, "reason": reason,
                                          "resume_from_height": h}})
 
-    async def _emit(self, sid: str, spec: dict[str, Any], block: Any) -> None:
+    async def _emit(self, sid: str, spec: dict[str, Any], block: Any) -> tuple[int, int]:
+        """Notify what `block` holds for the subscription: (bytes queued, records read)."""
         topic = spec["topic"]
         enc = spec["encoding"]
+        sent, reads = 0, 1
         if topic == "blocks":
-            await self._notify(sid, topic, block.height, block_json(block, spec["full"]))
+            sent += await self._notify(sid, topic, block.height, block_json(block, spec["full"]))
         elif topic == "txs":
             for req in block.txs:
                 if spec["client_id"] is not None and req.client_id != spec["client_id"]:
                     continue
                 res = self.node.tx(request_digest(req))
+                reads += 1
                 if res is not None:
-                    await self._notify(sid, topic, block.height, tx_json(res, enc))
+                    sent += await self._notify(sid, topic, block.height, tx_json(res, enc))
         else:
             evs = self.node.app_events(block.height)
             if evs is None:
@@ -327,7 +406,8 @@ class WSConnection:
                 rev = _field(ev, "revision")
                 if isinstance(rev, int) and rev < spec["from_revision"]:
                     continue
-                await self._notify(sid, topic, block.height, jsonable(ev, enc))
+                sent += await self._notify(sid, topic, block.height, jsonable(ev, enc))
+        return sent, reads
 
 
 class _EventsGone(Exception):

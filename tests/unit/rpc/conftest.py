@@ -15,6 +15,14 @@ from consensus import Ed25519Signer, Request, encode, sign_request
 from .fake_node import FakeNode
 
 
+@pytest.fixture(autouse=True)
+def _fresh_error_log_budget():
+    """Each test starts with every address's error-log lines unspent (registry.log_error)."""
+    from bftnode.rpc import registry
+
+    registry._error_lines.clear()
+
+
 @pytest.fixture
 def node() -> FakeNode:
     return FakeNode()

@@ -28,6 +28,7 @@ from bftnode.rpc.registry import METHODS, WS_ONLY
 from bftnode.rpc.server import serve_rpc
 
 from .conftest import rpc
+from .fake_node import FakeNode
 
 DEEP_ARRAY = b"[" * 10_000 + b"]" * 10_000
 DEEP_OBJECT = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
@@ -235,3 +236,22 @@ async def test_metric_labels_stay_in_a_closed_set_whatever_clients_send(nursery,
                          {"transport": "http", "reason": "too_deep"}) == 1
     assert metrics.value("bftnode_rpc_bad_input_total",
                          {"transport": "websocket", "reason": "binary_frame"}) == 1
+
+
+async def test_a_flood_of_bad_calls_logs_a_few_lines_per_second_and_counts_the_rest():
+    from structlog.testing import capture_logs
+
+    from bftnode.rpc import registry
+    from bftnode.rpc.methods import CallContext, handle_body
+
+    ctx = CallContext(FakeNode(), peer="6.6.6.6:1")
+    bad = json.dumps([{"jsonrpc": "2.0", "id": i, "method": "nope"} for i in range(1000)])
+    with capture_logs() as logs:
+        out = await handle_body(ctx, bad)
+        assert len(out) == 1000 and {r["error"]["code"] for r in out} == {E.METHOD_NOT_FOUND}
+        registry._error_lines["6.6.6.6"][0] -= 1.0  # a second later
+        await handle_body(ctx, "{nope")  # bad input counts toward the same lines
+    lines = [e for e in logs if e["event"] in ("rpc.error", "rpc.bad_input")]
+    assert len(lines) == registry.ERROR_LOG_PER_S + 1
+    assert lines[-1]["event"] == "rpc.bad_input"
+    assert lines[-1]["unlogged"] == 1000 - registry.ERROR_LOG_PER_S

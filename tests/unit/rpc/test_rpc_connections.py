@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from functools import partial
 
 import httpx
 import pytest
 import structlog
 import trio
+import wsproto
+import wsproto.events
 from httpx_ws import WebSocketDisconnect, aconnect_ws
 
 from bftnode.rpc.server import RPCMetrics, serve_rpc
 
+from .fake_node import FakeNode
 from .slow_clients import BODY_HEAD, SLOW_HEAD, WS_HEAD, connect, trickle, wait_until
 
 DEADLINE = 0.5  # every deadline in these tests
@@ -172,3 +176,56 @@ async def test_a_client_dropping_mid_body_is_an_info_line_not_a_traceback(url, c
     assert gone["log_level"] == "info"
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
     assert not [e for e in logs if e["log_level"] in ("error", "exception", "critical")]
+
+
+# ---------------------------------------------------------------- clients that never read
+
+
+class BigStatusNode(FakeNode):
+    def status(self) -> dict:
+        return {**super().status(), "pad": "x" * 4_000_000}  # more than socket buffers hold
+
+
+async def unread_client(port: int) -> trio.SocketStream:
+    sock = trio.socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await sock.connect(("127.0.0.1", port))
+    return trio.SocketStream(sock)
+
+
+@pytest.fixture
+async def big_port(nursery, metrics) -> int:
+    url = await nursery.start(partial(serve_rpc, BigStatusNode(), "127.0.0.1", 0,
+                                      limits=_limits(send_stall_s=DEADLINE), metrics=metrics))
+    return int(url.rsplit(":", 1)[1])
+
+
+async def test_an_http_client_that_never_reads_its_answer_is_closed_at_the_send_deadline(
+        big_port, metrics):
+    stream = await unread_client(big_port)
+    await stream.send_all(b"GET /status HTTP/1.1\r\nHost: rpc\r\n\r\n")
+    await wait_until(lambda: metrics.value("bftnode_rpc_connections") == 1, SLACK)
+    await wait_until(lambda: metrics.value("bftnode_rpc_connections") == 0, DEADLINE + 3 * SLACK)
+    assert metrics.value("bftnode_rpc_timeouts_total", {"phase": "send"}) == 1
+    await stream.aclose()
+    assert (await status_call(big_port))["result"]["height"] == 0  # others are served
+
+
+async def test_a_websocket_client_that_never_reads_is_closed_at_the_send_deadline(
+        big_port, metrics):
+    stream = await unread_client(big_port)
+    ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    await stream.send_all(ws.send(wsproto.events.Request(host="rpc", target="/websocket")))
+    ws.receive_data(await stream.receive_some(4096))
+    assert isinstance(next(ws.events()), wsproto.events.AcceptConnection)
+    call = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "status"})
+    with trio.move_on_after(DEADLINE + 3 * SLACK):
+        try:
+            for _ in range(20):  # 80 MB of answers, none read
+                await stream.send_all(ws.send(wsproto.events.TextMessage(call)))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    await wait_until(lambda: metrics.value("bftnode_rpc_ws_connections") == 0
+                     and metrics.value("bftnode_rpc_connections") == 0, DEADLINE + 3 * SLACK)
+    assert metrics.value("bftnode_rpc_timeouts_total", {"phase": "send"}) == 1
+    await stream.aclose()

@@ -120,3 +120,17 @@ async def test_the_http_answer_waits_the_hold(nursery):
     assert held >= WRITE_HOLD_S
     assert ok.json()[0]["result"]["status"] in ("accepted", "committed")
     assert quick < WRITE_HOLD_S
+
+
+async def test_a_get_call_refused_for_load_is_held_like_a_post(nursery):
+    import httpx
+
+    node = LoadedNode("pool full")
+    url = await nursery.start(serve_rpc, node, "127.0.0.1", 0)
+    t = TxFactory(node.domain)
+    async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+        t0 = trio.current_time()
+        r = await http.get("/broadcast_tx_sync", params={"tx": t.put("refuse/1", "v")})
+        held = trio.current_time() - t0
+    assert r.json()["error"]["data"]["retry_after"] == WRITE_HOLD_S
+    assert held >= WRITE_HOLD_S
