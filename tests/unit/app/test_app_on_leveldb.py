@@ -57,25 +57,29 @@ def _random_op(rng: random.Random, leases: list[int], tokens: dict) -> tuple[byt
 
 
 @pytest.mark.integration
-def test_identical_effects_on_leveldb_and_in_memory(tmp_path):
+def _run_blocks(tmp_path, apps, make_op, seed: int, per_block: int, first=(),
+                after=None) -> list:
+    """300 blocks of `make_op` txs (plus `first` in block 1), each executed by `apps[0]` on real
+    plyvel and by `apps[1]` in memory: equal results every block and equal state at the end
+    (`after(mem)` runs after each block). The results of every block, for more checks."""
     db = plyvel.DB(str(tmp_path / "state"), create_if_missing=True)
     try:
         disk = KVStateReader(_Plyvel(db), prefix=b"")
         mem = MemoryState()
-        app = KVApplication()
-        rng = random.Random(20240601)
+        rng = random.Random(seed)
         leases: list[int] = []
         tokens: dict = {}
-        time_ms, seq, nonzero = 1000, 0, 0
+        time_ms, seq, results = 1000, 0, []
         for height in range(1, 301):
             time_ms += rng.choice([50, 100, 400, 1200])
-            reqs = []
-            for _ in range(rng.randrange(0, 6)):
+            reqs = list(first) if height == 1 else []
+            seq += len(reqs)
+            for _ in range(rng.randrange(0, per_block)):
                 seq += 1
-                client, op = _random_op(rng, leases, tokens)
+                client, op = make_op(rng, leases, tokens)
                 reqs.append(Request(client, seq, op))
-            on_disk = app.execute_block(disk, height, time_ms, reqs)
-            in_mem = app.execute_block(mem, height, time_ms, reqs)
+            on_disk = apps[0].execute_block(disk, height, time_ms, reqs)
+            in_mem = apps[1].execute_block(mem, height, time_ms, reqs)
             assert on_disk == in_mem, f"block {height} differs"
             with db.write_batch(sync=False) as wb:
                 for k, v in on_disk.writes:
@@ -88,12 +92,20 @@ def test_identical_effects_on_leveldb_and_in_memory(tmp_path):
                 if e.kind == "lease_granted":
                     leases.append(e.lease)
                 if e.kind == "lock_granted":
-                    tokens["L"] = e.token
-            nonzero += sum(1 for code, _ in on_disk.results if code == 0)
+                    tokens[b"E" + e.key if e.scope == "election" else "L"] = e.token
+            results += on_disk.results
+            if after is not None:
+                after(mem)
         assert list(db.iterator()) == mem.items()
-        assert nonzero > 200  # a good share of the ~750 txs did real work
+        return results
     finally:
         db.close()
+
+
+def test_identical_effects_on_leveldb_and_in_memory(tmp_path):
+    app = KVApplication()
+    results = _run_blocks(tmp_path, (app, app), _random_op, 20240601, 6)
+    assert sum(1 for code, _ in results if code == 0) > 200  # a good share of ~750 txs did work
 
 
 ADMIN = b"\x01" * 32
@@ -130,50 +142,20 @@ def _hostile_op(rng: random.Random, leases: list[int], tokens: dict) -> tuple[by
 
 @pytest.mark.integration
 def test_identical_effects_with_permissions_quotas_and_elections(tmp_path):
-    db = plyvel.DB(str(tmp_path / "state"), create_if_missing=True)
-    try:
-        disk = KVStateReader(_Plyvel(db), prefix=b"")
-        mem = MemoryState()
-        params = {"admins": [ADMIN.hex()], "auth_enabled": True,
-                  "quotas": {"max_keys": 2, "max_bytes": 40, "max_leases": 2}}
-        one, two = KVApplication(params=params), KVApplication(params=params)
-        rng = random.Random(20261207)
-        leases: list[int] = []
-        tokens: dict = {}
-        time_ms, seq, codes = 1000, 0, set()
-        for height in range(1, 301):
-            time_ms += rng.choice([50, 100, 400, 1200])
-            reqs = []
-            if height == 1:  # C may write everywhere (until a random op takes it away)
-                reqs = [Request(ADMIN, 1, op) for op in (
-                    ops.auth_role_add("all"), ops.auth_bind(b"C" * 32, "all"),
-                    ops.auth_grant("all", "readwrite", b"", prefix=True))]
-                seq = 1
-            for _ in range(rng.randrange(0, 8)):
-                seq += 1
-                client, op = _hostile_op(rng, leases, tokens)
-                reqs.append(Request(client, seq, op))
-            on_disk = one.execute_block(disk, height, time_ms, reqs)
-            in_mem = two.execute_block(mem, height, time_ms, reqs)
-            assert on_disk == in_mem, f"block {height} differs"
-            with db.write_batch(sync=False) as wb:
-                for k, v in on_disk.writes:
-                    if v is None:
-                        wb.delete(k)
-                    else:
-                        wb.put(k, v)
-            mem.apply(in_mem.writes)
-            for e in on_disk.events:
-                if e.kind == "lease_granted":
-                    leases.append(e.lease)
-                if e.kind == "lock_granted":
-                    tokens[b"E" + e.key if e.scope == "election" else "L"] = e.token
-            codes.update(code for code, _ in on_disk.results)
-            assert quotas.all_usage(mem) == quotas.recount(mem)
-        assert list(db.iterator()) == mem.items()
-        assert {0, PERMISSION, QUOTA} <= codes and INTERNAL not in codes
-    finally:
-        db.close()
+    params = {"admins": [ADMIN.hex()], "auth_enabled": True,
+              "quotas": {"max_keys": 2, "max_bytes": 40, "max_leases": 2}}
+    # C may write everywhere (until a random op takes it away)
+    first = [Request(ADMIN, 1, op) for op in (
+        ops.auth_role_add("all"), ops.auth_bind(b"C" * 32, "all"),
+        ops.auth_grant("all", "readwrite", b"", prefix=True))]
+
+    def usage_is_a_recount(mem: MemoryState) -> None:
+        assert quotas.all_usage(mem) == quotas.recount(mem)
+
+    results = _run_blocks(tmp_path, (KVApplication(params=params), KVApplication(params=params)),
+                          _hostile_op, 20261207, 8, first, usage_is_a_recount)
+    codes = {code for code, _ in results}
+    assert {0, PERMISSION, QUOTA} <= codes and INTERNAL not in codes
 
 
 # ---------------------------------------------------------------- overlay vs dict
