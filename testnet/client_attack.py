@@ -520,7 +520,10 @@ def poison_checks(run: Any, http: httpx.Client, urls: dict[int, str]) -> list[An
     problems: list[str] = []
     for j, url in urls.items():
         try:
-            answers = rpc_batch(http, url, [("tx", {"hash": h}) for _, h in lookups], 30.0)
+            # codes only: a proven answer carries its whole block (the pre-prepare), so the
+            # batch's read budget would cut the lookups short
+            answers = rpc_batch(http, url, [("tx", {"hash": h, "prove": False})
+                                            for _, h in lookups], 30.0)
         except (httpx.HTTPError, ClientError) as exc:
             problems.append(f"node{j}: tx lookups failed ({type(exc).__name__})")
             continue

@@ -211,6 +211,20 @@ async def fresh_enough(ctx: CallContext, min_height: int | None, max_lag_ms: int
                            + "; ask another node", {"height": node.height(), **info})
 
 
+def _budget(limits: ReadLimits, batch: _Budget | None) -> int:
+    """The bytes the next read may answer (per answer, and what is left of its batch)."""
+    budget = limits.answer_bytes if batch is None else min(limits.answer_bytes, batch.left)
+    if budget <= 0:
+        raise _batch_spent(limits)
+    return budget
+
+
+def _batch_spent(limits: ReadLimits) -> RPCError:
+    return RPCError(TOO_LARGE, f"this batch's read answers reached its {limits.batch_bytes}"
+                    "-byte budget; send the rest in another request",
+                    {"batch_bytes": limits.batch_bytes})
+
+
 def _info(node: Any) -> dict[str, Any]:
     fn = getattr(node, "read_info", None)
     if callable(fn):
@@ -233,16 +247,21 @@ async def guarded(ctx: CallContext, fresh: Any, run: Callable[[int], Awaitable[A
     await fresh_enough(ctx, getattr(fresh, "min_height", None),
                        getattr(fresh, "max_lag_ms", None))
     batch = _batch.get()
-    budget = g.limits.answer_bytes if batch is None else min(g.limits.answer_bytes, batch.left)
-    if budget <= 0:
-        raise RPCError(TOO_LARGE, f"this batch's read answers reached its "
-                       f"{g.limits.batch_bytes}-byte budget; send the rest in another "
-                       "request", {"batch_bytes": g.limits.batch_bytes})
+    _budget(g.limits, batch)  # refused at once, without waiting for a slot
     async with _slots(ctx, g.limits.per_connection):
-        out, size, height = await run(budget)
+        # again in the slot: a batch's calls all start at once and wait here, and what is
+        # left is known only once the earlier answers are charged
+        try:
+            out, size, height = await run(_budget(g.limits, batch))
+        except RPCError as err:
+            # an answer, not a bug: dropped with its traceback, whose frames (in a cycle when
+            # raised in a read worker) hold what the read built until the cyclic GC runs
+            raise err.with_traceback(None) from None
+        if batch is not None:
+            if size > batch.left:  # reads running alongside took what was left
+                raise _batch_spent(g.limits)
+            batch.left -= size
     g.charge(ip, size, point_reads(out) if point_reads is not None else 1)
-    if batch is not None:
-        batch.left -= size
     if isinstance(out, dict):
         out["read_height"] = ctx.node.height() if height is None else height
         out["catching_up"] = bool(_info(ctx.node).get("catching_up"))

@@ -25,7 +25,7 @@ from bftnode.rpc import errors as E
 from bftnode.rpc import read_views as rv
 from bftnode.rpc.errors import RPCError
 from bftnode.rpc.limits import ReadLimits
-from bftnode.rpc.read_guard import ReadGate, client_ip, fresh_enough, guarded
+from bftnode.rpc.read_guard import ReadGate, client_ip, fresh_enough, guarded, start_batch
 from bftnode.rpc.registry import CallContext
 
 BOUNDS = HealthBounds(view_change_s=5.0, stall_s=5.0, max_behind=10)
@@ -216,3 +216,64 @@ async def test_every_read_answer_carries_its_height_and_catching_up():
 
     out = await guarded(ctx, None, run)
     assert out == {"value": 1, "read_height": 8, "catching_up": False}
+
+
+async def test_a_batch_of_concurrent_reads_answers_within_its_byte_budget():
+    # a batch's calls start at once and wait for a read slot: each must be given what is
+    # left when it runs, not what was left when it started (else all answer in full)
+    node = _FreshNode(10, 5)
+    node.read_limits = ReadLimits(burst=1000, answer_bytes=100_000, batch_bytes=250_000,
+                                  per_connection=2)
+    ctx = CallContext(node=node, peer="9.9.9.9:1")
+    answered: list[int] = []
+    refused: list[int] = []
+
+    async def run(budget: int):
+        await trio.sleep(0.001)  # a read worker: the other calls run meanwhile
+        return rv.sized({"x": "y" * 60_000}, budget, 8)  # too_large over its budget
+
+    async def one() -> None:
+        try:
+            await guarded(ctx, None, run)
+            answered.append(1)
+        except RPCError as e:
+            refused.append(e.code)
+
+    start_batch(ctx)
+    async with trio.open_nursery() as nursery:
+        for _ in range(20):
+            nursery.start_soon(one)
+    assert len(answered) == 4  # 4 x 60 KB fit in 250 KB, a fifth does not
+    assert refused == [E.TOO_LARGE] * 16
+
+
+async def test_a_refused_read_frees_what_it_built_without_waiting_for_the_gc():
+    # an error raised in a read worker comes back with a traceback in a reference cycle, whose
+    # frames hold the answer being built; only the cyclic GC freed it (an over-budget batch of
+    # proven tx lookups kept ~140 answers of 175 KB alive)
+    import gc
+    import weakref
+
+    class Answer(dict):
+        pass
+
+    built: list[weakref.ref] = []
+
+    def read(budget: int):
+        out = Answer(x="y" * 5000)
+        built.append(weakref.ref(out))
+        return rv.sized(out, budget, 8)
+
+    async def run(budget: int):
+        return await trio.to_thread.run_sync(read, 1000)
+
+    ctx = CallContext(node=_FreshNode(10, 5), peer="9.9.9.9:1")
+    gc.disable()
+    try:
+        with pytest.raises(RPCError) as e:
+            await guarded(ctx, None, run)
+        assert e.value.code == E.TOO_LARGE
+        del e
+        assert built and built[0]() is None
+    finally:
+        gc.enable()
