@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -70,6 +71,7 @@ async def measure(connections: int, log_path: Path, addresses: int | None = None
             port = int(line.decode().strip().rsplit(":", 1)[1])
             addresses = addresses or -(-connections // PER_ADDRESS)
             result = await _attack(port, connections, addresses, limits)
+            result["server_metrics"] = await _refusal_counts(port)
         finally:
             proc.terminate()
             await proc.wait()
@@ -89,6 +91,15 @@ async def measure(connections: int, log_path: Path, addresses: int | None = None
         and result["server_log"]["tracebacks"] == 0
     )
     return result
+
+
+async def _refusal_counts(port: int) -> dict:
+    """The server's own count of refused connections (its log lines are rate-limited)."""
+    async with httpx.AsyncClient(timeout=5) as c:
+        text = (await c.get(f"http://127.0.0.1:{port}/metrics")).text
+    found = re.findall(r'^bftnode_rpc_connections_refused_total\{reason="([^"]+)"\} (\S+)$',
+                       text, re.MULTILINE)
+    return {"connections_refused": {reason: int(float(n)) for reason, n in found}}
 
 
 async def _attack(port: int, connections: int, addresses: int, limits) -> dict:
