@@ -55,19 +55,23 @@ def test_sync_holder_with_a_stalled_keepalive_raises_on_its_next_call(urls, tmp_
         a.put(fence_key(name), token_bytes(0))
         called: list[LockLost] = []
         calls_while_held = 0
+        last_ok = raised_at = 0.0  # when the last call that worked, and the one that raised, began
         with pytest.raises(LockLost) as info:
             with a.lock(name, ttl=TTL_S, keepalive_every=STALLED,
                         on_lost=called.append) as token:
                 deadline = token.lease.hold.deadline
                 assert token.held() and fenced_write(a, name, token, "held")
                 while True:  # the body keeps using the client until a call refuses
+                    raised_at = time.monotonic()
                     a.get(data_key(name))
+                    last_ok = raised_at
                     calls_while_held += 1
                     time.sleep(0.05)
-        raised_at = time.monotonic()
-        print(f"sync: LockLost {raised_at - deadline:.3f}s after the client deadline")
-        # the call that raised came after the deadline, and not much later
-        assert deadline <= raised_at <= deadline + LOSS_BOUND_S, raised_at - deadline
+        print(f"sync: the call begun {raised_at - deadline:.3f}s after the client deadline "
+              f"raised LockLost; the last that worked began {deadline - last_ok:.3f}s before it")
+        # every call begun before the deadline worked, and the first begun after it raised (a
+        # call's own duration is the server's, so the bound is on when the calls began)
+        assert last_ok < deadline <= raised_at <= last_ok + LOSS_BOUND_S
         assert calls_while_held > 0 and not token.held()
         assert called == [info.value] or (called and called[0] is info.value)
         assert info.value.data["token"] == token and info.value.data["lease"] == token.lease
