@@ -159,6 +159,10 @@ class Store(Protocol):
 
     def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None: ...
 
+    def client_floor(self, client_id: bytes) -> int:
+        """The client's floor: its request_seqs at or below it have no client-index entry
+        any more (storage.keys F; 0: none removed, always 0 with the state tree off)."""
+
     def state(self) -> StateReader:
         """The live application state (reads see every committed block)."""
 

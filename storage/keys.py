@@ -12,6 +12,9 @@ Keyspaces (first byte):
   T  tx index        T + tx_hash                           -> TxRecord (msgpack)
   C  client index    C + len(client)(1) + client + seq(8)  -> tx_hash
   W  client top      W + len(client)(1) + client           -> highest executed request_seq(8)
+  F  client floor    F + len(client)(1) + client           -> seq(8): with the state tree on,
+                     the client's C entries at or below it are deleted (it trails the top by
+                     dedup_window), so the tree holds a window per client, not a key per tx
   E  (legacy)        E + len(client)(1) + client + seq(8)  -> height(8): the per-seq dedup
                      window of ledgers before session 5; recover() folds it into W and deletes it
   S  app state       S + app key                           -> app value
@@ -42,6 +45,7 @@ TX = b"T"
 CLIENT_INDEX = b"C"
 CLIENT_WINDOW = b"E"
 CLIENT_TOP = b"W"
+CLIENT_FLOOR = b"F"
 STATE = b"S"
 VIEW = b"V"
 VOTE = b"O"
@@ -54,14 +58,14 @@ STATE_CERT = b"R"
 EVENTS = b"N"
 
 KEYSPACES = (
-    META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, CLIENT_TOP, STATE, VIEW, VOTE,
-    CHECKPOINT, PREPARED, CONVICTION, MERKLE, STAGING, STATE_CERT, EVENTS,
+    META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, CLIENT_TOP, CLIENT_FLOOR, STATE, VIEW,
+    VOTE, CHECKPOINT, PREPARED, CONVICTION, MERKLE, STAGING, STATE_CERT, EVENTS,
 )
 
 # what the authenticated state tree covers: its keys are these ledger keys themselves (the
-# first byte is the namespace): client index, app state, client tops. Tx records are proven by
-# their block's results root instead (one random key per tx tripled the tree's cost)
-AUTH_KEYSPACES = (CLIENT_INDEX, STATE, CLIENT_TOP)
+# first byte is the namespace): client index, app state, client tops and floors. Tx records are
+# proven by their block's results root instead (one random key per tx tripled the tree's cost)
+AUTH_KEYSPACES = (CLIENT_INDEX, STATE, CLIENT_TOP, CLIENT_FLOOR)
 
 # consensus records (LevelDBStore keeps them in their own DB: storage.leveldb._PlyvelKV)
 RECORD_KEYSPACES = (VIEW, VOTE, CHECKPOINT, PREPARED, CONVICTION)
@@ -152,6 +156,10 @@ def parse_client_window(key: bytes) -> tuple[bytes, int]:
 
 def client_top(client_id: bytes) -> bytes:
     return CLIENT_TOP + client_tag(client_id)
+
+
+def client_floor(client_id: bytes) -> bytes:
+    return CLIENT_FLOOR + client_tag(client_id)
 
 
 def parse_client_top(key: bytes) -> bytes:

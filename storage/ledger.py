@@ -189,6 +189,10 @@ class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery, LedgerPrune, Ledg
         raw = reader.get(keys.tx(tx_hash))
         return None if raw is None else _tx_result(tx_hash, decode(TxRecord, raw, keys.tx(tx_hash)))
 
+    def client_floor(self, client_id: bytes) -> int:
+        """See storage.interface.Store.client_floor."""
+        return 0 if len(client_id) > 255 else self._u64_at(keys.client_floor(client_id)) or 0
+
     def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None:
         if len(client_id) > 255 or request_seq < 0:
             return None

@@ -55,6 +55,8 @@ class LedgerBlocks(LedgerCore):
         headers: list[Op] = []
         state_ops: list[Op] = []
         in_group: set[bytes] = set()  # C-keys written by earlier blocks of this group
+        floors: dict[bytes, int] = {}  # client floors as of the block being added (tree)
+        written: dict[bytes, list[tuple[int, bytes]]] = {}  # (seq, C-key) of this group (tree)
         per_client: dict[bytes, int] = {}  # highest request_seq committed by this group
         for commit in commits:
             ex = commit.execute
@@ -93,6 +95,7 @@ class LedgerBlocks(LedgerCore):
             )
             if commit.events is not None:  # before the header, like the body
                 ops.append((keys.events(ex.seq), commit.events))
+            raised: set[bytes] = set()  # clients whose top this block raised (tree)
             for i, (req, res) in enumerate(zip(ex.requests, commit.results, strict=True)):
                 th = request_digest(req)
                 if (
@@ -129,12 +132,16 @@ class LedgerBlocks(LedgerCore):
                 if auth is not None:  # tx records: in the results root, not the tree
                     changes[ck] = th
                     cid = res.client_id
+                    written.setdefault(cid, []).append((res.request_seq, ck))
                     top = tops[cid] if cid in tops else self._client_top(cid)
                     if top is None or top < res.request_seq:
                         tops[cid] = res.request_seq
                         changes[keys.client_top(cid)] = keys.u64(res.request_seq)
+                        raised.add(cid)
                 if per_client.get(res.client_id, -1) < res.request_seq:
                     per_client[res.client_id] = res.request_seq
+            for cid in raised:
+                self._raise_floor(cid, tops[cid], floors, written, changes, ops)
             for k, v in commit.state_writes:  # in block order: a later block's write wins
                 state_ops.append((keys.state(k), v))
                 if auth is not None:
@@ -174,6 +181,29 @@ class LedgerBlocks(LedgerCore):
             self._windows[cid] = top
         while len(self._windows) > WINDOW_CACHE_CLIENTS:
             self._windows.popitem(last=False)
+
+    def _raise_floor(self, cid: bytes, top: int, floors: dict[bytes, int],
+                     written: dict[bytes, list[tuple[int, bytes]]],
+                     changes: dict[bytes, bytes | None], ops: list[Op]) -> None:
+        """With the state tree on: delete the client's C entries at or below `top -
+        dedup_window` (no request at or below it can execute again) and record that floor
+        (F), so the tree keeps a window per client, not a key per tx for ever. Deterministic:
+        it reads only tree state (the entries above the previous floor)."""
+        floor = top - self.dedup_window
+        if floor <= 0:
+            return
+        old = floors[cid] if cid in floors else (self._u64_at(keys.client_floor(cid)) or 0)
+        if floor <= old:
+            return
+        gone = [k for k, _ in self._kv.items(keys.client_index(cid, old + 1),
+                                              keys.client_index(cid, floor + 1))]
+        gone += [k for seq, k in written.get(cid, ()) if old < seq <= floor]
+        for k in dict.fromkeys(gone):  # an entry of this group may be in the KV already? no:
+            ops.append((k, None))      # the group's batch is unwritten; dict keeps order
+            changes[k] = None
+        floors[cid] = floor
+        ops.append((keys.client_floor(cid), keys.u64(floor)))
+        changes[keys.client_floor(cid)] = keys.u64(floor)
 
     def _top_op(self, cid: bytes, top: int, window_updates: dict[bytes, int]) -> Op | None:
         """The client's highest executed request_seq, one key per client (W), rewritten only

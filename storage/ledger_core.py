@@ -225,7 +225,9 @@ class LedgerCore:
         top = self._windows.get(cid)
         if top is not None:
             return top
-        k = keys.client_top(cid)
+        return self._u64_at(keys.client_top(cid))
+
+    def _u64_at(self, k: bytes) -> int | None:
         # by seek, not Get: an absent-key Get feeds LevelDB's seek compaction (_above_window)
         item = next(iter(self._kv.items(k, k + b"\x00")), None)
         if item is None or item[0] != k:

@@ -302,8 +302,15 @@ class ProofVerifier:
         try:
             if reader.tree_get(tk) is not None:
                 raise ForgedAnswer("verification failed: the tx IS committed (proof shows it)")
+            floor = reader.tree_get(keys.client_floor(client[0]))
         except IncompleteRead:
-            raise IncompleteAnswer("verification failed: no absence proof of the tx") from None
+            raise IncompleteAnswer("verification failed: no absence proof of the tx, or of "
+                                   "its client's floor") from None
+        if floor is not None and client[1] <= keys.from_u64(floor):
+            # the entries at or below the floor were removed: absence there proves nothing
+            raise ForgedAnswer(f"verification failed: request_seq {client[1]} is at or below "
+                               f"its client's floor {keys.from_u64(floor)}: not provably "
+                               "uncommitted")
         status = answer.get("status")
         if status == "COMMITTED" or status not in ("PENDING", "UNKNOWN", "EXPIRED"):
             raise ForgedAnswer(f"verification failed: status {status!r} without a commit")

@@ -69,6 +69,9 @@ class _LiveView:
     def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None:
         return self._node.store.tx_by_client(client_id, request_seq)
 
+    def client_floor(self, client_id: bytes) -> int:
+        return self._node.store.client_floor(client_id)
+
 
 class ReadsMixin:
     """NodeAPI reads of `Node`."""
@@ -142,6 +145,9 @@ class ReadsMixin:
 
     def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None:
         return self.store.tx_by_client(client_id, request_seq)
+
+    def client_floor(self, client_id: bytes) -> int:
+        return self.store.client_floor(client_id)
 
     def app_events(self, height: int) -> Sequence[Any] | None:
         """Block `height`'s app events: recent ones from memory, older ones from the store

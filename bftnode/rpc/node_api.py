@@ -89,6 +89,11 @@ class NodeAPI(Protocol):
         reply find out whether its request committed before retrying."""
         ...
 
+    def client_floor(self, client_id: bytes) -> int:
+        """The client's floor: its request_seqs at or below it have no client-index entry
+        any more (storage.keys F; 0: none removed, always 0 with the state tree off)."""
+        ...
+
     async def submit(self, request: Request) -> SubmitResult:
         """Validate (check_tx, dedup) and hand the request to the replica task. The RPC layer
         has already decoded it and verified the client signature against `domain`."""

@@ -48,6 +48,9 @@ class _NodeView:
     def tx_by_client(self, client_id: bytes, request_seq: int) -> Any:
         return self._node.tx_by_client(client_id, request_seq)
 
+    def client_floor(self, client_id: bytes) -> int:
+        return self._node.client_floor(client_id)
+
 
 async def in_view(ctx: CallContext, fn: Callable[[Any], T]) -> T:
     read = getattr(ctx.node, "read", None)
@@ -129,12 +132,23 @@ def tx_at(tx_hash: bytes, prove: bool, encoding: str, budget: int, view: Any) ->
     return sized(out, budget, view.height)
 
 
+def refuse_below_floor(client: tuple[bytes, int], floor: int) -> None:
+    """A tx not found whose seq is at or below its client's floor: its client-index entry was
+    removed (the window moved past it), so "not committed" cannot be told (nor proven)."""
+    if 0 < client[1] <= floor:
+        raise RPCError(PRUNED, f"request_seq {client[1]} is at or below this client's floor "
+                       f"{floor} (its highest executed seq minus dedup_window): whether it "
+                       "committed is known by its hash only", {"client_floor": floor})
+
+
 def tx_lookup(tx_hash: bytes | None, client: tuple[bytes, int] | None, encoding: str,
               budget: int, view: Any) -> tuple[Any, dict[str, Any] | None, int, int]:
     """(result or None, its committed JSON, its size, the view's height) for tx_status."""
     res = view.tx(tx_hash) if tx_hash is not None else (
         view.tx_by_client(*client) if client is not None else None)
     if res is None:
+        if client is not None:
+            refuse_below_floor(client, view.client_floor(client[0]))
         return None, None, 0, view.height
     out, size, _ = sized(committed_tx_json(res, view.block(res.height), encoding), budget,
                          view.height)

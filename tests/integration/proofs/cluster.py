@@ -19,9 +19,11 @@ from network import MemoryNetwork
 
 @asynccontextmanager
 async def proven_cluster(tmp_path: Path, port_base: int, n: int = 4,
-                         configure: Callable[[list[NodeConfig]], list[NodeConfig]] | None = None):
-    """`configure` may change the node configs before the nodes start."""
-    cfgs = create_local_chain(tmp_path, n, base_port=port_base)
+                         configure: Callable[[list[NodeConfig]], list[NodeConfig]] | None = None,
+                         consensus: dict[str, Any] | None = None):
+    """`configure` may change the node configs before the nodes start; `consensus`: genesis
+    consensus parameters."""
+    cfgs = create_local_chain(tmp_path, n, base_port=port_base, consensus=consensus)
     cfgs = [dataclasses.replace(c, authenticated_state=True) for c in cfgs]
     if configure is not None:
         cfgs = configure(cfgs)

@@ -34,6 +34,9 @@ class AppNode(FakeNode):
         params.pop("min_revision", None)  # the real Node waits for it, then drops it
         return self.app.query(self.state, method, params, self.height(), self.time_ms)
 
+    def client_floor(self, client_id: bytes) -> int:
+        return self.store.client_floor(client_id)
+
     def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None:
         return self.store.tx_by_client(client_id, request_seq) or super().tx_by_client(
             client_id, request_seq)

@@ -97,6 +97,9 @@ class FakeNode:
     def tx(self, tx_hash: bytes) -> TxResult | None:
         return self.results.get(tx_hash)
 
+    def client_floor(self, client_id: bytes) -> int:
+        return 0  # no window moves here
+
     def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None:
         return self.by_client.get((client_id, request_seq))
 
