@@ -77,6 +77,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=25, help="txs per HTTP JSON-RPC batch array")
     p.add_argument("--window", type=int, default=64, help="in-flight calls per WebSocket")
     p.add_argument("--value-bytes", type=int, default=64, help="size of each put's value")
+    p.add_argument("--keys", type=int, default=0,
+                   help="puts overwrite this many keys (per client in the closed loop); 0: a "
+                        "new key per put")
     p.add_argument("--rate", type=float, default=0.0,
                    help="offered load in tx/s over all clients (0 = as fast as possible); "
                         "latency is only meaningful below saturation")
@@ -315,6 +318,10 @@ class Bench:
         st = await rpc(http, self.urls[0], "status")
         return st["chain_id"].encode(), int(st["height"])
 
+    def key_of(self, j: int) -> int:
+        keys = getattr(self.args, "keys", 0)  # namespaces built by other commands lack it
+        return j % keys if keys else j
+
     def sign_all(self, domain: bytes) -> list[list[Request]]:
         value = b"v" * self.args.value_bytes
         per_client: list[list[Request]] = []
@@ -325,7 +332,7 @@ class Bench:
             signer = key.signer()
             reqs = []
             for j in range(c, n, self.args.clients):
-                op = ops.put(f"bench/{run}/{j}".encode(), value)
+                op = ops.put(f"bench/{run}/{self.key_of(j)}".encode(), value)
                 req = sign_request(domain, signer, Request(signer.public_key, j + 1, op))
                 self.requests[request_digest(req)] = req
                 reqs.append(req)
@@ -333,7 +340,7 @@ class Bench:
         return per_client
 
     def _closed_tx(self, signer: Any, c: int, j: int, value: bytes) -> Request:
-        op = ops.put(f"bench/{self.run_id}/{c}/{j}".encode(), value)
+        op = ops.put(f"bench/{self.run_id}/{c}/{self.key_of(j)}".encode(), value)
         return sign_request(self.domain, signer, Request(signer.public_key, j, op))
 
     def presign(self) -> None:

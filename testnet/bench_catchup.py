@@ -43,6 +43,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flat-retain", type=int, default=1000,
                    help="retain_blocks of every node during the --flat-seconds run")
     p.add_argument("--sample-seconds", type=float, default=30.0)
+    p.add_argument("--keys", type=int, default=0,
+                   help="the puts overwrite this many keys per client (0: a new key each)")
+    p.add_argument("--compact-every", type=float, default=0.0, metavar="S",
+                   help="compact the KV history: once after the first load, and every S "
+                        "seconds of the --flat-seconds run to the revision of the round before "
+                        "(as etcd's periodic auto-compaction); 0: never")
     p.add_argument("--json", action="store_true")
 
 
@@ -72,6 +78,32 @@ def _load(urls: list[str], extra: list[str]) -> dict[str, Any]:
     bench.add_arguments(p)
     args = p.parse_args(sum((["--url", u] for u in urls), []) + extra + ["--json"])
     return bench.bench_once(args)
+
+
+def _revision(url: str) -> int:
+    from testnet.launcher import rpc
+
+    return int(rpc(url, "revision", {"prove": False}, timeout=10.0)["revision"])
+
+
+def _compact(url: str, key_path: Path, revision: int) -> None:
+    from bftnode.app import ops
+    from bftnode.client import Client
+
+    with Client(url, key_path, verify="none") as c:
+        c.commit_op(ops.compact(revision))
+
+
+def _compactor(url: str, key_path: Path, every_s: float, stop: threading.Event,
+               done: list[int]) -> None:
+    """Every `every_s`: compact to the revision read one round before (history older than
+    one round goes)."""
+    prev = _revision(url)
+    while not stop.wait(every_s):
+        now = _revision(url)
+        _compact(url, key_path, prev)
+        done.append(prev)
+        prev = now
 
 
 def _rejoin(d: Path, m: dict[str, Any], victim: int, timeout: float) -> dict[str, Any]:
@@ -128,9 +160,12 @@ def run(args: argparse.Namespace) -> int:
         urls = [n["rpc"] for n in m["nodes"]]
         t0 = time.monotonic()
         load = _load(urls, ["--txs", str(args.txs), "--clients", "8", "--batch", "50",
-                            "--inflight", "400"])
+                            "--inflight", "400", "--keys", str(args.keys)])
         out["load"] = {k: load.get(k) for k in ("tx_per_s", "lost", "committed")}
         out["load_seconds"] = round(time.monotonic() - t0, 1)
+        if args.compact_every:
+            out["compacted_to"] = _revision(urls[0])
+            _compact(urls[0], d / "compactor.key", out["compacted_to"])
         out["blocks"] = _height(urls[0])
         if not args.skip_replay:
             out["replay"] = _rejoin(d, m, 3, args.timeout)
@@ -175,16 +210,22 @@ def _flat(d: Path, m: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
 
     th = threading.Thread(target=sample, daemon=True)
     th.start()
+    compactions: list[int] = []
+    if args.compact_every:
+        threading.Thread(target=_compactor, daemon=True, args=(
+            urls[0], d / "compactor.key", args.compact_every, stop, compactions)).start()
     try:
         load = _load(urls, ["--rate", str(args.flat_rate), "--duration", str(args.flat_seconds),
-                            "--clients", "8", "--batch", "50", "--timeout", "120"])
+                            "--clients", "8", "--batch", "50", "--timeout", "120",
+                            "--keys", str(args.keys)])
     finally:
         stop.set()
         th.join()
     samples.append({"t": "end", "bytes": [_du(h) for h in homes], "height": _height(urls[0])})
     out = {"rate": args.flat_rate, "seconds": args.flat_seconds,
            "retain_blocks": args.flat_retain, "samples": samples,
-           "tx_per_s": load.get("tx_per_s"), "lost": load.get("lost")}
+           "tx_per_s": load.get("tx_per_s"), "lost": load.get("lost"),
+           "keys": args.keys, "compactions": len(compactions)}
     after = _rejoin(d, m, 3, args.timeout)  # a wiped node still rejoins
     out["rejoin_after"] = after
     return out
