@@ -90,20 +90,30 @@ def _compact(url: str, key_path: Path, revision: int) -> None:
     from bftnode.app import ops
     from bftnode.client import Client
 
-    with Client(url, key_path, verify="none") as c:
+    with Client(url, key_path, verify="none", timeout=60.0) as c:
         c.commit_op(ops.compact(revision))
 
 
 def _compactor(url: str, key_path: Path, every_s: float, stop: threading.Event,
-               done: list[int]) -> None:
+               done: list[int], failed: list[str]) -> None:
     """Every `every_s`: compact to the revision read one round before (history older than
-    one round goes)."""
-    prev = _revision(url)
-    while not stop.wait(every_s):
-        now = _revision(url)
-        _compact(url, key_path, prev)
-        done.append(prev)
-        prev = now
+    one round goes). A round that fails is counted and the next one tries again."""
+    import httpx
+
+    from bftnode.client import ClientError
+
+    prev = None
+    while True:
+        try:
+            now = _revision(url)
+            if prev is not None:
+                _compact(url, key_path, prev)
+                done.append(prev)
+            prev = now
+        except (ClientError, httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
+            failed.append(type(exc).__name__)
+        if stop.wait(every_s):
+            return
 
 
 def _rejoin(d: Path, m: dict[str, Any], victim: int, timeout: float) -> dict[str, Any]:
@@ -211,9 +221,11 @@ def _flat(d: Path, m: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
     th = threading.Thread(target=sample, daemon=True)
     th.start()
     compactions: list[int] = []
+    compact_failed: list[str] = []
     if args.compact_every:
         threading.Thread(target=_compactor, daemon=True, args=(
-            urls[0], d / "compactor.key", args.compact_every, stop, compactions)).start()
+            urls[0], d / "compactor.key", args.compact_every, stop, compactions,
+            compact_failed)).start()
     try:
         load = _load(urls, ["--rate", str(args.flat_rate), "--duration", str(args.flat_seconds),
                             "--clients", "8", "--batch", "50", "--timeout", "120",
@@ -225,7 +237,8 @@ def _flat(d: Path, m: dict[str, Any], args: argparse.Namespace) -> dict[str, Any
     out = {"rate": args.flat_rate, "seconds": args.flat_seconds,
            "retain_blocks": args.flat_retain, "samples": samples,
            "tx_per_s": load.get("tx_per_s"), "lost": load.get("lost"),
-           "keys": args.keys, "compactions": len(compactions)}
+           "keys": args.keys, "compactions": len(compactions),
+           "compactions_failed": compact_failed}
     after = _rejoin(d, m, 3, args.timeout)  # a wiped node still rejoins
     out["rejoin_after"] = after
     return out
