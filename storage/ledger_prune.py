@@ -1,5 +1,5 @@
 """Block pruning (`retain_blocks`): `prune_blocks` deletes the oldest blocks (header, body with
-its certificate, app events, their tx records and — when the state tree is off — the client-index entries
+its certificate, state certificate, app events, their tx records and — when the state tree is off — the client-index entries
 below each client's dedup window) in bounded steps, and `base_height` answers the lowest block
 kept.
 
@@ -62,6 +62,7 @@ class LedgerPrune(LedgerCore):
                                               client_index=self.auth is None))
                 ops.append((keys.body(h), None))
             ops.append((keys.events(h), None))
+            ops.append((keys.state_certificate(h), None))  # proofs and snapshots: newer ones
         base = self._base(kv)
         if last_hash is not None and stop - 1 > base.height:
             ops.append((keys.META_BASE, encode(ChainBase(stop - 1, last_hash))))

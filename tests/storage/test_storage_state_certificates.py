@@ -89,3 +89,18 @@ def test_a_certificate_of_mixed_votes_is_refused(store):
         store.put_state_certificate(2, votes)
     with pytest.raises(StorageError):
         store.put_state_certificate(1, ())
+
+
+@pytest.mark.parametrize("engine", ["leveldb", "memory"])
+def test_certificates_go_with_their_pruned_blocks(engine, tmp_path):
+    s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=True,
+                   authenticated_state=True) if engine == "leveldb" else MemoryStore(
+        CHAIN_ID, GENESIS_HASH, authenticated_state=True)
+    prev = GENESIS_CHAIN_DIGEST
+    for h in range(1, 9):
+        c = _commit(s, h, prev)
+        prev = c.execute.block_hash
+        s.put_state_certificate(h, _votes(h, prev, *s.block_roots(h)))
+    assert s.prune_blocks(6) == 6
+    assert [h for h in range(1, 9) if s.state_certificate(h) is not None] == [6, 7, 8]
+    assert s.latest_certified() == 8
