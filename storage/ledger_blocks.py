@@ -198,8 +198,8 @@ class LedgerBlocks(LedgerCore):
         gone = [k for k, _ in self._kv.items(keys.client_index(cid, old + 1),
                                               keys.client_index(cid, floor + 1))]
         gone += [k for seq, k in written.get(cid, ()) if old < seq <= floor]
-        for k in dict.fromkeys(gone):  # an entry of this group may be in the KV already? no:
-            ops.append((k, None))      # the group's batch is unwritten; dict keeps order
+        for k in gone:  # the KV holds earlier batches, `written` this one's: never both
+            ops.append((k, None))
             changes[k] = None
         floors[cid] = floor
         ops.append((keys.client_floor(cid), keys.u64(floor)))
