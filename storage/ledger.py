@@ -191,7 +191,7 @@ class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery, LedgerPrune, Ledg
 
     def client_floor(self, client_id: bytes) -> int:
         """See storage.interface.Store.client_floor."""
-        return 0 if len(client_id) > 255 else self._u64_at(keys.client_floor(client_id)) or 0
+        return self._floor_at(self._kv, client_id)
 
     def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None:
         if len(client_id) > 255 or request_seq < 0:

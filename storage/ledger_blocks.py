@@ -192,7 +192,7 @@ class LedgerBlocks(LedgerCore):
         floor = top - self.dedup_window
         if floor <= 0:
             return
-        old = floors[cid] if cid in floors else (self._u64_at(keys.client_floor(cid)) or 0)
+        old = floors[cid] if cid in floors else self._floor_at(self._kv, cid)
         if floor <= old:
             return
         gone = [k for k, _ in self._kv.items(keys.client_index(cid, old + 1),

@@ -227,12 +227,16 @@ class LedgerCore:
             return top
         return self._u64_at(keys.client_top(cid))
 
-    def _u64_at(self, k: bytes) -> int | None:
+    def _u64_at(self, k: bytes, reader: KVReader | None = None) -> int | None:
         # by seek, not Get: an absent-key Get feeds LevelDB's seek compaction (_above_window)
-        item = next(iter(self._kv.items(k, k + b"\x00")), None)
+        item = next(iter((reader or self._kv).items(k, k + b"\x00")), None)
         if item is None or item[0] != k:
             return None
         return self._u64_value(k, item[1])
+
+    def _floor_at(self, reader: KVReader, cid: bytes) -> int:
+        """The client's floor (storage.keys F) as `reader` sees it; 0 if none."""
+        return 0 if len(cid) > 255 else self._u64_at(keys.client_floor(cid), reader) or 0
 
     def _u64_value(self, key: bytes, raw: bytes) -> int:
         try:

@@ -238,11 +238,8 @@ class LedgerRecovery(LedgerCore):
         for req in body.executed():
             th = request_digest(req)
             indexed = kv.get(keys.client_index(req.client_id, req.request_seq))
-            if indexed is None:
-                # the same block may have moved its client's window past it (storage.keys F)
-                floor = kv.get(keys.client_floor(req.client_id))
-                if floor is not None and req.request_seq <= keys.from_u64(floor):
-                    indexed = th
+            if indexed is None and 0 < req.request_seq <= self._floor_at(kv, req.client_id):
+                indexed = th  # the same block moved its client's window past it (keys F)
             if kv.get(keys.tx(th)) is None or indexed != th:
                 self._fail(
                     "corrupt",

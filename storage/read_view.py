@@ -63,10 +63,7 @@ class ReadView:
     def client_floor(self, client_id: bytes) -> int:
         """The client's floor (storage.keys F): its request_seqs at or below it have no
         client-index entry (0: none removed; always 0 with the state tree off)."""
-        if len(client_id) > 255:
-            return 0
-        raw = self._reader.get(keys.client_floor(client_id))
-        return 0 if raw is None else keys.from_u64(raw)
+        return self._store._floor_at(self._reader, client_id)
 
     def tx_by_client(self, client_id: bytes, request_seq: int) -> TxResult | None:
         if len(client_id) > 255 or request_seq < 0:
