@@ -11,15 +11,14 @@ call of the client raises the `LeaseLost` / `LockLost` (`Holds.check`, called by
 `_run`), the async block is cancelled (its cancel scope), and the block's exit raises it.
 
 `hold_sync` (threads) and `hold_async` (anyio tasks) run the keepalive and the watchdog; the
-fronts' `lease` / `lock` are thin wrappers. Imports: stdlib, anyio, bftnode.client.{core,
-errors}; the client object is typed by the `LeaseClient` Protocols (no flows/sync/aio import).
+fronts' `lease` / `lock` are thin wrappers. Imports: stdlib, anyio,
+bftnode.client.{core, errors, watch}; the client object is typed by the `LeaseClient`
+Protocols (no flows/sync/aio import).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Protocol
@@ -27,6 +26,7 @@ from typing import Any, Protocol
 import anyio
 
 from . import core as C
+from . import watch as W
 from .errors import ClientError, LeaseLost, LockLost, TxFailed
 
 Callback = Callable[[LeaseLost], Any]
@@ -37,8 +37,9 @@ class Hold:
     """One held lease's loss state; thread-safe (the sync front's workers share it)."""
 
     def __init__(self, lease_id: int, ttl_s: float, sent_at: float,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], height: int | None = None) -> None:
         self.lease_id = lease_id
+        self.height = height  # the grant's block: loss events are watched from there
         self.ttl_s = ttl_s
         self.clock = clock
         self.confirmed_sent_at = sent_at  # send time of the newest confirmed keepalive/grant
@@ -183,7 +184,9 @@ def grant(core: _Core, ttl: float) -> C.Flow:
     res = yield from core.commit_op(ops.lease_grant(ttl=ttl))
     out = res["result"]
     ttl_s = float(out.get("ttl_ms", ttl * 1000)) / 1000 if isinstance(out, dict) else ttl
-    return Hold(int(out["id"]), min(ttl, ttl_s), sent, core.clock)
+    height = res.get("height")
+    return Hold(int(out["id"]), min(ttl, ttl_s), sent, core.clock,
+                height if isinstance(height, int) and height > 0 else None)
 
 
 def keepalive(core: _Core, hold: Hold) -> C.Flow:
@@ -220,22 +223,16 @@ class SyncLeaseClient(Protocol):
 
 
 def _feed_events_sync(client: SyncLeaseClient, hold: Hold, stop: threading.Event) -> None:
-    """Feed the chain's `events` subscription to `hold` until `stop` (polled: a blocking
-    receive could not be stopped); a broken subscription only ends this signal."""
-    from httpx_ws import connect_ws
-
-    with contextlib.suppress(Exception), client._twin() as twin:  # whatever the socket raised
-        url = C.ws_url(twin._core.endpoints.order()[0])
-        with connect_ws(url, twin._http, max_message_size_bytes=8 * 1024 * 1024) as ws:
-            ws.send_text(C.subscribe_request("events"))
-            while not stop.is_set() and hold.lost is None:
-                try:
-                    text = ws.receive_text(timeout=0.2)
-                except queue.Empty:
-                    continue
-                ev = C.sub_message(json.loads(text))
-                if ev is not None:
-                    hold.event(ev)
+    """Feed the chain's `events` to `hold` until `stop`, from the grant's block on (an event
+    committed before the subscription is up is replayed, not missed); the watch resumes
+    after a dropped connection or a failover. A watch that fails for good (every node
+    pruned those events) only ends this signal: keepalive and TTL still judge."""
+    with contextlib.suppress(Exception), client._twin() as twin:  # only this signal ends
+        for ev in W.watch_sync(twin._http, twin._core.endpoints, "events",
+                               from_height=hold.height, stop=stop):
+            hold.event(ev)
+            if hold.lost is not None:
+                return
 
 
 @contextlib.contextmanager
@@ -309,10 +306,10 @@ class AsyncLeaseClient(Protocol):
 
 
 async def _feed_events(client: AsyncLeaseClient, hold: Hold) -> None:
-    """Feed the chain's `events` subscription to `hold`; a broken subscription only ends
-    this signal (keepalive and TTL still judge)."""
-    with contextlib.suppress(Exception):  # whatever the WebSocket raised
-        async with client.watch(None, topic="events") as events:
+    """Feed the chain's `events` to `hold` from the grant's block on (see
+    `_feed_events_sync`)."""
+    with contextlib.suppress(Exception):  # whatever the watch raised: only this signal ends
+        async with client.watch(None, topic="events", from_height=hold.height) as events:
             async for ev in events:
                 hold.event(ev)
 

@@ -22,6 +22,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import queue
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ from .errors import ClientError, RPCCallError, rpc_error
 
 WATCH_BUFFER = 256  # events queued between the connection task and the consumer (async)
 MAX_MESSAGE = 8 * 1024 * 1024
+STOP_POLL_S = 0.2  # how often a stoppable sync watch looks at its stop flag
 ORDERED_TOPICS = ("kv", "events", "blocks")
 
 
@@ -297,22 +300,28 @@ def watch_sync(http: httpx.Client, endpoints: C.Endpoints, topic: str,
                prefix: str | bytes | None = None, from_revision: int | None = None,
                from_height: int | None = None,
                want: Callable[[dict[str, Any]], bool] | None = None,
+               stop: threading.Event | None = None,
                ) -> Iterator[dict[str, Any]]:
     """A resuming watch as a generator (reads the socket only when asked for the next event:
-    nothing queues up in the client)."""
+    nothing queues up in the client). With `stop`, the socket is polled and the generator
+    ends within STOP_POLL_S of `stop` being set (a blocking receive could not be stopped)."""
     from httpx_ws import connect_ws
 
     cursor = Cursor(height=from_height, revision=from_revision or 0)
     session = Session(topic, prefix, cursor, want)
     plan = Failover(endpoints, cursor)
     transport = _transport_errors()
-    while True:
+    stopped = stop.is_set if stop is not None else (lambda: False)
+    while not stopped():
         for url in plan.urls():
             try:
                 with connect_ws(C.ws_url(url), http, max_message_size_bytes=MAX_MESSAGE) as ws:
                     ws.send_text(session.request())
                     while True:
-                        ev = session.on_message(json.loads(ws.receive_text()))
+                        text = _receive(ws, stop)
+                        if text is None:
+                            return
+                        ev = session.on_message(json.loads(text))
                         if session.sid is not None:
                             plan.subscribed(url)
                         if ev is not None:
@@ -320,7 +329,25 @@ def watch_sync(http: httpx.Client, endpoints: C.Endpoints, topic: str,
                             yield ev
             except Exception as exc:  # noqa: BLE001 - sorted by _retryable
                 plan.failed(url, _retryable(exc, transport))
-        time.sleep(plan.pause())
+            if stopped():
+                return
+        pause = plan.pause()
+        if stop is not None and stop.wait(pause):
+            return
+        if stop is None:
+            time.sleep(pause)
+
+
+def _receive(ws: Any, stop: threading.Event | None) -> str | None:
+    """The next text message; None once `stop` is set."""
+    if stop is None:
+        return ws.receive_text()
+    while not stop.is_set():
+        try:
+            return ws.receive_text(timeout=STOP_POLL_S)
+        except queue.Empty:
+            continue
+    return None
 
 
 # ---------------------------------------------------------------- elections
