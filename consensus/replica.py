@@ -187,6 +187,8 @@ class Replica(
         self._own_checkpoints: dict[int, bytes] = {}
         self._state_votes = StateVotes(config)  # StateVotes and certificates (state_roots)
         self._own_roots: dict[int, bytes] = {}
+        self._own_votes: dict[int, tuple[StateVote, int]] = {}  # (signed vote, sent at)
+        self._late_heard: dict[int, dict[int, int]] = {}  # state_roots._answer_late_vote
         self._vcs = ViewChangeVotes()
         self._new_view: NewView | None = None  # the NEW-VIEW of the current view (sent/accepted)
         self._failed_vcs = 0
@@ -389,6 +391,7 @@ class Replica(
         self._next_status_ms = self._now + self.config.status_interval_ms
         self._snapshot_timeout()
         self._broadcast(self._status())
+        self._resend_state_votes()
         if self._in_vc:
             if self._now >= self._vc_next_resend_ms:  # lossy networks: keep asking, backing off
                 self._vc_resends += 1

@@ -7,6 +7,13 @@ seq, bounded per replica, within a horizon). 2f+1 equal votes make a `StateCerti
 (the shell stores the certificate); a quorum certifying other roots than ours for a seq is a
 `StateDivergence` alarm (our state is wrong: a bug or a bad disk). Votes are never evidence of
 a fault by themselves: a replica whose roots differ from the quorum's is only outvoted.
+
+Lost votes are repaired, so a height does not stay uncertified at one replica: on each status
+timeout a replica resends its own vote for executed seqs still uncertified here (at most
+STATE_VOTE_RESEND_MAX, each at most once a status interval). A peer that already certified
+that seq and hears the same vote from that replica again answers it with its own vote (once
+per status interval per replica and seq): the votes the resender lacks. Both tables are
+bounded by `max_seqs` per replica.
 """
 
 from __future__ import annotations
@@ -17,12 +24,16 @@ from ..messages import StateVote
 from ..state_votes import Roots, StateVotes, roots_of, split_roots
 from .state import ReplicaState
 
+STATE_VOTE_RESEND_MAX = 16  # own uncertified votes resent per status timeout
+
 
 class StateRootsMixin(ReplicaState):
     """StateVote handling (docs/protocol.md "State roots and certificates")."""
 
     _state_votes: StateVotes
     _own_roots: dict[int, Roots]  # our roots of the last max_seqs executed seqs
+    _own_votes: dict[int, tuple[StateVote, int]]  # our signed votes sent, and when last sent
+    _late_heard: dict[int, dict[int, int]]  # replica -> seq -> when it last sent a late vote
 
     def _on_executed(self, ev: Executed) -> None:
         if not self.config.state_votes:
@@ -43,8 +54,46 @@ class StateRootsMixin(ReplicaState):
         if self._state_votes.unwanted(ev.seq, self._last_executed) == "state-vote-old":
             return  # catching up far below what is certified: the peers drop it too
         vote = self.auth.sign(vote)
+        self._own_votes[ev.seq] = (vote, self._now)
+        while len(self._own_votes) > self._state_votes.max_seqs:
+            del self._own_votes[min(self._own_votes)]
         self._broadcast(vote)
         self._count_state_vote(vote)
+
+    def _resend_state_votes(self) -> None:
+        """On a status timeout: our votes for seqs not certified here, sent at least a status
+        interval ago, go out again (oldest first, at most STATE_VOTE_RESEND_MAX)."""
+        if not self.config.state_votes:
+            return
+        sent = 0
+        for seq in sorted(self._own_votes):
+            if sent >= STATE_VOTE_RESEND_MAX:
+                break
+            vote, at = self._own_votes[seq]
+            if (self._state_votes.certified(seq) is not None
+                    or seq <= self._state_votes.certified_height - self._state_votes.max_seqs
+                    or self._now - at < self.config.status_interval_ms):
+                continue
+            self._own_votes[seq] = (vote, self._now)
+            self._broadcast(vote)
+            sent += 1
+
+    def _answer_late_vote(self, vote: StateVote) -> None:
+        """`vote.replica` sent a vote for a seq we certified: the usual fate of the votes after
+        the 2f+1-th. The second such vote from it for that seq is a resend: it lacks the
+        certificate, so it gets our own vote (once a status interval)."""
+        heard = self._late_heard.setdefault(vote.replica, {})
+        at = heard.get(vote.seq)
+        if at is None:
+            heard[vote.seq] = self._now - self.config.status_interval_ms  # answer a resend
+            while len(heard) > self._state_votes.max_seqs:
+                del heard[min(heard)]
+            return
+        ours = self._own_votes.get(vote.seq)
+        if ours is None or self._now - at < self.config.status_interval_ms:
+            return
+        heard[vote.seq] = self._now
+        self._send(vote.replica, ours[0])
 
     def _state_vote_wanted(self, vote: StateVote) -> bool:
         """Checks before the signature is verified: a vote we would not count costs nothing."""
@@ -58,6 +107,8 @@ class StateRootsMixin(ReplicaState):
             why = "state-vote-repeat"
         if why is not None:
             self.dropped[why] += 1
+            if why == "state-vote-late":
+                self._answer_late_vote(vote)
             return False
         return True
 

@@ -186,3 +186,56 @@ def test_a_replica_catching_up_far_below_the_certified_height_does_not_vote():
     assert not [s for s in out.send if isinstance(s.message, StateVote)]
     out = rep.step(Executed(old + 1, H, S, R))
     assert [s.message.seq for s in out.send if isinstance(s.message, StateVote)] == [old + 1]
+
+
+def test_a_replica_that_lost_the_votes_of_a_block_certifies_it_once_the_loss_ends(cluster_cls):
+    c = cluster_cls(**SMALL)
+    lossy = {"on": True}
+
+    def drop_votes_to_3(sender, to, msg):  # every StateVote to replica 3 is lost meanwhile
+        return [] if lossy["on"] and to == 3 and isinstance(msg, StateVote) else None
+
+    c.tamper = drop_votes_to_3
+    reqs = [c.request(0, k) for k in range(3)]
+    for r in reqs:
+        c.submit(r)
+    assert c.run_until(lambda: c.all_executed(reqs))
+    c.deliver_all()
+    assert sorted(_certs(c, 0)) == sorted(c.executed[0])
+    assert not _certs(c, 3)  # it heard no vote but its own
+    lossy["on"] = False
+    sent_before = len(c.sent)
+    # no new block: only the resend (3's own vote) and the answers to it can repair it
+    assert c.run_until(lambda: sorted(_certs(c, 3)) == sorted(c.executed[3]),
+                       timeout_ms=3 * c.config.status_interval_ms)
+    votes = [m for m in c.sent[sent_before:] if isinstance(m, StateVote)]
+    assert {v.seq for v in votes} == set(c.executed[3])
+    assert not c.diverged[3]
+    # repaired: nothing more is resent or answered
+    quiet_from = len(c.sent)
+    c.run_until(lambda: False, timeout_ms=3 * c.config.status_interval_ms)
+    assert not [m for m in c.sent[quiet_from:] if isinstance(m, StateVote)]
+
+
+def test_late_votes_are_answered_at_most_once_a_status_interval_and_only_with_our_own():
+    signers = [FastSigner.from_seed_int(k) for k in range(4)]
+    auths = [Authenticator(DOMAIN, s, FastVerifier(), [x.public_key for x in signers])
+             for s in signers]
+    config = Config(n=4, checkpoint_interval=4, watermark_window=8, state_votes=True,
+                    heartbeat_ms=0)
+    rep = Replica(config, 0, auths[0], RecoveredState(last_executed=5))
+    rep.step(Tick(1))
+    rep.step(Executed(3, H, S, R))  # our own vote for 3 (sent)
+    for r in (1, 2):
+        rep.step(Receive(r, _vote(auths, r, 3)))
+    assert rep.certified_height == 3
+    first = rep.step(Receive(3, _vote(auths, 3, 3)))  # late: the usual case, not answered
+    assert not first.send
+    again = rep.step(Receive(3, _vote(auths, 3, 3)))  # its resend: it lacks the certificate
+    assert [(s.to, s.message.replica, s.message.seq) for s in again.send] == [(3, 0, 3)]
+    flood = [rep.step(Receive(3, _vote(auths, 3, 3))) for _ in range(50)]
+    assert not [s for out in flood for s in out.send]  # within the interval: nothing more
+    rep.step(Tick(1 + rep.config.status_interval_ms))
+    later = rep.step(Receive(3, _vote(auths, 3, 3)))
+    assert [s.to for s in later.send] == [3]
+    assert all(len(seqs) <= rep._state_votes.max_seqs for seqs in rep._late_heard.values())
