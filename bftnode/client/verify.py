@@ -306,11 +306,15 @@ class ProofVerifier:
         except IncompleteRead:
             raise IncompleteAnswer("verification failed: no absence proof of the tx, or of "
                                    "its client's floor") from None
-        if floor is not None and client[1] <= keys.from_u64(floor):
-            # the entries at or below the floor were removed: absence there proves nothing
-            raise ForgedAnswer(f"verification failed: request_seq {client[1]} is at or below "
-                               f"its client's floor {keys.from_u64(floor)}: not provably "
-                               "uncommitted")
+        if floor is not None:
+            if len(floor) != 8:  # proven, so only a chain that certified garbage sends it
+                raise ForgedAnswer("verification failed: the proven client floor is "
+                                   f"{len(floor)} bytes, not 8")
+            if client[1] <= keys.from_u64(floor):
+                # the entries at or below the floor were removed: absence there proves nothing
+                raise ForgedAnswer(f"verification failed: request_seq {client[1]} is at or "
+                                   f"below its client's floor {keys.from_u64(floor)}: not "
+                                   "provably uncommitted")
         status = answer.get("status")
         if status == "COMMITTED" or status not in ("PENDING", "UNKNOWN", "EXPIRED"):
             raise ForgedAnswer(f"verification failed: status {status!r} without a commit")
