@@ -119,8 +119,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--authenticated-state", action=argparse.BooleanOptionalAction,
                    default=None,
                    help="the fresh testnet's nodes keep the state tree and certify its roots "
-                        "(config.toml `authenticated_state`, on by default); "
-                        "--no-authenticated-state turns it off")
+                        "(config.toml `authenticated_state`; the node default is "
+                        "bftnode.config.DEFAULT_AUTHENTICATED_STATE, off today)")
     p.add_argument("--consensus", action="append", default=[], metavar="KEY=VALUE",
                    help="consensus override in the genesis of a fresh testnet (e.g. batch_max=400)")
     p.add_argument("--compare", nargs=2, metavar=("ARGS_A", "ARGS_B"),
