@@ -13,9 +13,17 @@ still count (a delete only makes paths shorter). Inserting k: follow k's bits to
 take the first bit b where k and y differ; the new node goes above the first node N on that
 path that splits below b, at depth d: k's leaf sits at d + 1 and N's leaves move one level
 down, to at most d + 1 + height(N).
-Fast path: while height(tree) + (puts so far) <= MAX no insert can break the bound (each adds
-at most one level to any path) and nothing is walked; the first tx past it places the earlier
-puts in the scratch tree.
+Fast path: nothing is walked while the block's keys S cannot break the bound, by either of
+  (a) height(tree) + |S| <= MAX (each insert adds at most one level to any path), or
+  (b) height(tree) + height(trie of S alone) + 1 <= MAX: a leaf x's path in the merged trie
+      has one node per distinct crit bit of x against the other keys; against the tree's keys
+      those are the nodes of x's (virtual) path in the tree, at most height(tree) (+1 when x
+      is not in it), and against S's at most height(trie of S) (+1), one of the two +1s
+      dropping because x is in one of the sets. `_trie_height` computes height(S) from the
+      sorted keys (a Cartesian tree over adjacent crit bits); it is recomputed when |S| has
+      grown by the slack it left (each key adds at most one level), and a slack below
+      MIN_SLACK ends the fast path.
+The first tx past both places the block's earlier keys in the scratch tree.
 Imports: stdlib, storage.{keys,merkle_proof,merkle_tree}.
 """
 
@@ -28,6 +36,7 @@ from .merkle_proof import bit_at, crit_bit, encode_key
 from .merkle_tree import AuthTree
 
 MAX_STATE_DEPTH = 256
+MIN_SLACK = 16  # fewer keys of room than this after a height(S) check: walk from then on
 
 
 class _Leaf:
@@ -68,6 +77,7 @@ class DepthGuard:
         self._puts = 0  # puts admitted on the fast path
         self._fast: list[bytes] = []  # their tree keys, placed when the fast path ends
         self._slow = False
+        self._room = 0  # keys the fast path may still admit by bound (b) without a recheck
 
     def admit(self, app_keys: Sequence[bytes],
               exempt: Callable[[bytes], bool] | None = None) -> bytes | None:
@@ -75,9 +85,12 @@ class DepthGuard:
         (then none of them is admitted) or None. `exempt(app_key)`: asked only for a key over
         the bound; True admits it anyway."""
         if not self._slow:
-            if self._height + self._puts + len(app_keys) <= self.max_depth:
-                self._puts += len(app_keys)
-                self._fast.extend(self._prefix + k for k in app_keys)
+            new = [self._prefix + k for k in app_keys]
+            if (self._height + self._puts + len(new) <= self.max_depth
+                    or len(new) <= self._room or self._recheck(new)):
+                self._puts += len(new)
+                self._room -= len(new)
+                self._fast.extend(new)
                 return None
             self._slow = True
             for tk in self._fast:
@@ -91,6 +104,16 @@ class DepthGuard:
                     _revert(self, u)
                 return k
         return None
+
+    def _recheck(self, new: list[bytes]) -> bool:
+        """Bound (b) for the fast keys plus `new`: True (with `_room` set to the slack after
+        `new`) if they cannot break the bound, and enough room is left to be worth it."""
+        hs = _trie_height([encode_key(tk) for tk in self._fast + new])
+        room = self.max_depth - self._height - hs - 1
+        if room < MIN_SLACK:
+            return False
+        self._room = room + len(new)  # admit() takes len(new) off again
+        return True
 
     def bound(self, app_key: bytes) -> int | None:
         """The deepest level inserting `app_key` now would put a leaf at (None: present)."""
@@ -200,6 +223,32 @@ class DepthGuard:
             undo.append(("height", node, node.height))
             node.height = h
         return True
+
+
+def _trie_height(ekeys: list[bytes]) -> int:
+    """The height of the crit-bit trie over `ekeys` (encoded keys; 0 for at most one key):
+    its internal nodes are the crit bits of adjacent sorted keys, arranged as their Cartesian
+    tree (smallest bit at the root), so the height is that tree's depth + 1."""
+    ks = sorted(set(ekeys))
+    if len(ks) < 2:
+        return 0
+    crit = [crit_bit(ks[i], ks[i + 1]) for i in range(len(ks) - 1)]
+    parent = [-1] * len(crit)
+    stack: list[int] = []
+    for i, c in enumerate(crit):
+        last = -1
+        while stack and crit[stack[-1]] > c:
+            last = stack.pop()
+        if last != -1:
+            parent[last] = i
+        if stack:
+            parent[i] = stack[-1]
+        stack.append(i)
+    depth = [0] * len(crit)
+    for i in sorted(range(len(crit)), key=crit.__getitem__):  # parents first (smaller bit)
+        if parent[i] != -1:
+            depth[i] = depth[parent[i]] + 1
+    return max(depth) + 1
 
 
 def _revert(guard: DepthGuard, u: tuple) -> None:

@@ -4,10 +4,10 @@ the proof format and the verifier).
 
 Versions are block heights. A node is written once, under `A n` + version(8) + index(4), and
 never changed; a block's update writes the new nodes of its version, the root record `A r` +
-version and, for every node it replaces, a stale mark `A s` + version + node key (the node
-belongs to versions before this one only). Pruning (keep the last `retain` versions) deletes
-the roots below them and the nodes marked stale at or below the oldest kept version
-(`AuthTree.prune_ops`). Everything is returned as ops for the caller's ONE batch.
+version and ONE stale record `A s` + version listing the refs (12 bytes each) of the nodes it
+replaces (they belong to versions before this one only). Pruning (keep the last `retain`
+versions) deletes the roots below them and the nodes listed stale at or below the oldest kept
+version (`AuthTree.prune_ops`). Everything is returned as ops for the caller's ONE batch.
 
 `AuthTree.update` is deterministic: the changes of a block are sorted by key, so the same
 writes give the same root (and the same node keys) on every replica, whatever their order.
@@ -47,7 +47,9 @@ ROOT = keys.MERKLE + b"r"
 STALE = keys.MERKLE + b"s"
 PRUNED_TO = keys.MERKLE + b"p"  # u64: versions <= this are gone
 FORMAT = keys.MERKLE + b"f"  # the node record format; another one: the tree is rebuilt
-FORMAT_VERSION = b"\x02"  # 2: internal nodes carry their subtree's height
+FORMAT_VERSION = b"\x03"  # 2: internal nodes carry their subtree's height; 3: one stale
+# record per version (2 wrote a mark key per replaced node)
+REF_LEN = 12  # a node ref: version (8) + index (4)
 DEFAULT_RETAIN = 100
 CACHE_NODES = 200_000  # two generations of at most half each (see AuthTree._cache_put)
 _LEAF_HDR = struct.Struct(">BI")
@@ -127,7 +129,8 @@ class AuthTree:
         self._vref = keys.u64(0)  # the version being built, as the first 8 bytes of a ref
         self._idx = 0
         self._ops: list[Op] = []
-        self._marks: list[bytes] = []  # stale marks of the batch being built
+        self._marks: list[tuple[bytes, bytes]] = []  # stale records of the batch being built
+        self._replaced: list[bytes] = []  # refs replaced by the version being built
 
     # ------------------------------------------------------------ nodes
 
@@ -171,9 +174,7 @@ class AuthTree:
         return ref, h
 
     def _stale(self, ref: bytes) -> None:
-        mark = STALE + self._vref + ref
-        self._marks.append(mark)
-        self._ops.append((mark, b""))
+        self._replaced.append(ref)
 
     def _repr(self, ref: bytes) -> tuple[bytes, int]:
         """(bytes ordering the subtree among keys outside it, bits of it that are known)."""
@@ -203,8 +204,14 @@ class AuthTree:
         version `version`; the ops to write accumulate until `take_ops`."""
         self._vref, self._idx = keys.u64(version), 0
         ch = sorted((encode_key(k), k, v) for k, v in changes.items())
+        self._replaced = []
         with _deep():
             new = self._upd(prev, ch) if ch else prev
+        if self._replaced:
+            record = (STALE + self._vref, b"".join(self._replaced))
+            self._marks.append(record)
+            self._ops.append(record)
+            self._replaced = []
         self._pending_roots[version] = new
         self._ops.append((ROOT + keys.u64(version), b"" if new is None else new[0] + new[1]))
         return new
@@ -358,11 +365,11 @@ class AuthTree:
         ops: list[Op] = [(ROOT + keys.u64(v), None) for v in range(prev, keep_from)]
         # a node marked stale at s belongs to versions < s only: not needed once s <= keep_from
         lo, hi = STALE + keys.u64(prev + 1), STALE + keys.u64(keep_from + 1)
-        marks = [k for k, _ in reader.items(lo, hi)]
-        marks += [k for k in self._marks if lo <= k < hi]
-        for k in marks:
+        records = list(reader.items(lo, hi))
+        records += [(k, v) for k, v in self._marks if lo <= k < hi]
+        for k, refs in records:
             ops.append((k, None))
-            ops.append((NODE + k[len(STALE) + 8 :], None))
+            ops.extend((NODE + refs[i : i + REF_LEN], None) for i in range(0, len(refs), REF_LEN))
         ops.append((PRUNED_TO, keys.u64(keep_from)))
         return ops
 

@@ -15,10 +15,10 @@ from bftnode.app.errors import DEPTH_LIMIT
 from bftnode.node.executor import execute_and_commit
 from consensus import Request, sign_request
 from consensus.codec import GENESIS_CHAIN_DIGEST
-from storage import MemoryStore, keys, verify_membership
+from storage import MemoryStore, keys, merkle_depth, verify_membership
 from storage.memory import _MemoryKV
 from storage.merkle_depth import MAX_STATE_DEPTH, DepthGuard
-from storage.merkle_proof import successor
+from storage.merkle_proof import encode_key, successor
 from storage.merkle_tree import AuthTree
 
 KEYS = st.binary(min_size=0, max_size=5).map(lambda b: bytes(x % 3 * 0x7F for x in b) + b"k")
@@ -95,6 +95,68 @@ def test_the_guard_admits_exactly_the_txs_that_stay_within_the_bound(contents, b
         _apply(t, kv, v, admitted)
         contents |= set(admitted)
         assert t.height(v) <= bound
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sets(KEYS, max_size=20),
+       st.lists(st.lists(st.lists(KEYS, min_size=1, max_size=3), max_size=10), max_size=4),
+       st.integers(2, 7))
+def test_the_fast_path_by_the_height_of_the_blocks_own_keys_decides_as_the_walk(
+        contents, blocks, bound):
+    """The same property with the fast path's bound (b) used whenever it holds (MIN_SLACK 0):
+    height(tree) + height(trie of the block's keys) + 1 <= bound admits without a walk, and
+    must never admit a tx the exact walk would refuse."""
+    saved = merkle_depth.MIN_SLACK
+    merkle_depth.MIN_SLACK = 0
+    try:
+        contents = set(contents)
+        t, kv = _tree(contents)
+        while t.height(0) > bound:
+            contents.discard(max(contents, key=len))
+            t, kv = _tree(contents)
+        for v, txs in enumerate(blocks, start=1):
+            guard = DepthGuard(t, v - 1, max_depth=bound, prefix=b"")
+            admitted: list[bytes] = []
+            for tx in txs:
+                t2, _ = _tree(contents | set(admitted) | set(tx))
+                fits = t2.height(0) <= bound
+                assert (guard.admit(tx) is None) == fits, (tx, admitted)
+                if fits:
+                    admitted += tx
+            _apply(t, kv, v, admitted)
+            contents |= set(admitted)
+    finally:
+        merkle_depth.MIN_SLACK = saved
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sets(KEYS, max_size=40), st.sets(KEYS, max_size=40))
+def test_trie_height_of_a_key_set_and_the_merge_bound(tree_keys, block_keys):
+    """`_trie_height` is the stored tree's height over the same keys, and a merged tree is
+    never deeper than height(tree) + height(block's keys) + 1 (the fast path's bound (b))."""
+    def height(ks):
+        return _tree(ks)[0].height(0)
+
+    enc = [encode_key(k) for k in block_keys]
+    assert merkle_depth._trie_height(enc) == height(block_keys)
+    assert height(tree_keys | block_keys) <= height(tree_keys) + height(block_keys) + 1
+
+
+def test_a_benign_block_past_the_plain_fast_path_walks_nothing():
+    """100 new random keys in a block on a tree of 2,000: height + |S| passes the bound of 80
+    but height + height(S) + 1 does not, so no stored node is read."""
+    import hashlib
+
+    contents = {hashlib.sha256(b"%d" % i).digest()[:12] for i in range(2000)}
+    t, _ = _tree(contents)
+    guard = DepthGuard(t, 0, max_depth=80, prefix=b"")
+    assert t.height(0) + 100 > 80
+    reads = []
+    real = t._node
+    t._node = lambda ref, reader=None: reads.append(ref) or real(ref, reader)
+    for i in range(100):
+        assert guard.admit([hashlib.sha256(b"new%d" % i).digest()[:12]]) is None
+    assert not guard._slow and not reads
 
 
 def _request(client, seq: int, op: bytes) -> Request:
