@@ -69,12 +69,10 @@ def crit_bit(a: bytes, b: bytes) -> int:
     """The first bit where two different byte strings differ (neither a prefix of the other
     within the bits compared: encoded keys are prefix-free)."""
     n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    if i == n:
+    x = int.from_bytes(a[:n], "big") ^ int.from_bytes(b[:n], "big")  # in C, not a byte loop
+    if not x:
         raise ValueError("one key is a prefix of the other")
-    return i * 8 + 8 - (a[i] ^ b[i]).bit_length()
+    return n * 8 - x.bit_length()
 
 
 def outside(prefix: int, n: int, elo: bytes, ehi: bytes | None) -> bool:

@@ -238,3 +238,16 @@ def test_a_tree_walk_never_lifts_the_recursion_limit_past_what_a_decoder_survive
         t.start()
         t.join(timeout=30)
     assert outcome == ["refused", "refused"]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=40), st.binary(max_size=40))
+def test_crit_bit_is_the_first_differing_bit(a, b):
+    from storage.merkle_proof import bit_at, crit_bit
+
+    ea, eb = encode_key(a), encode_key(b)
+    if a == b:
+        return
+    c = crit_bit(ea, eb)
+    assert all(bit_at(ea, i) == bit_at(eb, i) for i in range(c))
+    assert bit_at(ea, c) != bit_at(eb, c)
