@@ -124,7 +124,9 @@ def run_init(args: argparse.Namespace) -> int:
 
 def _add_start(sub: Any) -> None:
     p = sub.add_parser("start", help="run a validator until SIGINT/SIGTERM")
-    p.add_argument("--home", required=True, type=Path)
+    home = os.environ.get("BFTNODE_HOME")
+    p.add_argument("--home", type=Path, required=not home, default=home,
+                   help="the node's home (default $BFTNODE_HOME)")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
     p.add_argument("--insecure-rpc", action="store_true",
                    help="serve the RPC in plain HTTP even on a non-loopback rpc_host (as "
@@ -235,7 +237,8 @@ async def _start_main(cfg: Any, node_factory: Callable[[Any], Any] | None = None
 
 def _add_status(sub: Any) -> None:
     p = sub.add_parser("status", help="query a node's status over JSON-RPC")
-    p.add_argument("--rpc", default="http://127.0.0.1:26657")
+    p.add_argument("--rpc", help="node JSON-RPC URL (default: the first of $BFTNODE_RPC, "
+                                 "else http://127.0.0.1:26657)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--timeout", type=float, default=5.0)
     p.add_argument("--ca-file", metavar="FILE",
@@ -271,7 +274,10 @@ def rpc_call(url: str, method: str, params: dict | None = None, timeout: float =
 
 def run_status(args: argparse.Namespace) -> int:
     try:
-        st = rpc_call(args.rpc, "status", timeout=args.timeout, ca_file=args.ca_file)
+        from .client_cli import default_urls
+
+        st = rpc_call(args.rpc or default_urls()[0], "status", timeout=args.timeout,
+                      ca_file=args.ca_file)
     except RuntimeError as exc:
         _err("status", str(exc))
         return EXIT_FAIL
@@ -304,8 +310,18 @@ def _add_client(sub: Any) -> None:
     client_cli.add_client_arguments(sub)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bftnode")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bftnode", description="bftnode: a BFT ledger node")
+    parser.add_argument("--version", action="version", version=f"bftnode {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_keygen(sub)
     _add_init(sub)

@@ -370,15 +370,21 @@ def _parse_txn_op(spec: str) -> Any:
     raise ValueError(f"bad txn op {spec!r}: expected 'put KEY VALUE', 'del KEY' or 'get KEY'")
 
 
-def _urls(args: argparse.Namespace) -> list[str]:
-    if args.rpc:
-        return args.rpc
+def default_urls() -> list[str]:
+    """The node URLs a command uses without --rpc: $BFTNODE_RPC (comma separated), else the
+    local default."""
     env = os.environ.get("BFTNODE_RPC")
     if env:
-        return [u for u in env.split(",") if u]
+        urls = [u.strip() for u in env.split(",") if u.strip()]
+        if urls:
+            return urls
     from .client import DEFAULT_URL
 
     return [DEFAULT_URL]
+
+
+def _urls(args: argparse.Namespace) -> list[str]:
+    return args.rpc or default_urls()
 
 
 def run_client(args: argparse.Namespace) -> int:
