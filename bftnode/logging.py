@@ -31,23 +31,29 @@ def configure_logging(
     renderer: Any = (
         structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer()
     )
-    processors: list[Any] = [
+    shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
         structlog.processors.format_exc_info,
-        renderer,
     ]
+    out = stream or sys.stderr
     structlog.configure(
-        processors=processors,
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=False,
     )
-    # libraries using stdlib logging (libp2p, hypercorn) go to the same stream, less verbose
-    logging.basicConfig(level=max(_LEVELS.get(level, logging.INFO), logging.WARNING),
-                        stream=stream or sys.stderr, force=True)
+    # libraries using stdlib logging (libp2p, hypercorn, trio) are rendered by the same
+    # processors: one JSON line each (tracebacks in "exception"), named by "logger"
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(max(_LEVELS.get(level, logging.INFO), logging.WARNING))  # less verbose
     if node_id is not None:
         structlog.contextvars.bind_contextvars(node=node_id)
 

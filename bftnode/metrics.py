@@ -7,13 +7,26 @@ storage or network.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 
 class NodeMetrics:
     def __init__(self, node_index: int) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # process_* (CPU, RSS, fds) and python_* (version, GC) of the node's process
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.node_index = node_index
         self.height = Gauge("bftnode_height", "Last committed block height", registry=r)
         self.view = Gauge("bftnode_view", "Current PBFT view", registry=r)

@@ -29,6 +29,36 @@ def test_log_lines_are_json_with_node_and_trace_id():
     assert "trace_id" not in lines[1] and lines[1]["reason"] == "bad bytes"
 
 
+def test_stdlib_log_lines_of_libraries_are_json_too():
+    import logging
+
+    buf = io.StringIO()
+    try:
+        configure_logging("info", node_id="3", stream=buf)
+        logging.getLogger("libp2p.transport").warning("dial failed: %s", "refused")
+        try:
+            raise OSError("boom")
+        except OSError:
+            logging.getLogger("hypercorn.error").exception("connection lost")
+        logging.getLogger("libp2p.x").info("below warning: dropped")
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers = []
+        structlog.contextvars.clear_contextvars()
+    lines = [json.loads(x) for x in buf.getvalue().splitlines()]  # every line is JSON
+    assert [ln["logger"] for ln in lines] == ["libp2p.transport", "hypercorn.error"]
+    assert lines[0]["event"] == "dial failed: refused" and lines[0]["level"] == "warning"
+    assert lines[0]["node"] == "3" and "timestamp" in lines[0]
+    assert lines[1]["level"] == "error" and "OSError: boom" in lines[1]["exception"]
+
+
+def test_process_and_python_metrics_are_exported():
+    text = NodeMetrics(0).text().decode()
+    for name in ("process_cpu_seconds_total", "process_resident_memory_bytes",
+                 "process_open_fds", "python_info", "python_gc_objects_collected_total"):
+        assert name in text, name
+
+
 def test_metrics_registries_are_per_node():
     a, b = NodeMetrics(0), NodeMetrics(1)
     a.height.set(7)
