@@ -1,4 +1,5 @@
-"""The `bftnode` console script (argparse): keygen, init, start, status, and `client …`.
+"""The `bftnode` console script (argparse): keygen, init, testnet-files, start, status, and
+`client …`.
 
 Owns the command-line surface of a node. `client` subcommands live in `bftnode.client_cli`
 (another module, imported lazily). Exit codes: 0 ok, 1 runtime failure, 2 bad input or a
@@ -51,6 +52,54 @@ def run_keygen(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- init
+
+
+def _add_testnet_files(sub: Any) -> None:
+    p = sub.add_parser(
+        "testnet-files", help="homes for validators on separate hosts (genesis + one per host)",
+        description="Write OUT/genesis.json and OUT/node<i> for validator i on host i (IP "
+        "addresses, in index order): every node listens on its host's address with the same "
+        "ports. Copy OUT/node<i> to host i and run `bftnode start --home DIR` there "
+        "(docs/operations.md, 'Validators on separate hosts').")
+    p.add_argument("--hosts", required=True,
+                   help="comma-separated IP addresses, one per validator (at least 4)")
+    p.add_argument("--out", required=True, type=Path, help="directory to write")
+    p.add_argument("--p2p-port", type=int, default=26656)
+    p.add_argument("--rpc-port", type=int, default=26657)
+    p.add_argument("--rpc-public", action="store_true",
+                   help="serve the RPC on the host's address (default 127.0.0.1); give each "
+                        "node rpc_tls_cert/rpc_tls_key, or --insecure-rpc")
+    p.add_argument("--insecure-rpc", action="store_true",
+                   help="allow plain HTTP on a non-loopback RPC address (insecure_rpc = true)")
+    p.add_argument("--chain-id", help="chain id (default: bftnode-<random>)")
+    p.add_argument("--open", action="store_true",
+                   help="no permission checks (else OUT/admin.key is the chain's admin)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_testnet_files)
+
+
+def run_testnet_files(args: argparse.Namespace) -> int:
+    from .deploy import write_host_homes
+    from .home import HomeError
+
+    hosts = [h.strip() for h in args.hosts.split(",") if h.strip()]
+    try:
+        m = write_host_homes(args.out, hosts, p2p_port=args.p2p_port, rpc_port=args.rpc_port,
+                             rpc_public=args.rpc_public, insecure_rpc=args.insecure_rpc,
+                             chain_id=args.chain_id, open_chain=args.open)
+    except (HomeError, ValueError, OSError) as exc:
+        _err("testnet-files", str(exc))
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(m))
+        return EXIT_OK
+    print(f"chain {m['chain_id']}: {m['genesis']}")
+    for n in m["nodes"]:
+        print(f"  validator {n['index']}: {n['home']} -> host {n['host']} (p2p {n['p2p']}, "
+              f"rpc {n['rpc']})")
+    if m["admin_key"]:
+        print(f"admin key: {m['admin_key']} (permission checks on; keep it off the hosts)")
+    return EXIT_OK
 
 
 def _add_init(sub: Any) -> None:
@@ -325,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_keygen(sub)
     _add_init(sub)
+    _add_testnet_files(sub)
     _add_start(sub)
     _add_status(sub)
     _add_client(sub)

@@ -8,6 +8,7 @@ trio, storage or network.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import time
@@ -23,6 +24,17 @@ DEFAULT_BASE_PORT = 26600
 
 class HomeError(Exception):
     """A home directory cannot be initialised (the message says why)."""
+
+
+def multiaddr(host: str, port: int) -> str:
+    """`/ip4/H/tcp/P` or `/ip6/H/tcp/P` for an IP literal; ValueError for anything else (the
+    transport dials IP addresses, not names)."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"host {host!r} is not an IPv4 or IPv6 address (names are not "
+                         "resolved: give each validator's address)") from None
+    return f"/ip{ip.version}/{ip.compressed}/tcp/{port}"
 
 
 def ports_for(index: int, base_port: int) -> tuple[int, int]:
@@ -61,7 +73,7 @@ def init_home(
             node_index < len(genesis.validators)) else 26656
     cfg = NodeConfig(
         home=h, node_index=node_index, chain_id=genesis.chain_id,
-        p2p_listen=f"/ip4/{p2p_host}/tcp/{p2p_port}",
+        p2p_listen=multiaddr(p2p_host, p2p_port),
         rpc_host=rpc_host, rpc_port=26657 if rpc_port is None else rpc_port,
         log_level=log_level, **(overrides or {}),
     )
