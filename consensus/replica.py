@@ -294,6 +294,16 @@ class Replica(
     def pending_count(self) -> int:
         return len(self._pending)
 
+    def pending_requests(self, limit: int) -> list[Request]:
+        """Up to `limit` requests waiting to commit here, oldest first (the RPC's
+        unconfirmed_txs)."""
+        out: list[Request] = []
+        for req, _ in self._pending.values():
+            if len(out) >= limit:
+                break
+            out.append(req)
+        return out
+
     @property
     def convicted(self) -> dict[int, tuple[int, str]]:
         """Replicas convicted by committed evidence: replica -> (block height, kind)."""

@@ -5,7 +5,7 @@ node's own counters, and writes nothing. Reads of the ledger for RPC callers (`r
 run in a bounded pool of worker threads over a consistent snapshot at a committed height, off
 the task that steps the replica (issue 27: a read flood must not slow consensus); `health` and
 `read_info` are in health.py.
-Imports: stdlib, trio, msgspec, storage, bftnode.app (lazily), bftnode.node.
+Imports: stdlib, trio, msgspec, consensus (Request), storage, bftnode.app (lazily), bftnode.node.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import msgspec
 import trio
 
+from consensus import Request
 from storage.interface import StoredBlock, TxResult
 
 from . import app_events
@@ -128,6 +129,12 @@ class ReadsMixin:
 
     def validators(self) -> list[dict]:
         return [dataclasses.asdict(v) for v in self.genesis.validators]
+
+    def genesis_doc(self) -> dict:
+        return self.genesis.to_dict()
+
+    def pending_txs(self, limit: int) -> tuple[int, list[Request]]:
+        return self.replica.pending_count, self.replica.pending_requests(limit)
 
     def evidence(self) -> list[dict]:
         return list(self._evidence)

@@ -72,6 +72,15 @@ class NodeAPI(Protocol):
         rpc_url}] in index order. Clients verify commit certificates against it."""
         ...
 
+    def genesis_doc(self) -> dict[str, Any]:
+        """The chain's genesis as its file holds it (chain_id, genesis_time_ms, validators,
+        consensus, app)."""
+        ...
+
+    def pending_txs(self, limit: int) -> tuple[int, list[Request]]:
+        """(how many txs wait to commit here, up to `limit` of them, oldest first)."""
+        ...
+
     def height(self) -> int:
         """Last committed (executed and stored) block height; 0 before the first block."""
         ...

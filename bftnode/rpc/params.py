@@ -173,6 +173,24 @@ class KvGetParams(ReadParams, kw_only=True):
     key: Data
 
 
+# ---------------------------------------------------------------- CometBFT's routes (comet.py)
+
+
+class HeightParams(Fresh, kw_only=True):
+    height: Positive | None = None  # latest when absent
+
+
+class AbciQueryParams(Params, kw_only=True):
+    path: str = ""  # "", "/key" or "/store/kv/key": a key read (the only store)
+    data: str = ""  # the key, hex (as CometBFT sends it)
+    height: U63 = 0  # 0: latest; else served once the node is at least there (min_height)
+    prove: bool = False
+
+
+class UnconfirmedParams(Params, kw_only=True):
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100)] = 30
+
+
 class KvRangeParams(ReadParams, kw_only=True):
     key: DataOrEmpty = ""  # with prefix (the default), empty ranges over every key
     prefix: bool | None = None

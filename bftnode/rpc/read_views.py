@@ -8,7 +8,8 @@ without `read` (test doubles) gets a view over its own sync methods, read on the
 kv_range answers are pages: at most the node's page limit of keys and about the byte budget,
 with `more` and an opaque `cursor` (the next start key, the range's end and the revision the
 first page was read at, so every page reads the same revision).
-Imports: stdlib, msgspec, bftnode.rpc (and bftnode.app.ops through shapes.jsonable).
+Imports: stdlib, msgspec, consensus (request_digest), bftnode.rpc (and bftnode.app.ops
+through shapes.jsonable).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
+
+from consensus import request_digest
 
 from .errors import INVALID_PARAMS, NOT_FOUND, PRUNED, TOO_LARGE, RPCError
 from .registry import CallContext
@@ -82,6 +85,35 @@ def committed_tx_json(res: Any, block: Any, encoding: str = "utf8") -> dict[str,
 
 
 def block_at(height: int | None, budget: int, view: Any) -> Sized:
+    return sized(block_json(_stored_block(height, view)), budget, view.height)
+
+
+def header_at(height: int | None, budget: int, view: Any) -> Sized:
+    """A block without its txs and commit (CometBFT's `header`)."""
+    block = _stored_block(height, view)
+    return sized(block_json(block, with_txs=False), budget, view.height)
+
+
+def commit_at(height: int | None, budget: int, view: Any) -> Sized:
+    """A block's header and its commit certificate (CometBFT's `commit`)."""
+    block = _stored_block(height, view)
+    return sized({"header": block_json(block, with_txs=False), "commit": commit_json(block),
+                  "canonical": True}, budget, view.height)
+
+
+def results_at(height: int | None, budget: int, view: Any) -> Sized:
+    """Each tx of a block with its result, in block order (CometBFT's `block_results`)."""
+    block = _stored_block(height, view)
+    results = []
+    for req in block.txs:
+        res = view.tx(request_digest(req))
+        if res is not None and res.height == block.height:
+            results.append(tx_json(res))
+    return sized({"height": block.height, "num_txs": len(block.txs), "txs_results": results},
+                 budget, view.height)
+
+
+def _stored_block(height: int | None, view: Any) -> Any:
     h = height
     if h is None:
         if view.height == 0:
@@ -91,7 +123,7 @@ def block_at(height: int | None, budget: int, view: Any) -> Sized:
     if block is None:
         _refuse_pruned(h, view)
         raise RPCError(NOT_FOUND, f"block {h} not found (current height is {view.height})")
-    return sized(block_json(block), budget, view.height)
+    return block
 
 
 def _refuse_pruned(h: int, view: Any) -> None:

@@ -94,13 +94,42 @@ def parse_call(obj: Any) -> tuple[Any, str, dict[str, Any], bool]:
     if params is None:
         params = {}
     if isinstance(params, list):
-        # positional params are accepted only when empty (our methods take named params)
-        if params:
-            raise RPCError(INVALID_PARAMS, "params must be an object of named params")
-        params = {}
+        params = named(name, params) if params else {}
     if not isinstance(params, dict):
         raise RPCError(INVALID_PARAMS, "params must be an object of named params")
     return req_id, name, params, "id" not in obj
+
+
+# CometBFT's positional order of a method's params; a method not named here takes named params
+# only (a non-empty list is refused, saying so)
+POSITIONAL: dict[str, tuple[str, ...]] = {
+    "block": ("height",),
+    "header": ("height",),
+    "commit": ("height",),
+    "block_results": ("height",),
+    "blockchain": ("min_height", "max_height"),
+    "tx": ("hash", "prove"),
+    "broadcast_tx_async": ("tx",),
+    "broadcast_tx_sync": ("tx",),
+    "broadcast_tx_commit": ("tx",),
+    "check_tx": ("tx",),
+    "abci_query": ("path", "data", "height", "prove"),
+    "unconfirmed_txs": ("limit",),
+    "kv_get": ("key",),
+    "tx_status": ("hash",),
+}
+
+
+def named(name: str, params: list[Any]) -> dict[str, Any]:
+    """Positional params of `name` as named ones (CometBFT's order; null = not given)."""
+    order = POSITIONAL.get(name)
+    if order is None:
+        raise RPCError(INVALID_PARAMS, f"method {clip(name)!r} takes named params only (an "
+                                       "object)")
+    if len(params) > len(order):
+        raise RPCError(INVALID_PARAMS, f"method {name!r} takes at most {len(order)} positional "
+                                       f"params ({', '.join(order)}), got {len(params)}")
+    return {k: v for k, v in zip(order, params, strict=False) if v is not None}
 
 
 def _safe_id(obj: Any) -> Any:

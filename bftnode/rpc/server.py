@@ -196,10 +196,12 @@ def create_app(
 
     async def get_method(request: HTTPRequest) -> Response:
         """CometBFT-style `GET /block?height=5`: every value is a string here, typed by the
-        method's params schema (bftnode.rpc.params), as POST params are."""
+        method's params schema (bftnode.rpc.params), as POST params are; a value in double
+        quotes (CometBFT's way to pass a string: `path="/key"`) loses them."""
         rpc_metrics.calls.labels(transport="http").inc()
         name = request.path_params["method"]
-        params: dict[str, Any] = dict(request.query_params.items())
+        params: dict[str, Any] = {k: v[1:-1] if len(v) >= 2 and v[0] == v[-1] == '"' else v
+                                  for k, v in request.query_params.items()}
         ctx = context(request, "http")
         out = await m.call_one(ctx, {"jsonrpc": "2.0", "id": -1, "method": name,
                                      "params": params})

@@ -91,6 +91,13 @@ class FakeNode:
         return [{"index": i, "public_key": s.public_key.hex(), "name": f"node{i}"}
                 for i, s in enumerate(self.signers)]
 
+    def genesis_doc(self) -> dict[str, Any]:
+        return {"chain_id": self.chain_id, "genesis_time_ms": 0,
+                "validators": self.validators(), "consensus": {}, "app": {}}
+
+    def pending_txs(self, limit: int) -> tuple[int, list[Request]]:
+        return len(self.pending), self.pending[:limit]
+
     def block(self, height: int) -> StoredBlock | None:
         return self.blocks.get(height)
 

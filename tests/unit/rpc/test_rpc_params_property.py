@@ -41,13 +41,20 @@ BASE: dict[str, dict[str, Any]] = {
     "lease_ttl": {"id": 1, "keys": True},
     "lock_status": {"name": "l", "token": 1},
     "election_leader": {"name": "e"},
+    "header": {"height": 1},
+    "commit": {"height": 1},
+    "block_results": {"height": 1},
+    "abci_query": {"path": "/key", "data": "6b", "prove": False},
+    "check_tx": {"tx": TX.put("k", "v", seq=4)},
+    "unconfirmed_txs": {"limit": 5},
     "subscribe": {"topic": "kv", "prefix": "app/", "from_height": 1},
     "unsubscribe": {"subscription": "s1"},
 }
 ALL_SCHEMAS = {**SCHEMAS, "subscribe": SubscribeParams, "unsubscribe": UnsubscribeParams}
 METHODS = sorted(SCHEMAS) + list(WS_ONLY) + ["no_such_method"]
 READS = [m for m in sorted(SCHEMAS)
-         if not m.startswith("broadcast") and m != "consensus_health"]  # wall-clock age
+         if not m.startswith("broadcast")
+         and m not in ("consensus_health", "dump_consensus_state")]  # wall-clock age
 
 
 class Deep:

@@ -1,0 +1,91 @@
+"""CometBFT's routes on a real 4-process testnet (bftnode.rpc.comet; docs/rpc.md "CometBFT
+routes"): each answers over POST (named and positional params) and over GET as curl sends it,
+and the answers agree with bftnode's own methods and across nodes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from bftnode.app import ops
+from bftnode.client import Client
+from bftnode.client import core as C
+from testnet.ports import free_port_base
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def urls(tmp_path_factory) -> list[str]:
+    from testnet import launcher
+
+    d = tmp_path_factory.mktemp("comet-testnet")
+    m = launcher.up(d, 4, open_chain=True, base_port=free_port_base(8), log_level="warning")
+    try:
+        yield [n["rpc"] for n in m["nodes"]]
+    finally:
+        launcher.down(d)
+
+
+def _post(url: str, method: str, params) -> dict:
+    r = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params},
+                   timeout=10)
+    out = r.json()
+    assert "result" in out, out
+    return out["result"]
+
+
+def _wait_height(url: str, h: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while _post(url, "status", {})["height"] < h:
+        assert time.monotonic() < deadline, f"{url} did not reach height {h}"
+        time.sleep(0.05)
+
+
+def test_cometbft_routes_answer_on_every_node(urls, tmp_path):
+    with Client(urls, tmp_path / "c.key", verify="none") as c:
+        puts = [c.put(f"comet/{i}", f"v{i}") for i in range(3)]
+    h = puts[-1]["height"]
+    for u in urls:
+        _wait_height(u, h)
+        header = _post(u, "header", [h])
+        assert header["height"] == h and header["hash"] == puts[-1]["block_hash"]
+        commit = _post(u, "commit", {"height": h})
+        assert commit["header"]["hash"] == header["hash"] and len(commit["commit"]["commits"]) >= 3
+        results = _post(u, "block_results", [h])
+        assert puts[-1]["hash"] in [r["hash"] for r in results["txs_results"]]
+        g = _post(u, "genesis", {})["genesis"]
+        assert len(g["validators"]) == 4
+        info = _post(u, "abci_info", {})["response"]
+        assert info["last_block_height"] >= h
+        q = _post(u, "abci_query", ["/key", b"comet/2".hex(), h])["response"]
+        assert q["code"] == 0 and base64.b64decode(q["value"]) == b"v2"
+        st = _post(u, "consensus_state", {})["round_state"]
+        assert st["step"] == "normal" and st["height"] >= h
+        assert _post(u, "num_unconfirmed_txs", {})["total"] >= 0
+        assert "txs" in _post(u, "unconfirmed_txs", [5])
+        assert len(_post(u, "dump_consensus_state", {})["peers"]) == 3
+
+
+def test_check_tx_does_not_submit_and_get_routes_work_as_curl_sends_them(urls, tmp_path):
+    with Client(urls[0], tmp_path / "c.key", verify="none") as c:
+        c.put("comet/x", "1")
+        req = c.sign(ops.put(b"comet/never", b"1"))  # signed, never submitted
+    tx = C.tx_param(req)
+    assert _post(urls[0], "check_tx", [tx])["code"] == 0
+    r = httpx.get(urls[0] + "/abci_query", params={"path": '"/key"',
+                                                   "data": "0x" + b"comet/never".hex()})
+    assert r.json()["result"]["response"]["code"] == 1  # checked, never submitted
+    curl = shutil.which("curl")
+    if curl is None:  # the same request through httpx
+        body = httpx.get(urls[1] + "/block?height=1", timeout=10).text
+    else:
+        body = subprocess.run([curl, "-s", urls[1] + "/block?height=1"], capture_output=True,
+                              text=True, timeout=30, check=True).stdout
+    assert json.loads(body)["result"]["height"] == 1
