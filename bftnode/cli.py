@@ -1,3 +1,4 @@
+# PYTHON_ARGCOMPLETE_OK
 """The `bftnode` console script (argparse): keygen, init, testnet-files, start, status, and
 `client …`.
 
@@ -383,6 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    if argv is None:  # a shell asking for completions (argcomplete): answer and exit
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
