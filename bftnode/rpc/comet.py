@@ -71,10 +71,13 @@ async def on_abci_info(ctx: CallContext, p: NoParams) -> Any:
     """The application's identity and last height; `last_block_app_hash` is that block's
     state root (zeros with the state tree off)."""
     h = ctx.node.height()
-    block = ctx.node.block(h) if h else None
-    return {"response": {"data": "bftnode", "version": _version(),
-                         "last_block_height": h,
-                         "last_block_app_hash": block.state_root.hex() if block else ""}}
+    app_hash = ""
+    if h:  # a header read under the read bounds (a client looping on this pays for it)
+        hdr = await guarded(ctx, p, lambda budget: rv.in_view(
+            ctx, partial(rv.header_at, h, budget)))
+        app_hash = hdr["state_root"]
+    return {"response": {"data": "bftnode", "version": _version(), "last_block_height": h,
+                         "last_block_app_hash": app_hash}}
 
 
 @method("abci_query", AbciQueryParams)
@@ -125,8 +128,12 @@ async def on_num_unconfirmed(ctx: CallContext, p: NoParams) -> Any:
 
 @method("unconfirmed_txs", UnconfirmedParams)
 async def on_unconfirmed(ctx: CallContext, p: UnconfirmedParams) -> Any:
-    n, reqs = ctx.node.pending_txs(p.limit)
-    return {"n_txs": len(reqs), "total": n, "txs": [b64(encode(r)) for r in reqs]}
+    async def run(budget: int) -> Any:  # under the read bounds: up to 100 txs of 64 KiB
+        n, reqs = ctx.node.pending_txs(p.limit)
+        out = {"n_txs": len(reqs), "total": n, "txs": [b64(encode(r)) for r in reqs]}
+        return rv.sized(out, budget, None)
+
+    return await guarded(ctx, p, run, point_reads=lambda out: max(1, out["n_txs"]))
 
 
 @method("consensus_state", NoParams)
