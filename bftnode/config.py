@@ -26,7 +26,7 @@ from storage.interface import COMPRESSIONS
 CONFIG_FILE = "config.toml"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # NodeConfig.authenticated_state (docs/operations.md). Off by default for now: with it on,
-# throughput is ~39 % lower (docs/performance.md) and part of the slow suite fails
+# throughput is ~37 % lower (docs/performance.md) and part of the slow suite fails
 DEFAULT_AUTHENTICATED_STATE = False
 _MULTIADDR = re.compile(r"^/ip[46]/[^/]+/tcp/\d{1,5}(/.*)?$")
 
