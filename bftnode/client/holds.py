@@ -228,11 +228,13 @@ def _feed_events_sync(client: SyncLeaseClient, hold: Hold, stop: threading.Event
     after a dropped connection or a failover. A watch that fails for good (every node
     pruned those events) only ends this signal: keepalive and TTL still judge."""
     with contextlib.suppress(Exception), client._twin() as twin:  # only this signal ends
-        for ev in W.watch_sync(twin._http, twin._core.endpoints, "events",
-                               from_height=hold.height, stop=stop):
-            hold.event(ev)
-            if hold.lost is not None:
-                return
+        events = W.watch_sync(twin._http, twin._core.endpoints, "events",
+                              from_height=hold.height, stop=stop)
+        with contextlib.closing(events):  # its socket closes here, not when collected
+            for ev in events:
+                hold.event(ev)
+                if hold.lost is not None:
+                    return
 
 
 @contextlib.contextmanager
