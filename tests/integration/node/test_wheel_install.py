@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -39,8 +40,13 @@ def test_the_wheel_installs_and_runs_a_testnet_from_a_fresh_virtualenv(tmp_path)
     env.pop("BFTNODE_RPC", None)
     env.pop("BFTNODE_HOME", None)
 
+    # built from a copy: setuptools writes build/ and *.egg-info into the tree it builds
+    src = tmp_path / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis",
+        "testnet-data", "tn"))
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", tmp_path / "dist",
-          REPO], work, env)
+          src], work, env)
     (wheel,) = (tmp_path / "dist").glob("bftnode-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "testnet/scenarios/kill-primary.toml" in names
