@@ -144,6 +144,9 @@ class Store(Protocol):
 
     def committed_block(self, height: int) -> CommittedBlock | None: ...
 
+    def block_height(self, block_hash: bytes) -> int | None:
+        """The height of the stored block with this hash; None if not stored (or pruned)."""
+
     def tx(self, tx_hash: bytes) -> TxResult | None: ...
 
     def block_roots(self, height: int) -> tuple[bytes, bytes] | None:

@@ -32,6 +32,9 @@ Keyspaces (first byte):
   N  app events      N + height(8)                         -> the block's application events,
                      encoded by the node (opaque here); written with the block, pruned with it
                      (LevelDB: in the bodies/ DB, like K)
+  B  block by hash   B + block_hash(32)                    -> height(8): written with the
+                     block, pruned with it (RPC `block_by_hash`); ledgers older than it are
+                     indexed at open (META_BLOCK_INDEX marks it done)
 """
 
 from __future__ import annotations
@@ -56,10 +59,11 @@ MERKLE = b"A"
 STAGING = b"Z"
 STATE_CERT = b"R"
 EVENTS = b"N"
+BLOCK_HASH = b"B"
 
 KEYSPACES = (
     META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, CLIENT_TOP, CLIENT_FLOOR, STATE, VIEW,
-    VOTE, CHECKPOINT, PREPARED, CONVICTION, MERKLE, STAGING, STATE_CERT, EVENTS,
+    VOTE, CHECKPOINT, PREPARED, CONVICTION, MERKLE, STAGING, STATE_CERT, EVENTS, BLOCK_HASH,
 )
 
 # what the authenticated state tree covers: its keys are these ledger keys themselves (the
@@ -78,6 +82,7 @@ META_HEIGHT = META + b"height"  # last applied height (written FIRST in a block 
 META_VERIFIED = META + b"verified"  # hash chain verified up to this height
 META_BASE = META + b"base"  # (height, hash) the chain starts from (0 or a state import)
 META_IMPORTING = META + b"importing"  # set while a state import is in progress
+META_BLOCK_INDEX = META + b"block_index"  # the B index covers every stored block
 
 VIEW_KEY = VIEW
 CHECKPOINT_KEY = CHECKPOINT
@@ -115,6 +120,10 @@ def body(height: int) -> bytes:
 
 def events(height: int) -> bytes:
     return EVENTS + u64(height)
+
+
+def block_hash(block_hash: bytes) -> bytes:
+    return BLOCK_HASH + block_hash
 
 
 def tx(tx_hash: bytes) -> bytes:

@@ -114,6 +114,10 @@ class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery, LedgerPrune, Ledg
         hdr = self._header_at(self._kv, height)
         return None if hdr is None else self._stored_block(self._kv, hdr)
 
+    def block_height(self, block_hash: bytes) -> int | None:
+        """The height of the stored block with hash `block_hash` (None: not stored)."""
+        return self._height_of(self._kv, block_hash)
+
     def committed_block(self, height: int) -> CommittedBlock | None:
         if not 0 < height <= self._height:
             return None
@@ -273,6 +277,7 @@ class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery, LedgerPrune, Ledg
         ops += [
             (keys.body(height), encode(BlockBody((), (), committed_block))),
             (keys.header(height), encode(hdr)),
+            (keys.block_hash(block_hash), keys.u64(height)),
             (keys.META_BASE, encode(ChainBase(height, block_hash))),
             (keys.META_HEIGHT, keys.u64(height)),
             (keys.META_VERIFIED, keys.u64(height)),

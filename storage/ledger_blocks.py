@@ -95,6 +95,7 @@ class LedgerBlocks(LedgerCore):
             )
             if commit.events is not None:  # before the header, like the body
                 ops.append((keys.events(ex.seq), commit.events))
+            ops.append((keys.block_hash(ex.block_hash), keys.u64(ex.seq)))
             raised: set[bytes] = set()  # clients whose top this block raised (tree)
             for i, (req, res) in enumerate(zip(ex.requests, commit.results, strict=True)):
                 th = request_digest(req)

@@ -149,6 +149,11 @@ class LedgerCore:
             self._fail("corrupt", f"{self.where}: meta base missing", CorruptionError)
         return decode(ChainBase, raw, keys.META_BASE)
 
+    def _height_of(self, reader: KVReader, block_hash: bytes) -> int | None:
+        """The height of the stored block with this hash (the B index), None if none."""
+        raw = reader.get(keys.block_hash(block_hash))
+        return None if raw is None else self._u64_value(keys.block_hash(block_hash), raw)
+
     def _header_at(self, reader: KVReader, height: int) -> BlockHeader | None:
         raw = reader.get(keys.header(height))
         return None if raw is None else decode(BlockHeader, raw, keys.header(height))

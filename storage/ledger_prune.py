@@ -56,6 +56,7 @@ class LedgerPrune(LedgerCore):
                 continue
             last_hash = hdr.hash
             ops.append((keys.header(h), None))
+            ops.append((keys.block_hash(hdr.hash), None))
             raw = kv.get(keys.body(h))
             if raw is not None:
                 ops.extend(self._tx_index_ops(decode(BlockBody, raw, keys.body(h)),

@@ -27,6 +27,8 @@ from .ledger_core import LedgerCore, log
 from .ledger_records import vote_key
 from .records import BlockBody, BlockHeader, decode
 
+INDEX_BATCH = 10_000  # block-hash index entries per batch when an older ledger is indexed
+
 
 class LedgerRecovery(LedgerCore):
     """`recover`, `client_histories`, `verify_chain` (see the module docstring)."""
@@ -145,6 +147,7 @@ class LedgerRecovery(LedgerCore):
         raw = kv.get(keys.CHECKPOINT_KEY)
         cp = None if raw is None else decode(StableCheckpoint, raw, keys.CHECKPOINT_KEY)
         self._fold_legacy_window(kv)
+        self._index_block_hashes(kv)
         clients: dict[bytes, tuple[int, ...]] = {}
         complete = True
         for k, v in kv.items(keys.CLIENT_TOP, keys.prefix_end(keys.CLIENT_TOP)):
@@ -194,6 +197,25 @@ class LedgerRecovery(LedgerCore):
             top = self._client_top(cid)
             out.append((cid, () if top is None else self._client_window(self._kv, cid, top)))
         return height, tuple(out)
+
+    def _index_block_hashes(self, kv: KV) -> None:
+        """Ledgers written before the block-hash index (B) get it once: every stored header's
+        hash -> height, in batches, the done mark last (an interrupted run is repeated)."""
+        if kv.get(keys.META_BLOCK_INDEX) is not None:
+            return
+        ops: list[Op] = []
+        n = 0
+        for k, v in kv.items(keys.HEADER, keys.prefix_end(keys.HEADER)):
+            hdr = decode(BlockHeader, v, k)
+            ops.append((keys.block_hash(hdr.hash), keys.u64(hdr.height)))
+            n += 1
+            if len(ops) >= INDEX_BATCH:
+                kv.write(ops, sync=False)
+                ops = []
+        ops.append((keys.META_BLOCK_INDEX, b"\x01"))
+        kv.write(ops, sync=True)
+        if n:
+            log.info("storage.block_hashes_indexed", where=self.where, blocks=n)
 
     def _fold_legacy_window(self, kv: KV) -> None:
         """Ledgers before session 5 kept one E-key per executed seq in the dedup window:

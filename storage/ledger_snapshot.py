@@ -143,6 +143,7 @@ class LedgerSnapshot(LedgerCore):
         kv.write([
             (keys.body(height), encode(BlockBody((), (), committed_block))),
             (keys.header(height), encode(hdr)),
+            (keys.block_hash(block_hash), keys.u64(height)),
             (keys.META_BASE, encode(ChainBase(height, block_hash))),
             (keys.META_HEIGHT, keys.u64(height)),
             (keys.META_VERIFIED, keys.u64(height)),

@@ -46,6 +46,10 @@ class ReadView:
         hdr = self._store._header_at(self._reader, height)
         return None if hdr is None else self._store._stored_block(self._reader, hdr)
 
+    def block_height(self, block_hash: bytes) -> int | None:
+        h = self._store._height_of(self._reader, block_hash)
+        return h if h is not None and h <= self.height else None
+
     def tx(self, tx_hash: bytes) -> TxResult | None:
         return self._store._tx_at(self._reader, tx_hash)
 

@@ -130,6 +130,9 @@ class ReadsMixin:
     def validators(self) -> list[dict]:
         return [dataclasses.asdict(v) for v in self.genesis.validators]
 
+    def block_height(self, block_hash: bytes) -> int | None:
+        return self.store.block_height(block_hash)
+
     def genesis_doc(self) -> dict:
         return self.genesis.to_dict()
 

@@ -1,6 +1,6 @@
 """CometBFT's RPC routes with bftnode's meaning where the concept differs (docs/rpc.md,
-"CometBFT routes"): `header`, `commit`, `block_results`, `genesis`, `abci_info`, `abci_query`
-(a key read, with its proof), `check_tx` (checks a tx without submitting it),
+"CometBFT routes"): `block_by_hash`, `header`, `commit`, `block_results`, `genesis`,
+`abci_info`, `abci_query` (a key read, with its proof), `check_tx` (checks a tx without submitting it),
 `num_unconfirmed_txs`, `unconfirmed_txs`, `consensus_state`, `dump_consensus_state`. The
 positional params CometBFT clients send are named by `registry.POSITIONAL`. Registered like
 every method (`registry.method`); reads go through the same read bounds.
@@ -21,6 +21,7 @@ from . import read_views as rv
 from .errors import INVALID_PARAMS, RPCError
 from .params import (
     AbciQueryParams,
+    BlockHashParams,
     BroadcastParams,
     HeightParams,
     KvGetParams,
@@ -33,6 +34,12 @@ from .registry import CallContext, method
 from .shapes import b64
 
 QUERY_PATHS = ("", "/", "/key", "/store/kv/key")
+
+
+@method("block_by_hash", BlockHashParams)
+async def on_block_by_hash(ctx: CallContext, p: BlockHashParams) -> Any:
+    return await guarded(ctx, p, lambda budget: rv.in_view(
+        ctx, partial(rv.block_by_hash, p.hash, budget)))
 
 
 @method("header", HeightParams)

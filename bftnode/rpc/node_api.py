@@ -72,6 +72,10 @@ class NodeAPI(Protocol):
         rpc_url}] in index order. Clients verify commit certificates against it."""
         ...
 
+    def block_height(self, block_hash: bytes) -> int | None:
+        """The height of the stored block with this hash; None if not stored (or pruned)."""
+        ...
+
     def genesis_doc(self) -> dict[str, Any]:
         """The chain's genesis as its file holds it (chain_id, genesis_time_ms, validators,
         consensus, app)."""

@@ -180,6 +180,10 @@ class HeightParams(Fresh, kw_only=True):
     height: Positive | None = None  # latest when absent
 
 
+class BlockHashParams(Fresh, kw_only=True):
+    hash: TxHash  # 64 hex characters (0x allowed), like a tx hash
+
+
 class AbciQueryParams(Params, kw_only=True):
     path: str = ""  # "", "/key" or "/store/kv/key": a key read (the only store)
     data: str = ""  # the key, hex (as CometBFT sends it)

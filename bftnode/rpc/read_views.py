@@ -48,6 +48,9 @@ class _NodeView:
     def tx(self, tx_hash: bytes) -> Any:
         return self._node.tx(tx_hash)
 
+    def block_height(self, block_hash: bytes) -> int | None:
+        return self._node.block_height(block_hash)
+
     def tx_by_client(self, client_id: bytes, request_seq: int) -> Any:
         return self._node.tx_by_client(client_id, request_seq)
 
@@ -86,6 +89,15 @@ def committed_tx_json(res: Any, block: Any, encoding: str = "utf8") -> dict[str,
 
 def block_at(height: int | None, budget: int, view: Any) -> Sized:
     return sized(block_json(_stored_block(height, view)), budget, view.height)
+
+
+def block_by_hash(block_hash: bytes, budget: int, view: Any) -> Sized:
+    """The block with this hash (the ledger's block-hash index), as `block` answers it."""
+    h = view.block_height(block_hash)
+    if h is None:
+        raise RPCError(NOT_FOUND, f"no stored block has hash {block_hash.hex()} (pruned, or "
+                                  "not on this chain)", {"base_height": getattr(view, "base", 1)})
+    return sized(block_json(_stored_block(h, view)), budget, view.height)
 
 
 def header_at(height: int | None, budget: int, view: Any) -> Sized:

@@ -104,6 +104,7 @@ def parse_call(obj: Any) -> tuple[Any, str, dict[str, Any], bool]:
 # only (a non-empty list is refused, saying so)
 POSITIONAL: dict[str, tuple[str, ...]] = {
     "block": ("height",),
+    "block_by_hash": ("hash",),
     "header": ("height",),
     "commit": ("height",),
     "block_results": ("height",),

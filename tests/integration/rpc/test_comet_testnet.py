@@ -56,6 +56,7 @@ def test_cometbft_routes_answer_on_every_node(urls, tmp_path):
         _wait_height(u, h)
         header = _post(u, "header", [h])
         assert header["height"] == h and header["hash"] == puts[-1]["block_hash"]
+        assert _post(u, "block_by_hash", [header["hash"]])["height"] == h
         commit = _post(u, "commit", {"height": h})
         assert commit["header"]["hash"] == header["hash"] and len(commit["commit"]["commits"]) >= 3
         results = _post(u, "block_results", [h])

@@ -91,6 +91,9 @@ class FakeNode:
         return [{"index": i, "public_key": s.public_key.hex(), "name": f"node{i}"}
                 for i, s in enumerate(self.signers)]
 
+    def block_height(self, block_hash: bytes) -> int | None:
+        return next((h for h, b in self.blocks.items() if b.hash == block_hash), None)
+
     def genesis_doc(self) -> dict[str, Any]:
         return {"chain_id": self.chain_id, "genesis_time_ms": 0,
                 "validators": self.validators(), "consensus": {}, "app": {}}

@@ -30,6 +30,10 @@ async def test_header_commit_and_block_results_describe_a_block(http, txs):
     assert results["txs_results"][0]["code"] == 0
     r = await rpc(http, "header", height=9)
     assert r["error"]["code"] == E.NOT_FOUND
+    by_hash = (await _call(http, "block_by_hash", [put["block_hash"]]))["result"]
+    assert by_hash["height"] == 1 and by_hash["tx_hashes"] == [put["hash"]]
+    r = await rpc(http, "block_by_hash", hash="00" * 32)
+    assert r["error"]["code"] == E.NOT_FOUND and "no stored block" in r["error"]["message"]
 
 
 async def test_genesis_and_abci_info(http, txs, node):

@@ -41,6 +41,7 @@ BASE: dict[str, dict[str, Any]] = {
     "lease_ttl": {"id": 1, "keys": True},
     "lock_status": {"name": "l", "token": 1},
     "election_leader": {"name": "e"},
+    "block_by_hash": {"hash": "ab" * 32},
     "header": {"height": 1},
     "commit": {"height": 1},
     "block_results": {"height": 1},
