@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 import time
 import uuid
@@ -60,6 +61,21 @@ def configure_logging(
 
 def get_logger(**bound: Any) -> Any:
     return structlog.get_logger("bftnode").bind(**bound)
+
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def trace_from_headers(x_trace_id: str | None, traceparent: str | None) -> str | None:
+    """The caller's trace id: `X-Trace-Id` (its first 64 characters), else the trace-id of a
+    W3C `traceparent` (version-traceid-parentid-flags); None if neither."""
+    if x_trace_id:
+        return x_trace_id[:64]
+    if traceparent:
+        m = _TRACEPARENT.match(traceparent.strip().lower())
+        if m and m.group(1) != "0" * 32:
+            return m.group(1)
+    return None
 
 
 def new_trace_id() -> str:

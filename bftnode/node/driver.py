@@ -65,6 +65,7 @@ from network.framing import FramingError
 from .errors import TxRejected
 from .executor import INLINE_MAX_REQUESTS, blocks_for_fetch
 from .ports import BlockSource
+from .traces import TRACE_WIRE
 from .waiters import Submitted
 
 INBOX_SIZE = 10_000
@@ -445,6 +446,9 @@ class DriverMixin:
 
     async def _pump_incoming(self) -> None:
         async for peer, data in self.transport.incoming:
+            if data[:1] == TRACE_WIRE:  # not a consensus message: the shell's (traces.py)
+                self._on_trace_note(peer, data)
+                continue
             try:
                 msg = decode(data)
             except DecodeError as exc:

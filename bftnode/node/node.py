@@ -47,6 +47,7 @@ from .reads import ReadsMixin
 from .snapshot import SnapshotShell, snapshot_convictions
 from .state_roots import StateRootsMixin
 from .submit import SubmitMixin
+from .traces import PeerTraces
 from .verify_cache import CachingVerifier
 from .waiters import Waiter, WaitersMixin
 
@@ -158,6 +159,7 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
         self._app_events: collections.OrderedDict[int, tuple] = collections.OrderedDict()
         self._app_events_total = 0
         self._traces: collections.OrderedDict[bytes, str] = collections.OrderedDict()
+        self._peer_traces = PeerTraces()  # trace ids peers announced (traces.py)
         self._evidence: collections.deque[dict] = collections.deque(maxlen=EVIDENCE_KEPT)
         self._loopback: collections.deque[Any] = collections.deque()
         self._out_counters: dict[str, Any] = {}

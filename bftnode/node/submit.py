@@ -1,7 +1,8 @@
 """Admission: what `submit` decides before the replica task (already committed? a malformed
 op?), the hand-off of a request (or a batch) to the replica task's inbox, and the answer the
 caller gets once the group it joined is stepped. `SubmitMixin` is part of `Node`.
-Imports: stdlib, trio, consensus, bftnode.logging, bftnode.rpc.node_api, bftnode.node.
+Imports: stdlib, trio, consensus, network.framing, bftnode.logging, bftnode.rpc.node_api,
+bftnode.node.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from collections.abc import Sequence
 import trio
 
 from consensus import Request, request_digest, sign_request
+from network.framing import FramingError
 
 from ..logging import current_trace_id
 from ..rpc.node_api import SubmitResult
+from .traces import decode_note, encode_note, valid_trace_id
 from .waiters import Submitted, Waiter
 
 TRACES_KEPT = 10_000
@@ -29,6 +32,7 @@ class SubmitMixin:
         early = self._precheck(request)
         if isinstance(early, SubmitResult):
             return early
+        await self._announce_trace(early)
         await self._inbox_send.send(early)
         return await self._submitted(early)
 
@@ -36,6 +40,9 @@ class SubmitMixin:
         """`submit` for each request, in order, as one hand-off: all go into the inbox before
         the first wait, so the replica task takes them in one group (one FORWARD)."""
         early = [self._precheck(r) for r in requests]
+        for e in early:  # before the hand-off below, which must not yield between items
+            if isinstance(e, Submitted):
+                await self._announce_trace(e)
         for e in early:
             if isinstance(e, Submitted):
                 # without yielding between items (an awaited send is a checkpoint): the replica
@@ -46,6 +53,25 @@ class SubmitMixin:
                 except trio.WouldBlock:  # inbox full: back-pressure as `submit` has
                     await self._inbox_send.send(e)
         return [e if isinstance(e, SubmitResult) else await self._submitted(e) for e in early]
+
+    async def _announce_trace(self, sub: Submitted) -> None:
+        """A traced tx: tell the peers its trace id (traces.py), so their `tx committed` lines
+        carry it too. Untraced txs (the hot path) send nothing."""
+        tid = valid_trace_id(current_trace_id())
+        if tid is None:
+            return
+        try:
+            await self.transport.broadcast(encode_note(request_digest(sub.request), tid))
+        except (FramingError, ValueError) as exc:  # best effort: only the peers' lines miss it
+            self.log.warning("trace note not sent", reason=str(exc)[:200])
+
+    def _on_trace_note(self, peer: int, data: bytes) -> None:
+        note = decode_note(data)
+        if note is None:
+            self.metrics.rejected.labels("bad-trace-note").inc()
+            self._fault_log.warning("dropped trace note", peer, "malformed")
+            return
+        self._peer_traces.add(peer, *note)
 
     def quota_refusal(self, request: Request) -> str | None:
         """The replica's pending-quota refusal of this request now (asked by the RPC before a

@@ -123,7 +123,7 @@ class WaitersMixin:
         """A block is stored: its txs' waiters get their results, its skipped requests an
         answer from the store."""
         for tr in results:
-            tid = self._traces.pop(tr.tx_hash, None)
+            tid = self._traces.pop(tr.tx_hash, None) or self._peer_traces.pop(tr.tx_hash)
             if tid is not None:
                 with trace_context(tid):
                     self.log.info("tx committed", tx=tr.tx_hash.hex()[:16], height=ex.seq,

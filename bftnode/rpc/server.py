@@ -9,8 +9,8 @@ the body and idle WebSockets; caps on connections in total and per client addres
 refused beyond loopback unless insecure). A client that drops mid-request is an info line.
 Method semantics live in `bftnode.rpc.methods` and `bftnode.rpc.handlers`.
 
-Imports: stdlib, trio, starlette, hypercorn, prometheus_client, structlog, bftnode.rpc. Must
-not import bftnode.node, storage internals or network.
+Imports: stdlib, trio, starlette, hypercorn, prometheus_client, structlog, bftnode.logging,
+bftnode.rpc. Must not import bftnode.node, storage internals or network.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from ..logging import trace_from_headers
 from . import methods as m
 from .connections import ConnectionLimiter, open_file_cap, serve_app
 from .errors import METHOD_NOT_FOUND, NOT_FOUND, TIMEOUT, TOO_LARGE, RPCError
@@ -135,12 +136,13 @@ def create_app(
     json_limits = limits or RPCLimits()  # JSON bounds always apply: the defaults without limits
 
     def context(conn: HTTPRequest | WebSocket, transport: str, **kw: Any) -> m.CallContext:
-        trace = conn.headers.get("x-trace-id")
+        trace = trace_from_headers(conn.headers.get("x-trace-id"),
+                                   conn.headers.get("traceparent"))
         ctx = m.CallContext(node=node, peer=_peer(conn), transport=transport,
                             on_error=rpc_metrics.on_error,
                             on_bad_input=lambda reason: rpc_metrics.on_bad_input(transport,
                                                                                  reason),
-                            trace_id=trace[:64] if trace else None, **kw)
+                            trace_id=trace, **kw)
         ctx.extra["on_rate_limited"] = lambda n: rpc_metrics.on_rate_limited(transport, n)
         return ctx
 

@@ -1,14 +1,17 @@
 """CometBFT's routes on a real 4-process testnet (bftnode.rpc.comet; docs/rpc.md "CometBFT
 routes"): each answers over POST (named and positional params) and over GET as curl sends it,
-and the answers agree with bftnode's own methods and across nodes."""
+and the answers agree with bftnode's own methods and across nodes. And a trace id sent with a
+tx shows up in every node's log (bftnode.node.traces)."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +22,7 @@ from bftnode.client import core as C
 from testnet.ports import free_port_base
 
 pytestmark = pytest.mark.integration
+_LOGS: list[Path] = []  # the module testnet's node logs
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +30,9 @@ def urls(tmp_path_factory) -> list[str]:
     from testnet import launcher
 
     d = tmp_path_factory.mktemp("comet-testnet")
-    m = launcher.up(d, 4, open_chain=True, base_port=free_port_base(8), log_level="warning")
+    # info: the trace test reads each node's `tx committed` lines
+    m = launcher.up(d, 4, open_chain=True, base_port=free_port_base(8), log_level="info")
+    _LOGS[:] = [Path(n["log"]) for n in m["nodes"]]
     try:
         yield [n["rpc"] for n in m["nodes"]]
     finally:
@@ -90,3 +96,40 @@ def test_check_tx_does_not_submit_and_get_routes_work_as_curl_sends_them(urls, t
         body = subprocess.run([curl, "-s", urls[1] + "/block?height=1"], capture_output=True,
                               text=True, timeout=30, check=True).stdout
     assert json.loads(body)["result"]["height"] == 1
+
+
+def _signed_put(urls, tmp_path, key: bytes) -> str:
+    with Client(urls[0], tmp_path / "t.key", verify="none") as c:
+        return C.tx_param(c.sign(ops.put(key, b"traced")))
+
+
+def _lines_with(log: Path, needle: str) -> list[dict]:
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        if needle in line:
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+    return out
+
+
+@pytest.mark.parametrize("header", ["x-trace-id", "traceparent"])
+def test_a_trace_id_reaches_every_nodes_log(urls, tmp_path, header):
+    """One put with a trace id (X-Trace-Id, or a W3C traceparent) to node 1: every node logs
+    its `tx committed` line for that tx with the id (issue 31 item 3)."""
+    tid = "4bf92f3577b34da6a3ce929d0e0e47" + ("36" if header == "traceparent" else "37")
+    value = tid if header == "x-trace-id" else f"00-{tid}-00f067aa0ba902b7-01"
+    tx = _signed_put(urls, tmp_path, f"trace/{header}".encode())
+    r = httpx.post(urls[1], headers={header: value}, timeout=15, json={
+        "jsonrpc": "2.0", "id": 1, "method": "broadcast_tx_commit", "params": {"tx": tx}})
+    assert "result" in r.json(), r.json()
+    logs = _LOGS
+    deadline = time.monotonic() + 10
+    while True:
+        found = [[ln for ln in _lines_with(p, tid) if ln.get("event") == "tx committed"]
+                 for p in logs]
+        if all(found):
+            break
+        assert time.monotonic() < deadline, [len(f) for f in found]
+        time.sleep(0.1)
+    for lines in found:
+        assert lines[0]["trace_id"] == tid and lines[0]["height"] == r.json()["result"]["height"]
