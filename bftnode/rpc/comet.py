@@ -1,5 +1,6 @@
 """CometBFT's RPC routes with bftnode's meaning where the concept differs (docs/rpc.md,
-"CometBFT routes"): `block_by_hash`, `header`, `commit`, `block_results`, `genesis`,
+"CometBFT routes"): `block_by_hash`, `tx_search` (tx_query), `header`, `commit`,
+`block_results`, `genesis`,
 `abci_info`, `abci_query` (a key read, with its proof), `check_tx` (checks a tx without submitting it),
 `num_unconfirmed_txs`, `unconfirmed_txs`, `consensus_state`, `dump_consensus_state`. The
 positional params CometBFT clients send are named by `registry.POSITIONAL`. Registered like
@@ -18,6 +19,7 @@ from consensus import encode
 
 from . import handlers as H
 from . import read_views as rv
+from . import tx_query
 from .errors import INVALID_PARAMS, RPCError
 from .params import (
     AbciQueryParams,
@@ -26,6 +28,7 @@ from .params import (
     HeightParams,
     KvGetParams,
     NoParams,
+    TxSearchParams,
     UnconfirmedParams,
     parse,
 )
@@ -40,6 +43,15 @@ QUERY_PATHS = ("", "/", "/key", "/store/kv/key")
 async def on_block_by_hash(ctx: CallContext, p: BlockHashParams) -> Any:
     return await guarded(ctx, p, lambda budget: rv.in_view(
         ctx, partial(rv.block_by_hash, p.hash, budget)))
+
+
+@method("tx_search", TxSearchParams)
+async def on_tx_search(ctx: CallContext, p: TxSearchParams) -> Any:
+    """Txs by `tx.height` range, `tx.hash` and `tx.code` (tx_query); pages in height order."""
+    q = tx_query.parse(p.query)
+    return await guarded(ctx, p, lambda budget: rv.in_view(
+        ctx, partial(rv.tx_search, q, p.page, p.per_page, p.order_by == "desc", budget)),
+        point_reads=lambda out: 1 + out["total_count"] + out["blocks_read"])  # records read
 
 
 @method("header", HeightParams)

@@ -184,6 +184,13 @@ class BlockHashParams(Fresh, kw_only=True):
     hash: TxHash  # 64 hex characters (0x allowed), like a tx hash
 
 
+class TxSearchParams(Fresh, kw_only=True):
+    query: str
+    page: Positive = 1
+    per_page: Annotated[int, msgspec.Meta(ge=1, le=100)] = 30
+    order_by: Literal["asc", "desc", ""] = "asc"
+
+
 class AbciQueryParams(Params, kw_only=True):
     path: str = ""  # "", "/key" or "/store/kv/key": a key read (the only store)
     data: str = ""  # the key, hex (as CometBFT sends it)

@@ -100,6 +100,33 @@ def block_by_hash(block_hash: bytes, budget: int, view: Any) -> Sized:
     return sized(block_json(_stored_block(h, view)), budget, view.height)
 
 
+def tx_search(q: Any, page: int, per_page: int, desc: bool, budget: int, view: Any) -> Sized:
+    """CometBFT's `tx_search` over the block headers (by height) and the tx index (by hash):
+    {txs: [tx...], total_count} in height order, one page of `per_page`."""
+    blocks = 0
+    if q.tx_hash is not None:
+        res = view.tx(q.tx_hash)
+        found = [] if res is None or not q.lo <= res.height <= (q.hi or res.height) else [res]
+    else:
+        found = []
+        heights = q.heights(view.height)
+        for h in reversed(heights) if desc else heights:
+            blocks += 1
+            block = view.block(h)
+            if block is None:
+                continue
+            for req in block.txs:
+                res = view.tx(request_digest(req))
+                if res is not None and res.height == h:
+                    found.append(res)
+    if q.code is not None:
+        found = [r for r in found if r.code == q.code]
+    start = (page - 1) * per_page
+    txs = [tx_json(r) for r in found[start:start + per_page]]
+    return sized({"txs": txs, "total_count": len(found), "blocks_read": blocks}, budget,
+                 view.height)
+
+
 def header_at(height: int | None, budget: int, view: Any) -> Sized:
     """A block without its txs and commit (CometBFT's `header`)."""
     block = _stored_block(height, view)

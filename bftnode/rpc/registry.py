@@ -118,6 +118,7 @@ POSITIONAL: dict[str, tuple[str, ...]] = {
     "unconfirmed_txs": ("limit",),
     "kv_get": ("key",),
     "tx_status": ("hash",),
+    "tx_search": ("query", "prove", "page", "per_page", "order_by"),
 }
 
 

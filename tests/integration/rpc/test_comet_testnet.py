@@ -63,6 +63,9 @@ def test_cometbft_routes_answer_on_every_node(urls, tmp_path):
         header = _post(u, "header", [h])
         assert header["height"] == h and header["hash"] == puts[-1]["block_hash"]
         assert _post(u, "block_by_hash", [header["hash"]])["height"] == h
+        found = _post(u, "tx_search", {"query": f"tx.height>={puts[0]['height']} AND "
+                                                f"tx.height<={h}"})
+        assert {p["hash"] for p in puts} <= {t["hash"] for t in found["txs"]}
         commit = _post(u, "commit", {"height": h})
         assert commit["header"]["hash"] == header["hash"] and len(commit["commit"]["commits"]) >= 3
         results = _post(u, "block_results", [h])
@@ -74,7 +77,9 @@ def test_cometbft_routes_answer_on_every_node(urls, tmp_path):
         q = _post(u, "abci_query", ["/key", b"comet/2".hex(), h])["response"]
         assert q["code"] == 0 and base64.b64decode(q["value"]) == b"v2"
         st = _post(u, "consensus_state", {})["round_state"]
-        assert st["step"] == "normal" and st["height"] >= h
+        # a busy host may be in a view change at that moment: the shape, not the step
+        assert st["step"] in ("normal", "view-change") and st["height"] >= h
+        assert st["primary"] == st["view"] % 4
         assert _post(u, "num_unconfirmed_txs", {})["total"] >= 0
         assert "txs" in _post(u, "unconfirmed_txs", [5])
         assert len(_post(u, "dump_consensus_state", {})["peers"]) == 3

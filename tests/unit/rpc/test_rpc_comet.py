@@ -103,3 +103,17 @@ async def test_get_routes_take_cometbft_quoted_strings(http, txs):
     r = await http.get("/abci_query", params={"path": '"/key"', "data": "0x6b"})
     assert r.status_code == 200 and r.json()["result"]["response"]["value"] == "dg=="  # b"v"
     assert (await http.get("/commit?height=1")).json()["result"]["header"]["height"] == 1
+
+
+async def test_tx_search_by_height_range_hash_and_code(http, txs):
+    puts = [(await rpc(http, "broadcast_tx_commit", tx=txs.put(f"k{i}", "v")))["result"]
+            for i in range(5)]  # the fake node: one block per tx, heights 1..5
+    r = (await rpc(http, "tx_search", query="tx.height>=2 AND tx.height<5"))["result"]
+    assert [t["height"] for t in r["txs"]] == [2, 3, 4] and r["total_count"] == 3
+    r = (await _call(http, "tx_search", ["tx.height>1", None, 2, 2, "desc"]))["result"]
+    assert [t["height"] for t in r["txs"]] == [3, 2] and r["total_count"] == 4  # page 2 of 2
+    one = (await rpc(http, "tx_search", query=f"tx.hash='{puts[3]['hash']}'"))["result"]
+    assert [t["hash"] for t in one["txs"]] == [puts[3]["hash"]]
+    assert (await rpc(http, "tx_search", query="tx.code=9"))["result"]["total_count"] == 0
+    r = await rpc(http, "tx_search", query="kv.key='k1'")
+    assert r["error"]["code"] == E.INVALID_PARAMS and "not indexed" in r["error"]["message"]

@@ -42,6 +42,7 @@ BASE: dict[str, dict[str, Any]] = {
     "lock_status": {"name": "l", "token": 1},
     "election_leader": {"name": "e"},
     "block_by_hash": {"hash": "ab" * 32},
+    "tx_search": {"query": "tx.height>=1 AND tx.height<3", "per_page": 5},
     "header": {"height": 1},
     "commit": {"height": 1},
     "block_results": {"height": 1},

@@ -1,0 +1,88 @@
+"""CometBFT's `tx_search` query language, the part this ledger indexes (docs/rpc.md,
+"CometBFT routes"): conditions joined by `AND` on `tx.height` (`=`, `<`, `<=`, `>`, `>=`: the
+block headers are keyed by height), `tx.hash` (`=`: the tx index) and `tx.code` (`=`: a filter
+on what the other two select). Any other attribute (`kv.key`, `message.sender`, ...) or
+operator (`CONTAINS`, `EXISTS`, `OR`) is refused, naming it: this ledger keeps no event index.
+
+`parse(query) -> TxQuery`; `TxQuery.heights(tip)` the height range to read (at most
+MAX_SEARCH_BLOCKS blocks a call: a range beyond it is refused, to be paged by height).
+Pure: stdlib and bftnode.rpc.errors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import INVALID_PARAMS, RPCError
+
+MAX_QUERY = 512  # characters
+MAX_SEARCH_BLOCKS = 1000  # blocks one tx_search may read
+_COND = re.compile(r"""^\s*(tx\.height|tx\.hash|tx\.code)\s*(<=|>=|=|<|>)\s*
+                       ('[^']*'|"[^"]*"|\d{1,19})\s*$""", re.X)
+_ATTR = re.compile(r"^\s*([A-Za-z_][\w.]*)")
+
+
+def _refuse(msg: str) -> RPCError:
+    return RPCError(INVALID_PARAMS, f"param 'query': {msg}", {"param": "query"})
+
+
+@dataclass(frozen=True)
+class TxQuery:
+    lo: int = 1  # inclusive heights
+    hi: int | None = None
+    tx_hash: bytes | None = None
+    code: int | None = None
+
+    def heights(self, tip: int) -> range:
+        hi = tip if self.hi is None else min(self.hi, tip)
+        if hi - self.lo + 1 > MAX_SEARCH_BLOCKS:
+            raise _refuse(f"the heights {self.lo}..{hi} span more than {MAX_SEARCH_BLOCKS} "
+                          "blocks: narrow tx.height (e.g. tx.height>=N AND tx.height<N+1000)")
+        return range(self.lo, hi + 1)
+
+
+def parse(query: str) -> TxQuery:
+    if len(query) > MAX_QUERY:
+        raise _refuse(f"longer than {MAX_QUERY} characters")
+    lo, hi, tx_hash, code = 1, None, None, None
+    parts = re.split(r"\s+AND\s+", query.strip())
+    if parts == [""]:
+        raise _refuse("empty (e.g. \"tx.height>=5 AND tx.height<10\")")
+    for part in parts:
+        m = _COND.match(part)
+        if m is None:
+            attr = _ATTR.match(part)
+            name = attr.group(1) if attr else part.strip()[:40]
+            if name in ("tx.height", "tx.hash", "tx.code"):
+                raise _refuse(f"cannot read condition {part.strip()[:80]!r}")
+            raise _refuse(f"{name!r} is not indexed here (tx.height, tx.hash and tx.code are; "
+                          "AND only)")
+        attr, op, raw = m.groups()
+        text = raw[1:-1] if raw[0] in "'\"" else raw
+        if attr == "tx.hash":
+            if op != "=":
+                raise _refuse("tx.hash takes = only")
+            try:
+                h = bytes.fromhex(text[2:] if text[:2] in ("0x", "0X") else text)
+            except ValueError:
+                raise _refuse("tx.hash must be 64 hex characters") from None
+            if len(h) != 32:
+                raise _refuse("tx.hash must be 64 hex characters")
+            tx_hash = h
+            continue
+        if not text.isdigit():
+            raise _refuse(f"{attr} compares with an integer, not {text[:40]!r}")
+        v = int(text)
+        if attr == "tx.code":
+            if op != "=":
+                raise _refuse("tx.code takes = only")
+            code = v
+        elif op == "=":
+            lo, hi = max(lo, v), v if hi is None else min(hi, v)
+        elif op in (">", ">="):
+            lo = max(lo, v + (op == ">"))
+        else:
+            top = v - (op == "<")
+            hi = top if hi is None else min(hi, top)
+    return TxQuery(max(lo, 1), hi, tx_hash, code)

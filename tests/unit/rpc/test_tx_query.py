@@ -1,0 +1,43 @@
+"""tx_search's query language (bftnode.rpc.tx_query): what it takes, what it refuses (naming
+it), and the height range it reads."""
+
+from __future__ import annotations
+
+import pytest
+
+from bftnode.rpc import errors as E
+from bftnode.rpc.errors import RPCError
+from bftnode.rpc.tx_query import MAX_SEARCH_BLOCKS, TxQuery, parse
+
+
+def test_height_ranges_hash_and_code():
+    assert parse("tx.height>5 AND tx.height<=10") == TxQuery(6, 10)
+    assert parse("tx.height = 7") == TxQuery(7, 7)
+    assert parse("tx.height>=3 AND tx.height<3") == TxQuery(3, 2)  # empty: reads nothing
+    h = "ab" * 32
+    assert parse(f"tx.hash='{h}'").tx_hash == bytes.fromhex(h)
+    assert parse(f"tx.hash=\"0x{h}\" AND tx.code=0") == TxQuery(1, None, bytes.fromhex(h), 0)
+    assert list(parse("tx.height>=2 AND tx.height<5").heights(100)) == [2, 3, 4]
+    assert list(parse("tx.height>8").heights(10)) == [9, 10]
+
+
+@pytest.mark.parametrize("query, needle", [
+    ("kv.key='x'", "'kv.key' is not indexed"),
+    ("tx.height>5 OR tx.height<2", "cannot read condition"),
+    ("tx.hash<'ab'", "takes = only"),
+    ("tx.hash='zz'", "64 hex"),
+    ("tx.code>1", "= only"),
+    ("tx.height='x'", "integer"),
+    ("", "empty"),
+    ("tx.height>1" + " AND tx.height>1" * 40, "longer than"),
+])
+def test_refusals_name_the_problem(query, needle):
+    with pytest.raises(RPCError) as e:
+        parse(query)
+    assert e.value.code == E.INVALID_PARAMS and needle in e.value.message, e.value.message
+
+
+def test_a_range_over_the_block_cap_is_refused_not_truncated():
+    with pytest.raises(RPCError) as e:
+        parse("tx.height>=1").heights(MAX_SEARCH_BLOCKS + 5)
+    assert "span more than" in e.value.message
