@@ -1,8 +1,8 @@
 """CometBFT's RPC routes with bftnode's meaning where the concept differs (docs/rpc.md,
 "CometBFT routes"): `block_by_hash`, `tx_search` (tx_query), `header`, `commit`,
-`block_results`, `genesis`,
-`abci_info`, `abci_query` (a key read, with its proof), `check_tx` (checks a tx without submitting it),
-`num_unconfirmed_txs`, `unconfirmed_txs`, `consensus_state`, `dump_consensus_state`. The
+`block_results`, `genesis`, `abci_info`, `abci_query` (a key read, with its proof),
+`check_tx` (checks a tx without submitting it), `num_unconfirmed_txs`, `unconfirmed_txs`,
+`consensus_state`, `dump_consensus_state`. The
 positional params CometBFT clients send are named by `registry.POSITIONAL`. Registered like
 every method (`registry.method`); reads go through the same read bounds.
 
