@@ -114,6 +114,8 @@ async def test_tx_search_by_height_range_hash_and_code(http, txs):
     assert [t["height"] for t in r["txs"]] == [3, 2] and r["total_count"] == 4  # page 2 of 2
     one = (await rpc(http, "tx_search", query=f"tx.hash='{puts[3]['hash']}'"))["result"]
     assert [t["hash"] for t in one["txs"]] == [puts[3]["hash"]]
+    q = f"tx.hash='{puts[3]['hash']}' AND tx.height<1"  # its height (4) is outside the range
+    assert (await rpc(http, "tx_search", query=q))["result"]["total_count"] == 0
     assert (await rpc(http, "tx_search", query="tx.code=9"))["result"]["total_count"] == 0
     r = await rpc(http, "tx_search", query="kv.key='k1'")
     assert r["error"]["code"] == E.INVALID_PARAMS and "not indexed" in r["error"]["message"]
