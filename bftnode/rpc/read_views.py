@@ -106,8 +106,8 @@ def tx_search(q: Any, page: int, per_page: int, desc: bool, budget: int, view: A
     blocks = 0
     if q.tx_hash is not None:
         res = view.tx(q.tx_hash)
-        top = res.height if res is None or q.hi is None else q.hi
-        found = [] if res is None or not q.lo <= res.height <= top else [res]
+        found = [] if res is None or not q.lo <= res.height <= (
+            res.height if q.hi is None else q.hi) else [res]
     else:
         found = []
         heights = q.heights(view.height)

@@ -116,6 +116,8 @@ async def test_tx_search_by_height_range_hash_and_code(http, txs):
     assert [t["hash"] for t in one["txs"]] == [puts[3]["hash"]]
     q = f"tx.hash='{puts[3]['hash']}' AND tx.height<1"  # its height (4) is outside the range
     assert (await rpc(http, "tx_search", query=q))["result"]["total_count"] == 0
+    q = "tx.hash='" + "00" * 32 + "'"  # no such tx
+    assert (await rpc(http, "tx_search", query=q))["result"]["total_count"] == 0
     assert (await rpc(http, "tx_search", query="tx.code=9"))["result"]["total_count"] == 0
     r = await rpc(http, "tx_search", query="kv.key='k1'")
     assert r["error"]["code"] == E.INVALID_PARAMS and "not indexed" in r["error"]["message"]
