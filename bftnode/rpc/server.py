@@ -16,6 +16,7 @@ bftnode.rpc. Must not import bftnode.node, storage internals or network.
 from __future__ import annotations
 
 import errno
+import logging
 import math
 import socket
 import ssl
@@ -258,6 +259,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def hypercorn_config(limits: RPCLimits, max_body_bytes: int) -> HypercornConfig:
     config = HypercornConfig()
     config.accesslog = None
+    # a Logger, not "-": hypercorn then adds no plain-text handler of its own, and its lines
+    # reach the root logger, which renders them as JSON (bftnode.logging)
+    config.errorlog = logging.getLogger("hypercorn.error")
     config.websocket_max_message_size = max_body_bytes
     config.h11_max_incomplete_size = MAX_HEAD_BYTES
     config.graceful_timeout = 1.0

@@ -68,3 +68,17 @@ def test_metrics_registries_are_per_node():
     assert a.value("bftnode_rejected_inputs_total", {"reason": "undecodable"}) == 2
     text = a.text().decode()
     assert 'bftnode_evidence_total{kind="equivocation",replica="3"} 1.0' in text
+
+
+def test_hypercorns_error_log_has_no_plain_text_handler_of_its_own():
+    from hypercorn.logging import Logger
+
+    from bftnode.rpc.limits import RPCLimits
+    from bftnode.rpc.server import hypercorn_config
+
+    cfg = hypercorn_config(RPCLimits(), 1024)
+    Logger(cfg)  # what hypercorn builds from the config at serve time
+    import logging
+
+    hyper = logging.getLogger("hypercorn.error")
+    assert hyper.handlers == [] and hyper.propagate  # its lines go to the root's JSON handler
