@@ -22,7 +22,9 @@ on py-libp2p's hot paths are network.libp2p_patches, installed on import.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +38,12 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 
 from network.framing import DEFAULT_MAX_FRAME_SIZE, KEEPALIVE_FRAME, FrameDecoder, FramingError
+
+# py-libp2p's import detaches its "libp2p" logger (no handler, no propagation): its warnings
+# then reach stderr as bare text through logging.lastResort. Hand them to the root logger,
+# which a node renders as JSON (bftnode.logging), unless LIBP2P_DEBUG set up libp2p's own.
+if not os.environ.get("LIBP2P_DEBUG"):
+    logging.getLogger("libp2p").propagate = True
 from network.libp2p_host import (
     PROTOCOL_ID,
     _split_p2p,

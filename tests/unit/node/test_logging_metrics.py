@@ -82,3 +82,19 @@ def test_hypercorns_error_log_has_no_plain_text_handler_of_its_own():
 
     hyper = logging.getLogger("hypercorn.error")
     assert hyper.handlers == [] and hyper.propagate  # its lines go to the root's JSON handler
+
+
+def test_libp2p_warnings_come_out_as_json_after_its_import_detached_them():
+    import logging
+
+    import network.libp2p  # noqa: F401  (py-libp2p's import turns propagation off)
+
+    buf = io.StringIO()
+    try:
+        configure_logging("info", stream=buf)
+        logging.getLogger("libp2p.transport.tcp").error("Failed to open TCP stream: %s", "x")
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers = []
+    (line,) = [json.loads(x) for x in buf.getvalue().splitlines()]
+    assert line["logger"] == "libp2p.transport.tcp" and line["level"] == "error"
