@@ -54,6 +54,9 @@ def configure_logging(
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]))
     root = logging.getLogger()
     root.handlers = [handler]
+    # py-libp2p's import detaches its logger (network/libp2p.py re-attaches it when imported
+    # after this): its lines would reach stderr as bare text
+    logging.getLogger("libp2p").propagate = True
     root.setLevel(max(_LEVELS.get(level, logging.INFO), logging.WARNING))  # less verbose
     if node_id is not None:
         structlog.contextvars.bind_contextvars(node=node_id)
