@@ -10,6 +10,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+
+def installed_version() -> str:
+    """The installed distribution's version ("unknown" from a never-installed source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("bftnode")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 _EXPORTS = {
     "NodeConfig": "bftnode.config",
     "ConfigError": "bftnode.config",

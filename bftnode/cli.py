@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import installed_version
+
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
@@ -360,18 +362,9 @@ def _add_client(sub: Any) -> None:
     client_cli.add_client_arguments(sub)
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("bftnode")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown (not installed)"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bftnode", description="bftnode: a BFT ledger node")
-    parser.add_argument("--version", action="version", version=f"bftnode {_version()}")
+    parser.add_argument("--version", action="version", version=f"bftnode {installed_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_keygen(sub)
     _add_init(sub)

@@ -11,12 +11,11 @@ Imports: stdlib, consensus, bftnode.rpc. Must not import starlette, hypercorn or
 
 from __future__ import annotations
 
-from functools import partial
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from consensus import encode
 
+from .. import installed_version
 from . import handlers as H
 from . import read_views as rv
 from . import tx_query
@@ -41,48 +40,37 @@ QUERY_PATHS = ("", "/", "/key", "/store/kv/key")
 
 @method("block_by_hash", BlockHashParams)
 async def on_block_by_hash(ctx: CallContext, p: BlockHashParams) -> Any:
-    return await guarded(ctx, p, lambda budget: rv.in_view(
-        ctx, partial(rv.block_by_hash, p.hash, budget)))
+    return await rv.guarded_read(ctx, p, rv.block_by_hash, p.hash)
 
 
 @method("tx_search", TxSearchParams)
 async def on_tx_search(ctx: CallContext, p: TxSearchParams) -> Any:
     """Txs by `tx.height` range, `tx.hash` and `tx.code` (tx_query); pages in height order."""
     q = tx_query.parse(p.query)
-    return await guarded(ctx, p, lambda budget: rv.in_view(
-        ctx, partial(rv.tx_search, q, p.page, p.per_page, p.order_by == "desc", budget)),
+    return await rv.guarded_read(
+        ctx, p, rv.tx_search, q, p.page, p.per_page, p.order_by == "desc",
         point_reads=lambda out: 1 + out["total_count"] + out["blocks_read"])  # records read
 
 
 @method("header", HeightParams)
 async def on_header(ctx: CallContext, p: HeightParams) -> Any:
-    return await guarded(ctx, p, lambda budget: rv.in_view(
-        ctx, partial(rv.header_at, p.height, budget)))
+    return await rv.guarded_read(ctx, p, rv.header_at, p.height)
 
 
 @method("commit", HeightParams)
 async def on_commit(ctx: CallContext, p: HeightParams) -> Any:
-    return await guarded(ctx, p, lambda budget: rv.in_view(
-        ctx, partial(rv.commit_at, p.height, budget)))
+    return await rv.guarded_read(ctx, p, rv.commit_at, p.height)
 
 
 @method("block_results", HeightParams)
 async def on_block_results(ctx: CallContext, p: HeightParams) -> Any:
-    return await guarded(ctx, p, lambda budget: rv.in_view(
-        ctx, partial(rv.results_at, p.height, budget)),
-        point_reads=lambda out: 1 + out["num_txs"])  # a tx record read per tx
+    return await rv.guarded_read(ctx, p, rv.results_at, p.height,
+                                 point_reads=lambda out: 1 + out["num_txs"])  # a record per tx
 
 
 @method("genesis", NoParams)
 async def on_genesis(ctx: CallContext, p: NoParams) -> Any:
     return {"genesis": ctx.node.genesis_doc()}
-
-
-def _version() -> str:
-    try:
-        return version("bftnode")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 @method("abci_info", NoParams)
@@ -92,10 +80,9 @@ async def on_abci_info(ctx: CallContext, p: NoParams) -> Any:
     h = ctx.node.height()
     app_hash = ""
     if h:  # a header read under the read bounds (a client looping on this pays for it)
-        hdr = await guarded(ctx, p, lambda budget: rv.in_view(
-            ctx, partial(rv.header_at, h, budget)))
+        hdr = await rv.guarded_read(ctx, p, rv.header_at, h)
         app_hash = hdr["state_root"]
-    return {"response": {"data": "bftnode", "version": _version(), "last_block_height": h,
+    return {"response": {"data": "bftnode", "version": installed_version(), "last_block_height": h,
                          "last_block_app_hash": app_hash}}
 
 

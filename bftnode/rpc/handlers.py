@@ -113,8 +113,7 @@ async def on_validators(ctx: CallContext, p: NoParams) -> Any:
 
 @method("block", BlockParams)
 async def on_block(ctx: CallContext, p: BlockParams) -> Any:
-    return await guarded(ctx, p, lambda budget: rv.in_view(
-        ctx, partial(rv.block_at, p.height, budget)))
+    return await rv.guarded_read(ctx, p, rv.block_at, p.height)
 
 
 @method("blockchain", BlockchainParams)
@@ -137,8 +136,7 @@ async def on_tx(ctx: CallContext, p: TxParams) -> Any:
     """The committed tx; with `prove` its commit certificate, and with authenticated_state
     its result's path to the certified results root (docs/rpc.md "Proofs")."""
     if not (pf.proofs_on(ctx.node) and p.prove is not False):
-        return await guarded(ctx, p, lambda budget: rv.in_view(
-            ctx, partial(rv.tx_at, p.hash, bool(p.prove), p.encoding, budget)))
+        return await rv.guarded_read(ctx, p, rv.tx_at, p.hash, bool(p.prove), p.encoding)
 
     async def run(budget: int) -> Any:
         res, tx_out, size, height = await rv.in_view(

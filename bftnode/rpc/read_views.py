@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import msgspec
@@ -24,6 +25,7 @@ import msgspec
 from consensus import request_digest
 
 from .errors import INVALID_PARAMS, NOT_FOUND, PRUNED, TOO_LARGE, RPCError
+from .read_guard import guarded
 from .registry import CallContext
 from .shapes import block_json, commit_json, jsonable, tx_json
 
@@ -63,6 +65,14 @@ async def in_view(ctx: CallContext, fn: Callable[[Any], T]) -> T:
     if read is None:
         return fn(_NodeView(ctx.node))
     return await read(fn)
+
+
+async def guarded_read(ctx: CallContext, fresh: Any, fn: Callable[..., Sized], *args: Any,
+                       point_reads: Callable[[Any], int] | None = None) -> Any:
+    """`fn(*args, budget, view)` in a read worker under the read bounds (read_guard.guarded):
+    the shape of every plain stored read (block, header, commit, results, search, ...)."""
+    return await guarded(ctx, fresh, lambda budget: in_view(ctx, partial(fn, *args, budget)),
+                         point_reads=point_reads)
 
 
 def sized(out: Any, budget: int, height: int | None) -> Sized:
@@ -114,12 +124,8 @@ def tx_search(q: Any, page: int, per_page: int, desc: bool, budget: int, view: A
         for h in reversed(heights) if desc else heights:
             blocks += 1
             block = view.block(h)
-            if block is None:
-                continue
-            for req in block.txs:
-                res = view.tx(request_digest(req))
-                if res is not None and res.height == h:
-                    found.append(res)
+            if block is not None:
+                found += _results_of(block, view)
     if q.code is not None:
         found = [r for r in found if r.code == q.code]
     start = (page - 1) * per_page
@@ -144,13 +150,19 @@ def commit_at(height: int | None, budget: int, view: Any) -> Sized:
 def results_at(height: int | None, budget: int, view: Any) -> Sized:
     """Each tx of a block with its result, in block order (CometBFT's `block_results`)."""
     block = _stored_block(height, view)
-    results = []
+    results = [tx_json(r) for r in _results_of(block, view)]
+    return sized({"height": block.height, "num_txs": len(block.txs), "txs_results": results},
+                 budget, view.height)
+
+
+def _results_of(block: Any, view: Any) -> list[Any]:
+    """The tx records of a block's txs, in block order (a skipped request has none here)."""
+    out = []
     for req in block.txs:
         res = view.tx(request_digest(req))
         if res is not None and res.height == block.height:
-            results.append(tx_json(res))
-    return sized({"height": block.height, "num_txs": len(block.txs), "txs_results": results},
-                 budget, view.height)
+            out.append(res)
+    return out
 
 
 def _stored_block(height: int | None, view: Any) -> Any:
