@@ -42,7 +42,10 @@ REFUSAL_LOG_EVERY_S = 1.0  # at most one `rpc.rate_limited` log line per client 
 # only of these may be refused whole (tests/unit/rpc check the list against the handlers)
 READ_METHODS = frozenset({
     "block", "blockchain", "tx", "tx_status", "evidence", "kv_get", "kv_range", "lease_ttl",
-    "lock_status", "election_leader", "revision", "auth_status"})
+    "lock_status", "election_leader", "revision", "auth_status",
+    # CometBFT's routes that read stored data (comet.py)
+    "block_by_hash", "tx_search", "header", "commit", "block_results", "abci_info",
+    "abci_query", "unconfirmed_txs"})
 
 
 class TokenBucket:
