@@ -65,7 +65,7 @@ from network.framing import FramingError
 from .errors import TxRejected
 from .executor import INLINE_MAX_REQUESTS, blocks_for_fetch
 from .ports import BlockSource
-from .traces import TRACE_WIRE
+from .traces import TRACE_BYTE
 from .waiters import Submitted
 
 INBOX_SIZE = 10_000
@@ -446,7 +446,7 @@ class DriverMixin:
 
     async def _pump_incoming(self) -> None:
         async for peer, data in self.transport.incoming:
-            if data[:1] == TRACE_WIRE:  # not a consensus message: the shell's (traces.py)
+            if data and data[0] == TRACE_BYTE:  # not a consensus message: the shell's (traces.py)
                 self._on_trace_note(peer, data)
                 continue
             try:

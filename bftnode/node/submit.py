@@ -57,11 +57,11 @@ class SubmitMixin:
     async def _announce_trace(self, sub: Submitted) -> None:
         """A traced tx: tell the peers its trace id (traces.py), so their `tx committed` lines
         carry it too. Untraced txs (the hot path) send nothing."""
-        tid = valid_trace_id(current_trace_id())
-        if tid is None:
+        if sub.trace_id is None:
             return
         try:
-            await self.transport.broadcast(encode_note(request_digest(sub.request), tid))
+            await self.transport.broadcast(encode_note(request_digest(sub.request),
+                                                       sub.trace_id))
         except (FramingError, ValueError) as exc:  # best effort: only the peers' lines miss it
             self.log.warning("trace note not sent", reason=str(exc)[:200])
 
@@ -100,7 +100,7 @@ class SubmitMixin:
             self._traces[tx_hash] = tid
             while len(self._traces) > TRACES_KEPT:
                 self._traces.popitem(last=False)
-        return Submitted(request, Waiter())
+        return Submitted(request, Waiter(), valid_trace_id(tid))
 
     async def _submitted(self, sub: Submitted) -> SubmitResult:
         request = sub.request

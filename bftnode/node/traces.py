@@ -17,6 +17,7 @@ import re
 from collections import OrderedDict
 
 TRACE_WIRE = b"\xf7"  # consensus messages start with their wire version byte (1)
+TRACE_BYTE = TRACE_WIRE[0]
 PEER_TRACES_KEPT = 1024
 MAX_TRACE_ID = 64
 _VALID = re.compile(rb"[0-9A-Za-z._:\-]{1,64}\Z")

@@ -62,6 +62,7 @@ class Waiter:
 class Submitted:
     request: Request
     accepted: Waiter
+    trace_id: str | None = None  # the caller's, when it may travel to the peers (traces.py)
 
 
 class WaitersMixin:
