@@ -98,3 +98,12 @@ class ChainBuilder:
         b = make_block(self.next_pre_prepare(ntx), self.prev_hash, state_writes)
         self.accept(b)
         return b
+
+
+def open_engine(engine: str, path, **kw):
+    """A fresh store on `engine`: "leveldb" (real plyvel at `path`) or "memory"."""
+    from storage import MemoryStore, open_store
+
+    if engine == "leveldb":
+        return open_store(path, CHAIN_ID, GENESIS_HASH, create=True, **kw)
+    return MemoryStore(CHAIN_ID, GENESIS_HASH, **kw)

@@ -6,15 +6,13 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from ledger_helpers import CHAIN_ID, GENESIS_HASH, ChainBuilder
+from ledger_helpers import CHAIN_ID, GENESIS_HASH, ChainBuilder, open_engine
 
-from storage import MemoryStore, keys, open_store
+from storage import keys, open_store
 
 
 def _store(engine: str, path):
-    if engine == "leveldb":
-        return open_store(path, CHAIN_ID, GENESIS_HASH, create=True)
-    return MemoryStore(CHAIN_ID, GENESIS_HASH)
+    return open_engine(engine, path)
 
 
 @pytest.mark.parametrize("engine", ["leveldb", "memory"])

@@ -78,6 +78,10 @@ def test_the_bound_of_a_lone_insert_is_exactly_the_deepest_level_it_makes(conten
 def test_the_guard_admits_exactly_the_txs_that_stay_within_the_bound(contents, blocks, bound):
     """Blocks of txs (each a list of keys) over a tree within `bound`: a tx is admitted iff
     the tree with it (and the txs admitted before it in the block) stays within the bound."""
+    _guard_decides_exactly(contents, blocks, bound)
+
+
+def _guard_decides_exactly(contents, blocks, bound: int) -> None:
     contents = set(contents)
     t, kv = _tree(contents)
     while t.height(0) > bound:  # start from a tree within the bound
@@ -109,22 +113,7 @@ def test_the_fast_path_by_the_height_of_the_blocks_own_keys_decides_as_the_walk(
     saved = merkle_depth.MIN_SLACK
     merkle_depth.MIN_SLACK = 0
     try:
-        contents = set(contents)
-        t, kv = _tree(contents)
-        while t.height(0) > bound:
-            contents.discard(max(contents, key=len))
-            t, kv = _tree(contents)
-        for v, txs in enumerate(blocks, start=1):
-            guard = DepthGuard(t, v - 1, max_depth=bound, prefix=b"")
-            admitted: list[bytes] = []
-            for tx in txs:
-                t2, _ = _tree(contents | set(admitted) | set(tx))
-                fits = t2.height(0) <= bound
-                assert (guard.admit(tx) is None) == fits, (tx, admitted)
-                if fits:
-                    admitted += tx
-            _apply(t, kv, v, admitted)
-            contents |= set(admitted)
+        _guard_decides_exactly(contents, blocks, bound)
     finally:
         merkle_depth.MIN_SLACK = saved
 

@@ -170,14 +170,20 @@ def test_certified_seqs_are_forgotten_a_horizon_later():
     assert table.unwanted(1, 0) == "state-vote-old"
 
 
-def test_a_replica_catching_up_far_below_the_certified_height_does_not_vote():
+def _recovered(last_executed: int) -> tuple[Replica, list[Authenticator]]:
+    """Replica 0 restarted with blocks up to `last_executed` executed, at time 1."""
     signers = [FastSigner.from_seed_int(k) for k in range(4)]
     auths = [Authenticator(DOMAIN, s, FastVerifier(), [x.public_key for x in signers])
              for s in signers]
     config = Config(n=4, checkpoint_interval=4, watermark_window=8, state_votes=True,
                     heartbeat_ms=0)
-    rep = Replica(config, 0, auths[0], RecoveredState(last_executed=200))
+    rep = Replica(config, 0, auths[0], RecoveredState(last_executed=last_executed))
     rep.step(Tick(1))
+    return rep, auths
+
+
+def test_a_replica_catching_up_far_below_the_certified_height_does_not_vote():
+    rep, auths = _recovered(200)
     for r in (1, 2, 3):
         rep.step(Receive(r, _vote(auths, r, 150)))
     assert rep.certified_height == 150
@@ -218,13 +224,7 @@ def test_a_replica_that_lost_the_votes_of_a_block_certifies_it_once_the_loss_end
 
 
 def test_late_votes_are_answered_at_most_once_a_status_interval_and_only_with_our_own():
-    signers = [FastSigner.from_seed_int(k) for k in range(4)]
-    auths = [Authenticator(DOMAIN, s, FastVerifier(), [x.public_key for x in signers])
-             for s in signers]
-    config = Config(n=4, checkpoint_interval=4, watermark_window=8, state_votes=True,
-                    heartbeat_ms=0)
-    rep = Replica(config, 0, auths[0], RecoveredState(last_executed=5))
-    rep.step(Tick(1))
+    rep, auths = _recovered(5)
     rep.step(Executed(3, H, S, R))  # our own vote for 3 (sent)
     for r in (1, 2):
         rep.step(Receive(r, _vote(auths, r, 3)))
