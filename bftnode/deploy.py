@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
-from .config import CONFIG_FILE, NodeConfig
-from .genesis import make_genesis
-from .home import HomeError, init_home, multiaddr
-from .keys import NodeKey, generate_key_file
+from .config import CONFIG_FILE
+from .genesis import load_genesis
+from .home import HomeError, create_local_chain, multiaddr
+from .keys import generate_key_file
 
 ADMIN_KEY = "admin.key"
 MIN_VALIDATORS = 4
@@ -51,20 +50,18 @@ def write_host_homes(out: str | Path, hosts: list[str], *, p2p_port: int = 26656
     if not open_chain:
         admin = generate_key_file(root / ADMIN_KEY)
         app = {"admins": [admin.public_key.hex()], "auth_enabled": True}
-    keys = [NodeKey.generate() for _ in hosts]
-    genesis = make_genesis(chain_id or f"bftnode-{secrets.token_hex(3)}",
-                           [(k.public_key, a) for k, a in zip(keys, addrs, strict=True)],
-                           genesis_time_ms=time.time_ns() // 1_000_000, app=app)
+    ips = [ipaddress.ip_address(h).compressed for h in hosts]
+    cfgs = create_local_chain(
+        root, len(hosts), hosts=ips, ports=lambda i: (p2p_port, rpc_port),
+        rpc_hosts=ips if rpc_public else ["127.0.0.1"] * len(hosts),
+        chain_id=chain_id or f"bftnode-{secrets.token_hex(3)}", app=app, log_level=log_level,
+        overrides={"insecure_rpc": True} if insecure_rpc else None)
+    genesis = load_genesis(cfgs[0].genesis_path)
     genesis.write(root / "genesis.json")
     nodes: list[dict[str, Any]] = []
-    for i, (host, key) in enumerate(zip(hosts, keys, strict=True)):
-        ip = ipaddress.ip_address(host).compressed
-        cfg: NodeConfig = init_home(
-            homes[i], genesis=genesis, node_index=i, key=key, p2p_port=p2p_port,
-            rpc_port=rpc_port, p2p_host=ip, rpc_host=ip if rpc_public else "127.0.0.1",
-            log_level=log_level, overrides={"insecure_rpc": True} if insecure_rpc else None)
+    for i, cfg in enumerate(cfgs):
         rpc_host = f"[{cfg.rpc_host}]" if ":" in cfg.rpc_host else cfg.rpc_host
-        nodes.append({"index": i, "host": ip, "home": str(homes[i]), "p2p": cfg.p2p_listen,
+        nodes.append({"index": i, "host": ips[i], "home": str(homes[i]), "p2p": cfg.p2p_listen,
                       "rpc": f"http://{rpc_host}:{cfg.rpc_port}"})
     return {"chain_id": genesis.chain_id, "genesis": str(root / "genesis.json"),
             "admin_key": None if open_chain else str(root / ADMIN_KEY), "nodes": nodes}

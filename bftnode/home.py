@@ -12,6 +12,7 @@ import ipaddress
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +93,14 @@ def create_local_chain(
     log_level: str = "info",
     hosts: list[str] | None = None,
     app: dict[str, Any] | None = None,
+    ports: Callable[[int], tuple[int, int]] | None = None,
+    rpc_hosts: list[str] | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> list[NodeConfig]:
     """Create `root/node0..node{n-1}` homes for one new chain, node i listening (p2p and RPC)
-    on `hosts[i]` (default 127.0.0.1), its genesis carrying `app` (application parameters).
+    on `hosts[i]` (default 127.0.0.1; RPC on `rpc_hosts[i]`, default the same) at
+    `ports(i)` (default `ports_for(i, base_port)`), its genesis carrying `app` (application
+    parameters), each config with `overrides`.
     If the homes already exist for the same n, their configs are returned unchanged (same
     chain: a restart)."""
     r = Path(root).resolve()
@@ -112,19 +118,20 @@ def create_local_chain(
     if hosts is not None and len(hosts) != n:
         raise HomeError(f"{len(hosts)} hosts for {n} nodes")
     hosts = hosts or ["127.0.0.1"] * n
+    rpc_hosts = rpc_hosts or hosts
+    ports = ports or (lambda i: ports_for(i, base_port))
     keys = [NodeKey.generate() for _ in range(n)]
     genesis = make_genesis(
         chain_id or f"bftnode-local-{secrets.token_hex(3)}",
-        [(k.public_key, f"/ip4/{hosts[i]}/tcp/{ports_for(i, base_port)[0]}")
-         for i, k in enumerate(keys)],
+        [(k.public_key, multiaddr(hosts[i], ports(i)[0])) for i, k in enumerate(keys)],
         genesis_time_ms=time.time_ns() // 1_000_000,
         consensus=consensus,
         app=app,
     )
     cfgs = []
     for i, (h, k) in enumerate(zip(homes, keys, strict=True)):
-        p2p, rpc = ports_for(i, base_port)
+        p2p, rpc = ports(i)
         cfgs.append(init_home(h, genesis=genesis, node_index=i, key=k, p2p_port=p2p,
-                              rpc_port=rpc, rpc_host=hosts[i], p2p_host=hosts[i],
-                              log_level=log_level))
+                              rpc_port=rpc, rpc_host=rpc_hosts[i], p2p_host=hosts[i],
+                              log_level=log_level, overrides=overrides))
     return cfgs
