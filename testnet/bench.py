@@ -59,6 +59,7 @@ from bftnode.rpc.errors import TOO_LARGE
 from consensus import Request, request_digest, sign_request
 
 SETTLE_TIMEOUT_S = 60.0
+LINK_SETTLE_S = 0.5  # --link: nodes re-read their link rules every 0.2 s
 
 
 # Closed-loop clients sign ahead so the load generator's Ed25519 signing (~20-30 us per tx, a
@@ -89,6 +90,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--netns", action="store_true",
                    help="the fresh testnet's nodes each in its own network namespace (root; "
                         "docs/operations.md)")
+    p.add_argument("--link", metavar="PROFILE", default=None,
+                   help="the fresh testnet's links shaped with this profile before the load "
+                        "(`python -m testnet link`: netem on --netns, else in the transports)")
     p.add_argument("--url", action="append", default=[],
                    help="bench an already-running testnet at these RPC URLs instead")
     p.add_argument("--timeout", type=float, default=SETTLE_TIMEOUT_S,
@@ -797,6 +801,8 @@ def bench_once(args: argparse.Namespace) -> dict[str, Any]:
         result["authenticated_state"] = DEFAULT_AUTHENTICATED_STATE if auth is None else auth
         if getattr(args, "netns", False):
             result["netns"] = True
+        if getattr(args, "link", None):
+            result["link"] = args.link
     return result
 
 
@@ -831,6 +837,11 @@ def _bench_once(args: argparse.Namespace) -> dict[str, Any]:
             started_here = True
             urls = [n["rpc"] for n in m["nodes"]]
             pids = [int(n.get("pid") or 0) for n in m["nodes"]]
+            if getattr(args, "link", None):
+                from testnet import links
+
+                links.link(d, args.link)
+                time.sleep(LINK_SETTLE_S)  # nodes poll their rules file every 0.2 s
         victim = 0
         if getattr(args, "kill_primary_at", 0.0):
             if len(urls) < 4 or not pids or not pids[0]:

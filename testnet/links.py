@@ -3,8 +3,10 @@
 On a `--netns` testnet (manifest key `netns`) cuts are kernel routes inside the nodes'
 namespaces (testnet/netns.py), recorded in the manifest's `cuts` as directed (src, dst) pairs;
 otherwise they are rules in each node's link-faults.json that its transport applies
-(testnet/adversary/link_faults.py). Link profiles (`link`) need `--netns`: qdiscs on each
-node's egress. Exit codes: 0 done, 2 the testnet or the kernel cannot do it (the message says).
+(testnet/adversary/link_faults.py). Link profiles (`link`) are qdiscs on each node's egress on
+a `--netns` testnet, else (or with `--emulate`) the same delays, jitter, loss and rate in each
+node's transport; a heal leaves them in place. Exit codes: 0 done, 2 the testnet or the kernel
+cannot do it (the message says).
 Imports: stdlib, testnet.launcher, testnet.netns, testnet.adversary.link_faults.
 """
 
@@ -21,13 +23,44 @@ from testnet.launcher import LINK_FAULTS_FILE, LauncherError, read_manifest, wri
 
 
 def set_link_rules(d: str | os.PathLike, rules: dict[int, Any]) -> None:
-    """Write each node's link rules file (link_faults.LinkRules); nodes apply them live."""
-    from testnet.adversary.link_faults import LinkRules, write_rules
+    """Write each node's link rules file (link_faults.LinkRules); nodes apply them live. A
+    link profile in place (its egress shaping) stays: only `link` changes that."""
+    from testnet.adversary.link_faults import LinkRules, read_rules, write_rules
 
     m = read_manifest(d)
     for node in m["nodes"]:
+        path = Path(node["home"]) / LINK_FAULTS_FILE
+        old = read_rules(path)
         r = rules.get(node["index"]) or LinkRules()
-        write_rules(Path(node["home"]) / LINK_FAULTS_FILE, r)
+        write_rules(path, r.with_shaping(old.egress, old.rate_kbit))
+
+
+def shape(d: str | os.PathLike, profile: str, nodes: list[int],
+          to: list[int] | None = None) -> None:
+    """Link profile `profile` in the transports of `nodes` (toward `to` only, if given): each
+    node delays, jitters and loses what it sends like netem would on its egress. The stand-in
+    for kernel shaping where there is no --netns or no netem; frames, not packets, are lost."""
+    from testnet.adversary.link_faults import read_rules, write_rules
+
+    m = read_manifest(d)
+    n = len(m["nodes"])
+    for node in m["nodes"]:
+        i = node["index"]
+        if i not in nodes:
+            continue
+        path = Path(node["home"]) / LINK_FAULTS_FILE
+        old = read_rules(path)
+        egress = {} if not to else dict(old.egress)
+        rate = 0 if not to else old.rate_kbit
+        for j in (to or range(n)):
+            if j == i:
+                continue
+            link_shape, rate_j = ns.emulated(profile, i, j)
+            egress.pop(j, None)
+            if link_shape is not None:
+                egress[j] = link_shape
+            rate = max(rate, rate_j)
+        write_rules(path, old.with_shaping(egress, rate))
 
 
 def partition(d: str | os.PathLike, groups: list[list[int]]) -> None:
@@ -79,24 +112,35 @@ def heal(d: str | os.PathLike) -> None:
 
 
 def link(d: str | os.PathLike, profile: str, nodes: list[int] | None = None,
-         to: list[int] | None = None) -> list[int]:
-    """Put link profile `profile` on the egress of `nodes` (default all) of a --netns testnet,
-    toward `to` only if given (per pair)."""
+         to: list[int] | None = None, emulate: bool = False) -> list[int]:
+    """Put link profile `profile` on the egress of `nodes` (default all), toward `to` only if
+    given (per pair): qdiscs in the kernel on a --netns testnet, else (or with `emulate`) in
+    the nodes' transports (`shape`)."""
     m = read_manifest(d)
-    if not m.get("netns"):
-        raise LauncherError(f"{d} is not a --netns testnet: link profiles need `up --netns`")
     every = [x["index"] for x in m["nodes"]]
     chosen = every if not nodes else nodes
     for i in [*chosen, *(to or [])]:
         if i not in every:
             raise LauncherError(f"node {i}: nodes are 0..{len(every) - 1}")
-    ns.apply_link(ns.Plan.from_dict(m["netns"]), profile, chosen, to)
+    if profile not in ns.PROFILES:
+        raise LauncherError(f"unknown link profile {profile!r}; profiles: "
+                            f"{', '.join(ns.PROFILES)}")
+    if to and ("geo" in ns.PROFILES[profile] or profile == "clear"):
+        raise LauncherError(f"link profile {profile!r} is for whole nodes (no --to)")
+    if m.get("netns") and not emulate:
+        ns.apply_link(ns.Plan.from_dict(m["netns"]), profile, chosen, to)
+        where = "kernel"
+        if profile == "clear":  # and any emulated profile
+            shape(d, profile, chosen)
+    else:
+        shape(d, profile, chosen, to)
+        where = "transport"
     shaped = m.setdefault("links", {})
     for i in chosen:
         if profile == "clear":
             shaped.pop(str(i), None)
         else:
-            shaped[str(i)] = f"{profile} to {sorted(to)}" if to else profile
+            shaped[str(i)] = (f"{profile} to {sorted(to)}" if to else profile) + f" ({where})"
     write_manifest(d, m)
     return chosen
 
@@ -180,11 +224,14 @@ def add_link_arguments(p: argparse.ArgumentParser) -> None:
                    help="only node I's egress (repeatable; default every node)")
     p.add_argument("--to", type=int, action="append", default=[], metavar="J",
                    help="only the packets to node J (repeatable): per-pair shaping")
+    p.add_argument("--emulate", action="store_true",
+                   help="shape in the nodes' transports even on a --netns testnet (the only "
+                        "way on a testnet without --netns, or on a kernel without netem)")
 
 
 def run_link(args: argparse.Namespace) -> int:
     try:
-        nodes = link(args.dir, args.profile, args.node, args.to)
+        nodes = link(args.dir, args.profile, args.node, args.to, args.emulate)
     except (LauncherError, ns.NetnsError, OSError) as exc:
         print(f"link: {exc}", file=sys.stderr)
         return 2

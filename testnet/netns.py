@@ -176,6 +176,24 @@ PROFILES: dict[str, dict[str, Any]] = {
              "tbf": ["rate", "10mbit", "burst", "32kbit", "latency", "400ms"]},
 }
 GEO_REGIONS = 3
+# The same profiles in the nodes' transports (testnet/links.py, where there is no netem or no
+# --netns): per link [delay ms, jitter ms, frame loss], and a node egress rate in kbit/s.
+EMULATED: dict[str, tuple[tuple[float, float, float], int]] = {
+    "lan": ((0.2, 0.05, 0.0), 0),
+    "wan": ((50.0, 10.0, 0.0), 0),
+    "lossy": ((5.0, 0.0, 0.01), 0),
+    "slow": ((0.0, 0.0, 0.0), 10_000),
+}
+
+
+def emulated(name: str, a: int, b: int) -> tuple[tuple[float, float, float] | None, int]:
+    """Profile `name` on node a's link to b in the transports: (shape or None, rate kbit/s)."""
+    if name == "clear":
+        return None, 0
+    if "geo" in PROFILES[name]:
+        return (float(_geo_ms(PROFILES[name], a, b)), 0.0, 0.0), 0
+    shape, rate = EMULATED[name]
+    return (shape if any(shape) else None), rate
 
 
 def _geo_ms(profile: dict[str, Any], a: int, b: int) -> int:

@@ -7,15 +7,20 @@ rules of a live process (polled, so no extra control channel is needed). Only fo
 `bftnode start` never does. Imports of ours: network.transport only.
 
 Rules file (all keys optional; peer indices as strings or ints):
-    {"blocked": [2, 3], "drop": {"1": 0.2}, "delay_ms": {"1": 50}}
+    {"blocked": [2, 3], "drop": {"1": 0.2}, "delay_ms": {"1": 50},
+     "egress": {"1": [50, 10, 0.0]}, "rate_kbit": 10000}
 `blocked` peers are cut in both directions (a partition is each side blocking the other).
+`drop` and `delay_ms` act on frames both ways. `egress` shapes what this node sends to a peer
+like a qdisc on its egress (a link profile where the kernel has no netem, testnet/links.py):
+[delay ms, jitter ms (normal), frame loss probability]; frames keep their order (they ride one
+TCP stream, which never reorders). `rate_kbit` caps this node's whole egress (a token bucket).
 """
 
 from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +31,18 @@ from network.transport import IncomingSend, Transport
 
 log = structlog.get_logger("testnet.adversary.link_faults")
 
+# frames a shaped link may hold at once (a bound, not a buffer size anyone should reach)
+SHAPE_QUEUE_MAX = 4096
+Shape = tuple[float, float, float]  # delay ms, jitter ms, loss probability
+
 
 @dataclass(frozen=True)
 class LinkRules:
     blocked: frozenset[int] = frozenset()
     drop: dict[int, float] = field(default_factory=dict)
     delay_ms: dict[int, int] = field(default_factory=dict)
+    egress: dict[int, Shape] = field(default_factory=dict)
+    rate_kbit: int = 0
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LinkRules:
@@ -44,10 +55,37 @@ class LinkRules:
         for p, v in delay.items():
             if not 0 <= v <= 60_000:
                 raise ValueError(f"delay for peer {p} must be 0..60000 ms, got {v}")
-        return cls(blocked, drop, delay)
+        egress: dict[int, Shape] = {}
+        for p, v in data.get("egress", {}).items():
+            d, j, loss = (float(x) for x in v)
+            if not (0 <= d <= 60_000 and 0 <= j <= 60_000 and 0.0 <= loss <= 1.0):
+                raise ValueError(f"egress shape for peer {p} must be [0..60000 ms, "
+                                 f"0..60000 ms, 0..1], got {v}")
+            egress[int(p)] = (d, j, loss)
+        rate = int(data.get("rate_kbit", 0))
+        if rate < 0:
+            raise ValueError(f"rate_kbit must be >= 0, got {rate}")
+        return cls(blocked, drop, delay, egress, rate)
 
     def to_json(self) -> dict[str, Any]:
-        return {"blocked": sorted(self.blocked), "drop": self.drop, "delay_ms": self.delay_ms}
+        return {"blocked": sorted(self.blocked), "drop": self.drop, "delay_ms": self.delay_ms,
+                "egress": {p: list(v) for p, v in self.egress.items()},
+                "rate_kbit": self.rate_kbit}
+
+    def shaping(self) -> LinkRules:
+        """Only the link profile part (egress, rate): what a heal leaves in place."""
+        return LinkRules(egress=self.egress, rate_kbit=self.rate_kbit)
+
+    def with_shaping(self, egress: dict[int, Shape], rate_kbit: int) -> LinkRules:
+        return replace(self, egress=egress, rate_kbit=rate_kbit)
+
+
+def read_rules(path: str | Path) -> LinkRules:
+    """A node's rules file (no file: no rules)."""
+    try:
+        return LinkRules.from_json(json.loads(Path(path).read_text()))
+    except FileNotFoundError:
+        return LinkRules()
 
 
 def write_rules(path: str | Path, rules: LinkRules) -> None:
@@ -75,6 +113,10 @@ class FaultyTransport(Transport):
         self._rng = random.Random(seed)
         self._mtime: float | None = None
         self._nursery: trio.Nursery | None = None
+        # shaped links: a queue and a sender task per peer (frames leave in order)
+        self._shaped: dict[int, trio.MemorySendChannel[tuple[float, bytes]]] = {}
+        self._last_at: dict[int, float] = {}
+        self._egress_free = 0.0  # when the rate-capped egress is next idle
         real = getattr(inner, "_incoming_send", None)
         if isinstance(real, IncomingSend | trio.MemorySendChannel):
             # our transports: filter where the inner transport delivers, so a frame reaches
@@ -134,9 +176,45 @@ class FaultyTransport(Transport):
         delay = self._fate(to, "out")
         if delay is None:
             return
+        r = self.rules
+        if (to in r.egress or r.rate_kbit) and self._nursery is not None:
+            self._shape(to, data, delay)
+            return
         if delay and self._nursery is not None:
             self._nursery.start_soon(self._send_later, delay, to, data)
         else:
+            await self.inner.send(to, data)
+
+    def _shape(self, to: int, data: bytes, extra_ms: int) -> None:
+        """Queue a frame on its shaped link: it leaves after the link's delay (and jitter), in
+        order, and within the node's egress rate."""
+        d, j, loss = self.rules.egress.get(to, (0.0, 0.0, 0.0))
+        if loss and self._rng.random() < loss:
+            self.dropped["lost_out"] = self.dropped.get("lost_out", 0) + 1
+            return
+        ms = extra_ms + (max(0.0, self._rng.gauss(d, j)) if j else d)
+        at = max(trio.current_time() + ms / 1000, self._last_at.get(to, 0.0))
+        chan = self._shaped.get(to)
+        if chan is None:
+            assert self._nursery is not None
+            chan, recv = trio.open_memory_channel[tuple[float, bytes]](SHAPE_QUEUE_MAX)
+            self._shaped[to] = chan
+            self._nursery.start_soon(self._shaped_link, to, recv)
+        try:
+            chan.send_nowait((at, data))
+        except trio.WouldBlock:
+            self.dropped["shaped_queue_full"] = self.dropped.get("shaped_queue_full", 0) + 1
+            return
+        self._last_at[to] = at
+
+    async def _shaped_link(self, to: int, recv: trio.MemoryReceiveChannel) -> None:
+        async for at, data in recv:
+            await trio.sleep_until(at)
+            rate = self.rules.rate_kbit
+            if rate:  # the frame's bytes leave at the rate, after those queued before it
+                start = max(trio.current_time(), self._egress_free)
+                self._egress_free = start + len(data) * 8 / (rate * 1000)
+                await trio.sleep_until(self._egress_free)
             await self.inner.send(to, data)
 
     async def _send_later(self, delay_ms: int, to: int, data: bytes) -> None:

@@ -1,6 +1,7 @@
 """testnet/netns.py's pure parts: names fit the kernel's 15-character interface limit, the
 command builders say what the docs say, groups become directed cuts, link profiles map to
-netem/tbf/htb; `up --netns` without root and `link` without a --netns testnet exit with 2."""
+netem/tbf/htb; `up --netns` without root and a one-way cut without a --netns testnet exit
+with 2; without --netns a link profile is in the nodes' transport rules."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import pytest
 
 from testnet import launcher, links, netns
+from testnet.adversary.link_faults import LinkRules, read_rules
 
 
 def test_names_and_addresses_of_a_plan():
@@ -93,13 +95,46 @@ def test_up_netns_without_root_says_so_and_exits_2(monkeypatch, tmp_path, capsys
     assert not (tmp_path / "tn").exists()  # nothing was created
 
 
-def test_link_and_one_way_need_a_netns_testnet(tmp_path, capsys):
+def test_link_profiles_without_netns_shape_the_transports_and_survive_a_heal(tmp_path, capsys):
+    homes = [tmp_path / f"node{i}" for i in range(4)]
+    for h in homes:
+        h.mkdir()
     launcher.write_manifest(tmp_path, {"chain_id": "c", "dir": str(tmp_path), "nodes": [
-        {"index": i, "home": str(tmp_path / f"node{i}")} for i in range(4)]})
+        {"index": i, "home": str(h)} for i, h in enumerate(homes)]})
+
+    def rules(i):
+        return read_rules(homes[i] / launcher.LINK_FAULTS_FILE)
+
     p = argparse.ArgumentParser()
     links.add_link_arguments(p)
-    assert links.run_link(p.parse_args(["--dir", str(tmp_path), "--profile", "wan"])) == 2
-    assert "link profiles need `up --netns`" in capsys.readouterr().err
+    assert links.run_link(p.parse_args(["--dir", str(tmp_path), "--profile", "wan"])) == 0
+    assert rules(0).egress == {1: (50.0, 10.0, 0.0), 2: (50.0, 10.0, 0.0), 3: (50.0, 10.0, 0.0)}
+    assert launcher.read_manifest(tmp_path)["links"]["3"] == "wan (transport)"
+    # geo: node i in region i % 3; node 3 shares node 0's region
+    assert links.run_link(p.parse_args(["--dir", str(tmp_path), "--profile", "geo"])) == 0
+    assert rules(0).egress == {1: (30.0, 0.0, 0.0), 2: (70.0, 0.0, 0.0), 3: (1.0, 0.0, 0.0)}
+    # per pair, on top of what is in place; a partition and a heal leave the profile alone
+    assert links.run_link(p.parse_args(["--dir", str(tmp_path), "--profile", "lossy",
+                                        "--node", "1", "--to", "2"])) == 0
+    assert rules(1).egress == {0: (30.0, 0.0, 0.0), 2: (5.0, 0.0, 0.01), 3: (30.0, 0.0, 0.0)}
+    links.partition(tmp_path, [[0, 1], [2, 3]])
+    assert rules(1).blocked == {2, 3} and rules(1).egress[2] == (5.0, 0.0, 0.01)
+    links.heal(tmp_path)
+    assert not rules(1).blocked and rules(1).egress[2] == (5.0, 0.0, 0.01)
+    assert links.run_link(p.parse_args(["--dir", str(tmp_path), "--profile", "slow"])) == 0
+    assert rules(2).rate_kbit == 10_000 and not rules(2).egress
+    assert links.run_link(p.parse_args(["--dir", str(tmp_path), "--profile", "clear"])) == 0
+    assert all(rules(i) == LinkRules() for i in range(4))
+    assert "links" not in launcher.read_manifest(tmp_path) or \
+        not launcher.read_manifest(tmp_path)["links"]
+    assert links.run_link(p.parse_args(["--dir", str(tmp_path), "--profile", "geo",
+                                        "--to", "1"])) == 2
+    assert "is for whole nodes" in capsys.readouterr().err
+
+
+def test_one_way_cuts_need_a_netns_testnet(tmp_path, capsys):
+    launcher.write_manifest(tmp_path, {"chain_id": "c", "dir": str(tmp_path), "nodes": [
+        {"index": i, "home": str(tmp_path / f"node{i}")} for i in range(4)]})
     p = argparse.ArgumentParser()
     links.add_partition_arguments(p)
     args = p.parse_args(["--dir", str(tmp_path), "--from", "1", "--to", "2", "--one-way"])

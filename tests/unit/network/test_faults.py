@@ -1,5 +1,7 @@
 """Link faults: a blocked link carries nothing either way, rules change live from a file."""
 
+import json
+
 import pytest
 import trio
 
@@ -84,3 +86,45 @@ async def test_delay_postpones_and_drop_probability_one_drops_everything(inbound
         await a.send(0, b"self")  # our own frames pass whatever the rules
         assert await _recv_within(a, 2) == (0, b"self")
         nursery.cancel_scope.cancel()
+
+
+async def test_egress_shape_delays_in_order_loses_and_caps_the_rate():
+    """A link profile in the transport: every frame to peer 1 waits its delay (with jitter)
+    and they arrive in the order sent; loss 1.0 loses them all; a rate spaces them out."""
+    net = MemoryNetwork(2, seed=1)
+    a = FaultyTransport(net.transport(0), rules=LinkRules(egress={1: (40.0, 20.0, 0.0)}),
+                        seed=7)
+    b = net.transport(1)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(a.run)
+        await nursery.start(b.run)
+        t0 = trio.current_time()
+        for i in range(30):
+            await a.send(1, b"%d" % i)
+        got = [await _recv_within(b, 2) for _ in range(30)]
+        assert [g[1] for g in got if g] == [b"%d" % i for i in range(30)]
+        took = trio.current_time() - t0
+        assert 0.02 <= took < 1.0  # the jitter varies it; normal around 40 ms, clipped at 0
+        a.set_rules(LinkRules(egress={1: (0.0, 0.0, 1.0)}))
+        await a.send(1, b"lost")
+        assert await _recv_within(b, 0.2) is None
+        assert a.dropped == {"lost_out": 1}
+        # 8 frames of 1,250 bytes at 100 kbit/s: 10,000 bits each, 0.1 s apiece
+        a.set_rules(LinkRules(rate_kbit=100))
+        t0 = trio.current_time()
+        for _ in range(8):
+            await a.send(1, b"x" * 1250)
+        for _ in range(8):
+            assert await _recv_within(b, 3) is not None
+        assert trio.current_time() - t0 >= 0.75
+        nursery.cancel_scope.cancel()
+
+
+def test_rules_round_trip_and_refuse_bad_shapes():
+    r = LinkRules(blocked=frozenset({2}), egress={1: (50.0, 10.0, 0.01)}, rate_kbit=10_000)
+    assert LinkRules.from_json(json.loads(json.dumps(r.to_json()))) == r
+    assert r.shaping() == LinkRules(egress=r.egress, rate_kbit=10_000)
+    with pytest.raises(ValueError, match="egress shape"):
+        LinkRules.from_json({"egress": {"1": [50, 10, 2.0]}})
+    with pytest.raises(ValueError, match="rate_kbit"):
+        LinkRules.from_json({"rate_kbit": -1})
