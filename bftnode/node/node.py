@@ -150,7 +150,9 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[Any](INBOX_SIZE)
         self._inbox_bytes = 0  # wire bytes of the peer messages (_Inbound) in the inbox
         self._inline_persist = InlineCost()  # may small persists run on the loop?
-        self._in_window = (0.0, 0, 0)  # (window start, bytes taken in it, last window's bytes)
+        # (window start, peer -> bytes taken in it, the last window's bytes but its f busiest
+        # peers'): is the node quiet (driver._inbox_idle)?
+        self._in_window: tuple[float, dict[int, int], int] = (0.0, {}, 0)
         self._inline_commit = InlineCost()  # ... and small block commits?
         self._inbox_room = trio.Event()
         self._commit_waiters: dict[bytes, list[Waiter]] = collections.defaultdict(list)

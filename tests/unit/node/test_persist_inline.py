@@ -1,12 +1,17 @@
 """Which persists and block groups the node writes on the event loop (small votes, few txs)
-and which it hands to a worker thread (big batches, checkpoints, prunes, view changes)."""
+and which it hands to a worker thread (big batches, checkpoints, prunes, view changes), and
+when the node counts as quiet enough to write even slow ones on the loop."""
 
 from __future__ import annotations
 
-from bftnode.node.driver import _small_persist
+import pytest
+import trio
+
+from bftnode.node.driver import QUIET_BYTES_PER_S, DriverMixin, _Inbound, _small_persist
 from bftnode.node.executor import INLINE_MAX_REQUESTS, _small_blocks
 from consensus import (
     Commit,
+    Config,
     Conviction,
     Execute,
     NewView,
@@ -62,3 +67,43 @@ def test_block_groups_with_few_txs_execute_inline() -> None:
     assert _small_blocks([_ex(1, 0), _ex(2, INLINE_MAX_REQUESTS)])
     assert not _small_blocks([_ex(1, INLINE_MAX_REQUESTS), _ex(2, 1)])
     assert not _small_blocks([_ex(1, 100)])
+
+
+class _Quiet(DriverMixin):
+    """The parts of a node `_inbox_idle` reads: its inbox, its peer-byte window and f."""
+
+    def __init__(self, n: int) -> None:
+        self.consensus_config = Config(n=n)
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel(16)
+        self._inbox_bytes = 0
+        self._in_window = (0.0, {}, 0)
+        self._inbox_room = trio.Event()
+
+    def take(self, sender: int, size: int) -> None:
+        self._inbox_bytes += size
+        self._taken(_Inbound(sender, Prepare(0, 1, D, sender), size))
+
+    def next_window(self) -> bool:
+        self._in_window = (self._in_window[0] - 1.0, *self._in_window[1:])
+        return self._inbox_idle()
+
+
+@pytest.mark.parametrize("n", [4, 7])
+def test_the_f_busiest_peers_do_not_make_a_node_busy(n: int) -> None:
+    """Megabytes a second from up to f peers (Byzantine ones flooding at link speed) leave
+    the node quiet, so its small writes stay on the loop; the same from f + 1 peers, or a
+    message waiting in the inbox, does not."""
+    node = _Quiet(n)
+    f = node.consensus_config.f
+    big = 4 * QUIET_BYTES_PER_S
+    assert node._inbox_idle()
+    for peer in range(1, f + 1):
+        node.take(peer, big)
+    node.take(f + 1, QUIET_BYTES_PER_S // 4)
+    assert node.next_window()
+    for peer in range(1, f + 2):
+        node.take(peer, big)
+    assert not node.next_window()
+    assert node.next_window()  # an idle second since
+    node._inbox_send.send_nowait(object())
+    assert not node._inbox_idle()
