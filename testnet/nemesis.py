@@ -167,7 +167,7 @@ async def _all_events(urls: list[str], keys_dir: Path, w: Workload, recorders: l
 
 
 async def _workload(m: dict, out: Path, w: Workload, opts: argparse.Namespace,
-                    faults: list[NF.Fault]) -> dict[str, Any]:
+                    faults: list[NF.Fault], emulate_links: bool = False) -> dict[str, Any]:
     from bftnode.client import AsyncClient
 
     urls = [n["rpc"] for n in m["nodes"]]
@@ -178,7 +178,7 @@ async def _workload(m: dict, out: Path, w: Workload, opts: argparse.Namespace,
         await prepare(c, w)
     t0 = time.monotonic()
     rec = Recorder(lambda: time.monotonic() - t0)
-    injector = NF.Injector(m["dir"], faults, rec.clock)
+    injector = NF.Injector(m["dir"], faults, rec.clock, emulate_links=emulate_links)
     recorders = [FailoverRecorder(urls[i:] + urls[:i], start_height)
                  for i in range(len(urls))]
     result: dict[str, Any] = {"start_height": start_height}
@@ -267,12 +267,13 @@ def execute(opts: argparse.Namespace) -> dict[str, Any]:
         skew = load_genesis(d / "genesis.json").config().max_clock_skew_ms * 3 // 4
         kinds = [k for k in opts.faults.split(",") if k] if opts.faults else list(NF.KINDS)
         skipped: dict[str, str] = {}
+        emulated: dict[str, str] = {}
         if "netem" in kinds and (why := NF.netem_available(d)):
-            kinds.remove("netem")
-            skipped["netem"] = f"not injected: {why}"
+            # the same profile in the nodes' transports (testnet/links.py)
+            emulated["netem"] = f"in the nodes' transports, not the kernel: {why}"
         faults = NF.schedule(opts.seed, opts.duration, opts.nodes, kinds, skew)
         progress(f"{len(faults)} faults scheduled; clients run {opts.duration:g} s")
-        res = trio.run(_workload, m, out, w, opts, faults)
+        res = trio.run(_workload, m, out, w, opts, faults, bool(emulated))
         progress(f"healed {res['healed']}, settled {res['settled']}; checking")
         verdicts = judge(res, launcher.read_manifest(d), w)
     finally:
@@ -290,6 +291,7 @@ def execute(opts: argparse.Namespace) -> dict[str, Any]:
         "lost": verdicts["lost_writes"].get("lost"),
         "ops": len(rec.ops), "ops_by": NR.op_counts(rec.ops), "faults": by_kind,
         "faults_total": sum(by_kind.values()), "faults_skipped": skipped,
+        "faults_emulated": emulated,
         "fault_errors": [a for a in applied if a["error"]],
         "checker_s": verdicts["checker_s"],
         "linearizability_checker_s": verdicts["linearizable"]["checker_s"],

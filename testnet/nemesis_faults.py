@@ -10,7 +10,8 @@ Kinds (one fault at a time, each followed by a quiet gap in which everything is 
     pause               SIGSTOP, SIGCONT when the fault ends
     clock-skew          one node's clock offset by +-(250..3/4 of max_clock_skew_ms) ms, live
     netem               `lossy` link profile (delay, loss, reordering) on one node's egress;
-                        only where the kernel has sch_netem (`netem_available`)
+                        in the kernel where it has sch_netem (`netem_available`), else in
+                        the node's transport (delay, frame loss)
     byzantine           one node (<= f at once: faults never overlap) restarted with a
                         Byzantine strategy, restarted honest when the fault ends
 Imports: stdlib, testnet.{launcher,links,netns}, testnet.adversary.{node,clock}.
@@ -153,6 +154,7 @@ class Injector:
     d: str
     faults: list[Fault]
     clock: Callable[[], float]
+    emulate_links: bool = False  # netem faults in the nodes' transports (no sch_netem here)
     log: list[Applied] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -201,7 +203,7 @@ class Injector:
         elif f.kind == "clock-skew":
             write_offset(self._node(f.nodes[0])["home"], int(f.arg))
         elif f.kind == "netem":
-            links.link(self.d, f.arg, [f.nodes[0]])
+            links.link(self.d, f.arg, [f.nodes[0]], emulate=self.emulate_links)
         elif f.kind == "byzantine":
             node = self._node(f.nodes[0])
             write_adversary(node["home"], Adversary((f.arg,), launcher.LINK_FAULTS_FILE))
@@ -221,7 +223,7 @@ class Injector:
         elif f.kind == "clock-skew":
             write_offset(self._node(f.nodes[0])["home"], 0)
         elif f.kind == "netem":
-            links.link(self.d, "clear", [f.nodes[0]])
+            links.link(self.d, "clear", [f.nodes[0]], emulate=self.emulate_links)
         elif f.kind == "byzantine":
             node = self._node(f.nodes[0])
             write_adversary(node["home"], Adversary((), launcher.LINK_FAULTS_FILE))

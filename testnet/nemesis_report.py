@@ -97,5 +97,7 @@ def text_summary(r: dict[str, Any]) -> str:
     lines.append(f"  {'faults':>16}: {r['faults']}")
     for k, why in r.get("faults_skipped", {}).items():
         lines.append(f"  {'not injected':>16}: {k}: {why}")
+    for k, why in r.get("faults_emulated", {}).items():
+        lines.append(f"  {'emulated':>16}: {k}: {why}")
     lines.append(f"  {'report':>16}: {r.get('out')}")
     return "\n".join(lines)
