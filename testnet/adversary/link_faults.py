@@ -72,10 +72,6 @@ class LinkRules:
                 "egress": {p: list(v) for p, v in self.egress.items()},
                 "rate_kbit": self.rate_kbit}
 
-    def shaping(self) -> LinkRules:
-        """Only the link profile part (egress, rate): what a heal leaves in place."""
-        return LinkRules(egress=self.egress, rate_kbit=self.rate_kbit)
-
     def with_shaping(self, egress: dict[int, Shape], rate_kbit: int) -> LinkRules:
         return replace(self, egress=egress, rate_kbit=rate_kbit)
 
