@@ -60,10 +60,13 @@ STAGING = b"Z"
 STATE_CERT = b"R"
 EVENTS = b"N"
 BLOCK_HASH = b"B"
+TX_ATTR = b"I"  # event-attribute index of txs (storage.tx_attrs): derived, rebuildable
+TX_ATTR_BY_HEIGHT = b"J"  # the I keys each height wrote (pruning deletes them with the block)
 
 KEYSPACES = (
     META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, CLIENT_TOP, CLIENT_FLOOR, STATE, VIEW,
     VOTE, CHECKPOINT, PREPARED, CONVICTION, MERKLE, STAGING, STATE_CERT, EVENTS, BLOCK_HASH,
+    TX_ATTR, TX_ATTR_BY_HEIGHT,
 )
 
 # what the authenticated state tree covers: its keys are these ledger keys themselves (the
@@ -83,6 +86,7 @@ META_VERIFIED = META + b"verified"  # hash chain verified up to this height
 META_BASE = META + b"base"  # (height, hash) the chain starts from (0 or a state import)
 META_IMPORTING = META + b"importing"  # set while a state import is in progress
 META_BLOCK_INDEX = META + b"block_index"  # the B index covers every stored block
+META_TX_ATTRS = META + b"tx_attrs"  # the I index covers the stored blocks up to this height
 
 VIEW_KEY = VIEW
 CHECKPOINT_KEY = CHECKPOINT

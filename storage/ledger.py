@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from consensus import CommittedBlock, StateVote
 from consensus.codec import chain_digest
 
-from . import keys
+from . import keys, tx_attrs
 from .interface import (
     CorruptionError,
     StateCertificate,
@@ -144,6 +144,18 @@ class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery, LedgerPrune, Ledg
         if not 0 < height <= self._height:
             return None
         return self._kv.get(keys.events(height))
+
+    def tx_attrs_indexed(self) -> int:
+        """The event-attribute index covers blocks up to this height (storage.tx_attrs)."""
+        return tx_attrs.indexed_to(self._kv)
+
+    def index_tx_attrs(self, blocks: Sequence[tuple[int, Sequence[tx_attrs.Entry]]]) -> None:
+        """Index these committed blocks' tx attributes (ascending heights, each above
+        `tx_attrs_indexed()`), in one unsynced batch: derived data, indexed again if lost."""
+        if blocks and blocks[0][0] <= self.tx_attrs_indexed():
+            raise StorageError(f"{self.where}: tx attributes of height {blocks[0][0]} are "
+                               "indexed already")
+        self._kv.write(tx_attrs.index_ops(blocks), sync=False)
 
     def block_roots(self, height: int) -> tuple[bytes, bytes] | None:
         """(state_root, results_root) of block `height` from its header alone."""

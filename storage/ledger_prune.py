@@ -1,5 +1,6 @@
 """Block pruning (`retain_blocks`): `prune_blocks` deletes the oldest blocks (header, body with
-its certificate, state certificate, app events, their tx records and — when the state tree is off — the client-index entries
+its certificate, state certificate, app events, their tx-attribute index entries, their tx
+records and — when the state tree is off — the client-index entries
 below each client's dedup window) in bounded steps, and `base_height` answers the lowest block
 kept.
 
@@ -7,14 +8,14 @@ Each step is one unsynced batch that also moves the chain base (META base + veri
 to the last block it deleted, so `recover()` and `verify_chain()` check the chain from there.
 With the state tree on, the client index is tree state (the same on every replica, whatever it
 prunes), so it stays; tx records are not in the tree (storage.keys.AUTH_KEYSPACES) and go.
-Imports: stdlib, consensus.codec, storage.{keys,kv,records,ledger_core}.
+Imports: stdlib, consensus.codec, storage.{keys,kv,records,ledger_core,tx_attrs}.
 """
 
 from __future__ import annotations
 
 from consensus.codec import request_digest
 
-from . import keys
+from . import keys, tx_attrs
 from .kv import Op
 from .ledger_core import LedgerCore
 from .records import BlockBody, ChainBase, decode, encode
@@ -63,6 +64,7 @@ class LedgerPrune(LedgerCore):
                                               client_index=self.auth is None))
                 ops.append((keys.body(h), None))
             ops.append((keys.events(h), None))
+            ops.extend(tx_attrs.prune_ops(kv, h))
             ops.append((keys.state_certificate(h), None))  # proofs and snapshots: newer ones
         base = self._base(kv)
         if last_hash is not None and stop - 1 > base.height:

@@ -128,7 +128,9 @@ class LedgerSnapshot(LedgerCore):
                                  f"{self._height}")
         kv = self._kv
         kv.write([(keys.META_IMPORTING, keys.u64(height))], sync=True)
-        self._delete_prefixes((*keys.AUTH_KEYSPACES, keys.CLIENT_WINDOW, keys.MERKLE))
+        # the tx-attribute index was built from the blocks the import replaces
+        self._delete_prefixes((*keys.AUTH_KEYSPACES, keys.CLIENT_WINDOW, keys.MERKLE,
+                               keys.TX_ATTR, keys.TX_ATTR_BY_HEIGHT))
         ops: list[Op] = []
         for k, v in kv.items(keys.STAGING, keys.prefix_end(keys.STAGING)):
             ops += [(k[1:], v), (k, None)]
@@ -147,6 +149,7 @@ class LedgerSnapshot(LedgerCore):
             (keys.META_BASE, encode(ChainBase(height, block_hash))),
             (keys.META_HEIGHT, keys.u64(height)),
             (keys.META_VERIFIED, keys.u64(height)),
+            (keys.META_TX_ATTRS, keys.u64(height)),  # the base block has no txs to index
         ], sync=True)  # syncs every page written before it
         self._load_tip()
         self._rebuild_auth()

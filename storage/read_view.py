@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import keys
+from . import keys, tx_attrs
 from .interface import StateReader, StorageError, StoredBlock, TxResult
 from .kv import KVReader, KVStateReader
 
@@ -63,6 +63,15 @@ class ReadView:
         if auth is None:
             raise StorageError("authenticated state is off on this node")
         return auth.prove(version, lo, hi, limit, self._reader)
+
+    def tx_attrs_indexed(self) -> int:
+        """The event-attribute index covers blocks up to this height (storage.tx_attrs)."""
+        return min(tx_attrs.indexed_to(self._reader), self.height)
+
+    def find_tx_attr(self, attr: bytes, value: bytes, lo: int, hi: int,
+                     limit: int) -> list[tuple[int, int, bytes]]:
+        """(height, tx index, tx hash) of the txs that emitted `attr` = `value`, lo..hi."""
+        return tx_attrs.find(self._reader, attr, value, lo, min(hi, self.height), limit)
 
     def client_floor(self, client_id: bytes) -> int:
         """The client's floor (storage.keys F): its request_seqs at or below it have no

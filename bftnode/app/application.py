@@ -35,7 +35,7 @@ from .errors import (
     AppError,
     AppInvariantError,
 )
-from .events import AppEvent, TxContext, decode_events, encode_events
+from .events import AppEvent, TxContext, decode_events, encode_events, event_attrs
 from .overlay import Overlay
 
 _log = logging.getLogger(__name__)
@@ -85,6 +85,10 @@ class KVApplication:
 
     def decode_events(self, raw: bytes) -> list[AppEvent]:
         return decode_events(raw)
+
+    def event_attrs(self, events: Sequence[AppEvent]) -> list[tuple[bytes, bytes, int]]:
+        """What tx_search can find a tx by (bftnode.node.tx_attrs)."""
+        return event_attrs(events)
 
     def check_tx(self, op: bytes) -> str | None:
         """Stateless validation: None if `op` parses and is well-formed, else the reason.

@@ -110,3 +110,27 @@ class TxContext:
                 **fields,
             )
         )
+
+
+# Attributes a tx's events are indexed under (tx_search `kv.key='x'`; storage.tx_attrs):
+# kv.key (put, delete), lock.key and election.key (lock_* / leader events by scope), lease.id
+INDEXED_ATTRS = ("kv.key", "lock.key", "election.key", "lease.id")
+
+
+def event_attrs(events: Sequence[AppEvent]) -> list[tuple[bytes, bytes, int]]:
+    """(attribute, value, tx index) of each tx's events, once per tx; block-start expiries
+    (tx_index -1) belong to no tx and are left out."""
+    out: dict[tuple[bytes, bytes, int], None] = {}
+    for ev in events:
+        i = ev.tx_index
+        if i < 0:
+            continue
+        kind = ev.kind
+        if kind == PUT or kind == DELETE:
+            out[(b"kv.key", ev.key, i)] = None
+        elif kind.startswith("lock_") or kind == LEADER_CHANGED:
+            attr = b"election.key" if ev.scope == "election" else b"lock.key"
+            out[(attr, ev.key, i)] = None
+        if ev.lease:
+            out[(b"lease.id", b"%d" % ev.lease, i)] = None
+    return list(out)

@@ -21,7 +21,7 @@ from consensus import CommittedBlock, Execute, InvariantViolation, request_diges
 from consensus.types import request_size
 from storage.interface import BlockCommit, StateReader, TxResult
 
-from . import app_events
+from . import app_events, tx_attrs
 from .ports import (
     Application,
     AuthenticatedState,
@@ -215,6 +215,8 @@ class ExecutorMixin:
         if retain and self.store.base_height() <= self._height - retain - PRUNE_SLACK_BLOCKS:
             stable = getattr(self.replica, "stable_seq", 0)
             await trio.to_thread.run_sync(self.snapshots.prune_step, retain, stable)
+        if tx_attrs.behind(self.store):  # missed blocks: one bounded step per group
+            await trio.to_thread.run_sync(tx_attrs.catch_up, self.store, self.app)
 
     async def _execute(self, ex: Execute) -> None:
         await self._execute_group([ex])
@@ -223,7 +225,11 @@ class ExecutorMixin:
         """Runs in a worker thread (a small group: on the event loop, see
         INLINE_MAX_REQUESTS)."""
         self._trimmer.maybe()  # now and then: RSS stays flat (see memory.py)
-        return execute_and_commit(self.store, self.app, exs)
+        done = execute_and_commit(self.store, self.app, exs)
+        tx_attrs.index_executed(self.store, self.app, [
+            (ex.seq, [(r.client_id, r.tx_hash) for r in results], effects.events)
+            for ex, (results, effects) in zip(exs, done, strict=True)])
+        return done
 
     def _after_execute(self, ex: Execute, results: tuple[TxResult, ...],
                        effects: Any) -> None:

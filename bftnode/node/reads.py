@@ -73,6 +73,13 @@ class _LiveView:
     def client_floor(self, client_id: bytes) -> int:
         return self._node.store.client_floor(client_id)
 
+    def tx_attrs_indexed(self) -> int:
+        return 0  # no tx-attribute index behind this view (storage.tx_attrs)
+
+    def find_tx_attr(self, attr: bytes, value: bytes, lo: int, hi: int,
+                     limit: int) -> list[tuple[int, int, bytes]]:
+        return []
+
 
 class ReadsMixin:
     """NodeAPI reads of `Node`."""

@@ -45,11 +45,13 @@ async def on_block_by_hash(ctx: CallContext, p: BlockHashParams) -> Any:
 
 @method("tx_search", TxSearchParams)
 async def on_tx_search(ctx: CallContext, p: TxSearchParams) -> Any:
-    """Txs by `tx.height` range, `tx.hash` and `tx.code` (tx_query); pages in height order."""
+    """Txs by `tx.height` range, `tx.hash`, `tx.code` and indexed event attributes
+    (tx_query); pages in height order."""
     q = tx_query.parse(p.query)
     return await rv.guarded_read(
         ctx, p, rv.tx_search, q, p.page, p.per_page, p.order_by == "desc",
-        point_reads=lambda out: 1 + out["total_count"] + out["blocks_read"])  # records read
+        point_reads=lambda out: 1 + out.get("records_read", out["total_count"])
+        + out["blocks_read"])  # records read
 
 
 @method("header", HeightParams)

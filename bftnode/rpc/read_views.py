@@ -31,6 +31,7 @@ from .shapes import block_json, commit_json, jsonable, tx_json
 
 T = TypeVar("T")
 MAX_BLOCKCHAIN_RANGE = 100
+MAX_ATTR_MATCHES = 10_000  # index entries one tx_search condition may match
 _enc = msgspec.json.Encoder()
 Sized = tuple[Any, int, int | None]  # (answer, its JSON bytes, the height it was read at)
 
@@ -58,6 +59,13 @@ class _NodeView:
 
     def client_floor(self, client_id: bytes) -> int:
         return self._node.client_floor(client_id)
+
+    def tx_attrs_indexed(self) -> int:
+        return 0  # no tx-attribute index behind this view (storage.tx_attrs)
+
+    def find_tx_attr(self, attr: bytes, value: bytes, lo: int, hi: int,
+                     limit: int) -> list[tuple[int, int, bytes]]:
+        return []
 
 
 async def in_view(ctx: CallContext, fn: Callable[[Any], T]) -> T:
@@ -111,8 +119,11 @@ def block_by_hash(block_hash: bytes, budget: int, view: Any) -> Sized:
 
 
 def tx_search(q: Any, page: int, per_page: int, desc: bool, budget: int, view: Any) -> Sized:
-    """CometBFT's `tx_search` over the block headers (by height) and the tx index (by hash):
-    {txs: [tx...], total_count} in height order, one page of `per_page`."""
+    """CometBFT's `tx_search` over the block headers (by height), the tx index (by hash) and
+    the tx-attribute index (by event attribute): {txs: [tx...], total_count} in height order,
+    one page of `per_page`."""
+    if q.attrs:
+        return _tx_search_by_attrs(q, page, per_page, desc, budget, view)
     blocks = 0
     if q.tx_hash is not None:
         res = view.tx(q.tx_hash)
@@ -132,6 +143,46 @@ def tx_search(q: Any, page: int, per_page: int, desc: bool, budget: int, view: A
     txs = [tx_json(r) for r in found[start:start + per_page]]
     return sized({"txs": txs, "total_count": len(found), "blocks_read": blocks}, budget,
                  view.height)
+
+
+def _tx_search_by_attrs(q: Any, page: int, per_page: int, desc: bool, budget: int,
+                        view: Any) -> Sized:
+    """Range reads of the tx-attribute index, one per attribute (intersected), then the tx
+    records of one page (of every match when `tx.code` or `tx.hash` filters them)."""
+    hi = view.height if q.hi is None else min(q.hi, view.height)
+    hits: list[tuple[int, int, bytes]] | None = None
+    for attr, value in q.attrs:
+        found = view.find_tx_attr(attr, value, q.lo, hi, MAX_ATTR_MATCHES + 1)
+        if len(found) > MAX_ATTR_MATCHES:
+            raise RPCError(INVALID_PARAMS, f"param 'query': more than {MAX_ATTR_MATCHES} txs "
+                           f"have {attr.decode()}={value.decode(errors='replace')[:40]!r}: "
+                           "narrow tx.height", {"param": "query"})
+        if hits is None:
+            hits = found
+        else:
+            keep = {(h, i) for h, i, _ in found}
+            hits = [x for x in hits if (x[0], x[1]) in keep]
+    assert hits is not None
+    if q.tx_hash is not None:
+        hits = [x for x in hits if x[2] == q.tx_hash]
+    if desc:
+        hits.reverse()
+    read = 0
+    if q.code is not None:
+        records = [view.tx(th) for _, _, th in hits]
+        read = len(records)
+        matched = [r for r in records if r is not None and r.code == q.code]
+    else:
+        matched = hits
+    start = (page - 1) * per_page
+    chosen = matched[start:start + per_page]
+    if q.code is None:
+        chosen = [r for r in (view.tx(th) for _, _, th in chosen) if r is not None]
+        read = len(chosen)
+    txs = [tx_json(r) for r in chosen]
+    return sized({"txs": txs, "total_count": len(matched), "blocks_read": 0,
+                  "records_read": read, "indexed_height": view.tx_attrs_indexed()},
+                 budget, view.height)
 
 
 def header_at(height: int | None, budget: int, view: Any) -> Sized:

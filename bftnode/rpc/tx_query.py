@@ -1,12 +1,14 @@
-"""CometBFT's `tx_search` query language, the part this ledger indexes (docs/rpc.md,
-"CometBFT routes"): conditions joined by `AND` on `tx.height` (`=`, `<`, `<=`, `>`, `>=`: the
-block headers are keyed by height), `tx.hash` (`=`: the tx index) and `tx.code` (`=`: a filter
-on what the other two select). Any other attribute (`kv.key`, `message.sender`, ...) or
-operator (`CONTAINS`, `EXISTS`, `OR`) is refused, naming it: this ledger keeps no event index.
+"""CometBFT's `tx_search` query language (docs/rpc.md, "CometBFT routes"): conditions joined by
+`AND` on `tx.height` (`=`, `<`, `<=`, `>`, `>=`: the block headers are keyed by height),
+`tx.hash` (`=`: the tx index), `tx.code` (`=`: a filter on what the others select) and the
+indexed event attributes (`=`: the tx-attribute index, storage.tx_attrs): `tx.signer` (a
+client key in hex), `kv.key`, `lock.key`, `election.key` and `lease.id`. Any other attribute
+or operator (`CONTAINS`, `EXISTS`, `OR`) is refused, naming it.
 
-`parse(query) -> TxQuery`; `TxQuery.heights(tip)` the height range to read (at most
-MAX_SEARCH_BLOCKS blocks a call: a range beyond it is refused, to be paged by height).
-Pure: stdlib and bftnode.rpc.errors.
+`parse(query) -> TxQuery`; `TxQuery.heights(tip)` the height range to read when no attribute
+is given (at most MAX_SEARCH_BLOCKS blocks a call: a range beyond it is refused, to be paged
+by height).
+Pure: stdlib, storage.tx_attrs, bftnode.app.events and bftnode.rpc.errors.
 """
 
 from __future__ import annotations
@@ -14,13 +16,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from storage.tx_attrs import MAX_VALUE, SIGNER
+
+from ..app.events import INDEXED_ATTRS
 from .errors import INVALID_PARAMS, RPCError
 
-MAX_QUERY = 512  # characters
+MAX_QUERY = 2048  # characters (an indexed value may have 1,024 bytes)
+MAX_ATTR_CONDITIONS = 4  # each one is a range read of the index
 MAX_SEARCH_BLOCKS = 1000  # blocks one tx_search may read
 _COND = re.compile(r"""^\s*(tx\.height|tx\.hash|tx\.code)\s*(<=|>=|=|<|>)\s*
                        ('[^']*'|"[^"]*"|\d{1,19})\s*$""", re.X)
 _ATTR = re.compile(r"^\s*([A-Za-z_][\w.]*)")
+ATTRS = (SIGNER.decode(), *INDEXED_ATTRS)
+_ATTR_COND = re.compile(r"""^\s*([A-Za-z_][\w.]*)\s*=\s*('[^']*'|"[^"]*"|\d{1,19})\s*$""")
 
 
 def _refuse(msg: str) -> RPCError:
@@ -33,6 +41,7 @@ class TxQuery:
     hi: int | None = None
     tx_hash: bytes | None = None
     code: int | None = None
+    attrs: tuple[tuple[bytes, bytes], ...] = ()  # (attribute, value): every one must match
 
     def heights(self, tip: int) -> range:
         hi = tip if self.hi is None else min(self.hi, tip)
@@ -46,18 +55,26 @@ def parse(query: str) -> TxQuery:
     if len(query) > MAX_QUERY:
         raise _refuse(f"longer than {MAX_QUERY} characters")
     lo, hi, tx_hash, code = 1, None, None, None
+    attrs: list[tuple[bytes, bytes]] = []
     parts = re.split(r"\s+AND\s+", query.strip())
     if parts == [""]:
         raise _refuse("empty (e.g. \"tx.height>=5 AND tx.height<10\")")
     for part in parts:
         m = _COND.match(part)
         if m is None:
+            a = _ATTR_COND.match(part)
+            if a is not None and a.group(1) in ATTRS:
+                if len(attrs) == MAX_ATTR_CONDITIONS:
+                    raise _refuse(f"at most {MAX_ATTR_CONDITIONS} event attribute conditions")
+                attrs.append(_attr(a.group(1), a.group(2)))
+                continue
             attr = _ATTR.match(part)
             name = attr.group(1) if attr else part.strip()[:40]
-            if name in ("tx.height", "tx.hash", "tx.code"):
-                raise _refuse(f"cannot read condition {part.strip()[:80]!r}")
-            raise _refuse(f"{name!r} is not indexed here (tx.height, tx.hash and tx.code are; "
-                          "AND only)")
+            if name in ("tx.height", "tx.hash", "tx.code") or name in ATTRS:
+                raise _refuse(f"cannot read condition {part.strip()[:80]!r} (event "
+                              "attributes take = only)")
+            raise _refuse(f"{name!r} is not indexed here (tx.height, tx.hash, tx.code and "
+                          f"{', '.join(ATTRS)} are; AND only)")
         attr, op, raw = m.groups()
         text = raw[1:-1] if raw[0] in "'\"" else raw
         if attr == "tx.hash":
@@ -85,4 +102,14 @@ def parse(query: str) -> TxQuery:
         else:
             top = v - (op == "<")
             hi = top if hi is None else min(hi, top)
-    return TxQuery(max(lo, 1), hi, tx_hash, code)
+    return TxQuery(max(lo, 1), hi, tx_hash, code, tuple(attrs))
+
+
+def _attr(name: str, raw: str) -> tuple[bytes, bytes]:
+    text = raw[1:-1] if raw[0] in "'\"" else raw
+    if name == SIGNER.decode():
+        text = text.lower().removeprefix("0x")
+    value = text.encode()
+    if len(value) > MAX_VALUE:
+        raise _refuse(f"{name} values are indexed up to {MAX_VALUE} bytes")
+    return name.encode(), value

@@ -119,5 +119,7 @@ async def test_tx_search_by_height_range_hash_and_code(http, txs):
     q = "tx.hash='" + "00" * 32 + "'"  # no such tx
     assert (await rpc(http, "tx_search", query=q))["result"]["total_count"] == 0
     assert (await rpc(http, "tx_search", query="tx.code=9"))["result"]["total_count"] == 0
-    r = await rpc(http, "tx_search", query="kv.key='k1'")
+    r = await rpc(http, "tx_search", query="message.sender='k1'")
     assert r["error"]["code"] == E.INVALID_PARAMS and "not indexed" in r["error"]["message"]
+    r = (await rpc(http, "tx_search", query="kv.key='k1'"))["result"]  # no index behind it
+    assert r["total_count"] == 0 and r["indexed_height"] == 0

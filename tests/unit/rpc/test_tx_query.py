@@ -22,19 +22,31 @@ def test_height_ranges_hash_and_code():
 
 
 @pytest.mark.parametrize("query, needle", [
-    ("kv.key='x'", "'kv.key' is not indexed"),
+    ("message.sender='x'", "'message.sender' is not indexed"),
+    ("kv.key>'x'", "attributes take = only"),
+    ("kv.key EXISTS", "cannot read condition 'kv.key EXISTS'"),
+    ("kv.key='" + "x" * 1025 + "'", "indexed up to 1024 bytes"),
     ("tx.height>5 OR tx.height<2", "cannot read condition"),
     ("tx.hash<'ab'", "takes = only"),
     ("tx.hash='zz'", "64 hex"),
     ("tx.code>1", "= only"),
     ("tx.height='x'", "integer"),
     ("", "empty"),
-    ("tx.height>1" + " AND tx.height>1" * 40, "longer than"),
+    ("tx.height>1" + " AND tx.height>1" * 200, "longer than"),
+    ("kv.key='a'" + " AND kv.key='a'" * 4, "at most 4 event attribute conditions"),
 ])
 def test_refusals_name_the_problem(query, needle):
     with pytest.raises(RPCError) as e:
         parse(query)
     assert e.value.code == E.INVALID_PARAMS and needle in e.value.message, e.value.message
+
+
+def test_indexed_event_attributes():
+    q = parse("tx.height>5 AND kv.key='x' AND lock.key=\"L\"")
+    assert q == TxQuery(6, None, attrs=((b"kv.key", b"x"), (b"lock.key", b"L")))
+    assert parse("tx.signer='0xABCD' AND lease.id=7").attrs == (
+        (b"tx.signer", b"abcd"), (b"lease.id", b"7"))
+    assert parse("election.key='e'").attrs == ((b"election.key", b"e"),)
 
 
 def test_a_range_over_the_block_cap_is_refused_not_truncated():

@@ -1,0 +1,116 @@
+"""The node's side of the tx-attribute index (storage.tx_attrs): what each committed tx is
+found by in `tx_search`, written right after its block is committed, and caught up from the
+stored blocks and events where that was missed (a crash between the two writes, a ledger from
+before the index, blocks installed by catch-up).
+
+A tx is indexed under `tx.signer` (its client key, hex) and whatever its application
+events name (`EventAttrs`, optional on an Application; the KV application: `kv.key`,
+`lock.key`, `election.key`, `lease.id`). Indexing and pruning both run on the executor task,
+one after the other, so a pruned height is never indexed again.
+Imports: stdlib, structlog, consensus.codec, storage.tx_attrs, bftnode.node.app_events.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import structlog
+
+from consensus.codec import request_digest
+from storage.tx_attrs import SIGNER
+
+from . import app_events
+
+CATCH_UP_BLOCKS = 16  # blocks indexed from storage per executed group (a bounded step)
+WARN_EVERY_S = 60.0  # a failing index write is logged at most this often
+log = structlog.get_logger("bftnode.node")
+_warned_at = -WARN_EVERY_S
+
+
+def _warn(reason: str, **kw: Any) -> None:
+    global _warned_at
+    now = time.monotonic()
+    if now - _warned_at >= WARN_EVERY_S:
+        _warned_at = now
+        log.warning("node.tx_attrs_not_indexed", reason=reason, **kw)
+
+
+@runtime_checkable
+class EventAttrs(Protocol):
+    """Optional on an Application: (attribute, value, tx index) of a block's events."""
+
+    def event_attrs(self, events: Sequence[Any]) -> list[tuple[bytes, bytes, int]]: ...
+
+
+@runtime_checkable
+class AttrIndex(Protocol):
+    """Optional on a Store (storage.LedgerStore has it)."""
+
+    def tx_attrs_indexed(self) -> int: ...
+
+    def index_tx_attrs(self, blocks: Sequence[tuple[int, Sequence[Any]]]) -> None: ...
+
+    def base_height(self) -> int: ...
+
+    def height(self) -> int: ...
+
+    def block(self, height: int) -> Any: ...
+
+
+def entries(app: Any, txs: Sequence[tuple[bytes, bytes]],
+            events: Sequence[Any]) -> list[tuple[bytes, bytes, int, bytes]]:
+    """A block's index entries from its txs ((client id, tx hash), in block order) and its
+    app events: (attribute, value, tx index, tx hash)."""
+    out = [(SIGNER, cid.hex().encode(), i, th) for i, (cid, th) in enumerate(txs)]
+    if isinstance(app, EventAttrs) and events:
+        for attr, value, i in app.event_attrs(events):
+            if 0 <= i < len(txs):
+                out.append((attr, value, i, txs[i][1]))
+    return out
+
+
+def index_executed(store: Any, app: Any,
+                   blocks: Sequence[tuple[int, Sequence[tuple[bytes, bytes]], Sequence[Any]]]
+                   ) -> None:
+    """Index blocks just committed ((height, txs, events)) if the index is right below them;
+    otherwise `catch_up` will."""
+    if not blocks or not isinstance(store, AttrIndex):
+        return
+    try:
+        if store.tx_attrs_indexed() != blocks[0][0] - 1:
+            return
+        store.index_tx_attrs([(h, entries(app, txs, evs)) for h, txs, evs in blocks])
+    except Exception as exc:  # derived data: never the block's fault; catch_up tries again
+        _warn(str(exc), height=blocks[0][0])
+
+
+def catch_up(store: Any, app: Any, max_blocks: int = CATCH_UP_BLOCKS) -> int:
+    """Index up to `max_blocks` stored blocks above the index; how many it did. A block whose
+    events are not stored is indexed by signer only."""
+    if not isinstance(store, AttrIndex):
+        return 0
+    try:
+        return _catch_up(store, app, max_blocks)
+    except Exception as exc:  # derived data: the next group tries again
+        _warn(str(exc))
+        return 0
+
+
+def _catch_up(store: Any, app: Any, max_blocks: int) -> int:
+    start = max(store.tx_attrs_indexed() + 1, store.base_height())
+    stop = min(store.height(), start + max_blocks - 1)
+    blocks = []
+    for h in range(start, stop + 1):
+        block = store.block(h)
+        txs = [] if block is None else [(r.client_id, request_digest(r)) for r in block.txs]
+        evs = app_events.stored(store, app, h) or ()
+        blocks.append((h, entries(app, txs, evs)))
+    if blocks:
+        store.index_tx_attrs(blocks)
+    return len(blocks)
+
+
+def behind(store: Any) -> bool:
+    return isinstance(store, AttrIndex) and store.tx_attrs_indexed() < store.height()

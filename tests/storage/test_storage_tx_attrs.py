@@ -1,0 +1,130 @@
+"""The tx-attribute index (storage.tx_attrs, keyspaces I and J): a value's txs come back by
+one range read in height order within the asked heights; pruning a block deletes what its
+height indexed; the node indexes each committed block and catches up on blocks it missed
+(bftnode.node.tx_attrs). On real plyvel and on MemoryStore."""
+
+from __future__ import annotations
+
+import pytest
+from ledger_helpers import ChainBuilder, open_engine
+
+from bftnode.app.events import DELETE, LEASE_GRANTED, LOCK_GRANTED, PUT, AppEvent, event_attrs
+from bftnode.node import app_events
+from bftnode.node import tx_attrs as node_attrs
+from storage import keys, tx_attrs
+
+
+def _entries(block, attr=b"kv.key"):
+    """Each tx indexed under its own request seq's key and a shared value."""
+    ex = block.execute
+    out = []
+    for i, (req, res) in enumerate(zip(ex.requests, block.results, strict=True)):
+        out.append((attr, b"k%d" % (req.request_seq % 3), i, res.tx_hash))
+        out.append((attr, b"all", i, res.tx_hash))
+    return out
+
+
+@pytest.mark.parametrize("engine", ["leveldb", "memory"])
+def test_a_value_finds_its_txs_in_height_order_within_the_range(engine, tmp_path):
+    s = open_engine(engine, tmp_path / "db")
+    cb = ChainBuilder(seed=3)
+    blocks = [cb.next_block(ntx=3) for _ in range(10)]
+    s.commit_blocks(blocks)
+    s.index_tx_attrs([(b.execute.seq, _entries(b)) for b in blocks])
+    assert s.tx_attrs_indexed() == 10
+    with s.read_view() as v:
+        every = v.find_tx_attr(b"kv.key", b"all", 1, 10, 1000)
+        assert [(h, i) for h, i, _ in every] == [(h, i) for h in range(1, 11) for i in range(3)]
+        by_hash = {r.tx_hash: (b.execute.seq, r.index) for b in blocks for r in b.results}
+        assert all(by_hash[th] == (h, i) for h, i, th in every)
+        assert [h for h, _, _ in v.find_tx_attr(b"kv.key", b"all", 4, 6, 1000)] == [4] * 3 + \
+            [5] * 3 + [6] * 3
+        assert len(v.find_tx_attr(b"kv.key", b"all", 1, 10, 7)) == 7  # the limit
+        assert v.find_tx_attr(b"kv.key", b"none", 1, 10, 100) == []
+        assert v.find_tx_attr(b"kv.ke", b"yall", 1, 10, 100) == []  # no prefix confusion
+        assert v.find_tx_attr(b"lock.key", b"all", 1, 10, 100) == []
+    with pytest.raises(Exception, match="indexed already"):
+        s.index_tx_attrs([(10, [])])
+    assert s.prune_blocks(5) == 5
+    with s.read_view() as v:
+        assert {h for h, _, _ in v.find_tx_attr(b"kv.key", b"all", 1, 10, 1000)} == \
+            set(range(5, 11))
+    left = [k for k, _ in s._kv.items(keys.TX_ATTR_BY_HEIGHT,
+                                      keys.prefix_end(keys.TX_ATTR_BY_HEIGHT))]
+    assert [keys.from_u64(k[1:]) for k in left] == list(range(5, 11))
+    s.close()
+
+
+def test_values_too_long_are_not_indexed(tmp_path):
+    s = open_engine("memory", tmp_path)
+    cb = ChainBuilder(seed=4)
+    b = cb.next_block(ntx=1)
+    s.commit_block(b)
+    th = b.results[0].tx_hash
+    s.index_tx_attrs([(1, [(b"kv.key", b"x" * (tx_attrs.MAX_VALUE + 1), 0, th),
+                           (b"kv.key", b"x" * tx_attrs.MAX_VALUE, 0, th)])])
+    with s.read_view() as v:
+        assert v.find_tx_attr(b"kv.key", b"x" * tx_attrs.MAX_VALUE, 1, 1, 10) == [(1, 0, th)]
+        assert v.find_tx_attr(b"kv.key", b"x" * (tx_attrs.MAX_VALUE + 1), 1, 1, 10) == []
+
+
+def test_event_attrs_name_each_tx_once_and_skip_block_start_expiries():
+    evs = [AppEvent(PUT, b"a", 1, tx_index=0), AppEvent(PUT, b"a", 2, tx_index=0),
+           AppEvent(DELETE, b"b", 3, tx_index=1),
+           AppEvent(LOCK_GRANTED, b"L", 4, lease=7, tx_index=2, scope="lock"),
+           AppEvent(LOCK_GRANTED, b"E", 4, lease=7, tx_index=2, scope="election"),
+           AppEvent(LEASE_GRANTED, b"", 0, lease=9, tx_index=3),
+           AppEvent(PUT, b"expired", 5, tx_index=-1)]
+    assert event_attrs(evs) == [
+        (b"kv.key", b"a", 0), (b"kv.key", b"b", 1), (b"lock.key", b"L", 2),
+        (b"lease.id", b"7", 2), (b"election.key", b"E", 2), (b"lease.id", b"9", 3)]
+
+
+class _App:
+    def event_attrs(self, events):
+        return event_attrs(events)
+
+    def encode_events(self, events):
+        from bftnode.app.events import encode_events
+        return encode_events(events)
+
+    def decode_events(self, raw):
+        from bftnode.app.events import decode_events
+        return decode_events(raw)
+
+
+@pytest.mark.parametrize("engine", ["leveldb", "memory"])
+def test_the_node_indexes_committed_blocks_and_catches_up_on_missed_ones(engine, tmp_path):
+    """Blocks the executor indexed at once, and blocks committed without it (a crash between
+    the two writes, a ledger from before the index): `catch_up` indexes the latter from the
+    stored blocks and events, a bounded step at a time."""
+    s = open_engine(engine, tmp_path / "db")
+    app = _App()
+    cb = ChainBuilder(seed=8)
+    first = cb.next_block(ntx=2)
+    s.commit_block(first)
+    txs = [(r.client_id, r.tx_hash) for r in first.results]
+    node_attrs.index_executed(s, app, [(1, txs, [AppEvent(PUT, b"one", 1, tx_index=1)])])
+    later = []
+    for seq in range(2, 8):
+        b = cb.next_block(ntx=2)
+        evs = [AppEvent(PUT, b"later", seq, tx_index=0)]
+        s.commit_block(type(b)(b.execute, b.results, b.state_writes, b.state_root,
+                               app_events.encode(app, evs)))
+        later.append(b)
+    # not right above the index: left to catch_up
+    node_attrs.index_executed(s, app, [(9, [], [])])
+    assert s.tx_attrs_indexed() == 1 and node_attrs.behind(s)
+    assert node_attrs.catch_up(s, app, max_blocks=4) == 4
+    assert s.tx_attrs_indexed() == 5
+    assert node_attrs.catch_up(s, app, max_blocks=4) == 2
+    assert not node_attrs.behind(s)
+    signer = first.results[0].client_id.hex().encode()
+    with s.read_view() as v:
+        assert v.find_tx_attr(b"kv.key", b"one", 1, 9, 10) == [(1, 1, first.results[1].tx_hash)]
+        assert [h for h, _, _ in v.find_tx_attr(b"kv.key", b"later", 1, 9, 10)] == \
+            list(range(2, 8))
+        mine = v.find_tx_attr(b"tx.signer", signer, 1, 9, 100)
+        assert (1, 0, first.results[0].tx_hash) in mine
+        assert all(s.tx(th).client_id.hex().encode() == signer for _, _, th in mine)
+    s.close()
