@@ -74,6 +74,9 @@ class NodeConfig:
     # certificates, their tx records) are deleted in small steps
     # after commits, never at or above the snapshot height this node serves (docs/operations.md)
     retain_blocks: int = 0
+    # index each committed tx under the event attributes its app names (kv.key, lock.key, ...)
+    # for tx_search (docs/storage.md, keyspaces I and J); off: no index, ~4 % more tx/s
+    tx_index: bool = True
     # RPC connection hygiene (docs/rpc.md, "Connections"): a request head must arrive within
     # rpc_header_timeout_s of connecting or of the previous answer (also the keep-alive idle
     # limit), its body within rpc_body_timeout_s; a WebSocket with no subscription and no
@@ -200,6 +203,7 @@ def _validate(c: NodeConfig) -> None:
     if not 1 <= c.state_versions <= 1_000_000:
         raise ConfigError(
             f"field 'state_versions': must be 1..1000000, got {c.state_versions}")
+    _check_type("tx_index", c.tx_index, bool)
     _check_type("retain_blocks", c.retain_blocks, int)
     if not (c.retain_blocks == 0 or 16 <= c.retain_blocks <= 10**12):
         raise ConfigError(

@@ -20,7 +20,6 @@ import msgspec
 from . import keys
 from .kv import KVReader, Op
 
-SIGNER = b"tx.signer"  # every tx: its client key, lower-case hex
 MAX_ATTR = 64  # bytes of an attribute name
 MAX_VALUE = 1024  # bytes of an indexed value (a longer one is not indexed)
 _POS = struct.Struct(">QI")

@@ -215,7 +215,7 @@ class ExecutorMixin:
         if retain and self.store.base_height() <= self._height - retain - PRUNE_SLACK_BLOCKS:
             stable = getattr(self.replica, "stable_seq", 0)
             await trio.to_thread.run_sync(self.snapshots.prune_step, retain, stable)
-        if tx_attrs.behind(self.store):  # missed blocks: one bounded step per group
+        if self._tx_index and tx_attrs.behind(self.store):  # missed ones: a bounded step
             await trio.to_thread.run_sync(tx_attrs.catch_up, self.store, self.app)
 
     async def _execute(self, ex: Execute) -> None:
@@ -226,9 +226,10 @@ class ExecutorMixin:
         INLINE_MAX_REQUESTS)."""
         self._trimmer.maybe()  # now and then: RSS stays flat (see memory.py)
         done = execute_and_commit(self.store, self.app, exs)
-        tx_attrs.index_executed(self.store, self.app, [
-            (ex.seq, [(r.client_id, r.tx_hash) for r in results], effects.events)
-            for ex, (results, effects) in zip(exs, done, strict=True)])
+        if self._tx_index:
+            tx_attrs.index_executed(self.store, self.app, [
+                (ex.seq, [(r.client_id, r.tx_hash) for r in results], effects.events)
+                for ex, (results, effects) in zip(exs, done, strict=True)])
         return done
 
     def _after_execute(self, ex: Execute, results: tuple[TxResult, ...],

@@ -154,6 +154,7 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
         # peers'): is the node quiet (driver._inbox_idle)?
         self._in_window: tuple[float, dict[int, int], int] = (0.0, {}, 0)
         self._inline_commit = InlineCost()  # ... and small block commits?
+        self._tx_index = config.tx_index if config is not None else True  # tx_attrs
         self._inbox_room = trio.Event()
         self._commit_waiters: dict[bytes, list[Waiter]] = collections.defaultdict(list)
         self._by_client: dict[tuple[bytes, int], set[bytes]] = collections.defaultdict(set)

@@ -3,11 +3,11 @@ found by in `tx_search`, written right after its block is committed, and caught 
 stored blocks and events where that was missed (a crash between the two writes, a ledger from
 before the index, blocks installed by catch-up).
 
-A tx is indexed under `tx.signer` (its client key, hex) and whatever its application
-events name (`EventAttrs`, optional on an Application; the KV application: `kv.key`,
-`lock.key`, `election.key`, `lease.id`). Indexing and pruning both run on the executor task,
+A tx is indexed under what its application events name (`EventAttrs`, optional on an
+Application; the KV application: `kv.key`, `lock.key`, `election.key`, `lease.id`); a node
+with `tx_index = false` keeps no index. Indexing and pruning both run on the executor task,
 one after the other, so a pruned height is never indexed again.
-Imports: stdlib, structlog, consensus.codec, storage.tx_attrs, bftnode.node.app_events.
+Imports: stdlib, structlog, consensus.codec, bftnode.node.app_events.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Any, Protocol, runtime_checkable
 import structlog
 
 from consensus.codec import request_digest
-from storage.tx_attrs import SIGNER
 
 from . import app_events
 
@@ -63,7 +62,7 @@ def entries(app: Any, txs: Sequence[tuple[bytes, bytes]],
             events: Sequence[Any]) -> list[tuple[bytes, bytes, int, bytes]]:
     """A block's index entries from its txs ((client id, tx hash), in block order) and its
     app events: (attribute, value, tx index, tx hash)."""
-    out = [(SIGNER, cid.hex().encode(), i, th) for i, (cid, th) in enumerate(txs)]
+    out: list[tuple[bytes, bytes, int, bytes]] = []
     if isinstance(app, EventAttrs) and events:
         for attr, value, i in app.event_attrs(events):
             if 0 <= i < len(txs):
@@ -88,7 +87,7 @@ def index_executed(store: Any, app: Any,
 
 def catch_up(store: Any, app: Any, max_blocks: int = CATCH_UP_BLOCKS) -> int:
     """Index up to `max_blocks` stored blocks above the index; how many it did. A block whose
-    events are not stored is indexed by signer only."""
+    events are not stored has nothing to index."""
     if not isinstance(store, AttrIndex):
         return 0
     try:

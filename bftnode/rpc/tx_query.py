@@ -1,8 +1,8 @@
 """CometBFT's `tx_search` query language (docs/rpc.md, "CometBFT routes"): conditions joined by
 `AND` on `tx.height` (`=`, `<`, `<=`, `>`, `>=`: the block headers are keyed by height),
 `tx.hash` (`=`: the tx index), `tx.code` (`=`: a filter on what the others select) and the
-indexed event attributes (`=`: the tx-attribute index, storage.tx_attrs): `tx.signer` (a
-client key in hex), `kv.key`, `lock.key`, `election.key` and `lease.id`. Any other attribute
+indexed event attributes (`=`: the tx-attribute index, storage.tx_attrs): `kv.key`,
+`lock.key`, `election.key` and `lease.id`. Any other attribute
 or operator (`CONTAINS`, `EXISTS`, `OR`) is refused, naming it.
 
 `parse(query) -> TxQuery`; `TxQuery.heights(tip)` the height range to read when no attribute
@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from storage.tx_attrs import MAX_VALUE, SIGNER
+from storage.tx_attrs import MAX_VALUE
 
 from ..app.events import INDEXED_ATTRS
 from .errors import INVALID_PARAMS, RPCError
@@ -27,7 +27,7 @@ MAX_SEARCH_BLOCKS = 1000  # blocks one tx_search may read
 _COND = re.compile(r"""^\s*(tx\.height|tx\.hash|tx\.code)\s*(<=|>=|=|<|>)\s*
                        ('[^']*'|"[^"]*"|\d{1,19})\s*$""", re.X)
 _ATTR = re.compile(r"^\s*([A-Za-z_][\w.]*)")
-ATTRS = (SIGNER.decode(), *INDEXED_ATTRS)
+ATTRS = INDEXED_ATTRS
 _ATTR_COND = re.compile(r"""^\s*([A-Za-z_][\w.]*)\s*=\s*('[^']*'|"[^"]*"|\d{1,19})\s*$""")
 
 
@@ -107,8 +107,6 @@ def parse(query: str) -> TxQuery:
 
 def _attr(name: str, raw: str) -> tuple[bytes, bytes]:
     text = raw[1:-1] if raw[0] in "'\"" else raw
-    if name == SIGNER.decode():
-        text = text.lower().removeprefix("0x")
     value = text.encode()
     if len(value) > MAX_VALUE:
         raise _refuse(f"{name} values are indexed up to {MAX_VALUE} bytes")

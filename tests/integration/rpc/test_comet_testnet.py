@@ -86,13 +86,12 @@ def test_cometbft_routes_answer_on_every_node(urls, tmp_path):
 
 
 def test_tx_search_by_event_attributes_answers_from_the_index_on_every_node(urls, tmp_path):
-    """kv.key, lease.id and tx.signer find the txs that emitted them, in height
-    order, on every node (each indexes its own committed blocks)."""
+    """kv.key and lease.id find the txs that emitted them, in height order, on every node
+    (each indexes its own committed blocks)."""
     with Client(urls, tmp_path / "a.key", verify="none") as c:
         puts = [c.put("comet/attr", f"v{i}") for i in range(3)]
         other = c.put("comet/other", "x")
         lease_id = c.lease_grant(30)
-        signer = c.client_id.hex()
     h = other["height"]
     for u in urls:
         _wait_height(u, h)
@@ -105,8 +104,7 @@ def test_tx_search_by_event_attributes_answers_from_the_index_on_every_node(urls
         r = _post(u, "tx_search", {"query": f"kv.key='comet/attr' AND tx.height>"
                                             f"{puts[0]['height']}", "order_by": "desc"})
         assert [t["hash"] for t in r["txs"]] == [puts[2]["hash"], puts[1]["hash"]]
-        mine = _post(u, "tx_search", {"query": f"tx.signer='{signer}'", "per_page": 100})
-        assert {p["hash"] for p in [*puts, other]} <= {t["hash"] for t in mine["txs"]}
+        assert _post(u, "tx_search", {"query": "kv.key='comet/other'"})["total_count"] == 1
         assert _post(u, "tx_search", {"query": f"lease.id={lease_id}"})["total_count"] >= 1
         assert _post(u, "tx_search", {"query": "kv.key='comet/none'"})["total_count"] == 0
 

@@ -176,6 +176,7 @@ def test_config_round_trips_through_toml(tmp_path):
         ("max_open_files = 10", "max_open_files"),
         ('max_open_files = "many"', "max_open_files"),
         ('authenticated_state = "yes"', "authenticated_state"),
+        ('tx_index = "yes"', "tx_index"),
         ("state_versions = 0", "state_versions"),
         ("surprise = 1", "surprise"),
     ],
