@@ -228,7 +228,7 @@ class ExecutorMixin:
         done = execute_and_commit(self.store, self.app, exs)
         if self._tx_index:
             tx_attrs.index_executed(self.store, self.app, [
-                (ex.seq, [(r.client_id, r.tx_hash) for r in results], effects.events)
+                (ex.seq, [r.tx_hash for r in results], effects.events)
                 for ex, (results, effects) in zip(exs, done, strict=True)])
         return done
 

@@ -58,23 +58,22 @@ class AttrIndex(Protocol):
     def block(self, height: int) -> Any: ...
 
 
-def entries(app: Any, txs: Sequence[tuple[bytes, bytes]],
+def entries(app: Any, tx_hashes: Sequence[bytes],
             events: Sequence[Any]) -> list[tuple[bytes, bytes, int, bytes]]:
-    """A block's index entries from its txs ((client id, tx hash), in block order) and its
-    app events: (attribute, value, tx index, tx hash)."""
+    """A block's index entries from its executed txs' hashes (in block order) and its app
+    events: (attribute, value, tx index, tx hash)."""
     out: list[tuple[bytes, bytes, int, bytes]] = []
     if isinstance(app, EventAttrs) and events:
         for attr, value, i in app.event_attrs(events):
-            if 0 <= i < len(txs):
-                out.append((attr, value, i, txs[i][1]))
+            if 0 <= i < len(tx_hashes):
+                out.append((attr, value, i, tx_hashes[i]))
     return out
 
 
 def index_executed(store: Any, app: Any,
-                   blocks: Sequence[tuple[int, Sequence[tuple[bytes, bytes]], Sequence[Any]]]
-                   ) -> None:
-    """Index blocks just committed ((height, txs, events)) if the index is right below them;
-    otherwise `catch_up` will."""
+                   blocks: Sequence[tuple[int, Sequence[bytes], Sequence[Any]]]) -> None:
+    """Index blocks just committed ((height, tx hashes, events)) if the index is right below
+    them; otherwise `catch_up` will."""
     if not blocks or not isinstance(store, AttrIndex):
         return
     try:
@@ -103,7 +102,7 @@ def _catch_up(store: Any, app: Any, max_blocks: int) -> int:
     blocks = []
     for h in range(start, stop + 1):
         block = store.block(h)
-        txs = [] if block is None else [(r.client_id, request_digest(r)) for r in block.txs]
+        txs = [] if block is None else [request_digest(r) for r in block.txs]
         evs = app_events.stored(store, app, h) or ()
         blocks.append((h, entries(app, txs, evs)))
     if blocks:

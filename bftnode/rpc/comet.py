@@ -36,6 +36,7 @@ from .registry import CallContext, method
 from .shapes import b64
 
 QUERY_PATHS = ("", "/", "/key", "/store/kv/key")
+INDEX_ENTRIES_PER_READ = 100  # tx-attribute index entries charged as one point read
 
 
 @method("block_by_hash", BlockHashParams)
@@ -51,7 +52,7 @@ async def on_tx_search(ctx: CallContext, p: TxSearchParams) -> Any:
     return await rv.guarded_read(
         ctx, p, rv.tx_search, q, p.page, p.per_page, p.order_by == "desc",
         point_reads=lambda out: 1 + out.get("records_read", out["total_count"])
-        + out["blocks_read"])  # records read
+        + out["blocks_read"] + out.get("index_entries_read", 0) // INDEX_ENTRIES_PER_READ)
 
 
 @method("header", HeightParams)

@@ -235,10 +235,13 @@ class SubscribeParams(Encoded, kw_only=True):
     from_revision: U63 = 0
     client_id: ClientId | None = None  # topic txs: only this client's txs
     full: bool = False
+    query: str | None = None  # topic txs: CometBFT's query language (rpc.tx_query)
 
     def check(self) -> None:
         if self.topic == "kv" and self.prefix is None and self.key is None:
             raise ValueError("missing required param 'prefix' (or 'key') for topic 'kv'")
+        if self.query is not None and self.topic != "txs":
+            raise ValueError("param 'query' is for topic 'txs'")
 
 
 class UnsubscribeParams(Params, kw_only=True):

@@ -151,8 +151,10 @@ def _tx_search_by_attrs(q: Any, page: int, per_page: int, desc: bool, budget: in
     records of one page (of every match when `tx.code` or `tx.hash` filters them)."""
     hi = view.height if q.hi is None else min(q.hi, view.height)
     hits: list[tuple[int, int, bytes]] | None = None
+    scanned = 0
     for attr, value in q.attrs:
         found = view.find_tx_attr(attr, value, q.lo, hi, MAX_ATTR_MATCHES + 1)
+        scanned += len(found)
         if len(found) > MAX_ATTR_MATCHES:
             raise RPCError(INVALID_PARAMS, f"param 'query': more than {MAX_ATTR_MATCHES} txs "
                            f"have {attr.decode()}={value.decode(errors='replace')[:40]!r}: "
@@ -181,7 +183,8 @@ def _tx_search_by_attrs(q: Any, page: int, per_page: int, desc: bool, budget: in
         read = len(chosen)
     txs = [tx_json(r) for r in chosen]
     return sized({"txs": txs, "total_count": len(matched), "blocks_read": 0,
-                  "records_read": read, "indexed_height": view.tx_attrs_indexed()},
+                  "records_read": read, "index_entries_read": scanned,
+                  "indexed_height": view.tx_attrs_indexed()},
                  budget, view.height)
 
 

@@ -111,3 +111,31 @@ def _attr(name: str, raw: str) -> tuple[bytes, bytes]:
     if len(value) > MAX_VALUE:
         raise _refuse(f"{name} values are indexed up to {MAX_VALUE} bytes")
     return name.encode(), value
+
+
+_TM_EVENT = re.compile(r"""^\s*tm\.event\s*=\s*('([^']*)'|"([^"]*)")\s*$""")
+
+
+def parse_subscription(query: str) -> TxQuery:
+    """A `subscribe` query (topic `txs`): the tx_search language, plus CometBFT's
+    `tm.event='Tx'` (the only event kind a tx subscription has; any other is refused)."""
+    if len(query) > MAX_QUERY:
+        raise _refuse(f"longer than {MAX_QUERY} characters")
+    kept = []
+    for part in re.split(r"\s+AND\s+", query.strip()):
+        m = _TM_EVENT.match(part)
+        if m is None:
+            kept.append(part)
+        elif (m.group(2) or m.group(3)) != "Tx":
+            raise _refuse(f"tm.event {m.group(1)} is not served: topic txs has tm.event='Tx' "
+                          "(for blocks, subscribe to topic blocks)")
+    return parse(" AND ".join(kept)) if kept else TxQuery()
+
+
+def matches(q: TxQuery, height: int, tx_hash: bytes, code: int,
+            attrs: set[tuple[bytes, bytes]]) -> bool:
+    """Does a committed tx (its height, hash, result code and event attributes) satisfy `q`?"""
+    return (q.lo <= height and (q.hi is None or height <= q.hi)
+            and (q.tx_hash is None or tx_hash == q.tx_hash)
+            and (q.code is None or code == q.code)
+            and all(a in attrs for a in q.attrs))

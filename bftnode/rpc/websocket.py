@@ -9,7 +9,8 @@ gets an explicit `subscription_closed` notice naming the height to resume from (
 silent drop); a connection that sends nothing for `idle_timeout` seconds while it has no
 subscription and no call in flight is closed.
 
-Imports: stdlib, trio, starlette (WebSocket), structlog, consensus, bftnode.rpc. Must not
+Imports: stdlib, trio, starlette (WebSocket), structlog, consensus, bftnode.rpc, bftnode.app.events
+(event attributes for `query`). Must not
 import bftnode.node, storage internals or network.
 """
 
@@ -25,8 +26,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from consensus import request_digest
 
+from ..app.events import AppEvent, event_attrs
 from . import methods as m
-from . import read_guard
+from . import read_guard, tx_query
 from .errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -239,6 +241,7 @@ class WSConnection:
 
     async def _subscribe(self, params: dict[str, Any]) -> dict[str, Any]:
         p = parse(SubscribeParams, params)
+        query = None if p.query is None else tx_query.parse_subscription(p.query)
         if len(self.subs) >= WS_MAX_SUBSCRIPTIONS:
             raise RPCError(OVERLOADED, f"at most {WS_MAX_SUBSCRIPTIONS} subscriptions per "
                                        "connection")
@@ -258,7 +261,8 @@ class WSConnection:
         self.metrics.subscriptions.inc()
         prefix = p.prefix if p.prefix is not None else p.key  # Data: bytes by now
         spec = {"topic": p.topic, "prefix": prefix, "client_id": p.client_id,
-                "from_revision": p.from_revision, "full": p.full, "encoding": p.encoding}
+                "from_revision": p.from_revision, "full": p.full, "encoding": p.encoding,
+                "query": query}
         self.nursery.start_soon(self._run_subscription, sid, scope, spec, start, height)
         return {"subscription": sid, "topic": p.topic, "from_height": start}
 
@@ -386,13 +390,19 @@ class WSConnection:
         if topic == "blocks":
             sent += await self._notify(sid, topic, block.height, block_json(block, spec["full"]))
         elif topic == "txs":
-            for req in block.txs:
+            q = spec["query"]
+            attrs = self._tx_attrs(block) if q is not None and q.attrs else {}
+            for i, req in enumerate(block.txs):
                 if spec["client_id"] is not None and req.client_id != spec["client_id"]:
                     continue
+                if q is not None and not all(a in attrs.get(i, ()) for a in q.attrs):
+                    continue  # no record read for a tx the query's attributes leave out
                 res = self.node.tx(request_digest(req))
                 reads += 1
-                if res is not None:
-                    sent += await self._notify(sid, topic, block.height, tx_json(res, enc))
+                if res is None or (q is not None and not tx_query.matches(
+                        q, block.height, res.tx_hash, res.code, attrs.get(i, set()))):
+                    continue
+                sent += await self._notify(sid, topic, block.height, tx_json(res, enc))
         else:
             evs = self.node.app_events(block.height)
             if evs is None:
@@ -408,6 +418,19 @@ class WSConnection:
                     continue
                 sent += await self._notify(sid, topic, block.height, jsonable(ev, enc))
         return sent, reads
+
+
+    def _tx_attrs(self, block: Any) -> dict[int, set[tuple[bytes, bytes]]]:
+        """tx index -> the (attribute, value) pairs its app events carry (tx_search's)."""
+        evs = self.node.app_events(block.height)
+        if evs is None:
+            raise _EventsGone(f"app events of block {block.height} are not retained by this "
+                              "node, so its txs cannot be matched to the query; resubscribe "
+                              "from a later height")
+        out: dict[int, set[tuple[bytes, bytes]]] = {}
+        for attr, value, i in event_attrs([e for e in evs if isinstance(e, AppEvent)]):
+            out.setdefault(i, set()).add((attr, value))
+        return out
 
 
 class _EventsGone(Exception):

@@ -103,7 +103,7 @@ def test_the_node_indexes_committed_blocks_and_catches_up_on_missed_ones(engine,
     cb = ChainBuilder(seed=8)
     first = cb.next_block(ntx=2)
     s.commit_block(first)
-    txs = [(r.client_id, r.tx_hash) for r in first.results]
+    txs = [r.tx_hash for r in first.results]
     node_attrs.index_executed(s, app, [(1, txs, [AppEvent(PUT, b"one", 1, tx_index=1)])])
     later = []
     for seq in range(2, 8):

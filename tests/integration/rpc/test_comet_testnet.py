@@ -109,6 +109,34 @@ def test_tx_search_by_event_attributes_answers_from_the_index_on_every_node(urls
         assert _post(u, "tx_search", {"query": "kv.key='comet/none'"})["total_count"] == 0
 
 
+def test_subscribe_with_a_query_notifies_only_the_matching_txs(urls, tmp_path):
+    """Topic txs with CometBFT's query: only the txs whose events carry the attribute are
+    notified, in order; another tm.event is refused naming it."""
+    from httpx_ws import connect_ws
+
+    def call(ws, params: dict) -> dict:
+        ws.send_text(json.dumps({"jsonrpc": "2.0", "id": "s", "method": "subscribe",
+                                 "params": params}))
+        return json.loads(ws.receive_text(timeout=30))
+
+    with httpx.Client(timeout=10) as http, connect_ws("ws" + urls[1][4:] + "/websocket",
+                                                      http) as ws:
+        r = call(ws, {"topic": "txs", "query": "tm.event='NewBlock'"})
+        assert r["error"]["code"] == -32602 and "tm.event" in r["error"]["message"]
+        r = call(ws, {"topic": "blocks", "query": "kv.key='x'"})
+        assert r["error"]["code"] == -32602 and "topic 'txs'" in r["error"]["message"]
+        sid = call(ws, {"topic": "txs", "query": "tm.event='Tx' AND kv.key='comet/sub'"})[
+            "result"]["subscription"]
+        with Client(urls, tmp_path / "s.key", verify="none") as c:
+            c.put("comet/other-sub", "x")
+            want = [c.put("comet/sub", "1")]
+            c.put("comet/other-sub", "y")
+            want.append(c.put("comet/sub", "2"))
+        got = [json.loads(ws.receive_text(timeout=30)) for _ in want]
+        assert [g["params"]["subscription"] for g in got] == [sid, sid]
+        assert [g["params"]["result"]["hash"] for g in got] == [w["hash"] for w in want]
+
+
 def test_check_tx_does_not_submit_and_get_routes_work_as_curl_sends_them(urls, tmp_path):
     with Client(urls[0], tmp_path / "c.key", verify="none") as c:
         c.put("comet/x", "1")

@@ -53,3 +53,21 @@ def test_a_range_over_the_block_cap_is_refused_not_truncated():
     with pytest.raises(RPCError) as e:
         parse("tx.height>=1").heights(MAX_SEARCH_BLOCKS + 5)
     assert "span more than" in e.value.message
+
+
+def test_subscription_queries_take_tm_event_tx_and_match_committed_txs():
+    from bftnode.rpc.tx_query import matches, parse_subscription
+
+    q = parse_subscription("tm.event='Tx' AND kv.key='k' AND tx.height>=3 AND tx.code=0")
+    assert q == TxQuery(3, None, code=0, attrs=((b"kv.key", b"k"),))
+    assert parse_subscription('tm.event = "Tx"') == TxQuery()
+    h = b"\x01" * 32
+    assert matches(q, 3, h, 0, {(b"kv.key", b"k"), (b"lease.id", b"1")})
+    assert not matches(q, 2, h, 0, {(b"kv.key", b"k")})  # below tx.height
+    assert not matches(q, 3, h, 1, {(b"kv.key", b"k")})  # code
+    assert not matches(q, 3, h, 0, {(b"kv.key", b"other")})  # attribute
+    with pytest.raises(RPCError) as e:
+        parse_subscription("tm.event='NewBlock'")
+    assert "topic blocks" in e.value.message
+    with pytest.raises(RPCError):
+        parse_subscription("tm.event='Tx' AND foo.bar='x'")
