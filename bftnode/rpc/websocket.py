@@ -9,9 +9,9 @@ gets an explicit `subscription_closed` notice naming the height to resume from (
 silent drop); a connection that sends nothing for `idle_timeout` seconds while it has no
 subscription and no call in flight is closed.
 
-Imports: stdlib, trio, starlette (WebSocket), structlog, consensus, bftnode.rpc, bftnode.app.events
-(event attributes for `query`). Must not
-import bftnode.node, storage internals or network.
+Imports: stdlib, trio, starlette (WebSocket), structlog, consensus, bftnode.rpc and
+bftnode.app.events (event attributes for `query`). Must not import bftnode.node, storage
+internals or network.
 """
 
 from __future__ import annotations
@@ -418,7 +418,6 @@ class WSConnection:
                     continue
                 sent += await self._notify(sid, topic, block.height, jsonable(ev, enc))
         return sent, reads
-
 
     def _tx_attrs(self, block: Any) -> dict[int, set[tuple[bytes, bytes]]]:
         """tx index -> the (attribute, value) pairs its app events carry (tx_search's)."""
