@@ -79,6 +79,9 @@ class BlockCommit:
     state_writes: tuple[tuple[bytes, bytes | None], ...]  # app state puts (None = delete)
     state_root: bytes = bytes(32)
     events: bytes | None = None  # the block's app events, encoded by the node (None: not kept)
+    # the block's tx-attribute index entries (attr, value, tx index, tx hash): written in its
+    # batch while the index is contiguous (storage.tx_attrs); None: this block is not indexed
+    attrs: tuple[tuple[bytes, bytes, int, bytes], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,15 +147,19 @@ class LedgerStore(LedgerRecords, LedgerBlocks, LedgerRecovery, LedgerPrune, Ledg
 
     def tx_attrs_indexed(self) -> int:
         """The event-attribute index covers blocks up to this height (storage.tx_attrs)."""
-        return tx_attrs.indexed_to(self._kv)
+        return self._attrs_to
 
     def index_tx_attrs(self, blocks: Sequence[tuple[int, Sequence[tx_attrs.Entry]]]) -> None:
-        """Index these committed blocks' tx attributes (ascending heights, each above
-        `tx_attrs_indexed()`), in one unsynced batch: derived data, indexed again if lost."""
-        if blocks and blocks[0][0] <= self.tx_attrs_indexed():
+        """Index stored blocks the commits did not (ascending heights right above
+        `tx_attrs_indexed()`: an older ledger, `tx_index` turned on later), in one unsynced
+        batch: derived data, indexed again if lost."""
+        if not blocks:
+            return
+        if blocks[0][0] <= self._attrs_to:
             raise StorageError(f"{self.where}: tx attributes of height {blocks[0][0]} are "
                                "indexed already")
         self._kv.write(tx_attrs.index_ops(blocks), sync=False)
+        self._attrs_to = blocks[-1][0]
 
     def block_roots(self, height: int) -> tuple[bytes, bytes] | None:
         """(state_root, results_root) of block `height` from its header alone."""

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from consensus import CommittedBlock
 from consensus.codec import chain_digest, request_digest
 
-from . import keys
+from . import keys, tx_attrs
 from .interface import BlockCommit
 from .kv import Op
 from .ledger_core import WINDOW_CACHE_CLIENTS, LedgerCore
@@ -51,6 +51,7 @@ class LedgerBlocks(LedgerCore):
         root = auth.root(self._height) if auth is not None else None
         tops: dict[bytes, int | None] = {}  # client tops as of the block being added (tree)
         h, last_hash = self._height, self._last_hash
+        attrs_to = self._attrs_to
         ops: list[Op] = [(keys.META_HEIGHT, keys.u64(h + len(commits)))]  # first
         headers: list[Op] = []
         state_ops: list[Op] = []
@@ -95,6 +96,9 @@ class LedgerBlocks(LedgerCore):
             )
             if commit.events is not None:  # before the header, like the body
                 ops.append((keys.events(ex.seq), commit.events))
+            if commit.attrs is not None and attrs_to == ex.seq - 1:
+                ops.extend(tx_attrs.index_ops([(ex.seq, commit.attrs)]))
+                attrs_to = ex.seq
             ops.append((keys.block_hash(ex.block_hash), keys.u64(ex.seq)))
             raised: set[bytes] = set()  # clients whose top this block raised (tree)
             for i, (req, res) in enumerate(zip(ex.requests, commit.results, strict=True)):
@@ -175,6 +179,7 @@ class LedgerBlocks(LedgerCore):
         ops.extend(headers)  # last: the meta height's header proves the whole batch landed
         self._kv.write(ops, sync=self.sync_blocks)
         self._height = h
+        self._attrs_to = attrs_to
         self._last_hash = last_hash
         self._last_time = last_time
         for cid, top in window_updates.items():

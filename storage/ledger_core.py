@@ -168,6 +168,10 @@ class LedgerCore:
             self.auth.discard()
             self.auth.forget()  # nodes of batches a crash undid may be in it
         self._height = self._meta_u64(self._kv, keys.META_HEIGHT)
+        # how far the tx-attribute index reaches (storage.tx_attrs); a torn batch may have
+        # moved it past the blocks that landed: those are indexed again, identically
+        raw = self._kv.get(keys.META_TX_ATTRS)
+        self._attrs_to = min(keys.from_u64(raw), self._height) if raw else 0
         base = self._base(self._kv)
         hdr = self._header_at(self._kv, self._height)
         if hdr is None:

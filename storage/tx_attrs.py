@@ -1,9 +1,10 @@
 """The event-attribute index of txs: which txs emitted an attribute with a value (CometBFT's
 `tx_search` on `kv.key='x'`), answered by a key-range read, not a scan of blocks.
 
-Derived data: the node builds it from each stored block's txs and app events after the block
-is committed (bftnode.node.tx_attrs), in unsynced batches of its own, and records how far it
-got (`META_TX_ATTRS`); a crash loses at most the tail, which is indexed again. Keys:
+Derived data from each block's txs and app events (bftnode.node.tx_attrs): written in the
+block's own batch (`BlockCommit.attrs`) while the index reaches the block before it, else by
+`LedgerStore.index_tx_attrs` from the stored blocks; `META_TX_ATTRS` says how far it reaches.
+Keys:
 `I` + len(attr) (1) + attr + len(value) (2) + value + height (8) + tx index (4) -> tx hash, so
 one attribute value's txs are contiguous and in height order; `J` + height -> the I keys that
 height wrote, which pruning deletes with the block (storage.ledger_prune).

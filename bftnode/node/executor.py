@@ -77,20 +77,22 @@ def blocks_for_fetch(store: BlockSource, from_seq: int, to_seq: int,
     return tuple(blocks)
 
 
-def execute_and_commit(store: Store, app: Application, exs: Sequence[Execute]) -> list[Executed]:
+def execute_and_commit(store: Store, app: Application, exs: Sequence[Execute],
+                       tx_index: bool = True) -> list[Executed]:
     """The app over the live state (plus the writes of the earlier blocks of this group,
-    through an overlay), then ONE atomic synced commit of them all. With the state tree on,
+    through an overlay), then ONE atomic synced commit of them all, with their tx-attribute
+    index entries unless not `tx_index` (bftnode.node.tx_attrs). With the state tree on,
     one commit per block: each block's depth bound reads the tree of the block before."""
     if len(exs) > 1 and isinstance(store, AuthenticatedState) and store.authenticated_state:
-        return [d for ex in exs for d in execute_and_commit(store, app, (ex,))]
+        return [d for ex in exs for d in execute_and_commit(store, app, (ex,), tx_index)]
     if isinstance(store, HeldExecutionState):
         with store.execution_state() as state:  # its reads end before commit_blocks writes
-            return _execute_and_commit_on(store, app, state, exs)
-    return _execute_and_commit_on(store, app, store.state(), exs)
+            return _execute_and_commit_on(store, app, state, exs, tx_index)
+    return _execute_and_commit_on(store, app, store.state(), exs, tx_index)
 
 
 def _execute_and_commit_on(store: Store, app: Application, state: StateReader,
-                           exs: Sequence[Execute]) -> list[Executed]:
+                           exs: Sequence[Execute], tx_index: bool) -> list[Executed]:
     overlay = None
     if len(exs) > 1:
         from bftnode.app.overlay import Overlay
@@ -120,8 +122,10 @@ def _execute_and_commit_on(store: Store, app: Application, state: StateReader,
                     overlay.delete(k)
                 else:
                     overlay.put(k, v)
+        attrs = (tuple(tx_attrs.entries(app, [r.tx_hash for r in results], effects.events))
+                 if tx_index else None)
         commits.append(BlockCommit(ex, results, writes,
-                                   events=app_events.encode(app, effects.events)))
+                                   events=app_events.encode(app, effects.events), attrs=attrs))
         done.append((results, effects))
     store.commit_blocks(commits)
     return done
@@ -225,12 +229,7 @@ class ExecutorMixin:
         """Runs in a worker thread (a small group: on the event loop, see
         INLINE_MAX_REQUESTS)."""
         self._trimmer.maybe()  # now and then: RSS stays flat (see memory.py)
-        done = execute_and_commit(self.store, self.app, exs)
-        if self._tx_index:
-            tx_attrs.index_executed(self.store, self.app, [
-                (ex.seq, [r.tx_hash for r in results], effects.events)
-                for ex, (results, effects) in zip(exs, done, strict=True)])
-        return done
+        return execute_and_commit(self.store, self.app, exs, self._tx_index)
 
     def _after_execute(self, ex: Execute, results: tuple[TxResult, ...],
                        effects: Any) -> None:

@@ -1,7 +1,7 @@
 """The node's side of the tx-attribute index (storage.tx_attrs): what each committed tx is
-found by in `tx_search`, written right after its block is committed, and caught up from the
-stored blocks and events where that was missed (a crash between the two writes, a ledger from
-before the index, blocks installed by catch-up).
+found by in `tx_search` (`entries`, which the executor puts in each block's own batch), and
+`catch_up` from the stored blocks and events where the index does not reach (a ledger from
+before the index, or from while `tx_index` was off).
 
 A tx is indexed under what its application events name (`EventAttrs`, optional on an
 Application; the KV application: `kv.key`, `lock.key`, `election.key`, `lease.id`); a node
@@ -68,20 +68,6 @@ def entries(app: Any, tx_hashes: Sequence[bytes],
             if 0 <= i < len(tx_hashes):
                 out.append((attr, value, i, tx_hashes[i]))
     return out
-
-
-def index_executed(store: Any, app: Any,
-                   blocks: Sequence[tuple[int, Sequence[bytes], Sequence[Any]]]) -> None:
-    """Index blocks just committed ((height, tx hashes, events)) if the index is right below
-    them; otherwise `catch_up` will."""
-    if not blocks or not isinstance(store, AttrIndex):
-        return
-    try:
-        if store.tx_attrs_indexed() != blocks[0][0] - 1:
-            return
-        store.index_tx_attrs([(h, entries(app, txs, evs)) for h, txs, evs in blocks])
-    except Exception as exc:  # derived data: never the block's fault; catch_up tries again
-        _warn(str(exc), height=blocks[0][0])
 
 
 def catch_up(store: Any, app: Any, max_blocks: int = CATCH_UP_BLOCKS) -> int:

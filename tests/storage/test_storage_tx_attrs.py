@@ -1,17 +1,17 @@
 """The tx-attribute index (storage.tx_attrs, keyspaces I and J): a value's txs come back by
 one range read in height order within the asked heights; pruning a block deletes what its
-height indexed; the node indexes each committed block and catches up on blocks it missed
-(bftnode.node.tx_attrs). On real plyvel and on MemoryStore."""
+height indexed; a block's entries ride in its own batch, and the node catches up on blocks
+committed without them (bftnode.node.tx_attrs). On real plyvel and on MemoryStore."""
 
 from __future__ import annotations
 
 import pytest
-from ledger_helpers import ChainBuilder, open_engine
+from ledger_helpers import CHAIN_ID, GENESIS_HASH, ChainBuilder, open_engine
 
 from bftnode.app.events import DELETE, LEASE_GRANTED, LOCK_GRANTED, PUT, AppEvent, event_attrs
 from bftnode.node import app_events
 from bftnode.node import tx_attrs as node_attrs
-from storage import keys, tx_attrs
+from storage import keys, open_store, tx_attrs
 
 
 def _entries(block, attr=b"kv.key"):
@@ -94,34 +94,42 @@ class _App:
 
 
 @pytest.mark.parametrize("engine", ["leveldb", "memory"])
-def test_the_node_indexes_committed_blocks_and_catches_up_on_missed_ones(engine, tmp_path):
-    """Blocks the executor indexed at once, and blocks committed without it (a crash between
-    the two writes, a ledger from before the index): `catch_up` indexes the latter from the
-    stored blocks and events, a bounded step at a time."""
+def test_blocks_carry_their_entries_and_catch_up_indexes_the_ones_that_did_not(engine, tmp_path):
+    """A block committed with its entries is indexed in its own batch while the index
+    reaches the block before it; blocks committed without (a ledger from before the index,
+    `tx_index` off) or above a gap are left to `catch_up`, which indexes them from the stored
+    blocks and events a bounded step at a time. A reopened store knows how far it reached."""
     s = open_engine(engine, tmp_path / "db")
     app = _App()
     cb = ChainBuilder(seed=8)
-    first = cb.next_block(ntx=2)
-    s.commit_block(first)
-    txs = [r.tx_hash for r in first.results]
-    node_attrs.index_executed(s, app, [(1, txs, [AppEvent(PUT, b"one", 1, tx_index=1)])])
-    later = []
-    for seq in range(2, 8):
+
+    def commit(evs, attrs: bool):
         b = cb.next_block(ntx=2)
-        evs = [AppEvent(PUT, b"later", seq, tx_index=0)]
+        ents = tuple(node_attrs.entries(app, [r.tx_hash for r in b.results], evs))
         s.commit_block(type(b)(b.execute, b.results, b.state_writes, b.state_root,
-                               app_events.encode(app, evs)))
-        later.append(b)
-    # not right above the index: left to catch_up
-    node_attrs.index_executed(s, app, [(9, [], [])])
+                               app_events.encode(app, evs), ents if attrs else None))
+        return b
+
+    first = commit([AppEvent(PUT, b"one", 1, tx_index=1)], attrs=True)
+    assert s.tx_attrs_indexed() == 1 and not node_attrs.behind(s)
+    later = [commit([AppEvent(PUT, b"later", seq, tx_index=0)], attrs=seq > 4)
+             for seq in range(2, 8)]  # 2..4 without entries, 5..7 with: above a gap
     assert s.tx_attrs_indexed() == 1 and node_attrs.behind(s)
     assert node_attrs.catch_up(s, app, max_blocks=4) == 4
     assert s.tx_attrs_indexed() == 5
     assert node_attrs.catch_up(s, app, max_blocks=4) == 2
     assert not node_attrs.behind(s)
+    nxt = commit([AppEvent(PUT, b"later", 8, tx_index=1)], attrs=True)  # contiguous again
+    assert s.tx_attrs_indexed() == 8
+    later.append(nxt)
     with s.read_view() as v:
         assert v.find_tx_attr(b"kv.key", b"one", 1, 9, 10) == [(1, 1, first.results[1].tx_hash)]
-        later_found = v.find_tx_attr(b"kv.key", b"later", 1, 9, 10)
-        assert [(h, i, th) for h, i, th in later_found] == [
-            (b.execute.seq, 0, b.results[0].tx_hash) for b in later]
+        found = v.find_tx_attr(b"kv.key", b"later", 1, 9, 10)
+        assert found == [(b.execute.seq, 0 if b is not nxt else 1,
+                          b.results[0 if b is not nxt else 1].tx_hash) for b in later]
+    if engine == "leveldb":
+        s.close()
+        s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, create=False)
+        s.recover()
+        assert s.tx_attrs_indexed() == 8
     s.close()
