@@ -57,7 +57,7 @@ def assess(i: HealthInputs, b: HealthBounds) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if not i.running:
         out.append((NOT_RUNNING, "node not running"))
-    if i.view_change_s is not None and i.view_change_s > b.view_change_s:
+    if in_stuck_view_change(i, b):
         out.append((VIEW_CHANGE, f"in a view change for {i.view_change_s:.1f}s "
                                  f"(bound {b.view_change_s:g}s)"))
     if i.peer_height > i.height and i.since_commit_s > b.stall_s:
@@ -71,6 +71,27 @@ def assess(i: HealthInputs, b: HealthBounds) -> list[tuple[str, str]]:
         out.append((NO_QUORUM, f"{i.connected} of {i.validators} validators connected (this "
                                f"node included), fewer than 2f+1 = {i.quorum}"))
     return out
+
+
+def in_stuck_view_change(i: HealthInputs, b: HealthBounds) -> bool:
+    """In a view change past the bound with no commit within it either. A replica alone in a
+    higher view (its VIEW-CHANGE sent, the others committing in the lower one) may not vote in
+    the lower view again (its VIEW-CHANGE could then hide what it prepared there), so PBFT
+    keeps it waiting until the others change view; meanwhile it executes their certified
+    blocks by block sync and its VIEW-CHANGE counts toward their next view change. Such a
+    node serves current reads: it is noted (`following_view_change`), not unfit."""
+    return (i.view_change_s is not None and i.view_change_s > b.view_change_s
+            and i.since_commit_s > b.view_change_s)
+
+
+def following_view_change(i: HealthInputs, b: HealthBounds) -> str | None:
+    """The note for a node in a long view change that keeps committing (see above)."""
+    if i.view_change_s is None or i.view_change_s <= b.view_change_s or in_stuck_view_change(
+            i, b):
+        return None
+    return (f"in a view change for {i.view_change_s:.1f}s while the chain commits: this node "
+            f"follows it by block sync (last commit {i.since_commit_s:.1f}s ago) and waits for "
+            f"the others' next view change")
 
 
 def catching_up(height: int, peer_height: int, b: HealthBounds) -> bool:
@@ -132,7 +153,9 @@ class HealthMixin:
         i = self.health_inputs(info)
         bounds = self.health_bounds
         bad = assess(i, bounds)
+        note = following_view_change(i, bounds)
         return {"ok": not bad, "why": [text for _, text in bad],
+                "notes": [] if note is None else [note],
                 "reasons": [code for code, _ in bad], "height": i.height,
                 "peers": i.connected - 1, "peer_height": i.peer_height,
                 "catching_up": catching_up(i.height, i.peer_height, bounds),

@@ -20,6 +20,7 @@ from bftnode.node.health import (
     HealthMixin,
     assess,
     catching_up,
+    following_view_change,
 )
 from bftnode.rpc import errors as E
 from bftnode.rpc import read_views as rv
@@ -45,12 +46,26 @@ def test_a_healthy_node_is_ok():
 
 def test_each_condition_is_its_own_reason():
     assert _codes(running=False) == [NOT_RUNNING]
-    assert _codes(view_change_s=5.1) == [VIEW_CHANGE]
+    assert _codes(view_change_s=5.1, since_commit_s=5.1, peer_height=100) == [VIEW_CHANGE]
     assert _codes(since_commit_s=6.0) == [STALLED]  # a peer (101) is ahead and no commit
     assert _codes(peer_height=111) == [BEHIND]
     assert _codes(connected=2) == [NO_QUORUM]
     assert _codes(since_commit_s=6.0, peer_height=200, connected=1) == [STALLED, BEHIND,
                                                                          NO_QUORUM]
+
+
+def test_a_long_view_change_while_the_node_commits_is_a_note_not_a_failure():
+    # alone in a higher view, following the others' blocks by block sync
+    following = {f: getattr(OK, f) for f in OK.__dataclass_fields__} | {
+        "view_change_s": 60.0, "since_commit_s": 0.8}
+    assert _codes(**following) == []
+    note = following_view_change(HealthInputs(**following), BOUNDS)
+    assert note is not None and "block sync" in note
+    # the same view change with no commit within the bound is unfit, and carries no note
+    stuck = following | {"since_commit_s": 5.5, "peer_height": 100}
+    assert _codes(**stuck) == [VIEW_CHANGE]
+    assert following_view_change(HealthInputs(**stuck), BOUNDS) is None
+    assert following_view_change(OK, BOUNDS) is None
 
 
 def test_an_idle_chain_is_not_a_stall():
