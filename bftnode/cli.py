@@ -61,11 +61,12 @@ def _add_testnet_files(sub: Any) -> None:
     p = sub.add_parser(
         "testnet-files", help="homes for validators on separate hosts (genesis + one per host)",
         description="Write OUT/genesis.json and OUT/node<i> for validator i on host i (IP "
-        "addresses, in index order): every node listens on its host's address with the same "
+        "addresses or DNS names, in index order): every node listens on its host's address "
+        "(every IPv4 address for a name; peers resolve names at each dial) with the same "
         "ports. Copy OUT/node<i> to host i and run `bftnode start --home DIR` there "
         "(docs/operations.md, 'Validators on separate hosts').")
     p.add_argument("--hosts", required=True,
-                   help="comma-separated IP addresses, one per validator (at least 4)")
+                   help="comma-separated IP addresses or DNS names, one per validator (at least 4)")
     p.add_argument("--out", required=True, type=Path, help="directory to write")
     p.add_argument("--p2p-port", type=int, default=26656)
     p.add_argument("--rpc-port", type=int, default=26657)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -27,15 +28,42 @@ class HomeError(Exception):
     """A home directory cannot be initialised (the message says why)."""
 
 
-def multiaddr(host: str, port: int) -> str:
-    """`/ip4/H/tcp/P` or `/ip6/H/tcp/P` for an IP literal; ValueError for anything else (the
-    transport dials IP addresses, not names)."""
+_NAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}"
+                   r"[a-z0-9])?)*$")
+
+
+def host_address(host: str) -> str:
+    """An IP literal in its compressed form, or a DNS name lowercased; ValueError otherwise."""
     try:
-        ip = ipaddress.ip_address(host)
+        return ipaddress.ip_address(host).compressed
     except ValueError:
-        raise ValueError(f"host {host!r} is not an IPv4 or IPv6 address (names are not "
-                         "resolved: give each validator's address)") from None
+        pass
+    name = host.lower().rstrip(".")
+    if not _NAME.match(name) or name.replace(".", "").isdigit():
+        raise ValueError(f"host {host!r} is neither an IP address nor a DNS name")
+    return name
+
+
+def multiaddr(host: str, port: int) -> str:
+    """`/ip4/H/tcp/P` or `/ip6/H/tcp/P` for an IP literal, `/dns/NAME/tcp/P` for a DNS name
+    (peers resolve it at each dial: network.libp2p_host.resolve); ValueError otherwise."""
+    h = host_address(host)
+    try:
+        ip = ipaddress.ip_address(h)
+    except ValueError:
+        return f"/dns/{h}/tcp/{port}"
     return f"/ip{ip.version}/{ip.compressed}/tcp/{port}"
+
+
+def listen_address(host: str, port: int) -> str:
+    """Where a node on `host` listens: the IP itself, or every IPv4 address when it is named
+    by DNS (a name is how peers find it, not an address to bind)."""
+    h = host_address(host)
+    try:
+        ipaddress.ip_address(h)
+    except ValueError:
+        return f"/ip4/0.0.0.0/tcp/{port}"
+    return multiaddr(h, port)
 
 
 def ports_for(index: int, base_port: int) -> tuple[int, int]:
@@ -74,7 +102,7 @@ def init_home(
             node_index < len(genesis.validators)) else 26656
     cfg = NodeConfig(
         home=h, node_index=node_index, chain_id=genesis.chain_id,
-        p2p_listen=multiaddr(p2p_host, p2p_port),
+        p2p_listen=listen_address(p2p_host, p2p_port),
         rpc_host=rpc_host, rpc_port=26657 if rpc_port is None else rpc_port,
         log_level=log_level, **(overrides or {}),
     )

@@ -49,6 +49,7 @@ from network.libp2p_host import (
     _split_p2p,
     key_pair_from_seed,
     peer_id_from_public_key,
+    resolve,
     secure_host,
 )
 from network.transport import (
@@ -293,7 +294,7 @@ class Libp2pTransport(Transport):
             stream: INetStream | None = None
             try:
                 with trio.fail_after(self.dial_timeout_s):
-                    await host.connect(PeerInfo(p.peer_id, [p.addr]))
+                    await host.connect(PeerInfo(p.peer_id, await resolve(p.addr)))
                     stream = await host.new_stream(p.peer_id, [self.protocol_id])
             except Exception as exc:
                 p.stats.dial_failures += 1

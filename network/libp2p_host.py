@@ -7,6 +7,7 @@ Imports: multiaddr, libp2p, network.libp2p_patches. Nothing of ours beyond `netw
 from __future__ import annotations
 
 import multiaddr
+import trio
 from libp2p import new_host
 from libp2p.abc import IHost
 from libp2p.crypto.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -68,3 +69,26 @@ def _split_p2p(addr: str) -> tuple[multiaddr.Multiaddr, str | None]:
     if len(parts) > 2:
         raise ValueError(f"bad multiaddr {addr!r}")
     return multiaddr.Multiaddr(parts[0]), (parts[1] if len(parts) == 2 else None)
+
+
+_DNS = {"dns": 0, "dns4": 4, "dns6": 6}
+
+
+async def resolve(addr: multiaddr.Multiaddr) -> list[multiaddr.Multiaddr]:
+    """`/dns|dns4|dns6/<name>/tcp/<port>` -> its `/ip4|ip6/<address>/tcp/<port>` addresses
+    through the system resolver (hosts file included), asked at each dial: a name's address
+    may change (a restarted Kubernetes pod). An IP address is returned as it is. OSError when
+    the name does not resolve."""
+    first = addr.protocols()[0]
+    family = _DNS.get(first.name)
+    if family is None:
+        return [addr]
+    name = addr.value_for_protocol(first.name)
+    fam = {0: trio.socket.AF_UNSPEC, 4: trio.socket.AF_INET, 6: trio.socket.AF_INET6}[family]
+    infos = await trio.socket.getaddrinfo(name, None, family=fam, type=trio.socket.SOCK_STREAM)
+    tail = str(addr)[len(f"/{first.name}/{name}"):]
+    out = list(dict.fromkeys(
+        f"/ip{6 if ':' in info[4][0] else 4}/{info[4][0]}{tail}" for info in infos))
+    if not out:
+        raise OSError(f"{name!r} does not resolve")
+    return [multiaddr.Multiaddr(a) for a in out]

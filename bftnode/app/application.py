@@ -21,7 +21,7 @@ from consensus import Request
 from consensus.evidence import PROOF_KINDS
 from storage.interface import DepthGuarded, DepthLimit, StateReader
 
-from . import auth, auth_ops, budgets, compaction, kv, lease_end, leases, locks, quotas
+from . import auth, auth_ops, budgets, compaction, kv, lease_end, leases, listing, locks, quotas
 from . import layout as L
 from . import ops as O
 from .errors import (
@@ -419,5 +419,7 @@ _QUERIES: dict[str, Callable[[StateReader, dict, dict], dict]] = {
     "lock_status": _q_lock_status,
     "election_leader": _q_election_leader,
     "revision": _q_revision,
+    "lock_list": listing.lock_list,
+    "lease_list": listing.lease_list,
 }
 QUERY_METHODS = (*_QUERIES, "auth_status")  # auth_status: KVApplication._q_auth_status

@@ -42,6 +42,8 @@ from .errors import StartupError
 from .executor import EXEC_QUEUE_GROUPS, ExecutorMixin, InlineCost
 from .health import HealthBounds, HealthMixin
 from .metrics import MetricsMixin
+from .otel import TxSpans
+from .otel import from_env as otel_from_env
 from .ports import Application, ReplicaFactory, ReplicaLike, Store, Transport
 from .reads import ReadsMixin
 from .snapshot import SnapshotShell, snapshot_convictions
@@ -163,6 +165,7 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
         self._app_events_total = 0
         self._traces: collections.OrderedDict[bytes, str] = collections.OrderedDict()
         self._peer_traces = PeerTraces()  # trace ids peers announced (traces.py)
+        self._spans: TxSpans | None = otel_from_env(index, self.chain_id, self.log)  # otel.py
         self._evidence: collections.deque[dict] = collections.deque(maxlen=EVIDENCE_KEPT)
         self._loopback: collections.deque[Any] = collections.deque()
         self._out_counters: dict[str, Any] = {}
@@ -247,6 +250,8 @@ class Node(DriverMixin, ExecutorMixin, WaitersMixin, SubmitMixin, ReadsMixin, He
             self._closed = True
             self.snapshots.close()
             self.store.close()
+            if self._spans is not None:
+                self._spans.shutdown()  # flushes the spans not exported yet
             self.log.info("node stopped", height=self._height)
 
     async def _start_rpc(self, nursery: trio.Nursery) -> None:

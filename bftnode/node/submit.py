@@ -16,6 +16,7 @@ from network.framing import FramingError
 
 from ..logging import current_trace_id
 from ..rpc.node_api import SubmitResult
+from .otel import TxSpans
 from .traces import decode_note, encode_note, valid_trace_id
 from .waiters import Submitted, Waiter
 
@@ -24,6 +25,8 @@ TRACES_KEPT = 10_000
 
 class SubmitMixin:
     """NodeAPI writes of `Node`."""
+
+    _spans: TxSpans | None = None  # OTLP export of traced txs (otel.py), when on
 
     async def submit(self, request: Request) -> SubmitResult:
         """Hand a client-signed request to the replica task (CheckTx semantics): "accepted" once
@@ -72,6 +75,8 @@ class SubmitMixin:
             self._fault_log.warning("dropped trace note", peer, "malformed")
             return
         self._peer_traces.add(peer, *note)
+        if self._spans is not None:
+            self._spans.learned(*note)
 
     def quota_refusal(self, request: Request) -> str | None:
         """The replica's pending-quota refusal of this request now (asked by the RPC before a
@@ -98,6 +103,8 @@ class SubmitMixin:
         tid = current_trace_id()
         if tid is not None:  # carried into the replica task's log line for this tx's commit
             self._traces[tx_hash] = tid
+            if self._spans is not None:
+                self._spans.learned(tx_hash, tid)
             while len(self._traces) > TRACES_KEPT:
                 self._traces.popitem(last=False)
         return Submitted(request, Waiter(), valid_trace_id(tid))

@@ -19,6 +19,7 @@ from storage.interface import TxResult
 
 from ..logging import trace_context
 from .errors import TxRejected
+from .otel import TxSpans
 
 # A rejection reason can carry request-derived text (an op's size); the metric label is the
 # reason's code from this closed set, anything else "tx:other".
@@ -68,6 +69,8 @@ class Submitted:
 class WaitersMixin:
     """Commit waiters of `Node`: `_commit_waiters` (tx hash -> waiters), `_by_client`
     ((client, seq) -> tx hashes waited for) and `_traces` (tx hash -> caller's trace id)."""
+
+    _spans: TxSpans | None = None  # OTLP export of traced txs (otel.py), when on
 
     def _watch(self, tx_hash: bytes, client: tuple[bytes, int] | None = None) -> Waiter:
         w = Waiter()
@@ -129,6 +132,8 @@ class WaitersMixin:
                 with trace_context(tid):
                     self.log.info("tx committed", tx=tr.tx_hash.hex()[:16], height=ex.seq,
                                   view=ex.view, code=tr.code)
+                if self._spans is not None:
+                    self._spans.committed(tr.tx_hash, tid, ex.seq, ex.view, tr.code)
             for w in self._commit_waiters.pop(tr.tx_hash, ()):
                 w.resolve({"tx_result": tr})
             self._by_client.pop((tr.client_id, tr.request_seq), None)

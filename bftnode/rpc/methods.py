@@ -217,4 +217,4 @@ __all__ = [
     "b64", "block_json", "commit_json", "jsonable", "result_json", "tx_json",
 ]
 
-from . import comet, handlers, read_guard  # noqa: E402, F401  (they register every method)
+from . import comet, explorer, handlers, read_guard  # noqa: E402, F401  (they register every method)

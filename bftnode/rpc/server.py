@@ -36,6 +36,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from ..logging import trace_from_headers
+from . import explorer
 from . import methods as m
 from .connections import ConnectionLimiter, open_file_cap, serve_app
 from .errors import METHOD_NOT_FOUND, NOT_FOUND, TIMEOUT, TOO_LARGE, RPCError
@@ -225,6 +226,7 @@ def create_app(
         Route("/health", get_health, methods=["GET"]),
         Route("/metrics", get_metrics, methods=["GET"]),
         WebSocketRoute("/websocket", websocket),
+        *explorer.routes(),
         Route("/{method:str}", get_method, methods=["GET"]),
     ]
     app = Starlette(routes=routes)

@@ -133,3 +133,38 @@ async def test_a_peer_that_stops_reading_does_not_slow_the_others():
     # buffers absorb (more on an idle machine); the drop-oldest policy itself is pinned by
     # tests/unit/network. Here: the queue stays bounded and honest peers lose nothing.
     assert stats[1]["drops"] == {} and stats[2]["drops"] == {}
+
+
+async def test_peers_named_by_dns_are_resolved_at_each_dial():
+    """A genesis may name validators `/dns/<name>/tcp/<port>` (Kubernetes pods): each dial
+    resolves the name (here `localhost`, through the hosts file) and connects."""
+    import os
+
+    import multiaddr
+    from libp2p_net_helpers import free_port
+    from nacl.signing import SigningKey
+
+    from network.libp2p_host import resolve
+    from network.transport import PeerSpec
+
+    assert [str(a) for a in await resolve(multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/1"))] == [
+        "/ip4/127.0.0.1/tcp/1"]
+    got = [str(a) for a in await resolve(multiaddr.Multiaddr("/dns4/localhost/tcp/7"))]
+    assert got == ["/ip4/127.0.0.1/tcp/7"], got
+    with pytest.raises(OSError):
+        await resolve(multiaddr.Multiaddr("/dns4/no-such-host.invalid/tcp/7"))
+
+    seeds = [os.urandom(32) for _ in range(4)]
+    ports = [free_port() for _ in range(4)]
+    specs = [PeerSpec(i, bytes(SigningKey(s).verify_key), f"/dns4/localhost/tcp/{ports[i]}")
+             for i, s in enumerate(seeds)]
+    async with trio.open_nursery() as nursery:
+        nodes = [Node(nursery, Libp2pTransport(
+            i, seeds[i], specs, listen_multiaddr=f"/ip4/127.0.0.1/tcp/{ports[i]}", **FAST))
+            for i in range(4)]
+        for n in nodes:
+            await n.start()
+        await nodes[0].transport.broadcast(b"hello by name")
+        for n in nodes[1:]:
+            assert await receive(n.transport, 1) == [(0, b"hello by name")]
+        nursery.cancel_scope.cancel()

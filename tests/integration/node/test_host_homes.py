@@ -34,8 +34,8 @@ def test_refusals_name_the_problem(tmp_path, capsys):
 
     assert run("--hosts", "10.0.0.1,10.0.0.2,10.0.0.3") == 2
     assert "at least 4 validators" in capsys.readouterr().err
-    assert run("--hosts", "10.0.0.1,node2,10.0.0.3,10.0.0.4") == 2
-    assert "'node2' is not an IPv4 or IPv6 address" in capsys.readouterr().err
+    assert run("--hosts", "10.0.0.1,node_2!,10.0.0.3,10.0.0.4") == 2
+    assert "'node_2!' is neither an IP address nor a DNS name" in capsys.readouterr().err
     assert run("--hosts", "10.0.0.1,10.0.0.1,10.0.0.3,10.0.0.4") == 2
     assert "hosts repeat" in capsys.readouterr().err
     assert not (tmp_path / "x" / "node0").exists()
@@ -46,6 +46,14 @@ def test_refusals_name_the_problem(tmp_path, capsys):
     assert load_config(m["nodes"][0]["home"]).rpc_host == "127.0.0.1"  # not public by default
     assert run("--hosts", "10.0.0.5,10.0.0.6,10.0.0.7,10.0.0.8") == 2  # never overwrites
     assert "already holds homes" in capsys.readouterr().err
+    # validators named by DNS (Kubernetes pods): dialled by name, listening on every address
+    assert run("--hosts", ",".join(f"bft-{i}.bft" for i in range(4)), "--out",
+               str(tmp_path / "named"), "--json") == 0
+    m = json.loads(capsys.readouterr().out)
+    genesis = json.loads(Path(m["genesis"]).read_text())
+    assert [v["p2p_multiaddr"] for v in genesis["validators"]] == [
+        f"/dns/bft-{i}.bft/tcp/26656" for i in range(4)]
+    assert load_config(m["nodes"][2]["home"]).p2p_listen == "/ip4/0.0.0.0/tcp/26656"
 
 
 def _wait(cond, timeout: float, what: str):

@@ -17,6 +17,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 from testnet.ports import free_port_base
@@ -86,6 +87,8 @@ def test_the_wheel_installs_and_runs_a_testnet_from_a_fresh_virtualenv(tmp_path)
         assert "works" in json.dumps(got), got
         status = json.loads(_run([bft, "status", "--json"], work, cenv, timeout=60))
         assert status["height"] >= 1, status
+        ui = httpx.get(rpc[0] + "/ui/explorer.js", timeout=10)  # package data of the wheel
+        assert ui.status_code == 200 and "commitCertificate" in ui.text
     finally:
         _run([py, "-m", "testnet", "down", "--dir", net], work, env, timeout=120)
     report = json.loads(_run([py, "-m", "testnet", "attack", "kill-primary", "--json",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -20,9 +21,11 @@ from bftnode.app import ops
 from bftnode.client import Client
 from bftnode.client import core as C
 from testnet.ports import free_port_base
+from tests.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.integration
 _LOGS: list[Path] = []  # the module testnet's node logs
+_OTLP: list[OtlpReceiver] = []  # where the module testnet's nodes export spans
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +33,32 @@ def urls(tmp_path_factory) -> list[str]:
     from testnet import launcher
 
     d = tmp_path_factory.mktemp("comet-testnet")
-    # info: the trace test reads each node's `tx committed` lines
-    m = launcher.up(d, 4, open_chain=True, base_port=free_port_base(8), log_level="info")
-    _LOGS[:] = [Path(n["log"]) for n in m["nodes"]]
+    with OtlpReceiver() as rx:
+        _OTLP[:] = [rx]
+        # the nodes export traced txs to this receiver (bftnode.node.otel), every 0.1 s
+        with _env({"OTEL_EXPORTER_OTLP_ENDPOINT": rx.url, "OTEL_BSP_SCHEDULE_DELAY": "100"}):
+            # info: the trace test reads each node's `tx committed` lines
+            m = launcher.up(d, 4, open_chain=True, base_port=free_port_base(8),
+                            log_level="info")
+        _LOGS[:] = [Path(n["log"]) for n in m["nodes"]]
+        try:
+            yield [n["rpc"] for n in m["nodes"]]
+        finally:
+            launcher.down(d)
+
+
+@contextlib.contextmanager
+def _env(values: dict[str, str]):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
-        yield [n["rpc"] for n in m["nodes"]]
+        yield
     finally:
-        launcher.down(d)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _post(url: str, method: str, params) -> dict:
@@ -190,3 +212,11 @@ def test_a_trace_id_reaches_every_nodes_log(urls, tmp_path, header):
         time.sleep(0.1)
     for lines in found:
         assert lines[0]["trace_id"] == tid and lines[0]["height"] == r.json()["result"]["height"]
+    # and each node exported its span of the tx into the caller's trace (OTLP)
+    deadline = time.monotonic() + 10
+    rx = _OTLP[0]
+    while len({s["instance"] for s in rx.with_trace(tid)}) < 4:
+        assert time.monotonic() < deadline, rx.with_trace(tid)
+        time.sleep(0.1)
+    assert {s["attrs"]["bftnode.height"] for s in rx.with_trace(tid)} == {
+        r.json()["result"]["height"]}
