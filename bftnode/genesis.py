@@ -20,6 +20,9 @@ from consensus import Config, digest
 
 _CHAIN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _CONFIG_FIELDS = {f.name: f.type for f in dataclasses.fields(Config)}
+# consensus.sparse_backlog when the genesis does not set it: busy clients wait while clients
+# with one request at a time are served and the pool holds this many (consensus.fair.SparseFirst)
+SPARSE_BACKLOG = 16
 
 
 class GenesisError(Exception):
@@ -57,7 +60,8 @@ class Genesis:
 
         # the pool's per-client bound is an application quota (app.quotas.max_pending)
         pending = (self.app.get("quotas") or {}).get("max_pending", Limits().max_pending)
-        return Config(n=len(self.validators), max_pending_per_client=pending, **self.consensus)
+        params = {"sparse_backlog": SPARSE_BACKLOG, **self.consensus}
+        return Config(n=len(self.validators), max_pending_per_client=pending, **params)
 
     def canonical_bytes(self) -> bytes:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()

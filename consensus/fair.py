@@ -9,7 +9,8 @@ The rotation is built only when a batch is taken (a backup never takes one) and 
 when stale entries outnumber live ones.
 `SourceRates` is the admission side: a token bucket per source (requests and bytes per
 second, sized from what the chain executed recently) that Replica._admit and on_forward consult
-before a request enters the queue.
+before a request enters the queue. `SparseFirst` keeps the backlog short for sparse clients
+(one request at a time) while busy ones (several pending) would fill it.
 Pure: stdlib only.
 """
 
@@ -267,3 +268,64 @@ class SourceRates:
         self._buckets[source] = (req + 1000, nbytes + size * 1000, at)
         r, b = self._counts.get(source, (1, size))
         self._counts[source] = (max(0, r - 1), max(0, b - size))
+
+
+class SparseFirst:
+    """Sparse clients first. A client that sends a request while it already holds one in the
+    pool is *busy* for `window_ms`; one whose request finds none of its own pending, twice
+    within `window_ms` and not busy meanwhile, is *sparse* (a sequential client; a fresh key's
+    single request, or a busy client's first, is neither). While a sparse client sent
+    something within `window_ms` and the pool holds `backlog` requests or more, busy clients
+    get nothing more admitted from us (Replica._admit: refused `client quota`, retried by the
+    client), so the batches ahead of a sparse client's next request stay few and small: its
+    latency stays near the quiet one whatever the busy clients send (fair batching alone
+    cannot remove the batches already ordered ahead). Busy clients alone (no sparse one) are
+    not held back. `backlog` 0: off. At most `kept` clients of each kind are remembered (the
+    oldest go)."""
+
+    __slots__ = ("backlog", "window_ms", "kept", "_busy", "_seen", "_sparse_at")
+
+    def __init__(self, backlog: int, window_ms: int = 2_000, kept: int = 65_536) -> None:
+        self.backlog = backlog
+        self.window_ms = window_ms
+        self.kept = kept
+        self._busy: OrderedDict[bytes, int] = OrderedDict()  # client -> busy until (ms)
+        self._seen: OrderedDict[bytes, int] = OrderedDict()  # client -> last lone request
+        self._sparse_at = -(1 << 62)
+
+    def note(self, client: bytes, held: int, now: int) -> None:
+        """A request of `client` enters the pool, which held `held` of its requests."""
+        if not self.backlog:
+            return
+        if held:
+            self._seen.pop(client, None)
+            _remember(self._busy, client, now + self.window_ms, self.kept)
+            return
+        if self.busy(client, now):
+            return
+        last = self._seen.get(client)
+        if last is not None and now - last <= self.window_ms:
+            self._sparse_at = now
+        _remember(self._seen, client, now, self.kept)
+
+    def busy(self, client: bytes, now: int) -> bool:
+        until = self._busy.get(client)
+        if until is None:
+            return False
+        if until < now:
+            del self._busy[client]
+            return False
+        return True
+
+    def holds_back(self, client: bytes, pool: int, now: int) -> bool:
+        """Whether a new request of `client` waits: it is busy, a sparse client is active and
+        the pool holds `backlog` requests or more."""
+        return (bool(self.backlog) and pool >= self.backlog
+                and now - self._sparse_at <= self.window_ms and self.busy(client, now))
+
+
+def _remember(d: OrderedDict[bytes, int], client: bytes, value: int, kept: int) -> None:
+    d[client] = value
+    d.move_to_end(client)
+    while len(d) > kept:
+        d.popitem(last=False)

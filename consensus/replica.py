@@ -40,7 +40,7 @@ from .events import (
     SnapshotRead,
     Tick,
 )
-from .fair import FairQueue, SourceRates
+from .fair import FairQueue, SourceRates, SparseFirst
 from .log import MessageLog
 from .messages import (
     SIGNED_REPLICA_MESSAGES,
@@ -165,6 +165,7 @@ class Replica(
         # of it, so what we relay stays inside what our peers admit from us
         self._rates = SourceRates(config.source_rate_requests, config.source_rate_bytes,
                                   config.source_burst_ms, config.n)
+        self._sparse = SparseFirst(config.sparse_backlog)  # busy clients wait (fair.py)
         self._forwarded_ms: dict[Key, int] = {}  # when each pending request was last relayed
         self._expiring: set[Key] = set()  # pending requests with a valid_until
         # pending, not in a batch of this view: oldest first, batched round-robin (fair.py)

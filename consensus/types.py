@@ -99,6 +99,11 @@ class Config:
     # request bytes (plus per-object overhead) in the pending pool; each source (our clients,
     # each relaying replica) may hold 1/n of it, so one relay cannot fill the pool
     max_pending_bytes: int = 64 * 1024 * 1024
+    # sparse clients first (fair.SparseFirst): while a client with one request at a time is
+    # active and the pool holds this many requests or more, clients that hold some already
+    # get no more admitted from us (refused `client quota`; they retry). 0 = off; the node
+    # turns it on (Genesis.config: SPARSE_BACKLOG unless the genesis says otherwise)
+    sparse_backlog: int = 0
     # each source's admission rate (our clients; each relaying replica), per second: the
     # floor in requests and request bytes; a source may go up to twice the mean rate of the
     # others (consensus.fair.SourceRates), so spread load runs at capacity while one source
@@ -159,6 +164,8 @@ class Config:
             raise ValueError(f"dedup_window must be >= 1, got {self.dedup_window}")
         if self.max_clients < 1:
             raise ValueError(f"max_clients must be >= 1, got {self.max_clients}")
+        if self.sparse_backlog < 0:
+            raise ValueError("sparse_backlog must be >= 0 (0 = off)")
         if self.max_full_in_flight < 0:
             raise ValueError("max_full_in_flight must be >= 0 (0 = up to the high watermark)")
         if self.max_in_flight < 0:

@@ -6,7 +6,8 @@ peer's FORWARD), and leaves the pool once executed or expired (`_forget_request`
 `_drop_expired`).
 
 The content checks of a request (sizes, signature, evidence ops) are the pure
-`normal.check_request`; the per-source admission rates are `fair.SourceRates`.
+`normal.check_request`; the per-source admission rates are `fair.SourceRates`; busy clients wait while sparse ones are
+served (`fair.SparseFirst`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from .state import Key, ReplicaState, _key
 
 MAX_FORWARD_REQUESTS = 10_000
 CONFLICTING = "conflicting request: this request_seq is pending with different content"
+SPARSE_FIRST = ("client quota: this client already has requests pending while the pool is "
+                "backed up and clients with one request at a time wait; retry shortly")
 REFORWARD_MAX = 32  # waiting requests relayed again per status interval
 FORWARD_MAX_BYTES = 1024 * 1024  # a FORWARD is split beyond this many request bytes
 
@@ -46,12 +49,16 @@ class IntakeMixin(ReplicaState):
         quota = self._over_quota(req.client_id)
         if quota is not None:
             return quota
+        if source is None and self._sparse.holds_back(req.client_id, len(self._pending),
+                                                      self._now):
+            return SPARSE_FIRST
         src = self.id if source is None else source
         size = held_bytes(req)
         if self._pool_bytes[src] + size > self.pool_share_bytes:
             return "pool full"
         self._pool_bytes[src] += size
         self._pool_entry[key] = (src, size)
+        self._sparse.note(req.client_id, self._pool_clients[req.client_id], self._now)
         self._pool_clients[req.client_id] += 1
         self._pending[key] = (req, self._now)
         self._forwarded_ms[key] = self._now
@@ -68,6 +75,9 @@ class IntakeMixin(ReplicaState):
         already pending, duplicate, too old). Only verified requests are counted, so the node
         may ask before checking the signature: nobody can fill another client's quota."""
         reason = self._over_quota(req.client_id)
+        if reason is None and self._sparse.holds_back(req.client_id, len(self._pending),
+                                                      self._now):
+            reason = SPARSE_FIRST
         if reason is None or _key(req) in self._pending:
             return None
         return reason if self._clients.status(req.client_id, req.request_seq) is None else None

@@ -16,7 +16,7 @@ from ..checkpoint import CheckpointVotes
 from ..codec import signing_bytes
 from ..errors import LocalProtocolError
 from ..events import Evidence, Output, OwnVote, Send
-from ..fair import FairQueue, SourceRates
+from ..fair import FairQueue, SourceRates, SparseFirst
 from ..log import MessageLog, Slot
 from ..messages import (
     Checkpoint,
@@ -78,6 +78,7 @@ class ReplicaState:
     _pool_clients: Counter[bytes]
     pool_share_bytes: int
     _rates: SourceRates
+    _sparse: SparseFirst
     _forwarded_ms: dict[Key, int]
     _expiring: set[Key]
     _to_forward: list[Request]

@@ -99,3 +99,52 @@ def test_max_full_in_flight_caps_the_full_batches_a_backlog_puts_in_flight(clust
         assert len(_proposed(c)) == want, (cap, _proposed(c))
         c.deliver_all()
         assert c.run_until(lambda c=c: len(c.executed_keys(0)) == 10)  # the backlog drains
+
+
+# ---------------------------------------------------------------- sparse clients first
+
+
+def test_sparse_first_marks_busy_clients_and_holds_them_back_only_for_a_sparse_one():
+    from consensus.fair import SparseFirst
+
+    s = SparseFirst(backlog=3, window_ms=1_000, kept=2)
+    s.note(b"busy", held=0, now=0)  # a first request: not sparse yet
+    s.note(b"busy", held=1, now=10)  # another while one is pending: busy
+    assert s.busy(b"busy", 10)
+    assert not s.holds_back(b"busy", pool=9, now=10)  # nobody sparse yet
+    s.note(b"seq", held=0, now=20)
+    s.note(b"seq", held=0, now=40)  # twice alone within the window: sparse, active
+    assert s.holds_back(b"busy", pool=3, now=50)
+    assert not s.holds_back(b"busy", pool=2, now=50)  # the pool is short
+    assert not s.holds_back(b"seq", pool=9, now=50)  # sparse clients never wait
+    assert not s.holds_back(b"busy", pool=9, now=1_041)  # no sparse request for 1 s
+    s.note(b"busy", held=0, now=500)  # a busy client's pool drained: still busy, not sparse
+    s.note(b"busy", held=0, now=600)
+    assert s.busy(b"busy", 600) and not s.holds_back(b"busy", pool=9, now=1_100)
+    for c in (b"a", b"b", b"c"):  # bounded: the oldest busy client is forgotten
+        s.note(c, held=1, now=1_200)
+    assert not s.busy(b"a", 1_200) and s.busy(b"c", 1_200)
+    off = SparseFirst(backlog=0)
+    off.note(b"x", held=0, now=0)
+    off.note(b"x", held=0, now=1)
+    off.note(b"y", held=5, now=1)
+    assert not off.holds_back(b"y", pool=10**6, now=1)
+
+
+def test_a_busy_client_waits_while_a_sparse_one_is_served(cluster_cls):
+    c = cluster_cls(sparse_backlog=4, source_rate_requests=0, source_rate_bytes=0)
+    rep = c.replicas[1]
+    c.submit(c.request(5, 1), to=1)  # a sequential client: one request, committed...
+    assert c.run_until(lambda: len(c.executed_keys(1)) == 1)
+    # busy clients fill the pool as they like while no sparse client is active
+    outs = [rep.step(ClientRequest(c.request(0, k))) for k in range(1, 7)]
+    assert not any(o.reply for o in outs) and rep.pending_count == 6
+    # ...then its next one: it gets in, and the busy client is held back
+    assert not rep.step(ClientRequest(c.request(5, 2))).reply
+    (held,) = rep.step(ClientRequest(c.request(0, 7))).reply
+    assert isinstance(held, Rejected) and held.reason.startswith("client quota")
+    assert rep.quota_refusal(c.request(0, 8)) == held.reason  # the node's pre-check agrees
+    # a new client still gets in; a busy client's resubmission is no refusal
+    assert not rep.step(ClientRequest(c.request(6, 1))).reply
+    assert rep.quota_refusal(c.request(0, 3)) is None
+    assert rep.pending_count == 8
