@@ -55,7 +55,13 @@ import httpx
 
 from bftnode.app import ops
 from bftnode.client import BadAnswer, ClientError, RPCCallError
-from bftnode.client.core import sub_message, subscribe_request, tx_param, ws_url
+from bftnode.client.core import (
+    load_refusal_wait,
+    sub_message,
+    subscribe_request,
+    tx_param,
+    ws_url,
+)
 from bftnode.client.sync import rpc_batch, rpc_call
 from bftnode.keys import NodeKey
 from bftnode.rpc.errors import TIMEOUT as RPC_TIMEOUT
@@ -522,6 +528,7 @@ class Run:
                     self.submit_errors[type(exc).__name__] += 1
                 self.stop.wait(0.1)
                 continue
+            pause = 0.0
             for h, ans in zip(hashes, answers, strict=True):
                 if isinstance(ans, BadAnswer):  # no answer for this one: send it again
                     continue
@@ -533,13 +540,17 @@ class Run:
                     del todo[h]
                     continue
                 msg = f"broadcast_tx_commit: {ans.message}"
-                if not _retry_later(ans.code, msg):
+                wait = load_refusal_wait(ans)
+                if wait is None and not _retry_later(ans.code, msg):
                     with self.lock:
                         self.rejected[msg[:80]] += 1
                     del todo[h]
-                else:
+                else:  # not committed in time, or refused for load: the same tx again
+                    pause = max(pause, wait or 0.0)
                     with self.lock:
                         self.submit_errors[msg[:60]] += 1
+            if pause:
+                self.stop.wait(pause)
         return done
 
     def submit(self, http: httpx.Client, req: Request, rot: int,
@@ -570,12 +581,15 @@ class Run:
                 continue
             except RPCCallError as exc:
                 msg = f"broadcast_tx_commit: {exc.message}"
-                if exc.code is not None and not _retry_later(exc.code, msg):
+                wait = load_refusal_wait(exc)
+                if wait is None and exc.code is not None and not _retry_later(exc.code, msg):
                     with self.lock:
                         self.rejected[msg[:80]] += 1
                     return None
                 with self.lock:
                     self.submit_errors[msg[:60]] += 1
+                if wait:  # refused for load: the same tx after the node's retry_after
+                    self.stop.wait(wait)
                 continue
             with self.lock:
                 self.acked[h] = {"height": res.get("height"), "node": i, "t": self.now()}
@@ -819,7 +833,8 @@ class Run:
 def _retry_later(code: Any, msg: str) -> bool:
     """A failed broadcast_tx_commit worth sending again (the same signed tx): the node did
     not see the commit in time (RPC_TIMEOUT: "not committed within ...", it may still commit)
-    or it timed out some other way; anything else is the node's refusal."""
+    or it timed out some other way; a refusal for load (`load_refusal_wait`) is sent again
+    after its wait; anything else is the node's refusal."""
     return code == RPC_TIMEOUT or "timeout" in msg.lower() or "timed out" in msg.lower()
 
 

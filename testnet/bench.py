@@ -9,7 +9,9 @@ as JSON-RPC batch arrays of `broadcast_tx_sync` (default), or with `--ws` as pip
 subscription (WebSocket) on node 0; latency = first sight of the tx in a committed block minus
 its FIRST submission time. Like PBFT clients, the bench resends (same signed bytes, another
 node) acknowledged txs that stay uncommitted for `--retry` seconds — a tx accepted into one
-node's pool is not promised to commit without that (`retransmitted` counts resends).
+node's pool is not promised to commit without that (`retransmitted` counts resends); a tx
+refused for load (pool, rates, client quota) is sent again after the node's `retry_after`, at
+most LOAD_RETRIES times (`load_retries` counts them).
 Afterwards the ledger of another node is read back with `blockchain` to check that every
 acknowledged tx is there exactly once (`lost`, `duplicates`) and that the two nodes agree on
 every block hash (`divergent_blocks`). Prints one JSON object with `--json`; exit code 1 when
@@ -59,6 +61,7 @@ from bftnode.rpc.errors import TOO_LARGE
 from consensus import Request, request_digest, sign_request
 
 SETTLE_TIMEOUT_S = 60.0
+LOAD_RETRIES = 20  # a tx refused for load is sent again after `retry_after`, this many times
 LINK_SETTLE_S = 0.5  # --link: nodes re-read their link rules every 0.2 s
 
 
@@ -300,6 +303,7 @@ class Bench:
         self.requests: dict[bytes, Request] = {}
         self.presigned: list[tuple[Any, list[Request]]] = []  # closed loop: (signer, txs)
         self.retransmitted = 0
+        self.load_retries = 0  # txs sent again after a refusal for load (LOAD_RETRIES)
         self.acked_at: dict[bytes, float] = {}  # first acknowledgement of each tx
         self.block_seen = trio.Event()  # set (and replaced) at every committed block observed
         self.domain = b""
@@ -420,10 +424,12 @@ class Bench:
             await self._post_chunk(http, url, reqs[i:i + b])
 
     async def _post_chunk(self, http: httpx.AsyncClient, url: str,
-                          chunk: list[Request]) -> list[bytes]:
+                          chunk: list[Request], tries: int = LOAD_RETRIES) -> list[bytes]:
         """Submit one JSON-RPC batch array of `broadcast_tx_sync`; returns the tx hashes. The
         hot path: the client core builds the array and parses the answer (`batch_results`),
-        the I/O is one POST on the shared httpx.AsyncClient."""
+        the I/O is one POST on the shared httpx.AsyncClient. Txs refused for load (pool,
+        rates, client quota: `retry_after`) are sent again after that wait, as a client
+        does, up to `tries` times; then they count as rejected."""
         payload = _submit_payload(chunk)
         now = time.monotonic()
         hashes = [request_digest(r) for r in chunk]
@@ -432,16 +438,25 @@ class Bench:
         try:
             resp = await http.post(url + "/", content=C.encode_json(payload),
                                    headers=C.JSON_HEADERS)
-            answers = C.batch_results(resp.content, payload)
+            answers: list[Any] = C.batch_results(resp.content, payload)
         except (httpx.HTTPError, BadAnswer) as exc:
             self.errors.append(f"{url}: {type(exc).__name__}: {exc}")
             return hashes
         except RPCCallError as exc:  # the whole batch refused
-            self.rejected[exc.message[:80]] += len(chunk)
-            return hashes
-        for th, a in zip(hashes, answers, strict=True):
-            if not isinstance(a, BadAnswer):  # a call without an answer: neither
+            answers = [exc] * len(chunk)
+        again: list[Request] = []
+        pause = 0.0
+        for th, req, a in zip(hashes, chunk, answers, strict=True):
+            wait = C.load_refusal_wait(a) if tries > 0 else None
+            if wait is not None:
+                again.append(req)
+                pause = max(pause, wait)
+            elif not isinstance(a, BadAnswer):  # a call without an answer: neither
                 self._ack(th, a)
+        if again:
+            self.load_retries += len(again)
+            await trio.sleep(pause)
+            await self._post_chunk(http, url, again, tries - 1)
         return hashes
 
     async def closed_client(self, http: httpx.AsyncClient, c: int, share: int) -> None:
@@ -505,20 +520,37 @@ class Bench:
             "ws" + url[4:] + "/websocket", http, max_message_size_bytes=16 << 20
         ) as ws:
 
-            async def reader() -> None:
-                for _ in reqs:
+            sending = trio.Lock()
+            tries: Counter[int] = Counter()
+
+            async def send(k: int, after: float = 0.0) -> None:
+                await trio.sleep(after)
+                async with sending:
+                    await ws.send_text(C.encode_json(C.request(
+                        "broadcast_tx_sync", {"tx": C.tx_param(reqs[k])}, k)).decode())
+
+            async def reader(nursery: trio.Nursery) -> None:
+                left = len(reqs)
+                while left:
                     a = C.decode_json(await ws.receive_text())
-                    self._ack(hashes[a["id"]], C.answer(a))
+                    k, res = a["id"], C.answer(a)
+                    wait = C.load_refusal_wait(res) if tries[k] < LOAD_RETRIES else None
+                    if wait is not None:  # refused for load: again after the wait (as _post_chunk)
+                        tries[k] += 1
+                        self.load_retries += 1
+                        nursery.start_soon(send, k, wait)
+                        continue
+                    self._ack(hashes[k], res)
                     window.release()
+                    left -= 1
 
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(reader)
-                for k, r in enumerate(reqs):
+                nursery.start_soon(reader, nursery)
+                for k in range(len(reqs)):
                     await self.pace(k, c)
                     await window.acquire()
                     self.submitted[hashes[k]] = time.monotonic()
-                    await ws.send_text(C.encode_json(C.request(
-                        "broadcast_tx_sync", {"tx": C.tx_param(r)}, k)).decode())
+                    await send(k)
 
     def _ack(self, th: bytes, result: Any) -> None:
         """One broadcast_tx_sync answer (`core.answer`: the result, or its RPCCallError)."""
@@ -696,6 +728,7 @@ class Bench:
             "acked": len(self.acked), "committed": committed,
             "rejected": sum(self.rejected.values()),
             "reject_reasons": dict(self.rejected.most_common(5)),
+            "load_retries": self.load_retries,
             "lost": len(lost), "duplicates": len(dups), "divergent_blocks": divergent,
             "retransmitted": self.retransmitted,
             "settle_timeout": timed_out,
