@@ -40,7 +40,7 @@ import httpx
 from bftnode.app import ops
 from bftnode.app.errors import CODE_NAMES, INTERNAL, OK
 from bftnode.client import ClientError, RPCCallError
-from bftnode.client.core import tx_param
+from bftnode.client.core import load_refusal_wait, tx_param
 from bftnode.client.sync import rpc_batch, rpc_call
 from bftnode.keys import NodeKey
 from consensus import Request, encode, request_digest, sign_request
@@ -260,7 +260,8 @@ class HostileClient:
 
     def submit(self, http: httpx.Client, txs: list[Sent]) -> None:
         """broadcast_tx_sync in batches under the body limit, to the live honest nodes in
-        turn; a batch that gets no answer goes to the next node (the same signed txs)."""
+        turn; a batch that gets no answer goes to the next node (the same signed txs), and
+        txs refused for load (`retry_after`) go again after that wait."""
         chunks: list[list[Sent]] = [[]]
         size = 0
         for s in txs:
@@ -272,23 +273,31 @@ class HostileClient:
             size += b64
         k = 0
         for chunk in filter(None, chunks):
-            calls = [("broadcast_tx_sync", {"tx": tx_param(s.req)}) for s in chunk]
-            while time.monotonic() < self.end and not self.r.stop.is_set():
+            while chunk and time.monotonic() < self.end and not self.r.stop.is_set():
                 url, k = self.next_url(k), k + 1
                 if url is None:
                     continue
+                calls = [("broadcast_tx_sync", {"tx": tx_param(s.req)}) for s in chunk]
                 try:
                     answers = rpc_batch(http, url, calls, timeout=30.0)
                 except (httpx.HTTPError, ClientError) as exc:
                     self.fig.submit_codes[f"no answer: {type(exc).__name__}"] += 1
                     continue
+                again, pause = [], 0.0
                 for s, a in zip(chunk, answers, strict=True):
-                    if isinstance(a, RPCCallError):
+                    wait = load_refusal_wait(a) if isinstance(a, RPCCallError) else None
+                    if wait is not None:  # refused for load: the same tx after the wait
+                        again.append(s)
+                        pause = max(pause, wait)
+                        self.fig.submit_codes[f"{a.code} (sent again)"] += 1
+                    elif isinstance(a, RPCCallError):
                         self.fig.submit_codes[a.code] += 1
                     else:
                         s.accepted = True
                         self.fig.submit_codes["accepted"] += 1
-                break
+                chunk = again
+                if pause:
+                    self.r.stop.wait(pause)
 
     def wait_committed(self, http: httpx.Client, txs: list[Sent]) -> None:
         """Follow the block headers (`blockchain`, with tx hashes) until every accepted tx of
