@@ -298,8 +298,7 @@ class SparseFirst:
         if not self.backlog:
             return
         if held:
-            self._seen.pop(client, None)
-            _remember(self._busy, client, now + self.window_ms, self.kept)
+            self.mark_busy(client, now)
             return
         if self.busy(client, now):
             return
@@ -307,6 +306,14 @@ class SparseFirst:
         if last is not None and now - last <= self.window_ms:
             self._sparse_at = now
         _remember(self._seen, client, now, self.kept)
+
+    def mark_busy(self, client: bytes, now: int) -> None:
+        """`client`'s (verified) request was refused for load: it offers more than it gets
+        in, so it is busy, whatever it holds (a throttled client's requests, admitted one by
+        one, would otherwise look sparse)."""
+        if self.backlog:
+            self._seen.pop(client, None)
+            _remember(self._busy, client, now + self.window_ms, self.kept)
 
     def busy(self, client: bytes, now: int) -> bool:
         until = self._busy.get(client)

@@ -107,6 +107,9 @@ class IntakeMixin(ReplicaState):
                     self._to_forward.append(req)
                     return
                 self._rates.give(self.id, size)
+            if reason in ("rate limited", "pool full", SPARSE_FIRST) or reason.startswith(
+                    "client quota"):  # refused for load: it offers more than it gets in
+                self._sparse.mark_busy(req.client_id, self._now)
         elif reason is None:
             reason = "already pending"
         if reason == "duplicate":

@@ -148,3 +148,26 @@ def test_a_busy_client_waits_while_a_sparse_one_is_served(cluster_cls):
     assert not rep.step(ClientRequest(c.request(6, 1))).reply
     assert rep.quota_refusal(c.request(0, 3)) is None
     assert rep.pending_count == 8
+
+
+def test_a_client_refused_for_load_is_busy_not_sparse():
+    # a throttled client's requests get in one by one; each finds none of its own pending,
+    # which alone would look sparse: the refusal marks it busy
+    from consensus.fair import SparseFirst
+
+    s = SparseFirst(backlog=3, window_ms=1_000)
+    s.note(b"seq", held=0, now=0)
+    s.note(b"seq", held=0, now=10)  # sparse and active
+    s.mark_busy(b"thr", now=20)  # refused for load
+    s.note(b"thr", held=0, now=30)
+    s.note(b"thr", held=0, now=40)
+    assert s.busy(b"thr", 40) and s.holds_back(b"thr", pool=3, now=40)
+
+
+def test_the_rate_refusal_of_a_verified_request_marks_its_client_busy(cluster_cls):
+    c = cluster_cls(sparse_backlog=4, source_rate_requests=1, source_rate_bytes=1 << 20,
+                    source_burst_ms=1_000)
+    rep = c.replicas[1]
+    replies = [rep.step(ClientRequest(c.request(3, k))).reply for k in range(1, 4)]
+    assert any(r and r[0].reason == "rate limited" for r in replies), replies
+    assert rep._sparse.busy(c.request(3, 1).client_id, rep._now)
