@@ -39,7 +39,9 @@ def chain(tmp_path_factory):
             lease = c.lease_grant(60)
             token = c.lock_acquire("jobs", lease)
             c.campaign("leader", lease, "node-a")
-        yield {"dir": d, "urls": urls, "put": put, "lease": lease, "token": token}
+            # reads below wait for this height (min_height): every write above is in by then
+            last = c.put("explorer/last", "1")["height"]
+        yield {"dir": d, "urls": urls, "put": put, "lease": lease, "token": token, "last": last}
     finally:
         launcher.down(d)
 
@@ -53,12 +55,13 @@ def _rpc(url: str, method: str, params: dict) -> dict:
 
 def test_lock_and_lease_lists_page_through_what_clients_hold(chain):
     url = chain["urls"][1]
-    locks = _rpc(url, "lock_list", {})
+    fresh = {"min_height": chain["last"]}  # read-your-writes on a node that may lag
+    locks = _rpc(url, "lock_list", fresh)
     assert [x["name"] for x in locks["items"]] == ["jobs"] and locks["next"] is None
     assert locks["items"][0]["holder"]["token"] == chain["token"]
-    elections = _rpc(url, "lock_list", {"kind": "election"})
+    elections = _rpc(url, "lock_list", {"kind": "election", **fresh})
     assert [x["name"] for x in elections["items"]] == ["leader"]
-    leases = _rpc(url, "lease_list", {"limit": 1})
+    leases = _rpc(url, "lease_list", {"limit": 1, **fresh})
     assert [x["id"] for x in leases["items"]] == [chain["lease"]]
     assert leases["next"] == chain["lease"]  # a full page: the next one starts after it
     assert _rpc(url, "lease_list", {"after": chain["lease"]})["items"] == []
@@ -109,9 +112,10 @@ def test_the_explorer_in_a_real_browser(chain):
             page.wait_for_selector("#validators tr:nth-child(5)")  # header + 4 validators
             shown = int(page.text_content("#height"))
             assert shown >= height
-            page.wait_for_function(  # live: the WebSocket brings newer blocks
-                "h => Number(document.getElementById('height').textContent) > h", arg=shown,
-                timeout=15_000)
+            page.wait_for_function(  # live: the WebSocket brings newer blocks (and this
+                # node holds every write of the fixture once it is at `last`)
+                "h => Number(document.getElementById('height').textContent) > h",
+                arg=max(shown, chain["last"]), timeout=15_000)
             assert "this node" in page.text_content("#validators")
 
             page.goto(f"{url}/ui#/block/{height}")
