@@ -32,8 +32,9 @@ class ReplicaCore(Protocol):
         """Replicas convicted by committed evidence: replica -> (block height, kind)."""
         ...
 
-    def quota_refusal(self, req: Request) -> str | None:
-        """Why `req` would be refused for its client's pending quota now, or None."""
+    def quota_refusal(self, req: Request, ahead: int = 0, own: int = 0) -> str | None:
+        """Why `req` would be refused for its client's pending quota now, or None; `ahead`
+        requests of one call before it (`own` of them its client's) would enter first."""
         ...
 
     def health(self) -> dict:

@@ -324,11 +324,13 @@ class SparseFirst:
             return False
         return True
 
-    def holds_back(self, client: bytes, pool: int, now: int) -> bool:
-        """Whether a new request of `client` waits: it is busy, a sparse client is active and
-        the pool holds `backlog` requests or more."""
+    def holds_back(self, client: bytes, pool: int, now: int, busy: bool = False) -> bool:
+        """Whether a new request of `client` waits: it is busy (or `busy`: it will be by the
+        time this request comes), a sparse client is active and the pool holds `backlog`
+        requests or more."""
         return (bool(self.backlog) and pool >= self.backlog
-                and now - self._sparse_at <= self.window_ms and self.busy(client, now))
+                and now - self._sparse_at <= self.window_ms
+                and (busy or self.busy(client, now)))
 
 
 def _remember(d: OrderedDict[bytes, int], client: bytes, value: int, kept: int) -> None:

@@ -78,11 +78,12 @@ class SubmitMixin:
         if self._spans is not None:
             self._spans.learned(*note)
 
-    def quota_refusal(self, request: Request) -> str | None:
+    def quota_refusal(self, request: Request, ahead: int = 0, own: int = 0) -> str | None:
         """The replica's pending-quota refusal of this request now (asked by the RPC before a
-        signature check: a flood past its quota costs a lookup per tx, not a verify). None for
-        a committed request: its submit answers with its result."""
-        reason = self.replica.quota_refusal(request)
+        signature check: a flood past its quota costs a lookup per tx, not a verify), with
+        `ahead` txs of its call before it (`own` of them its client's). None for a committed
+        request: its submit answers with its result."""
+        reason = self.replica.quota_refusal(request, ahead, own)
         if reason is None or self.store.tx_by_client(request.client_id,
                                                      request.request_seq) is not None:
             return None

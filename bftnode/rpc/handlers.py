@@ -356,10 +356,11 @@ def refuse_over_quota(ctx: CallContext, req: Request) -> None:
         raise refused
 
 
-def over_quota(ctx: CallContext, req: Request) -> RPCError | None:
+def over_quota(ctx: CallContext, req: Request, ahead: int = 0, own: int = 0) -> RPCError | None:
     """The refusal of a tx whose client is at its pending quota, decided before its signature
-    is checked (a flood past its quota then costs a lookup per tx, not a verify)."""
-    reason = ctx.node.quota_refusal(req)
+    is checked (a flood past its quota then costs a lookup per tx, not a verify); `ahead` txs
+    of its call come first, `own` of them its client's."""
+    reason = ctx.node.quota_refusal(req, ahead, own)
     return None if reason is None else rejected_error(request_digest(req), reason)
 
 
@@ -434,17 +435,20 @@ async def submit_sync_batch(ctx: CallContext, payload: list[Any]) -> list[dict[s
     responses: list[dict[str, Any] | None] = [None] * len(payload)
     todo: list[tuple[int, Any, bool, Request, bytes, str]] = []
     early = 0
+    own: collections.Counter[bytes] = collections.Counter()  # txs lined up so far, per client
     for i, obj in enumerate(payload):
         req_id, name, notify = _safe_id(obj), "?", False
         try:
             req_id, name, params, notify = parse_call(obj)
             p = parse(BroadcastParams, params)
-            refused = over_quota(ctx, p.tx.request)
+            req = p.tx.request
+            # counted with the call's txs before it: only what the pool can take is verified
+            refused = over_quota(ctx, req, len(todo), own[req.client_id])
             if refused is not None:
                 early += 1
                 raise refused
-            todo.append((i, req_id, notify, p.tx.request, verify_tx(ctx, p.tx.request),
-                         p.encoding))
+            todo.append((i, req_id, notify, req, verify_tx(ctx, req), p.encoding))
+            own[req.client_id] += 1
         except RPCError as err:
             responses[i] = _call_error(ctx, name, req_id, notify, err)
     results = await _submit_all(ctx, [t[3] for t in todo]) if todo else []

@@ -112,10 +112,11 @@ class NodeAPI(Protocol):
         has already decoded it and verified the client signature against `domain`."""
         ...
 
-    def quota_refusal(self, request: Request) -> str | None:
+    def quota_refusal(self, request: Request, ahead: int = 0, own: int = 0) -> str | None:
         """Why this tx would be refused at admission for its client's pending quota now
         (`client quota: ...`), or None (also for a tx pending or committed already: `submit`
-        answers those); asked before the tx's signature is checked."""
+        answers those); asked before the tx's signature is checked. `ahead`: txs of the same
+        call before it that would enter the pool first (`own` of them its client's)."""
         ...
 
     async def wait_commit(self, tx_hash: bytes, timeout: float) -> TxResult | None:

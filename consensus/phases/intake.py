@@ -6,8 +6,8 @@ peer's FORWARD), and leaves the pool once executed or expired (`_forget_request`
 `_drop_expired`).
 
 The content checks of a request (sizes, signature, evidence ops) are the pure
-`normal.check_request`; the per-source admission rates are `fair.SourceRates`; busy clients wait while sparse ones are
-served (`fair.SparseFirst`).
+`normal.check_request`; the per-source admission rates are `fair.SourceRates`; busy clients
+wait while sparse ones are served (`fair.SparseFirst`).
 """
 
 from __future__ import annotations
@@ -69,22 +69,27 @@ class IntakeMixin(ReplicaState):
         self._arm_request_timer()
         return None
 
-    def quota_refusal(self, req: Request) -> str | None:
+    def quota_refusal(self, req: Request, ahead: int = 0, own: int = 0) -> str | None:
         """Why `req` would be refused for its client's pending quota now, or None; None too for
         a request this pool holds or the client table knows (its own answer comes first:
         already pending, duplicate, too old). Only verified requests are counted, so the node
-        may ask before checking the signature: nobody can fill another client's quota."""
-        reason = self._over_quota(req.client_id)
-        if reason is None and self._sparse.holds_back(req.client_id, len(self._pending),
-                                                      self._now):
+        may ask before checking the signature: nobody can fill another client's quota.
+        `ahead`: requests of the same call before this one, which would enter the pool first
+        (`own` of them this client's): a call of many then has only what fits checked and
+        verified, not all of it. The answer is the one `_admit` would give after those."""
+        reason = self._over_quota(req.client_id, own)
+        # the one before it entered while the client held one already: that made it busy
+        busy = own > 0 and self._pool_clients[req.client_id] + own >= 2
+        if reason is None and self._sparse.holds_back(req.client_id, len(self._pending) + ahead,
+                                                      self._now, busy):
             reason = SPARSE_FIRST
         if reason is None or _key(req) in self._pending:
             return None
         return reason if self._clients.status(req.client_id, req.request_seq) is None else None
 
-    def _over_quota(self, client_id: bytes) -> str | None:
+    def _over_quota(self, client_id: bytes, own: int = 0) -> str | None:
         cap = self.config.max_pending_per_client
-        if cap and self._pool_clients[client_id] >= cap:
+        if cap and self._pool_clients[client_id] + own >= cap:
             return (f"client quota: this client already has {cap} requests pending "
                     "(max_pending); wait for some to commit")
         return None

@@ -171,3 +171,24 @@ def test_the_rate_refusal_of_a_verified_request_marks_its_client_busy(cluster_cl
     replies = [rep.step(ClientRequest(c.request(3, k))).reply for k in range(1, 4)]
     assert any(r and r[0].reason == "rate limited" for r in replies), replies
     assert rep._sparse.busy(c.request(3, 1).client_id, rep._now)
+
+
+def test_the_pre_check_counts_the_txs_of_the_same_call_ahead(cluster_cls):
+    # a call of many txs: the node asks for each before checking its signature, counting the
+    # call's txs before it as if they had entered, so only what the pool can take is verified
+    c = cluster_cls(max_pending_per_client=3, sparse_backlog=4, source_rate_requests=0,
+                    source_rate_bytes=0)
+    rep = c.replicas[1]
+    assert rep.quota_refusal(c.request(0, 1), ahead=2, own=2) is None
+    refused = rep.quota_refusal(c.request(0, 3), ahead=3, own=3)
+    assert refused is not None and "max_pending" in refused  # 3 of its own ahead: at the cap
+    assert rep.quota_refusal(c.request(1, 1), ahead=3, own=0) is None  # another client's
+    # a sparse client active: a client with txs ahead in its call is busy, and the pool with
+    # the call's txs counted reaches the backlog
+    c.submit(c.request(5, 1), to=1)
+    assert c.run_until(lambda: len(c.executed_keys(1)) == 1)
+    assert not rep.step(ClientRequest(c.request(5, 2))).reply  # sparse now, 1 pending
+    assert rep.quota_refusal(c.request(2, 1), ahead=2, own=2) is None  # the pool short of 4
+    held = rep.quota_refusal(c.request(2, 3), ahead=3, own=2)
+    assert held is not None and "one request at a time" in held  # sparse-first, not the cap
+    assert rep.quota_refusal(c.request(3, 1), ahead=3, own=0) is None  # a fresh client: not busy

@@ -125,7 +125,7 @@ class FakeNode:
         return self.events.get(height)
 
     # -- NodeAPI: writes
-    def quota_refusal(self, request: Request) -> str | None:
+    def quota_refusal(self, request: Request, ahead: int = 0, own: int = 0) -> str | None:
         return None
 
     async def submit(self, request: Request) -> SubmitResult:

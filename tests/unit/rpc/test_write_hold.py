@@ -86,7 +86,7 @@ class QuotaNode(FakeNode):
     async def submit_many(self, requests):
         raise AssertionError("a tx over its client's quota must not reach the node")
 
-    def quota_refusal(self, request):
+    def quota_refusal(self, request, ahead=0, own=0):
         return QUOTA
 
 
@@ -101,6 +101,34 @@ async def test_a_client_at_its_quota_is_refused_before_its_signature_is_checked(
     ctx = CallContext(node)  # the batch path (only broadcast_tx_sync) too, held the same
     got = await handle_body(ctx, _calls(other, ["c"]))
     assert got[0]["error"]["data"]["retry_after"] == WRITE_HOLD_S
+
+
+class RoomForTwo(LoadedNode):
+    """A pool with room for two more txs: the pre-check counts the call's txs ahead."""
+
+    def __init__(self) -> None:
+        super().__init__("pool full")
+        self.asked: list[tuple[int, int]] = []
+        self.reached: list[bytes] = []
+
+    def quota_refusal(self, request, ahead=0, own=0):
+        self.asked.append((ahead, own))
+        return QUOTA if ahead >= 2 else None
+
+    async def submit_many(self, requests):
+        self.reached += [r.op for r in requests]
+        return await super().submit_many(requests)
+
+
+async def test_a_batch_has_only_what_the_pool_can_take_verified():
+    node = RoomForTwo()
+    t = TxFactory(node.domain)
+    ctx = CallContext(node)
+    got = await handle_body(ctx, _calls(t, ["a/1", "a/2", "a/3", "a/4"]))
+    assert node.asked == [(0, 0), (1, 1), (2, 2), (2, 2)]  # one client: all its own
+    assert len(node.reached) == 2  # the other two were refused before their signatures
+    assert [("error" in r) for r in got] == [False, False, True, True]
+    assert got[2]["error"]["code"] == E.CLIENT_QUOTA
 
 
 async def test_the_http_answer_waits_the_hold_over_post_and_get(nursery):
