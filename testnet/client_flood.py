@@ -241,6 +241,8 @@ def measure(urls: list[str], domain: bytes, key_dir: Path, spec: FloodSpec) -> d
         "puts_quiet": len(quiet),
         "put_p50_ms_flood": _p(flooded, 0.5), "put_p99_ms_flood": _p(flooded, 0.99),
         "puts_flood": len(flooded),
+        "put_deciles_ms_quiet": [_p(quiet, q / 10) for q in range(1, 10)],
+        "put_deciles_ms_flood": [_p(flooded, q / 10) for q in range(1, 10)],
         "honest_refused": dict(honest.refused),
         "flood": flood["tally"],
         "flood_accepted_per_s": round(flood["tally"].get("accepted", 0) / max(took, 1e-9), 1),
