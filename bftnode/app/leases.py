@@ -91,7 +91,16 @@ def time_to_live(state: StateReader, lease_id: int, time_ms: int, keys: bool = F
     lease = get(state, lease_id)
     if lease is None:
         raise AppError(NOT_FOUND, f"lease {lease_id} not found (expired or revoked)")
-    out = {
+    out = ttl_of(lease_id, lease, time_ms)
+    if keys:
+        lid = L.LEASE_KEYS + L.u64(lease_id)
+        out["keys"] = [k[len(lid) :] for k, _ in state.iterate(lid)]
+    return out
+
+
+def ttl_of(lease_id: int, lease: dict, time_ms: int) -> dict:
+    """`time_to_live` of a lease record already read (without its keys)."""
+    return {
         "id": lease_id,
         "ttl_ms": lease["ttl_ms"],
         "deadline_ms": lease["deadline_ms"],
@@ -99,7 +108,3 @@ def time_to_live(state: StateReader, lease_id: int, time_ms: int, keys: bool = F
         "remaining_ms": max(0, lease["deadline_ms"] - time_ms),
         "owner": lease["owner"],
     }
-    if keys:
-        lid = L.LEASE_KEYS + L.u64(lease_id)
-        out["keys"] = [k[len(lid) :] for k, _ in state.iterate(lid)]
-    return out

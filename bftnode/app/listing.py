@@ -31,10 +31,10 @@ def lock_list(state: StateReader, p: dict, info: dict) -> dict:
     limit = _limit(p)
     items: list[dict] = []
     start = prefix + after + b"\x00" if after else None
-    for key, _ in state.iterate(prefix, start=start):
+    for key, value in state.iterate(prefix, start=start):  # each record read once
         if len(items) == limit:
             break
-        items.append(locks.status(state, kind, key[len(prefix):]))
+        items.append(locks.status_of(key[len(prefix):], L.unpack(value)))
     nxt = items[-1]["name"] if len(items) == limit else None
     return {"items": items, "next": nxt, **info}
 
@@ -45,12 +45,12 @@ def lease_list(state: StateReader, p: dict, info: dict) -> dict:
     limit = _limit(p)
     items: list[dict] = []
     start = L.LEASE + L.u64(after + 1) if after else None
-    for key, _ in state.iterate(L.LEASE, start=start):
+    for key, value in state.iterate(L.LEASE, start=start):  # each record read once
         if len(items) == limit:
             break
         if len(key) != len(L.LEASE) + 8:
             continue
-        items.append(leases.time_to_live(state, L.from_u64(key[len(L.LEASE):]),
-                                         info["time_ms"]))
+        items.append(leases.ttl_of(L.from_u64(key[len(L.LEASE):]), L.unpack(value),
+                                   info["time_ms"]))
     nxt = items[-1]["id"] if len(items) == limit else None
     return {"items": items, "next": nxt, **info}

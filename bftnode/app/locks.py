@@ -192,7 +192,11 @@ def drop_lease(ctx: TxContext, kind: bytes, name: bytes, lease_id: int, expired:
 
 
 def status(state: StateReader, kind: bytes, name: bytes, token: int = 0, lease: int = 0) -> dict:
-    rec = get(state, kind, name)
+    return status_of(name, get(state, kind, name), token, lease)
+
+
+def status_of(name: bytes, rec: dict | None, token: int = 0, lease: int = 0) -> dict:
+    """`status` of a record already read (None: no holder, no waiters)."""
     holder = rec["holder"] if rec else None
     queue = rec["queue"] if rec else []
     out: dict = {
