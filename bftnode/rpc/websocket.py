@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import weakref
+from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -420,16 +422,35 @@ class WSConnection:
         return sent, reads
 
     def _tx_attrs(self, block: Any) -> dict[int, set[tuple[bytes, bytes]]]:
-        """tx index -> the (attribute, value) pairs its app events carry (tx_search's)."""
+        """tx index -> the (attribute, value) pairs its app events carry (tx_search's); worked
+        out once per block for every subscriber of this node (a committed block's events never
+        change)."""
+        try:
+            cache = _ATTRS.setdefault(self.node, OrderedDict())
+        except TypeError:  # a node object that cannot be weakly referenced: no sharing
+            cache = OrderedDict()
+        out = cache.get(block.height)
+        if out is not None:
+            return out
         evs = self.node.app_events(block.height)
         if evs is None:
             raise _EventsGone(f"app events of block {block.height} are not retained by this "
                               "node, so its txs cannot be matched to the query; resubscribe "
                               "from a later height")
-        out: dict[int, set[tuple[bytes, bytes]]] = {}
+        out = {}
         for attr, value, i in event_attrs([e for e in evs if isinstance(e, AppEvent)]):
             out.setdefault(i, set()).add((attr, value))
+        cache[block.height] = out
+        while len(cache) > ATTRS_KEPT:
+            cache.popitem(last=False)
         return out
+
+
+# each node's recent blocks' tx attributes, shared by its `txs` query subscribers
+ATTRS_KEPT = 16
+_ATTRS: weakref.WeakKeyDictionary[Any, OrderedDict[int, dict[int, set[tuple[bytes, bytes]]]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class _EventsGone(Exception):

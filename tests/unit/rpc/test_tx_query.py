@@ -71,3 +71,31 @@ def test_subscription_queries_take_tm_event_tx_and_match_committed_txs():
     assert "topic blocks" in e.value.message
     with pytest.raises(RPCError):
         parse_subscription("tm.event='Tx' AND foo.bar='x'")
+
+
+def test_a_blocks_tx_attributes_are_worked_out_once_for_every_subscriber():
+    # every `txs` subscription with a query matches a block's txs by their events' attributes:
+    # read once per block per node, shared by all its WebSocket connections
+    from types import SimpleNamespace
+
+    from bftnode.app.events import AppEvent
+    from bftnode.rpc.websocket import ATTRS_KEPT, WSConnection
+
+    class Node:
+        reads = 0
+
+        def app_events(self, height):
+            Node.reads += 1
+            return [AppEvent("put", b"k%d" % height, height, tx_index=0),
+                    AppEvent("put", b"j", height, lease=7, tx_index=1)]
+
+    node = Node()
+    conns = [SimpleNamespace(node=node) for _ in range(3)]
+    block = SimpleNamespace(height=5)
+    got = [WSConnection._tx_attrs(c, block) for c in conns]
+    assert Node.reads == 1 and all(g == got[0] for g in got)
+    assert got[0] == {0: {(b"kv.key", b"k5")}, 1: {(b"kv.key", b"j"), (b"lease.id", b"7")}}
+    for h in range(6, 6 + ATTRS_KEPT):  # bounded: the oldest heights are forgotten
+        WSConnection._tx_attrs(conns[0], SimpleNamespace(height=h))
+    WSConnection._tx_attrs(conns[1], block)
+    assert Node.reads == 2 + ATTRS_KEPT
