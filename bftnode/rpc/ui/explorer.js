@@ -49,6 +49,7 @@ async function loadChain() {
   chain = {
     id: v.chain_id, domain: V.hex.dec(st.domain), genesis: st.genesis_hash, quorum: v.quorum,
     keys: Object.fromEntries(v.validators.map((x) => [x.index, x.public_key])), validators: v.validators,
+    self: st.validator_index,  // this node's index: fixed for the page's life
   };
   document.getElementById("chain").textContent = `chain ${v.chain_id} · node ${st.validator_index ?? "?"}`;
 }
@@ -85,7 +86,7 @@ async function validatorTable(health) {
   const up = new Map((net.peers || []).map((p) => [p.index, p.connected]));
   const seen = (health && health.replica && health.replica.peers_executed) || {};
   const convicted = new Map((ev.convicted || []).map((c) => [c.replica, c]));
-  const self = (await rpc("status")).validator_index;
+  const self = chain.self;
   return table(["#", "name", "public key", "connected", "last executed", "convicted"],
     chain.validators.map((v) => [String(v.index), v.name || "", el("span", { class: "mono" }, short(v.public_key)),
       v.index === self ? el("span", { class: "ok" }, "this node") : mark(up.get(v.index), "yes", "no"),
