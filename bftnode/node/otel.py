@@ -53,7 +53,18 @@ class OtlpSpans:
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+        from opentelemetry.trace import (
+            NonRecordingSpan,
+            SpanContext,
+            TraceFlags,
+            set_span_in_context,
+        )
 
+        # bound once here, not imported on every committed tx
+        self._remote = NonRecordingSpan
+        self._context = SpanContext
+        self._sampled = TraceFlags(TraceFlags.SAMPLED)
+        self._in_context = set_span_in_context
         resource = Resource.create({"service.name": "bftnode",
                                     "service.instance.id": f"{chain_id}/{node_index}"})
         self.provider = TracerProvider(resource=resource)
@@ -71,15 +82,12 @@ class OtlpSpans:
 
     def committed(self, tx_hash: bytes, trace_id: str, height: int, view: int,
                   code: int) -> None:
-        from opentelemetry import trace
-        from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
-
         end = time.time_ns()
         start = self._open.pop(tx_hash, end)
-        parent = SpanContext(trace_id=otel_trace_id(trace_id),
-                             span_id=int.from_bytes(os.urandom(8), "big") | 1,
-                             is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-        ctx = trace.set_span_in_context(NonRecordingSpan(parent))
+        parent = self._context(trace_id=otel_trace_id(trace_id),
+                               span_id=int.from_bytes(os.urandom(8), "big") | 1,
+                               is_remote=True, trace_flags=self._sampled)
+        ctx = self._in_context(self._remote(parent))
         span = self.tracer.start_span("bftnode.tx", context=ctx, start_time=start, attributes={
             **self.attrs, "bftnode.tx_hash": tx_hash.hex(), "bftnode.height": height,
             "bftnode.view": view, "bftnode.code": code, "bftnode.trace_id": trace_id})
