@@ -57,6 +57,7 @@ from bftnode.app import ops
 from bftnode.client import BadAnswer, ClientError, RPCCallError
 from bftnode.client.core import (
     load_refusal_wait,
+    load_refused,
     sub_message,
     subscribe_request,
     tx_param,
@@ -528,8 +529,9 @@ class Run:
                     self.submit_errors[type(exc).__name__] += 1
                 self.stop.wait(0.1)
                 continue
-            pause = 0.0
-            for h, ans in zip(hashes, answers, strict=True):
+            idx, pause = load_refused(answers)  # the same txs again after the wait
+            refused = set(idx)
+            for j, (h, ans) in enumerate(zip(hashes, answers, strict=True)):
                 if isinstance(ans, BadAnswer):  # no answer for this one: send it again
                     continue
                 if not isinstance(ans, RPCCallError):
@@ -540,13 +542,11 @@ class Run:
                     del todo[h]
                     continue
                 msg = f"broadcast_tx_commit: {ans.message}"
-                wait = load_refusal_wait(ans)
-                if wait is None and not _retry_later(ans.code, msg):
+                if j not in refused and not _retry_later(ans.code, msg):
                     with self.lock:
                         self.rejected[msg[:80]] += 1
                     del todo[h]
                 else:  # not committed in time, or refused for load: the same tx again
-                    pause = max(pause, wait or 0.0)
                     with self.lock:
                         self.submit_errors[msg[:60]] += 1
             if pause:

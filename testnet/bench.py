@@ -444,14 +444,10 @@ class Bench:
             return hashes
         except RPCCallError as exc:  # the whole batch refused
             answers = [exc] * len(chunk)
-        again: list[Request] = []
-        pause = 0.0
-        for th, req, a in zip(hashes, chunk, answers, strict=True):
-            wait = C.load_refusal_wait(a) if tries > 0 else None
-            if wait is not None:
-                again.append(req)
-                pause = max(pause, wait)
-            elif not isinstance(a, BadAnswer):  # a call without an answer: neither
+        idx, pause = C.load_refused(answers) if tries > 0 else ([], 0.0)
+        again, refused = [chunk[i] for i in idx], set(idx)
+        for i, (th, a) in enumerate(zip(hashes, answers, strict=True)):
+            if i not in refused and not isinstance(a, BadAnswer):  # no answer: neither
                 self._ack(th, a)
         if again:
             self.load_retries += len(again)

@@ -40,7 +40,7 @@ import httpx
 from bftnode.app import ops
 from bftnode.app.errors import CODE_NAMES, INTERNAL, OK
 from bftnode.client import ClientError, RPCCallError
-from bftnode.client.core import load_refusal_wait, tx_param
+from bftnode.client.core import load_refused, tx_param
 from bftnode.client.sync import rpc_batch, rpc_call
 from bftnode.keys import NodeKey
 from consensus import Request, encode, request_digest, sign_request
@@ -283,12 +283,10 @@ class HostileClient:
                 except (httpx.HTTPError, ClientError) as exc:
                     self.fig.submit_codes[f"no answer: {type(exc).__name__}"] += 1
                     continue
-                again, pause = [], 0.0
-                for s, a in zip(chunk, answers, strict=True):
-                    wait = load_refusal_wait(a) if isinstance(a, RPCCallError) else None
-                    if wait is not None:  # refused for load: the same tx after the wait
-                        again.append(s)
-                        pause = max(pause, wait)
+                idx, pause = load_refused(answers)  # the same txs again after the wait
+                again, refused = [chunk[i] for i in idx], set(idx)
+                for i, (s, a) in enumerate(zip(chunk, answers, strict=True)):
+                    if i in refused:
                         self.fig.submit_codes[f"{a.code} (sent again)"] += 1
                     elif isinstance(a, RPCCallError):
                         self.fig.submit_codes[a.code] += 1

@@ -231,6 +231,20 @@ def load_refusal_wait(exc: ClientError) -> float | None:
     return float(wait) if isinstance(wait, int | float) and 0 < wait <= 60 else None
 
 
+def load_refused(answers: Sequence[Any]) -> tuple[list[int], float]:
+    """Of one batch's answers (results or ClientErrors): the indexes refused for load, to be
+    sent again (the same signed txs), and how long to wait first (their longest
+    `retry_after`; 0.0 when none was)."""
+    again: list[int] = []
+    pause = 0.0
+    for i, a in enumerate(answers):
+        wait = load_refusal_wait(a) if isinstance(a, ClientError) else None
+        if wait is not None:
+            again.append(i)
+            pause = max(pause, wait)
+    return again, pause
+
+
 def keepalive_interval(ttl: float, every: float | None) -> float:
     return every or max(ttl / 3, 0.05)
 

@@ -67,3 +67,21 @@ async def test_other_refusals_still_raise_at_once(nursery, tmp_path):
         with pytest.raises(TxRejected, match="too old"):
             await c.put("k", "v")
     assert node.refused == 1
+
+
+def test_load_refused_picks_the_answers_to_send_again_and_the_longest_wait():
+    # one batch's answers: the load harnesses (bench, attack, client-attack) resend these
+    from bftnode.client.core import load_refused
+    from bftnode.client.errors import BadAnswer, RPCCallError
+    from bftnode.rpc import errors as E
+
+    answers = [
+        {"status": "accepted"},
+        RPCCallError("tx rejected: pool full", E.TX_REJECTED, {"retry_after": 0.25}),
+        RPCCallError("tx rejected: bad op", E.TX_REJECTED, {}),  # not for load: not again
+        RPCCallError("client quota", E.CLIENT_QUOTA, {"retry_after": 0.5}),
+        BadAnswer("no answer"),
+        RPCCallError("tx rejected: rate limited", E.TX_REJECTED, {"retry_after": 600}),  # bogus
+    ]
+    assert load_refused(answers) == ([1, 3], 0.5)
+    assert load_refused([{"status": "accepted"}]) == ([], 0.0)
