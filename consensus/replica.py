@@ -226,6 +226,7 @@ class Replica(
         self._faults = PeerFaults(config.status_interval_ms)
         self.dropped: Counter[str] = Counter()  # messages dropped without evidence, by reason
         self.view_change_reasons: Counter[str] = Counter()  # views we started, by why
+        self.last_request_timeout: dict[str, int] | None = None  # the last one's figures
         # committed evidence: replica -> (block seq, kind) of its conviction; never pardoned
         self._convicted: dict[int, tuple[int, str]] = {
             c.replica: (c.seq, c.kind) for c in r.convicted
@@ -388,8 +389,15 @@ class Replica(
             rt.deadline = self._now + cfg.timeout_request_ms
             return
         if rt.progressing(self._now, cfg.timeout_request_ms, len(self._pending), cfg.batch_max,
-                          cfg.n):
+                          cfg.n, cfg.batch_max_bytes):
             return  # a deep queue at a working primary: not a reason to depose it
+        # what the timer saw (health: why this replica suspected the primary)
+        self.last_request_timeout = {
+            "at_ms": self._now, "view": self._view, "watched_seq": rt.watch[1] if rt.watch else 0,
+            "waited_ms": self._now - self._pending[rt.watch][1], "pending": len(self._pending),
+            "executed_in_period": rt.in_period, "bytes_in_period": rt.in_period_bytes,
+            "executed_since_watch": rt.since_watch, "budget": rt.budget,
+            "last_executed": self._last_executed}
         rt.stop()
         self._start_view_change(self._view + 1, "request-timeout")
 

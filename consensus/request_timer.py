@@ -8,8 +8,9 @@ The timer watches the oldest pending request instead:
 - the watched request executes (or leaves the pool): watch the next oldest, a fresh period;
 - a period of `timeout_ms` ends and the watched request is still pending: the primary is
   suspected unless, in that period, it executed at least max(1, min(batch_max, pending) / 4)
-  requests (it works at capacity - a quarter of batch_max leaves room for batches cut by
-  batch_max_bytes - or it executed everything pending but ours), and, since the watch
+  requests or a quarter of `batch_max_bytes` of request bytes (it works at capacity, in
+  requests or in bytes: a few of the largest legal requests can take a period between them;
+  or it executed everything pending but ours), and, since the watch
   began, no more than `n * (2 * pending_then + n)` requests (the most a fair primary orders
   ahead of ours: every source's turn for each request queued ahead of it). Then the timer
   runs another period.
@@ -24,7 +25,8 @@ Key = tuple[bytes, int]
 
 
 class RequestTimer:
-    __slots__ = ("deadline", "watch", "budget", "since_watch", "in_period", "extended")
+    __slots__ = ("deadline", "watch", "budget", "since_watch", "in_period", "in_period_bytes",
+                 "extended")
 
     def __init__(self) -> None:
         self.deadline: int | None = None
@@ -32,6 +34,7 @@ class RequestTimer:
         self.budget = 0  # requests the primary may execute before the watched one
         self.since_watch = 0  # requests executed since the watch began
         self.in_period = 0  # requests executed in the current period
+        self.in_period_bytes = 0  # ... and their request bytes
         self.extended = 0  # periods granted for progress (a metric)
 
     def stop(self) -> None:
@@ -47,20 +50,25 @@ class RequestTimer:
         self.budget = n * (2 * pending + n)
         self.since_watch = 0
         self.in_period = 0
+        self.in_period_bytes = 0
 
-    def executed(self, count: int) -> None:
+    def executed(self, count: int, nbytes: int = 0) -> None:
         self.since_watch += count
         self.in_period += count
+        self.in_period_bytes += nbytes
 
     def progressing(self, now: int, timeout_ms: int, pending: int, batch_max: int,
-                    n: int) -> bool:
+                    n: int, batch_max_bytes: int = 0) -> bool:
         """At the deadline, with the watched request still pending: True (and a new period)
         if the primary worked enough to be given one."""
         need = max(1, min(batch_max, pending) // 4)
         self.budget = max(self.budget, n * (2 * pending + n))  # requests queued since count too
-        if self.in_period >= need and self.since_watch <= self.budget:
+        worked = self.in_period >= need or (
+            batch_max_bytes > 0 and self.in_period_bytes >= batch_max_bytes // 4)
+        if worked and self.since_watch <= self.budget:
             self.deadline = now + timeout_ms
             self.in_period = 0
+            self.in_period_bytes = 0
             self.extended += 1
             return True
         return False

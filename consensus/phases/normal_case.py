@@ -213,10 +213,10 @@ class NormalCaseMixin(ReplicaState):
             self._executed_digests[seq] = pp.digest
             self._last_progress_ms = self._now
             executed_requests = executed_requests or bool(run)
-            self._rt.executed(len(run))
+            run_bytes = sum(request_size(len(r.op)) for r in run)
+            self._rt.executed(len(run), run_bytes)
             if run:
-                self._rates.executed(self._now, len(run),
-                                     sum(request_size(len(r.op)) for r in run))
+                self._rates.executed(self._now, len(run), run_bytes)
             if seq == self._stable_seq and h != self._stable_digest:
                 raise InvariantViolation(
                     f"executed block {seq} hash differs from the proven stable checkpoint"

@@ -43,6 +43,7 @@ class ReportMixin(ReplicaState):
             "request_timer_extended": self._rt.extended,
             "view_change": {
                 "started": dict(self.view_change_reasons),
+                "last_request_timeout": self.last_request_timeout,
                 "failed_attempts": self._failed_vcs,
                 "timeout_ms": backoff_ms(cfg, self._failed_vcs),
                 "deadline_ms": self._vc_deadline,

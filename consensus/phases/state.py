@@ -105,6 +105,7 @@ class ReplicaState:
     _rt: RequestTimer
     _next_status_ms: int
     view_change_reasons: Counter[str]
+    last_request_timeout: dict[str, int] | None
     # catch-up
     _peer_executed: dict[int, int]
     _fetch_retry_ms: int

@@ -62,3 +62,26 @@ def test_a_deep_queue_at_a_primary_working_at_capacity_deposes_nobody(cluster_cl
     assert all(r.view == 0 for r in c.replicas), [r.view for r in c.replicas]
     assert c.now > 10 * c.config.timeout_request_ms, c.now
     assert min(r.health()["request_timer_extended"] for r in c.replicas[1:]) >= 10
+
+
+def test_a_primary_working_through_the_largest_requests_counts_as_progress():
+    # a few of the largest legal requests can take a whole period between them: a quarter of
+    # batch_max_bytes executed in the period is progress, as a quarter of batch_max requests
+    from consensus.request_timer import RequestTimer
+
+    mib = 1024 * 1024
+    for executed, nbytes, want in ((1, 2 * mib, True), (1, 100, False), (0, 0, False),
+                                   (5, 5 * 100, True)):
+        rt = RequestTimer()
+        rt.arm(0, 1_000, (b"c", 1), pending=20, n=4)
+        rt.executed(executed, nbytes)
+        got = rt.progressing(1_000, 1_000, pending=20, batch_max=200, n=4,
+                             batch_max_bytes=mib)
+        assert got is want, (executed, nbytes)
+        if got:
+            assert rt.deadline == 2_000 and rt.in_period == rt.in_period_bytes == 0
+    # the byte rule does not lift the bound on requests ordered ahead of the watched one
+    rt = RequestTimer()
+    rt.arm(0, 1_000, (b"c", 1), pending=1, n=4)  # budget 4 * (2 + 4) = 24
+    rt.executed(30, 30 * mib)
+    assert not rt.progressing(1_000, 1_000, pending=1, batch_max=200, n=4, batch_max_bytes=mib)
