@@ -63,7 +63,7 @@ from consensus.peers import decoded_bytes
 from network.framing import FramingError
 
 from .errors import TxRejected
-from .executor import INLINE_MAX_REQUESTS, blocks_for_fetch
+from .executor import blocks_for_fetch, small_requests
 from .ports import BlockSource
 from .traces import TRACE_BYTE
 from .waiters import Submitted
@@ -182,22 +182,22 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
 
 def _small_persist(records: Sequence[Any]) -> bool:
     """True if `records` are cheap to write on the event loop: votes, view state and prepared
-    certificates carrying at most INLINE_MAX_REQUESTS requests in all. Checkpoints,
-    prunes (a range delete), convictions and view-change messages (certificates inside) go to
-    the worker thread."""
-    carried = 0
+    certificates carrying few and small requests in all (executor.small_requests).
+    Checkpoints, prunes (a range delete), convictions and view-change messages (certificates
+    inside) go to the worker thread."""
+    carried: list[Request] = []
     for rec in records:
         if isinstance(rec, PreparedCert):
-            carried += len(rec.proof.pre_prepare.requests)
+            carried += rec.proof.pre_prepare.requests
         elif isinstance(rec, OwnVote):
             msg = rec.message
             if isinstance(msg, PrePrepare):
-                carried += len(msg.requests)
+                carried += msg.requests
             elif not isinstance(msg, Prepare | Commit):
                 return False
         elif not isinstance(rec, ViewState):
             return False
-    return carried <= INLINE_MAX_REQUESTS
+    return small_requests(carried)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

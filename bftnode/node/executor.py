@@ -17,7 +17,7 @@ from typing import Any
 
 import trio
 
-from consensus import CommittedBlock, Execute, InvariantViolation, request_digest
+from consensus import CommittedBlock, Execute, InvariantViolation, Request, request_digest
 from consensus.types import request_size
 from storage.interface import BlockCommit, StateReader, TxResult
 
@@ -47,6 +47,11 @@ EXEC_CHUNK_REQUESTS = 2_000
 # and -10 % more (execution); docs/performance.md at 072d7af. Saturated batches (100 txs)
 # keep the thread, so the loop serves the network during their fsyncs.
 INLINE_MAX_REQUESTS = 20
+# ...and of at most this many request bytes: one large write can stall LevelDB for seconds
+# (a full memtable waits for its flush and for level-0 compaction), which on the loop stops
+# the replica, its votes and its peers' reads too (measured: a 2.4 s inline persist of a
+# PreparedCert carrying one 2 MiB request made a primary "silent" and its backups change view)
+INLINE_MAX_BYTES = 64 * 1024
 # ...and only while such writes stay fast here: a synced write costs what the disk's fsync
 # costs (0.3 ms on one VM, 3.5 ms on another), and on the loop it stops the network and RPC
 # tasks too, so the next group is smaller and more fsyncs follow (measured under a relay
@@ -133,7 +138,13 @@ def _execute_and_commit_on(store: Store, app: Application, state: StateReader,
 
 def _small_blocks(exs: Sequence[Execute]) -> bool:
     """True if a group of blocks is cheap to execute and commit on the event loop."""
-    return sum(len(ex.requests) for ex in exs) <= INLINE_MAX_REQUESTS
+    return small_requests([r for ex in exs for r in ex.requests])
+
+
+def small_requests(requests: Sequence[Request]) -> bool:
+    """At most INLINE_MAX_REQUESTS requests of at most INLINE_MAX_BYTES op bytes in all."""
+    return len(requests) <= INLINE_MAX_REQUESTS and (
+        sum(len(r.op) for r in requests) <= INLINE_MAX_BYTES)
 
 
 def _chunks(exs: Sequence[Execute], max_requests: int) -> list[list[Execute]]:

@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from bftnode.node.driver import QUIET_BYTES_PER_S, DriverMixin, _Inbound, _small_persist
-from bftnode.node.executor import INLINE_MAX_REQUESTS, _small_blocks
+from bftnode.node.executor import INLINE_MAX_BYTES, INLINE_MAX_REQUESTS, _small_blocks
 from consensus import (
     Commit,
     Config,
@@ -29,8 +29,8 @@ from consensus import (
 D = b"\x01" * 32
 
 
-def _pp(n: int) -> PrePrepare:
-    reqs = tuple(Request(b"\x02" * 32, i, b"op") for i in range(n))
+def _pp(n: int, op_bytes: int = 2) -> PrePrepare:
+    reqs = tuple(Request(b"\x02" * 32, i, b"o" * op_bytes) for i in range(n))
     return PrePrepare(0, 1, 1, reqs, D, 0)
 
 
@@ -49,6 +49,15 @@ def test_requests_are_counted_over_the_whole_persist() -> None:
                                PreparedCert(PreparedProof(_pp(half), ()))])
 
 
+def test_request_bytes_are_counted_too() -> None:
+    # one large request can stall a synced LevelDB write for seconds: never on the loop
+    assert _small_persist([OwnVote(_pp(2, INLINE_MAX_BYTES // 2))])
+    assert not _small_persist([PreparedCert(PreparedProof(_pp(1, 2 * 1024 * 1024), ()))])
+    assert not _small_persist([OwnVote(_pp(2, INLINE_MAX_BYTES // 2 + 1))])
+    assert not _small_blocks([_ex(1, 1, INLINE_MAX_BYTES + 1)])
+    assert _small_blocks([_ex(1, 1, INLINE_MAX_BYTES)])
+
+
 def test_checkpoints_prunes_convictions_and_view_changes_go_to_the_thread() -> None:
     vote = OwnVote(Prepare(0, 1, D, 1))
     assert not _small_persist([vote, Prune(16)])
@@ -57,8 +66,8 @@ def test_checkpoints_prunes_convictions_and_view_changes_go_to_the_thread() -> N
     assert not _small_persist([ViewState(1, False), OwnVote(NewView(1, (), (), 1))])
 
 
-def _ex(seq: int, n: int) -> Execute:
-    pp = _pp(n)
+def _ex(seq: int, n: int, op_bytes: int = 2) -> Execute:
+    pp = _pp(n, op_bytes)
     return Execute(seq, 0, 1, pp.requests, (), D, D, D, pp, ())
 
 
