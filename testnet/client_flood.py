@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import threading
 import time
 from collections import Counter
@@ -103,14 +104,27 @@ def _presign(domain: bytes, key: NodeKey, n: int, value: bytes, tag: int) -> lis
             for s in range(n)]
 
 
-def _flooder(url: str, reqs: list[Request], batch: int, stop: Any, tally: Counter) -> None:
-    """Send every request not yet accepted, batch after batch, until all are or `stop`."""
+class _Stop:
+    """When a flooding thread stops: the driver's `stop` event, the deadline (bounded in time
+    even if the driver never says stop), or the driver gone (this process orphaned: a driver
+    killed by a signal does not stop its daemon children)."""
+
+    def __init__(self, event: Any, seconds: float) -> None:
+        self.event, self.end, self.parent = event, time.monotonic() + seconds, os.getppid()
+
+    def __call__(self) -> bool:
+        return (self.event.is_set() or time.monotonic() > self.end
+                or os.getppid() != self.parent)
+
+
+def _flooder(url: str, reqs: list[Request], batch: int, stop: _Stop, tally: Counter) -> None:
+    """Send every request not yet accepted, batch after batch, until all are or `stop()`."""
     todo = list(reqs)
     with httpx.Client(timeout=30) as http:
-        while todo and not stop.is_set():
+        while todo and not stop():
             again: list[Request] = []
             for i in range(0, len(todo), batch):
-                if stop.is_set():
+                if stop():
                     return
                 chunk = todo[i:i + batch]
                 payload = C.batch_request([("broadcast_tx_sync", {"tx": C.tx_param(r)})
@@ -145,8 +159,9 @@ def _flood(urls: list[str], domain: bytes, spec: FloodSpec, stop: Any, conn: Any
     keys = [NodeKey.generate() for _ in range(spec.flooders)]
     signed = [_presign(domain, k, spec.txs, value, i) for i, k in enumerate(keys)]
     tallies = [Counter() for _ in keys]
+    until = _Stop(stop, spec.flood_s + 30)
     threads = [threading.Thread(target=_flooder, args=(urls[i % len(urls)], signed[i],
-                                                       spec.batch, stop, tallies[i]))
+                                                       spec.batch, until, tallies[i]))
                for i in range(len(keys))]
     conn.send("started")
     t0 = time.monotonic()
