@@ -14,7 +14,10 @@ Keyspaces (first byte):
   W  client top      W + len(client)(1) + client           -> highest executed request_seq(8)
   F  client floor    F + len(client)(1) + client           -> seq(8): with the state tree on,
                      the client's C entries at or below it are deleted (it trails the top by
-                     dedup_window), so the tree holds a window per client, not a key per tx
+                     dedup_window), so the ledger keeps a window per client, not a key per tx
+  G  client seqs     G + len(client)(1) + client           -> storage.client_seqs record: top,
+                     window and the seqs of the window that did not execute (state tree on:
+                     the tree's proof of a tx's status by client and seq)
   E  (legacy)        E + len(client)(1) + client + seq(8)  -> height(8): the per-seq dedup
                      window of ledgers before session 5; recover() folds it into W and deletes it
   S  app state       S + app key                           -> app value
@@ -49,6 +52,7 @@ CLIENT_INDEX = b"C"
 CLIENT_WINDOW = b"E"
 CLIENT_TOP = b"W"
 CLIENT_FLOOR = b"F"
+CLIENT_SEQS = b"G"
 STATE = b"S"
 VIEW = b"V"
 VOTE = b"O"
@@ -64,15 +68,17 @@ TX_ATTR = b"I"  # event-attribute index of txs (storage.tx_attrs): derived, rebu
 TX_ATTR_BY_HEIGHT = b"J"  # the I keys each height wrote (pruning deletes them with the block)
 
 KEYSPACES = (
-    META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, CLIENT_TOP, CLIENT_FLOOR, STATE, VIEW,
+    META, HEADER, BODY, TX, CLIENT_INDEX, CLIENT_WINDOW, CLIENT_TOP, CLIENT_FLOOR, CLIENT_SEQS,
+    STATE, VIEW,
     VOTE, CHECKPOINT, PREPARED, CONVICTION, MERKLE, STAGING, STATE_CERT, EVENTS, BLOCK_HASH,
     TX_ATTR, TX_ATTR_BY_HEIGHT,
 )
 
 # what the authenticated state tree covers: its keys are these ledger keys themselves (the
-# first byte is the namespace): client index, app state, client tops and floors. Tx records are
-# proven by their block's results root instead (one random key per tx tripled the tree's cost)
-AUTH_KEYSPACES = (CLIENT_INDEX, STATE, CLIENT_TOP, CLIENT_FLOOR)
+# first byte is the namespace): app state and one executed-seqs record per client. Tx records
+# are proven by their block's results root, and the client index (C, a key per tx: two tree
+# writes per tx, its insert and its delete when the window passes) is outside the tree
+AUTH_KEYSPACES = (STATE, CLIENT_SEQS)
 
 # consensus records (LevelDBStore keeps them in their own DB: storage.leveldb._PlyvelKV)
 RECORD_KEYSPACES = (VIEW, VOTE, CHECKPOINT, PREPARED, CONVICTION)
@@ -173,6 +179,17 @@ def client_top(client_id: bytes) -> bytes:
 
 def client_floor(client_id: bytes) -> bytes:
     return CLIENT_FLOOR + client_tag(client_id)
+
+
+def client_seqs(client_id: bytes) -> bytes:
+    return CLIENT_SEQS + client_tag(client_id)
+
+
+def parse_client_seqs(key: bytes) -> bytes:
+    """client_id of a G-key; raises ValueError if malformed."""
+    if not key.startswith(CLIENT_SEQS) or len(key) < 2 or len(key) != 2 + key[1]:
+        raise ValueError(f"not a client-seqs key: {key!r}")
+    return key[2:]
 
 
 def parse_client_top(key: bytes) -> bytes:

@@ -1,9 +1,11 @@
 """Blocks into the ledger: `commit_blocks` checks each block against the chain and its results
-against its txs, then writes body, app events (opaque bytes from the node), tx records, client index, client tops, state writes, the
-state tree's new version (when on: storage.merkle_tree) and headers in ONE batch (meta height
-first, headers last; see storage.ledger). Each header holds the block's roots: the state tree's
-root (with the tree on) and the results root (storage.results_root, always).
-Imports: stdlib, consensus (events/codec), storage.{keys,kv,interface,records,ledger_core}.
+against its txs, then writes body, app events (opaque bytes from the node), tx records, client
+index, client tops (and, with the state tree on, floors and executed-seqs records: G), state
+writes, the state tree's new version (when on: storage.merkle_tree) and headers in ONE batch
+(meta height first, headers last; see storage.ledger). Each header holds the block's roots: the
+state tree's root (with the tree on) and the results root (storage.results_root, always).
+Imports: stdlib, consensus (events/codec),
+storage.{keys,kv,interface,records,client_seqs,ledger_core}.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from consensus import CommittedBlock
 from consensus.codec import chain_digest, request_digest
 
 from . import keys, tx_attrs
+from .client_seqs import Seqs
 from .interface import BlockCommit
 from .kv import Op
 from .ledger_core import WINDOW_CACHE_CLIENTS, LedgerCore
@@ -59,6 +62,7 @@ class LedgerBlocks(LedgerCore):
         floors: dict[bytes, int] = {}  # client floors as of the block being added (tree)
         written: dict[bytes, list[tuple[int, bytes]]] = {}  # (seq, C-key) of this group (tree)
         per_client: dict[bytes, int] = {}  # highest request_seq committed by this group
+        seqs: dict[bytes, Seqs] = {}  # executed-seqs records as of the block being added (tree)
         for commit in commits:
             ex = commit.execute
             changes: dict[bytes, bytes | None] = {}  # this block's writes to the tree
@@ -101,6 +105,7 @@ class LedgerBlocks(LedgerCore):
                 attrs_to = ex.seq
             ops.append((keys.block_hash(ex.block_hash), keys.u64(ex.seq)))
             raised: set[bytes] = set()  # clients whose top this block raised (tree)
+            touched: set[bytes] = set()  # clients with txs in this block (tree)
             for i, (req, res) in enumerate(zip(ex.requests, commit.results, strict=True)):
                 th = request_digest(req)
                 if (
@@ -135,18 +140,27 @@ class LedgerBlocks(LedgerCore):
                 ops.append((keys.tx(th), rec))
                 ops.append((ck, th))
                 if auth is not None:  # tx records: in the results root, not the tree
-                    changes[ck] = th
                     cid = res.client_id
                     written.setdefault(cid, []).append((res.request_seq, ck))
                     top = tops[cid] if cid in tops else self._client_top(cid)
                     if top is None or top < res.request_seq:
                         tops[cid] = res.request_seq
-                        changes[keys.client_top(cid)] = keys.u64(res.request_seq)
                         raised.add(cid)
+                    rs = seqs[cid] if cid in seqs else self._seqs_at(self._kv, cid)
+                    if rs is None:
+                        rs = Seqs.first(res.request_seq, self.dedup_window)
+                    else:
+                        rs.add(res.request_seq)
+                    seqs[cid] = rs
+                    touched.add(cid)
                 if per_client.get(res.client_id, -1) < res.request_seq:
                     per_client[res.client_id] = res.request_seq
             for cid in raised:
-                self._raise_floor(cid, tops[cid], floors, written, changes, ops)
+                self._raise_floor(cid, tops[cid], floors, written, ops)
+            for cid in touched:
+                g = (keys.client_seqs(cid), seqs[cid].encode())
+                ops.append(g)
+                changes[g[0]] = g[1]
             for k, v in commit.state_writes:  # in block order: a later block's write wins
                 state_ops.append((keys.state(k), v))
                 if auth is not None:
@@ -189,12 +203,11 @@ class LedgerBlocks(LedgerCore):
             self._windows.popitem(last=False)
 
     def _raise_floor(self, cid: bytes, top: int, floors: dict[bytes, int],
-                     written: dict[bytes, list[tuple[int, bytes]]],
-                     changes: dict[bytes, bytes | None], ops: list[Op]) -> None:
+                     written: dict[bytes, list[tuple[int, bytes]]], ops: list[Op]) -> None:
         """With the state tree on: delete the client's C entries at or below `top -
         dedup_window` (no request at or below it can execute again) and record that floor
-        (F), so the tree keeps a window per client, not a key per tx for ever. Deterministic:
-        it reads only tree state (the entries above the previous floor)."""
+        (F), so the ledger keeps a window per client, not a key per tx for ever (the tree
+        holds the client's G record instead). Reads the entries above the previous floor."""
         floor = top - self.dedup_window
         if floor <= 0:
             return
@@ -206,10 +219,8 @@ class LedgerBlocks(LedgerCore):
         gone += [k for seq, k in written.get(cid, ()) if old < seq <= floor]
         for k in gone:  # the KV holds earlier batches, `written` this one's: never both
             ops.append((k, None))
-            changes[k] = None
         floors[cid] = floor
         ops.append((keys.client_floor(cid), keys.u64(floor)))
-        changes[keys.client_floor(cid)] = keys.u64(floor)
 
     def _top_op(self, cid: bytes, top: int, window_updates: dict[bytes, int]) -> Op | None:
         """The client's highest executed request_seq, one key per client (W), rewritten only

@@ -15,6 +15,7 @@ import collections
 from consensus.codec import GENESIS_CHAIN_DIGEST
 
 from . import keys
+from .client_seqs import Seqs
 from .interface import CorruptionError, StorageError
 from .kv import KV, KVReader, Op
 from .merkle_depth import DepthGuard
@@ -208,11 +209,17 @@ class LedgerCore:
         bound of each block's execution reads the tree of the block before)."""
         return self.auth is not None
 
-    def _rebuild_auth(self) -> None:
-        """Drop the whole tree and build it from the covered keyspaces at the current height."""
+    def _rebuild_auth(self, derive_seqs: bool = True) -> None:
+        """Drop the whole tree and build it from the covered keyspaces at the current height
+        (first deriving the G records from the client index, unless `derive_seqs` is False:
+        a state import brings them, and not the client index)."""
         auth, kv = self.auth, self._kv
         assert auth is not None
         ops: list[Op] = [(k, None) for k, _ in kv.items(keys.MERKLE, keys.prefix_end(keys.MERKLE))]
+        if derive_seqs:
+            ops += self._derive_client_seqs()
+        kv.write(ops, sync=False)  # synced with the tree below
+        ops = []
         items = [kv_ for p in keys.AUTH_KEYSPACES for kv_ in kv.items(p, keys.prefix_end(p))]
         try:
             auth.build(self._height, items)
@@ -226,6 +233,26 @@ class LedgerCore:
         if items:  # not for a new ledger
             log.info("storage.state_tree_built", where=self.where, height=self._height,
                      keys=len(items))
+
+    def _derive_client_seqs(self) -> list[Op]:
+        """Every client's G record derived anew from its top (W) and its client-index entries
+        in the window: a ledger whose tree covered the client index (format 3) has none, one
+        that ran with the tree off has stale ones."""
+        kv = self._kv
+        ops: list[Op] = [(k, None) for k, _ in
+                         kv.items(keys.CLIENT_SEQS, keys.prefix_end(keys.CLIENT_SEQS))]
+        for k, v in kv.items(keys.CLIENT_TOP, keys.prefix_end(keys.CLIENT_TOP)):
+            cid = keys.parse_client_top(k)
+            top = self._u64_value(k, v)
+            lo = max(1, top - self.dedup_window + 1)
+            done = [keys.from_u64(ck[-8:]) for ck, _ in
+                    kv.items(keys.client_index(cid, lo), keys.client_index(cid, top + 1))]
+            if not done or done[-1] != top:
+                done.append(top)  # the top executed even if its entry is gone (below F)
+            rec = Seqs.of(done, self.dedup_window)
+            assert rec is not None
+            ops.append((keys.client_seqs(cid), rec.encode()))
+        return ops
 
     # -------------------------------------------------------------- client tops
 
@@ -242,6 +269,20 @@ class LedgerCore:
         if item is None or item[0] != k:
             return None
         return self._u64_value(k, item[1])
+
+    def _seqs_at(self, reader: KVReader, cid: bytes) -> Seqs | None:
+        """The client's executed-seqs record (keys G; state tree on), None if it has none."""
+        if len(cid) > 255:
+            return None
+        k = keys.client_seqs(cid)
+        raw = reader.get(k)
+        if raw is None:
+            return None
+        try:
+            return Seqs.decode(raw)
+        except ValueError as exc:
+            self._fail("corrupt", f"{self.where}: {k!r} malformed: {exc}", CorruptionError)
+            raise  # unreachable
 
     def _floor_at(self, reader: KVReader, cid: bytes) -> int:
         """The client's floor (storage.keys F) as `reader` sees it; 0 if none."""

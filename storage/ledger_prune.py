@@ -6,8 +6,9 @@ kept.
 
 Each step is one unsynced batch that also moves the chain base (META base + verified marker)
 to the last block it deleted, so `recover()` and `verify_chain()` check the chain from there.
-With the state tree on, the client index is tree state (the same on every replica, whatever it
-prunes), so it stays; tx records are not in the tree (storage.keys.AUTH_KEYSPACES) and go.
+With the state tree on, each block already deletes the client-index entries its clients' windows
+left (their floors, storage.ledger_blocks), so pruning leaves the client index alone; tx
+records go.
 Imports: stdlib, consensus.codec, storage.{keys,kv,records,ledger_core,tx_attrs}.
 """
 

@@ -175,7 +175,12 @@ class LedgerRecovery(LedgerCore):
         )
 
     def _client_window(self, kv: KV, cid: bytes, top: int) -> tuple[int, ...]:
-        """The client's executed request_seqs in (top - dedup_window, top], ascending."""
+        """The client's executed request_seqs in (top - dedup_window, top], ascending: from
+        its G record with the state tree on (a state import brings no client index)."""
+        if self.auth is not None:
+            rec = self._seqs_at(kv, cid)
+            if rec is not None and rec.top == top:
+                return rec.seqs()
         lo = max(0, top - self.dedup_window + 1)
         return tuple(
             keys.from_u64(ck[-8:])

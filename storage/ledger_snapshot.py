@@ -8,8 +8,10 @@ unsynced under `Z` (the ledger's own state is untouched meanwhile); `finish_impo
 'importing' marker, replaces the covered keyspaces with the staged pages, writes the block at
 the snapshot height as the new chain base (one synced batch), rebuilds the tree and refuses
 (CorruptionError, marker kept: recover() then refuses to run) if its root differs from the
-certified one. Imports: stdlib, consensus, storage.{keys,kv,interface,records,ledger_core,snapshot,
-merkle_tree}.
+certified one. The client index does not travel (it is not in the tree): each imported client's
+top and floor come from its G record (storage.client_seqs), the floor at the top.
+Imports: stdlib, consensus,
+storage.{keys,kv,interface,records,client_seqs,ledger_core,snapshot,merkle_tree}.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from consensus import CommittedBlock
 from consensus.codec import chain_digest
 
 from . import keys
+from .client_seqs import Seqs
 from .interface import CorruptionError, StorageError
 from .kv import KVReader, Op
 from .ledger_core import LedgerCore, log
@@ -102,6 +105,18 @@ class LedgerSnapshot(LedgerCore):
             ops.append((keys.STAGING + k, v))
         self._kv.write(ops, sync=False)
 
+    def _tops_of_seqs(self, k: bytes, v: bytes) -> list[Op]:
+        """An imported client's top (W) and floor (F), from its G record: the floor at its top,
+        since the import brings no client-index entries (a status by client and seq at or
+        below it is known by the tx's hash only)."""
+        try:
+            cid = keys.parse_client_seqs(k)
+            top = Seqs.decode(v).top
+        except ValueError as exc:
+            self._fail("import", f"{self.where}: snapshot record {k[:16]!r}: {exc}")
+            raise  # unreachable
+        return [(keys.client_top(cid), keys.u64(top)), (keys.client_floor(cid), keys.u64(top))]
+
     def _delete_prefixes(self, prefixes: tuple[bytes, ...]) -> None:
         kv = self._kv
         ops: list[Op] = []
@@ -129,11 +144,14 @@ class LedgerSnapshot(LedgerCore):
         kv = self._kv
         kv.write([(keys.META_IMPORTING, keys.u64(height))], sync=True)
         # the tx-attribute index was built from the blocks the import replaces
-        self._delete_prefixes((*keys.AUTH_KEYSPACES, keys.CLIENT_WINDOW, keys.MERKLE,
+        self._delete_prefixes((*keys.AUTH_KEYSPACES, keys.CLIENT_INDEX, keys.CLIENT_TOP,
+                               keys.CLIENT_FLOOR, keys.CLIENT_WINDOW, keys.MERKLE,
                                keys.TX_ATTR, keys.TX_ATTR_BY_HEIGHT))
         ops: list[Op] = []
         for k, v in kv.items(keys.STAGING, keys.prefix_end(keys.STAGING)):
             ops += [(k[1:], v), (k, None)]
+            if k[1:2] == keys.CLIENT_SEQS:
+                ops += self._tops_of_seqs(k[1:], v)
             if len(ops) >= _BATCH_OPS:
                 kv.write(ops, sync=False)
                 ops = []
@@ -152,7 +170,7 @@ class LedgerSnapshot(LedgerCore):
             (keys.META_TX_ATTRS, keys.u64(height)),  # the base block has no txs to index
         ], sync=True)  # syncs every page written before it
         self._load_tip()
-        self._rebuild_auth()
+        self._rebuild_auth(derive_seqs=False)
         root = self.auth.root_hash(height) if self.auth is not None else None
         if root != state_root:
             self._fail("import", f"{self.where}: imported state hashes to "

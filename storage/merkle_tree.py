@@ -47,8 +47,9 @@ ROOT = keys.MERKLE + b"r"
 STALE = keys.MERKLE + b"s"
 PRUNED_TO = keys.MERKLE + b"p"  # u64: versions <= this are gone
 FORMAT = keys.MERKLE + b"f"  # the node record format; another one: the tree is rebuilt
-FORMAT_VERSION = b"\x03"  # 2: internal nodes carry their subtree's height; 3: one stale
-# record per version (2 wrote a mark key per replaced node)
+FORMAT_VERSION = b"\x04"  # 2: internal nodes carry their subtree's height; 3: one stale
+# record per version (2 wrote a mark key per replaced node); 4: the tree covers each client's
+# executed-seqs record (G), not its client index, top and floor (C, W, F)
 REF_LEN = 12  # a node ref: version (8) + index (4)
 DEFAULT_RETAIN = 100
 CACHE_NODES = 200_000  # two generations of at most half each (see AuthTree._cache_put)

@@ -3,7 +3,7 @@ fetching node runs on each page against a certified state root (no I/O; stdlib +
 verifier).
 
 A snapshot at height H is every leaf of the state tree at version H (the tree keys are ledger
-keys: app state, client index and client tops: `keys.AUTH_KEYSPACES`), sent in
+keys: app state and each client's executed-seqs record: `keys.AUTH_KEYSPACES`), sent in
 pages in key order. Page i covers the key range [after_key, next) where `after_key` is b"" for
 the first page and the previous page's `next`; a page with `more` ends at its last key (its
 proof shows the range [after_key, last + 00) complete), the last page's proof shows

@@ -5,9 +5,9 @@ Candidates (both run by storage.merkle_tree.AuthTree on a real LevelDB in a tmp 
   ordered   the crit-bit Merkle Patricia trie over the ledger keys themselves (the one used)
   hashed    the same trie over sha256(key): a compressed sparse Merkle tree, Jellyfish-style
             (balanced by hashing; cannot prove a range complete)
-For each: build over N keys shaped like a node's (app KV keys and their history, client index
-and tops), then B blocks of P puts (a quarter new keys), each block one LevelDB
-batch; then membership proofs of 200 present keys, absence proofs of 200 absent keys and
+For each: build over N keys shaped like a node's (app KV keys and their history,
+executed-seqs records per client), then B blocks of P puts (a quarter new keys), each block
+one LevelDB batch; then membership proofs of 200 present keys, absence proofs of 200 absent keys and
 (ordered only) range proofs of 100 consecutive keys. Reports CPU per block and per put, tree
 bytes written per put, depth, proof bytes and prove / verify times. Then the nested-key attack
 against the depth bound (`bench_deep`), `bench-storage`'s commits of 100-tx blocks with the
@@ -42,11 +42,9 @@ def _key(rnd: random.Random, i: int) -> bytes:
     r = i % 10
     if r < 4:
         return keys.state(b"k/user/%08d" % rnd.randrange(10**8))
-    if r < 8:
-        return keys.state(b"h/user/%08d\x00\x00" % rnd.randrange(10**8) + keys.u64(i))
     if r < 9:
-        return keys.client_index(hashlib.sha256(b"c%d" % (i % 500)).digest(), i)
-    return keys.client_top(hashlib.sha256(b"c%d" % i).digest())
+        return keys.state(b"h/user/%08d\x00\x00" % rnd.randrange(10**8) + keys.u64(i))
+    return keys.client_seqs(hashlib.sha256(b"c%d" % i).digest())
 
 
 def _open_kv(path: str) -> _PlyvelKV:
@@ -222,8 +220,9 @@ def bench_deep(nkeys: int = 10_000, per_block: int = 64, seed: int = 7) -> dict:
 
 def bench_execution(authenticated: bool, seconds: float, ntx: int = 200) -> dict:
     """What a node's executor does per block (bftnode.node.executor.execute_and_commit: the
-    real KVApplication over a LevelDBStore, unsynced, then the block's commit) with the tree
-    on or off: CPU per tx of the whole process (LevelDB's background thread included)."""
+    real KVApplication over a LevelDBStore, unsynced, then the block's commit; each tx a put of
+    a new key from one of 64 clients) with the tree on or off: CPU per tx of the whole process
+    (LevelDB's background thread included)."""
     from bftnode.app import KVApplication
     from bftnode.node.executor import execute_and_commit
     from storage import LevelDBStore
@@ -233,7 +232,7 @@ def bench_execution(authenticated: bool, seconds: float, ntx: int = 200) -> dict
     with tempfile.TemporaryDirectory(prefix="bench-merkle-exec-") as d:
         store = LevelDBStore(os.path.join(d, "db"), CHAIN, bytes(32), create=True,
                              sync_blocks=False, authenticated_state=authenticated)
-        app, chain = KVApplication(), _Chain()
+        app, chain = KVApplication(), _Chain(app_puts=True)
         cpu, n = 0.0, 0
         try:
             end = time.perf_counter() + seconds

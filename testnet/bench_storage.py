@@ -68,9 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class _Chain:
-    def __init__(self) -> None:
+    """Signed blocks of txs from 64 clients in turn; `app_puts`: each tx an application put
+    of a new key (100-byte value), as the throughput bench sends, instead of raw
+    `put key value` bytes (which the application refuses as malformed)."""
+
+    def __init__(self, app_puts: bool = False) -> None:
         self.height, self.prev, self.time_ms = 0, GENESIS_CHAIN_DIGEST, 1_000
         self.seqs = [0] * len(_CLIENTS)
+        self.app_puts = app_puts
 
     def block(self, ntx: int) -> BlockCommit:
         reqs = []
@@ -78,6 +83,10 @@ class _Chain:
             c = (self.height * ntx + i) % len(_CLIENTS)
             self.seqs[c] += 1
             op = b"put key-%08d value-%d" % (self.height * ntx + i, self.height)
+            if self.app_puts:
+                from bftnode.app import ops
+
+                op = ops.put(op.split()[1], op.ljust(100, b"."))
             reqs.append(sign_request(CHAIN, _CLIENTS[c], Request(b"", self.seqs[c], op)))
         seq, t = self.height + 1, self.time_ms + 1
         d = batch_digest(t, tuple(reqs))
@@ -89,7 +98,8 @@ class _Chain:
             TxResult(request_digest(r), r.client_id, r.request_seq, seq, i, 0, b"ok")
             for i, r in enumerate(reqs)
         )
-        writes = tuple((r.op.split()[1], r.op.split()[2]) for r in reqs)
+        writes = () if self.app_puts else tuple((r.op.split()[1], r.op.split()[2])
+                                                for r in reqs)
         self.height, self.prev, self.time_ms = seq, h, t
         return BlockCommit(ex, results, writes)
 

@@ -29,6 +29,7 @@ from consensus.auth import Ed25519Verifier
 from consensus.codec import signing_bytes
 from consensus.messages import StateVote
 from storage import keys
+from storage.client_seqs import Seqs
 from storage.interface import TxResult
 from storage.merkle_proof import ProofError
 from storage.results_root import result_leaf, verify_result
@@ -279,10 +280,11 @@ class ProofVerifier:
     def tx_status(self, answer: Any, tx_hash: bytes | None, valid_until: int | None = None,
                   client: tuple[bytes, int] | None = None) -> dict[str, Any]:
         """A tx_status answer: COMMITTED with its proven result, or not committed: the
-        client index entry (client_id, request_seq) proven absent at the certified height
-        (EXPIRED only if that height >= valid_until). Tx records by hash are not in the state
-        tree, so a not-committed answer is provable only for a tx whose client and seq the
-        caller knows (it passed the signed tx)."""
+        client's executed-seqs record (storage.client_seqs) proven at the certified height
+        shows (client_id, request_seq) did not execute (EXPIRED only if that height >=
+        valid_until). Tx records by hash are not in the state tree, so a not-committed answer
+        is provable only for a tx whose client and seq the caller knows (it passed the signed
+        tx)."""
         if not isinstance(answer, dict):
             raise ForgedAnswer("verification failed: the answer is not an object")
         if answer.get("committed"):
@@ -298,23 +300,23 @@ class ProofVerifier:
                 "client and seq are known: pass the signed tx (or --trust-node)")
         proof = answer.get("proof")
         hdr, reader, _ = self._state(proof)
-        tk = keys.client_index(*client)
         try:
-            if reader.tree_get(tk) is not None:
-                raise ForgedAnswer("verification failed: the tx IS committed (proof shows it)")
-            floor = reader.tree_get(keys.client_floor(client[0]))
+            raw = reader.tree_get(keys.client_seqs(client[0]))
         except IncompleteRead:
-            raise IncompleteAnswer("verification failed: no absence proof of the tx, or of "
-                                   "its client's floor") from None
-        if floor is not None:
-            if len(floor) != 8:  # proven, so only a chain that certified garbage sends it
-                raise ForgedAnswer("verification failed: the proven client floor is "
-                                   f"{len(floor)} bytes, not 8")
-            if client[1] <= keys.from_u64(floor):
-                # the entries at or below the floor were removed: absence there proves nothing
+            raise IncompleteAnswer("verification failed: no proof of the client's executed "
+                                   "seqs") from None
+        if raw is not None:
+            try:
+                done = Seqs.decode(raw).executed(client[1])
+            except ValueError as exc:  # proven, so only a chain that certified garbage sends it
+                raise ForgedAnswer(f"verification failed: the proven client seqs: {exc}"
+                                   ) from None
+            if done:
+                raise ForgedAnswer("verification failed: the tx IS committed (proof shows it)")
+            if done is None:
+                # below the window: the record no longer tells
                 raise ForgedAnswer(f"verification failed: request_seq {client[1]} is at or "
-                                   f"below its client's floor {keys.from_u64(floor)}: not "
-                                   "provably uncommitted")
+                                   "below its client's window: not provably uncommitted")
         status = answer.get("status")
         if status == "COMMITTED" or status not in ("PENDING", "UNKNOWN", "EXPIRED"):
             raise ForgedAnswer(f"verification failed: status {status!r} without a commit")

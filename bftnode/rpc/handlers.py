@@ -229,11 +229,10 @@ async def on_tx_status(ctx: CallContext, p: TxStatusParams) -> Any:
             return rv.sized(out, budget, height)
         # not committed: proven absent at the certified height, and judged at that height
         out = _tx_status(ctx, None, None, cert.seq, tx_hash, valid_until, at=cert.seq)
-        if client is not None:  # tx records by hash are not in the tree: (client, seq) is,
-            # above the client's floor (its entry would be gone below it: proven too)
+        if client is not None:  # tx records by hash are not in the tree: the client's
+            # executed-seqs record is (storage.client_seqs; absent: it executed none)
             out["proof"] = await rv.in_view(ctx, partial(
-                pf.absence_json, cert=cert, tree_key=keys.client_index(*client),
-                also=(keys.client_floor(client[0]),)))
+                pf.keys_json, cert=cert, tree_keys=(keys.client_seqs(client[0]),)))
         return rv.sized(out, budget, cert.seq)
 
     return await guarded(ctx, p, run)

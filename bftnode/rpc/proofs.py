@@ -103,18 +103,15 @@ def proven_query(app: Any, method: str, params: dict[str, Any], cert: Any,
     return shape(res)
 
 
-def absence_json(view: Any, cert: Any, tree_key: bytes, also: tuple[bytes, ...] = ()
-                 ) -> dict[str, Any]:
-    """The proof that `tree_key` is absent from the state at the certified height (with the
-    state's block time, so the client can judge how fresh that is), and of what the keys
-    `also` hold there (present or absent)."""
+def keys_json(view: Any, cert: Any, tree_keys: tuple[bytes, ...]) -> dict[str, Any]:
+    """The proof of what each of `tree_keys` holds (present or absent) in the state at the
+    certified height, with the state's block time (so the client can judge how fresh it is)."""
     rec = RecordingReader(partial(view.prove, cert.seq))
     block_time(rec)
-    root, entries, proof = view.prove(cert.seq, tree_key, successor(tree_key))
-    if entries or root != cert.state_root or rec.root != cert.state_root:
-        raise RPCError(INTERNAL_ERROR, "absence proof not built (state moved)")
-    ranges = [*rec.ranges, ProvenRange(tree_key, successor(tree_key), None, (), proof)]
-    for k in also:
+    if rec.root != cert.state_root:
+        raise RPCError(INTERNAL_ERROR, "state proof not built (state moved)")
+    ranges = list(rec.ranges)
+    for k in tree_keys:
         root, entries, proof = view.prove(cert.seq, k, successor(k))
         if root != cert.state_root:
             raise RPCError(INTERNAL_ERROR, "state proof not built (state moved)")

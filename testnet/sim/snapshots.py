@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from bftnode.node.snapshot import SnapshotShell, snapshot_convictions
-from storage import keys
 from storage.memory import MemoryStore
 
 from .stores import SimBlocks, SimRecords
@@ -70,10 +69,13 @@ def installed(cluster: Any, node: Any) -> None:
         block.time_ms
     live = node in cluster.live_nodes
     for key in list(cluster.submitted_keys):
-        # the snapshot holds the client index (tree state), not the tx records; below a
-        # client's floor its entries are gone (the sim's clients never skip a window's worth)
-        if key not in node.executed and (store._kv.get(keys.client_index(*key)) is not None
-                                         or key[1] <= store.client_floor(key[0])):
+        # the snapshot holds each client's executed-seqs record (tree state), not the tx
+        # records; below its window it no longer tells (the sim's clients never skip a
+        # window's worth)
+        if key in node.executed:
+            continue
+        rec = store._seqs_at(store._kv, key[0])
+        if rec is not None and rec.executed(key[1]) is not False:
             node.executed.add(key)
             if live:
                 cluster.remaining -= 1

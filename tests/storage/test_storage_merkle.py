@@ -233,7 +233,7 @@ def test_store_roots_cover_state_and_client_records(engine, tmp_path):
     assert h == 12 and entries == sorted(
         (k, v) for k, v in _covered(s).items() if k[:1] == keys.STATE)
     verify_range(root, keys.STATE, keys.prefix_end(keys.STATE), entries, proof)
-    ck = next(k for k in _covered(s) if k[:1] == keys.CLIENT_TOP)
+    ck = next(k for k in _covered(s) if k[:1] == keys.CLIENT_SEQS)
     _, root, entries, proof = s.prove(ck, successor(ck), height=9)
     verify_membership(root, ck, entries[0][1], proof)
     with pytest.raises(StaleVersion):
@@ -345,7 +345,7 @@ def test_writes_outside_blocks_reach_the_tree(tmp_path):
     s = open_store(tmp_path / "db", CHAIN_ID, GENESIS_HASH, False, dedup_window=5,
                    authenticated_state=True)
     s.recover()
-    assert any(k[:1] == keys.CLIENT_TOP for k in _covered(s))
+    assert any(k[:1] == keys.CLIENT_SEQS for k in _covered(s))
     assert s.state_root() == _built_root(_covered(s))
     src = MemoryStore(CHAIN_ID, GENESIS_HASH)
     src_cb = ChainBuilder(seed=5)

@@ -1,7 +1,8 @@
-"""A client's old seqs leave the state tree (its window moves past them): a status asked by
-(client, seq) at or below the client's floor is refused with -32010 and the floor, not told
-"not committed", and a verifying client refuses a not-committed answer there even with a
-genuine absence proof (the entry is absent because it was removed)."""
+"""A client's old seqs leave its executed-seqs record (its window moves past them): a status
+asked by (client, seq) at or below the client's floor is refused with -32010 and the floor, not
+told "not committed", and a verifying client refuses a not-committed answer there even with a
+genuine proof of the record (it no longer tells), as it does one for a seq the record shows
+executed."""
 
 from __future__ import annotations
 
@@ -58,18 +59,19 @@ async def test_a_status_below_the_client_floor_is_refused_and_a_lie_there_is_cau
         recent = await trio.to_thread.run_sync(_status_by_client, urls[0], cid, top)
         assert recent["result"]["status"] == "COMMITTED"
 
-        # a lying node: "the first put was never committed", with a real absence proof of its entry
+        # a lying node: "the first put was never committed", with a genuine proof of the
+        # client's executed-seqs record (which no longer tells, below its window), or none
         cert = await pf.certified(node)
         verifier = ProofVerifier(chain_from_genesis(genesis))
-        for also, error in (((keys.client_floor(cid),), ForgedAnswer), ((), IncompleteAnswer)):
-            proof = await node.read(partial(pf.absence_json, cert=cert,
-                                            tree_key=keys.client_index(cid, first), also=also))
+        for tree_keys, seq, error in (((keys.client_seqs(cid),), first, ForgedAnswer),
+                                      ((keys.client_seqs(cid),), top, ForgedAnswer),
+                                      ((), first, IncompleteAnswer)):
+            proof = await node.read(partial(pf.keys_json, cert=cert, tree_keys=tree_keys))
             lie = {"status": "UNKNOWN", "committed": False, "height": cert.seq, "proof": proof}
             with pytest.raises(error):
-                verifier.tx_status(lie, None, None, (cid, first))
-        # above the floor, the same kind of proof still proves "not committed"
-        proof = await node.read(partial(pf.absence_json, cert=cert,
-                                        tree_key=keys.client_index(cid, top + 1),
-                                        also=(keys.client_floor(cid),)))
+                verifier.tx_status(lie, None, None, (cid, seq))
+        # above the top, the same kind of proof proves "not committed"
+        proof = await node.read(partial(pf.keys_json, cert=cert,
+                                        tree_keys=(keys.client_seqs(cid),)))
         fine = {"status": "UNKNOWN", "committed": False, "height": cert.seq, "proof": proof}
         assert verifier.tx_status(fine, None, None, (cid, top + 1))["verified"] == "proof"

@@ -23,8 +23,9 @@ def _rpc(url: str, method: str, **params):
 
 
 def _no_status_lie_with_a_genuine_absence_proof(urls, genesis, c, put):
-    """A committed tx told as UNKNOWN, with a real absence proof of another entry (or of
-    nothing the client can tie to the tx, by hash alone), is refused."""
+    """A committed tx told as UNKNOWN, with the genuine proof given for another tx of the
+    same client (its executed-seqs record, which shows this one executed), or by hash alone
+    (nothing the client can tie to the tx), is refused."""
     v = ProofVerifier(chain_from_genesis(genesis))
     tx = c.tx(put["hash"])
     mine = (bytes.fromhex(tx["client_id"]), tx["request_seq"])
@@ -32,7 +33,7 @@ def _no_status_lie_with_a_genuine_absence_proof(urls, genesis, c, put):
     assert other["committed"] is False and other["proof"]["state"]
     lie = dict(other, status="UNKNOWN", hash=put["hash"])
     want = bytes.fromhex(put["hash"])
-    with pytest.raises(IncompleteAnswer):
+    with pytest.raises(ForgedAnswer, match="IS committed"):
         v.tx_status(dict(lie), want, None, mine)
     with pytest.raises(IncompleteAnswer):  # by hash alone "not committed" is not provable
         v.tx_status(dict(lie), want, None, None)
