@@ -21,6 +21,7 @@ import structlog
 
 from consensus import Ed25519Verifier, Request, request_digest
 from consensus.codec import signing_bytes
+from consensus.phases.intake import is_load_refusal
 from storage import keys
 
 from . import proofs as pf
@@ -328,13 +329,10 @@ def _after_submit(ctx: CallContext, req: Request, tx_hash: bytes, res: Any) -> N
 # retry, and a client that retries at once (a flood in a loop) then costs the node a parse and
 # a signature check per try instead of the waiting a held answer costs (a sleeping task).
 WRITE_HOLD_S = 0.25
-_LOAD_REASONS = ("rate limited", "pool full", "client quota")
-
-
 def rejected_error(tx_hash: bytes, reason: str) -> RPCError:
     """The JSON-RPC error of a refused tx, its code by the pool's reason (rejection_code)."""
     data: dict[str, Any] = {"hash": tx_hash.hex()}
-    if reason.startswith(_LOAD_REASONS):
+    if is_load_refusal(reason):
         data["retry_after"] = WRITE_HOLD_S
     return RPCError(rejection_code(reason), f"tx rejected: {reason}", data)
 
@@ -343,7 +341,7 @@ def hold_refused_writes(ctx: CallContext, results: list[Any], early: int = 0) ->
     """Hold the HTTP answer (server.post_root) when every tx of the call was refused for load
     (`early`: that many were refused for their client's quota before reaching the node)."""
     if (results or early) and all(getattr(r, "status", None) == "rejected"
-                                  and str(r.reason).startswith(_LOAD_REASONS) for r in results):
+                                  and is_load_refusal(str(r.reason)) for r in results):
         ctx.extra["refused_retry_after"] = WRITE_HOLD_S
 
 

@@ -21,6 +21,15 @@ from .state import Key, ReplicaState, _key
 
 MAX_FORWARD_REQUESTS = 10_000
 CONFLICTING = "conflicting request: this request_seq is pending with different content"
+LOAD_REASONS = ("rate limited", "pool full", "client quota")  # prefixes of refusals for load
+
+
+def is_load_refusal(reason: str) -> bool:
+    """A refusal for load (the client offers more than it gets in now; sparse-first and the
+    client quota included), not for the tx itself: worth sending again after a wait."""
+    return reason.startswith(LOAD_REASONS)
+
+
 SPARSE_FIRST = ("client quota: this client already has requests pending while the pool is "
                 "backed up and clients with one request at a time wait; retry shortly")
 REFORWARD_MAX = 32  # waiting requests relayed again per status interval
@@ -112,8 +121,7 @@ class IntakeMixin(ReplicaState):
                     self._to_forward.append(req)
                     return
                 self._rates.give(self.id, size)
-            if reason in ("rate limited", "pool full", SPARSE_FIRST) or reason.startswith(
-                    "client quota"):  # refused for load: it offers more than it gets in
+            if is_load_refusal(reason):  # it offers more than it gets in
                 self._sparse.mark_busy(req.client_id, self._now)
         elif reason is None:
             reason = "already pending"
