@@ -16,11 +16,14 @@ Imports: stdlib, storage.{keys,kv,merkle_proof}.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import sys
 import threading
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from itertools import chain, islice
 
 from . import keys
 from .kv import KVReader, Op
@@ -30,12 +33,8 @@ from .merkle_proof import (
     INTERNAL,
     LEAF,
     PRUNED,
-    bit_at,
-    crit_bit,
     encode_key,
     encode_proof,
-    internal_hash,
-    leaf_hash,
     outside,
     successor,
     top_bits,
@@ -55,6 +54,13 @@ DEFAULT_RETAIN = 100
 CACHE_NODES = 200_000  # two generations of at most half each (see AuthTree._cache_put)
 _LEAF_HDR = struct.Struct(">BI")
 _INT = struct.Struct(">BII12s12s32s12s32s")
+# bound once for the update's inner loops
+_pack_leaf_hdr, _pack_int = _LEAF_HDR.pack, _INT.pack
+# internal_hash's input (0x01 | u32 bit | left | right) in one call: hashes are 32 bytes
+_pack_int_hash = struct.Struct(">BI32s32s").pack
+_pack_u32 = struct.Struct(">I").pack
+_sha256 = hashlib.sha256
+_BYTE = [bytes((i,)) for i in range(256)]
 # Recursion limit while walking the tree (see _deep). Walks recurse once per level, at most
 # merkle_depth.MAX_STATE_DEPTH (256). The limit is process-wide and C decoders (msgspec)
 # recurse on the C stack up to it, so it must stay where a hostile nested frame decoded in
@@ -64,6 +70,10 @@ DEEP = 3_000
 
 # (ref, hash) of a subtree; None = empty
 Sub = tuple[bytes, bytes] | None
+# (ref, hash, first leaf's ref, height) of a node made by the update being built
+Info = tuple[bytes, bytes, bytes, int]
+Built = Info | tuple[bytes, bytes] | None  # an update's result: new, existing, or empty
+Change = tuple[bytes, bytes, bytes | None]  # (encoded key, key, value or None to delete)
 
 
 class StaleVersion(LookupError):
@@ -94,10 +104,6 @@ def _deep() -> Iterator[None]:
                 sys.setrecursionlimit(_deep_saved)
 
 
-def _leaf_rec(key: bytes, value: bytes) -> bytes:
-    return _LEAF_HDR.pack(LEAF, len(key)) + key + value
-
-
 def _decode(rec: bytes) -> tuple:
     """("L", key, value, ekey) or ("I", bit, wref, lref, lh, rref, rh, height); wref: the
     node's first leaf, whose key gives the node's prefix (its first `bit` bits); height: the
@@ -110,8 +116,18 @@ def _decode(rec: bytes) -> tuple:
     return ("I", bit, wref, lref, lh, rref, rh, height)
 
 
-def _shares(ekey: bytes, prefix: bytes, bit: int) -> bool:
-    return len(ekey) * 8 > bit and top_bits(ekey, bit) == top_bits(prefix, bit)
+def _span(head: bytes, pb: int, r: int) -> tuple[bytes, bytes | None]:
+    """[start, end) of the byte strings that begin with the bytes `head` then the top r bits
+    of the byte pb (end None: no bound)."""
+    if r:
+        top = pb >> (8 - r)
+        start = head + _BYTE[top << (8 - r)]
+        if top + 1 < 1 << r:
+            return start, head + _BYTE[(top + 1) << (8 - r)]
+    else:
+        start = head
+    rest = head.rstrip(b"\xff")  # the bits end in ones: carry into the last byte below 0xff
+    return start, (rest[:-1] + _BYTE[rest[-1] + 1] if rest else None)
 
 
 class AuthTree:
@@ -132,6 +148,7 @@ class AuthTree:
         self._ops: list[Op] = []
         self._marks: list[tuple[bytes, bytes]] = []  # stale records of the batch being built
         self._replaced: list[bytes] = []  # refs replaced by the version being built
+        self._dels = False  # the changes being applied hold deletes
 
     # ------------------------------------------------------------ nodes
 
@@ -167,23 +184,6 @@ class AuthTree:
         """Drop every cached node (after a crash: nodes of undone batches may be cached)."""
         self._cache, self._old = {}, {}
 
-    def _new(self, node: tuple, rec: bytes, h: bytes) -> tuple[bytes, bytes]:
-        ref = self._vref + self._idx.to_bytes(4, "big")
-        self._idx += 1
-        self.pending[ref] = node
-        self._ops.append((NODE + ref, rec))
-        return ref, h
-
-    def _stale(self, ref: bytes) -> None:
-        self._replaced.append(ref)
-
-    def _repr(self, ref: bytes) -> tuple[bytes, int]:
-        """(bytes ordering the subtree among keys outside it, bits of it that are known)."""
-        n = self._node(ref)
-        if n[0] == "L":
-            return n[3], len(n[3]) * 8
-        return self._node(n[2])[3], n[1]
-
     # ------------------------------------------------------------ roots
 
     def root(self, version: int, reader: KVReader | None = None) -> Sub:
@@ -204,10 +204,13 @@ class AuthTree:
         """Apply one block's changes (key -> value, None = delete) to the tree `prev`, as
         version `version`; the ops to write accumulate until `take_ops`."""
         self._vref, self._idx = keys.u64(version), 0
-        ch = sorted((encode_key(k), k, v) for k, v in changes.items())
+        ch = sorted([(encode_key(k), k, v) for k, v in changes.items()])
+        self._dels = None in changes.values()
         self._replaced = []
         with _deep():
-            new = self._upd(prev, ch) if ch else prev
+            new = self._upd(prev, ch, 0, len(ch)) if ch else prev
+        if new is not None and len(new) == 4:
+            new = new[:2]
         if self._replaced:
             record = (STALE + self._vref, b"".join(self._replaced))
             self._marks.append(record)
@@ -247,100 +250,160 @@ class AuthTree:
         self._marks.clear()
         self._ops = []
 
-    def _upd(self, sub: Sub, ch: list[tuple[bytes, bytes, bytes | None]]) -> Sub:
+    def _upd(self, sub: Sub, ch: list[Change], lo: int, hi: int) -> Built:
+        """`sub` (an existing node, or None) with the changes ch[lo:hi] applied: None, `sub`
+        itself if nothing changed, (ref, hash) of another existing node, or the Info of a
+        new one. Nodes are made and marked stale in the order of a plain recursive merge:
+        their refs and the stale record depend on it."""
         if sub is None:
-            return self._build([(e, 0, (k, v)) for e, k, v in ch if v is not None])
-        ref, h = sub
-        n = self._node(ref)
+            return self._build(ch, lo, hi)
+        ref = sub[0]
+        # _node, with its common hits inlined (self._cache is not kept in a local: a read may
+        # age the cache, replacing that dict)
+        pending = self.pending
+        n = pending.get(ref) or self._cache.get(ref) or self._node(ref)
         if n[0] == "L":
-            _, key, value, ekey = n
-            merged = {ekey: (key, value)}
-            for e, k, v in ch:
-                if v is None:
-                    merged.pop(e, None)
-                else:
-                    merged[e] = (k, v)
-            if merged.get(ekey) == (key, value):
-                if len(merged) == 1:
-                    return sub
-                del merged[ekey]
-                items = [(ekey, len(ekey) * 8, sub)]
-            else:
-                self._stale(ref)
-                items = []
-            items += [(e, 0, kv) for e, kv in merged.items()]
-            items.sort(key=lambda it: it[0])
-            return self._build(items)
+            return self._upd_leaf(sub, n, ch, lo, hi)
         _, bit, wref, lref, lh, rref, rh, _ = n
-        prefix = self._node(wref)[3]
-        if _shares(ch[0][0], prefix, bit) and _shares(ch[-1][0], prefix, bit):
-            inside, out = ch, []  # sorted: everything between two keys of a prefix has it
+        prefix = (pending.get(wref) or self._cache.get(wref) or self._node(wref))[3]
+        nb, r = bit >> 3, bit & 7
+        head, pb = prefix[:nb], prefix[nb]
+        first, last = ch[lo][0], ch[hi - 1][0]
+        # sorted: if the first and last change share the node's prefix (its first `bit` bits),
+        # all do; else the ones that do are a run, found by bisecting for its bounds
+        if (first.startswith(head) and last.startswith(head)
+                and (first[nb] ^ pb) >> (8 - r) == 0 and (last[nb] ^ pb) >> (8 - r) == 0):
+            a, b = lo, hi
         else:
-            inside, out = [], []
-            for c in ch:
-                (inside if _shares(c[0], prefix, bit) else out).append(c)
-        if inside:
-            i, j = 0, len(inside)  # the first change with a 1 at `bit` (sorted: bisect)
-            while i < j:
-                m = (i + j) >> 1
-                if bit_at(inside[m][0], bit):
-                    j = m
-                else:
-                    i = m + 1
-            left: Sub = (lref, lh)
-            right: Sub = (rref, rh)
-            if i:
-                left = self._upd(left, inside[:i])
-            if i < len(inside):
-                right = self._upd(right, inside[i:])
-            if left == (lref, lh) and right == (rref, rh):
-                pass
-            else:
-                self._stale(ref)
+            start, end = _span(head, pb, r)
+            a = bisect_left(ch, (start,), lo, hi)
+            b = hi if end is None else bisect_left(ch, (end,), a, hi)
+        if a < b:
+            if b - a == 1:  # one change: its bit picks the side
+                i = a if (ch[a][0][nb] >> (7 - r)) & 1 else b
+            else:  # the first change with a 1 at `bit`: sorts from the prefix, a 1, zeros
+                i = bisect_left(ch, (head + _BYTE[(pb >> (7 - r) | 1) << (7 - r)],), a, b)
+            lsub, rsub = (lref, lh), (rref, rh)
+            left = self._upd(lsub, ch, a, i) if a < i else lsub
+            right = self._upd(rsub, ch, i, b) if i < b else rsub
+            if left is not lsub or right is not rsub:
+                self._replaced.append(ref)
                 if left is None or right is None:
                     sub = left if right is None else right
                 else:
-                    sub = self._internal(bit, left, right)
-        ins = [(e, 0, (k, v)) for e, k, v in out if v is not None]
-        if not ins:
+                    sub = self._internal(bit, left if len(left) == 4 else self._info(left),
+                                         right if len(right) == 4 else self._info(right))
+        if a == lo and b == hi or self._dels and not self._has_put(ch, lo, a, b, hi):
             return sub
+        # changes outside the prefix: a new subtree over them and `sub`, kept whole
+        items = ch[lo:a]
         if sub is not None:
-            rb, nbits = self._repr(sub[0])
-            ins.append((rb, nbits, sub))
-        ins.sort(key=lambda it: it[0])
-        return self._build(ins)
+            items.append(self._item(sub))
+        items += ch[b:hi]
+        return self._build(items, 0, len(items))
 
-    def _internal(self, bit: int, left: tuple[bytes, bytes],
-                  right: tuple[bytes, bytes]) -> tuple[bytes, bytes]:
-        h = internal_hash(bit, left[1], right[1])
-        ln = self._node(left[0])
-        rn = self._node(right[0])
-        wref = left[0] if ln[0] == "L" else ln[2]
-        height = 1 + max(0 if ln[0] == "L" else ln[7], 0 if rn[0] == "L" else rn[7])
-        node = ("I", bit, wref, left[0], left[1], right[0], right[1], height)
-        rec = _INT.pack(INTERNAL, bit, height, wref, left[0], left[1], right[0], right[1])
-        return self._new(node, rec, h)
+    def _upd_leaf(self, sub: tuple[bytes, bytes], n: tuple, ch: list[Change], lo: int,
+                  hi: int) -> Built:
+        """_upd of a leaf `n`: kept whole unless its own key changes, the others around it."""
+        ekey, value = n[3], n[2]
+        i = bisect_left(ch, (ekey,), lo, hi)
+        hit = i < hi and ch[i][0] == ekey
+        if hit and ch[i][2] != value:  # the leaf's own key is changed: replace the leaf
+            self._replaced.append(sub[0])
+            return self._build(ch, lo, hi)
+        if hi - lo == hit or self._dels and not self._has_put(ch, lo, i, i + hit, hi):
+            return sub
+        items = ch[lo:i]
+        items.append((ekey, None, (sub[0], sub[1], sub[0], 0)))
+        items += ch[i + hit : hi]
+        return self._build(items, 0, len(items))
 
-    def _build(self, items: list[tuple[bytes, int, object]]) -> Sub:
-        """A subtree over sorted items: (ekey, 0, (key, value)) a new leaf, or
-        (ordering bytes, known bits, sub) an existing subtree kept whole."""
-        if not items:
+    def _has_put(self, ch: list[Change], lo: int, a: int, b: int, hi: int) -> bool:
+        """ch[lo:a] or ch[b:hi] sets a key (deletes of absent keys make no node)."""
+        return any(ch[j][2] is not None for j in chain(range(lo, a), range(b, hi)))
+
+    def _info(self, sub: tuple) -> Info:
+        """Info of a subtree: read for an existing node (a 2-tuple), as is for a new one."""
+        if len(sub) == 4:
+            return sub
+        ref = sub[0]
+        n = self.pending.get(ref) or self._cache.get(ref) or self._node(ref)
+        return (ref, sub[1], ref, 0) if n[0] == "L" else (ref, sub[1], n[2], n[7])
+
+    def _item(self, sub: tuple) -> tuple[bytes, None, Info]:
+        """The build item of a subtree kept whole (read as the recursive merge read it)."""
+        if len(sub) == 4:
+            return self._node(sub[2])[3], None, sub
+        ref, h = sub
+        n = self._node(ref)
+        if n[0] == "L":
+            return n[3], None, (ref, h, ref, 0)
+        return self._node(n[2])[3], None, (ref, h, n[2], n[7])
+
+    def _internal(self, bit: int, left: Info, right: Info) -> Info:
+        """A new internal node over two subtrees (_build has this inlined)."""
+        lref, lh, wref, lheight = left
+        rref, rh, _, rheight = right
+        height = 1 + (lheight if lheight > rheight else rheight)
+        ref = self._vref + _pack_u32(self._idx)
+        self._idx += 1
+        self.pending[ref] = ("I", bit, wref, lref, lh, rref, rh, height)
+        self._ops.append((NODE + ref, _pack_int(INTERNAL, bit, height, wref, lref, lh, rref, rh)))
+        return ref, _sha256(_pack_int_hash(INTERNAL, bit, lh, rh)).digest(), wref, height
+
+    def _build(self, items: list, lo: int, hi: int) -> Info | None:
+        """The subtree over sorted items[lo:hi]: (ekey, key, value) a new leaf (value None: a
+        delete, skipped), or (its first leaf's ekey, None, Info) an existing subtree kept whole.
+
+        One pass with a stack instead of recursive splits: the bit a range splits on is the
+        least crit bit of neighbours in it, so a node is due once the gap after its right
+        subtree has a lower crit bit. Nodes come out in post-order, as the recursive split
+        made them (so their refs are the same)."""
+        if self._dels:
+            items = [it for it in islice(items, lo, hi) if it[2] is not None]
+            lo, hi = 0, len(items)
+        if lo >= hi:
             return None
-        if len(items) == 1:
-            e, nbits, x = items[0]
-            if nbits:
-                return x  # an existing subtree
-            key, value = x
-            node = ("L", key, value, e)
-            return self._new(node, _leaf_rec(key, value), leaf_hash(key, value_hash(value)))
-        first, last = items[0][0], items[-1][0]
-        bit = crit_bit(first, last)
-        i = 1
-        while bit_at(items[i][0], bit) == 0:
-            i += 1
-        left = self._build(items[:i])
-        right = self._build(items[i:])
-        return self._internal(bit, left, right)
+        pending, ops, vref, idx = self.pending, self._ops, self._vref, self._idx
+        stack: list[tuple[int, Info]] = []  # (bit, left subtree) of nodes awaiting a right one
+        e = items[lo][0]
+        ie, le = int.from_bytes(e, "big"), len(e)
+        for j in range(lo, hi):
+            e, k, v = items[j]
+            if k is None:  # read once more, as joining it to its parent did
+                self._node(v[0])
+                cur = v
+            else:
+                hk = _pack_leaf_hdr(LEAF, len(k)) + k  # starts the record and (LEAF is 0) the hash
+                ref = vref + _pack_u32(idx)
+                idx += 1
+                pending[ref] = ("L", k, v, e)
+                ops.append((NODE + ref, hk + v))
+                cur = (ref, _sha256(hk + _sha256(v).digest()).digest(), ref, 0)
+            if j + 1 < hi:  # the crit bit of this item and the next, on ints of the ekeys
+                e = items[j + 1][0]
+                pe, pl, ie, le = ie, le, int.from_bytes(e, "big"), len(e)
+                if le == pl:
+                    c = le * 8 - (ie ^ pe).bit_length()
+                elif le < pl:
+                    c = le * 8 - (ie ^ (pe >> 8 * (pl - le))).bit_length()
+                else:
+                    c = pl * 8 - ((ie >> 8 * (le - pl)) ^ pe).bit_length()
+            else:
+                c = -1
+            while stack and stack[-1][0] > c:  # _internal, inlined (hot)
+                bit, (lref, lh, wref, lheight) = stack.pop()
+                rref, rh, _, height = cur
+                height = 1 + (lheight if lheight > height else height)
+                ref = vref + _pack_u32(idx)
+                idx += 1
+                pending[ref] = ("I", bit, wref, lref, lh, rref, rh, height)
+                rec = _pack_int(INTERNAL, bit, height, wref, lref, lh, rref, rh)
+                ops.append((NODE + ref, rec))
+                cur = (ref, _sha256(_pack_int_hash(INTERNAL, bit, lh, rh)).digest(), wref, height)
+            stack.append((c, cur))
+        self._idx = idx
+        return cur
 
     # ------------------------------------------------------------ depth
 
