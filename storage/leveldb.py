@@ -123,17 +123,20 @@ class _HeldSeekReader(_PlyvelReader):
 
 
 class _RoutedReader:
-    """get/items over the ledger's three DBs, each key going to its keyspace's DB.
+    """get/items over the ledger's DBs (three, four with the state tree's), each key going to
+    its keyspace's DB.
 
     A range read goes to the DB of its start key's keyspace and must stay within it."""
 
-    def __init__(self, main, bodies, records) -> None:
+    def __init__(self, main, bodies, records, tree=None) -> None:
         self._main = _PlyvelReader(main)
         self._bodies = _PlyvelReader(bodies)
         records_reader = _PlyvelReader(records)
         self._route = {p: records_reader for p in keys.RECORD_KEYSPACES}
         self._route[keys.BODY] = self._bodies
         self._route[keys.EVENTS] = self._bodies
+        if tree is not None:
+            self._route[keys.MERKLE] = _PlyvelReader(tree)
 
     def get(self, key: bytes) -> bytes | None:
         p = key[:1]
@@ -164,16 +167,23 @@ class _PlyvelKV(_RoutedReader):
     flushed into tables that never overlap and are never rewritten. The consensus records
     (votes, prepared certificates with their whole batch: ~185 B per tx) are written and
     pruned within seconds: alone, they die in their own small LSM instead of doubling the
-    main DB's flushes. Everything else (headers, tx and client indexes, app state, meta) stays
-    in the main DB, whose batches keep their all-or-nothing order (meta height first, headers
-    last).
+    main DB's flushes. The state tree's nodes (keyspace A, with the tree on) have a fourth:
+    ~1 KB per tx of hashes written once and deleted a hundred blocks later, which in the main
+    DB more than doubled its flushes, and every flush there is compacted with the random tx
+    hashes of the whole level below (LevelDB's one background thread took ~18 % of a core per
+    node). Everything else (headers, tx and client indexes, app state, meta) stays in the main
+    DB, whose batches keep their all-or-nothing order (meta height first, headers last).
 
     Order and durability: body ops are written FIRST and always synced, then the main batch
     (synced if the caller asks: sync_blocks), so a header never exists without its body, even
     after a power cut with unsynced blocks; a crash between the two leaves bodies above the
     meta height, which nothing reads and the re-commit of those heights overwrites. Records
     are written only by `persist`, synced, in their own batch: a power cut can lose unsynced
-    blocks behind durable votes, which the replica fetches again from its peers.
+    blocks behind durable votes, which the replica fetches again from its peers. The tree's
+    batch goes just before the main one, synced like it: a crash between them leaves a tree
+    version above the meta height (the re-commit of that height writes the same nodes again);
+    a tree without the root of the meta height (a power cut without fsync) is rebuilt from
+    the state at open (storage.ledger_core._open_auth).
 
     `fsync=False` (the node's `fsync = false`) turns every one of those syncs into a plain
     write: each batch still reaches the OS before `write` returns (LevelDB flushes its log
@@ -181,26 +191,29 @@ class _PlyvelKV(_RoutedReader):
     last votes as well as blocks."""
 
     def __init__(self, db: plyvel.DB, bodies: plyvel.DB, records: plyvel.DB,
-                 fsync: bool = True) -> None:
-        super().__init__(db, bodies, records)
+                 tree: plyvel.DB | None = None, fsync: bool = True) -> None:
+        super().__init__(db, bodies, records, tree)
         self.fsync = fsync
         self.db = db
         self.bodies = bodies
         self.records = records
-        self._order = (bodies, records, db)
+        self.tree = tree
+        self._order = (bodies, records, tree, db)
         self._slot = {p: 1 for p in keys.RECORD_KEYSPACES}
         self._slot[keys.BODY] = 0
         self._slot[keys.EVENTS] = 0  # like bodies: written once, only-growing keys
+        if tree is not None:
+            self._slot[keys.MERKLE] = 2
         # the app-state keyspace, for its live reader (keys without the prefix byte)
         self.state_db = db.prefixed_db(keys.STATE)
 
     def write(self, ops: Sequence[Op], sync: bool) -> None:
-        # batches in write order: bodies (always synced), records, main
+        # batches in write order: bodies (always synced), records, tree, main
         dbs = self._order
-        batches: list = [None, None, None]
+        batches: list = [None, None, None, None]
         route = self._slot.get
         for k, v in ops:
-            i = route(k[:1], 2)
+            i = route(k[:1], 3)
             wb = batches[i]
             if wb is None:
                 wb = batches[i] = dbs[i].write_batch(sync=(sync or i == 0) and self.fsync)
@@ -233,22 +246,39 @@ class _PlyvelKV(_RoutedReader):
             raise _storage_error(exc) from exc
         return len(moved)
 
+    def drop_main_tree(self) -> int:
+        """Delete state-tree keys from the main DB (ledgers written before the tree had its
+        own DB: the tree, missing from its DB, is rebuilt at open). Returns how many."""
+        old = [k for k, _ in self.db.iterator(prefix=keys.MERKLE)]
+        try:
+            for i in range(0, len(old), 4096):
+                with self.db.write_batch(sync=self.fsync) as wb:
+                    for k in old[i:i + 4096]:
+                        wb.delete(k)
+        except plyvel.Error as exc:
+            raise _storage_error(exc) from exc
+        return len(old)
+
     @contextmanager
     def snapshot(self) -> Iterator[_RoutedReader]:
         snap = self.db.snapshot()
-        # after the main one: they hold every body and record the main snapshot relies on
+        # after the main one: they hold every body, record and tree node the main snapshot
+        # relies on (the tree's are written before the main batch)
         bsnap = self.bodies.snapshot()
         rsnap = self.records.snapshot()
+        tsnap = self.tree.snapshot() if self.tree is not None else None
         try:
-            yield _RoutedReader(snap, bsnap, rsnap)
+            yield _RoutedReader(snap, bsnap, rsnap, tsnap)
         finally:
+            if tsnap is not None:
+                tsnap.close()
             rsnap.close()
             bsnap.close()
             snap.close()
 
     def close(self) -> None:
-        for db in (self.records, self.bodies, self.db):
-            if not db.closed:
+        for db in (self.records, self.bodies, self.tree, self.db):
+            if db is not None and not db.closed:
                 db.close()
 
 
@@ -256,8 +286,12 @@ BODIES_DIR = "bodies"
 """Subdirectory of the ledger directory holding the block-body DB (LevelDB ignores it)."""
 RECORDS_DIR = "records"
 """Subdirectory of the ledger directory holding the consensus records' DB."""
+TREE_DIR = "tree"
+"""Subdirectory of the ledger directory holding the state tree's DB (with the tree on)."""
+TREE_MEMTABLE_BYTES = 4 * 1024 * 1024
+"""LevelDB memtable of the state tree's DB: ~4 s of its writes at 1,000 tx/s."""
 BLOCK_CACHE_BYTES = 1024 * 1024
-"""LevelDB block cache of each of the three DBs (LevelDB's default is 8 MiB).
+"""LevelDB block cache of each of the DBs (LevelDB's default is 8 MiB).
 
 Small on purpose: the ledger's reads are mostly of keys never read again (a new tx's state key
 by seek, a fresh block for a peer), so a bigger cache does not raise throughput (1 vs 8 MiB:
@@ -349,22 +383,33 @@ class LevelDBStore(LedgerStore):
         opened = [db]
         # side DBs this open creates: removed again if the ledger is refused (wrong chain,
         # uninitialised), so a refused open leaves the directory as it found it
-        fresh = [os.path.join(path, sub) for sub in (BODIES_DIR, RECORDS_DIR)
+        sides = [(BODIES_DIR, comp, SIDE_MEMTABLE_BYTES), (RECORDS_DIR, None, SIDE_MEMTABLE_BYTES)]
+        if authenticated_state:  # hashes do not compress
+            sides.append((TREE_DIR, None, TREE_MEMTABLE_BYTES))
+        fresh = [os.path.join(path, sub) for sub, _, _ in sides
                  if not os.path.isdir(os.path.join(path, sub))]
         try:
-            # bodies and records (see _PlyvelKV); created on first open of an older ledger too.
-            # Memtables: see SIDE_MEMTABLE_BYTES
+            # bodies, records and tree (see _PlyvelKV); created on first open of an older
+            # ledger too. Memtables: see SIDE_MEMTABLE_BYTES
             # records: never compressed (pruned within seconds: compressing them is waste)
-            for sub, sub_comp in ((BODIES_DIR, comp), (RECORDS_DIR, None)):
+            for sub, sub_comp, memtable in sides:
                 opened.append(_open_db(os.path.join(path, sub), path, True,
                                        lru_cache_size=BLOCK_CACHE_BYTES,
-                                       write_buffer_size=SIDE_MEMTABLE_BYTES,
+                                       write_buffer_size=memtable,
                                        compression=sub_comp, max_open_files=max_open_files))
         except BaseException:
             for d in opened:
                 d.close()
             raise
         kv = _PlyvelKV(*opened, fsync=fsync)
+        if authenticated_state:
+            try:
+                dropped = kv.drop_main_tree()
+            except BaseException:
+                kv.close()
+                raise
+            if dropped:
+                log.info("storage.tree_moved", path=path, keys=dropped)
         self.fsync = fsync
         try:
             super().__init__(

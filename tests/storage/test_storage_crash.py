@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+import plyvel
 import pytest
 from ledger_helpers import AUTHS, CHAIN_ID, GENESIS_HASH, ChainBuilder
 
@@ -35,6 +36,7 @@ from consensus import (
     request_digest,
 )
 from storage import LevelDBStore, keys, merkle_tree
+from storage.leveldb import TREE_DIR
 from storage.memory import _MemoryKV
 from storage.merkle_proof import EMPTY_ROOT
 from storage.merkle_tree import AuthTree
@@ -223,8 +225,13 @@ class SeedRun:
 
 def _check_tree_root(s: LevelDBStore, height: int) -> int:
     """The tree's root of the recovered height is on disk (written with its block, not rebuilt
-    at open: this store is opened without the tree) and equals a rebuild from the state."""
-    raw = s._kv.get(merkle_tree.ROOT + keys.u64(height))
+    at open: this store is opened without the tree, its DB read here directly) and equals a
+    rebuild from the state."""
+    tree = plyvel.DB(os.path.join(s.path, TREE_DIR))
+    try:
+        raw = tree.get(merkle_tree.ROOT + keys.u64(height))
+    finally:
+        tree.close()
     assert raw is not None, f"block {height} landed without its state tree root"
     items = [kv for p in keys.AUTH_KEYSPACES for kv in s._kv.items(p, keys.prefix_end(p))]
     fresh = AuthTree(_MemoryKV())
