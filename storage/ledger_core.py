@@ -235,16 +235,23 @@ class LedgerCore:
                      keys=len(items))
 
     def _derive_client_seqs(self) -> list[Op]:
-        """Every client's G record derived anew from its top (W) and its client-index entries
-        in the window: a ledger whose tree covered the client index (format 3) has none, one
-        that ran with the tree off has stale ones."""
+        """Each client's G record derived anew from its top (W) and its client-index entries
+        in the window (a ledger whose tree covered the client index, format 3, has none; one
+        that ran with the tree off has stale ones), except where the index does not cover the
+        window: a client whose floor (F) lies above top - dedup_window came by a state import,
+        which brings its G record and no index entries, so that record is kept."""
         kv = self._kv
-        ops: list[Op] = [(k, None) for k, _ in
-                         kv.items(keys.CLIENT_SEQS, keys.prefix_end(keys.CLIENT_SEQS))]
+        ops: list[Op] = []
+        tops: dict[bytes, int] = {}
         for k, v in kv.items(keys.CLIENT_TOP, keys.prefix_end(keys.CLIENT_TOP)):
-            cid = keys.parse_client_top(k)
-            top = self._u64_value(k, v)
+            tops[keys.parse_client_top(k)] = self._u64_value(k, v)
+        for k, _ in kv.items(keys.CLIENT_SEQS, keys.prefix_end(keys.CLIENT_SEQS)):
+            if keys.parse_client_seqs(k) not in tops:
+                ops.append((k, None))
+        for cid, top in tops.items():
             lo = max(1, top - self.dedup_window + 1)
+            if self._floor_at(kv, cid) >= lo and self._seqs_at(kv, cid) is not None:
+                continue  # imported: its window is not in the index
             done = [keys.from_u64(ck[-8:]) for ck, _ in
                     kv.items(keys.client_index(cid, lo), keys.client_index(cid, top + 1))]
             if not done or done[-1] != top:
