@@ -329,6 +329,8 @@ def _after_submit(ctx: CallContext, req: Request, tx_hash: bytes, res: Any) -> N
 # retry, and a client that retries at once (a flood in a loop) then costs the node a parse and
 # a signature check per try instead of the waiting a held answer costs (a sleeping task).
 WRITE_HOLD_S = 0.25
+
+
 def rejected_error(tx_hash: bytes, reason: str) -> RPCError:
     """The JSON-RPC error of a refused tx, its code by the pool's reason (rejection_code)."""
     data: dict[str, Any] = {"hash": tx_hash.hex()}
