@@ -56,13 +56,20 @@ def state_certificate(node: Any, height: int | None = None) -> Any:
 
 async def certified(node: Any, height: int | None = None, wait_s: float = CERT_WAIT_S,
                     at_least: int = 0) -> Any:
-    """The certificate of `height` (latest: None, and then of a height >= `at_least`),
+    """The certificate of `height` (latest: None, and then of a height >= `at_least`) for a
+    block this node has executed (a certificate can form from the others' votes first),
     waiting up to `wait_s` for it (a block's votes follow its execution); stale_read when
     there is none."""
     with trio.move_on_after(wait_s):
         while True:
             cert = state_certificate(node, height)
-            if cert is not None and (height is not None or cert.seq >= at_least):
+            own = node.height()
+            if cert is not None and height is None and cert.seq > own:
+                # 2f+1 others certified a block this node has not executed yet: its tree has
+                # no such version, so prove at its own last certified block instead
+                cert = state_certificate(node, own)
+            if (cert is not None and cert.seq <= own
+                    and (height is not None or cert.seq >= at_least)):
                 return cert
             await trio.sleep(CERT_POLL_S)
     what = f"height {height}" if height is not None else (
